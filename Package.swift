@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+// Sluice: a distributed, persistent, partitioned message queue with a gRPC API.
+// Layers depend one way (see docs/architecture.md): C shims -> Wire/API/Storage ->
+// Broker -> Service/Client -> the `sluice` executable.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .library(name: "SluiceClient", targets: ["SluiceClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // C shims: the only places that include C headers.
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .target(name: "CSluiceProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
+        .target(name: "CSluiceCRC32C", cSettings: [.unsafeFlags(["-msse4.2"])]),
+
+        // Layers.
+        .target(
+            name: "SluiceWire",
+            dependencies: ["CNghttp2", nioCore, nioPosix, logging,
+                           .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: swiftSettings),
+        .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: swiftSettings),
+        .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, logging], swiftSettings: swiftSettings),
+        .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
+        .target(
+            name: "SluiceService",
+            dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
+            swiftSettings: swiftSettings),
+        .target(name: "SluiceClient", dependencies: ["SluiceWire", "SluiceAPI", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "sluice",
+            dependencies: ["SluiceService", "SluiceClient", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+        // A child process for the storage crash test: appends until killed, reporting
+        // which offsets were acknowledged durable.
+        .executableTarget(name: "SluiceCrashWriter", dependencies: ["SluiceStorage"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "SluiceWireTests", dependencies: ["SluiceWire", nioCore, nioPosix], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceAPITests", dependencies: ["SluiceAPI", nioCore], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SluiceBrokerTests",
+            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, nioPosix],
+            swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,1 @@
+// Placeholder so the target builds until codegen/ writes the protoc-c output.

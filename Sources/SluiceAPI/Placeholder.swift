@@ -1,0 +1,1 @@
+// SluiceAPI: placeholder until the layer lands.

@@ -1,0 +1,1 @@
+// SluiceClient: placeholder until the layer lands.

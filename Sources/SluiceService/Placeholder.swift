@@ -1,0 +1,1 @@
+// SluiceService: placeholder until the layer lands.

@@ -1,0 +1,1 @@
+// SluiceWire: placeholder until the layer lands.
