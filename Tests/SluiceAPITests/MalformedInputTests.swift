@@ -12,6 +12,8 @@ import Testing
         ("invalid wire type 7", [0x0F]),
         ("field number 0", [0x00, 0x01]),
         ("fixed32 cut short", [0x5D, 0x01, 0x02]),
+        ("wrong wire type for a known field", [0x0A, 0x00]),
+        ("length varint longer than 10 bytes", [0x62] + Array(repeating: 0xFF, count: 11)),
     ]
 
     @Test(arguments: malformed)
