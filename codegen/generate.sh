@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates everything derived from proto/ (never edit the outputs by hand):
 #
+#   Sources/CSluiceProto/include/module.modulemap     module CSluiceProto over the umbrella header
 #   Sources/CSluiceProto/include/CSluiceProto.h       umbrella header (the module's API)
 #   Sources/CSluiceProto/include/<proto path>.pb-c.h  protoc-c headers
 #   Sources/CSluiceProto/generated/<proto path>.pb-c.c  protoc-c sources
@@ -47,6 +48,8 @@ mkdir -p "$c_target/include" "$c_target/generated" "$swift_dir"
 # descriptor set below comes from the unmodified files.
 cp -r "$root/proto" "$work/proto-c"
 for p in "${all_protos[@]}"; do
+    # In proto2 `optional` means something else; only proto3 files are rewritten.
+    grep -q '^syntax = "proto3";' "$work/proto-c/$p" || continue
     sed -i -E 's/^([[:space:]]*)optional ([A-Za-z0-9_.]+) ([a-z0-9_]+) = ([0-9]+);/\1oneof _\3 { \2 \3 = \4; }/' \
         "$work/proto-c/$p"
 done
