@@ -40,7 +40,9 @@ public final class GRPCClientConnection: Sendable {
                         var logger = logger
                         logger[metadataKey: "grpc.server"] = "\(authority)"
                         let handler = try GRPCConnectionHandler(
-                            role: .client(authority: authority), settings: settings, limits: limits,
+                            role: .client(
+                                authority: authority,
+                                enforcesDeadlineLocally: configuration.enforcesDeadlineLocally), settings: settings, limits: limits,
                             eventLoop: channel.eventLoop, logger: logger)
                         try channel.pipeline.syncOperations.addHandler(handler)
                     }

@@ -16,7 +16,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
 
     enum Role {
         case server(routes: [String: GRPCMethod], configuration: GRPCServerConfiguration)
-        case client(authority: String)
+        case client(authority: String, enforcesDeadlineLocally: Bool)
     }
 
     let role: Role
@@ -238,6 +238,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         stream.pendingWrite = (framed, promise)
         blockedWriters.append(stream)
         armStallTimer()
+        limits.onWriterBlocked?()
         return promise.futureResult
     }
 
