@@ -26,6 +26,8 @@ public struct GRPCClientConfiguration: Sendable {
 
     /// Tests only: false sends grpc-timeout but leaves enforcing it to the server.
     var enforcesDeadlineLocally = true
+    /// Tests only: called on the event loop each time a sender starts waiting for send room.
+    var onWriterBlocked: (@Sendable () -> Void)?
 
     public init(host: String, port: Int) {
         self.host = host

@@ -82,6 +82,11 @@ public final class GRPCServer: Sendable {
         return (configuration.host, port)
     }
 
+    /// Tests only: the listening port.
+    var boundPortForTests: Int {
+        state.withLock { $0.listener?.localAddress?.port } ?? configuration.port
+    }
+
     /// Must run on the channel's event loop (from the child initializer).
     private func register(channel: any Channel, handler: GRPCConnectionHandler) {
         let key = ObjectIdentifier(channel)
