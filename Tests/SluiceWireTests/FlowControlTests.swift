@@ -94,4 +94,33 @@ import Testing
             #expect(replies == ["\(total)"])
         }
     }
+
+    @Test func stalledPeerIsDisconnectedAfterTheStallTimeout() async throws {
+        let handlerFailed = Signal()
+        let method = GRPCMethod.serverStreaming("/test.Flow/Stall") { _, writer, _ in
+            do {
+                for _ in 0..<100_000 { try await writer.write(ByteBuffer(repeating: 1, count: 1024)) }
+            } catch {
+                await handlerFailed.fire()
+                throw error
+            }
+        }
+        try await withServerAndClient(
+            [method],
+            configure: {
+                $0.sendQueueBytes = 16 * 1024
+                $0.sendStallTimeout = .milliseconds(200)
+            },
+            configureClient: { $0.initialWindowBytes = 65_535; $0.inboundBufferBytes = 8 * 1024 }
+        ) { _, client in
+            let call = try await client.makeCall(path: "/test.Flow/Stall")
+            try await call.send(ByteBuffer())
+            try await call.finishSending()
+            // Never read: the server gives up on the connection; its handler's write fails.
+            await client.closed()
+            await handlerFailed.wait()
+            let error = await #expect(throws: GRPCStatus.self) { for try await _ in call.responses {} }
+            #expect(error?.code == .unavailable)
+        }
+    }
 }
