@@ -137,6 +137,13 @@ extension GRPCConnectionHandler {
                 for stream in self.streams.values { self.abortServerCall(stream, status: unavailable) }
                 self.flush()
             })
+        // A peer that never lets the last statuses out (not reading) must not hold the
+        // shutdown forever: one more grace period, then the socket closes regardless.
+        drainTimers.append(
+            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(unaryLimit + grace)) {
+                self.logger.info("closing connection: shutdown drain timed out")
+                self.close()
+            })
         flush()
     }
 }

@@ -45,6 +45,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     var firstBytesSeen = false
 
     var isFlushing = false
+    var flushScheduled = false
     /// Inside `session.receive`: nghttp2 forbids producing output from its callbacks, so
     /// `flush` waits until `channelRead` calls it after the input is processed.
     var isReceiving = false
@@ -189,6 +190,17 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// Flushes at the end of this event-loop tick: writes and reads from many tasks that
+    /// arrive together leave in one socket write instead of one each.
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flush()
+        }
+    }
+
     func close() {
         guard let context, !isInactive else { return }
         context.close(promise: nil)
@@ -199,7 +211,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     func read(from stream: GRPCStreamContext) -> EventLoopFuture<ByteBuffer?> {
         if let (message, consume) = stream.inbound.take() {
             session.consume(stream: stream.id, bytes: consume)
-            if consume > 0 { flush() }
+            if consume > 0 { scheduleFlush() }
             return eventLoop.makeSucceededFuture(message)
         }
         switch stream.readEnd {
