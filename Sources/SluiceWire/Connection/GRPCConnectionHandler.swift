@@ -52,6 +52,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     var isInactive = false
     /// Server: GOAWAY sent, draining. Client: GOAWAY received, no new calls.
     var isDraining = false
+    enum ShutdownPhase { case running, noticeSent, goawaySent }
+    /// Server only: where the two-phase GOAWAY stands (`beginGracefulShutdown`).
+    var shutdownPhase = ShutdownPhase.running
     var drainTimers: [Scheduled<Void>] = []
     /// Called once the channel is gone (the server drops it from its registry).
     var onClose: (() -> Void)?
@@ -185,7 +188,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             }
         } while admitBlockedWriters()
         if wrote { context.flush() }
-        if !session.isAlive || (isDraining && isServer && streams.isEmpty) {
+        if !session.isAlive || (shutdownPhase == .goawaySent && streams.isEmpty) {
             close()
         }
     }
@@ -354,6 +357,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     func pingAckReceived() {
+        // Any ACK after the shutdown notice's PING is at least one round trip after the notice.
+        if shutdownPhase == .noticeSent { sendFinalGoaway() }
         keepalive.ackReceived()
         keepaliveAckTimer?.cancel()
         keepaliveAckTimer = nil
