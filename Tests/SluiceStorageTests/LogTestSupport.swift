@@ -11,11 +11,12 @@ final class ManualClock: LogClock {
     func advance(by milliseconds: Int64) { now.withLock { $0 += milliseconds } }
 }
 
-/// A batch whose records are `payload` (or `size` pattern bytes), with a correct CRC.
+/// A batch whose records are `payload`, with a correct CRC, timestamped now unless told.
 func makeBatch(
-    _ payload: [UInt8], count: Int32 = 1, firstTimestamp: Int64 = 1_000, maxTimestamp: Int64? = nil
+    _ payload: [UInt8], count: Int32 = 1, firstTimestamp: Int64? = nil, maxTimestamp: Int64? = nil
 ) -> NewBatch {
-    NewBatch(
+    let firstTimestamp = firstTimestamp ?? SystemLogClock().nowMilliseconds()
+    return NewBatch(
         recordCount: count, firstTimestamp: firstTimestamp, maxTimestamp: maxTimestamp ?? firstTimestamp,
         producerId: 7, producerEpoch: 1, baseSequence: 0, recordsCRC: CRC32C.checksum(payload),
         records: ByteBuffer(bytes: payload))

@@ -91,7 +91,8 @@ extension Segment {
             var seeded = SegmentIndexer(baseOffset: baseOffset, intervalBytes: indexer.intervalBytes)
             if !fullCheck,
                let offsetIndex = OffsetIndex.decode(storedIndex, logSize: max(fileSize, 1), offsetSpan: Int64(UInt32.max) + 1),
-               let timeIndex = TimeIndex.decode(storedTimeIndex, offsetSpan: Int64(UInt32.max) + 1) {
+               let timeIndex = TimeIndex.decode(storedTimeIndex, offsetSpan: Int64(UInt32.max) + 1),
+               timeIndex.pointsAtEntries(of: offsetIndex) {
                 seeded.offsetIndex = offsetIndex
                 seeded.timeIndex = timeIndex
                 seeded.maxTimestamp = timeIndex.last?.timestamp ?? Int64.min
@@ -138,6 +139,11 @@ extension Segment {
         offsetIndex.removeEntries(fromPosition: position)
         var timeIndex = kept.timeIndex
         timeIndex.removeEntries(fromRelativeOffset: UInt32(clamping: newNextOffset - baseOffset))
+        // A sealed segment's closing entry points past the last offset-index entry;
+        // as the active segment it must not (loading recomputes that tail anyway).
+        while let last = timeIndex.last, last.relativeOffset > offsetIndex.last?.relativeOffset ?? 0 {
+            timeIndex.removeEntries(fromRelativeOffset: last.relativeOffset)
+        }
         let log = try fileSystem.open(logPath, mode: .readWrite)
         defer { log.close() }
         try log.truncate(to: position)

@@ -51,6 +51,24 @@ struct TimeIndex: Equatable {
         while let last = entries.last, last.relativeOffset >= relativeOffset { entries.removeLast() }
     }
 
+    /// Whether this could be the time index of an active segment with `offsetIndex`:
+    /// entries are only added together with offset-index entries, and the first
+    /// offset-index entry always adds one.
+    func pointsAtEntries(of offsetIndex: OffsetIndex) -> Bool {
+        guard !offsetIndex.entries.isEmpty else { return entries.isEmpty }
+        guard !entries.isEmpty else { return false }
+        var cursor = 0
+        for entry in entries {
+            while cursor < offsetIndex.entries.count && offsetIndex.entries[cursor].relativeOffset < entry.relativeOffset {
+                cursor += 1
+            }
+            guard cursor < offsetIndex.entries.count, offsetIndex.entries[cursor].relativeOffset == entry.relativeOffset else {
+                return false
+            }
+        }
+        return true
+    }
+
     func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(entries.count * TimeIndex.entrySize)
