@@ -63,6 +63,8 @@ final class InstrumentedFileSystem: StorageFileSystem {
         var syncCount = 0
         var holdSyncs = false
         var syncsWaiting = 0
+        var openFiles = 0
+        var peakOpenFiles = 0
     }
 
     let inner = PosixFileSystem()
@@ -72,6 +74,17 @@ final class InstrumentedFileSystem: StorageFileSystem {
     func update(_ change: (inout Rules) -> Void) { rules.withLock { change(&$0) } }
     var syncCount: Int { rules.withLock { $0.syncCount } }
     var syncsWaiting: Int { rules.withLock { $0.syncsWaiting } }
+    var openFiles: Int { rules.withLock { $0.openFiles } }
+    var peakOpenFiles: Int { rules.withLock { $0.peakOpenFiles } }
+
+    fileprivate func opened() {
+        rules.withLock { rules in
+            rules.openFiles += 1
+            rules.peakOpenFiles = max(rules.peakOpenFiles, rules.openFiles)
+        }
+    }
+
+    fileprivate func closed() { rules.withLock { $0.openFiles -= 1 } }
 
     /// Lets every held sync go and stops holding new ones.
     func releaseSyncs() {
@@ -102,7 +115,9 @@ final class InstrumentedFileSystem: StorageFileSystem {
     }
 
     func open(_ path: String, mode: StorageOpenMode) throws(StorageIOError) -> any StorageFile {
-        InstrumentedFile(inner: try inner.open(path, mode: mode), owner: self)
+        let file = InstrumentedFile(inner: try inner.open(path, mode: mode), owner: self)
+        opened()
+        return file
     }
     func listDirectory(_ path: String) throws(StorageIOError) -> [String] { try inner.listDirectory(path) }
     func createDirectory(_ path: String) throws(StorageIOError) { try inner.createDirectory(path) }
@@ -135,5 +150,12 @@ private final class InstrumentedFile: StorageFile {
         try owner.beforeSync()
         try inner.sync()
     }
-    func close() { inner.close() }
+    private var isClosed = false
+    func close() {
+        // Counted once: closing twice is the caller's bug, and would hide a leak.
+        precondition(!isClosed, "file closed twice: \(path)")
+        isClosed = true
+        inner.close()
+        owner.closed()
+    }
 }

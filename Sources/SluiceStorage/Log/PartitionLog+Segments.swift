@@ -17,6 +17,7 @@ extension PartitionLog {
     /// rescan it), starts a new one at the log end, and moves the recovery point up.
     func roll(_ s: inout LogState) throws(LogError) {
         let old = s.active
+        makeRoomForOneMoreSealed(&s)
         do throws(StorageIOError) {
             try old.seal()
         } catch {
@@ -49,6 +50,7 @@ extension PartitionLog {
         let segment = s.segments[index]
         if index == s.segments.count - 1 { return segment }
         if !segment.isLoaded {
+            makeRoomForOneMoreSealed(&s)
             _ = try segment.loadSealed(
                 fileSystem: fileSystem, directory: directory, maxRecordsLength: PartitionLog.maxStoredRecordsLength,
                 fullCheck: false)
@@ -59,6 +61,13 @@ extension PartitionLog {
 
     /// Marks a sealed segment most recently used, unloading the least recently used
     /// beyond `maxOpenSealedSegments`: the bound on open files.
+    /// Unloads least recently used sealed segments so one more fits the bound.
+    func makeRoomForOneMoreSealed(_ s: inout LogState) {
+        while s.openSealed.count >= config.maxOpenSealedSegments {
+            s.openSealed.removeFirst().unload()
+        }
+    }
+
     func touch(_ s: inout LogState, _ segment: Segment) {
         s.openSealed.removeAll { $0 === segment }
         s.openSealed.append(segment)
@@ -221,4 +230,10 @@ public struct RetentionResult: Sendable, Equatable {
     public var segmentsDeleted: Int
     public var bytesDeleted: Int64
     public var logStartOffset: Int64
+
+    public init(segmentsDeleted: Int, bytesDeleted: Int64, logStartOffset: Int64) {
+        self.segmentsDeleted = segmentsDeleted
+        self.bytesDeleted = bytesDeleted
+        self.logStartOffset = logStartOffset
+    }
 }
