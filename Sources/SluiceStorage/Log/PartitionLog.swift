@@ -46,6 +46,13 @@ public final class PartitionLog: Sendable {
         startFlusher(signals)
     }
 
+    deinit {
+        // An abandoned (never closed) log: let its flusher tasks end. Its files close
+        // as their descriptors are released; the next open recovers as after a crash.
+        flushRequests.finish()
+        state.withLock { $0.intervalFlusher?.cancel() }
+    }
+
     // MARK: Offsets
 
     /// The first offset a read may ask for.
