@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import SluiceStorage
 import Testing
@@ -44,6 +45,18 @@ import Testing
                 }
             }
         }
+    }
+
+    @Test func usesTheInstructionWhenTheCPUHasIt() throws {
+        guard let file = fopen("/proc/cpuinfo", "r") else { return }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 4096)
+        var hasSSE42 = false
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("flags") && text.contains(" sse4_2") { hasSSE42 = true }
+        }
+        #expect(CRC32C.usesHardware == hasSSE42)
     }
 
     @Test func byteBufferConvenienceLeavesReaderIndex() {

@@ -194,8 +194,8 @@ final class Segment {
         return buffer
     }
 
-    /// Base offset of the first batch at or after relative offset `from` whose
-    /// maxTimestamp is at least `timestamp`, or nil if none in this segment.
+    /// Base offset of the first batch in this segment whose maxTimestamp is at
+    /// least `timestamp` (one time-index lookup, then a forward scan), or nil.
     func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(LogError) -> Int64? {
         let startRelative = indexer.timeIndex.scanStart(forTimestamp: timestamp)
         guard var (position, _) = try locate(offset: baseOffset + Int64(startRelative)) else { return nil }
