@@ -107,6 +107,18 @@ import Testing
         try await reopened.close()
     }
 
+    @Test func invalidConfigurationIsRefused() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        var config = smallConfig(segmentBytes: 4096)
+        config.maxBatchBytes = 8192
+        #expect(throws: LogError.invalidConfiguration("maxBatchBytes 8192 exceeds segmentBytes 4096")) {
+            try PartitionLog.open(directory: directory.path, config: config)
+        }
+        config = smallConfig(segmentBytes: Int64(UInt32.max) + 1)
+        #expect(throws: LogError.self) { try PartitionLog.open(directory: directory.path, config: config) }
+    }
+
     @Test func missingDirectoryIsAClearError() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

@@ -40,6 +40,8 @@ public struct LogConfig: Sendable, Equatable {
         if segmentMs <= 0 { return "segmentMs must be positive" }
         if indexIntervalBytes <= 0 { return "indexIntervalBytes must be positive" }
         if maxBatchBytes <= BatchHeader.size { return "maxBatchBytes must exceed the \(BatchHeader.size)-byte header" }
+        // A batch never spans segments, so the largest must fit in one.
+        if Int64(maxBatchBytes) > segmentBytes { return "maxBatchBytes \(maxBatchBytes) exceeds segmentBytes \(segmentBytes)" }
         if maxOpenSealedSegments < 1 { return "maxOpenSealedSegments must be at least 1" }
         if case .interval(let milliseconds) = fsyncPolicy, milliseconds <= 0 { return "fsync interval must be positive" }
         return nil
