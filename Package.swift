@@ -32,7 +32,7 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         // protoc-c output; regenerate with codegen/generate.sh (headers in include/, sources in generated/).
         .target(name: "CSluiceProto", exclude: ["generated/descriptor_set.pb"], linkerSettings: [.linkedLibrary("protobuf-c")]),
-        .target(name: "CSluiceCRC32C", cSettings: [.unsafeFlags(["-msse4.2"])]),
+        .target(name: "CSluiceCRC32C"),
 
         // Layers.
         .target(
@@ -41,7 +41,7 @@ let package = Package(
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: swiftSettings),
-        .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, logging], swiftSettings: swiftSettings),
+        .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
         .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(
             name: "SluiceService",
