@@ -31,7 +31,7 @@ let package = Package(
         // C shims: the only places that include C headers.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "CSluiceProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
-        .target(name: "CSluiceCRC32C", cSettings: [.unsafeFlags(["-msse4.2"])]),
+        .target(name: "CSluiceCRC32C"),
 
         // Layers.
         .target(

@@ -34,7 +34,11 @@ public enum StorageOpenMode: Sendable, Equatable {
     case createNew
 }
 
-/// One open file. Not thread-safe: a file belongs to one partition log at a time.
+/// One open file. Not thread-safe: a file belongs to one partition log at a time,
+/// with one exception the log's group commit relies on: `sync()` may run on one
+/// thread while the owner calls `write`/`read`/`size` on another (POSIX descriptors
+/// allow this; an in-memory implementation must lock). `sync` then makes durable at
+/// least the bytes written before it was called. `close()` is never concurrent.
 public protocol StorageFile: AnyObject {
     var path: String { get }
     /// Writes at `offset`; returns how many bytes were written (may be short).
