@@ -45,6 +45,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     private var halted = false
     private(set) var generation: UInt64 = 0
     private var cuts = 0
+    private var failedSyncs = 0
 
     public init(seed: UInt64 = 0, faults: SimulatedFaults = .none) {
         self.random = SeededRandom(seed: seed)
@@ -65,11 +66,20 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
         }
     }
 
-    /// Cuts the power now: see the type's comment. The file system stays usable (as if the
-    /// machine rebooted at once); handles opened before the cut are dead.
-    public func powerCut() {
-        lock.withLock { cutPowerLocked() }
+    /// Cuts the power now: see the type's comment. Handles opened before the cut are dead.
+    /// The file system stays usable (as if the machine rebooted at once) unless
+    /// `halting`: then every call fails with EIO until `restart()`, so a log instance
+    /// from before the cut can be closed without touching the revived state.
+    public func powerCut(halting: Bool = false) {
+        lock.withLock {
+            cutPowerLocked()
+            if halting { halted = true }
+        }
     }
+
+    /// File syncs that failed (injected EIO): after one, only a power cut makes the model
+    /// honest again, since no process can know which cached pages never reached the disk.
+    public var failedFileSyncs: Int { lock.withLock { failedSyncs } }
 
     /// True after a scheduled power cut, until `restart()`.
     public var isHalted: Bool { lock.withLock { halted } }
@@ -278,6 +288,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             try countOperationLocked(operation, path)
             if random.chance(faults.syncErrorRate) {
                 file.loseWriteback()
+                failedSyncs += 1
                 throw StorageIOError(errno: EIO, operation: operation, path: path)
             }
             file.sync()

@@ -29,6 +29,8 @@ public final class SyncRecordingFileSystem: StorageFileSystem, @unchecked Sendab
     // Guarded by `lock`.
     private var journalDescriptor: Int32
     private var syncedLengths: [UInt64: Int64] = [:]
+    /// Shrinks per inode, so a sync that raced with one claims nothing.
+    private var shrinks: [UInt64: Int] = [:]
 
     /// Starts a fresh journal at `journal` (replacing any old one) and records each
     /// existing directory of `baselineDirectories` and its files as durable.
@@ -119,16 +121,27 @@ public final class SyncRecordingFileSystem: StorageFileSystem, @unchecked Sendab
 
     // MARK: Called by RecordingFile
 
-    func fileSynced(inode: UInt64, length: Int64, path: String) throws(StorageIOError) {
+    func shrinkCount(inode: UInt64) -> Int {
+        lock.withLock { shrinks[inode, default: 0] }
+    }
+
+    /// Records a sync that covered `length` bytes, measured when the sync started.
+    /// Syncs of one file may overlap (the log's flusher and a roll), so a sync that ends
+    /// last may have started first: the durable length only grows, unless the file shrank
+    /// meanwhile, in which case this sync claims nothing (it may or may not cover the shrink).
+    func fileSynced(inode: UInt64, length: Int64, shrinksBefore: Int, path: String) throws(StorageIOError) {
         try lock.withLock { () throws(StorageIOError) in
-            try appendLocked(SyncJournalRecord.fileSynced(inode: inode, length: length, path: path).encoded())
-            syncedLengths[inode] = length
+            guard shrinks[inode, default: 0] == shrinksBefore else { return }
+            let durable = max(length, syncedLengths[inode] ?? 0)
+            try appendLocked(SyncJournalRecord.fileSynced(inode: inode, length: durable, path: path).encoded())
+            syncedLengths[inode] = durable
         }
     }
 
     /// Saves the synced bytes in `range` that are about to change.
-    func aboutToChange(_ file: any StorageFile, inode: UInt64, range: Range<Int64>) throws(StorageIOError) {
+    func aboutToChange(_ file: any StorageFile, inode: UInt64, range: Range<Int64>, shrinking: Bool = false) throws(StorageIOError) {
         try lock.withLock { () throws(StorageIOError) in
+            if shrinking { shrinks[inode, default: 0] += 1 }
             let synced = syncedLengths[inode] ?? 0
             guard range.lowerBound < synced else { return }  // the common case: appending
             let size = try file.size()
@@ -242,15 +255,16 @@ final class RecordingFile: StorageFile {
     }
 
     func truncate(to length: Int64) throws(StorageIOError) {
-        try system.aboutToChange(inner, inode: inode, range: length..<Int64.max)
+        try system.aboutToChange(inner, inode: inode, range: length..<Int64.max, shrinking: true)
         try inner.truncate(to: length)
     }
 
     func sync() throws(StorageIOError) {
         // Only bytes present before fdatasync starts are claimed durable.
+        let shrinksBefore = system.shrinkCount(inode: inode)
         let length = try inner.size()
         try inner.sync()
-        try system.fileSynced(inode: inode, length: length, path: inner.path)
+        try system.fileSynced(inode: inode, length: length, shrinksBefore: shrinksBefore, path: inner.path)
     }
 
     func close() {

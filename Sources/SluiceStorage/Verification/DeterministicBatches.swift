@@ -42,14 +42,14 @@ public struct DeterministicBatches: Sendable {
         return buffer
     }
 
-    /// The header a producer would send for batch `sequence` (offset and epoch unset).
-    public func header(sequence: Int, records: ByteBuffer) -> BatchHeader {
+    /// Batch `sequence` as a producer would send it.
+    public func newBatch(sequence: Int) -> NewBatch {
+        let records = records(sequence: sequence)
         let timestamp = Self.baseTimestamp + Int64(sequence)
-        return BatchHeader(
-            attributes: 0, recordsLength: UInt32(records.readableBytes), recordCount: Int32(recordCount),
-            baseOffset: 0, firstTimestamp: timestamp, maxTimestamp: timestamp, producerId: Self.producerId,
-            leaderEpoch: 0, baseSequence: Int32(truncatingIfNeeded: sequence), producerEpoch: 0,
-            recordsCRC: CRC32C.checksum(records))
+        return NewBatch(
+            attributes: 0, recordCount: Int32(recordCount), firstTimestamp: timestamp, maxTimestamp: timestamp,
+            producerId: Self.producerId, producerEpoch: 0, baseSequence: Int32(truncatingIfNeeded: sequence),
+            recordsCRC: CRC32C.checksum(records), records: records)
     }
 
     /// Why `batch` is not batch `sequence` stored at `baseOffset`; nil if it is,
