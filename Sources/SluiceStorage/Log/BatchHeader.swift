@@ -190,7 +190,7 @@ public struct BatchHeader: Sendable, Equatable {
 }
 
 /// Why a stored batch failed verification.
-public enum BatchDefect: Sendable, Equatable, CustomStringConvertible {
+public enum BatchDefect: Error, Sendable, Equatable, CustomStringConvertible {
     /// Fewer bytes than the header or its declared records length.
     case truncated
     case unknownFormatVersion(UInt8)

@@ -1,0 +1,61 @@
+import Glibc
+
+/// When the log calls fdatasync on the active segment.
+public enum FsyncPolicy: Sendable, Equatable {
+    /// Group commit: `append` returns only after an fdatasync that covers the batch;
+    /// appends that arrive while one sync runs share the next one.
+    case always
+    /// A background sync every `milliseconds`; `append` returns once written.
+    case interval(milliseconds: Int)
+    /// The OS writes back when it likes; only `flush()`, rolling and closing sync.
+    case never
+}
+
+/// Per-log settings. Sizes in bytes, times in milliseconds.
+public struct LogConfig: Sendable, Equatable {
+    /// Roll the active segment before it would grow past this (at most 4 GiB - 1,
+    /// since index positions are 32-bit).
+    public var segmentBytes: Int64 = 1 << 30
+    /// Roll the active segment once its first batch is this old.
+    public var segmentMs: Int64 = 7 * 24 * 3600 * 1000
+    /// One offset-index entry per this many bytes of batches.
+    public var indexIntervalBytes: Int = 4096
+    /// Largest stored batch (header plus records) accepted by `append`.
+    public var maxBatchBytes: Int = 1 << 20
+    /// Delete sealed segments whose largest timestamp is older than this; nil keeps all.
+    public var retentionMs: Int64? = 7 * 24 * 3600 * 1000
+    /// Delete the oldest sealed segments while the log would stay at least this big; nil keeps all.
+    public var retentionBytes: Int64?
+    public var fsyncPolicy: FsyncPolicy = .always
+    /// Sealed segments kept open (one descriptor each, plus their indexes in memory);
+    /// the active segment holds three descriptors on top.
+    public var maxOpenSealedSegments: Int = 16
+
+    public init() {}
+
+    func validate() -> String? {
+        if segmentBytes < Int64(BatchHeader.size) || segmentBytes > Int64(UInt32.max) {
+            return "segmentBytes \(segmentBytes) must be in \(BatchHeader.size)...\(UInt32.max)"
+        }
+        if segmentMs <= 0 { return "segmentMs must be positive" }
+        if indexIntervalBytes <= 0 { return "indexIntervalBytes must be positive" }
+        if maxBatchBytes <= BatchHeader.size { return "maxBatchBytes must exceed the \(BatchHeader.size)-byte header" }
+        if maxOpenSealedSegments < 1 { return "maxOpenSealedSegments must be at least 1" }
+        if case .interval(let milliseconds) = fsyncPolicy, milliseconds <= 0 { return "fsync interval must be positive" }
+        return nil
+    }
+}
+
+/// Wall-clock milliseconds, injectable so tests drive rolling and retention by age.
+public protocol LogClock: Sendable {
+    func nowMilliseconds() -> Int64
+}
+
+public struct SystemLogClock: LogClock {
+    public init() {}
+    public func nowMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,153 @@
+import Synchronization
+
+/// Group commit, flushing and closing.
+///
+/// One flusher task per log does every fdatasync of the active segment. Waiters
+/// register the offset they need and signal it; each round the flusher notes the
+/// log end, syncs without the lock (appends carry on meanwhile), and then releases
+/// every waiter at or below that end at once. Appends that arrived during a sync
+/// are covered by the next one, so under load one fdatasync serves many appends.
+/// A failed sync fences the log and fails every waiter: nothing is reported
+/// durable that a sync did not cover.
+extension PartitionLog {
+    func startFlusher(_ signals: AsyncStream<Void>) {
+        // Weak: the tasks must not keep an abandoned log alive.
+        let flusher = Task { [weak self] in
+            for await _ in signals {
+                guard let self else { return }
+                self.syncRound()
+            }
+        }
+        var intervalFlusher: Task<Void, Never>?
+        if case .interval(let milliseconds) = config.fsyncPolicy {
+            intervalFlusher = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(milliseconds))
+                    guard let self else { return }
+                    self.flushRequests.yield()
+                }
+            }
+        }
+        state.withLock { s in
+            s.flusher = flusher
+            s.intervalFlusher = intervalFlusher
+        }
+    }
+
+    private struct SyncJob: Sendable {
+        let file: SegmentFile
+        let endOffset: Int64
+        let truncations: UInt64
+    }
+
+    /// Syncs until everything appended before the last sync began is durable.
+    func syncRound() {
+        while true {
+            let job = state.withLock { s -> SyncJob? in
+                if let error = s.fenceError {
+                    s.failWaiters(error)
+                    return nil
+                }
+                s.resumeDurableWaiters()
+                guard s.logEndOffset > s.durableEndOffset, let file = s.active.log else { return nil }
+                file.beginSync()
+                return SyncJob(file: file, endOffset: s.logEndOffset, truncations: s.truncations)
+            }
+            guard let job else { return }
+            var failure: StorageIOError?
+            do throws(StorageIOError) { try job.file.file.sync() } catch { failure = error }
+            state.withLock { s in
+                job.file.endSync()
+                if let failure {
+                    _ = fence(&s, LogError(failure))
+                    return
+                }
+                if s.truncations == job.truncations {
+                    s.durableEndOffset = max(s.durableEndOffset, min(job.endOffset, s.logEndOffset))
+                }
+                s.resumeDurableWaiters()
+            }
+        }
+    }
+
+    /// Returns once `offset` is durable (an fdatasync covered it), asking the
+    /// flusher for a sync if needed, whatever the policy.
+    public func waitUntilDurable(_ offset: Int64) async throws(LogError) {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, LogError>, Never>) in
+            let immediate = state.withLock { s -> Result<Void, LogError>? in
+                if let error = s.fenceError { return .failure(error) }
+                if offset < s.durableEndOffset { return .success(()) }
+                if s.isClosed { return .failure(.closed) }
+                guard offset < s.logEndOffset else {
+                    return .failure(.offsetOutOfRange(
+                        offset: offset, logStartOffset: s.logStartOffset, logEndOffset: s.logEndOffset))
+                }
+                s.waiters.append(DurabilityWaiter(offset: offset, continuation: continuation))
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) } else { flushRequests.yield() }
+        }
+        try result.get()
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    public func flush() async throws(LogError) {
+        let end = state.withLock { $0.logEndOffset }
+        guard end > 0 else { return }
+        try await waitUntilDurable(end - 1)
+    }
+
+    /// Syncs everything, checkpoints, writes the clean-shutdown marker last and
+    /// closes every file. After a fence it closes the files but writes no marker,
+    /// so the next open checks the log. Later calls return at once.
+    public func close() async throws(LogError) {
+        let tasks = state.withLock { s -> (Task<Void, Never>?, Task<Void, Never>?)? in
+            guard !s.isClosed else { return nil }
+            s.isClosed = true
+            return (s.flusher, s.intervalFlusher)
+        }
+        guard let (flusher, intervalFlusher) = tasks else { return }
+        intervalFlusher?.cancel()
+        flushRequests.finish()
+        await flusher?.value
+        try state.withLock { (s) throws(LogError) in
+            defer {
+                for segment in s.segments { segment.unload() }
+                s.openSealed.removeAll()
+                s.failWaiters(.closed)
+            }
+            guard s.fenceError == nil else { return }
+            do throws(StorageIOError) {
+                try s.active.syncAll()
+                s.durableEndOffset = s.logEndOffset
+                s.resumeDurableWaiters()
+                s.recoveryPoint = s.logEndOffset
+                try writeCheckpoint(s)
+                try fileSystem.replaceAtomically(
+                    directory + "/" + PartitionLog.cleanShutdownMarker, with: [], directory: directory)
+            } catch {
+                throw fence(&s, LogError(error))
+            }
+        }
+    }
+
+    // MARK: Helpers used under the lock
+
+    /// Records the first failure, fails every waiter, and returns the error to throw.
+    func fence(_ s: inout LogState, _ error: LogError) -> LogError {
+        if s.fenceError == nil { s.fenceError = error }
+        s.failWaiters(error)
+        return error
+    }
+
+    func checkWritable(_ s: LogState) throws(LogError) {
+        if s.isClosed { throw LogError.closed }
+        if let error = s.fenceError { throw error }
+    }
+
+    func writeCheckpoint(_ s: LogState) throws(StorageIOError) {
+        let checkpoint = LogCheckpoint(logStartOffset: s.logStartOffset, recoveryPoint: s.recoveryPoint)
+        try fileSystem.replaceAtomically(
+            directory + "/" + LogCheckpoint.fileName, with: checkpoint.encoded(), directory: directory)
+    }
+}

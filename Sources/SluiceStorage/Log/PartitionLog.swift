@@ -1,0 +1,242 @@
+import NIOCore
+import Synchronization
+
+/// The append-only log of one partition: a directory of segments (see `Segment`)
+/// plus the `checkpoint` file (see `LogCheckpoint`) and, between a clean close and
+/// the next open, the `clean-shutdown` marker.
+///
+/// Concurrency: a class with one lock around its state, usable from any thread or
+/// task. Appends, reads and maintenance take the lock and do their (page-cache
+/// speed) pread/pwrite under it. fdatasync never runs under it: one flusher task
+/// per log syncs the active segment while appends continue, then reports every
+/// append the sync covered as durable in one go (group commit). Under
+/// `FsyncPolicy.always`, `append` suspends until then; `appendBuffered` returns at
+/// once and `waitUntilDurable` waits separately.
+///
+/// Offsets are assigned here, contiguously from the log end. A write or sync
+/// failure fences the log: every later append or flush fails with that error (the
+/// kernel may have dropped the dirty pages, so retrying could acknowledge lost data).
+public final class PartitionLog: Sendable {
+    public let directory: String
+    public let config: LogConfig
+    /// What opening found and repaired.
+    public let recovery: LogRecoveryReport
+    let fileSystem: any StorageFileSystem
+    let clock: any LogClock
+    let state: Mutex<LogState>
+    let flushRequests: AsyncStream<Void>.Continuation
+
+    static let cleanShutdownMarker = "clean-shutdown"
+
+    init(
+        directory: String, config: LogConfig, fileSystem: any StorageFileSystem, clock: any LogClock,
+        state: consuming sending LogState, recovery: LogRecoveryReport
+    ) {
+        self.directory = directory
+        self.config = config
+        self.fileSystem = fileSystem
+        self.clock = clock
+        self.recovery = recovery
+        self.state = Mutex(state)
+        let (signals, requests) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        flushRequests = requests
+        startFlusher(signals)
+    }
+
+    // MARK: Offsets
+
+    /// The first offset a read may ask for.
+    public var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
+    /// The offset the next appended batch gets.
+    public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
+    /// Every offset below this has been fdatasynced.
+    public var durableEndOffset: Int64 { state.withLock { $0.durableEndOffset } }
+    /// Everything below it was synced with its indexes (checkpointed at roll and close).
+    public var recoveryPoint: Int64 { state.withLock { $0.recoveryPoint } }
+    /// Leader epoch of the last batch, -1 for a log that never held one.
+    public var latestLeaderEpoch: Int32 { state.withLock { $0.lastLeaderEpoch } }
+    /// The error that fenced the log, if any.
+    public var fenceError: LogError? { state.withLock { $0.fenceError } }
+    public var segmentCount: Int { state.withLock { $0.segments.count } }
+    /// Base offsets of the segments, oldest first.
+    public var segmentBaseOffsets: [Int64] { state.withLock { $0.segments.map(\.baseOffset) } }
+    /// Bytes in all segments (sealed segments not yet loaded are loaded to learn it).
+    public func sizeInBytes() throws(LogError) -> Int64 {
+        try state.withLock { (s) throws(LogError) -> Int64 in
+            var total: Int64 = 0
+            for index in s.segments.indices { total += try segmentSize(&s, index) }
+            return total
+        }
+    }
+
+    // MARK: Append
+
+    /// Appends one batch, assigning its offsets, and under `FsyncPolicy.always`
+    /// returns only once an fdatasync covers it (shared with concurrent appends).
+    public func append(_ batch: NewBatch, leaderEpoch: Int32) async throws(LogError) -> AppendResult {
+        let result = try appendBuffered(batch, leaderEpoch: leaderEpoch)
+        if config.fsyncPolicy == .always { try await waitUntilDurable(result.lastOffset) }
+        return result
+    }
+
+    /// Appends one batch and returns once it is written to the page cache, whatever
+    /// the policy. Checks the producer's records CRC, the size limit and the leader
+    /// epoch (which never goes back), then seals the header with its CRC.
+    public func appendBuffered(_ batch: NewBatch, leaderEpoch: Int32) throws(LogError) -> AppendResult {
+        let storedSize = BatchHeader.size + batch.records.readableBytes
+        guard storedSize <= config.maxBatchBytes else {
+            throw LogError.batchTooLarge(bytes: storedSize, limit: config.maxBatchBytes)
+        }
+        var header = BatchHeader(
+            attributes: batch.attributes, recordsLength: UInt32(batch.records.readableBytes),
+            recordCount: batch.recordCount, baseOffset: 0, firstTimestamp: batch.firstTimestamp,
+            maxTimestamp: batch.maxTimestamp, producerId: batch.producerId, leaderEpoch: leaderEpoch,
+            baseSequence: batch.baseSequence, producerEpoch: batch.producerEpoch, recordsCRC: batch.recordsCRC)
+        if let defect = header.fieldDefect(maxRecordsLength: config.maxBatchBytes - BatchHeader.size) {
+            throw LogError.invalidBatch(defect)
+        }
+        // Outside the lock: the CPU work of an append.
+        guard CRC32C.checksum(batch.records) == batch.recordsCRC else {
+            throw LogError.invalidBatch(.recordsChecksumMismatch)
+        }
+        let now = clock.nowMilliseconds()
+        return try state.withLock { (s) throws(LogError) -> AppendResult in
+            try checkWritable(s)
+            guard leaderEpoch >= s.lastLeaderEpoch else {
+                throw LogError.staleLeaderEpoch(epoch: leaderEpoch, latestEpoch: s.lastLeaderEpoch)
+            }
+            header.baseOffset = s.logEndOffset
+            guard header.baseOffset <= Int64.max - Int64(header.recordCount) else {
+                throw LogError.invalidBatch(.invalidField("offsets would overflow"))
+            }
+            if shouldRoll(s.active, adding: header, now: now) { try roll(&s) }
+            header.headerCRC = header.computeHeaderCRC()
+            let active = s.active
+            let previousEnd = s.logEndOffset
+            do throws(StorageIOError) {
+                try active.append(header, records: batch.records)
+            } catch {
+                throw fence(&s, LogError(error))
+            }
+            if active.rollBasisMs == nil { active.rollBasisMs = now }
+            assert(s.logEndOffset > previousEnd, "offsets strictly increase")
+            s.lastLeaderEpoch = leaderEpoch
+            return AppendResult(baseOffset: header.baseOffset, lastOffset: header.lastOffset)
+        }
+    }
+
+    // MARK: Read
+
+    /// Stored batches from the one holding `offset`: at least that whole batch even
+    /// if it exceeds `maxBytes`, then more whole batches while they fit, from one
+    /// segment, ending before `endOffset` if given (e.g. the high watermark). At the
+    /// log end (or `endOffset`) the result is empty; below the log start or past the
+    /// log end it is `offsetOutOfRange`. Walk the bytes with `StoredBatches`.
+    public func read(from offset: Int64, maxBytes: Int, upTo endOffset: Int64? = nil) throws(LogError) -> LogReadResult {
+        try state.withLock { (s) throws(LogError) -> LogReadResult in
+            guard !s.isClosed else { throw LogError.closed }
+            let logEnd = s.logEndOffset
+            guard offset >= s.logStartOffset, offset <= logEnd else {
+                throw LogError.offsetOutOfRange(offset: offset, logStartOffset: s.logStartOffset, logEndOffset: logEnd)
+            }
+            var result = LogReadResult(
+                batches: ByteBuffer(), logStartOffset: s.logStartOffset, logEndOffset: logEnd,
+                durableEndOffset: s.durableEndOffset)
+            let limit = min(endOffset ?? logEnd, logEnd)
+            guard offset < limit else { return result }
+            let index = s.segmentIndex(containing: offset)
+            let segment = try loadedSegment(&s, index)
+            guard let (position, first) = try segment.locate(offset: offset) else {
+                throw LogError.corruptSegment(
+                    path: segment.logPath, position: segment.size ?? 0, reason: "offset \(offset) not found below its end")
+            }
+            guard first.nextOffset <= limit else { return result }
+            result.batches = try segment.readBatches(at: position, first: first, maxBytes: maxBytes, endOffset: limit)
+            return result
+        }
+    }
+
+    /// The base offset of the first batch whose largest timestamp is at or after
+    /// `timestamp` (so the first record at or after it is in that batch), or nil if
+    /// every batch is older. One time-index lookup and a short scan per segment
+    /// visited; segments whose largest timestamp is known to be older are skipped.
+    public func offset(forTimestamp timestamp: Int64) throws(LogError) -> Int64? {
+        try state.withLock { (s) throws(LogError) -> Int64? in
+            guard !s.isClosed else { throw LogError.closed }
+            for index in s.segments.indices {
+                let segment = s.segments[index]
+                if segment.isEmpty { continue }
+                if let known = segment.maxTimestamp, known < timestamp { continue }
+                let loaded = try loadedSegment(&s, index)
+                if let found = try loaded.firstOffset(atOrAfterTimestamp: timestamp) {
+                    return max(found, s.logStartOffset)
+                }
+            }
+            return nil
+        }
+    }
+}
+
+/// A batch to append: the producer's fields and record bytes. The log sets the
+/// base offset, leader epoch and header CRC.
+public struct NewBatch: Sendable {
+    public var attributes: UInt16
+    public var recordCount: Int32
+    public var firstTimestamp: Int64
+    public var maxTimestamp: Int64
+    public var producerId: Int64
+    public var producerEpoch: Int16
+    public var baseSequence: Int32
+    /// The producer's CRC32C of `records`; the append is refused if it does not match.
+    public var recordsCRC: UInt32
+    public var records: ByteBuffer
+
+    public init(
+        attributes: UInt16 = 0, recordCount: Int32, firstTimestamp: Int64, maxTimestamp: Int64,
+        producerId: Int64 = -1, producerEpoch: Int16 = -1, baseSequence: Int32 = -1,
+        recordsCRC: UInt32, records: ByteBuffer
+    ) {
+        self.attributes = attributes
+        self.recordCount = recordCount
+        self.firstTimestamp = firstTimestamp
+        self.maxTimestamp = maxTimestamp
+        self.producerId = producerId
+        self.producerEpoch = producerEpoch
+        self.baseSequence = baseSequence
+        self.recordsCRC = recordsCRC
+        self.records = records
+    }
+}
+
+public struct AppendResult: Sendable, Equatable {
+    public var baseOffset: Int64
+    public var lastOffset: Int64
+
+    public init(baseOffset: Int64, lastOffset: Int64) {
+        self.baseOffset = baseOffset
+        self.lastOffset = lastOffset
+    }
+}
+
+public struct LogReadResult: Sendable {
+    /// Whole stored batches, header and records, as on disk.
+    public var batches: ByteBuffer
+    public var logStartOffset: Int64
+    public var logEndOffset: Int64
+    public var durableEndOffset: Int64
+}
+
+/// What `PartitionLog.open` found.
+public struct LogRecoveryReport: Sendable, Equatable {
+    public var cleanShutdown: Bool
+    /// Segments checked batch by batch.
+    public var segmentsChecked: Int = 0
+    /// Bytes cut from the end of the last segment (a torn or corrupt tail).
+    public var bytesTruncated: Int64 = 0
+    /// Why the tail was cut, if it was.
+    public var truncationReason: String?
+    /// Segments whose index files were rewritten.
+    public var indexesRebuilt: Int = 0
+    /// Leftover files removed (temporary files, indexes without a log, segments below the log start).
+    public var filesRemoved: [String] = []
+}

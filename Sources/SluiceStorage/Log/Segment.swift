@@ -1,0 +1,208 @@
+import NIOCore
+
+/// One segment: `<baseOffset>.log` holding stored batches back to back (header and
+/// records, see `BatchHeader`), with its `.index` and `.timeindex`. The base offset,
+/// zero-padded to 20 digits so names sort, is the offset of its first batch.
+///
+/// Not thread-safe: every method is called with the owning `PartitionLog`'s lock
+/// held. A sealed segment may be unloaded (no file open, indexes dropped) and is
+/// loaded again on demand; the active segment, the last one, is always loaded and
+/// is the only one written.
+final class Segment {
+    static let logSuffix = ".log"
+    static let indexSuffix = ".index"
+    static let timeIndexSuffix = ".timeindex"
+
+    let baseOffset: Int64
+    let logPath: String
+    let indexPath: String
+    let timeIndexPath: String
+    /// The offset after its last batch. For an unloaded sealed segment this is the
+    /// next segment's base offset (offsets are contiguous across segments).
+    var nextOffset: Int64
+    /// Known once loaded, then kept when unloaded (sealed segments do not change).
+    var size: Int64?
+    var maxTimestamp: Int64?
+    /// Last batch's leader epoch, once known.
+    var lastLeaderEpoch: Int32?
+    /// When the active segment's age starts, for rolling by age.
+    var rollBasisMs: Int64?
+
+    var log: SegmentFile?
+    var indexer: SegmentIndexer
+    /// Open only while active.
+    var indexFile: (any StorageFile)?
+    var timeIndexFile: (any StorageFile)?
+
+    var isLoaded: Bool { log != nil }
+    var isEmpty: Bool { nextOffset == baseOffset }
+
+    init(directory: String, baseOffset: Int64, nextOffset: Int64, indexIntervalBytes: Int) {
+        self.baseOffset = baseOffset
+        self.nextOffset = nextOffset
+        let stem = directory + "/" + Segment.fileStem(baseOffset)
+        logPath = stem + Segment.logSuffix
+        indexPath = stem + Segment.indexSuffix
+        timeIndexPath = stem + Segment.timeIndexSuffix
+        indexer = SegmentIndexer(baseOffset: baseOffset, intervalBytes: indexIntervalBytes)
+    }
+
+    static func fileStem(_ baseOffset: Int64) -> String {
+        let digits = String(baseOffset)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    /// The base offset a segment file name encodes, or nil for any other name.
+    static func baseOffset(fromFileName name: String, suffix: String) -> Int64? {
+        guard name.hasSuffix(suffix) else { return nil }
+        let stem = name.dropLast(suffix.count)
+        guard stem.count == 20, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int64(stem)
+    }
+
+    // MARK: Writing (active segment)
+
+    /// Appends one stored batch whose header is final (offsets, epoch, header CRC).
+    /// On error nothing in memory changes; the caller fences the log.
+    func append(_ header: BatchHeader, records: ByteBuffer) throws(StorageIOError) {
+        guard let log, let size else { preconditionFailure("append to an unloaded segment") }
+        precondition(header.baseOffset == nextOffset, "offsets must be contiguous")
+        precondition(Int(header.recordsLength) == records.readableBytes, "records length")
+        let file = log.file
+        try withUnsafeTemporaryAllocation(byteCount: BatchHeader.size, alignment: 8) { (scratch) throws(StorageIOError) in
+            header.encode(into: scratch)
+            try file.writeFully(UnsafeRawBufferPointer(scratch), at: size)
+        }
+        try records.withUnsafeReadableBytes { (raw) throws(StorageIOError) in
+            try file.writeFully(raw, at: size + Int64(BatchHeader.size))
+        }
+        let (offsetEntry, timeEntry) = indexer.add(header, at: size)
+        self.size = size + Int64(header.storedSize)
+        nextOffset = header.nextOffset
+        maxTimestamp = indexer.maxTimestamp
+        lastLeaderEpoch = header.leaderEpoch
+        try appendIndexEntries(offsetEntry, timeEntry)
+    }
+
+    /// Writes entries just added to the indexer at the ends of the index files.
+    func appendIndexEntries(_ offsetEntry: OffsetIndex.Entry?, _ timeEntry: TimeIndex.Entry?) throws(StorageIOError) {
+        if let offsetEntry, let indexFile {
+            var bytes: [UInt8] = []
+            OffsetIndex.encode(offsetEntry, into: &bytes)
+            let at = Int64((indexer.offsetIndex.entries.count - 1) * OffsetIndex.entrySize)
+            try indexFile.writeFully(bytes, at: at)
+        }
+        if let timeEntry, let timeIndexFile {
+            var bytes: [UInt8] = []
+            TimeIndex.encode(timeEntry, into: &bytes)
+            let at = Int64((indexer.timeIndex.entries.count - 1) * TimeIndex.entrySize)
+            try timeIndexFile.writeFully(bytes, at: at)
+        }
+    }
+
+    /// Seals the active segment: closing time-index entry, then the log and both
+    /// indexes fdatasynced, index files closed. The log file stays open for reads.
+    func seal() throws(StorageIOError) {
+        let timeEntry = indexer.seal()
+        try appendIndexEntries(nil, timeEntry)
+        try log?.file.sync()
+        try indexFile?.sync()
+        try timeIndexFile?.sync()
+        indexFile?.close()
+        timeIndexFile?.close()
+        indexFile = nil
+        timeIndexFile = nil
+    }
+
+    /// Syncs the log and index files (closing the log cleanly).
+    func syncAll() throws(StorageIOError) {
+        try log?.file.sync()
+        try indexFile?.sync()
+        try timeIndexFile?.sync()
+    }
+
+    /// Closes every file and drops the in-memory indexes; size and timestamps stay known.
+    func unload() {
+        log?.close()
+        log = nil
+        indexFile?.close()
+        timeIndexFile?.close()
+        indexFile = nil
+        timeIndexFile = nil
+        indexer = SegmentIndexer(baseOffset: baseOffset, intervalBytes: indexer.intervalBytes)
+    }
+
+    // MARK: Reading
+
+    /// The header stored at `position`, unverified; nil past the end.
+    func header(at position: Int64) throws(LogError) -> BatchHeader? {
+        guard let log, let size, position + Int64(BatchHeader.size) <= size else { return nil }
+        let file = log.file
+        do throws(StorageIOError) {
+            return try withUnsafeTemporaryAllocation(byteCount: BatchHeader.size, alignment: 8) {
+                (scratch) throws(StorageIOError) -> BatchHeader? in
+                let read = try file.readFully(into: scratch, at: position)
+                guard read == BatchHeader.size, let header = BatchHeader.decode(UnsafeRawBufferPointer(scratch)) else {
+                    return nil
+                }
+                return header
+            }
+        } catch {
+            throw LogError(error)
+        }
+    }
+
+    /// Position of the batch holding `offset` (which must lie in this segment), found
+    /// by an index lookup and a short forward scan, with that batch's header.
+    func locate(offset: Int64) throws(LogError) -> (position: Int64, header: BatchHeader)? {
+        var position = Int64(indexer.offsetIndex.position(atOrBefore: indexer.relativeOffset(offset)))
+        while let header = try header(at: position) {
+            guard header.storedSize > 0, header.recordCount > 0 else { break }
+            if header.lastOffset >= offset { return (position, header) }
+            position += Int64(header.storedSize)
+        }
+        return nil
+    }
+
+    /// Whole batches from `position`: the first one whatever its size, then more
+    /// while they fit in `maxBytes` and end before `endOffset`.
+    func readBatches(
+        at position: Int64, first: BatchHeader, maxBytes: Int, endOffset: Int64
+    ) throws(LogError) -> ByteBuffer {
+        guard let log, let size else { preconditionFailure("read from an unloaded segment") }
+        let wanted = Int(min(Int64(max(maxBytes, first.storedSize)), size - position))
+        var buffer = ByteBufferAllocator().buffer(capacity: wanted)
+        let file = log.file
+        do throws(StorageIOError) {
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) {
+                (raw) throws(StorageIOError) -> Int in
+                try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<wanted]), at: position)
+            }
+        } catch {
+            throw LogError(error)
+        }
+        // Keep whole batches only: walk the headers now in memory.
+        var kept = 0
+        while let header = BatchHeader.decode(buffer, at: kept), kept + header.storedSize <= buffer.readableBytes {
+            if kept > 0 && header.nextOffset > endOffset { break }
+            kept += header.storedSize
+        }
+        guard kept >= first.storedSize else {
+            throw LogError.corruptSegment(path: logPath, position: position, reason: "batch shorter than its header says")
+        }
+        buffer.moveWriterIndex(to: kept)
+        return buffer
+    }
+
+    /// Base offset of the first batch at or after relative offset `from` whose
+    /// maxTimestamp is at least `timestamp`, or nil if none in this segment.
+    func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(LogError) -> Int64? {
+        let startRelative = indexer.timeIndex.scanStart(forTimestamp: timestamp)
+        guard var (position, _) = try locate(offset: baseOffset + Int64(startRelative)) else { return nil }
+        while let header = try header(at: position) {
+            if header.maxTimestamp >= timestamp { return header.baseOffset }
+            position += Int64(header.storedSize)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,124 @@
+/// An open segment .log file, shareable with the group-commit flusher, which syncs
+/// it outside the log's lock. Its counters are only read and written under that
+/// lock, which is why the unchecked Sendable is sound: closing waits for a sync in
+/// flight instead of pulling the descriptor from under it.
+final class SegmentFile: @unchecked Sendable {
+    let file: any StorageFile
+    private var syncsInFlight = 0
+    private var closeRequested = false
+
+    init(_ file: any StorageFile) { self.file = file }
+
+    /// Under the log's lock, before handing the file to the flusher.
+    func beginSync() { syncsInFlight += 1 }
+
+    /// Under the log's lock, after the flusher's sync returned.
+    func endSync() {
+        precondition(syncsInFlight > 0, "endSync without beginSync")
+        syncsInFlight -= 1
+        if syncsInFlight == 0 && closeRequested { file.close() }
+    }
+
+    /// Under the log's lock: closes now, or when the sync in flight ends.
+    func close() {
+        if syncsInFlight > 0 { closeRequested = true } else { file.close() }
+    }
+}
+
+/// Reads a segment sequentially through a window, so scanning many small batches
+/// costs one pread per window rather than two per batch.
+struct SegmentReader {
+    let file: any StorageFile
+    let fileSize: Int64
+    private var window: [UInt8] = []
+    private var windowStart: Int64 = 0
+    private static let windowBytes = 1 << 20
+
+    init(file: any StorageFile, fileSize: Int64) {
+        self.file = file
+        self.fileSize = fileSize
+    }
+
+    /// Calls `body` with `count` bytes at `position`, or returns nil if the file
+    /// ends first.
+    mutating func withBytes<T>(
+        at position: Int64, count: Int, _ body: (UnsafeRawBufferPointer) -> T
+    ) throws(StorageIOError) -> T? {
+        guard position + Int64(count) <= fileSize else { return nil }
+        let inWindow = position >= windowStart && position + Int64(count) <= windowStart + Int64(window.count)
+        if !inWindow {
+            let length = Int(min(Int64(max(count, SegmentReader.windowBytes)), fileSize - position))
+            if window.count != length { window = [UInt8](repeating: 0, count: length) }
+            let file = self.file
+            let read = try file.readFully(into: &window, at: position)
+            window.removeLast(length - read)
+            windowStart = position
+            guard read >= count else { return nil }
+        }
+        let start = Int(position - windowStart)
+        return window.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[start..<(start + count)])) }
+    }
+}
+
+/// What a batch-by-batch check of a segment found.
+struct SegmentScan {
+    /// Position right after the last whole, valid batch.
+    var validEnd: Int64
+    /// The offset after the last valid batch.
+    var nextOffset: Int64
+    var lastBatch: BatchHeader?
+    /// The first thing wrong after `validEnd`, if the file does not end there.
+    var defect: String?
+
+    /// Checks batches from `position` until the file ends or a batch fails: both CRCs,
+    /// the length, and that each base offset follows on from the last. `visit` sees
+    /// each valid batch and its position.
+    static func run(
+        file: any StorageFile, fileSize: Int64, from position: Int64, expectedOffset: Int64,
+        maxRecordsLength: Int, visit: (BatchHeader, Int64) -> Void
+    ) throws(StorageIOError) -> SegmentScan {
+        var reader = SegmentReader(file: file, fileSize: fileSize)
+        var scan = SegmentScan(validEnd: position, nextOffset: expectedOffset, lastBatch: nil, defect: nil)
+        while scan.validEnd < fileSize {
+            let at = scan.validEnd
+            let checked = try reader.withBytes(at: at, count: BatchHeader.size) { raw -> Result<BatchHeader, BatchDefect> in
+                if let defect = BatchHeader.defect(ofEncoded: raw, maxRecordsLength: maxRecordsLength) {
+                    return .failure(defect)
+                }
+                // decode cannot fail on 64 bytes; the fallback keeps the path total.
+                return BatchHeader.decode(raw).map { .success($0) } ?? .failure(.truncated)
+            }
+            guard let checked else {
+                scan.defect = "\(fileSize - at) trailing bytes, less than a batch header"
+                break
+            }
+            let header: BatchHeader
+            switch checked {
+            case .failure(let defect):
+                scan.defect = defect.description
+                return scan
+            case .success(let decoded): header = decoded
+            }
+            guard header.baseOffset == scan.nextOffset else {
+                scan.defect = "batch base offset \(header.baseOffset), expected \(scan.nextOffset)"
+                break
+            }
+            let recordsCRC = try reader.withBytes(at: at + Int64(BatchHeader.size), count: Int(header.recordsLength)) {
+                CRC32C.checksum($0)
+            }
+            guard let recordsCRC else {
+                scan.defect = "batch at offset \(header.baseOffset) is cut short: needs \(header.storedSize) bytes"
+                break
+            }
+            guard recordsCRC == header.recordsCRC else {
+                scan.defect = "batch at offset \(header.baseOffset): \(BatchDefect.recordsChecksumMismatch)"
+                break
+            }
+            visit(header, at)
+            scan.validEnd = at + Int64(header.storedSize)
+            scan.nextOffset = header.nextOffset
+            scan.lastBatch = header
+        }
+        return scan
+    }
+}

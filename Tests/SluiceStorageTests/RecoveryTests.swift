@@ -1,0 +1,194 @@
+import NIOCore
+import SluiceStorage
+import Testing
+
+/// Crash recovery on the real file system: files are cut or damaged by hand, as a
+/// torn write or bit rot would leave them, then the log is reopened.
+@Suite struct RecoveryTests {
+    let fileSystem = PosixFileSystem()
+
+    /// Every file of a log directory, to restore between cases.
+    func snapshot(_ path: String) throws -> [String: [UInt8]] {
+        var files: [String: [UInt8]] = [:]
+        for name in try fileSystem.listDirectory(path) { files[name] = try readWholeFile(path + "/" + name) }
+        return files
+    }
+
+    func restore(_ files: [String: [UInt8]], to path: String) throws {
+        for name in try fileSystem.listDirectory(path) where files[name] == nil {
+            try fileSystem.remove(path + "/" + name)
+        }
+        for (name, bytes) in files { try writeWholeFile(path + "/" + name, bytes) }
+    }
+
+    /// A log of two segments whose active segment holds batches above the recovery
+    /// point, left without a clean close (as after a crash). Returns the directory
+    /// snapshot, the stored batches, and the active segment's file name.
+    func crashedLog(_ path: String) throws -> (files: [String: [UInt8]], batches: [StoredBatch], active: String) {
+        let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+        for index in 0..<9 {
+            _ = try log.appendBuffered(makeBatch(pattern(index, 40 + index), count: 2), leaderEpoch: 3)
+        }
+        let bases = log.segmentBaseOffsets
+        precondition(bases.count >= 2, "the test wants a sealed segment")
+        let batches = try readAllBatches(log)
+        let active = String(repeating: "0", count: 20 - String(bases.last!).count) + String(bases.last!) + ".log"
+        return (try snapshot(path), batches, active)
+    }
+
+    @Test func cutAtEveryBytePositionOfTheFinalBatch() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        let (files, batches, active) = try crashedLog(path)
+        let whole = files[active]!
+        let last = batches[batches.count - 1]
+        let finalStart = whole.count - last.header.storedSize
+        for cut in finalStart...whole.count {
+            var damaged = files
+            damaged[active] = Array(whole[..<cut])
+            try restore(damaged, to: path)
+            let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+            let survivors = cut == whole.count ? batches.count : batches.count - 1
+            #expect(!log.recovery.cleanShutdown)
+            #expect(log.recovery.bytesTruncated == Int64(cut == whole.count ? 0 : cut - finalStart), "cut \(cut)")
+            #expect(log.logEndOffset == batches[survivors - 1].header.nextOffset, "cut \(cut)")
+            let back = try readAllBatches(log)
+            #expect(back.map(\.bytes) == batches[..<survivors].map(\.bytes), "cut \(cut)")
+            // It appends on from the prefix.
+            #expect(try log.appendBuffered(makeBatch([9]), leaderEpoch: 3).baseOffset == log.logEndOffset - 1)
+            try await log.close()
+        }
+    }
+
+    @Test func flippedByteAnywhereInTheFinalBatchDropsIt() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        let (files, batches, active) = try crashedLog(path)
+        let whole = files[active]!
+        let last = batches[batches.count - 1]
+        let finalStart = whole.count - last.header.storedSize
+        for position in finalStart..<whole.count {
+            var damaged = files
+            damaged[active]![position] ^= 0xFF
+            try restore(damaged, to: path)
+            let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+            #expect(log.recovery.bytesTruncated == Int64(last.header.storedSize), "byte \(position)")
+            #expect(log.logEndOffset == last.header.baseOffset, "byte \(position)")
+            #expect(try readAllBatches(log).map(\.bytes) == batches.dropLast().map(\.bytes), "byte \(position)")
+            try await log.close()
+        }
+    }
+
+    @Test func flippedByteInAnEarlierActiveBatchCutsFromThere() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        let (files, batches, active) = try crashedLog(path)
+        let activeBase = Int64(active.dropLast(4))!
+        let inActive = batches.filter { $0.header.baseOffset >= activeBase }
+        #expect(inActive.count >= 2)
+        var damaged = files
+        damaged[active]![inActive[0].header.storedSize + 70] ^= 0x01   // inside the second batch's records
+        try restore(damaged, to: path)
+        let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+        #expect(log.logEndOffset == inActive[1].header.baseOffset)
+        #expect(try readAllBatches(log).count == batches.count - inActive.count + 1)
+        try await log.close()
+    }
+
+    @Test func corruptionInASealedSegmentIsReportedNotSkipped() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        let (files, _, _) = try crashedLog(path)
+        var damaged = files
+        damaged["00000000000000000000.log"]![80] ^= 0x04
+        // Without a checkpoint the recovery point is the log start: every segment is checked.
+        damaged[LogCheckpoint.fileName] = nil
+        try restore(damaged, to: path)
+        #expect {
+            try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+        } throws: { error in
+            guard case LogError.corruptSegment(let file, _, _) = error else { return false }
+            return file.hasSuffix("00000000000000000000.log")
+        }
+    }
+
+    @Test func corruptionBelowTheRecoveryPointIsReported() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        let config = smallConfig(indexIntervalBytes: 100)
+        var log = try PartitionLog.open(directory: path, config: config)
+        for index in 0..<4 { _ = try log.appendBuffered(makeBatch(pattern(index, 30)), leaderEpoch: 0) }
+        try await log.close()   // recovery point 4
+        log = try PartitionLog.open(directory: path, config: config)
+        for index in 4..<6 { _ = try log.appendBuffered(makeBatch(pattern(index, 30)), leaderEpoch: 0) }
+        #expect(log.recoveryPoint == 4)
+        #expect(log.segmentCount == 1)
+        // Crash (no close), with batch 1, below the recovery point, damaged.
+        var bytes = try readWholeFile(path + "/00000000000000000000.log")
+        bytes[BatchHeader.size + 30 + 70] ^= 0x10
+        try writeWholeFile(path + "/00000000000000000000.log", bytes)
+        #expect {
+            try PartitionLog.open(directory: path, config: config)
+        } throws: { error in
+            if case LogError.corruptSegment = error { return true }
+            return false
+        }
+    }
+
+    @Test func missingOrDamagedIndexesAreRebuilt() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        let config = smallConfig(segmentBytes: 2000, indexIntervalBytes: 100)
+        var log = try PartitionLog.open(directory: path, config: config)
+        for index in 0..<40 {
+            _ = try log.appendBuffered(
+                makeBatch(pattern(index, 60), count: 2, firstTimestamp: Int64(index * 10)), leaderEpoch: 0)
+        }
+        let expected = try readAllBatches(log)
+        try await log.close()
+        let golden = try snapshot(path)
+        let indexNames = golden.keys.filter { $0.hasSuffix(".index") || $0.hasSuffix(".timeindex") }.sorted()
+        #expect(indexNames.count >= 4)
+        for name in indexNames {
+            for damage in ["delete", "garbage", "short"] {
+                var files = golden
+                switch damage {
+                case "delete": files[name] = nil
+                case "garbage": files[name] = [UInt8](repeating: 0xFF, count: 24)
+                default: files[name] = Array(files[name]!.dropLast(3))
+                }
+                try restore(files, to: path)
+                for clean in [true, false] {
+                    if !clean { try? fileSystem.remove(path + "/clean-shutdown") }
+                    log = try PartitionLog.open(directory: path, config: config)
+                    #expect(try readAllBatches(log).map(\.bytes) == expected.map(\.bytes), "\(name) \(damage)")
+                    #expect(try log.offset(forTimestamp: 205) == 42, "\(name) \(damage)")
+                    try await log.close()
+                    #expect(try snapshot(path)[name] == golden[name], "\(name) \(damage) rebuilt identically")
+                }
+            }
+        }
+    }
+
+    @Test func leftoverFilesFromACrashAreRemoved() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        var log = try PartitionLog.open(directory: path, config: smallConfig())
+        _ = try log.appendBuffered(makeBatch([1, 2]), leaderEpoch: 0)
+        try await log.close()
+        try writeWholeFile(path + "/checkpoint.tmp", [1])
+        try writeWholeFile(path + "/00000000000000000099.index", [1])
+        log = try PartitionLog.open(directory: path, config: smallConfig())
+        #expect(log.recovery.filesRemoved.count == 2)
+        #expect(!fileSystem.fileExists(path + "/checkpoint.tmp"))
+        #expect(log.logEndOffset == 1)
+        try await log.close()
+    }
+}
