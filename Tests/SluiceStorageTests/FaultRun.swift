@@ -100,7 +100,8 @@ struct FaultRun {
         for step in 0..<steps {
             let roll = Int.random(in: 0..<100, using: &random)
             switch roll {
-            case 0..<50: try await append(step)
+            case 0..<38: try await append(step)
+            case 38..<50: try await burst()
             case 50..<57: try await flush()
             case 57..<65:
                 let tick = Int64.random(in: 100...4_000, using: &random)
@@ -157,6 +158,50 @@ struct FaultRun {
             entries.append(id)  // maybe written
             try await expectRefusal(log)
             try await crashAndReopen()
+        }
+    }
+
+    /// Several appends before one durability wait, as concurrent producers sharing a
+    /// group commit would do (rolls then happen with unsynced batches in flight).
+    private mutating func burst() async throws {
+        guard let log else { return }
+        let count = Int.random(in: 2...8, using: &random)
+        var last: Int64?
+        for _ in 0..<count {
+            let id = nextAppendId
+            nextAppendId += 1
+            let position = entries.count
+            do {
+                let result = try log.appendBuffered(workload.newBatch(sequence: id), leaderEpoch: 0)
+                guard result.baseOffset == Int64(position) * recordCount else {
+                    throw failure("buffered append \(id) got offset \(result.baseOffset), expected \(Int64(position) * recordCount)")
+                }
+                entries.append(id)
+                confirmed += 1
+                tally.appended += 1
+                last = result.lastOffset
+            } catch let error as LogError {
+                trace.append("buffered append \(id) failed: \(error)")
+                tally.failedAppends += 1
+                guard log.fenceError != nil else { break }
+                tally.fences += 1
+                entries.append(id)
+                try await expectRefusal(log)
+                try await crashAndReopen()
+                return
+            }
+        }
+        trace.append("burst of \(count) to \(confirmed)")
+        guard let last else { return }
+        do {
+            try await log.waitUntilDurable(last)
+            durable = confirmed
+        } catch {
+            trace.append("durability wait failed: \(error)")
+            if log.fenceError != nil {
+                try await expectRefusal(log)
+                try await crashAndReopen()
+            }
         }
     }
 
