@@ -60,7 +60,7 @@ struct AppendCase {
 
 /// Appends `totalBytes` of records with `producers` concurrent tasks; with a policy other
 /// than `always`, the time includes a final flush (as fio's end_fsync).
-func runAppend(_ benchCase: AppendCase, directory: String) async throws -> (Double, Double, Double) {
+func runAppend(_ benchCase: AppendCase, directory: String) async throws -> (Double, Double, Double, Double) {
     removeTree(directory)
     let log = try PartitionLog.open(directory: directory, config: config(benchCase.policy))
     let batch = makeBatch(recordsPerBatch: benchCase.batchBytes / recordBytes)
@@ -76,12 +76,15 @@ func runAppend(_ benchCase: AppendCase, directory: String) async throws -> (Doub
         }
         try await group.waitForAll()
     }
+    let appended = clock.now - start
     try await log.flush()
     let elapsed = clock.now - start
     try await log.close()
     let bytes = perProducer * benchCase.producers * benchCase.batchBytes
     let batchesPerSecond = Double(perProducer * benchCase.producers) / seconds(elapsed)
-    return (megabytesPerSecond(bytes, elapsed), batchesPerSecond, batchesPerSecond * Double(benchCase.batchBytes / recordBytes))
+    return (
+        megabytesPerSecond(bytes, elapsed), batchesPerSecond, batchesPerSecond * Double(benchCase.batchBytes / recordBytes),
+        megabytesPerSecond(bytes, appended))
 }
 
 /// Reads the whole log from its start in reads of up to 1 MiB, walking every batch header.
@@ -132,8 +135,10 @@ func wanted(_ name: String) -> Bool { selected?.contains(name) ?? true }
 let nprocs = sysconf(Int32(_SC_NPROCESSORS_ONLN))
 print("SluiceStorageBench: \(totalBytes >> 20) MiB of 1 KiB records per append case, in \(root), \(nprocs) CPUs")
 print("")
-print("| case | MB/s | batches/s | records/s |")
-print("|---|---:|---:|---:|")
+// "before flush": the rate of the appends alone, before the final flush that the
+// first column (like fio's end_fsync) includes.
+print("| case | MB/s | batches/s | records/s | MB/s before the final flush |")
+print("|---|---:|---:|---:|---:|")
 try PosixFileSystem().createDirectory(root)
 let cases = [
     AppendCase(name: "append-64k-always-1", batchBytes: 64 << 10, policy: .always, producers: 1),
@@ -147,15 +152,15 @@ let cases = [
 ]
 let appendDirectory = root + "/append"
 for benchCase in cases where wanted(benchCase.name) {
-    let (megabytes, batches, records) = try await runAppend(benchCase, directory: appendDirectory)
-    print("| \(benchCase.name) | \(String(format1: megabytes)) | \(Int(batches)) | \(Int(records)) |")
+    let (megabytes, batches, records, beforeFlush) = try await runAppend(benchCase, directory: appendDirectory)
+    print("| \(benchCase.name) | \(String(format1: megabytes)) | \(Int(batches)) | \(Int(records)) | \(String(format1: beforeFlush)) |")
 }
 if wanted("read-1m") {
     // Reads the log the last append case left (page cache warm, as for a tailing reader).
     if !PosixFileSystem().fileExists(appendDirectory) {
         _ = try await runAppend(cases[7], directory: appendDirectory)
     }
-    print("| read-1m (sequential, cached) | \(String(format1: try runRead(directory: appendDirectory))) | | |")
+    print("| read-1m (sequential, cached) | \(String(format1: try runRead(directory: appendDirectory))) | | | |")
 }
 removeTree(appendDirectory)
 if wanted("open-1000") {
