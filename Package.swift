@@ -42,7 +42,7 @@ let package = Package(
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: swiftSettings),
-        .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, logging], swiftSettings: swiftSettings),
+        .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
         .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(
             name: "SluiceService",

@@ -61,7 +61,8 @@ final class InstrumentedFileSystem: StorageFileSystem {
         var failWritesWith: Int32?
         var failSyncsWith: Int32?
         var syncCount = 0
-        var holdSyncs = false
+        /// The next this-many syncs block until `releaseSyncs()`.
+        var syncsToHold = 0
         var syncsWaiting = 0
         var openFiles = 0
         var peakOpenFiles = 0
@@ -89,7 +90,7 @@ final class InstrumentedFileSystem: StorageFileSystem {
     /// Lets every held sync go and stops holding new ones.
     func releaseSyncs() {
         let waiting = rules.withLock { rules -> Int in
-            rules.holdSyncs = false
+            rules.syncsToHold = 0
             return rules.syncsWaiting
         }
         for _ in 0..<waiting { gate.signal() }
@@ -97,8 +98,12 @@ final class InstrumentedFileSystem: StorageFileSystem {
 
     fileprivate func beforeSync() throws(StorageIOError) {
         let (hold, failure) = rules.withLock { rules -> (Bool, Int32?) in
-            if rules.holdSyncs { rules.syncsWaiting += 1 }
-            return (rules.holdSyncs, rules.failSyncsWith)
+            let hold = rules.syncsToHold > 0
+            if hold {
+                rules.syncsToHold -= 1
+                rules.syncsWaiting += 1
+            }
+            return (hold, rules.failSyncsWith)
         }
         if hold {
             gate.wait()

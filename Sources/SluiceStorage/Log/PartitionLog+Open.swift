@@ -1,4 +1,5 @@
 import Glibc
+import NIOPosix
 import Synchronization
 
 /// Opening a log directory, with crash recovery.
@@ -20,7 +21,8 @@ extension PartitionLog {
 
     public static func open(
         directory: String, fileSystem: any StorageFileSystem = PosixFileSystem(), config: LogConfig = LogConfig(),
-        clock: any LogClock = SystemLogClock(), createIfMissing: Bool = true
+        clock: any LogClock = SystemLogClock(), createIfMissing: Bool = true,
+        syncThreadPool: NIOThreadPool = .singleton
     ) throws(LogError) -> PartitionLog {
         if let problem = config.validate() { throw LogError.invalidConfiguration(problem) }
         var report = LogRecoveryReport(cleanShutdown: false)
@@ -72,7 +74,8 @@ extension PartitionLog {
             segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd,
             durableEndOffset: logEnd, lastLeaderEpoch: -1)
         let log = PartitionLog(
-            directory: directory, config: config, fileSystem: fileSystem, clock: clock, state: state, recovery: report)
+            directory: directory, config: config, fileSystem: fileSystem, clock: clock, syncThreadPool: syncThreadPool,
+            state: state, recovery: report)
         try log.finishOpening(checkpointNeeded: checkpointNeeded)
         return log
     }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The append-only log of one partition: a directory of segments (see `Segment`)
@@ -23,6 +24,7 @@ public final class PartitionLog: Sendable {
     public let recovery: LogRecoveryReport
     let fileSystem: any StorageFileSystem
     let clock: any LogClock
+    let syncThreadPool: NIOThreadPool
     let state: Mutex<LogState>
     let flushRequests: AsyncStream<Void>.Continuation
 
@@ -30,8 +32,9 @@ public final class PartitionLog: Sendable {
 
     init(
         directory: String, config: LogConfig, fileSystem: any StorageFileSystem, clock: any LogClock,
-        state: consuming sending LogState, recovery: LogRecoveryReport
+        syncThreadPool: NIOThreadPool, state: consuming sending LogState, recovery: LogRecoveryReport
     ) {
+        self.syncThreadPool = syncThreadPool
         self.directory = directory
         self.config = config
         self.fileSystem = fileSystem
@@ -41,6 +44,13 @@ public final class PartitionLog: Sendable {
         let (signals, requests) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         flushRequests = requests
         startFlusher(signals)
+    }
+
+    deinit {
+        // An abandoned (never closed) log: let its flusher tasks end. Its files close
+        // as their descriptors are released; the next open recovers as after a crash.
+        flushRequests.finish()
+        state.withLock { $0.intervalFlusher?.cancel() }
     }
 
     // MARK: Offsets

@@ -1,0 +1,174 @@
+import Glibc
+import NIOCore
+import SluiceStorage
+import Testing
+
+/// Group commit, fsync policies, and fencing after a failed write or sync.
+@Suite struct DurabilityTests {
+    /// Waits (yielding, bounded) until `condition` holds; a stand-in for a callback
+    /// the file layer does not have. Fails the test rather than hang.
+    func waitFor(_ what: String, _ condition: () -> Bool) async {
+        for _ in 0..<1_000_000 {
+            if condition() { return }
+            await Task.yield()
+        }
+        Issue.record("timed out waiting for \(what)")
+    }
+
+    @Test func appendsArrivingDuringASyncShareTheNextOne() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+        let syncsAtOpen = fileSystem.syncCount
+        fileSystem.update { $0.syncsToHold = 1 }
+        let first = Task { try await log.append(makeBatch([0]), leaderEpoch: 0) }
+        await waitFor("the first sync to start") { fileSystem.syncsWaiting == 1 }
+        // The sync is in flight and holds no lock: 50 more appends go through now.
+        var waits: [Task<Void, any Error>] = []
+        for index in 1...50 {
+            let result = try log.appendBuffered(makeBatch([UInt8(index)]), leaderEpoch: 0)
+            #expect(result.baseOffset == Int64(index))
+            waits.append(Task { try await log.waitUntilDurable(result.lastOffset) })
+        }
+        #expect(log.durableEndOffset == 0)
+        fileSystem.releaseSyncs()
+        #expect(try await first.value.baseOffset == 0)
+        for wait in waits { try await wait.value }
+        #expect(log.durableEndOffset == 51)
+        // One sync for the first append, one for the fifty that queued behind it.
+        #expect(fileSystem.syncCount - syncsAtOpen == 2)
+        try await log.close()
+    }
+
+    @Test func concurrentAppendsUnderAlwaysAreAllDurableAndOrdered() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+        let syncsAtOpen = fileSystem.syncCount
+        let results = try await withThrowingTaskGroup(of: AppendResult.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    let result = try await log.append(makeBatch(pattern(index, 100)), leaderEpoch: 0)
+                    // Reported durable only once a sync covered it.
+                    precondition(log.durableEndOffset > result.lastOffset, "acknowledged before durable")
+                    return result
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(results.map(\.baseOffset)) == Set(0..<200))
+        #expect(log.durableEndOffset == 200)
+        #expect(fileSystem.syncCount - syncsAtOpen <= 200)
+        try await log.close()
+    }
+
+    @Test func neverPolicySyncsOnlyWhenAsked() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(
+            directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .never))
+        let syncsAtOpen = fileSystem.syncCount
+        for index in 0..<10 { _ = try await log.append(makeBatch([UInt8(index)]), leaderEpoch: 0) }
+        #expect(fileSystem.syncCount == syncsAtOpen)
+        #expect(log.durableEndOffset == 0)
+        try await log.flush()
+        #expect(log.durableEndOffset == 10)
+        #expect(fileSystem.syncCount == syncsAtOpen + 1)
+        try await log.flush()   // nothing new: no sync
+        #expect(fileSystem.syncCount == syncsAtOpen + 1)
+        try await log.close()
+    }
+
+    @Test func intervalPolicyReturnsBeforeSyncAndFlushForcesIt() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(
+            directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .interval(milliseconds: 60_000)))
+        fileSystem.update { $0.syncsToHold = 1 }
+        // Returns although no sync can complete.
+        #expect(try await log.append(makeBatch([1]), leaderEpoch: 0).baseOffset == 0)
+        let flushed = Task { try await log.flush() }
+        await waitFor("the flush to start a sync") { fileSystem.syncsWaiting == 1 }
+        #expect(log.durableEndOffset == 0)
+        fileSystem.releaseSyncs()
+        try await flushed.value
+        #expect(log.durableEndOffset == 1)
+        try await log.close()
+    }
+
+    @Test func failedWriteFencesTheLog() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+        _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
+        fileSystem.update { $0.failWritesWith = ENOSPC }
+        let error = StorageIOError(errno: ENOSPC, operation: "pwrite", path: directory.path + "/00000000000000000000.log")
+        await #expect(throws: LogError.diskFull(error)) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
+        fileSystem.update { $0.failWritesWith = nil }
+        // The disk has room again, but the log stays fenced with the first error.
+        await #expect(throws: LogError.diskFull(error)) { try await log.append(makeBatch([3]), leaderEpoch: 0) }
+        await #expect(throws: LogError.diskFull(error)) { try await log.flush() }
+        #expect(log.fenceError == .diskFull(error))
+        #expect(log.logEndOffset == 1)
+        // Reads of what was written still work.
+        #expect(Array(StoredBatches(try log.read(from: 0, maxBytes: 100).batches)).count == 1)
+        try await log.close()
+        // No clean marker after a fence: the next open checks the log, and the torn bytes go.
+        let reopened = try PartitionLog.open(directory: directory.path, config: smallConfig())
+        #expect(!reopened.recovery.cleanShutdown)
+        #expect(reopened.logEndOffset == 1)
+        try await reopened.close()
+    }
+
+    @Test func failedSyncIsNeverAcknowledged() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+        _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
+        fileSystem.update { $0.failSyncsWith = EIO }
+        let failure = LogError.io(StorageIOError(errno: EIO, operation: "fdatasync", path: "(injected)"))
+        await #expect(throws: failure) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
+        #expect(log.durableEndOffset == 1)
+        fileSystem.update { $0.failSyncsWith = nil }
+        // A later sync would succeed, but the log never retries and acknowledges.
+        await #expect(throws: failure) { try await log.waitUntilDurable(1) }
+        #expect(throws: failure) { try log.appendBuffered(makeBatch([3]), leaderEpoch: 0) }
+        #expect(log.durableEndOffset == 1)
+        try await log.close()
+    }
+
+    @Test func truncationFailsWaitersForRemovedOffsets() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(
+            directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .never))
+        _ = try log.appendBuffered(makeBatch([1]), leaderEpoch: 0)
+        try await log.flush()
+        fileSystem.update { $0.syncsToHold = 1 }
+        _ = try log.appendBuffered(makeBatch([2]), leaderEpoch: 0)
+        let waiting = Task { try await log.waitUntilDurable(1) }
+        await waitFor("the sync to start") { fileSystem.syncsWaiting == 1 }
+        #expect(try log.truncate(to: 1) == 1)
+        fileSystem.releaseSyncs()
+        await #expect(throws: LogError.truncatedBeforeDurable(offset: 1)) { try await waiting.value }
+        #expect(log.durableEndOffset == 1)
+        try await log.close()
+    }
+
+    @Test func closedLogRefusesWork() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let log = try PartitionLog.open(directory: directory.path, config: smallConfig())
+        try await log.close()
+        try await log.close()
+        #expect(throws: LogError.closed) { try log.appendBuffered(makeBatch([1]), leaderEpoch: 0) }
+        #expect(throws: LogError.closed) { try log.read(from: 0, maxBytes: 1) }
+    }
+}
