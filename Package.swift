@@ -20,6 +20,8 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceClient", targets: ["SluiceClient"]),
+        // For bench/ (a separate package, so the main build does not build benchmarks).
+        .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -1,0 +1,24 @@
+// swift-tools-version:6.1
+// Storage benchmarks, kept out of the main package so `swift build` and CI never build
+// them. Run from the repository root:
+//   swift run -c release --package-path bench SluiceStorageBench [directory]
+// and bench/fio.sh in the same sitting. Results: docs/benchmarks.md.
+import PackageDescription
+
+let package = Package(
+    name: "sluice-bench",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "sluice", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "SluiceStorageBench",
+            dependencies: [
+                .product(name: "SluiceStorage", package: "sluice"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
+    ]
+)
