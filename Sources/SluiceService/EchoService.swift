@@ -133,6 +133,7 @@ final class EchoStats: Sendable {
     /// Runs a handler, counting it as started and active, and on the way out as cancelled
     /// or deadline-exceeded when that is why it ended.
     func track<Result>(_ context: ServerCallContext, _ body: () async throws -> Result) async throws -> Result {
+        let start = ContinuousClock.now
         counters.withLock {
             $0.started += 1
             $0.active += 1
@@ -145,7 +146,7 @@ final class EchoStats: Sendable {
             counters.withLock { $0.active -= 1 }
             throw injected.status
         } catch {
-            let ending = Self.ending(of: error, context: context)
+            let ending = Self.ending(of: error, context: context, start: start)
             counters.withLock {
                 $0.active -= 1
                 switch ending {
@@ -161,8 +162,12 @@ final class EchoStats: Sendable {
     private enum Ending { case cancelled, deadlineExceeded, failed }
 
     /// The transport cancels a handler's task for a client reset, a disconnect and a passed
-    /// deadline alike; the deadline tells them apart.
-    private static func ending(of error: any Error, context: ServerCallContext) -> Ending {
+    /// deadline alike, so the deadline tells them apart. A client enforces the same deadline
+    /// and resets the stream when it passes; that reset can reach the server a little before
+    /// the server's own timer fires (the server's deadline counts from when the headers
+    /// arrived). So a cancellation close to the deadline counts as the deadline: within half
+    /// the call's time budget, at most one second.
+    private static func ending(of error: any Error, context: ServerCallContext, start: ContinuousClock.Instant) -> Ending {
         let wasCancelled: Bool
         if error is CancellationError || Task.isCancelled {
             wasCancelled = true
@@ -172,8 +177,9 @@ final class EchoStats: Sendable {
             wasCancelled = false
         }
         guard wasCancelled else { return .failed }
-        if let deadline = context.deadline, ContinuousClock.now >= deadline {
-            return .deadlineExceeded
+        if let deadline = context.deadline {
+            let tolerance = min(Duration.seconds(1), (deadline - start) / 2)
+            if ContinuousClock.now >= deadline - tolerance { return .deadlineExceeded }
         }
         return .cancelled
     }
