@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 @testable import SluiceWire
 
 /// A server with the given methods plus a client connected to it, torn down after `body`.
@@ -61,4 +62,10 @@ actor Box<Value: Sendable> {
     init(_ value: Value) { self.value = value }
     func set(_ value: Value) { self.value = value }
     func update(_ change: @Sendable (inout Value) -> Void) { change(&value) }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }

@@ -24,6 +24,11 @@ public struct GRPCClientConfiguration: Sendable {
     /// Senders blocked this long with no progress close the connection.
     public var sendStallTimeout: Duration = .seconds(300)
 
+    /// Tests only: false sends grpc-timeout but leaves enforcing it to the server.
+    var enforcesDeadlineLocally = true
+    /// Tests only: called on the event loop each time a sender starts waiting for send room.
+    var onWriterBlocked: (@Sendable () -> Void)?
+
     public init(host: String, port: Int) {
         self.host = host
         self.port = port

@@ -24,12 +24,14 @@ public final class GRPCClientConnection: Sendable {
             isServer: false, maxConcurrentStreams: 100, initialStreamWindowBytes: configuration.initialWindowBytes,
             connectionWindowBytes: configuration.connectionWindowBytes, maxFrameBytes: configuration.maxFrameBytes,
             maxHeaderListBytes: configuration.maxHeaderListBytes)
-        let limits = ConnectionLimits(
+        var limits = ConnectionLimits(
             maxReceiveMessageBytes: configuration.maxReceiveMessageBytes,
             maxHeaderListBytes: configuration.maxHeaderListBytes, inboundBufferBytes: configuration.inboundBufferBytes,
             sendQueueBytes: configuration.sendQueueBytes, sendStallTimeout: configuration.sendStallTimeout,
             prefaceTimeout: configuration.connectTimeout, keepaliveInterval: configuration.keepaliveInterval,
             keepaliveTimeout: configuration.keepaliveTimeout)
+        limits.onWriterBlocked = configuration.onWriterBlocked
+        let connectionLimits = limits
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -40,7 +42,9 @@ public final class GRPCClientConnection: Sendable {
                         var logger = logger
                         logger[metadataKey: "grpc.server"] = "\(authority)"
                         let handler = try GRPCConnectionHandler(
-                            role: .client(authority: authority), settings: settings, limits: limits,
+                            role: .client(
+                                authority: authority,
+                                enforcesDeadlineLocally: configuration.enforcesDeadlineLocally), settings: settings, limits: connectionLimits,
                             eventLoop: channel.eventLoop, logger: logger)
                         try channel.pipeline.syncOperations.addHandler(handler)
                     }

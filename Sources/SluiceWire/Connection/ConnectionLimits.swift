@@ -13,6 +13,8 @@ struct ConnectionLimits {
     var keepaliveTimeout: Duration
     /// Bytes of frames serialised per pass before checking socket writability again.
     var outputChunkBytes = 64 * 1024
+    /// Tests only: observes the moment a writer blocks on the send budget.
+    var onWriterBlocked: (@Sendable () -> Void)?
 }
 
 extension TimeAmount {

@@ -12,7 +12,7 @@ extension GRPCConnectionHandler {
     func startClientCall(path: String, metadata: GRPCMetadata, timeout: Duration?) throws(GRPCStatus)
         -> GRPCStreamContext
     {
-        guard case .client(let authority) = role else { preconditionFailure("client role") }
+        guard case .client(let authority, let enforcesDeadline) = role else { preconditionFailure("client role") }
         guard !isInactive, context != nil else { throw GRPCStatus(.unavailable, "the connection is closed") }
         guard !isDraining else { throw GRPCStatus(.unavailable, "the server is going away (GOAWAY)") }
         let limit = session.peerMaxConcurrentStreams
@@ -34,7 +34,7 @@ extension GRPCConnectionHandler {
         let stream = GRPCStreamContext(id: id, inbound: inbound)
         stream.finished = eventLoop.makePromise(of: CallOutcome.self)
         streams[id] = stream
-        if let timeout {
+        if let timeout, enforcesDeadline {
             stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
                 self.cancelClientCall(stream, status: GRPCStatus(.deadlineExceeded, "deadline exceeded"))
             }

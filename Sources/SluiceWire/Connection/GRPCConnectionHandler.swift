@@ -16,7 +16,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
 
     enum Role {
         case server(routes: [String: GRPCMethod], configuration: GRPCServerConfiguration)
-        case client(authority: String)
+        case client(authority: String, enforcesDeadlineLocally: Bool)
     }
 
     let role: Role
@@ -91,7 +91,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             self.close()
         }
         scheduleKeepalive()
-        flush()  // our SETTINGS (and the client magic)
+        // A client speaks first (magic + SETTINGS). A server holds its SETTINGS until the
+        // peer's first bytes, so an HTTP/1.x client gets a clean text reply, not binary frames.
+        if !isServer { flush() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -134,15 +136,21 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         let magic = Array("PRI * HTTP/2.0".utf8)
         let head = bytes.getBytes(at: bytes.readerIndex, length: min(bytes.readableBytes, magic.count)) ?? []
         guard !head.isEmpty, !magic.starts(with: head) else { return false }
-        let looksLikeHTTP1 = head.allSatisfy { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") || $0 == 0x20 }
-            && head.contains(0x20)
-        if looksLikeHTTP1 {
-            let text = "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                + "Content-Length: 26\r\n\r\nthis server speaks gRPC.\r\n"
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
-        }
+        // An HTTP/1 request line starts with an upper-case method token and a space.
+        let method = head.prefix { $0 != 0x20 }
+        let looksLikeHTTP1 =
+            !method.isEmpty && method.count < head.count
+            && method.allSatisfy { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
         logger.info("closing connection: not an HTTP/2 client", metadata: ["http1": "\(looksLikeHTTP1)"])
-        close()
+        guard looksLikeHTTP1 else {
+            close()
+            return true
+        }
+        let text = "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + "Content-Length: 26\r\n\r\nthis server speaks gRPC.\r\n"
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in self.close() }
         return true
     }
 
@@ -238,6 +246,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         stream.pendingWrite = (framed, promise)
         blockedWriters.append(stream)
         armStallTimer()
+        limits.onWriterBlocked?()
         return promise.futureResult
     }
 

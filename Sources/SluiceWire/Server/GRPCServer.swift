@@ -44,12 +44,14 @@ public final class GRPCServer: Sendable {
             resetRateBurst: UInt64(configuration.resetRateBurst),
             resetRatePerSecond: UInt64(configuration.resetRatePerSecond),
             maxContinuations: configuration.maxContinuations)
-        let limits = ConnectionLimits(
+        var limits = ConnectionLimits(
             maxReceiveMessageBytes: configuration.maxReceiveMessageBytes,
             maxHeaderListBytes: configuration.maxHeaderListBytes, inboundBufferBytes: configuration.inboundBufferBytes,
             sendQueueBytes: configuration.sendQueueBytes, sendStallTimeout: configuration.sendStallTimeout,
             prefaceTimeout: configuration.prefaceTimeout, keepaliveInterval: configuration.keepaliveInterval,
             keepaliveTimeout: configuration.keepaliveTimeout)
+        limits.onWriterBlocked = configuration.onWriterBlocked
+        let connectionLimits = limits
         let routes = routes
         let logger = logger
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -60,7 +62,7 @@ public final class GRPCServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try GRPCConnectionHandler(
                         role: .server(routes: routes, configuration: configuration), settings: settings,
-                        limits: limits, eventLoop: channel.eventLoop, logger: logger)
+                        limits: connectionLimits, eventLoop: channel.eventLoop, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     self?.register(channel: channel, handler: handler)
                 }
@@ -78,6 +80,11 @@ public final class GRPCServer: Sendable {
         let port = listener.localAddress?.port ?? configuration.port
         logger.info("gRPC server listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         return (configuration.host, port)
+    }
+
+    /// Tests only: the listening port.
+    var boundPortForTests: Int {
+        state.withLock { $0.listener?.localAddress?.port } ?? configuration.port
     }
 
     /// Must run on the channel's event loop (from the child initializer).

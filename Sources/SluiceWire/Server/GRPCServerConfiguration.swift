@@ -44,6 +44,9 @@ public struct GRPCServerConfiguration: Sendable {
     /// CONTINUATION frames allowed after one HEADERS frame.
     public var maxContinuations: Int = 8
 
+    /// Tests only: called on the event loop each time a writer starts waiting for send room.
+    var onWriterBlocked: (@Sendable () -> Void)?
+
     public init(host: String = "127.0.0.1", port: Int = 0) {
         self.host = host
         self.port = port
