@@ -103,7 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let shown = HostPort(host: address.host, port: address.port)
         // Written straight to the descriptor, unbuffered, so a reader of a pipe sees it now.
-        StandardStreams.write("sluice listening on \(shown)\n", to: STDOUT_FILENO)
+        StandardStreams.emit("sluice listening on \(shown)\n", to: STDOUT_FILENO)
 
         let signal = await shutdownSignal.wait()
         logger.info("received \(signal), shutting down gracefully", metadata: ["grace": "\(shutdownGrace)s"])
@@ -119,18 +119,18 @@ struct ServeCommand: AsyncParsableCommand {
 
 /// One line on stderr and exit status 1.
 func fail(_ message: String) -> Never {
-    StandardStreams.write("sluice: \(message)\n", to: STDERR_FILENO)
+    StandardStreams.emit("sluice: \(message)\n", to: STDERR_FILENO)
     exit(1)
 }
 
 enum StandardStreams {
     /// Writes all of `text` to a descriptor, unbuffered.
-    static func write(_ text: String, to descriptor: Int32) {
+    static func emit(_ text: String, to descriptor: Int32) {
         // Anything print() buffered goes first, to keep the order.
         fflush(nil)
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            let count = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return }
             bytes = bytes.dropFirst(count)
