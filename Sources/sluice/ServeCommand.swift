@@ -19,7 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
             keeping topic metadata in --data-dir. Once listening it prints one line to stdout, \
             "sluice listening on HOST:PORT" (the real port when --listen asks for port 0). \
             SIGTERM or SIGINT shut it down gracefully: health turns NOT_SERVING, GOAWAY is sent, \
-            unary calls finish, streams get --shutdown-grace seconds; then it exits 0. \
+            calls in flight get --shutdown-grace seconds to finish; then it exits 0. \
             See docs/operations.md.
             """)
 
@@ -46,7 +46,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Concurrent streams per connection; more are refused with REFUSED_STREAM.")
     var maxConcurrentStreams: Int = 100
 
-    @Option(help: "Seconds that open streams get to finish after a shutdown signal before they end with UNAVAILABLE.")
+    @Option(help: "Seconds that calls in flight (streams and unary calls) get to finish after a shutdown signal before they end with UNAVAILABLE.")
     var shutdownGrace: Double = 10
 
     @Option(help: "Seconds between keepalive PINGs on an idle connection; 0 disables them.")
@@ -79,6 +79,9 @@ struct ServeCommand: AsyncParsableCommand {
         transport.maxReceiveMessageBytes = maxMessageBytes
         transport.maxConcurrentStreams = maxConcurrentStreams
         transport.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
+        // One bound for the whole shutdown, so a service manager's stop timeout can be set
+        // just above it.
+        transport.shutdownUnaryLimit = transport.shutdownGracePeriod
         transport.keepaliveInterval = keepaliveInterval == 0 ? nil : .milliseconds(Int64(keepaliveInterval * 1000))
         transport.keepaliveTimeout = .milliseconds(Int64(keepaliveTimeout * 1000))
         var configuration = BrokerServer.Configuration(dataDirectory: dataDir, transport: transport)
