@@ -278,6 +278,18 @@ func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
         #expect(registry.topics().map(\.name) == ["kept", "later"])
     }
 
+    @Test func noChangesAfterTheDirectoryIsReleased() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let registry = try openRegistry(directory)
+        _ = try registry.createTopic(named: "kept", partitions: 1)
+        registry.directory.close()
+        expectBrokerError(.shuttingDown) { _ = try registry.createTopic(named: "late", partitions: 1) }
+        expectBrokerError(.shuttingDown) { try registry.deleteTopic(named: "kept") }
+        // Reading still works.
+        #expect(registry.topics().map(\.name) == ["kept"])
+    }
+
     @Test func dataDirectoryIsExclusive() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
