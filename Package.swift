@@ -30,7 +30,8 @@ let package = Package(
     targets: [
         // C shims: the only places that include C headers.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
-        .target(name: "CSluiceProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
+        // protoc-c output; regenerate with codegen/generate.sh (headers in include/, sources in generated/).
+        .target(name: "CSluiceProto", exclude: ["generated/descriptor_set.pb"], linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(name: "CSluiceCRC32C", cSettings: [.unsafeFlags(["-msse4.2"])]),
 
         // Layers.

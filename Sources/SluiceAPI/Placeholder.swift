@@ -1,1 +1,0 @@
-// SluiceAPI: placeholder until the layer lands.

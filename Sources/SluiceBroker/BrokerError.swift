@@ -1,0 +1,38 @@
+/// The one error type of the broker layer. Every failure a client can cause or observe
+/// is one of these codes; SluiceService maps each code to a gRPC status in one place
+/// (`BrokerError+GRPCStatus.swift`), so the layers above never guess from messages.
+public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Sendable, Hashable, CaseIterable {
+        /// No topic of that name exists.
+        case topicNotFound
+        /// A topic of that name already exists.
+        case topicAlreadyExists
+        /// The topic name breaks the naming rules.
+        case invalidTopicName
+        /// An unknown setting, or a value a setting does not accept.
+        case invalidConfig
+        /// A partition count of 0, above the limit, or not larger than the current one.
+        case invalidPartitionCount
+        /// A replication factor the cluster cannot place.
+        case invalidReplicationFactor
+        /// Another broker (or another registry in this process) holds the data directory.
+        case dataDirectoryLocked
+        /// A metadata file in the data directory cannot be read or parsed; the broker
+        /// refuses to start rather than forget topics.
+        case metadataCorrupt
+        /// Writing durable metadata failed (disk full, I/O error); nothing was changed.
+        case metadataWriteFailed
+        /// The broker is shutting down and takes no new work.
+        case shuttingDown
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

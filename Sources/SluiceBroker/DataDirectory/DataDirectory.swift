@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// The broker's data directory, held exclusively for the life of this value.
+///
+/// Layout (docs/operations.md has the operator's view):
+///
+///     <data-dir>/
+///       .lock              flock(LOCK_EX) by the running broker; holds its pid as text
+///       topics.json        topic metadata (`TopicMetadataFile`)
+///       topics.json.tmp    only while a new version is being written; ignored and
+///                          removed when found at startup (a write torn by a crash)
+///
+/// The lock is flock(2) on an open file description, so it is dropped by the kernel
+/// when the process dies (no stale lock after kill -9) and it also conflicts between
+/// two opens inside one process, which lets tests check it without a second process.
+public final class DataDirectory: Sendable {
+    public let path: String
+    private let lockDescriptor: Mutex<Int32?>
+
+    /// The name of the lock file inside the directory.
+    public static let lockFileName = ".lock"
+
+    private init(path: String, lockDescriptor: Int32) {
+        self.path = path
+        self.lockDescriptor = Mutex(lockDescriptor)
+    }
+
+    /// Creates the directory (and parents) if needed and takes its lock.
+    /// Throws `.dataDirectoryLocked` when another holder has it.
+    public static func open(_ path: String) throws(BrokerError) -> DataDirectory {
+        precondition(!path.isEmpty, "data directory path is empty")
+        try DurableFiles.createDirectories(path)
+        let lockPath = path + "/" + lockFileName
+        let descriptor = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw BrokerError(.metadataWriteFailed, "cannot open lock file \(lockPath): \(DurableFiles.errnoText())")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = errno
+            let holder = DurableFiles.readSmallFile(lockPath)?.split(whereSeparator: \.isWhitespace).first.map { " (pid \($0))" } ?? ""
+            Glibc.close(descriptor)
+            if reason == EWOULDBLOCK {
+                throw BrokerError(.dataDirectoryLocked, "data directory \(path) is in use by another broker\(holder)")
+            }
+            throw BrokerError(.metadataWriteFailed, "cannot lock \(lockPath): \(DurableFiles.errnoText(reason))")
+        }
+        // The pid is for humans reading the file; the lock itself is the flock.
+        let pidText = "\(getpid())\n"
+        _ = ftruncate(descriptor, 0)
+        _ = pidText.withCString { pwrite(descriptor, $0, strlen($0), 0) }
+        return DataDirectory(path: path, lockDescriptor: descriptor)
+    }
+
+    /// Releases the lock. Idempotent; also done on deinit.
+    public func close() {
+        lockDescriptor.withLock { descriptor in
+            if let open = descriptor {
+                // Closing the last descriptor of the open file description drops the flock.
+                Glibc.close(open)
+                descriptor = nil
+            }
+        }
+    }
+
+    public var isOpen: Bool { lockDescriptor.withLock { $0 != nil } }
+
+    deinit { close() }
+
+    /// The path of a file directly inside the directory.
+    public func file(_ name: String) -> String {
+        precondition(!name.contains("/"), "data directory file names are flat: \(name)")
+        return path + "/" + name
+    }
+}

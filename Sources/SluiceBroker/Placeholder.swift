@@ -1,1 +1,0 @@
-// SluiceBroker: placeholder until the layer lands.

@@ -1,0 +1,167 @@
+/// The per-topic settings, with Kafka's names, defaults and checks.
+///
+/// A topic stores only the settings given explicitly (its overrides, normalised to
+/// canonical text); everything else takes the default below. `TopicConfig` is the
+/// effective, typed view the rest of the broker reads.
+///
+/// | name                   | default    | accepted values                                   |
+/// |------------------------|------------|---------------------------------------------------|
+/// | retention.ms           | 604800000  | -1 (no age limit) or 0 ... Int64.max              |
+/// | retention.bytes        | -1         | -1 (no size limit) or 0 ... Int64.max             |
+/// | segment.bytes          | 1073741824 | 1024 ... 2147483647 (segment positions are 32-bit)|
+/// | segment.ms             | 604800000  | 1 ... Int64.max                                   |
+/// | max.message.bytes      | 1048576    | 1 ... the broker's ceiling (wire limit - 1 KiB)   |
+/// | message.timestamp.type | CreateTime | CreateTime or LogAppendTime                       |
+/// | cleanup.policy         | delete     | delete                                            |
+/// | min.insync.replicas    | 1          | 1 ... the topic's replication factor              |
+public struct TopicConfig: Sendable, Equatable {
+    public enum TimestampType: String, Sendable, Equatable {
+        case createTime = "CreateTime"
+        case logAppendTime = "LogAppendTime"
+    }
+
+    public enum CleanupPolicy: String, Sendable, Equatable {
+        case delete
+    }
+
+    /// Age limit of a closed segment in ms; nil means no limit (-1).
+    public var retentionMs: Int64?
+    /// Size limit of a partition in bytes; nil means no limit (-1).
+    public var retentionBytes: Int64?
+    public var segmentBytes: Int64
+    public var segmentMs: Int64
+    public var maxMessageBytes: Int
+    public var messageTimestampType: TimestampType
+    public var cleanupPolicy: CleanupPolicy
+    public var minInsyncReplicas: Int
+
+    /// The effective settings of a topic with these (already validated) overrides.
+    init(overrides: [String: String]) {
+        var config = TopicConfig.defaults
+        for (name, text) in overrides {
+            // Overrides were normalised by `TopicSetting.normalize` (on every change and
+            // again when loaded from disk), so names and numbers parse here.
+            guard let setting = TopicSetting(rawValue: name) else {
+                preconditionFailure("unvalidated topic setting \(name)")
+            }
+            setting.apply(text, to: &config)
+        }
+        self = config
+    }
+
+    private init() {
+        retentionMs = 604_800_000
+        retentionBytes = nil
+        segmentBytes = 1_073_741_824
+        segmentMs = 604_800_000
+        maxMessageBytes = 1_048_576
+        messageTimestampType = .createTime
+        cleanupPolicy = .delete
+        minInsyncReplicas = 1
+    }
+
+    public static let defaults = TopicConfig()
+}
+
+/// One named setting: its default, how its text is checked and normalised, and where
+/// it lands in `TopicConfig`.
+public enum TopicSetting: String, Sendable, CaseIterable {
+    case retentionMs = "retention.ms"
+    case retentionBytes = "retention.bytes"
+    case segmentBytes = "segment.bytes"
+    case segmentMs = "segment.ms"
+    case maxMessageBytes = "max.message.bytes"
+    case messageTimestampType = "message.timestamp.type"
+    case cleanupPolicy = "cleanup.policy"
+    case minInsyncReplicas = "min.insync.replicas"
+
+    public static let minimumSegmentBytes: Int64 = 1024
+    public static let maximumSegmentBytes: Int64 = Int64(Int32.max)
+
+    public var defaultValue: String {
+        switch self {
+        case .retentionMs: "604800000"
+        case .retentionBytes: "-1"
+        case .segmentBytes: "1073741824"
+        case .segmentMs: "604800000"
+        case .maxMessageBytes: "1048576"
+        case .messageTimestampType: TopicConfig.TimestampType.createTime.rawValue
+        case .cleanupPolicy: TopicConfig.CleanupPolicy.delete.rawValue
+        case .minInsyncReplicas: "1"
+        }
+    }
+
+    /// The setting of this name, or `.invalidConfig` naming the known ones.
+    public static func named(_ name: String) throws(BrokerError) -> TopicSetting {
+        guard let setting = TopicSetting(rawValue: name) else {
+            let known = allCases.map(\.rawValue).joined(separator: ", ")
+            throw BrokerError(.invalidConfig, "unknown topic setting \"\(name)\"; known settings are \(known)")
+        }
+        return setting
+    }
+
+    /// Checks `value` and returns its canonical text. Relations between settings
+    /// (min.insync.replicas against the replication factor) are checked by the registry.
+    public func normalize(_ value: String, maxMessageBytesCeiling: Int) throws(BrokerError) -> String {
+        switch self {
+        case .retentionMs, .retentionBytes:
+            return String(try integer(value, in: -1...Int64.max))
+        case .segmentBytes:
+            return String(try integer(value, in: Self.minimumSegmentBytes...Self.maximumSegmentBytes))
+        case .segmentMs:
+            return String(try integer(value, in: 1...Int64.max))
+        case .maxMessageBytes:
+            return String(try integer(value, in: 1...Int64(maxMessageBytesCeiling)))
+        case .minInsyncReplicas:
+            return String(try integer(value, in: 1...Int64(Int32.max)))
+        case .messageTimestampType:
+            guard let type = TopicConfig.TimestampType(rawValue: value) else {
+                throw invalid(value, "expected CreateTime or LogAppendTime")
+            }
+            return type.rawValue
+        case .cleanupPolicy:
+            guard let policy = TopicConfig.CleanupPolicy(rawValue: value) else {
+                throw invalid(value, "the only supported policy is delete")
+            }
+            return policy.rawValue
+        }
+    }
+
+    private func integer(_ value: String, in range: ClosedRange<Int64>) throws(BrokerError) -> Int64 {
+        guard let number = Int64(value) else {
+            throw invalid(value, "expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        guard range.contains(number) else {
+            throw invalid(value, "must be from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    private func invalid(_ value: String, _ reason: String) -> BrokerError {
+        BrokerError(.invalidConfig, "invalid value \"\(value)\" for \(rawValue): \(reason)")
+    }
+
+    /// Stores normalised text into the typed config.
+    fileprivate func apply(_ text: String, to config: inout TopicConfig) {
+        switch self {
+        case .retentionMs:
+            let value = Int64(text) ?? -1
+            config.retentionMs = value < 0 ? nil : value
+        case .retentionBytes:
+            let value = Int64(text) ?? -1
+            config.retentionBytes = value < 0 ? nil : value
+        case .segmentBytes:
+            config.segmentBytes = Int64(text) ?? config.segmentBytes
+        case .segmentMs:
+            config.segmentMs = Int64(text) ?? config.segmentMs
+        case .maxMessageBytes:
+            config.maxMessageBytes = Int(text) ?? config.maxMessageBytes
+        case .messageTimestampType:
+            config.messageTimestampType = TopicConfig.TimestampType(rawValue: text) ?? config.messageTimestampType
+        case .cleanupPolicy:
+            config.cleanupPolicy = TopicConfig.CleanupPolicy(rawValue: text) ?? config.cleanupPolicy
+        case .minInsyncReplicas:
+            config.minInsyncReplicas = Int(text) ?? config.minInsyncReplicas
+        }
+    }
+}

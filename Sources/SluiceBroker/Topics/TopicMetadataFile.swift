@@ -1,0 +1,121 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The on-disk form of the topic registry: `<data-dir>/topics.json`.
+///
+/// One UTF-8 JSON document, pretty-printed with sorted keys (so it diffs well and an
+/// operator can read it), rewritten whole on every change with `DurableFiles.replace`
+/// (tmp + fsync + rename + directory fsync):
+///
+///     {
+///       "format" : 1,                       format version; other values are refused
+///       "topics" : [                        sorted by name, names unique
+///         {
+///           "configs" : {                   explicit settings only, canonical text
+///             "retention.ms" : "86400000"
+///           },
+///           "created_ms" : 1764070000000,   creation time, ms since the Unix epoch
+///           "id" : "3f0c…",                 topic id, a lowercase UUID
+///           "name" : "orders",              valid topic name
+///           "partitions" : 3,               partition count, >= 1
+///           "replication_factor" : 1        >= 1
+///         }
+///       ]
+///     }
+///
+/// A missing file means no topics (a fresh data directory). Anything unreadable or
+/// invalid is `.metadataCorrupt`: the broker refuses to start rather than silently
+/// forget topics.
+enum TopicMetadataFile {
+    static let fileName = "topics.json"
+    static let formatVersion = 1
+
+    private struct Document: Codable {
+        var format: Int
+        var topics: [Entry]
+    }
+
+    private struct Entry: Codable {
+        var name: String
+        var id: String
+        var partitions: UInt32
+        var replicationFactor: UInt32
+        var configs: [String: String]
+        var createdMs: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case name, id, partitions, configs
+            case replicationFactor = "replication_factor"
+            case createdMs = "created_ms"
+        }
+    }
+
+    static func encode(_ topics: [String: TopicMetadata]) -> [UInt8] {
+        let entries = topics.values.sorted { $0.name < $1.name }.map {
+            Entry(name: $0.name, id: $0.topicID, partitions: $0.partitionCount,
+                  replicationFactor: $0.replicationFactor, configs: $0.configOverrides, createdMs: $0.createdAtMs)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            var bytes = Array(try encoder.encode(Document(format: formatVersion, topics: entries)))
+            bytes.append(UInt8(ascii: "\n"))
+            return bytes
+        } catch {
+            // Strings, integers and string maps always encode.
+            preconditionFailure("topic metadata failed to encode: \(error)")
+        }
+    }
+
+    /// Parses and validates the file's bytes. `path` is only for messages.
+    static func decode(_ bytes: [UInt8], path: String) throws(BrokerError) -> [String: TopicMetadata] {
+        let document: Document
+        do {
+            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
+        } catch {
+            throw BrokerError(.metadataCorrupt, "\(path) is not valid topic metadata: \(error)")
+        }
+        guard document.format == formatVersion else {
+            throw BrokerError(.metadataCorrupt, "\(path) has format \(document.format); this broker reads format \(formatVersion)")
+        }
+        var topics: [String: TopicMetadata] = [:]
+        for entry in document.topics {
+            let topic = try validated(entry, path: path)
+            guard topics[topic.name] == nil else {
+                throw BrokerError(.metadataCorrupt, "\(path) lists topic \"\(topic.name)\" twice")
+            }
+            topics[topic.name] = topic
+        }
+        return topics
+    }
+
+    private static func validated(_ entry: Entry, path: String) throws(BrokerError) -> TopicMetadata {
+        func corrupt(_ reason: String) -> BrokerError {
+            BrokerError(.metadataCorrupt, "\(path): topic \"\(entry.name)\": \(reason)")
+        }
+        do {
+            try TopicName.validate(entry.name)
+        } catch {
+            throw corrupt(error.message)
+        }
+        guard !entry.id.isEmpty else { throw corrupt("empty id") }
+        guard entry.partitions >= 1 else { throw corrupt("partition count 0") }
+        guard entry.replicationFactor >= 1 else { throw corrupt("replication factor 0") }
+        var overrides: [String: String] = [:]
+        for (name, value) in entry.configs {
+            do {
+                // The ceiling is not checked here: lowering the broker's message limit
+                // must not make existing topics unreadable (the broker warns instead).
+                overrides[name] = try TopicSetting.named(name).normalize(value, maxMessageBytesCeiling: Int(Int32.max))
+            } catch {
+                throw corrupt(error.message)
+            }
+        }
+        return TopicMetadata(name: entry.name, topicID: entry.id, partitionCount: entry.partitions,
+                             replicationFactor: entry.replicationFactor, configOverrides: overrides,
+                             createdAtMs: entry.createdMs)
+    }
+}
