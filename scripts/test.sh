@@ -17,9 +17,13 @@ deps_out="$(scripts/install-deps.sh)" || { echo "$deps_out"; echo "install-deps 
 echo "$deps_out"
 python="$(echo "$deps_out" | sed -n 's/^python: //p' | tail -n 1)"
 
+# The generated C, Swift and descriptor set must match proto/ exactly.
 if [[ -x codegen/check.sh ]]; then
     step "codegen check"
     timeout 300 codegen/check.sh || failed+=("codegen check")
+elif [[ -x codegen/generate.sh ]]; then
+    step "codegen check"
+    timeout 300 codegen/generate.sh --check || failed+=("codegen check")
 fi
 
 step "swift build --build-tests"
@@ -35,7 +39,7 @@ rm -f "$build_log"
 
 step "swift test"
 swift_log="$(mktemp)"
-timeout 600 swift test --skip-build >"$swift_log" 2>&1
+timeout 480 swift test --skip-build >"$swift_log" 2>&1
 swift_status=$?
 grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
 grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
