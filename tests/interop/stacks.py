@@ -100,6 +100,9 @@ class GrpclibStack:
                 return await body(echo_grpc.EchoStub(channel))
             except grpclib.exceptions.GRPCError as error:
                 raise CallError(error.status.value, error.message or "") from None
+            except asyncio.TimeoutError:
+                # grpclib reports its own deadline as asyncio.TimeoutError, not a status.
+                raise CallError(DEADLINE_EXCEEDED, "deadline exceeded (grpclib)") from None
             finally:
                 channel.close()
 
