@@ -29,12 +29,14 @@ final class ProtobufCArena {
     /// A NUL-terminated copy. A Swift string containing NUL would be cut there by
     /// protobuf-c (it measures with strlen); no Sluice field carries NULs.
     func string(_ string: String) -> UnsafeMutablePointer<CChar>? {
-        let utf8 = Array(string.utf8)
-        let copy = allocate(CChar.self, count: utf8.count + 1)
-        utf8.withUnsafeBytes { source in
-            UnsafeMutableRawPointer(copy).copyMemory(from: source.baseAddress ?? UnsafeRawPointer(copy), byteCount: source.count)
+        var string = string
+        return string.withUTF8 { utf8 in
+            let copy = allocate(CChar.self, count: utf8.count + 1)  // zeroed: the NUL is there
+            if let source = utf8.baseAddress {
+                UnsafeMutableRawPointer(copy).copyMemory(from: source, byteCount: utf8.count)
+            }
+            return copy
         }
-        return copy
     }
 
     func bytes(_ buffer: ByteBuffer) -> ProtobufCBinaryData {

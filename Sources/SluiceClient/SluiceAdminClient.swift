@@ -1,0 +1,81 @@
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceWire
+
+extension GRPCClientConnection {
+    /// A unary call with SluiceAPI messages. A response that does not decode is INTERNAL.
+    public func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
+        path: String, request: Request, as response: Response.Type = Response.self,
+        metadata: GRPCMetadata = [:], timeout: Duration? = nil
+    ) async throws -> Response {
+        let bytes = try await unary(path: path, request: request.protobufBytes(), metadata: metadata, timeout: timeout)
+        do {
+            return try Response(protobuf: bytes)
+        } catch {
+            throw GRPCStatus(.internalError, "the response of \(path) is not valid protobuf: \(error)")
+        }
+    }
+}
+
+/// The topic admin RPCs of `sluice.v1.Broker`, typed. Errors are `GRPCStatus`
+/// (NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT, UNAVAILABLE, ...).
+public struct SluiceAdminClient: Sendable {
+    public let connection: GRPCClientConnection
+    /// Applied to every call; nil waits as long as the broker takes.
+    public var timeout: Duration?
+
+    private static let prefix = "/sluice.v1.Broker/"
+
+    public init(connection: GRPCClientConnection, timeout: Duration? = .seconds(30)) {
+        self.connection = connection
+        self.timeout = timeout
+    }
+
+    /// Connects to a broker at `host:port`.
+    public static func connect(host: String, port: Int, logger: Logger) async throws -> SluiceAdminClient {
+        SluiceAdminClient(connection: try await GRPCClientConnection.connect(GRPCClientConfiguration(host: host, port: port), logger: logger))
+    }
+
+    public func close() async {
+        await connection.close()
+    }
+
+    public func createTopic(_ request: CreateTopicRequest) async throws -> TopicDescription {
+        let response: CreateTopicResponse = try await call("CreateTopic", request)
+        return try Self.topic(response.topic)
+    }
+
+    public func deleteTopic(named name: String) async throws {
+        let _: DeleteTopicResponse = try await call("DeleteTopic", DeleteTopicRequest(name: name))
+    }
+
+    public func listTopics() async throws -> [TopicDescription] {
+        let response: ListTopicsResponse = try await call("ListTopics", ListTopicsRequest())
+        return response.topics
+    }
+
+    public func describeTopic(named name: String) async throws -> TopicDescription {
+        let response: DescribeTopicResponse = try await call("DescribeTopic", DescribeTopicRequest(name: name))
+        return try Self.topic(response.topic)
+    }
+
+    public func alterTopicConfig(named name: String, set: [String: String] = [:], reset: [String] = []) async throws -> TopicDescription {
+        let response: AlterTopicConfigResponse = try await call("AlterTopicConfig", AlterTopicConfigRequest(name: name, set: set, reset: reset))
+        return try Self.topic(response.topic)
+    }
+
+    public func createPartitions(named name: String, totalCount: UInt32) async throws -> TopicDescription {
+        let response: CreatePartitionsResponse = try await call("CreatePartitions", CreatePartitionsRequest(name: name, totalCount: totalCount))
+        return try Self.topic(response.topic)
+    }
+
+    private func call<Request: ProtobufMessage, Response: ProtobufMessage>(_ method: String, _ request: Request) async throws -> Response {
+        try await connection.unary(path: Self.prefix + method, request: request, timeout: timeout)
+    }
+
+    private static func topic(_ topic: TopicDescription?) throws(GRPCStatus) -> TopicDescription {
+        guard let topic else { throw GRPCStatus(.internalError, "the broker's answer carries no topic") }
+        return topic
+    }
+}

@@ -1,1 +1,0 @@
-// SluiceService: placeholder until the layer lands.

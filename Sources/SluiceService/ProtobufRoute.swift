@@ -1,0 +1,86 @@
+import NIOCore
+import SluiceAPI
+import SluiceWire
+
+/// Builds `GRPCMethod`s from handlers written against SluiceAPI message types, so no
+/// service touches bytes: requests are decoded here (bad protobuf ends the call with
+/// INVALID_ARGUMENT naming the message) and responses encoded here.
+enum ProtobufRoute {
+    static func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ path: String, _ handler: @escaping @Sendable (Request, ServerCallContext) async throws -> Response
+    ) -> GRPCMethod {
+        .unary(path) { bytes, context in
+            try await handler(try decode(bytes, path: path), context).protobufBytes()
+        }
+    }
+
+    static func serverStreaming<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ path: String,
+        _ handler: @escaping @Sendable (Request, ResponseWriter<Response>, ServerCallContext) async throws -> Void
+    ) -> GRPCMethod {
+        .serverStreaming(path) { bytes, writer, context in
+            try await handler(try decode(bytes, path: path), ResponseWriter(writer), context)
+        }
+    }
+
+    static func clientStreaming<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ path: String, _ handler: @escaping @Sendable (RequestStream<Request>, ServerCallContext) async throws -> Response
+    ) -> GRPCMethod {
+        .clientStreaming(path) { requests, context in
+            try await handler(RequestStream(requests, path: path), context).protobufBytes()
+        }
+    }
+
+    static func bidirectional<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ path: String,
+        _ handler: @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerCallContext) async throws -> Void
+    ) -> GRPCMethod {
+        .bidirectional(path) { requests, writer, context in
+            try await handler(RequestStream(requests, path: path), ResponseWriter(writer), context)
+        }
+    }
+
+    static func decode<Message: ProtobufMessage>(_ bytes: ByteBuffer, path: String) throws(GRPCStatus) -> Message {
+        do {
+            return try Message(protobuf: bytes)
+        } catch {
+            throw GRPCStatus(.invalidArgument, "request to \(path) is not valid protobuf: \(error)")
+        }
+    }
+
+    /// Requests of a streaming call, decoded as they arrive.
+    struct RequestStream<Request: ProtobufMessage>: AsyncSequence, Sendable {
+        typealias Element = Request
+        private let raw: GRPCRequestStream
+        private let path: String
+
+        init(_ raw: GRPCRequestStream, path: String) {
+            self.raw = raw
+            self.path = path
+        }
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            var raw: GRPCRequestStream.AsyncIterator
+            let path: String
+
+            mutating func next() async throws -> Request? {
+                guard let bytes = try await raw.next() else { return nil }
+                return try ProtobufRoute.decode(bytes, path: path)
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(raw: raw.makeAsyncIterator(), path: path) }
+    }
+
+    /// Responses of a streaming call, encoded as they are written.
+    struct ResponseWriter<Response: ProtobufMessage>: Sendable {
+        private let raw: GRPCResponseWriter
+
+        init(_ raw: GRPCResponseWriter) { self.raw = raw }
+
+        /// Suspends while the peer's flow-control window or the send queue is full.
+        func write(_ response: Response) async throws {
+            try await raw.write(response.protobufBytes())
+        }
+    }
+}

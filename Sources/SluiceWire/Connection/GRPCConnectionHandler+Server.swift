@@ -1,0 +1,171 @@
+import Logging
+import NIOCore
+
+/// The server half: validating requests, running handlers as tasks, sending status.
+extension GRPCConnectionHandler {
+    /// Request headers are complete: check them, route, and start the handler's task.
+    func startServerCall(_ stream: GRPCStreamContext, endStream: Bool) {
+        guard case .server(let routes, _) = role else { preconditionFailure("server role") }
+        let headers = stream.headerBlock
+        stream.headerBlock = []
+        func value(_ name: String) -> String? { headers.first { $0.name == name }?.value }
+
+        guard value(":method") == "POST" else {
+            return rejectEarly(stream, httpStatus: 405, GRPCStatus(.internalError, "gRPC requires POST"))
+        }
+        guard let contentType = value("content-type"), contentType.hasPrefix("application/grpc") else {
+            // gRPC spec: a non-gRPC content type gets HTTP 415 (clients map it to UNKNOWN/INTERNAL).
+            return rejectEarly(
+                stream, httpStatus: 415, GRPCStatus(.internalError, "content-type must be application/grpc"))
+        }
+        if let encoding = value("grpc-encoding"), encoding != "identity" {
+            return rejectEarly(stream, httpStatus: 200, GRPCStatus(.unimplemented, "grpc-encoding \(encoding) is not supported"))
+        }
+        let path = value(":path") ?? ""
+        guard let method = routes[path] else {
+            return rejectEarly(stream, httpStatus: 200, GRPCStatus(.unimplemented, "unknown method \(path)"))
+        }
+        var deadline: ContinuousClock.Instant?
+        if let text = value("grpc-timeout") {
+            guard let timeout = GRPCTimeout.parse(text) else {
+                return rejectEarly(stream, httpStatus: 200, GRPCStatus(.internalError, "malformed grpc-timeout \(text)"))
+            }
+            deadline = .now + timeout
+            stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
+                self.abortServerCall(stream, status: GRPCStatus(.deadlineExceeded, "deadline exceeded"))
+                self.flush()
+            }
+        }
+        stream.methodKind = method.kind
+        if endStream { stream.readEnd = .success(()) }
+
+        let handle = StreamHandle(loop: eventLoop, connection: self, stream: stream)
+        let callContext = ServerCallContext(
+            path: path, metadata: GRPCMetadata.custom(from: headers), deadline: deadline,
+            remoteAddress: context?.channel.remoteAddress?.description)
+        let logger = self.logger
+        let body = method.body
+        stream.handlerTask = spawnHandler(body, handle: handle, context: callContext, logger: logger)
+    }
+
+    func handlerFinished(_ stream: GRPCStreamContext, status: GRPCStatus) {
+        guard stream.status == nil else { return }  // already ended (deadline, reset, shutdown)
+        endServerCall(stream, status: status)
+        flush()
+    }
+
+    /// Ends a call from the server's side while its handler may still run: cancels the
+    /// handler, drops unsent responses, and sends `status` if the stream is still open.
+    func abortServerCall(_ stream: GRPCStreamContext, status: GRPCStatus) {
+        guard stream.status == nil else { return }
+        stream.handlerTask?.cancel()
+        budget.remove(stream.outbound.discard())
+        session.consume(stream: stream.id, bytes: stream.inbound.releaseAll(dropMessages: true))
+        endServerCall(stream, status: status)
+    }
+
+    /// Sends the status: as trailers after the responses, or as a trailers-only response
+    /// when no response headers went out yet.
+    private func endServerCall(_ stream: GRPCStreamContext, status: GRPCStatus) {
+        precondition(stream.status == nil, "a call's status is sent once")
+        stream.status = status
+        stream.deadlineTimer?.cancel()
+        stream.deadlineTimer = nil
+        failWaiters(stream, with: status.code == .ok ? GRPCStatus(.cancelled, "the call already ended") : status)
+        guard !stream.isClosed else { return }
+        let trailers = Self.trailers(for: status, metadata: stream.trailingMetadata)
+        if stream.responseHeadersSent {
+            stream.outbound.finish(.trailers(trailers))
+            session.resumeData(stream: stream.id)
+        } else {
+            stream.responseHeadersSent = true
+            let headers = [(":status", "200"), ("content-type", "application/grpc")] + trailers
+            _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: false)
+        }
+        if isDraining && streams.values.allSatisfy({ $0.status != nil }) {
+            // Let the last statuses go out; `flush` closes once the streams are gone.
+            logger.debug("draining: last call ended")
+        }
+    }
+
+    func sendResponseHeaders(_ stream: GRPCStreamContext) {
+        stream.responseHeadersSent = true
+        var headers = [(name: ":status", value: "200"), (name: "content-type", value: "application/grpc")]
+        for (name, value) in stream.initialMetadata where !GRPCMetadata.isReserved(name) {
+            headers.append((name, value))
+        }
+        _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: true)
+    }
+
+    /// A request refused before any handler ran: one HEADERS frame carrying the status.
+    private func rejectEarly(_ stream: GRPCStreamContext, httpStatus: Int, _ status: GRPCStatus) {
+        logger.debug("rejecting call", metadata: ["stream": "\(stream.id)", "status": "\(status)"])
+        stream.status = status
+        stream.responseHeadersSent = true
+        let headers = [(":status", "\(httpStatus)"), ("content-type", "application/grpc")]
+            + Self.trailers(for: status, metadata: [:])
+        _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: false)
+    }
+
+    static func trailers(for status: GRPCStatus, metadata: GRPCMetadata) -> [(name: String, value: String)] {
+        var trailers = [(name: "grpc-status", value: "\(status.code.rawValue)")]
+        if !status.message.isEmpty {
+            trailers.append(("grpc-message", GRPCStatusMessageCoding.encode(status.message)))
+        }
+        for (name, value) in metadata where !GRPCMetadata.isReserved(name) { trailers.append((name, value)) }
+        return trailers
+    }
+
+    // MARK: Graceful shutdown
+
+    /// GOAWAY now (no new streams); unary calls may finish, streaming calls end with
+    /// UNAVAILABLE after `grace`, anything left after `unaryLimit`; then the connection closes.
+    func beginGracefulShutdown(grace: Duration, unaryLimit: Duration) {
+        guard !isDraining, !isInactive else { return }
+        isDraining = true
+        session.goaway(errorCode: 0)
+        let unavailable = GRPCStatus(.unavailable, "the server is shutting down")
+        drainTimers.append(
+            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(grace)) {
+                for stream in self.streams.values where stream.methodKind?.isStreaming ?? true {
+                    self.abortServerCall(stream, status: unavailable)
+                }
+                self.flush()
+            })
+        drainTimers.append(
+            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(unaryLimit)) {
+                for stream in self.streams.values { self.abortServerCall(stream, status: unavailable) }
+                self.flush()
+            })
+        flush()
+    }
+}
+
+/// The handler's task, created outside the connection's (non-Sendable) context: it only holds
+/// Sendable values and reports back by hopping onto the event loop.
+private func spawnHandler(
+    _ body: @escaping GRPCMethod.Body, handle: StreamHandle, context: ServerCallContext, logger: Logger
+) -> Task<Void, Never> {
+    Task {
+        let status = await runHandler(body, handle: handle, context: context, logger: logger)
+        handle.loop.execute { handle.connection.handlerFinished(handle.stream, status: status) }
+    }
+}
+
+/// Runs a handler and turns its outcome into the status to send.
+private func runHandler(
+    _ body: GRPCMethod.Body, handle: StreamHandle, context: ServerCallContext, logger: Logger
+) async -> GRPCStatus {
+    do {
+        try await body(GRPCRequestStream(handle: handle), GRPCResponseWriter(handle: handle), context)
+        return .ok
+    } catch let status as GRPCStatus {
+        return status
+    } catch is CancellationError {
+        return GRPCStatus(.cancelled, "the handler was cancelled")
+    } catch {
+        // Not leaked to the client: it may contain internals.
+        logger.error("handler failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
+        return GRPCStatus(.internalError, "internal error")
+    }
+}

@@ -1,0 +1,369 @@
+import DequeModule
+import Logging
+import NIOCore
+
+/// One gRPC connection, server or client: the I/O shell around an `HTTP2Session`.
+///
+/// It feeds socket bytes to nghttp2, writes what nghttp2 produces (only while the channel is
+/// writable, so the socket's own buffer stays bounded), and turns session events into stream
+/// state changes (`+Server`, `+Client`). Everything here runs on the channel's event loop;
+/// handler tasks and callers reach it through `StreamHandle` hops. The bounded pieces of
+/// state are plain structs: `InboundMessageBuffer`, `OutboundMessageQueue`, `SendBudget`,
+/// `KeepaliveStateMachine`.
+final class GRPCConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Role {
+        case server(routes: [String: GRPCMethod], configuration: GRPCServerConfiguration)
+        case client(authority: String, enforcesDeadlineLocally: Bool)
+    }
+
+    let role: Role
+    let limits: ConnectionLimits
+    let eventLoop: any EventLoop
+    var logger: Logger
+    let session: HTTP2Session
+    var context: ChannelHandlerContext?
+
+    var streams: [Int32: GRPCStreamContext] = [:]
+    var budget: SendBudget
+    /// Streams whose writer waits for room in `budget`, oldest first; at most one entry per
+    /// live stream, so bounded by the concurrent-stream limit.
+    var blockedWriters: Deque<GRPCStreamContext> = []
+    var sendProgress = false
+    var stallTimer: Scheduled<Void>?
+
+    var keepalive = KeepaliveStateMachine()
+    var keepaliveTimer: Scheduled<Void>?
+    var keepaliveAckTimer: Scheduled<Void>?
+
+    var prefaceReceived = false
+    var prefaceTimer: Scheduled<Void>?
+    /// Completed when the peer's SETTINGS arrive (clients wait for it in `connect`).
+    let prefacePromise: EventLoopPromise<Void>
+    var firstBytesSeen = false
+
+    var isFlushing = false
+    var isInactive = false
+    /// Server: GOAWAY sent, draining. Client: GOAWAY received, no new calls.
+    var isDraining = false
+    var drainTimers: [Scheduled<Void>] = []
+    /// Called once the channel is gone (the server drops it from its registry).
+    var onClose: (() -> Void)?
+
+    init(role: Role, settings: HTTP2SessionSettings, limits: ConnectionLimits, eventLoop: any EventLoop, logger: Logger)
+        throws
+    {
+        self.role = role
+        self.limits = limits
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.session = try HTTP2Session(settings: settings)
+        self.budget = SendBudget(limitBytes: limits.sendQueueBytes)
+        self.prefacePromise = eventLoop.makePromise()
+        session.delegate = self
+    }
+
+    var isServer: Bool {
+        if case .server = role { return true }
+        return false
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard prefaceTimer == nil, !prefaceReceived else { return }
+        if let address = context.channel.remoteAddress { logger[metadataKey: "peer"] = "\(address)" }
+        prefaceTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limits.prefaceTimeout)) {
+            guard !self.prefaceReceived else { return }
+            self.logger.info("closing connection: no HTTP/2 preface in time")
+            self.close()
+        }
+        scheduleKeepalive()
+        // A client speaks first (magic + SETTINGS). A server holds its SETTINGS until the
+        // peer's first bytes, so an HTTP/1.x client gets a clean text reply, not binary frames.
+        if !isServer { flush() }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        if !firstBytesSeen {
+            firstBytesSeen = true
+            if isServer, rejectHTTP1(bytes, context: context) { return }
+        }
+        if let error = session.receive(bytes) {
+            logger.info("closing connection: HTTP/2 error", metadata: ["error": "\(error)"])
+            flush()
+            close()
+            return
+        }
+        flush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error", metadata: ["error": "\(error)"])
+        close()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        connectionClosed()
+        self.context = nil
+    }
+
+    /// A client speaking HTTP/1.x gets a plain 505 before the close, instead of silence.
+    private func rejectHTTP1(_ bytes: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        let magic = Array("PRI * HTTP/2.0".utf8)
+        let head = bytes.getBytes(at: bytes.readerIndex, length: min(bytes.readableBytes, magic.count)) ?? []
+        guard !head.isEmpty, !magic.starts(with: head) else { return false }
+        // An HTTP/1 request line starts with an upper-case method token and a space.
+        let method = head.prefix { $0 != 0x20 }
+        let looksLikeHTTP1 =
+            !method.isEmpty && method.count < head.count
+            && method.allSatisfy { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+        logger.info("closing connection: not an HTTP/2 client", metadata: ["http1": "\(looksLikeHTTP1)"])
+        guard looksLikeHTTP1 else {
+            close()
+            return true
+        }
+        let text = "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + "Content-Length: 26\r\n\r\nthis server speaks gRPC.\r\n"
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in self.close() }
+        return true
+    }
+
+    // MARK: Output
+
+    /// Writes whatever nghttp2 has queued, then lets blocked writers in while the send
+    /// budget has room, and repeats until nothing changes. Closes the channel once the
+    /// session wants no more I/O (after GOAWAY both ways, or a fatal error).
+    func flush() {
+        guard let context, !isFlushing, !isInactive else { return }
+        isFlushing = true
+        defer { isFlushing = false }
+        var wrote = false
+        repeat {
+            while context.channel.isWritable {
+                var buffer = context.channel.allocator.buffer(capacity: 16 * 1024)
+                if let error = session.produceOutput(into: &buffer, limit: limits.outputChunkBytes) {
+                    logger.info("closing connection: HTTP/2 send error", metadata: ["error": "\(error)"])
+                    close()
+                    return
+                }
+                guard buffer.readableBytes > 0 else { break }
+                context.write(wrapOutboundOut(buffer), promise: nil)
+                wrote = true
+            }
+        } while admitBlockedWriters()
+        if wrote { context.flush() }
+        if !session.isAlive || (isDraining && isServer && streams.isEmpty) {
+            close()
+        }
+    }
+
+    func close() {
+        guard let context, !isInactive else { return }
+        context.close(promise: nil)
+    }
+
+    // MARK: Stream I/O (called through StreamHandle)
+
+    func read(from stream: GRPCStreamContext) -> EventLoopFuture<ByteBuffer?> {
+        if let (message, consume) = stream.inbound.take() {
+            session.consume(stream: stream.id, bytes: consume)
+            if consume > 0 { flush() }
+            return eventLoop.makeSucceededFuture(message)
+        }
+        switch stream.readEnd {
+        case .success?: return eventLoop.makeSucceededFuture(nil)
+        case .failure(let status)?: return eventLoop.makeFailedFuture(status)
+        case nil: break
+        }
+        guard stream.readWaiter == nil else {
+            return eventLoop.makeFailedFuture(GRPCStatus(.internalError, "concurrent reads of one stream"))
+        }
+        let promise = eventLoop.makePromise(of: ByteBuffer?.self)
+        stream.readWaiter = promise
+        return promise.futureResult
+    }
+
+    /// Completes a waiting reader if a message or the end is available.
+    func deliverToReader(_ stream: GRPCStreamContext) {
+        guard let waiter = stream.readWaiter else { return }
+        if let (message, consume) = stream.inbound.take() {
+            stream.readWaiter = nil
+            session.consume(stream: stream.id, bytes: consume)
+            waiter.succeed(message)
+        } else if let end = stream.readEnd {
+            stream.readWaiter = nil
+            switch end {
+            case .success: waiter.succeed(nil)
+            case .failure(let status): waiter.fail(status)
+            }
+        }
+    }
+
+    func write(_ framed: ByteBuffer, to stream: GRPCStreamContext) -> EventLoopFuture<Void> {
+        if let status = stream.status {
+            let failure = status.code == .ok ? GRPCStatus(.cancelled, "the call already ended") : status
+            return eventLoop.makeFailedFuture(failure)
+        }
+        guard !stream.outbound.isFinished, !stream.isClosed else {
+            return eventLoop.makeFailedFuture(GRPCStatus(.internalError, "write after the end of the stream"))
+        }
+        guard stream.pendingWrite == nil else {
+            return eventLoop.makeFailedFuture(GRPCStatus(.internalError, "concurrent writes to one stream"))
+        }
+        if isServer && !stream.responseHeadersSent { sendResponseHeaders(stream) }
+        if budget.hasRoom {
+            enqueue(framed, on: stream)
+            flush()
+            return eventLoop.makeSucceededFuture(())
+        }
+        let promise = eventLoop.makePromise(of: Void.self)
+        stream.pendingWrite = (framed, promise)
+        blockedWriters.append(stream)
+        armStallTimer()
+        limits.onWriterBlocked?()
+        return promise.futureResult
+    }
+
+    private func enqueue(_ framed: ByteBuffer, on stream: GRPCStreamContext) {
+        stream.outbound.append(framed)
+        budget.add(framed.readableBytes)
+        session.resumeData(stream: stream.id)
+    }
+
+    private func admitBlockedWriters() -> Bool {
+        var admitted = false
+        while budget.hasRoom, let stream = blockedWriters.popFirst() {
+            guard let pending = stream.pendingWrite else { continue }
+            stream.pendingWrite = nil
+            enqueue(pending.framed, on: stream)
+            pending.promise.succeed(())
+            admitted = true
+        }
+        if blockedWriters.isEmpty {
+            stallTimer?.cancel()
+            stallTimer = nil
+        }
+        return admitted
+    }
+
+    /// Fails a blocked writer and a waiting reader of a stream that ended.
+    func failWaiters(_ stream: GRPCStreamContext, with status: GRPCStatus) {
+        if let pending = stream.pendingWrite {
+            stream.pendingWrite = nil
+            blockedWriters.removeAll { $0 === stream }
+            pending.promise.fail(status)
+        }
+        if stream.readEnd == nil { stream.readEnd = .failure(status) }
+        deliverToReader(stream)
+    }
+
+    /// The send-stall timer runs only while writers are blocked; it restarts whenever bytes
+    /// leave the send queue, so it measures time without any progress.
+    private func armStallTimer() {
+        guard stallTimer == nil else { return }
+        sendProgress = false
+        stallTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limits.sendStallTimeout)) {
+            self.stallTimer = nil
+            guard !self.blockedWriters.isEmpty else { return }
+            if self.sendProgress {
+                self.armStallTimer()
+            } else {
+                self.logger.warning("closing connection: peer stopped reading (send stall timeout)")
+                self.close()
+            }
+        }
+    }
+
+    /// A task waiting on the stream was cancelled.
+    func taskCancelled(_ stream: GRPCStreamContext) {
+        if isServer {
+            failWaiters(stream, with: stream.status ?? GRPCStatus(.cancelled, "the handler was cancelled"))
+        } else {
+            cancelClientCall(stream, status: GRPCStatus(.cancelled, "the call was cancelled"))
+        }
+    }
+
+    // MARK: Keepalive
+
+    private func scheduleKeepalive() {
+        guard let interval = limits.keepaliveInterval, !isInactive else { return }
+        keepaliveTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(interval)) {
+            self.keepaliveIntervalElapsed()
+            self.scheduleKeepalive()
+        }
+    }
+
+    private func keepaliveIntervalElapsed() {
+        switch keepalive.intervalElapsed() {
+        case .none:
+            return
+        case .sendPing(let payload):
+            session.ping(payload: payload)
+            flush()
+            keepaliveAckTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limits.keepaliveTimeout)) {
+                if self.keepalive.timeoutElapsed() == .closeConnection {
+                    self.logger.info("closing connection: keepalive PING not answered")
+                    self.close()
+                }
+            }
+        }
+    }
+
+    func pingAckReceived() {
+        keepalive.ackReceived()
+        keepaliveAckTimer?.cancel()
+        keepaliveAckTimer = nil
+    }
+
+    // MARK: Close
+
+    private func connectionClosed() {
+        guard !isInactive else { return }
+        isInactive = true
+        prefaceTimer?.cancel()
+        keepaliveTimer?.cancel()
+        keepaliveAckTimer?.cancel()
+        stallTimer?.cancel()
+        for timer in drainTimers { timer.cancel() }
+        prefacePromise.fail(GRPCStatus(.unavailable, "connection closed"))
+        let open = streams.values
+        streams.removeAll()
+        for stream in open {
+            stream.isClosed = true
+            if isServer {
+                abortServerCall(stream, status: GRPCStatus(.cancelled, "the client disconnected"))
+            } else {
+                completeClientCall(stream, status: GRPCStatus(.unavailable, "the connection closed"), trailers: [:])
+            }
+        }
+        blockedWriters.removeAll()
+        onClose?()
+        onClose = nil
+    }
+}

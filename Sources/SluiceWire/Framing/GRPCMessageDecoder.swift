@@ -1,0 +1,70 @@
+import NIOCore
+
+/// Splits the bytes of one HTTP/2 stream into gRPC messages (layout in `GRPCMessageFrame`).
+///
+/// Feed bytes as they arrive with `append`, then call `next()` until it returns nil. The
+/// decoder keeps at most one partial message; its size is checked against
+/// `maxPayloadBytes` as soon as the 5-byte prefix is complete, so a lying prefix
+/// (e.g. 0xFFFFFFFF) fails before a single payload byte is stored. A plain struct: no I/O.
+struct GRPCMessageDecoder {
+    let maxPayloadBytes: Int
+    private var buffer: ByteBuffer
+    /// Set once a framing error was reported; every later call reports it again.
+    private var failure: GRPCFramingError?
+
+    init(maxPayloadBytes: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        precondition(maxPayloadBytes >= 0)
+        self.maxPayloadBytes = maxPayloadBytes
+        self.buffer = allocator.buffer(capacity: 0)
+    }
+
+    /// Bytes received but not yet returned as messages.
+    var bufferedBytes: Int { buffer.readableBytes }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard failure == nil else { return }
+        buffer.writeBytes(bytes)
+    }
+
+    mutating func append(_ bytes: ByteBuffer) {
+        guard failure == nil else { return }
+        buffer.writeImmutableBuffer(bytes)
+    }
+
+    /// The next complete message payload, or nil if more bytes are needed.
+    mutating func next() throws(GRPCFramingError) -> ByteBuffer? {
+        if let failure { throw failure }
+        guard let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+            let length = buffer.getInteger(at: buffer.readerIndex + 1, endianness: .big, as: UInt32.self)
+        else { return nil }
+        switch flag {
+        case 0: break
+        case 1: return try fail(.compressedWithoutEncoding)
+        default: return try fail(.invalidFlag(flag))
+        }
+        guard length <= maxPayloadBytes else {
+            return try fail(.messageTooLarge(length: length, limit: maxPayloadBytes))
+        }
+        guard buffer.readableBytes >= GRPCMessageFrame.prefixBytes + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: GRPCMessageFrame.prefixBytes)
+        // A slice shares storage with the receive buffer; no copy per message.
+        guard let message = buffer.readSlice(length: Int(length)) else { return nil }
+        if buffer.readableBytes == 0 {
+            // Start the next message at the buffer's beginning instead of growing it forever.
+            buffer.clear()
+        }
+        return message
+    }
+
+    /// Call when the peer ended the stream: leftover bytes are a truncated message.
+    func checkEnd() throws(GRPCFramingError) {
+        if let failure { throw failure }
+        if buffer.readableBytes > 0 { throw .truncated(bufferedBytes: buffer.readableBytes) }
+    }
+
+    private mutating func fail(_ error: GRPCFramingError) throws(GRPCFramingError) -> ByteBuffer? {
+        failure = error
+        buffer.clear()
+        throw error
+    }
+}

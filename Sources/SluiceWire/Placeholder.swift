@@ -1,1 +1,0 @@
-// SluiceWire: placeholder until the layer lands.

@@ -1,0 +1,389 @@
+import CNghttp2
+import NIOCore
+
+/// Events an `HTTP2Session` reports while it parses input (`receive`) or produces output
+/// (`produceOutput`). Always called on the connection's event loop, from inside nghttp2; an
+/// implementation may queue frames (submit, RST, consume) but must not re-enter `receive` or
+/// `produceOutput`.
+protocol HTTP2SessionDelegate: AnyObject {
+    func sessionDidBeginHeaders(stream: Int32)
+    /// Returns false to reset the stream (nghttp2 sends RST_STREAM(INTERNAL_ERROR)).
+    func sessionDidReceiveHeader(stream: Int32, name: String, value: String) -> Bool
+    func sessionDidReceiveHeaders(stream: Int32, endStream: Bool)
+    func sessionDidReceiveData(stream: Int32, bytes: UnsafeRawBufferPointer)
+    /// END_STREAM arrived on a DATA frame (END_STREAM on HEADERS is reported by `…Headers`).
+    func sessionDidReceiveEndOfData(stream: Int32)
+    func sessionStreamDidClose(stream: Int32, errorCode: UInt32)
+    func sessionDidReceiveSettings()
+    func sessionDidReceivePingAck()
+    func sessionDidReceiveGoaway(lastStreamID: Int32, errorCode: UInt32)
+    func sessionDidSendEndStream(stream: Int32)
+    /// nghttp2 asks for up to `buffer.count` bytes of DATA for `stream` (flow-control windows
+    /// already applied). Copy them into `buffer`.
+    func sessionReadData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2DataSourceResult
+}
+
+enum HTTP2DataSourceResult {
+    /// Nothing to send now; the session stops asking until `resumeData(stream:)`.
+    case deferred
+    /// `count` bytes were written; `end` says whether the stream's body ends with them.
+    case data(count: Int, end: HTTP2BodyEnd?)
+}
+
+enum HTTP2BodyEnd {
+    /// END_STREAM on the last DATA frame (a client half-closing).
+    case endStream
+    /// A trailing HEADERS frame with END_STREAM (a server's gRPC status).
+    case trailers([(name: String, value: String)])
+}
+
+/// The HTTP/2 settings and defences of one session; see docs/wire.md for every default.
+struct HTTP2SessionSettings {
+    var isServer: Bool
+    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise; nghttp2 answers streams above it with
+    /// RST_STREAM(REFUSED_STREAM).
+    var maxConcurrentStreams: Int
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how many unconsumed bytes a peer may send per stream.
+    var initialStreamWindowBytes: Int
+    /// Our connection-level receive window (sum over all streams).
+    var connectionWindowBytes: Int
+    /// SETTINGS_MAX_FRAME_SIZE we accept.
+    var maxFrameBytes: Int
+    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise; also enforced per stream by the delegate.
+    var maxHeaderListBytes: Int
+    /// Outstanding PING/SETTINGS acks nghttp2 queues before it drops the connection
+    /// (a peer flooding PINGs without reading the acks).
+    var maxOutboundAcks: Int = 1000
+    /// Token bucket for incoming RST_STREAM (rapid reset, CVE-2023-44487).
+    var resetRateBurst: UInt64 = 1000
+    var resetRatePerSecond: UInt64 = 33
+    /// CONTINUATION frames allowed after one HEADERS (CVE-2024-27316 style floods).
+    var maxContinuations: Int = 8
+    /// Entries in the received SETTINGS frame nghttp2 accepts.
+    var maxSettingsEntries: Int = 32
+}
+
+/// The C-interop shell around one `nghttp2_session`. Owns the pointer; nothing outside this
+/// file sees it. Confined to one event loop (not Sendable). nghttp2 calls back through C
+/// function pointers that recover `self` from `user_data`; they never capture.
+final class HTTP2Session {
+    private var session: OpaquePointer?
+    weak var delegate: (any HTTP2SessionDelegate)?
+
+    init(settings: HTTP2SessionSettings) throws(HTTP2SessionError) {
+        precondition(settings.initialStreamWindowBytes > 0 && settings.initialStreamWindowBytes <= Int(Int32.max))
+        precondition(settings.connectionWindowBytes >= 65_535 && settings.connectionWindowBytes <= Int(Int32.max))
+        precondition(settings.maxFrameBytes >= 16_384 && settings.maxFrameBytes <= 16_777_215)
+
+        var callbacks: OpaquePointer?
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw .outOfMemory }
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        Self.install(callbacks)
+
+        var option: OpaquePointer?
+        guard nghttp2_option_new(&option) == 0, let option else { throw .outOfMemory }
+        defer { nghttp2_option_del(option) }
+        // Window updates are sent by `consume` as the application reads: flow control is
+        // the backpressure (docs/wire.md, "Receive side").
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_option_set_max_outbound_ack(option, settings.maxOutboundAcks)
+        nghttp2_option_set_stream_reset_rate_limit(option, settings.resetRateBurst, settings.resetRatePerSecond)
+        nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        nghttp2_option_set_max_settings(option, settings.maxSettingsEntries)
+        // We never send header blocks bigger than the peer could take; keep nghttp2's own cap.
+        nghttp2_option_set_max_send_header_block_length(option, max(settings.maxHeaderListBytes, 16_384))
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, 4_096)
+
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        let rc =
+            settings.isServer
+            ? nghttp2_session_server_new2(&session, callbacks, userData, option)
+            : nghttp2_session_client_new2(&session, callbacks, userData, option)
+        guard rc == 0, let session else { throw .outOfMemory }
+
+        var entries = [
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: UInt32(settings.maxConcurrentStreams)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                value: UInt32(settings.initialStreamWindowBytes)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: UInt32(settings.maxFrameBytes)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: UInt32(settings.maxHeaderListBytes)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+        ]
+        guard nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count) == 0 else {
+            throw .outOfMemory
+        }
+        guard
+            nghttp2_session_set_local_window_size(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(settings.connectionWindowBytes)) == 0
+        else { throw .outOfMemory }
+    }
+
+    deinit {
+        if let session { nghttp2_session_del(session) }
+    }
+
+    // MARK: I/O
+
+    /// Feeds received bytes. A negative result is a connection error (bad preface, protocol
+    /// violation, flood limit): the caller closes the connection after sending what is queued.
+    func receive(_ bytes: ByteBuffer) -> HTTP2SessionError? {
+        guard let session else { return .closed }
+        let rc = bytes.withUnsafeReadableBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return 0 }
+            return nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), raw.count)
+        }
+        return rc < 0 ? .nghttp2(Int32(truncatingIfNeeded: rc)) : nil
+    }
+
+    /// Serialises queued frames, appending them to `buffer` until nothing is queued or
+    /// `limit` bytes were added. Returns an error for a fatal session failure.
+    func produceOutput(into buffer: inout ByteBuffer, limit: Int) -> HTTP2SessionError? {
+        guard let session else { return .closed }
+        var produced = 0
+        while produced < limit {
+            var chunk: UnsafePointer<UInt8>?
+            let count = nghttp2_session_mem_send(session, &chunk)
+            if count < 0 { return .nghttp2(Int32(truncatingIfNeeded: count)) }
+            guard count > 0, let chunk else { break }
+            buffer.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
+            produced += count
+        }
+        return nil
+    }
+
+    /// False once both sides are done (after GOAWAY both ways, or a fatal error).
+    var isAlive: Bool {
+        guard let session else { return false }
+        return nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0
+    }
+
+    var wantsWrite: Bool {
+        guard let session else { return false }
+        return nghttp2_session_want_write(session) != 0
+    }
+
+    // MARK: Submitting frames
+
+    /// HEADERS for a response. With `hasBody`, DATA is pulled from the delegate afterwards;
+    /// without it the HEADERS frame carries END_STREAM (a trailers-only response).
+    func submitResponse(stream: Int32, headers: [(name: String, value: String)], hasBody: Bool) -> Bool {
+        guard let session else { return false }
+        return Self.withNameValues(headers) { nva, count in
+            if hasBody {
+                var provider = Self.dataProvider
+                return nghttp2_submit_response(session, stream, nva, count, &provider) == 0
+            }
+            return nghttp2_submit_response(session, stream, nva, count, nil) == 0
+        }
+    }
+
+    /// A request with a streamed body; returns the new stream's id, or nil if none is
+    /// available (stream ids exhausted, session closing).
+    func submitRequest(headers: [(name: String, value: String)]) -> Int32? {
+        guard let session else { return nil }
+        let id = Self.withNameValues(headers) { nva, count in
+            var provider = Self.dataProvider
+            return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+        }
+        return id > 0 ? id : nil
+    }
+
+    func resumeData(stream: Int32) {
+        guard let session else { return }
+        _ = nghttp2_session_resume_data(session, stream)
+    }
+
+    func resetStream(_ stream: Int32, errorCode: UInt32) {
+        guard let session else { return }
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
+    }
+
+    /// Tells nghttp2 the application has taken `bytes` of `stream`'s DATA; it sends
+    /// WINDOW_UPDATEs (stream and connection) once enough has been consumed.
+    func consume(stream: Int32, bytes: Int) {
+        guard let session, bytes > 0 else { return }
+        let rc = nghttp2_session_consume(session, stream, bytes)
+        if rc != 0 {
+            // The stream is already gone: its bytes still count against the connection window.
+            _ = nghttp2_session_consume_connection(session, bytes)
+        }
+    }
+
+    func ping(payload: UInt64) {
+        guard let session else { return }
+        var bytes = payload.bigEndian
+        withUnsafeBytes(of: &bytes) { raw in
+            _ = nghttp2_submit_ping(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), raw.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
+    /// GOAWAY naming the last stream we processed: streams above it were never seen and
+    /// the peer may retry them elsewhere.
+    func goaway(errorCode: UInt32) {
+        guard let session else { return }
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
+    }
+
+    /// Sends GOAWAY and makes the session want no more I/O once it is written.
+    func terminate(errorCode: UInt32) {
+        guard let session else { return }
+        _ = nghttp2_session_terminate_session(session, errorCode)
+    }
+
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2's default until its SETTINGS arrive).
+    var peerMaxConcurrentStreams: Int {
+        guard let session else { return 0 }
+        return Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
+    }
+
+    /// Bytes of DATA the peer still lets us send on `stream` (min of stream and connection windows).
+    func sendWindow(stream: Int32) -> Int {
+        guard let session else { return 0 }
+        let streamWindow = Int(nghttp2_session_get_stream_remote_window_size(session, stream))
+        return min(streamWindow, Int(nghttp2_session_get_remote_window_size(session)))
+    }
+
+    // MARK: C glue
+
+    private static func owner(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session? {
+        guard let userData else { return nil }
+        return Unmanaged<HTTP2Session>.fromOpaque(userData).takeUnretainedValue()
+    }
+
+    private static var dataProvider: nghttp2_data_provider {
+        nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: nil),
+            read_callback: { session, stream, buffer, length, flags, _, userData -> Int in
+                guard let owner = HTTP2Session.owner(userData), let delegate = owner.delegate, let buffer, let flags
+                else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                switch delegate.sessionReadData(
+                    stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
+                {
+                case .deferred:
+                    return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+                case .data(let count, nil):
+                    precondition(count <= length)
+                    return count
+                case .data(let count, .endStream?):
+                    precondition(count <= length)
+                    flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                    return count
+                case .data(let count, .trailers(let trailers)?):
+                    precondition(count <= length)
+                    flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                    let rc = HTTP2Session.withNameValues(trailers) { nva, n in
+                        nghttp2_submit_trailer(session, stream, nva, n)
+                    }
+                    return rc == 0 ? count : Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+                }
+            })
+    }
+
+    private static func install(_ callbacks: OpaquePointer) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+            guard let frame, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
+            delegate.sessionDidBeginHeaders(stream: frame.pointee.hd.stream_id)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) {
+            _, frame, name, nameLength, value, valueLength, _, userData in
+            guard let frame, let name, let value, let delegate = HTTP2Session.owner(userData)?.delegate else {
+                return 0
+            }
+            let accepted = delegate.sessionDidReceiveHeader(
+                stream: frame.pointee.hd.stream_id,
+                name: String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
+                value: String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self))
+            return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+            guard let frame, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
+            let header = frame.pointee.hd
+            let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            let isAck = header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
+            switch UInt32(header.type) {
+            case NGHTTP2_HEADERS.rawValue:
+                delegate.sessionDidReceiveHeaders(stream: header.stream_id, endStream: endStream)
+            case NGHTTP2_DATA.rawValue where endStream:
+                delegate.sessionDidReceiveEndOfData(stream: header.stream_id)
+            case NGHTTP2_SETTINGS.rawValue where !isAck:
+                delegate.sessionDidReceiveSettings()
+            case NGHTTP2_PING.rawValue where isAck:
+                delegate.sessionDidReceivePingAck()
+            case NGHTTP2_GOAWAY.rawValue:
+                delegate.sessionDidReceiveGoaway(
+                    lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
+            default:
+                break
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
+            _, _, stream, data, length, userData in
+            guard let data, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
+            delegate.sessionDidReceiveData(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, stream, errorCode, userData in
+            HTTP2Session.owner(userData)?.delegate?.sessionStreamDidClose(stream: stream, errorCode: errorCode)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+            guard let frame, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
+            let header = frame.pointee.hd
+            let type = UInt32(header.type)
+            if type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue,
+                header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            {
+                delegate.sessionDidSendEndStream(stream: header.stream_id)
+            }
+            return 0
+        }
+    }
+
+    /// Builds a temporary `nghttp2_nv` array over copies of the strings; nghttp2 copies
+    /// name/value pairs during submit, so nothing outlives `body`.
+    private static func withNameValues<R>(
+        _ headers: [(name: String, value: String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
+    ) -> R {
+        let total = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))
+        defer { storage.deallocate() }
+        let nva = UnsafeMutablePointer<nghttp2_nv>.allocate(capacity: max(headers.count, 1))
+        defer { nva.deallocate() }
+        var offset = 0
+        for (index, header) in headers.enumerated() {
+            let name = storage + offset
+            for byte in header.name.utf8 { storage[offset] = byte; offset += 1 }
+            let value = storage + offset
+            for byte in header.value.utf8 { storage[offset] = byte; offset += 1 }
+            (nva + index).initialize(
+                to: nghttp2_nv(
+                    name: name, value: value, namelen: header.name.utf8.count, valuelen: header.value.utf8.count,
+                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+        }
+        return body(nva, headers.count)
+    }
+}
+
+enum HTTP2SessionError: Error, Equatable, CustomStringConvertible {
+    case outOfMemory
+    case closed
+    case nghttp2(Int32)
+
+    var description: String {
+        switch self {
+        case .outOfMemory: return "nghttp2 could not allocate"
+        case .closed: return "session closed"
+        case .nghttp2(let code): return String(cString: nghttp2_strerror(code)) + " (\(code))"
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import SluiceBroker
+import SluiceService
+import SluiceWire
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a single-node broker.",
+        discussion: """
+            Serves sluice.v1.Broker, grpc.health.v1.Health and gRPC server reflection on --listen, \
+            keeping topic metadata in --data-dir. Once listening it prints one line to stdout, \
+            "sluice listening on HOST:PORT" (the real port when --listen asks for port 0). \
+            SIGTERM or SIGINT shut it down gracefully: health turns NOT_SERVING, GOAWAY is sent, \
+            unary calls finish, streams get --shutdown-grace seconds; then it exits 0. \
+            See docs/operations.md.
+            """)
+
+    @Option(help: "Directory for topic metadata and logs; created if missing, locked while serving.")
+    var dataDir: String = "./sluice-data"
+
+    @Option(help: "Address to listen on (host:port; port 0 picks a free port).")
+    var listen: HostPort = HostPort(host: "127.0.0.1", port: 9092)
+
+    @Flag(help: "Also serve the test service sluice.test.v1.Echo (for transport tests).")
+    var testServices = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical. Logs go to stderr.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "This broker's id, reported as partition leader and replica.")
+    var brokerID: UInt32 = 1
+
+    @Option(help: ArgumentHelp(
+        "Largest gRPC message accepted, in bytes; larger ones are refused with RESOURCE_EXHAUSTED before allocation.",
+        discussion: "A topic's max.message.bytes can be at most this less 1024 bytes."))
+    var maxMessageBytes: Int = 4 * 1024 * 1024
+
+    @Option(help: "Concurrent streams per connection; more are refused with REFUSED_STREAM.")
+    var maxConcurrentStreams: Int = 100
+
+    @Option(help: "Seconds that open streams get to finish after a shutdown signal before they end with UNAVAILABLE.")
+    var shutdownGrace: Double = 10
+
+    @Option(help: "Seconds between keepalive PINGs on an idle connection; 0 disables them.")
+    var keepaliveInterval: Double = 120
+
+    @Option(help: "Seconds to wait for a keepalive PING's answer before closing the connection.")
+    var keepaliveTimeout: Double = 20
+
+    func validate() throws {
+        guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes else {
+            throw ValidationError("--max-message-bytes must be at least \(TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes) (the default max.message.bytes plus 1024)")
+        }
+        guard maxMessageBytes <= Int(Int32.max) else { throw ValidationError("--max-message-bytes must be below 2 GiB") }
+        guard maxConcurrentStreams >= 1 else { throw ValidationError("--max-concurrent-streams must be at least 1") }
+        guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be 0 or more") }
+        guard keepaliveInterval >= 0, keepaliveInterval.isFinite else { throw ValidationError("--keepalive-interval must be 0 or more") }
+        guard keepaliveTimeout > 0, keepaliveTimeout.isFinite else { throw ValidationError("--keepalive-timeout must be positive") }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sluice")
+
+        var transport = GRPCServerConfiguration(host: listen.host, port: listen.port)
+        transport.maxReceiveMessageBytes = maxMessageBytes
+        transport.maxConcurrentStreams = maxConcurrentStreams
+        transport.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
+        transport.keepaliveInterval = keepaliveInterval == 0 ? nil : .milliseconds(Int64(keepaliveInterval * 1000))
+        transport.keepaliveTimeout = .milliseconds(Int64(keepaliveTimeout * 1000))
+        var configuration = BrokerServer.Configuration(dataDirectory: dataDir, transport: transport)
+        configuration.testServices = testServices
+        configuration.brokerID = brokerID
+
+        // Signals are taken before the socket is bound, so a signal right after the
+        // "listening" line cannot kill the process ungracefully.
+        let shutdownSignal = ShutdownSignal()
+        let server: BrokerServer
+        let address: (host: String, port: Int)
+        do {
+            server = try BrokerServer(configuration: configuration, logger: logger)
+        } catch {
+            fail("cannot start: \(error.message)")
+        }
+        do {
+            address = try await server.start()
+        } catch {
+            await server.shutdown()
+            fail("cannot listen on \(listen): \(error)")
+        }
+        let shown = HostPort(host: address.host, port: address.port)
+        // Written straight to the descriptor, unbuffered, so a reader of a pipe sees it now.
+        StandardStreams.write("sluice listening on \(shown)\n", to: STDOUT_FILENO)
+
+        let signal = await shutdownSignal.wait()
+        logger.info("received \(signal), shutting down gracefully", metadata: ["grace": "\(shutdownGrace)s"])
+        // A second signal means the operator will not wait for the grace period.
+        let impatience = Task {
+            let again = await shutdownSignal.wait()
+            if !Task.isCancelled { fail("received \(again) again, exiting without waiting for open streams") }
+        }
+        await server.shutdown()
+        impatience.cancel()
+    }
+}
+
+/// One line on stderr and exit status 1.
+func fail(_ message: String) -> Never {
+    StandardStreams.write("sluice: \(message)\n", to: STDERR_FILENO)
+    exit(1)
+}
+
+enum StandardStreams {
+    /// Writes all of `text` to a descriptor, unbuffered.
+    static func write(_ text: String, to descriptor: Int32) {
+        // Anything print() buffered goes first, to keep the order.
+        fflush(nil)
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            bytes = bytes.dropFirst(count)
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT. Their default actions are switched off so the process
+/// outlives the signal and shuts down in order.
+final class ShutdownSignal {
+    private let sources: [any DispatchSourceSignal]
+    private let stream: AsyncStream<String>
+
+    init() {
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        self.stream = stream
+        var sources: [any DispatchSourceSignal] = []
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(name) }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    func wait() async -> String {
+        for await name in stream { return name }
+        return "end of signal stream"
+    }
+
+    deinit {
+        for source in sources { source.cancel() }
+    }
+}

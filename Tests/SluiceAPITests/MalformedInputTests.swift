@@ -1,0 +1,96 @@
+import Foundation
+import NIOCore
+import SluiceAPI
+import Testing
+
+@Suite struct MalformedInputTests {
+    static let malformed: [(String, [UInt8])] = [
+        ("truncated varint key", [0xFF]),
+        ("truncated varint value", [0x08, 0x80]),
+        ("length past the end", [0x62, 0x05, 0x01]),
+        ("obsolete group wire type", [0x63]),
+        ("invalid wire type 7", [0x0F]),
+        ("field number 0", [0x00, 0x01]),
+        ("fixed32 cut short", [0x5D, 0x01, 0x02]),
+        ("wrong wire type for a known field", [0x0A, 0x00]),
+        ("length varint longer than 10 bytes", [0x62] + Array(repeating: 0xFF, count: 11)),
+    ]
+
+    @Test(arguments: malformed)
+    func malformedBatchThrows(_ name: String, _ input: [UInt8]) {
+        #expect(throws: ProtobufDecodingError.self, "\(name)") {
+            try RecordBatch(protobuf: buffer(input))
+        }
+    }
+
+    @Test func everyTruncationOfAValidMessageThrows() throws {
+        let full = bytes(GoldenBytesTests.batch.protobufBytes())
+        // Each cut lands inside a field (all fields are multi-byte here), so every
+        // proper prefix except those ending at a field boundary must be rejected.
+        let boundaries: Set<Int> = [0, 2, 4, 6, 9, 12, 23, 25, 27, 32, 36]
+        for length in 0..<full.count where !boundaries.contains(length) {
+            #expect(throws: ProtobufDecodingError.self, "prefix of \(length) bytes") {
+                try RecordBatch(protobuf: buffer(Array(full.prefix(length))))
+            }
+        }
+    }
+
+    @Test func nestedGarbageThrows() {
+        // ProduceRequest.batch (field 6) holding a truncated RecordBatch.
+        #expect(throws: ProtobufDecodingError.self) {
+            try ProduceRequest(protobuf: buffer([0x32, 0x02, 0x08, 0x80]))
+        }
+        // SubscribeResponse.batches (field 2) whose length claims more than is there.
+        #expect(throws: ProtobufDecodingError.self) {
+            try SubscribeResponse(protobuf: buffer([0x12, 0x03, 0x62, 0x05]))
+        }
+    }
+
+    @Test func errorNamesTheMessage() {
+        do {
+            _ = try ProduceRequest(protobuf: buffer([0xFF]))
+            Issue.record("expected a decoding error")
+        } catch {
+            #expect(error.messageName == "sluice.v1.ProduceRequest")
+            #expect(error.byteCount == 1)
+            #expect(error.description.contains("sluice.v1.ProduceRequest"))
+        }
+    }
+
+    /// Random bytes must decode or throw, never crash. Bounded by default; set
+    /// SLUICE_FUZZ_COUNT for a longer run.
+    @Test func randomBytesNeverCrash() {
+        let count = Int(Environment.value("SLUICE_FUZZ_COUNT") ?? "") ?? 2_000
+        var generator = SplitMix64(seed: 0x5EED)
+        var decodedCount = 0
+        for _ in 0..<count {
+            let length = Int(generator.next() % 64)
+            let input = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            if (try? SubscribeResponse(protobuf: buffer(input))) != nil { decodedCount += 1 }
+            _ = try? ServerReflectionRequest(protobuf: buffer(input))
+            _ = try? TopicDescription(protobuf: buffer(input))
+            _ = try? Record(protobuf: buffer(input))
+        }
+        // The empty input (and some others) decode; most random input does not.
+        #expect(decodedCount < count)
+    }
+}
+
+/// A small deterministic generator so a failing input can be reproduced from the seed.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+enum Environment {
+    static func value(_ name: String) -> String? {
+        ProcessInfo.processInfo.environment[name]
+    }
+}

@@ -1,0 +1,133 @@
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceBroker
+import SluiceClient
+import SluiceService
+import SluiceWire
+import Testing
+
+@Suite struct BrokerServiceTests {
+    @Test func adminRoundTrip() async throws {
+        let broker = try await InProcessBroker.start()
+        let admin = broker.admin
+
+        let created = try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 3, configs: ["retention.ms": "1000"]))
+        #expect(created.name == "orders")
+        #expect(created.partitionCount == 3)
+        #expect(created.replicationFactor == 1)
+        #expect(created.configs["retention.ms"] == "1000")
+        #expect(created.configs["max.message.bytes"] == "1048576")
+        #expect(created.partitions.map(\.partition) == [0, 1, 2])
+
+        let dry = try await admin.createTopic(CreateTopicRequest(name: "dry", partitions: 1, validateOnly: true))
+        #expect(dry.name == "dry")
+
+        let listed = try await admin.listTopics()
+        #expect(listed.map(\.name) == ["orders"])
+        #expect(listed[0].topicId == created.topicId)
+        #expect(listed[0].partitions.isEmpty)
+
+        let described = try await admin.describeTopic(named: "orders")
+        #expect(described.partitions.count == 3)
+        #expect(described.partitions.allSatisfy { $0.leader == 1 && $0.replicas == [1] && $0.inSyncReplicas == [1] && $0.logEndOffset == 0 })
+
+        let altered = try await admin.alterTopicConfig(named: "orders", set: ["segment.ms": "60000"], reset: ["retention.ms"])
+        #expect(altered.configs["segment.ms"] == "60000")
+        #expect(altered.configs["retention.ms"] == "604800000")
+
+        let grown = try await admin.createPartitions(named: "orders", totalCount: 5)
+        #expect(grown.partitionCount == 5)
+        #expect(grown.partitions.count == 5)
+
+        try await admin.deleteTopic(named: "orders")
+        #expect(try await admin.listTopics().isEmpty)
+        await broker.stopAndRemove()
+    }
+
+    @Test func adminErrorsAreStatuses() async throws {
+        let broker = try await InProcessBroker.start()
+        let admin = broker.admin
+        _ = try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 1))
+
+        await expectStatus(.alreadyExists, containing: "orders") { try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 1)) }
+        await expectStatus(.notFound, containing: "missing") { try await admin.describeTopic(named: "missing") }
+        await expectStatus(.notFound) { try await admin.deleteTopic(named: "missing") }
+        await expectStatus(.notFound) { try await admin.alterTopicConfig(named: "missing", set: ["segment.ms": "1"]) }
+        await expectStatus(.notFound) { try await admin.createPartitions(named: "missing", totalCount: 2) }
+        await expectStatus(.invalidArgument, containing: "topic name") { try await admin.createTopic(CreateTopicRequest(name: "a/b", partitions: 1)) }
+        await expectStatus(.invalidArgument, containing: "partition") { try await admin.createTopic(CreateTopicRequest(name: "none", partitions: 0)) }
+        await expectStatus(.invalidArgument, containing: "replication factor") {
+            try await admin.createTopic(CreateTopicRequest(name: "rf", partitions: 1, replicationFactor: 2))
+        }
+        await expectStatus(.invalidArgument, containing: "colour") {
+            try await admin.createTopic(CreateTopicRequest(name: "c", partitions: 1, configs: ["colour": "blue"]))
+        }
+        await expectStatus(.invalidArgument, containing: "segment.bytes") {
+            try await admin.alterTopicConfig(named: "orders", set: ["segment.bytes": "12"])
+        }
+        await expectStatus(.invalidArgument, containing: "larger") { try await admin.createPartitions(named: "orders", totalCount: 1) }
+        await broker.stopAndRemove()
+    }
+
+    @Test func topicsSurviveARestart() async throws {
+        let directory = TemporaryDirectory()
+        let first = try await InProcessBroker.start(directory: directory)
+        let created = try await first.admin.createTopic(CreateTopicRequest(name: "kept", partitions: 2, configs: ["cleanup.policy": "delete"]))
+        await first.stop()
+
+        let second = try await InProcessBroker.start(directory: directory)
+        let described = try await second.admin.describeTopic(named: "kept")
+        #expect(described.topicId == created.topicId)
+        #expect(described.partitionCount == 2)
+        #expect(described.configs == created.configs)
+        await second.stopAndRemove()
+    }
+
+    @Test func aSecondBrokerCannotShareTheDataDirectory() async throws {
+        let broker = try await InProcessBroker.start()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        #expect(throws: BrokerError.self) {
+            _ = try BrokerServer(
+                configuration: .init(dataDirectory: broker.directory.path + "/data", transport: .init(host: "127.0.0.1", port: 0)),
+                logger: logger)
+        }
+        await broker.stopAndRemove()
+    }
+
+    @Test func streamingRPCsAreNotBuiltYet() async throws {
+        let broker = try await InProcessBroker.start()
+        for (method, text) in [("Produce", "storage engine"), ("Subscribe", "storage engine"), ("Replicate", "replication is not built yet")] {
+            await expectStatus(.unimplemented, containing: text) {
+                let call = try await broker.connection.makeCall(path: "/sluice.v1.Broker/\(method)")
+                try await call.send(ByteBuffer())
+                try await call.finishSending()
+                for try await _ in call.responses {}
+            }
+        }
+        await broker.stopAndRemove()
+    }
+
+    @Test func badProtobufIsInvalidArgument() async throws {
+        let broker = try await InProcessBroker.start()
+        // Field 1 as a length-delimited string claiming 100 bytes, with 2 present.
+        let truncated = ByteBuffer(bytes: [0x0A, 100, 0x61, 0x62])
+        for path in ["/sluice.v1.Broker/CreateTopic", "/sluice.test.v1.Echo/Get", "/grpc.health.v1.Health/Check"] {
+            await expectStatus(.invalidArgument, containing: "not valid protobuf") {
+                try await broker.connection.unary(path: path, request: truncated)
+            }
+        }
+        // The connection keeps working.
+        #expect(try await broker.admin.listTopics().isEmpty)
+        await broker.stopAndRemove()
+    }
+
+    @Test func unknownMethodIsUnimplemented() async throws {
+        let broker = try await InProcessBroker.start(testServices: false)
+        await expectStatus(.unimplemented) {
+            try await broker.connection.unary(path: "/sluice.test.v1.Echo/Get", request: EchoRequest(text: "hi").protobufBytes())
+        }
+        await broker.stopAndRemove()
+    }
+}

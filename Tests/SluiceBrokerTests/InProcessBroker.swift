@@ -1,0 +1,80 @@
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceClient
+import SluiceService
+import SluiceWire
+import Testing
+
+/// A `BrokerServer` on 127.0.0.1 port 0 with its own temporary data directory, and a
+/// client connection to it.
+struct InProcessBroker {
+    let server: BrokerServer
+    let connection: GRPCClientConnection
+    let directory: TemporaryDirectory
+    let port: Int
+
+    static func start(testServices: Bool = true, directory: TemporaryDirectory = TemporaryDirectory()) async throws -> InProcessBroker {
+        var configuration = BrokerServer.Configuration(
+            dataDirectory: directory.path + "/data", transport: GRPCServerConfiguration(host: "127.0.0.1", port: 0))
+        configuration.testServices = testServices
+        configuration.transport.shutdownGracePeriod = .seconds(5)
+        var logger = Logger(label: "broker-test")
+        logger.logLevel = .warning
+        let server = try BrokerServer(configuration: configuration, logger: logger)
+        let address = try await server.start()
+        let connection = try await GRPCClientConnection.connect(
+            GRPCClientConfiguration(host: "127.0.0.1", port: address.port), logger: logger)
+        return InProcessBroker(server: server, connection: connection, directory: directory, port: address.port)
+    }
+
+    var admin: SluiceAdminClient { SluiceAdminClient(connection: connection) }
+
+    /// Stops the server, keeping the data directory.
+    func stop() async {
+        await connection.close()
+        await server.shutdown()
+    }
+
+    /// Stops the server and removes the data directory.
+    func stopAndRemove() async {
+        await stop()
+        directory.remove()
+    }
+
+    func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ path: String, _ request: Request, timeout: Duration? = nil
+    ) async throws -> Response {
+        try await connection.unary(path: path, request: request, timeout: timeout)
+    }
+}
+
+/// Runs `body` and expects it to throw a `GRPCStatus` with `code` (and `text` in its message).
+func expectStatus<Result>(
+    _ code: GRPCStatus.Code, containing text: String = "", sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> Result
+) async {
+    do {
+        _ = try await body()
+        Issue.record("expected \(code), the call succeeded", sourceLocation: sourceLocation)
+    } catch let status as GRPCStatus {
+        #expect(status.code == code, "\(status)", sourceLocation: sourceLocation)
+        #expect(status.message.contains(text), "\(status)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Polls `condition` until it holds, at most `attempts` times 10 ms apart: for state the
+/// server reaches asynchronously (a handler noticing its cancellation), which the test can
+/// only observe, not await.
+func eventually(
+    _ what: String, attempts: Int = 1000, sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws {
+    for _ in 0..<attempts {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    Issue.record("never happened: \(what)", sourceLocation: sourceLocation)
+}
