@@ -57,22 +57,51 @@ import Testing
         }
     }
 
-    /// Random bytes must decode or throw, never crash. Bounded by default; set
-    /// SLUICE_FUZZ_COUNT for a longer run.
-    @Test func randomBytesNeverCrash() {
+    /// Random bytes, and random mutations of valid encodings, must decode or throw, never
+    /// crash; whatever decodes must survive its own round trip. Bounded by default; set
+    /// SLUICE_FUZZ_COUNT for a longer run (the seed is fixed, so a failure reproduces).
+    @Test func randomAndMutatedBytesNeverCrash() throws {
         let count = Int(Environment.value("SLUICE_FUZZ_COUNT") ?? "") ?? 2_000
         var generator = SplitMix64(seed: 0x5EED)
+        let seeds: [[UInt8]] = [
+            bytes(SubscribeResponse(partition: 1, batches: [GoldenBytesTests.batch, GoldenBytesTests.batch],
+                                    highWatermark: 9).protobufBytes()),
+            bytes(ServerReflectionResponse(
+                validHost: "h", originalRequest: .init(messageRequest: .fileContainingSymbol("x")),
+                messageResponse: .listServicesResponse(.init(service: [.init(name: "a")]))).protobufBytes()),
+            bytes(TopicDescription(name: "t", configs: ["a": "b"],
+                                   partitions: [PartitionDescription(replicas: [1, 2])]).protobufBytes()),
+            bytes(Records(records: [GoldenBytesTests.record, GoldenBytesTests.record]).protobufBytes()),
+        ]
         var decodedCount = 0
-        for _ in 0..<count {
-            let length = Int(generator.next() % 64)
-            let input = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-            if (try? SubscribeResponse(protobuf: buffer(input))) != nil { decodedCount += 1 }
-            _ = try? ServerReflectionRequest(protobuf: buffer(input))
-            _ = try? TopicDescription(protobuf: buffer(input))
-            _ = try? Record(protobuf: buffer(input))
+        for iteration in 0..<count {
+            var input: [UInt8]
+            if iteration % 2 == 0 {
+                input = (0..<Int(generator.next() % 64)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            } else {
+                input = seeds[Int(generator.next() % UInt64(seeds.count))]
+                for _ in 0...Int(generator.next() % 3) where !input.isEmpty {
+                    let position = Int(generator.next() % UInt64(input.count))
+                    switch generator.next() % 3 {
+                    case 0: input[position] = UInt8(truncatingIfNeeded: generator.next())
+                    case 1: input.removeSubrange(position...)
+                    default: input.insert(UInt8(truncatingIfNeeded: generator.next()), at: position)
+                    }
+                }
+            }
+            decodedCount += try survivesRoundTrip(SubscribeResponse.self, input)
+            decodedCount += try survivesRoundTrip(ServerReflectionResponse.self, input)
+            decodedCount += try survivesRoundTrip(TopicDescription.self, input)
+            decodedCount += try survivesRoundTrip(Records.self, input)
         }
-        // The empty input (and some others) decode; most random input does not.
-        #expect(decodedCount < count)
+        // Some inputs decode (the empty one always does), most random ones do not.
+        #expect(decodedCount > 0 && decodedCount < 4 * count)
+    }
+
+    private func survivesRoundTrip<Message: ProtobufMessage>(_: Message.Type, _ input: [UInt8]) throws -> Int {
+        guard let decoded = try? Message(protobuf: buffer(input)) else { return 0 }
+        #expect(try Message(protobuf: decoded.protobufBytes()) == decoded)
+        return 1
     }
 }
 
