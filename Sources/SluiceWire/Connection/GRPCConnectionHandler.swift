@@ -45,6 +45,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     var firstBytesSeen = false
 
     var isFlushing = false
+    /// Inside `session.receive`: nghttp2 forbids producing output from its callbacks, so
+    /// `flush` waits until `channelRead` calls it after the input is processed.
+    var isReceiving = false
     var isInactive = false
     /// Server: GOAWAY sent, draining. Client: GOAWAY received, no new calls.
     var isDraining = false
@@ -102,7 +105,10 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             firstBytesSeen = true
             if isServer, rejectHTTP1(bytes, context: context) { return }
         }
-        if let error = session.receive(bytes) {
+        isReceiving = true
+        let error = session.receive(bytes)
+        isReceiving = false
+        if let error {
             logger.info("closing connection: HTTP/2 error", metadata: ["error": "\(error)"])
             flush()
             close()
@@ -160,7 +166,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     /// budget has room, and repeats until nothing changes. Closes the channel once the
     /// session wants no more I/O (after GOAWAY both ways, or a fatal error).
     func flush() {
-        guard let context, !isFlushing, !isInactive else { return }
+        guard let context, !isFlushing, !isReceiving, !isInactive else { return }
         isFlushing = true
         defer { isFlushing = false }
         var wrote = false
