@@ -47,6 +47,7 @@ let package = Package(
             name: "SluiceService",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
+        .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(name: "SluiceClient", dependencies: ["SluiceWire", "SluiceAPI", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
         .executableTarget(
             name: "sluice",
@@ -59,6 +60,10 @@ let package = Package(
 
         .testTarget(name: "SluiceWireTests", dependencies: ["SluiceWire", nioCore, nioPosix], swiftSettings: swiftSettings),
         .testTarget(name: "SluiceAPITests", dependencies: ["SluiceAPI", nioCore], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SluiceClusterTests",
+            dependencies: ["SluiceCluster", "SluiceWire", "SluiceAPI", nioCore, nioPosix, logging],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
