@@ -97,7 +97,11 @@ class H2Client:
         )
         self.conn = h2.connection.H2Connection(config=config)
         if local_settings:
-            self.conn.update_settings(local_settings)
+            # Sent in the first SETTINGS frame (update_settings would send a second one
+            # ahead of the preface).
+            initial = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                       h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536, **local_settings}
+            self.conn.local_settings = h2.settings.Settings(client=True, initial_values=initial)
         self.conn.initiate_connection()
         self.results: dict[int, StreamResult] = {}
         self.closed = False
