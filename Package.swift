@@ -64,6 +64,12 @@ let package = Package(
             name: "SluiceClusterTests",
             dependencies: ["SluiceCluster", "SluiceWire", "SluiceAPI", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
+        // Sluice's Swift client against a real `sluice serve` process (the binary is found
+        // next to the test bundle; `swift build --build-tests` builds it).
+        .testTarget(
+            name: "SluiceInteropTests",
+            dependencies: ["SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",

@@ -51,7 +51,7 @@ rm -f "$swift_log"
 
 step "python interop suite"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
-timeout 900 "$python" -m pytest tests/interop -q -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
+timeout 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
 pytest_status=$?
 if [[ $pytest_status != 0 ]]; then failed+=("pytest (exit $pytest_status)"); fi
 
