@@ -46,7 +46,7 @@ else
     echo "install-deps: apt packages present"
 fi
 
-VENV="${SLUICE_VENV:-$HOME/.cache/sluice/interop-venv}"
+VENV="${SLUICE_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/sluice/interop-venv}"
 REQUIREMENTS="tests/interop/requirements.txt"
 STAMP="$VENV/.sluice-requirements.sha256"
 wanted="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"

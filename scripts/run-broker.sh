@@ -5,6 +5,10 @@
 # ./sluice-data on 127.0.0.1:9092. Stop it with Ctrl-C or SIGTERM (graceful shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The toolchain lives in /opt/swift; a login shell adds it to PATH, a bare CI shell may not.
+if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
+    export PATH="$PATH:/opt/swift/usr/bin"
+fi
 
 scripts/install-deps.sh
 swift build -c release --product sluice

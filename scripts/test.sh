@@ -8,6 +8,10 @@
 # Each step has a time bound so the run ends well under 20 minutes on 2 cores.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The toolchain lives in /opt/swift; a login shell adds it to PATH, a bare CI shell may not.
+if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
+    export PATH="$PATH:/opt/swift/usr/bin"
+fi
 
 failed=()
 step() { echo; echo "=== $*"; }
