@@ -58,7 +58,9 @@ let package = Package(
         // which offsets were acknowledged durable.
         .executableTarget(name: "SluiceCrashWriter", dependencies: ["SluiceStorage"], swiftSettings: swiftSettings),
 
-        .testTarget(name: "SluiceWireTests", dependencies: ["SluiceWire", nioCore, nioPosix], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SluiceWireTests", dependencies: ["SluiceWire", nioCore, nioPosix], exclude: ["Interop"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SluiceAPITests", dependencies: ["SluiceAPI", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceClusterTests",
