@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates everything derived from proto/ (never edit the outputs by hand):
 #
+#   Sources/CSluiceProto/include/module.modulemap     module CSluiceProto over the umbrella header
 #   Sources/CSluiceProto/include/CSluiceProto.h       umbrella header (the module's API)
 #   Sources/CSluiceProto/include/<proto path>.pb-c.h  protoc-c headers
 #   Sources/CSluiceProto/generated/<proto path>.pb-c.c  protoc-c sources
@@ -24,7 +25,11 @@ if [[ "${1:-}" == "--check" ]]; then mode="check"; fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-if [[ "$mode" == "check" ]]; then out="$work/out"; else out="$root"; fi
+# Everything is generated into $out first; write mode then syncs it into the repository
+# file by file (see the end), so a build running meanwhile never sees include/ without its
+# module map and unchanged files keep their timestamps.
+out="$work/out"
+generated_dirs=(Sources/CSluiceProto/include Sources/CSluiceProto/generated Sources/SluiceAPI/Generated)
 
 # Every proto file, and the ones served by reflection (all but etcd's client-side subset).
 mapfile -t all_protos < <(cd "$root/proto" && find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
@@ -35,7 +40,6 @@ done
 
 c_target="$out/Sources/CSluiceProto"
 swift_dir="$out/Sources/SluiceAPI/Generated"
-rm -rf "$c_target/include" "$c_target/generated" "$swift_dir"
 mkdir -p "$c_target/include" "$c_target/generated" "$swift_dir"
 
 # protoc-c 1.4.1 refuses proto3 `optional` fields. An optional field is, on the wire and in
@@ -44,6 +48,8 @@ mkdir -p "$c_target/include" "$c_target/generated" "$swift_dir"
 # descriptor set below comes from the unmodified files.
 cp -r "$root/proto" "$work/proto-c"
 for p in "${all_protos[@]}"; do
+    # In proto2 `optional` means something else; only proto3 files are rewritten.
+    grep -q '^syntax = "proto3";' "$work/proto-c/$p" || continue
     sed -i -E 's/^([[:space:]]*)optional ([A-Za-z0-9_.]+) ([a-z0-9_]+) = ([0-9]+);/\1oneof _\3 { \2 \3 = \4; }/' \
         "$work/proto-c/$p"
 done
@@ -93,7 +99,7 @@ python3 "$root/codegen/swiftgen.py" "$work/all.pb" "$swift_dir"
 
 if [[ "$mode" == "check" ]]; then
     status=0
-    for d in Sources/CSluiceProto/include Sources/CSluiceProto/generated Sources/SluiceAPI/Generated; do
+    for d in "${generated_dirs[@]}"; do
         if ! diff -ru "$root/$d" "$out/$d"; then status=1; fi
     done
     if [[ $status -ne 0 ]]; then
@@ -101,4 +107,19 @@ if [[ "$mode" == "check" ]]; then
         exit 1
     fi
     echo "generated code is up to date"
+    exit 0
 fi
+
+for d in "${generated_dirs[@]}"; do
+    mkdir -p "$root/$d"
+    (cd "$out/$d" && find . -type f) | while read -r f; do
+        if ! cmp -s "$out/$d/$f" "$root/$d/$f"; then
+            mkdir -p "$(dirname "$root/$d/$f")"
+            cp "$out/$d/$f" "$root/$d/$f"
+        fi
+    done
+    (cd "$root/$d" && find . -type f) | while read -r f; do
+        [[ -e "$out/$d/$f" ]] || rm "$root/$d/$f"
+    done
+    find "$root/$d" -mindepth 1 -type d -empty -delete
+done

@@ -423,7 +423,8 @@ class Generator:
                     self.doc(f.doc, indent + "        ")
                     self.emit(f"{indent}        case {escape(lower_camel(f.name))}({self.element_swift(f)})")
             self.emit(f"{indent}    }}")
-        self.emit()
+        if members or real_oneofs:
+            self.emit()
         if members:
             params = ", ".join(f"{escape(n)}: {t} = {d}" for n, t, d in members)
             self.emit(f"{indent}    public init({params}) {{")
@@ -458,7 +459,7 @@ class Generator:
         self.emit()
         # Decoding
         used = bool(m.fields)
-        self.emit(f"    init(cMessage message: UnsafePointer<{c_type}>) {{")
+        self.emit(f"    init(cMessage {'message' if used else '_'}: UnsafePointer<{c_type}>) {{")
         if used:
             self.emit("        let c = message.pointee")
         for f in plain:
@@ -491,9 +492,9 @@ class Generator:
         self.emit("    }")
         self.emit()
         # Encoding
+        target = "_ message" if m.fields else "_"
         arena = "arena" if m.fields else "arena _"
-        target = "message" if m.fields else "_"
-        self.emit(f"    func fill(_ {target}: UnsafeMutablePointer<{c_type}>, {arena}: ProtobufCArena) {{")
+        self.emit(f"    func fill({target}: UnsafeMutablePointer<{c_type}>, {arena}: ProtobufCArena) {{")
         for f in plain:
             member, cm = escape(lower_camel(f.name)), escape(f.name)
             if self.is_map(f):

@@ -66,6 +66,7 @@ public struct EtcdKeyValue: ProtobufMessage {
     public var modRevision: Int64
     /// Modifications since creation; a deletion resets it to 0.
     public var version: Int64
+    /// The value.
     public var value: ByteBuffer
     /// Lease the key is attached to; 0 means none.
     public var lease: Int64
@@ -118,13 +119,16 @@ extension EtcdKeyValue: ProtobufCConvertible {
 }
 
 extension EtcdRangeRequest {
-    /// `etcdserverpb.RangeRequest.SortOrder`.
+    /// Order of the results (by sort_target).
     ///
     /// Open like every proto3 enum: numbers this version does not know decode as
     /// `unrecognized` and encode back unchanged.
     public enum SortOrder: RawRepresentable, Sendable, Hashable {
+        /// Unsorted (etcd returns key order).
         case none
+        /// Lowest first.
         case ascend
+        /// Highest first.
         case descend
         case unrecognized(Int32)
 
@@ -149,7 +153,7 @@ extension EtcdRangeRequest {
 }
 
 extension EtcdRangeRequest {
-    /// `etcdserverpb.RangeRequest.SortTarget`.
+    /// The KeyValue field the results are sorted by.
     ///
     /// Open like every proto3 enum: numbers this version does not know decode as
     /// `unrecognized` and encode back unchanged.
@@ -185,7 +189,7 @@ extension EtcdRangeRequest {
     }
 }
 
-/// `etcdserverpb.RangeRequest`.
+/// Reads the keys in [key, range_end), or one key.
 public struct EtcdRangeRequest: ProtobufMessage {
     /// First key of the range; alone, the request looks up only this key.
     public var key: ByteBuffer
@@ -196,7 +200,9 @@ public struct EtcdRangeRequest: ProtobufMessage {
     public var limit: Int64
     /// Point-in-time revision to read; <= 0 means the newest.
     public var revision: Int64
+    /// Result order; NONE leaves etcd's key order.
     public var sortOrder: EtcdRangeRequest.SortOrder
+    /// What sort_order sorts by.
     public var sortTarget: EtcdRangeRequest.SortTarget
     /// Read the answering member's local state without a consensus round (may be stale).
     public var serializable: Bool
@@ -206,8 +212,11 @@ public struct EtcdRangeRequest: ProtobufMessage {
     public var countOnly: Bool
     /// Filters on the keys' mod and create revisions; 0 means no bound.
     public var minModRevision: Int64
+    /// See min_mod_revision.
     public var maxModRevision: Int64
+    /// See min_mod_revision.
     public var minCreateRevision: Int64
+    /// See min_mod_revision.
     public var maxCreateRevision: Int64
 
     public init(key: ByteBuffer = ByteBuffer(), rangeEnd: ByteBuffer = ByteBuffer(), limit: Int64 = 0, revision: Int64 = 0, sortOrder: EtcdRangeRequest.SortOrder = .none, sortTarget: EtcdRangeRequest.SortTarget = .key, serializable: Bool = false, keysOnly: Bool = false, countOnly: Bool = false, minModRevision: Int64 = 0, maxModRevision: Int64 = 0, minCreateRevision: Int64 = 0, maxCreateRevision: Int64 = 0) {
@@ -278,8 +287,9 @@ extension EtcdRangeRequest: ProtobufCConvertible {
     }
 }
 
-/// `etcdserverpb.RangeResponse`.
+/// The keys found.
 public struct EtcdRangeResponse: ProtobufMessage {
+    /// The answering member and the store revision.
     public var header: EtcdResponseHeader?
     /// Empty when count_only was set.
     public var kvs: [EtcdKeyValue]
@@ -330,9 +340,11 @@ extension EtcdRangeResponse: ProtobufCConvertible {
     }
 }
 
-/// `etcdserverpb.PutRequest`.
+/// Sets one key.
 public struct EtcdPutRequest: ProtobufMessage {
+    /// The key to set.
     public var key: ByteBuffer
+    /// Its new value.
     public var value: ByteBuffer
     /// Lease to attach the key to; 0 means none.
     public var lease: Int64
@@ -390,8 +402,9 @@ extension EtcdPutRequest: ProtobufCConvertible {
     }
 }
 
-/// `etcdserverpb.PutResponse`.
+/// The outcome of a Put.
 public struct EtcdPutResponse: ProtobufMessage {
+    /// The answering member and the store revision.
     public var header: EtcdResponseHeader?
     /// The previous key-value pair, when prev_kv was set and the key existed.
     public var prevKv: EtcdKeyValue?

@@ -4,7 +4,7 @@
 import CSluiceProto
 import NIOCore
 
-/// `grpc.health.v1.HealthCheckRequest`.
+/// Which service to check.
 public struct HealthCheckRequest: ProtobufMessage {
     /// The service to check, fully qualified ("sluice.v1.Broker"); "" means the server
     /// as a whole.
@@ -78,8 +78,9 @@ extension HealthCheckResponse {
     }
 }
 
-/// `grpc.health.v1.HealthCheckResponse`.
+/// The serving status of the checked service.
 public struct HealthCheckResponse: ProtobufMessage {
+    /// The status now.
     public var status: HealthCheckResponse.ServingStatus
 
     public init(status: HealthCheckResponse.ServingStatus = .unknown) {

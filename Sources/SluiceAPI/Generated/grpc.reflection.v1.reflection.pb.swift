@@ -4,7 +4,7 @@
 import CSluiceProto
 import NIOCore
 
-/// `grpc.reflection.v1.ServerReflectionRequest`.
+/// One question from the client; every request gets one ServerReflectionResponse.
 public struct ServerReflectionRequest: ProtobufMessage {
     /// The host the client wants answered about (informational).
     public var host: String
@@ -86,10 +86,11 @@ extension ServerReflectionRequest: ProtobufCConvertible {
 }
 
 extension ServerReflectionRequest {
-    /// `grpc.reflection.v1.ExtensionRequest`.
+    /// Names an extension: the message it extends and its field number.
     public struct ExtensionRequest: ProtobufMessage {
         /// Fully-qualified message type name, <package>.<type>.
         public var containingType: String
+        /// The extension's field number.
         public var extensionNumber: Int32
 
         public init(containingType: String = "", extensionNumber: Int32 = 0) {
@@ -128,8 +129,9 @@ extension ServerReflectionRequest.ExtensionRequest: ProtobufCConvertible {
     }
 }
 
-/// `grpc.reflection.v1.ServerReflectionResponse`.
+/// The answer to one ServerReflectionRequest.
 public struct ServerReflectionResponse: ProtobufMessage {
+    /// The host the answer is valid for (informational).
     public var validHost: String
     /// The request this answers.
     public var originalRequest: ServerReflectionRequest?
@@ -208,7 +210,7 @@ extension ServerReflectionResponse: ProtobufCConvertible {
 }
 
 extension ServerReflectionResponse {
-    /// `grpc.reflection.v1.FileDescriptorResponse`.
+    /// Files answering a file_* request, the requested one and its transitive imports.
     public struct FileDescriptorResponse: ProtobufMessage {
         /// Serialized google.protobuf.FileDescriptorProto messages, opaque here so that this
         /// file needs no descriptor.proto.
@@ -249,10 +251,11 @@ extension ServerReflectionResponse.FileDescriptorResponse: ProtobufCConvertible 
 }
 
 extension ServerReflectionResponse {
-    /// `grpc.reflection.v1.ExtensionNumberResponse`.
+    /// The extension field numbers of one message type.
     public struct ExtensionNumberResponse: ProtobufMessage {
         /// Fully-qualified name of the base type, <package>.<type>.
         public var baseTypeName: String
+        /// In no particular order.
         public var extensionNumber: [Int32]
 
         public init(baseTypeName: String = "", extensionNumber: [Int32] = []) {
@@ -293,8 +296,9 @@ extension ServerReflectionResponse.ExtensionNumberResponse: ProtobufCConvertible
 }
 
 extension ServerReflectionResponse {
-    /// `grpc.reflection.v1.ListServiceResponse`.
+    /// Every service the server exposes.
     public struct ListServiceResponse: ProtobufMessage {
+        /// One entry per service.
         public var service: [ServerReflectionResponse.ServiceResponse]
 
         public init(service: [ServerReflectionResponse.ServiceResponse] = []) {
@@ -332,7 +336,7 @@ extension ServerReflectionResponse.ListServiceResponse: ProtobufCConvertible {
 }
 
 extension ServerReflectionResponse {
-    /// `grpc.reflection.v1.ServiceResponse`.
+    /// One service, by name.
     public struct ServiceResponse: ProtobufMessage {
         /// Fully-qualified service name, <package>.<service>.
         public var name: String
@@ -371,10 +375,11 @@ extension ServerReflectionResponse.ServiceResponse: ProtobufCConvertible {
 }
 
 extension ServerReflectionResponse {
-    /// `grpc.reflection.v1.ErrorResponse`.
+    /// Why a request could not be answered.
     public struct ErrorResponse: ProtobufMessage {
         /// A gRPC status code (grpc::StatusCode numbering).
         public var errorCode: Int32
+        /// Human-readable detail.
         public var errorMessage: String
 
         public init(errorCode: Int32 = 0, errorMessage: String = "") {

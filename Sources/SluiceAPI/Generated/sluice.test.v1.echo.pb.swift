@@ -109,7 +109,6 @@ extension EchoResponse: ProtobufCConvertible {
 
 /// `sluice.test.v1.StatsRequest`.
 public struct StatsRequest: ProtobufMessage {
-
     public init() {}
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -130,10 +129,10 @@ extension StatsRequest: ProtobufCConvertible {
         sluice__test__v1__stats_request__unpack(nil, count, bytes)
     }
 
-    init(cMessage message: UnsafePointer<Sluice__Test__V1__StatsRequest>) {
+    init(cMessage _: UnsafePointer<Sluice__Test__V1__StatsRequest>) {
     }
 
-    func fill(_ _: UnsafeMutablePointer<Sluice__Test__V1__StatsRequest>, arena _: ProtobufCArena) {
+    func fill(_: UnsafeMutablePointer<Sluice__Test__V1__StatsRequest>, arena _: ProtobufCArena) {
     }
 }
 

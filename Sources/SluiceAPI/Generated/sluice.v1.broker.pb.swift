@@ -866,7 +866,6 @@ extension DeleteTopicRequest: ProtobufCConvertible {
 
 /// `sluice.v1.DeleteTopicResponse`.
 public struct DeleteTopicResponse: ProtobufMessage {
-
     public init() {}
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -887,16 +886,15 @@ extension DeleteTopicResponse: ProtobufCConvertible {
         sluice__v1__delete_topic_response__unpack(nil, count, bytes)
     }
 
-    init(cMessage message: UnsafePointer<Sluice__V1__DeleteTopicResponse>) {
+    init(cMessage _: UnsafePointer<Sluice__V1__DeleteTopicResponse>) {
     }
 
-    func fill(_ _: UnsafeMutablePointer<Sluice__V1__DeleteTopicResponse>, arena _: ProtobufCArena) {
+    func fill(_: UnsafeMutablePointer<Sluice__V1__DeleteTopicResponse>, arena _: ProtobufCArena) {
     }
 }
 
 /// `sluice.v1.ListTopicsRequest`.
 public struct ListTopicsRequest: ProtobufMessage {
-
     public init() {}
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -917,10 +915,10 @@ extension ListTopicsRequest: ProtobufCConvertible {
         sluice__v1__list_topics_request__unpack(nil, count, bytes)
     }
 
-    init(cMessage message: UnsafePointer<Sluice__V1__ListTopicsRequest>) {
+    init(cMessage _: UnsafePointer<Sluice__V1__ListTopicsRequest>) {
     }
 
-    func fill(_ _: UnsafeMutablePointer<Sluice__V1__ListTopicsRequest>, arena _: ProtobufCArena) {
+    func fill(_: UnsafeMutablePointer<Sluice__V1__ListTopicsRequest>, arena _: ProtobufCArena) {
     }
 }
 

@@ -26,12 +26,27 @@ typedef struct Etcdserverpb__PutResponse Etcdserverpb__PutResponse;
 
 /* --- enums --- */
 
+/*
+ * Order of the results (by sort_target).
+ */
 typedef enum _Etcdserverpb__RangeRequest__SortOrder {
+  /*
+   * Unsorted (etcd returns key order).
+   */
   ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE = 0,
+  /*
+   * Lowest first.
+   */
   ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND = 1,
+  /*
+   * Highest first.
+   */
   ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER)
 } Etcdserverpb__RangeRequest__SortOrder;
+/*
+ * The KeyValue field the results are sorted by.
+ */
 typedef enum _Etcdserverpb__RangeRequest__SortTarget {
   ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY = 0,
   ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION = 1,
@@ -93,6 +108,9 @@ struct  Etcdserverpb__KeyValue
    * Modifications since creation; a deletion resets it to 0.
    */
   int64_t version;
+  /*
+   * The value.
+   */
   ProtobufCBinaryData value;
   /*
    * Lease the key is attached to; 0 means none.
@@ -104,6 +122,9 @@ struct  Etcdserverpb__KeyValue
     , {0,NULL}, 0, 0, 0, {0,NULL}, 0 }
 
 
+/*
+ * Reads the keys in [key, range_end), or one key.
+ */
 struct  Etcdserverpb__RangeRequest
 {
   ProtobufCMessage base;
@@ -124,7 +145,13 @@ struct  Etcdserverpb__RangeRequest
    * Point-in-time revision to read; <= 0 means the newest.
    */
   int64_t revision;
+  /*
+   * Result order; NONE leaves etcd's key order.
+   */
   Etcdserverpb__RangeRequest__SortOrder sort_order;
+  /*
+   * What sort_order sorts by.
+   */
   Etcdserverpb__RangeRequest__SortTarget sort_target;
   /*
    * Read the answering member's local state without a consensus round (may be stale).
@@ -142,8 +169,17 @@ struct  Etcdserverpb__RangeRequest
    * Filters on the keys' mod and create revisions; 0 means no bound.
    */
   int64_t min_mod_revision;
+  /*
+   * See min_mod_revision.
+   */
   int64_t max_mod_revision;
+  /*
+   * See min_mod_revision.
+   */
   int64_t min_create_revision;
+  /*
+   * See min_mod_revision.
+   */
   int64_t max_create_revision;
 };
 #define ETCDSERVERPB__RANGE_REQUEST__INIT \
@@ -151,9 +187,15 @@ struct  Etcdserverpb__RangeRequest
     , {0,NULL}, {0,NULL}, 0, 0, ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE, ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY, 0, 0, 0, 0, 0, 0, 0 }
 
 
+/*
+ * The keys found.
+ */
 struct  Etcdserverpb__RangeResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * Empty when count_only was set.
@@ -174,10 +216,19 @@ struct  Etcdserverpb__RangeResponse
     , NULL, 0,NULL, 0, 0 }
 
 
+/*
+ * Sets one key.
+ */
 struct  Etcdserverpb__PutRequest
 {
   ProtobufCMessage base;
+  /*
+   * The key to set.
+   */
   ProtobufCBinaryData key;
+  /*
+   * Its new value.
+   */
   ProtobufCBinaryData value;
   /*
    * Lease to attach the key to; 0 means none.
@@ -201,9 +252,15 @@ struct  Etcdserverpb__PutRequest
     , {0,NULL}, {0,NULL}, 0, 0, 0, 0 }
 
 
+/*
+ * The outcome of a Put.
+ */
 struct  Etcdserverpb__PutResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * The previous key-value pair, when prev_kv was set and the key existed.

@@ -36,6 +36,9 @@ typedef enum _Grpc__Health__V1__HealthCheckResponse__ServingStatus {
 
 /* --- messages --- */
 
+/*
+ * Which service to check.
+ */
 struct  Grpc__Health__V1__HealthCheckRequest
 {
   ProtobufCMessage base;
@@ -50,9 +53,15 @@ struct  Grpc__Health__V1__HealthCheckRequest
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * The serving status of the checked service.
+ */
 struct  Grpc__Health__V1__HealthCheckResponse
 {
   ProtobufCMessage base;
+  /*
+   * The status now.
+   */
   Grpc__Health__V1__HealthCheckResponse__ServingStatus status;
 };
 #define GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT \

@@ -41,6 +41,9 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST__CASE)
 } Grpc__Reflection__V1__ServerReflectionRequest__MessageRequestCase;
 
+/*
+ * One question from the client; every request gets one ServerReflectionResponse.
+ */
 struct  Grpc__Reflection__V1__ServerReflectionRequest
 {
   ProtobufCMessage base;
@@ -78,6 +81,9 @@ struct  Grpc__Reflection__V1__ServerReflectionRequest
     , (char *)protobuf_c_empty_string, GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST__NOT_SET, {0} }
 
 
+/*
+ * Names an extension: the message it extends and its field number.
+ */
 struct  Grpc__Reflection__V1__ExtensionRequest
 {
   ProtobufCMessage base;
@@ -85,6 +91,9 @@ struct  Grpc__Reflection__V1__ExtensionRequest
    * Fully-qualified message type name, <package>.<type>.
    */
   char *containing_type;
+  /*
+   * The extension's field number.
+   */
   int32_t extension_number;
 };
 #define GRPC__REFLECTION__V1__EXTENSION_REQUEST__INIT \
@@ -101,9 +110,15 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE__CASE)
 } Grpc__Reflection__V1__ServerReflectionResponse__MessageResponseCase;
 
+/*
+ * The answer to one ServerReflectionRequest.
+ */
 struct  Grpc__Reflection__V1__ServerReflectionResponse
 {
   ProtobufCMessage base;
+  /*
+   * The host the answer is valid for (informational).
+   */
   char *valid_host;
   /*
    * The request this answers.
@@ -135,6 +150,9 @@ struct  Grpc__Reflection__V1__ServerReflectionResponse
     , (char *)protobuf_c_empty_string, NULL, GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE__NOT_SET, {0} }
 
 
+/*
+ * Files answering a file_* request, the requested one and its transitive imports.
+ */
 struct  Grpc__Reflection__V1__FileDescriptorResponse
 {
   ProtobufCMessage base;
@@ -150,6 +168,9 @@ struct  Grpc__Reflection__V1__FileDescriptorResponse
     , 0,NULL }
 
 
+/*
+ * The extension field numbers of one message type.
+ */
 struct  Grpc__Reflection__V1__ExtensionNumberResponse
 {
   ProtobufCMessage base;
@@ -157,6 +178,9 @@ struct  Grpc__Reflection__V1__ExtensionNumberResponse
    * Fully-qualified name of the base type, <package>.<type>.
    */
   char *base_type_name;
+  /*
+   * In no particular order.
+   */
   size_t n_extension_number;
   int32_t *extension_number;
 };
@@ -165,9 +189,15 @@ struct  Grpc__Reflection__V1__ExtensionNumberResponse
     , (char *)protobuf_c_empty_string, 0,NULL }
 
 
+/*
+ * Every service the server exposes.
+ */
 struct  Grpc__Reflection__V1__ListServiceResponse
 {
   ProtobufCMessage base;
+  /*
+   * One entry per service.
+   */
   size_t n_service;
   Grpc__Reflection__V1__ServiceResponse **service;
 };
@@ -176,6 +206,9 @@ struct  Grpc__Reflection__V1__ListServiceResponse
     , 0,NULL }
 
 
+/*
+ * One service, by name.
+ */
 struct  Grpc__Reflection__V1__ServiceResponse
 {
   ProtobufCMessage base;
@@ -189,6 +222,9 @@ struct  Grpc__Reflection__V1__ServiceResponse
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * Why a request could not be answered.
+ */
 struct  Grpc__Reflection__V1__ErrorResponse
 {
   ProtobufCMessage base;
@@ -196,6 +232,9 @@ struct  Grpc__Reflection__V1__ErrorResponse
    * A gRPC status code (grpc::StatusCode numbering).
    */
   int32_t error_code;
+  /*
+   * Human-readable detail.
+   */
   char *error_message;
 };
 #define GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT \
