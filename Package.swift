@@ -49,6 +49,7 @@ let package = Package(
             name: "SluiceService",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
+        .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(name: "SluiceClient", dependencies: ["SluiceWire", "SluiceAPI", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
         .executableTarget(
             name: "sluice",
@@ -63,6 +64,16 @@ let package = Package(
             name: "SluiceWireTests", dependencies: ["SluiceWire", nioCore, nioPosix], exclude: ["Interop"],
             swiftSettings: swiftSettings),
         .testTarget(name: "SluiceAPITests", dependencies: ["SluiceAPI", nioCore], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SluiceClusterTests",
+            dependencies: ["SluiceCluster", "SluiceWire", "SluiceAPI", nioCore, nioPosix, logging],
+            swiftSettings: swiftSettings),
+        // Sluice's Swift client against a real `sluice serve` process (the binary is found
+        // next to the test bundle; `swift build --build-tests` builds it).
+        .testTarget(
+            name: "SluiceInteropTests",
+            dependencies: ["SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",

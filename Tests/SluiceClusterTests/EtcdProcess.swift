@@ -1,0 +1,78 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// A single-member etcd started from Debian's `etcd-server` binary for one test, on
+/// 127.0.0.1 with ports the kernel handed out and a data directory of its own.
+final class EtcdProcess {
+    /// Where the binary is looked for: $SLUICE_ETCD_BINARY, then the Debian paths.
+    static var binary: String? {
+        let candidates = [ProcessInfo.processInfo.environment["SLUICE_ETCD_BINARY"], "/usr/bin/etcd", "/usr/local/bin/etcd"]
+        return candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    let clientPort: Int
+    let peerPort: Int
+    let directory: URL
+    private let process: Process
+
+    var logTail: String {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(20).joined(separator: "\n")
+    }
+
+    init(binary: String) async throws {
+        clientPort = try await Self.freePort()
+        peerPort = try await Self.freePort()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-etcd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let logURL = directory.appendingPathComponent("etcd.log")
+        guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
+            throw EtcdStartError("cannot create \(logURL.path)")
+        }
+        let log = try FileHandle(forWritingTo: logURL)
+
+        let client = "http://127.0.0.1:\(clientPort)"
+        let peer = "http://127.0.0.1:\(peerPort)"
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = [
+            "--name", "sluice-test",
+            "--data-dir", directory.appendingPathComponent("data").path,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "sluice-test=\(peer)",
+        ]
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// SIGTERM, wait for the exit, and remove the data directory.
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A port nobody listens on right now: bound to 127.0.0.1:0 and released at once. etcd
+    /// binds it moments later; another process taking it in between fails the start
+    /// loudly rather than the test silently.
+    private static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port
+        try await channel.close()
+        guard let port else { throw EtcdStartError("no local port") }
+        return port
+    }
+}
+
+struct EtcdStartError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import SluiceWire
+
+/// A real `sluice serve --test-services` child process on an ephemeral port, for the Swift
+/// client's side of the interop suite (the Python stacks use the same command line).
+final class ServeProcess: @unchecked Sendable {
+    // @unchecked: `process` and the paths are set once in init; Process itself is only
+    // asked for its state and signalled, which it allows from any thread.
+    let process = Process()
+    let directory: URL
+    let port: Int
+    private let stdoutPath: String
+
+    /// The `sluice` executable that `swift build` put next to this test bundle.
+    static func executable() throws -> URL {
+        let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let candidate = bundle.deletingLastPathComponent().appendingPathComponent("sluice")
+        guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+            throw ServeProcessError("no sluice executable at \(candidate.path); run `swift build` first")
+        }
+        return candidate
+    }
+
+    /// Starts the server and waits (bounded) for its "sluice listening on HOST:PORT" line.
+    init() async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-interop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        stdoutPath = directory.appendingPathComponent("stdout").path
+        let stderrPath = directory.appendingPathComponent("stderr").path
+        guard FileManager.default.createFile(atPath: stdoutPath, contents: nil),
+            FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        else { throw ServeProcessError("cannot create log files in \(directory.path)") }
+        process.executableURL = try Self.executable()
+        process.arguments = [
+            "serve", "--test-services", "--listen", "127.0.0.1:0", "--log-level", "warning",
+            "--data-dir", directory.appendingPathComponent("data").path,
+        ]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        try process.run()
+
+        let prefix = "sluice listening on 127.0.0.1:"
+        var found: Int?
+        for _ in 0..<600 where found == nil {
+            let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
+                found = Int(line.dropFirst(prefix.count))
+            } else if !process.isRunning {
+                break
+            } else {
+                // Waiting for another process to print its port: bounded (600 x 50 ms).
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        guard let found else {
+            if process.isRunning {
+                process.terminate()
+                process.waitUntilExit()
+            }
+            let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            throw ServeProcessError("sluice serve did not print its port:\n\(errors)")
+        }
+        port = found
+    }
+
+    func connect() async throws -> GRPCClientConnection {
+        try await GRPCClientConnection.connect(
+            GRPCClientConfiguration(host: "127.0.0.1", port: port), logger: Logger(label: "sluice.test.interop"))
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+        return process.terminationStatus
+    }
+}
+
+struct ServeProcessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` until it holds, at most `attempts` times `interval` apart.
+func eventually(
+    _ what: String, attempts: Int = 200, interval: Duration = .milliseconds(50),
+    _ condition: () async throws -> Bool
+) async throws {
+    for _ in 0..<attempts {
+        if try await condition() { return }
+        try await Task.sleep(for: interval)
+    }
+    throw ServeProcessError("timed out waiting for \(what)")
+}

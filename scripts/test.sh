@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite: dependencies, the codegen check, the Swift tests, and the Python
+# interop suite against a real `sluice serve`. Exits non-zero if any part failed; every
+# part runs (a failing Swift test does not hide the interop results).
+#
+# Environment: SLUICE_SOAK=1 runs the flood and fuzz cases longer (docs/testing.md);
+# SLUICE_TEST_PYTEST_ARGS adds pytest arguments (e.g. "-k echo -x").
+# Each step has a time bound so the run ends well under 20 minutes on 2 cores.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+# The toolchain lives in /opt/swift; a login shell adds it to PATH, a bare CI shell may not.
+if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
+    export PATH="$PATH:/opt/swift/usr/bin"
+fi
+
+failed=()
+step() { echo; echo "=== $*"; }
+
+step "dependencies"
+deps_out="$(scripts/install-deps.sh)" || { echo "$deps_out"; echo "install-deps failed"; exit 1; }
+echo "$deps_out"
+python="$(echo "$deps_out" | sed -n 's/^python: //p' | tail -n 1)"
+
+# The generated C, Swift and descriptor set must match proto/ exactly.
+if [[ -x codegen/check.sh ]]; then
+    step "codegen check"
+    timeout 300 codegen/check.sh || failed+=("codegen check")
+elif [[ -x codegen/generate.sh ]]; then
+    step "codegen check"
+    timeout 300 codegen/generate.sh --check || failed+=("codegen check")
+fi
+
+step "swift build --build-tests"
+build_log="$(mktemp)"
+if timeout 900 swift build --build-tests >"$build_log" 2>&1; then
+    tail -n 3 "$build_log"
+else
+    grep -E "error:" "$build_log" | head -n 40
+    tail -n 20 "$build_log"
+    failed+=("swift build")
+fi
+rm -f "$build_log"
+
+step "swift test"
+swift_log="$(mktemp)"
+timeout 480 swift test --skip-build >"$swift_log" 2>&1
+swift_status=$?
+grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
+grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
+if [[ $swift_status != 0 ]]; then
+    tail -n 30 "$swift_log"
+    failed+=("swift test (exit $swift_status)")
+fi
+rm -f "$swift_log"
+
+step "python interop suite"
+# shellcheck disable=SC2086 # word splitting of the extra args is intended
+timeout 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
+pytest_status=$?
+if [[ $pytest_status != 0 ]]; then failed+=("pytest (exit $pytest_status)"); fi
+
+echo
+if (( ${#failed[@]} > 0 )); then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all test suites passed"
