@@ -111,6 +111,8 @@ extension Segment {
             if storedIndex != indexer.offsetIndex.encoded() || storedTimeIndex != indexer.timeIndex.encoded() {
                 try rewriteActiveIndexes()
             }
+            offsetEntriesWritten = indexer.offsetIndex.entries.count
+            timeEntriesWritten = indexer.timeIndex.entries.count
             if !isEmpty, let first = try header(at: 0) {
                 rollBasisMs = min(first.maxTimestamp, now)
             }
