@@ -173,34 +173,16 @@ final class Segment {
         return nil
     }
 
-    /// Whole batches from `position`: the first one whatever its size, then more
-    /// while they fit in `maxBytes` and end before `endOffset`.
-    func readBatches(
-        at position: Int64, first: BatchHeader, maxBytes: Int, endOffset: Int64
-    ) throws(LogError) -> ByteBuffer {
+    /// Plans reading whole batches from `position`: the first one whatever its
+    /// size, then more while they fit in `maxBytes` and end before `endOffset`.
+    func planRead(
+        at position: Int64, first: BatchHeader, maxBytes: Int, endOffset: Int64, truncations: UInt64
+    ) -> ReadPlan {
         guard let log, let size else { preconditionFailure("read from an unloaded segment") }
-        let wanted = Int(min(Int64(max(maxBytes, first.storedSize)), size - position))
-        var buffer = ByteBufferAllocator().buffer(capacity: wanted)
-        let file = log.file
-        do throws(StorageIOError) {
-            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) {
-                (raw) throws(StorageIOError) -> Int in
-                try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<wanted]), at: position)
-            }
-        } catch {
-            throw LogError(error)
-        }
-        // Keep whole batches only: walk the headers now in memory.
-        var kept = 0
-        while let header = BatchHeader.decode(buffer, at: kept), kept + header.storedSize <= buffer.readableBytes {
-            if kept > 0 && header.nextOffset > endOffset { break }
-            kept += header.storedSize
-        }
-        guard kept >= first.storedSize else {
-            throw LogError.corruptSegment(path: logPath, position: position, reason: "batch shorter than its header says")
-        }
-        buffer.moveWriterIndex(to: kept)
-        return buffer
+        return ReadPlan(
+            file: log, path: logPath, position: position,
+            length: Int(min(Int64(max(maxBytes, first.storedSize)), size - position)),
+            firstStoredSize: first.storedSize, endOffset: endOffset, truncations: truncations)
     }
 
     /// Base offset of the first batch in this segment whose maxTimestamp is at
