@@ -114,6 +114,9 @@ struct SegmentScan {
     var lastBatch: BatchHeader?
     /// The first thing wrong after `validEnd`, if the file does not end there.
     var defect: String?
+    /// Whether loading rewrote the segment's index files (they were missing or
+    /// disagreed with the batches).
+    var indexesRewritten = false
 
     /// Checks batches from `position` until the file ends or a batch fails: both CRCs,
     /// the length, and that each base offset follows on from the last. `visit` sees
