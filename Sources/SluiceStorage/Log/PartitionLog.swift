@@ -94,15 +94,15 @@ public final class PartitionLog: Sendable {
     /// epoch (which never goes back), then seals the header with its CRC.
     public func appendBuffered(_ batch: NewBatch, leaderEpoch: Int32) throws(LogError) -> AppendResult {
         let storedSize = BatchHeader.size + batch.records.readableBytes
-        guard storedSize <= config.maxBatchBytes else {
-            throw LogError.batchTooLarge(bytes: storedSize, limit: config.maxBatchBytes)
+        guard storedSize <= config.batchLimitBytes else {
+            throw LogError.batchTooLarge(bytes: storedSize, limit: config.batchLimitBytes)
         }
         var header = BatchHeader(
             attributes: batch.attributes, recordsLength: UInt32(batch.records.readableBytes),
             recordCount: batch.recordCount, baseOffset: 0, firstTimestamp: batch.firstTimestamp,
             maxTimestamp: batch.maxTimestamp, producerId: batch.producerId, leaderEpoch: leaderEpoch,
             baseSequence: batch.baseSequence, producerEpoch: batch.producerEpoch, recordsCRC: batch.recordsCRC)
-        if let defect = header.fieldDefect(maxRecordsLength: config.maxBatchBytes - BatchHeader.size) {
+        if let defect = header.fieldDefect(maxRecordsLength: config.batchLimitBytes - BatchHeader.size) {
             throw LogError.invalidBatch(defect)
         }
         // Outside the lock: the CPU work of an append.
