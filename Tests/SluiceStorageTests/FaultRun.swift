@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import Synchronization
 import Testing
@@ -83,12 +84,15 @@ struct FaultRun {
 
     private var recordCount: Int64 { Int64(workload.recordCount) }
 
+    /// Steps shown when a run fails: SLUICE_FAULT_TRACE (default 12).
+    static let traceSteps = getenv("SLUICE_FAULT_TRACE").flatMap { Int(String(cString: $0)) } ?? 12
+
     private func failure(_ message: String) -> FaultRunFailure {
         FaultRunFailure(description: """
             seed \(seed): \(message)
             config: \(config)
             faults: \(faults)
-            last steps: \(trace.suffix(12).joined(separator: "; "))
+            last steps: \(trace.suffix(Self.traceSteps).joined(separator: "; "))
             """)
     }
 
@@ -394,7 +398,10 @@ struct FaultRun {
             }
             guard position > before else { throw failure("read at batch \(position) returned nothing below the end \(endPosition)") }
         }
-        trace.append("reopened \(startPosition)..<\(endPosition)")
+        let recovery = log.recovery
+        trace.append(
+            "reopened \(startPosition)..<\(endPosition) (clean \(recovery.cleanShutdown), checked \(recovery.segmentsChecked), "
+                + "cut \(recovery.bytesTruncated), indexes rebuilt \(recovery.indexesRebuilt), removed \(recovery.filesRemoved.count))")
         tally.reopens += 1
         tally.batchesVerified += found.count
         if log.recovery.bytesTruncated > 0 { tally.tornTailsCut += 1 }
