@@ -93,6 +93,7 @@ struct FaultRun {
             config: \(config)
             faults: \(faults)
             last steps: \(trace.suffix(Self.traceSteps).joined(separator: "; "))
+            last file-system calls: \(system.recentEvents().suffix(Self.traceSteps * 4).joined(separator: "; "))
             """)
     }
 

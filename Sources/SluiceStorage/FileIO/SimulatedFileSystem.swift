@@ -46,6 +46,10 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     private(set) var generation: UInt64 = 0
     private var cuts = 0
     private var failedSyncs = 0
+    /// The last state-changing calls and faults, for failure reports (a ring).
+    private var events: [String] = []
+    private var nextEvent = 0
+    private static let eventCapacity = 400
 
     public init(seed: UInt64 = 0, faults: SimulatedFaults = .none) {
         self.random = SeededRandom(seed: seed)
@@ -90,6 +94,20 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     /// Boots the machine after a scheduled power cut: calls succeed again.
     public func restart() {
         lock.withLock { halted = false }
+    }
+
+    /// The last (up to 400) state-changing calls, faults and power cuts, oldest first.
+    public func recentEvents() -> [String] {
+        lock.withLock { events.count < Self.eventCapacity ? events : Array(events[nextEvent...] + events[..<nextEvent]) }
+    }
+
+    private func recordLocked(_ event: String) {
+        if events.count < Self.eventCapacity {
+            events.append(event)
+        } else {
+            events[nextEvent] = event
+            nextEvent = (nextEvent + 1) % Self.eventCapacity
+        }
     }
 
     /// The current bytes of the file at `path`, or nil (for assertions in tests).
@@ -237,6 +255,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             if count > 1 && random.chance(faults.shortWriteRate) {
                 count = Int.random(in: 1..<count, using: &random)
             }
+            if count < bytes.count { recordLocked("  -> short write \(count) of \(bytes.count) at \(start)") }
             file.write(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), at: start)
             return count
         }
@@ -287,6 +306,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             try checkHandleLocked(handleGeneration, operation, path)
             try countOperationLocked(operation, path)
             if random.chance(faults.syncErrorRate) {
+                recordLocked("  -> injected EIO, dirty pages lost")
                 file.loseWriteback()
                 failedSyncs += 1
                 throw StorageIOError(errno: EIO, operation: operation, path: path)
@@ -298,6 +318,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     // MARK: Internals (lock held)
 
     private func cutPowerLocked() {
+        recordLocked("POWER CUT")
         generation &+= 1
         cuts += 1
         var visited = Set<ObjectIdentifier>()
@@ -338,6 +359,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
 
     private func countOperationLocked(_ operation: String, _ path: String) throws(StorageIOError) {
         countedOperations += 1
+        recordLocked("\(operation) \(Self.components(path).last ?? path)")
         if let limit = faults.powerCutAfterOperations, countedOperations > limit {
             faults.powerCutAfterOperations = nil
             cutPowerLocked()
@@ -348,6 +370,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
 
     private func injectLocked(_ rate: Double, _ errno: Int32, _ operation: String, _ path: String) throws(StorageIOError) {
         if random.chance(rate) {
+            recordLocked("  -> injected errno \(errno)")
             throw StorageIOError(errno: errno, operation: operation, path: path)
         }
     }
