@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import SluiceStorage
 import Testing
@@ -41,6 +42,35 @@ import Testing
                 for length in [0, 1, 7, 8, 15, 63, 200] {
                     let slice = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
                     #expect(CRC32C.checksum(slice) == CRC32C.softwareChecksum(slice))
+                }
+            }
+        }
+    }
+
+    @Test func usesTheInstructionWhenTheCPUHasIt() throws {
+        guard let file = fopen("/proc/cpuinfo", "r") else { return }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 4096)
+        var hasSSE42 = false
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("flags") && text.contains(" sse4_2") { hasSSE42 = true }
+        }
+        #expect(CRC32C.usesHardware == hasSSE42)
+    }
+
+    /// Lengths around the three-chain blocks of the instruction path (3 x 256 and
+    /// 3 x 8192 bytes), at several alignments, against the independent software loop.
+    @Test func longInputsAgreeWithSoftware() {
+        var generator = SplitMix64(seed: 99)
+        let bytes = (0..<(1 << 20) + 64).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let lengths = [767, 768, 769, 1536, 24_575, 24_576, 24_577, 24_576 + 768 + 13, 100_000, 1 << 20]
+        bytes.withUnsafeBytes { raw in
+            for start in [0, 1, 5, 8] {
+                for length in lengths {
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
+                    #expect(CRC32C.checksum(slice) == CRC32C.softwareChecksum(slice), "start \(start) length \(length)")
+                    #expect(CRC32C.checksum(slice, seed: 0xDEAD_BEEF) == CRC32C.softwareChecksum(slice, seed: 0xDEAD_BEEF))
                 }
             }
         }

@@ -20,7 +20,8 @@ public struct LogConfig: Sendable, Equatable {
     public var segmentMs: Int64 = 7 * 24 * 3600 * 1000
     /// One offset-index entry per this many bytes of batches.
     public var indexIntervalBytes: Int = 4096
-    /// Largest stored batch (header plus records) accepted by `append`.
+    /// Largest stored batch (header plus records) accepted by `append`. A batch never
+    /// spans segments, so `segmentBytes` caps it too (see `batchLimitBytes`).
     public var maxBatchBytes: Int = 1 << 20
     /// Delete sealed segments whose largest timestamp is older than this; nil keeps all.
     public var retentionMs: Int64? = 7 * 24 * 3600 * 1000
@@ -32,6 +33,9 @@ public struct LogConfig: Sendable, Equatable {
     public var maxOpenSealedSegments: Int = 16
 
     public init() {}
+
+    /// The size limit `append` applies: the smaller of the two settings.
+    public var batchLimitBytes: Int { Int(min(Int64(maxBatchBytes), segmentBytes)) }
 
     func validate() -> String? {
         if segmentBytes < Int64(BatchHeader.size) || segmentBytes > Int64(UInt32.max) {
