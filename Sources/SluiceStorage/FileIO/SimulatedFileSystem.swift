@@ -46,6 +46,8 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     private(set) var generation: UInt64 = 0
     private var cuts = 0
     private var failedSyncs = 0
+    private var failNextFileSyncs = 0
+    private var afterFileSync: (@Sendable (_ path: String, _ failed: Bool) -> Void)?
     /// The last state-changing calls and faults, for failure reports (a ring).
     private var events: [String] = []
     private var nextEvent = 0
@@ -84,6 +86,19 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     /// File syncs that failed (injected EIO): after one, only a power cut makes the model
     /// honest again, since no process can know which cached pages never reached the disk.
     public var failedFileSyncs: Int { lock.withLock { failedSyncs } }
+
+    /// Makes the next file `sync()` fail with EIO (dirty pages lost), whatever the rates:
+    /// for tests that stage one failure at a chosen moment.
+    public func failNextFileSync() {
+        lock.withLock { failNextFileSyncs += 1 }
+    }
+
+    /// Called after every file sync has taken effect and before it returns to its caller,
+    /// outside the lock, on the caller's thread. A test can block in it to hold a sync's
+    /// result back while other calls run (to stage a race deterministically).
+    public func setAfterFileSync(_ hook: (@Sendable (_ path: String, _ failed: Bool) -> Void)?) {
+        lock.withLock { afterFileSync = hook }
+    }
 
     /// True after a scheduled power cut, until `restart()`.
     public var isHalted: Bool { lock.withLock { halted } }
@@ -301,18 +316,23 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     }
 
     func sync(_ file: SimulatedInode, path: String, generation handleGeneration: UInt64) throws(StorageIOError) {
-        try lock.withLock { () throws(StorageIOError) in
+        let (failure, hook) = try lock.withLock { () throws(StorageIOError) -> (StorageIOError?, (@Sendable (String, Bool) -> Void)?) in
             let operation = "sync"
             try checkHandleLocked(handleGeneration, operation, path)
             try countOperationLocked(operation, path)
-            if random.chance(faults.syncErrorRate) {
+            let staged = failNextFileSyncs > 0
+            if staged { failNextFileSyncs -= 1 }
+            if staged || random.chance(faults.syncErrorRate) {
                 recordLocked("  -> injected EIO, dirty pages lost")
                 file.loseWriteback()
                 failedSyncs += 1
-                throw StorageIOError(errno: EIO, operation: operation, path: path)
+                return (StorageIOError(errno: EIO, operation: operation, path: path), afterFileSync)
             }
             file.sync()
+            return (nil, afterFileSync)
         }
+        hook?(path, failure != nil)
+        if let failure { throw failure }
     }
 
     // MARK: Internals (lock held)
