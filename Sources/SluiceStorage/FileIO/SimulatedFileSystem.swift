@@ -47,6 +47,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     private var cuts = 0
     private var failedSyncs = 0
     private var failNextFileSyncs = 0
+    private var resyncs = 0
     private var afterFileSync: (@Sendable (_ path: String, _ failed: Bool) -> Void)?
     /// The last state-changing calls and faults, for failure reports (a ring).
     private var events: [String] = []
@@ -86,6 +87,11 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     /// File syncs that failed (injected EIO): after one, only a power cut makes the model
     /// honest again, since no process can know which cached pages never reached the disk.
     public var failedFileSyncs: Int { lock.withLock { failedSyncs } }
+
+    /// Successful file syncs of a file whose earlier sync failed, while bytes lost then were
+    /// not written again: the caller synced again after a failed fdatasync ("fsyncgate"),
+    /// and those bytes are not durable although this sync succeeded.
+    public var syncsAfterFailedSync: Int { lock.withLock { resyncs } }
 
     /// Makes the next file `sync()` fail with EIO (dirty pages lost), whatever the rates:
     /// for tests that stage one failure at a chosen moment.
@@ -328,6 +334,10 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
                 failedSyncs += 1
                 return (StorageIOError(errno: EIO, operation: operation, path: path), afterFileSync)
             }
+            if file.hasLostWriteback {
+                resyncs += 1
+                recordLocked("  -> succeeds, but bytes lost by an earlier failed sync stay lost")
+            }
             file.sync()
             return (nil, afterFileSync)
         }
@@ -440,147 +450,5 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             throw StorageIOError(errno: ENOTDIR, operation: operation, path: path)
         }
         return (directory, name)
-    }
-}
-
-enum SimulatedEntry {
-    case file(SimulatedInode)
-    case directory(SimulatedDirectory)
-}
-
-final class SimulatedDirectory {
-    var current: [String: SimulatedEntry] = [:]
-    var durable: [String: SimulatedEntry] = [:]
-}
-
-/// One file's bytes, guarded by the file system's lock.
-final class SimulatedInode {
-    var current: [UInt8] = []
-    var durable: [UInt8] = []
-    /// Lowest position changed since the last sync (dirty pages), nil when clean.
-    private var dirtyFrom: Int?
-    /// Ranges whose writeback failed: their current bytes never reach the disk.
-    private var lostWriteback: [Range<Int>] = []
-
-    func write(_ bytes: UnsafeRawBufferPointer, at start: Int) {
-        let end = start + bytes.count
-        if current.count < end { current.append(contentsOf: repeatElement(0, count: end - current.count)) }
-        current.withUnsafeMutableBytes { target in
-            UnsafeMutableRawBufferPointer(rebasing: target[start..<end]).copyMemory(from: bytes)
-        }
-        markDirty(from: min(start, current.count))
-        forgetLostWriteback(in: start..<end)
-    }
-
-    func truncate(to length: Int) {
-        let oldCount = current.count
-        if length < oldCount {
-            current.removeLast(oldCount - length)
-            lostWriteback = lostWriteback.compactMap { range in
-                let clipped = range.clamped(to: 0..<length)
-                return clipped.isEmpty ? nil : clipped
-            }
-        } else if length > oldCount {
-            current.append(contentsOf: repeatElement(0, count: length - oldCount))
-        }
-        if length != oldCount { markDirty(from: min(length, oldCount)) }
-    }
-
-    func sync() {
-        var persisted = current
-        for range in lostWriteback {
-            for position in range where position < persisted.count {
-                persisted[position] = position < durable.count ? durable[position] : 0
-            }
-        }
-        durable = persisted
-        dirtyFrom = nil
-    }
-
-    func loseWriteback() {
-        if let dirtyFrom, dirtyFrom < current.count {
-            lostWriteback.append(dirtyFrom..<current.count)
-        }
-        dirtyFrom = nil
-    }
-
-    func revert(keepingUnsyncedTail keep: Int) {
-        if keep > 0 {
-            precondition(durable.count + keep <= current.count, "torn tail longer than the unsynced bytes")
-            durable.append(contentsOf: current[durable.count..<(durable.count + keep)]) }
-        current = durable
-        dirtyFrom = nil
-        lostWriteback = []
-    }
-
-    private func markDirty(from position: Int) {
-        dirtyFrom = min(dirtyFrom ?? position, position)
-    }
-
-    private func forgetLostWriteback(in written: Range<Int>) {
-        guard !lostWriteback.isEmpty else { return }
-        var remaining: [Range<Int>] = []
-        for range in lostWriteback {
-            if range.lowerBound < written.lowerBound {
-                remaining.append(range.lowerBound..<min(range.upperBound, written.lowerBound))
-            }
-            if range.upperBound > written.upperBound {
-                remaining.append(max(range.lowerBound, written.upperBound)..<range.upperBound)
-            }
-        }
-        lostWriteback = remaining.filter { !$0.isEmpty }
-    }
-}
-
-/// A handle on a simulated file. Like a real descriptor it keeps pointing at the same
-/// file after a rename or removal of its name.
-final class SimulatedFile: StorageFile {
-    let path: String
-    private let system: SimulatedFileSystem
-    private let inode: SimulatedInode
-    private let writable: Bool
-    private let generation: UInt64
-    private var closed = false
-
-    init(system: SimulatedFileSystem, inode: SimulatedInode, path: String, writable: Bool) {
-        self.system = system
-        self.inode = inode
-        self.path = path
-        self.writable = writable
-        self.generation = system.generation
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int {
-        try checkOpen("write", needsWrite: true)
-        return try system.write(bytes, at: offset, to: inode, path: path, generation: generation)
-    }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int {
-        try checkOpen("read", needsWrite: false)
-        return try system.read(into: buffer, at: offset, from: inode, path: path, generation: generation)
-    }
-
-    func size() throws(StorageIOError) -> Int64 {
-        try checkOpen("size", needsWrite: false)
-        return try system.size(of: inode, path: path, generation: generation)
-    }
-
-    func truncate(to length: Int64) throws(StorageIOError) {
-        try checkOpen("truncate", needsWrite: true)
-        try system.truncate(inode, to: length, path: path, generation: generation)
-    }
-
-    func sync() throws(StorageIOError) {
-        try checkOpen("sync", needsWrite: false)
-        try system.sync(inode, path: path, generation: generation)
-    }
-
-    func close() {
-        closed = true
-    }
-
-    private func checkOpen(_ operation: String, needsWrite: Bool) throws(StorageIOError) {
-        if closed { throw StorageIOError(errno: EBADF, operation: operation + " (closed)", path: path) }
-        if needsWrite && !writable { throw StorageIOError(errno: EBADF, operation: operation + " (read-only)", path: path) }
     }
 }
