@@ -27,7 +27,7 @@ let grpcioAvailable: Bool = {
             },
         ]
         try await withServerAndClient(methods) { server, _ in
-            let output = try runPython(["grpcio_client.py", "\(server.boundPortForTests)"])
+            let output = try await offPool { try runPython(["grpcio_client.py", "\(server.boundPortForTests)"]) }
             #expect(output.contains("unary echo:hi"))
             #expect(output.contains("server-streaming ['a', 'bb', 'ccc']"))
             #expect(output.contains("client-streaming x+y"))
@@ -47,13 +47,14 @@ let grpcioAvailable: Bool = {
         process.standardOutput = stdout
         process.standardInput = stdin
         try process.run()
-        defer {
-            try? stdin.fileHandleForWriting.close()
-            process.waitUntilExit()
-        }
-        var line = Data()
-        while let byte = try stdout.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
-            line.append(byte)
+        let line = try await offPool { () throws -> Data in
+            var line = Data()
+            while let byte = try stdout.fileHandleForReading.read(upToCount: 1), !byte.isEmpty,
+                byte != Data("\n".utf8)
+            {
+                line.append(byte)
+            }
+            return line
         }
         let port = try #require(Int(String(decoding: line, as: UTF8.self)))
         let client = try await GRPCClientConnection.connect(
@@ -90,6 +91,16 @@ let grpcioAvailable: Bool = {
         }
         #expect(unknown?.code == .unimplemented)
         await client.close()
+        try? stdin.fileHandleForWriting.close()
+        try await offPool { process.waitUntilExit() }
+    }
+
+    /// Runs blocking work (pipes, waiting for a child) on its own thread: blocking one of the
+    /// few cooperative threads would starve the server's handler tasks.
+    private func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
     }
 
     private func runPython(_ arguments: [String]) throws -> String {

@@ -39,6 +39,22 @@ struct ThroughputTests {
                 try await group.waitForAll()
             }
             let unaryTime = clock.now - unaryStart
+            // Eight streams at once, same total.
+            let fanStart = clock.now
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        let call = try await client.makeCall(path: "/bench/Stream")
+                        try await call.send(ByteBuffer())
+                        try await call.finishSending()
+                        var count = 0
+                        for try await _ in call.responses { count += 1 }
+                        return count
+                    }
+                }
+                for try await count in group { #expect(count == total) }
+            }
+            print("BENCH 8 concurrent server-streaming calls x \(total) x 1 KiB in \(clock.now - fanStart)")
             print("BENCH server-streaming: \(total) x 1 KiB in \(streaming); \(calls) unary (8 concurrent) in \(unaryTime)")
         }
     }

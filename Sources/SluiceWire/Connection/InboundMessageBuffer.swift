@@ -24,8 +24,8 @@ struct InboundMessageBuffer {
     private(set) var receivedEnd = false
 
     init(limitBytes: Int, maxMessageBytes: Int) {
-        precondition(limitBytes > 0)
-        self.limitBytes = limitBytes
+        // A configured 0 would stop every stream after its first message; 1 byte means "one message".
+        self.limitBytes = max(limitBytes, 1)
         self.decoder = GRPCMessageDecoder(maxPayloadBytes: maxMessageBytes)
     }
 

@@ -60,8 +60,7 @@ struct SendBudget {
     private(set) var queuedBytes = 0
 
     init(limitBytes: Int) {
-        precondition(limitBytes > 0)
-        self.limitBytes = limitBytes
+        self.limitBytes = max(limitBytes, 1)  // 1 byte: one message queued at a time
     }
 
     /// A writer may append (possibly overshooting by its one message) only below the limit.

@@ -13,8 +13,7 @@ struct GRPCMessageDecoder {
     private var failure: GRPCFramingError?
 
     init(maxPayloadBytes: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
-        precondition(maxPayloadBytes >= 0)
-        self.maxPayloadBytes = maxPayloadBytes
+        self.maxPayloadBytes = max(maxPayloadBytes, 0)
         self.buffer = allocator.buffer(capacity: 0)
     }
 

@@ -71,9 +71,13 @@ final class HTTP2Session {
     weak var delegate: (any HTTP2SessionDelegate)?
 
     init(settings: HTTP2SessionSettings) throws(HTTP2SessionError) {
-        precondition(settings.initialStreamWindowBytes > 0 && settings.initialStreamWindowBytes <= Int(Int32.max))
-        precondition(settings.connectionWindowBytes >= 65_535 && settings.connectionWindowBytes <= Int(Int32.max))
-        precondition(settings.maxFrameBytes >= 16_384 && settings.maxFrameBytes <= 16_777_215)
+        // Values outside what RFC 9113 allows are clamped rather than trusted (§6.5.2, §6.9.1).
+        var settings = settings
+        settings.initialStreamWindowBytes = min(max(settings.initialStreamWindowBytes, 1), Int(Int32.max))
+        settings.connectionWindowBytes = min(max(settings.connectionWindowBytes, 65_535), Int(Int32.max))
+        settings.maxFrameBytes = min(max(settings.maxFrameBytes, 16_384), 16_777_215)
+        settings.maxConcurrentStreams = min(max(settings.maxConcurrentStreams, 1), Int(UInt32.max))
+        settings.maxHeaderListBytes = min(max(settings.maxHeaderListBytes, 1_024), Int(UInt32.max))
 
         var callbacks: OpaquePointer?
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw .outOfMemory }
