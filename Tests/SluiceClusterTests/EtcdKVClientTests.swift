@@ -16,15 +16,22 @@ struct EtcdKVClientTests {
     func withEtcd(_ body: (EtcdKVClient) async throws -> Void) async throws {
         let binary = try #require(EtcdProcess.binary)
         let etcd = try await EtcdProcess(binary: binary)
-        defer { etcd.stop() }
-        let client = try await connectWhenReady(etcd)
+        let client: EtcdKVClient
+        do {
+            client = try await connectWhenReady(etcd)
+        } catch {
+            await etcd.stop()
+            throw error
+        }
         do {
             try await body(client)
         } catch {
             await client.close()
+            await etcd.stop()
             throw error
         }
         await client.close()
+        await etcd.stop()
     }
 
     /// etcd takes a moment to elect itself leader: retries (bounded) until a Range answers.
@@ -105,8 +112,14 @@ struct EtcdKVClientTests {
     func unavailableAfterStop() async throws {
         let binary = try #require(EtcdProcess.binary)
         let etcd = try await EtcdProcess(binary: binary)
-        let client = try await connectWhenReady(etcd)
-        etcd.stop()
+        let client: EtcdKVClient
+        do {
+            client = try await connectWhenReady(etcd)
+        } catch {
+            await etcd.stop()
+            throw error
+        }
+        await etcd.stop()
         await #expect(throws: GRPCStatus.self) {
             _ = try await client.range(key: ByteBuffer(string: "/sluice/x"))
         }
