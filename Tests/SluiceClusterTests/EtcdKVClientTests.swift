@@ -6,9 +6,11 @@ import SluiceWire
 import Testing
 
 /// Sluice's own gRPC client against an independent gRPC server: a real etcd.
-@Suite("EtcdKVClient against etcd", .enabled(
-    if: EtcdProcess.binary != nil,
-    "etcd binary not found (Debian's etcd-server; scripts/install-deps.sh installs it)"))
+@Suite(
+    "EtcdKVClient against etcd", .timeLimit(.minutes(1)),
+    .enabled(
+        if: EtcdProcess.binary != nil,
+        "etcd binary not found (Debian's etcd-server; scripts/install-deps.sh installs it)"))
 struct EtcdKVClientTests {
     let logger = Logger(label: "sluice.test.etcd")
 

@@ -7,7 +7,7 @@ import Testing
 /// Sluice's own Swift client against a real `sluice serve` process: the third gRPC stack
 /// of the interop suite (grpcio and grpclib are the others, in tests/interop). Each test
 /// gets a process of its own, so the server's Echo counters are the test's alone.
-@Suite("Swift client against sluice serve")
+@Suite("Swift client against sluice serve", .timeLimit(.minutes(1)))
 struct SwiftClientInteropTests {
     static let echo = "/sluice.test.v1.Echo/"
 
