@@ -31,7 +31,10 @@ public final class BrokerServer: Sendable {
     private let logger: Logger
 
     /// Opens (and locks) the data directory and loads the topics; does not bind yet.
-    public init(configuration: Configuration, logger: Logger) throws(BrokerError) {
+    /// `partitionOffsets` is where describe's offsets come from (the storage engine, once
+    /// it is wired in; all zero until then).
+    public init(configuration: Configuration, partitionOffsets: any PartitionOffsetsSource = NoPartitionLogs(),
+                logger: Logger) throws(BrokerError) {
         let ceiling = configuration.transport.maxReceiveMessageBytes - Self.produceRequestOverheadBytes
         guard ceiling >= TopicConfig.defaults.maxMessageBytes else {
             throw BrokerError(
@@ -42,7 +45,8 @@ public final class BrokerServer: Sendable {
         var registryConfiguration = TopicRegistry.Configuration()
         registryConfiguration.brokerID = configuration.brokerID
         registryConfiguration.maxMessageBytesCeiling = ceiling
-        registry = try TopicRegistry(directory: directory, configuration: registryConfiguration, logger: logger)
+        registry = try TopicRegistry(
+            directory: directory, configuration: registryConfiguration, partitionOffsets: partitionOffsets, logger: logger)
 
         var names = [BrokerService.serviceName]
         var methods = BrokerService(registry: registry).methods

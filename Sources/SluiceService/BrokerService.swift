@@ -20,7 +20,8 @@ public struct BrokerService: Sendable {
             .bidirectional(prefix + "Produce") { _, _, _ in
                 throw GRPCStatus(.unimplemented, "Produce is not available yet: this broker has no storage engine")
             },
-            .serverStreaming(prefix + "Subscribe") { _, _, _ in
+            // The request is decoded first so that bad protobuf is INVALID_ARGUMENT here too.
+            ProtobufRoute.serverStreaming(prefix + "Subscribe") { (_: SubscribeRequest, _: ProtobufRoute.ResponseWriter<SubscribeResponse>, _) in
                 throw GRPCStatus(.unimplemented, "Subscribe is not available yet: this broker has no storage engine")
             },
             .bidirectional(prefix + "Replicate") { _, _, _ in

@@ -19,7 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
             keeping topic metadata in --data-dir. Once listening it prints one line to stdout, \
             "sluice listening on HOST:PORT" (the real port when --listen asks for port 0). \
             SIGTERM or SIGINT shut it down gracefully: health turns NOT_SERVING, GOAWAY is sent, \
-            unary calls finish, streams get --shutdown-grace seconds; then it exits 0. \
+            calls in flight get --shutdown-grace seconds to finish; then it exits 0. \
             See docs/operations.md.
             """)
 
@@ -46,7 +46,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Concurrent streams per connection; more are refused with REFUSED_STREAM.")
     var maxConcurrentStreams: Int = 100
 
-    @Option(help: "Seconds that open streams get to finish after a shutdown signal before they end with UNAVAILABLE.")
+    @Option(help: "Seconds that calls in flight (streams and unary calls) get to finish after a shutdown signal before they end with UNAVAILABLE.")
     var shutdownGrace: Double = 10
 
     @Option(help: "Seconds between keepalive PINGs on an idle connection; 0 disables them.")
@@ -79,6 +79,9 @@ struct ServeCommand: AsyncParsableCommand {
         transport.maxReceiveMessageBytes = maxMessageBytes
         transport.maxConcurrentStreams = maxConcurrentStreams
         transport.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
+        // One bound for the whole shutdown, so a service manager's stop timeout can be set
+        // just above it.
+        transport.shutdownUnaryLimit = transport.shutdownGracePeriod
         transport.keepaliveInterval = keepaliveInterval == 0 ? nil : .milliseconds(Int64(keepaliveInterval * 1000))
         transport.keepaliveTimeout = .milliseconds(Int64(keepaliveTimeout * 1000))
         var configuration = BrokerServer.Configuration(dataDirectory: dataDir, transport: transport)
@@ -103,7 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let shown = HostPort(host: address.host, port: address.port)
         // Written straight to the descriptor, unbuffered, so a reader of a pipe sees it now.
-        StandardStreams.write("sluice listening on \(shown)\n", to: STDOUT_FILENO)
+        StandardStreams.emit("sluice listening on \(shown)\n", to: STDOUT_FILENO)
 
         let signal = await shutdownSignal.wait()
         logger.info("received \(signal), shutting down gracefully", metadata: ["grace": "\(shutdownGrace)s"])
@@ -119,18 +122,18 @@ struct ServeCommand: AsyncParsableCommand {
 
 /// One line on stderr and exit status 1.
 func fail(_ message: String) -> Never {
-    StandardStreams.write("sluice: \(message)\n", to: STDERR_FILENO)
+    StandardStreams.emit("sluice: \(message)\n", to: STDERR_FILENO)
     exit(1)
 }
 
 enum StandardStreams {
     /// Writes all of `text` to a descriptor, unbuffered.
-    static func write(_ text: String, to descriptor: Int32) {
+    static func emit(_ text: String, to descriptor: Int32) {
         // Anything print() buffered goes first, to keep the order.
         fflush(nil)
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            let count = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return }
             bytes = bytes.dropFirst(count)

@@ -101,6 +101,7 @@ import Testing
         for (method, text) in [("Produce", "storage engine"), ("Subscribe", "storage engine"), ("Replicate", "replication is not built yet")] {
             await expectStatus(.unimplemented, containing: text) {
                 let call = try await broker.connection.makeCall(path: "/sluice.v1.Broker/\(method)")
+                // An empty message is a valid encoding of every request (all fields default).
                 try await call.send(ByteBuffer())
                 try await call.finishSending()
                 for try await _ in call.responses {}
@@ -113,9 +114,19 @@ import Testing
         let broker = try await InProcessBroker.start()
         // Field 1 as a length-delimited string claiming 100 bytes, with 2 present.
         let truncated = ByteBuffer(bytes: [0x0A, 100, 0x61, 0x62])
-        for path in ["/sluice.v1.Broker/CreateTopic", "/sluice.test.v1.Echo/Get", "/grpc.health.v1.Health/Check"] {
+        for path in ["/sluice.v1.Broker/CreateTopic", "/sluice.v1.Broker/ListTopics", "/sluice.test.v1.Echo/Get",
+                     "/grpc.health.v1.Health/Check"] {
             await expectStatus(.invalidArgument, containing: "not valid protobuf") {
                 try await broker.connection.unary(path: path, request: truncated)
+            }
+        }
+        for path in ["/sluice.v1.Broker/Subscribe", "/sluice.test.v1.Echo/Expand", "/sluice.test.v1.Echo/Collect",
+                     "/sluice.test.v1.Echo/Update", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"] {
+            await expectStatus(.invalidArgument, containing: path) {
+                let call = try await broker.connection.makeCall(path: path)
+                try await call.send(truncated)
+                try await call.finishSending()
+                for try await _ in call.responses {}
             }
         }
         // The connection keeps working.
@@ -129,5 +140,34 @@ import Testing
             try await broker.connection.unary(path: "/sluice.test.v1.Echo/Get", request: EchoRequest(text: "hi").protobufBytes())
         }
         await broker.stopAndRemove()
+    }
+}
+
+/// Stands in for the storage engine behind describe.
+private struct FixedOffsets: PartitionOffsetsSource {
+    func offsets(topicID: String, partition: UInt32) -> PartitionOffsets {
+        PartitionOffsets(logStartOffset: 10, logEndOffset: 100 + Int64(partition), highWatermark: 90, sizeBytes: 4096, leaderEpoch: 3)
+    }
+}
+
+@Suite struct PartitionOffsetsSeamTests {
+    @Test func describeShowsTheOffsetsOfTheSource() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = try BrokerServer(
+            configuration: .init(dataDirectory: directory.path, transport: .init(host: "127.0.0.1", port: 0)),
+            partitionOffsets: FixedOffsets(), logger: logger)
+        let address = try await server.start()
+        let admin = try await SluiceAdminClient.connect(host: "127.0.0.1", port: address.port, logger: logger)
+        _ = try await admin.createTopic(CreateTopicRequest(name: "t", partitions: 2))
+        let described = try await admin.describeTopic(named: "t")
+        #expect(described.partitions.map(\.logEndOffset) == [100, 101])
+        #expect(described.partitions.allSatisfy {
+            $0.logStartOffset == 10 && $0.highWatermark == 90 && $0.sizeBytes == 4096 && $0.leaderEpoch == 3
+        })
+        await admin.close()
+        await server.shutdown()
     }
 }

@@ -42,6 +42,11 @@ final class SluiceProcess: @unchecked Sendable {
         try process.run()
     }
 
+    /// A test that fails half-way leaves no broker behind.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     let stdoutPath: String
     let stderrPath: String
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }

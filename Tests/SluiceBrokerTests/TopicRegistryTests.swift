@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SluiceBroker
 import Testing
@@ -15,7 +16,7 @@ func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
         Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
     } catch let error as BrokerError {
         #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation)
-        #expect(error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
+        #expect(text.isEmpty || error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
     } catch {
         Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
     }
@@ -254,6 +255,39 @@ func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
             #expect(text.contains(fragment), "missing \(fragment) in \(text)")
         }
         #expect(!directory.exists("topics.json.tmp"))
+    }
+
+    @Test func aFailedWriteChangesNothing() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let registry = try openRegistry(directory)
+        _ = try registry.createTopic(named: "kept", partitions: 1)
+        let before = try directory.read("topics.json")
+        // A directory where the temporary file goes makes its creation fail (EISDIR).
+        try FileManager.default.createDirectory(atPath: directory.path + "/topics.json.tmp", withIntermediateDirectories: false)
+
+        expectBrokerError(.metadataWriteFailed, containing: "topics.json.tmp") { _ = try registry.createTopic(named: "lost", partitions: 1) }
+        expectBrokerError(.metadataWriteFailed) { try registry.deleteTopic(named: "kept") }
+        expectBrokerError(.metadataWriteFailed) { _ = try registry.createPartitions(named: "kept", totalCount: 2) }
+        #expect(registry.topics().map(\.name) == ["kept"])
+        #expect(try registry.topic(named: "kept").partitionCount == 1)
+        #expect(try directory.read("topics.json") == before)
+
+        try FileManager.default.removeItem(atPath: directory.path + "/topics.json.tmp")
+        _ = try registry.createTopic(named: "later", partitions: 1)
+        #expect(registry.topics().map(\.name) == ["kept", "later"])
+    }
+
+    @Test func noChangesAfterTheDirectoryIsReleased() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let registry = try openRegistry(directory)
+        _ = try registry.createTopic(named: "kept", partitions: 1)
+        registry.directory.close()
+        expectBrokerError(.shuttingDown) { _ = try registry.createTopic(named: "late", partitions: 1) }
+        expectBrokerError(.shuttingDown) { try registry.deleteTopic(named: "kept") }
+        // Reading still works.
+        #expect(registry.topics().map(\.name) == ["kept"])
     }
 
     @Test func dataDirectoryIsExclusive() throws {

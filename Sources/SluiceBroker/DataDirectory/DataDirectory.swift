@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Synchronization
 
 /// The broker's data directory, held exclusively for the life of this value.
@@ -35,24 +30,7 @@ public final class DataDirectory: Sendable {
     public static func open(_ path: String) throws(BrokerError) -> DataDirectory {
         precondition(!path.isEmpty, "data directory path is empty")
         try DurableFiles.createDirectories(path)
-        let lockPath = path + "/" + lockFileName
-        let descriptor = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else {
-            throw BrokerError(.metadataWriteFailed, "cannot open lock file \(lockPath): \(DurableFiles.errnoText())")
-        }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let reason = errno
-            let holder = DurableFiles.readSmallFile(lockPath)?.split(whereSeparator: \.isWhitespace).first.map { " (pid \($0))" } ?? ""
-            Glibc.close(descriptor)
-            if reason == EWOULDBLOCK {
-                throw BrokerError(.dataDirectoryLocked, "data directory \(path) is in use by another broker\(holder)")
-            }
-            throw BrokerError(.metadataWriteFailed, "cannot lock \(lockPath): \(DurableFiles.errnoText(reason))")
-        }
-        // The pid is for humans reading the file; the lock itself is the flock.
-        let pidText = "\(getpid())\n"
-        _ = ftruncate(descriptor, 0)
-        _ = pidText.withCString { pwrite(descriptor, $0, strlen($0), 0) }
+        let descriptor = try DurableFiles.lockExclusively(path + "/" + lockFileName, holder: path)
         return DataDirectory(path: path, lockDescriptor: descriptor)
     }
 
@@ -61,7 +39,7 @@ public final class DataDirectory: Sendable {
         lockDescriptor.withLock { descriptor in
             if let open = descriptor {
                 // Closing the last descriptor of the open file description drops the flock.
-                Glibc.close(open)
+                DurableFiles.closeDescriptor(open)
                 descriptor = nil
             }
         }

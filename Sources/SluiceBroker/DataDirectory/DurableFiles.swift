@@ -54,7 +54,7 @@ enum DurableFiles {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw BrokerError(.metadataCorrupt, "cannot read \(path): \(errnoText())")
@@ -67,6 +67,32 @@ enum DurableFiles {
     static func readSmallFile(_ path: String) -> String? {
         guard let bytes = try? readFile(path) else { return nil }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Opens (creating) `lockPath` and takes an exclusive, non-blocking flock on it; writes
+    /// this process's pid into it for humans. Returns the descriptor that holds the lock.
+    static func lockExclusively(_ lockPath: String, holder directory: String) throws(BrokerError) -> Int32 {
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw BrokerError(.metadataWriteFailed, "cannot open lock file \(lockPath): \(errnoText())")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = errno
+            let holder = readSmallFile(lockPath)?.split(whereSeparator: \.isWhitespace).first.map { " (pid \($0))" } ?? ""
+            close(descriptor)
+            if reason == EWOULDBLOCK {
+                throw BrokerError(.dataDirectoryLocked, "data directory \(directory) is in use by another broker\(holder)")
+            }
+            throw BrokerError(.metadataWriteFailed, "cannot lock \(lockPath): \(errnoText(reason))")
+        }
+        let pidText = Array("\(getpid())\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = pidText.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        return descriptor
+    }
+
+    static func closeDescriptor(_ descriptor: Int32) {
+        close(descriptor)
     }
 
     static func remove(_ path: String) {

@@ -190,11 +190,16 @@ public final class TopicRegistry: Sendable {
     // MARK: Internals
 
     /// Applies `body` to a copy of the topics, writes the copy durably, then publishes
-    /// it. Any error leaves the registry unchanged.
+    /// it. Any error leaves the registry unchanged. Refused once the data directory has
+    /// been released (shutdown).
     private func change<Result: Sendable>(
         _ body: (inout [String: TopicMetadata]) throws(BrokerError) -> Result
     ) throws(BrokerError) -> Result {
         try topicsByName.withLock { current throws(BrokerError) -> Result in
+            // Without the directory lock another broker may own the files now.
+            guard directory.isOpen else {
+                throw BrokerError(.shuttingDown, "the broker is shutting down; topics cannot be changed")
+            }
             var next = current
             let result = try body(&next)
             guard next != current else { return result }

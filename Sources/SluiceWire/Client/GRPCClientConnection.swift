@@ -70,21 +70,34 @@ public final class GRPCClientConnection: Sendable {
     public func makeCall(path: String, metadata: GRPCMetadata = [:], timeout: Duration? = nil) async throws
         -> GRPCClientCall
     {
+        try await open(path: path, metadata: metadata, timeout: timeout, onlyMessage: nil).call
+    }
+
+    private func open(path: String, metadata: GRPCMetadata, timeout: Duration?, onlyMessage: ByteBuffer?)
+        async throws -> (call: GRPCClientCall, sent: Bool)
+    {
         let connection = connection
         let loop = channel.eventLoop
-        let stream = try await loop.submit { () throws -> StreamContextBox in
-            StreamContextBox(try connection.handler.startClientCall(path: path, metadata: metadata, timeout: timeout))
+        let opened = try await loop.submit { () throws -> StreamContextBox in
+            let (stream, sent) = try connection.handler.startClientCall(
+                path: path, metadata: metadata, timeout: timeout, onlyMessage: onlyMessage)
+            return StreamContextBox(stream, sent: sent)
         }.get()
-        return GRPCClientCall(handle: StreamHandle(loop: loop, connection: connection.handler, stream: stream.stream))
+        let handle = StreamHandle(loop: loop, connection: connection.handler, stream: opened.stream)
+        return (GRPCClientCall(handle: handle), opened.sent)
     }
 
     /// One request, one response. Throws `GRPCStatus` for any non-OK outcome.
     public func unary(path: String, request: ByteBuffer, metadata: GRPCMetadata = [:], timeout: Duration? = nil)
         async throws -> ByteBuffer
     {
-        let call = try await makeCall(path: path, metadata: metadata, timeout: timeout)
-        try await call.send(request)
-        try await call.finishSending()
+        // One hop opens the stream and queues the request with END_STREAM when there is room.
+        let (call, sent) = try await open(
+            path: path, metadata: metadata, timeout: timeout, onlyMessage: GRPCMessageFrame.encode(request))
+        if !sent {
+            try await call.send(request)
+            try await call.finishSending()
+        }
         var response: ByteBuffer?
         for try await message in call.responses {
             guard response == nil else {
@@ -116,5 +129,9 @@ struct LoopBoundHandler: @unchecked Sendable {
 
 struct StreamContextBox: @unchecked Sendable {
     let stream: GRPCStreamContext
-    init(_ stream: GRPCStreamContext) { self.stream = stream }
+    let sent: Bool
+    init(_ stream: GRPCStreamContext, sent: Bool) {
+        self.stream = stream
+        self.sent = sent
+    }
 }

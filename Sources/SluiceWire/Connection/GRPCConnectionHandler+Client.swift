@@ -9,8 +9,10 @@ extension GRPCConnectionHandler {
         var trailers: GRPCMetadata
     }
 
-    func startClientCall(path: String, metadata: GRPCMetadata, timeout: Duration?) throws(GRPCStatus)
-        -> GRPCStreamContext
+    /// Opens a call. With `onlyMessage`, a unary-style request (one message, then END_STREAM)
+    /// is queued in the same hop when the send budget has room; `sent` says whether it was.
+    func startClientCall(path: String, metadata: GRPCMetadata, timeout: Duration?, onlyMessage: ByteBuffer? = nil)
+        throws(GRPCStatus) -> (stream: GRPCStreamContext, sent: Bool)
     {
         guard case .client(let authority, let enforcesDeadline) = role else { preconditionFailure("client role") }
         guard !isInactive, context != nil else { throw GRPCStatus(.unavailable, "the connection is closed") }
@@ -39,8 +41,15 @@ extension GRPCConnectionHandler {
                 self.cancelClientCall(stream, status: GRPCStatus(.deadlineExceeded, "deadline exceeded"))
             }
         }
+        var sent = false
+        if let onlyMessage, budget.hasRoom {
+            stream.outbound.append(onlyMessage)
+            budget.add(onlyMessage.readableBytes)
+            stream.outbound.finish(.endStream)
+            sent = true
+        }
         flush()
-        return stream
+        return (stream, sent)
     }
 
     func finishSending(_ stream: GRPCStreamContext) throws(GRPCStatus) {

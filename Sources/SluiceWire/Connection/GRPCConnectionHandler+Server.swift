@@ -82,10 +82,6 @@ extension GRPCConnectionHandler {
             let headers = [(":status", "200"), ("content-type", "application/grpc")] + trailers
             _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: false)
         }
-        if isDraining && streams.values.allSatisfy({ $0.status != nil }) {
-            // Let the last statuses go out; `flush` closes once the streams are gone.
-            logger.debug("draining: last call ended")
-        }
     }
 
     func sendResponseHeaders(_ stream: GRPCStreamContext) {
@@ -118,12 +114,32 @@ extension GRPCConnectionHandler {
 
     // MARK: Graceful shutdown
 
-    /// GOAWAY now (no new streams); unary calls may finish, streaming calls end with
-    /// UNAVAILABLE after `grace`, anything left after `unaryLimit`; then the connection closes.
+    static let shutdownPingPayload: UInt64 = 0x676f_6177_6179_0000  // "goaway\0\0"
+
+    /// The second GOAWAY: streams above the last processed one are refused from now on.
+    func sendFinalGoaway() {
+        guard shutdownPhase == .noticeSent else { return }
+        shutdownPhase = .goawaySent
+        session.goaway(errorCode: 0)
+        flush()
+    }
+
+    /// Two-phase GOAWAY (as nghttp2 and RFC 9113 §6.8 advise): first a notice naming stream
+    /// 2^31-1 plus a PING; when the PING's ACK proves the peer saw the notice (or after at
+    /// most `grace`), the final GOAWAY names the last stream we processed, so no request
+    /// racing the shutdown is silently dropped. Unary calls may finish; streaming calls end
+    /// with UNAVAILABLE after `grace`, anything left after `unaryLimit`; then the connection
+    /// closes.
     func beginGracefulShutdown(grace: Duration, unaryLimit: Duration) {
         guard !isDraining, !isInactive else { return }
         isDraining = true
-        session.goaway(errorCode: 0)
+        shutdownPhase = .noticeSent
+        session.shutdownNotice()
+        session.ping(payload: Self.shutdownPingPayload)
+        drainTimers.append(
+            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(min(grace, .seconds(1)))) {
+                self.sendFinalGoaway()
+            })
         let unavailable = GRPCStatus(.unavailable, "the server is shutting down")
         drainTimers.append(
             eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(grace)) {
@@ -136,6 +152,13 @@ extension GRPCConnectionHandler {
             eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(unaryLimit)) {
                 for stream in self.streams.values { self.abortServerCall(stream, status: unavailable) }
                 self.flush()
+            })
+        // A peer that never lets the last statuses out (not reading) must not hold the
+        // shutdown forever: one more grace period, then the socket closes regardless.
+        drainTimers.append(
+            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(unaryLimit + grace)) {
+                self.logger.info("closing connection: shutdown drain timed out")
+                self.close()
             })
         flush()
     }

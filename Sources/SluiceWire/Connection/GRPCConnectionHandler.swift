@@ -45,12 +45,16 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     var firstBytesSeen = false
 
     var isFlushing = false
+    var flushScheduled = false
     /// Inside `session.receive`: nghttp2 forbids producing output from its callbacks, so
     /// `flush` waits until `channelRead` calls it after the input is processed.
     var isReceiving = false
     var isInactive = false
     /// Server: GOAWAY sent, draining. Client: GOAWAY received, no new calls.
     var isDraining = false
+    enum ShutdownPhase { case running, noticeSent, goawaySent }
+    /// Server only: where the two-phase GOAWAY stands (`beginGracefulShutdown`).
+    var shutdownPhase = ShutdownPhase.running
     var drainTimers: [Scheduled<Void>] = []
     /// Called once the channel is gone (the server drops it from its registry).
     var onClose: (() -> Void)?
@@ -184,8 +188,19 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             }
         } while admitBlockedWriters()
         if wrote { context.flush() }
-        if !session.isAlive || (isDraining && isServer && streams.isEmpty) {
+        if !session.isAlive || (shutdownPhase == .goawaySent && streams.isEmpty) {
             close()
+        }
+    }
+
+    /// Flushes at the end of this event-loop tick: writes and reads from many tasks that
+    /// arrive together leave in one socket write instead of one each.
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flush()
         }
     }
 
@@ -199,7 +214,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     func read(from stream: GRPCStreamContext) -> EventLoopFuture<ByteBuffer?> {
         if let (message, consume) = stream.inbound.take() {
             session.consume(stream: stream.id, bytes: consume)
-            if consume > 0 { flush() }
+            if consume > 0 { scheduleFlush() }
             return eventLoop.makeSucceededFuture(message)
         }
         switch stream.readEnd {
@@ -342,6 +357,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     func pingAckReceived() {
+        // Any ACK after the shutdown notice's PING is at least one round trip after the notice.
+        if shutdownPhase == .noticeSent { sendFinalGoaway() }
         keepalive.ackReceived()
         keepaliveAckTimer?.cancel()
         keepaliveAckTimer = nil

@@ -20,6 +20,29 @@ struct StreamHandle: @unchecked Sendable {
         }
     }
 
+    /// Exactly one message followed by the end of the stream, in one hop (unary and
+    /// server-streaming requests): the two reads chain as futures on the loop.
+    func readSingle() async throws -> ByteBuffer {
+        let future = loop.flatSubmit {
+            self.connection.read(from: self.stream).flatMap { first -> EventLoopFuture<ByteBuffer> in
+                guard let first else {
+                    return self.loop.makeFailedFuture(GRPCStatus(.internalError, "the request has no message"))
+                }
+                return self.connection.read(from: self.stream).flatMapThrowing { second in
+                    guard second == nil else {
+                        throw GRPCStatus(.internalError, "the request has more than one message")
+                    }
+                    return first
+                }
+            }
+        }
+        return try await withTaskCancellationHandler {
+            try await future.get()
+        } onCancel: {
+            self.loop.execute { self.connection.taskCancelled(self.stream) }
+        }
+    }
+
     /// Queues one message; suspends while the connection's send budget is used up.
     func write(_ message: ByteBuffer) async throws {
         let framed = GRPCMessageFrame.encode(message)

@@ -18,13 +18,7 @@ public struct GRPCRequestStream: AsyncSequence, Sendable {
 
     /// Exactly one message (unary and server-streaming requests).
     func single() async throws -> ByteBuffer {
-        guard let message = try await handle.read() else {
-            throw GRPCStatus(.internalError, "the request has no message")
-        }
-        guard try await handle.read() == nil else {
-            throw GRPCStatus(.internalError, "the request has more than one message")
-        }
-        return message
+        try await handle.readSingle()
     }
 }
 

@@ -232,6 +232,12 @@ final class HTTP2Session {
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
     }
 
+    /// GOAWAY naming stream 2^31-1: "stop opening streams", while those in flight still count.
+    func shutdownNotice() {
+        guard let session else { return }
+        _ = nghttp2_submit_shutdown_notice(session)
+    }
+
     /// Sends GOAWAY and makes the session want no more I/O once it is written.
     func terminate(errorCode: UInt32) {
         guard let session else { return }

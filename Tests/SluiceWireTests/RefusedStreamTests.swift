@@ -1,0 +1,116 @@
+import NIOCore
+import NIOPosix
+import Testing
+@testable import SluiceWire
+
+/// A hand-written HTTP/2 client, for limits our own client never lets itself exceed.
+final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    struct Frame: Equatable {
+        var type: UInt8
+        var flags: UInt8
+        var stream: UInt32
+        var payload: [UInt8]
+    }
+
+    private var received = ByteBuffer()
+    private var frames: [Frame] = []
+    private var waiter: (predicate: ([Frame]) -> Bool, promise: EventLoopPromise<[Frame]>)?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        received.writeBuffer(&bytes)
+        while let header = received.getBytes(at: received.readerIndex, length: 9) {
+            let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
+            guard received.readableBytes >= 9 + length else { break }
+            received.moveReaderIndex(forwardBy: 9)
+            let payload = received.readBytes(length: length) ?? []
+            let stream = (UInt32(header[5]) << 24 | UInt32(header[6]) << 16 | UInt32(header[7]) << 8
+                | UInt32(header[8])) & 0x7FFF_FFFF
+            frames.append(Frame(type: header[3], flags: header[4], stream: stream, payload: payload))
+        }
+        check()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        waiter?.promise.fail(ChannelError.eof)
+        waiter = nil
+    }
+
+    /// Completes once the frames received so far satisfy `predicate`. Event loop only.
+    func wait(on loop: any EventLoop, until predicate: @escaping ([Frame]) -> Bool) -> EventLoopFuture<[Frame]> {
+        let promise = loop.makePromise(of: [Frame].self)
+        waiter = (predicate, promise)
+        check()
+        return promise.futureResult
+    }
+
+    private func check() {
+        guard let waiter, waiter.predicate(frames) else { return }
+        self.waiter = nil
+        waiter.promise.succeed(frames)
+    }
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(type: 4, flags: 0, stream: 0, [])
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags]
+            + [UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)]
+            + payload
+    }
+
+    /// HEADERS (END_HEADERS) for a gRPC POST to `path`, HPACK without Huffman or indexing:
+    /// 0x83 = :method POST, 0x86 = :scheme http, 0x04 = :path (name index 4, literal value),
+    /// 0x01 = :authority, 0x0F 0x10 = content-type (name index 31).
+    static func requestHeaders(stream: UInt32, path: String) -> [UInt8] {
+        func literal(_ prefix: [UInt8], _ value: String) -> [UInt8] {
+            prefix + [UInt8(value.utf8.count)] + Array(value.utf8)
+        }
+        let block: [UInt8] =
+            [0x83, 0x86] + literal([0x04], path) + literal([0x01], "test") + literal([0x0F, 0x10], "application/grpc")
+        return frame(type: 1, flags: 0x4, stream: stream, block)
+    }
+}
+
+@Suite struct RefusedStreamTests {
+    @Test func streamsAboveTheLimitAreRefusedByTheServer() async throws {
+        let hold = GRPCMethod.bidirectional("/test.Raw/Hold") { requests, _, _ in
+            for try await _ in requests {}
+        }
+        try await withServerAndClient([hold], configure: { $0.maxConcurrentStreams = 2 }) { server, _ in
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let peer = RawHTTP2Peer()
+            let channel = try await ClientBootstrap(group: loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
+                }
+                .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
+            var bytes = RawHTTP2Peer.preface
+            for stream: UInt32 in [1, 3, 5] {
+                bytes += RawHTTP2Peer.requestHeaders(stream: stream, path: "/test.Raw/Hold")
+            }
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+            let frames = try await loop.flatSubmit {
+                peer.wait(on: loop) { frames in frames.contains { $0.type == 3 } }
+            }.get()
+            let resets = frames.filter { $0.type == 3 }
+            // Only the third stream is reset, with REFUSED_STREAM (0x7).
+            #expect(resets.map(\.stream) == [5])
+            #expect(resets.first?.payload == [0, 0, 0, 7])
+            // The server advertised the limit: SETTINGS id 0x3 = 2.
+            let settings = frames.first { $0.type == 4 && $0.flags & 1 == 0 }?.payload ?? []
+            var entries: [(id: UInt16, value: UInt32)] = []
+            var offset = 0
+            while offset + 6 <= settings.count {
+                let id = UInt16(settings[offset]) << 8 | UInt16(settings[offset + 1])
+                var value: UInt32 = 0
+                for byte in settings[(offset + 2)..<(offset + 6)] { value = value << 8 | UInt32(byte) }
+                entries.append((id, value))
+                offset += 6
+            }
+            #expect(entries.contains { $0.id == 3 && $0.value == 2 })
+            try await channel.close()
+        }
+    }
+}
