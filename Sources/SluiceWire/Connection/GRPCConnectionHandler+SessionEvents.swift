@@ -103,6 +103,7 @@ extension GRPCConnectionHandler: HTTP2SessionDelegate {
         prefaceReceived = true
         prefaceTimer?.cancel()
         prefaceTimer = nil
+        scheduleKeepalive()
         prefacePromise.succeed(())
     }
 

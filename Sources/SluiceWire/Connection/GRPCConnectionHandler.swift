@@ -97,7 +97,6 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             self.logger.info("closing connection: no HTTP/2 preface in time")
             self.close()
         }
-        scheduleKeepalive()
         // A client speaks first (magic + SETTINGS). A server holds its SETTINGS until the
         // peer's first bytes, so an HTTP/1.x client gets a clean text reply, not binary frames.
         if !isServer { flush() }
@@ -332,7 +331,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
 
     // MARK: Keepalive
 
-    private func scheduleKeepalive() {
+    /// Started once the peer's preface arrived (before that, the preface timer guards).
+    func scheduleKeepalive() {
         guard let interval = limits.keepaliveInterval, !isInactive else { return }
         keepaliveTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(interval)) {
             self.keepaliveIntervalElapsed()
