@@ -47,6 +47,14 @@ timeout 480 swift test --skip-build >"$swift_log" 2>&1
 swift_status=$?
 grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
 grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
+if [[ $swift_status == 124 ]]; then
+    # Timed out: name the tests that started and never finished (Swift Testing's lines).
+    echo "swift test timed out; tests still running:"
+    comm -23 \
+        <(sed -n 's/^◇ Test \(.*\) started\.$/\1/p' "$swift_log" | grep -v -e '^case passing' -e '^run$' | sort -u) \
+        <(sed -n -E 's/^(✔|✘) Test (.*) (passed|failed) after .*/\2/p' "$swift_log" \
+            | sed -E 's/ with [0-9]+ test cases?$//' | sort -u)
+fi
 if [[ $swift_status != 0 ]]; then
     tail -n 30 "$swift_log"
     failed+=("swift test (exit $swift_status)")
