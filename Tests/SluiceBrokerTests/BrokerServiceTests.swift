@@ -7,7 +7,7 @@ import SluiceService
 import SluiceWire
 import Testing
 
-@Suite struct BrokerServiceTests {
+@Suite(.timeLimit(.minutes(1))) struct BrokerServiceTests {
     @Test func adminRoundTrip() async throws {
         let broker = try await InProcessBroker.start()
         let admin = broker.admin
@@ -150,7 +150,7 @@ private struct FixedOffsets: PartitionOffsetsSource {
     }
 }
 
-@Suite struct PartitionOffsetsSeamTests {
+@Suite(.timeLimit(.minutes(1))) struct PartitionOffsetsSeamTests {
     @Test func describeShowsTheOffsetsOfTheSource() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
