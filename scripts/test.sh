@@ -24,15 +24,15 @@ python="$(echo "$deps_out" | sed -n 's/^python: //p' | tail -n 1)"
 # The generated C, Swift and descriptor set must match proto/ exactly.
 if [[ -x codegen/check.sh ]]; then
     step "codegen check"
-    timeout 300 codegen/check.sh || failed+=("codegen check")
+    timeout --kill-after=15 300 codegen/check.sh || failed+=("codegen check")
 elif [[ -x codegen/generate.sh ]]; then
     step "codegen check"
-    timeout 300 codegen/generate.sh --check || failed+=("codegen check")
+    timeout --kill-after=15 300 codegen/generate.sh --check || failed+=("codegen check")
 fi
 
 step "swift build --build-tests"
 build_log="$(mktemp)"
-if timeout 900 swift build --build-tests >"$build_log" 2>&1; then
+if timeout --kill-after=15 900 swift build --build-tests >"$build_log" 2>&1; then
     tail -n 3 "$build_log"
 else
     grep -E "error:" "$build_log" | head -n 40
@@ -43,10 +43,18 @@ rm -f "$build_log"
 
 step "swift test"
 swift_log="$(mktemp)"
-timeout 480 swift test --skip-build >"$swift_log" 2>&1
+timeout --kill-after=15 480 swift test --skip-build >"$swift_log" 2>&1
 swift_status=$?
 grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
 grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
+if [[ $swift_status == 124 || $swift_status == 137 ]]; then
+    # Timed out: name the tests that started and never finished (Swift Testing's lines).
+    echo "swift test timed out; tests still running:"
+    comm -23 \
+        <(sed -n 's/^◇ Test \(.*\) started\.$/\1/p' "$swift_log" | grep -v -e '^case passing' -e '^run$' | sort -u) \
+        <(sed -n -E 's/^(✔|✘) Test (.*) (passed|failed) after .*/\2/p' "$swift_log" \
+            | sed -E 's/ with [0-9]+ test cases?$//' | sort -u)
+fi
 if [[ $swift_status != 0 ]]; then
     tail -n 30 "$swift_log"
     failed+=("swift test (exit $swift_status)")
@@ -55,7 +63,7 @@ rm -f "$swift_log"
 
 step "python interop suite"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
-timeout 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
+timeout --kill-after=15 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
 pytest_status=$?
 if [[ $pytest_status != 0 ]]; then failed+=("pytest (exit $pytest_status)"); fi
 

@@ -6,9 +6,11 @@ import SluiceWire
 import Testing
 
 /// Sluice's own gRPC client against an independent gRPC server: a real etcd.
-@Suite("EtcdKVClient against etcd", .enabled(
-    if: EtcdProcess.binary != nil,
-    "etcd binary not found (Debian's etcd-server; scripts/install-deps.sh installs it)"))
+@Suite(
+    "EtcdKVClient against etcd", .timeLimit(.minutes(1)),
+    .enabled(
+        if: EtcdProcess.binary != nil,
+        "etcd binary not found (Debian's etcd-server; scripts/install-deps.sh installs it)"))
 struct EtcdKVClientTests {
     let logger = Logger(label: "sluice.test.etcd")
 
@@ -16,15 +18,22 @@ struct EtcdKVClientTests {
     func withEtcd(_ body: (EtcdKVClient) async throws -> Void) async throws {
         let binary = try #require(EtcdProcess.binary)
         let etcd = try await EtcdProcess(binary: binary)
-        defer { etcd.stop() }
-        let client = try await connectWhenReady(etcd)
+        let client: EtcdKVClient
+        do {
+            client = try await connectWhenReady(etcd)
+        } catch {
+            await etcd.stop()
+            throw error
+        }
         do {
             try await body(client)
         } catch {
             await client.close()
+            await etcd.stop()
             throw error
         }
         await client.close()
+        await etcd.stop()
     }
 
     /// etcd takes a moment to elect itself leader: retries (bounded) until a Range answers.
@@ -105,8 +114,14 @@ struct EtcdKVClientTests {
     func unavailableAfterStop() async throws {
         let binary = try #require(EtcdProcess.binary)
         let etcd = try await EtcdProcess(binary: binary)
-        let client = try await connectWhenReady(etcd)
-        etcd.stop()
+        let client: EtcdKVClient
+        do {
+            client = try await connectWhenReady(etcd)
+        } catch {
+            await etcd.stop()
+            throw error
+        }
+        await etcd.stop()
         await #expect(throws: GRPCStatus.self) {
             _ = try await client.range(key: ByteBuffer(string: "/sluice/x"))
         }

@@ -50,13 +50,16 @@ final class EtcdProcess {
 
     var isRunning: Bool { process.isRunning }
 
-    /// SIGTERM, wait for the exit, and remove the data directory.
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+    /// SIGTERM, wait for the exit (bounded; SIGKILL after 10 s), remove the data directory.
+    func stop() async {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        guard process.isRunning else { return }
+        process.terminate()
+        for _ in 0..<200 where process.isRunning {
+            try? await Task.sleep(for: .milliseconds(50))
         }
-        try? FileManager.default.removeItem(at: directory)
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// A port nobody listens on right now: bound to 127.0.0.1:0 and released at once. etcd

@@ -54,10 +54,9 @@ final class ServeProcess: @unchecked Sendable {
             }
         }
         guard let found else {
-            if process.isRunning {
-                process.terminate()
-                process.waitUntilExit()
-            }
+            // It failed to start; no graceful shutdown to wait for.
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
             let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
             throw ServeProcessError("sluice serve did not print its port:\n\(errors)")
         }
@@ -69,14 +68,22 @@ final class ServeProcess: @unchecked Sendable {
             GRPCClientConfiguration(host: "127.0.0.1", port: port), logger: Logger(label: "sluice.test.interop"))
     }
 
-    /// SIGTERM and wait for the exit; returns the exit status.
+    /// SIGTERM, then waits for the exit (bounded: the 10 s shutdown grace period plus a
+    /// margin); returns the exit status, or nil if the process had to be killed.
     @discardableResult
-    func stop() -> Int32 {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+    func stop() async -> Int32? {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        guard process.isRunning else { return process.terminationStatus }
+        process.terminate()
+        for _ in 0..<400 where process.isRunning {
+            try? await Task.sleep(for: .milliseconds(50))
         }
-        try? FileManager.default.removeItem(at: directory)
+        guard !process.isRunning else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        process.waitUntilExit()
         return process.terminationStatus
     }
 }

@@ -58,7 +58,8 @@ def grpc_headers(host: str, port: int, path: str, content_type: str = "applicati
 @dataclass
 class StreamResult:
     headers: dict = field(default_factory=dict)
-    data: bytes = b""
+    # Left out of repr so an assertion message shows the length, not megabytes.
+    data: bytes = field(default=b"", repr=False)
     trailers: dict = field(default_factory=dict)
     ended: bool = False
     reset_code: int | None = None
@@ -218,7 +219,9 @@ class H2Client:
         deadline = time.monotonic() + bound_s
         while not result.finished:
             if time.monotonic() > deadline:
-                raise AssertionError(f"stream {stream_id} not finished after {bound_s} s: {result}")
+                raise AssertionError(
+                    f"stream {stream_id} not finished after {bound_s} s ({len(result.data)} bytes received): {result}"
+                )
             try:
                 self.receive_once()
             except socket.timeout:

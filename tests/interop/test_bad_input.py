@@ -58,8 +58,7 @@ MIB = 1024 * 1024
 # a server without limits crosses it; a bounded one stays well below.
 RSS_GROWTH_BOUND = 64 * MIB
 # GOAWAY codes a server may close an abusive connection with.
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR = 0x0, 0x1, 0x2, 0x3, 0x6
-COMPRESSION_ERROR = 0x9
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR = 0x0, 0x1, 0x2
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 FLOOD_SECONDS = 60.0 if soak() else 10.0
 # The victim's --max-concurrent-streams (the documented default, given explicitly).

@@ -122,3 +122,24 @@ def test_raw_reset_of_a_bidirectional_stream_cancels_the_handler(server, channel
         assert answer.text == "first"
         client.reset(stream)
         wait_for(lambda: stats().handlers_cancelled > before.handlers_cancelled, 10, "handlers_cancelled to grow")
+
+
+@pytest.mark.parametrize("connection_window", [0, 4 * 1024 * 1024], ids=["default-window", "wide-connection-window"])
+def test_large_responses_arrive_whole_over_raw_h2(server, connection_window):
+    """The same transfer grpcio and grpclib make (they widen the connection window at
+    once), with a client that acknowledges every DATA frame as it arrives: whether the
+    server may send a whole message at once or must wait for WINDOW_UPDATEs, it arrives."""
+    from h2.settings import SettingCodes
+
+    sizes = [300_000, 1_000_000]
+    with H2Client(server.host, server.port, timeout_s=10,
+                  local_settings={SettingCodes.INITIAL_WINDOW_SIZE: 4 * 1024 * 1024}) as client:
+        if connection_window:
+            client.conn.increment_flow_control_window(connection_window)
+            client.flush()
+        for size in sizes:
+            body = grpc_frame(echo("x", repeat=2, payload_bytes=size).SerializeToString())
+            result = client.call("/sluice.test.v1.Echo/Expand", body, bound_s=20)
+            assert result.grpc_status == 0, (size, len(result.data), result)
+            responses = [echo_pb2.EchoResponse.FromString(m) for m in grpc_messages(result.data)]
+            assert [len(r.payload) for r in responses] == [size, size]
