@@ -50,7 +50,11 @@ let package = Package(
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
         .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
-        .target(name: "SluiceClient", dependencies: ["SluiceWire", "SluiceAPI", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
+        .target(
+            name: "SluiceClient",
+            dependencies: ["SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix, logging,
+                           .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "sluice",
             dependencies: ["SluiceService", "SluiceClient", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
@@ -74,6 +78,8 @@ let package = Package(
             name: "SluiceInteropTests",
             dependencies: ["SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
             swiftSettings: swiftSettings),
+        // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
+        .testTarget(name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceAPI", nioCore], swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
