@@ -58,7 +58,8 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: ["SluiceService", "SluiceClient", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         // A child process for the storage crash test: appends until killed, reporting
         // which offsets were acknowledged durable.
