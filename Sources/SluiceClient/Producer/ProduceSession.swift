@@ -10,6 +10,8 @@ final class ProduceSession: Sendable {
     let id: Int
     private let call: ProtobufCall<ProduceRequest, ProduceResponse>
     private let outbound: AsyncStream<ProduceRequest>.Continuation
+    private let writer: Task<Void, Never>
+    private let reader: Task<Void, Never>
 
     init(id: Int, call: ProtobufCall<ProduceRequest, ProduceResponse>, producer: Producer) {
         self.id = id
@@ -17,7 +19,7 @@ final class ProduceSession: Sendable {
         // Unbounded here because the producer's byte budget already bounds what is queued.
         let (stream, continuation) = AsyncStream.makeStream(of: ProduceRequest.self)
         outbound = continuation
-        Task {
+        writer = Task {
             do {
                 for await request in stream { try await call.send(request) }
                 try await call.finishSending()
@@ -26,7 +28,7 @@ final class ProduceSession: Sendable {
                 call.cancel()
             }
         }
-        Task {
+        reader = Task {
             var ending = GRPCStatus(.unavailable, "the broker ended the produce stream")
             do {
                 for try await response in call.responses { await producer.received(response, session: id) }
@@ -43,9 +45,18 @@ final class ProduceSession: Sendable {
         outbound.yield(request)
     }
 
-    /// No more requests: the stream half-closes once the queued ones are written.
-    func finish() {
+    /// Half-closes after the queued requests and waits, at most `bound`, for the broker to
+    /// end the stream: with acks none nothing else says the batches were read.
+    func finishAndWait(bound: Duration) async {
         outbound.finish()
+        await writer.value
+        let reader = reader
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await reader.value }
+            group.addTask { try? await Task.sleep(for: bound) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     func cancel() {

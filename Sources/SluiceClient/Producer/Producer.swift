@@ -148,8 +148,9 @@ public actor Producer {
         }
         for wakeup in wakeups.values { wakeup.task.cancel() }
         wakeups.removeAll()
-        session?.finish()
+        let last = session
         session = nil
+        await last?.finishAndWait(bound: configuration.requestTimeout)
         await connection?.close()
         connection = nil
     }
