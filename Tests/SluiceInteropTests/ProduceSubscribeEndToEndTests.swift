@@ -1,0 +1,247 @@
+import Foundation
+import NIOCore
+import SluiceAPI
+import SluiceClient
+import SluiceWire
+import Testing
+
+/// Produce and Subscribe end to end over real `sluice serve` processes, with the Swift
+/// client. Counts are bounded; SLUICE_E2E_RECORDS raises the per-producer record count
+/// (SLUICE_SOAK=1 multiplies it by 10).
+@Suite("Produce and subscribe end to end", .serialized)
+struct ProduceSubscribeEndToEndTests {
+    static var recordsPerProducer: Int {
+        let environment = ProcessInfo.processInfo.environment
+        if let text = environment["SLUICE_E2E_RECORDS"], let count = Int(text), count > 0 { return count }
+        return environment["SLUICE_SOAK"].map { $0 != "" && $0 != "0" } == true ? 3000 : 300
+    }
+
+    func withBroker(_ arguments: [String] = [], _ body: (BrokerProcess) async throws -> Void) async throws {
+        let broker = try await BrokerProcess(extraArguments: arguments)
+        do {
+            try await body(broker)
+        } catch {
+            broker.remove()
+            throw error
+        }
+        #expect(broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
+        broker.remove()
+    }
+
+    func createTopic(_ broker: BrokerProcess, _ name: String, partitions: UInt32, configs: [String: String] = [:]) async throws {
+        let admin = try await broker.admin()
+        _ = try await admin.createTopic(CreateTopicRequest(name: name, partitions: partitions, configs: configs))
+        await admin.close()
+    }
+
+    /// Reads exactly `count` records (bounded by the consumer's own failure modes and the
+    /// test's time limit).
+    func read(_ consumer: Consumer, count: Int) async throws -> [ConsumerRecord] {
+        var records: [ConsumerRecord] = []
+        guard count > 0 else { return records }
+        for try await record in consumer {
+            records.append(record)
+            if records.count == count { break }
+        }
+        return records
+    }
+
+    @Test("concurrent producers, keyed: a subscriber per partition and an independent one each see every record once, in per-key order",
+          .timeLimit(.minutes(5)))
+    func keyedConcurrent() async throws {
+        try await withBroker { broker in
+            let topic = "e2e-keyed"
+            let partitions = 4
+            try await createTopic(broker, topic, partitions: UInt32(partitions))
+            let perProducer = Self.recordsPerProducer
+            let producers = 3
+            // Each producer its own connection; key i%16, value "producer:key:sequence".
+            let acknowledged = try await withThrowingTaskGroup(of: [String: RecordMetadata].self) { group in
+                for producerIndex in 0..<producers {
+                    group.addTask {
+                        var configuration = ProducerConfiguration()
+                        configuration.maxBatchBytes = 2048
+                        let producer = Producer(address: broker.address, configuration: configuration)
+                        var pending: [(String, Delivery)] = []
+                        for sequence in 0..<perProducer {
+                            let key = "key-\(sequence % 16)"
+                            let value = "\(producerIndex):\(key):\(sequence)"
+                            pending.append((value, try await producer.enqueue(
+                                topic: topic, key: ByteBuffer(string: key), value: ByteBuffer(string: value),
+                                headers: [RecordHeader(key: "producer", value: ByteBuffer(string: "\(producerIndex)"))])))
+                        }
+                        var answers: [String: RecordMetadata] = [:]
+                        for (value, delivery) in pending { answers[value] = try await delivery.result() }
+                        await producer.close()
+                        return answers
+                    }
+                }
+                var all: [String: RecordMetadata] = [:]
+                for try await answers in group { all.merge(answers) { first, _ in first } }
+                return all
+            }
+            let total = producers * perProducer
+            #expect(acknowledged.count == total)
+
+            // A subscriber per partition, and an independent one over all partitions.
+            let expectedPerPartition = Dictionary(grouping: acknowledged.values, by: \.partition).mapValues(\.count)
+            let perPartition = try await withThrowingTaskGroup(of: [ConsumerRecord].self) { group in
+                for partition in 0..<partitions {
+                    let consumer = Consumer(address: broker.address, topic: topic, partitions: [partition: .earliest])
+                    let want = expectedPerPartition[partition] ?? 0
+                    group.addTask { try await read(consumer, count: want) }
+                }
+                var all: [ConsumerRecord] = []
+                for try await records in group { all += records }
+                return all
+            }
+            let independent = try await read(Consumer(address: broker.address, topic: topic), count: total)
+
+            for (name, records) in [("per-partition subscribers", perPartition), ("the independent subscriber", independent)] {
+                #expect(records.count == total, "\(name)")
+                var seen: [String: ConsumerRecord] = [:]
+                for record in records {
+                    let value = String(buffer: record.value)
+                    #expect(seen.updateValue(record, forKey: value) == nil, "\(name): \(value) seen twice")
+                    let metadata = acknowledged[value]
+                    #expect(metadata?.partition == record.partition && metadata?.offset == record.offset, "\(name): \(value)")
+                    let key = try #require(record.key)
+                    #expect(record.partition == Partitioner.partition(forKey: key.readableBytesView, partitionCount: partitions))
+                    #expect(record.headers.first?.key == "producer")
+                }
+                #expect(Set(seen.keys) == Set(acknowledged.keys), "\(name): every acknowledged record, nothing else")
+                // Per partition, offsets strictly increase in delivery order; per producer
+                // and key, sequence numbers increase with the offset.
+                for partition in 0..<partitions {
+                    let offsets = records.filter { $0.partition == partition }.map(\.offset)
+                    #expect(offsets == Array(0..<Int64(offsets.count)), "\(name): partition \(partition) offsets")
+                }
+                var lastSequence: [String: Int] = [:]
+                for record in records.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) {
+                    let parts = String(buffer: record.value).split(separator: ":")
+                    let producerKey = "\(parts[0]):\(parts[1]):\(parts[2])"
+                    let sequence = Int(parts[3]) ?? -1
+                    #expect(sequence > lastSequence[producerKey, default: -1], "\(name): \(producerKey) out of order")
+                    lastSequence[producerKey] = sequence
+                }
+            }
+        }
+    }
+
+    @Test("positions by offset and by timestamp land where they should", .timeLimit(.minutes(2)))
+    func positions() async throws {
+        try await withBroker { broker in
+            let topic = "e2e-positions"
+            try await createTopic(broker, topic, partitions: 2)
+            var configuration = ProducerConfiguration()
+            configuration.linger = .seconds(3600)  // batches close only at flush
+            let producer = Producer(address: broker.address, configuration: configuration)
+            let base: Int64 = 1_700_000_000_000
+            // Four batches of three records on partition 1: offsets 0-2, 3-5, 6-8, 9-11,
+            // timestamps base + 1000 * batch + record.
+            for batch in 0..<4 {
+                var deliveries: [Delivery] = []
+                for record in 0..<3 {
+                    deliveries.append(try await producer.enqueue(
+                        topic: topic, value: ByteBuffer(string: "b\(batch)r\(record)"), partition: 1,
+                        timestampMs: base + Int64(1000 * batch + record)))
+                }
+                await producer.flush()
+                let offsets = try await deliveries.asyncMap { try await $0.result().offset }
+                #expect(offsets == (0..<3).map { Int64(3 * batch + $0) })
+            }
+            await producer.close()
+
+            let fromOffset = try await read(Consumer(address: broker.address, topic: topic, partitions: [1: .offset(7)]), count: 5)
+            #expect(fromOffset.map(\.offset) == [7, 8, 9, 10, 11])
+            #expect(String(buffer: fromOffset[0].value) == "b2r1")
+
+            let fromTime = try await read(
+                Consumer(address: broker.address, topic: topic, partitions: [1: .timestamp(base + 2001)]), count: 4)
+            #expect(fromTime.map(\.offset) == [7, 8, 9, 10], "the first record at or after the time is b2r1")
+            #expect(fromTime.first?.timestampMs == base + 2001)
+
+            let fromStart = try await read(Consumer(address: broker.address, topic: topic, partitions: [1: .earliest]), count: 12)
+            var expectedTimes: [Int64] = []
+            for batch in 0..<4 {
+                for record in 0..<3 { expectedTimes.append(base + Int64(1000 * batch + record)) }
+            }
+            #expect(fromStart.map(\.timestampMs) == expectedTimes)
+
+            // Past the end: refused with OUT_OF_RANGE.
+            await #expect {
+                _ = try await read(Consumer(address: broker.address, topic: topic, partitions: [1: .offset(100)]), count: 1)
+            } throws: { error in
+                (error as? ConsumerError)?.statusCode == .outOfRange
+            }
+        }
+    }
+
+    @Test("a broker killed with SIGKILL and cut back to its synced files keeps every record acknowledged durable",
+          .timeLimit(.minutes(3)))
+    func crashKeepsDurable() async throws {
+        let journal = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-journal-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let broker = try await BrokerProcess(extraArguments: ["--fsync", "never", "--test-sync-journal", journal])
+        defer { broker.remove() }
+        let topic = "e2e-crash"
+        try await createTopic(broker, topic, partitions: 3)
+
+        var durable = ProducerConfiguration()
+        durable.acks = .durable
+        durable.linger = .milliseconds(1)
+        var leaderOnly = ProducerConfiguration()
+        leaderOnly.acks = .leader
+        let durableProducer = Producer(address: broker.address, configuration: durable)
+        let looseProducer = Producer(address: broker.address, configuration: leaderOnly)
+        var acknowledged: [String: RecordMetadata] = [:]
+        let rounds = Self.recordsPerProducer / 10
+        for round in 0..<rounds {
+            // Interleave durable batches with leader-acked ones that the cut may drop.
+            var pending: [(String, Delivery)] = []
+            for index in 0..<10 {
+                let value = "durable-\(round)-\(index)"
+                pending.append((value, try await durableProducer.enqueue(
+                    topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: value))))
+                _ = try await looseProducer.enqueue(
+                    topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "loose-\(round)-\(index)"))
+            }
+            for (value, delivery) in pending { acknowledged[value] = try await delivery.result() }
+        }
+        await looseProducer.flush()
+        broker.kill()
+        await durableProducer.close()
+        await looseProducer.close()
+
+        let cut = try await runSluice(
+            ["debug", "cut-to-synced", "--data-dir", broker.dataDirectory, "--journal", journal], in: broker.root)
+        #expect(cut.status == 0, "cut-to-synced: \(cut.stderr)")
+        try await broker.start()
+
+        let admin = try await broker.admin()
+        let description = try await admin.describeTopic(named: topic)
+        await admin.close()
+        var survivors: [String: ConsumerRecord] = [:]
+        for partition in description.partitions where partition.highWatermark > partition.logStartOffset {
+            let consumer = Consumer(address: broker.address, topic: topic, partitions: [Int(partition.partition): .earliest])
+            for record in try await read(consumer, count: Int(partition.highWatermark - partition.logStartOffset)) {
+                survivors[String(buffer: record.value)] = record
+            }
+        }
+        for (value, metadata) in acknowledged {
+            let record = survivors[value]
+            #expect(record != nil, "\(value), acknowledged durable, was lost")
+            #expect(record?.partition == metadata.partition && record?.offset == metadata.offset, "\(value) moved")
+        }
+        #expect(broker.stop() == 0)
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        result.reserveCapacity(count)
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
