@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, nioPosix],
+            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix],
             swiftSettings: swiftSettings),
     ]
 )
