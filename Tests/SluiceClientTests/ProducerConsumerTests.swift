@@ -131,16 +131,24 @@ struct ProducerConsumerTests {
         try await withBroker(partitions: 1) { broker, address in
             await broker.setFaults(Dictionary(uniqueKeysWithValues: (0..<10_000).map { ($0, .error(.notLeader)) }))
             let producer = Producer(address: address, configuration: quickRetries {
-                $0.deliveryTimeout = .milliseconds(200)
+                $0.deliveryTimeout = .seconds(1)
                 $0.retryBackoff = .milliseconds(10)
                 $0.maxRetryBackoff = .milliseconds(20)
             })
-            await #expect {
+            var failure: ProducerError?
+            do {
                 _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "never"))
-            } throws: { error in
-                guard case .deliveryTimedOut(let last)? = error as? ProducerError else { return false }
-                return last.contains("notLeader")
+            } catch let error as ProducerError {
+                failure = error
             }
+            guard case .deliveryTimedOut(let last)? = failure else {
+                Issue.record("expected deliveryTimedOut, got \(String(describing: failure))")
+                return
+            }
+            // On a loaded machine the timeout may pass before the first attempt; once an
+            // attempt was answered, the failure names the broker's last error.
+            let attempts = await broker.received.count
+            if attempts > 0 { #expect(last.contains("notLeader"), "\(last)") }
             #expect(await producer.bufferedByteCount == 0)
             await producer.close()
         }

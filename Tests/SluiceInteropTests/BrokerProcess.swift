@@ -9,6 +9,8 @@ import Glibc
 
 /// A `sluice serve` child process that can be killed and started again on the same data
 /// directory, for the end-to-end tests. Each start listens on a new ephemeral port.
+/// Waiting for an exit suspends (terminationHandler) rather than blocking a thread: with
+/// two cooperative threads on this machine, two blocked waits would stall every test.
 final class BrokerProcess: @unchecked Sendable {
     // @unchecked: the mutable state (process, port) is touched only by the test task that
     // owns this object, one call at a time.
@@ -16,6 +18,7 @@ final class BrokerProcess: @unchecked Sendable {
     let dataDirectory: String
     let extraArguments: [String]
     private(set) var process: Process?
+    private var exit: AsyncStream<Int32>?
     private(set) var port = 0
     private var starts = 0
 
@@ -32,8 +35,9 @@ final class BrokerProcess: @unchecked Sendable {
 
     func path(_ name: String) -> String { root.appendingPathComponent(name).path }
 
-    /// Starts the server and waits (bounded) for its "sluice listening on" line.
-    func start() async throws {
+    /// Starts the server and waits (bounded) for its "sluice listening on" line. With
+    /// `samePort` it listens where the previous start did, so clients can reconnect.
+    func start(samePort: Bool = false) async throws {
         precondition(process?.isRunning != true, "the broker is already running")
         starts += 1
         let stdoutPath = path("stdout-\(starts)")
@@ -43,11 +47,18 @@ final class BrokerProcess: @unchecked Sendable {
         else { throw ServeProcessError("cannot create log files in \(root.path)") }
         let process = Process()
         process.executableURL = try ServeProcess.executable()
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--log-level", "warning", "--data-dir", dataDirectory] + extraArguments
+        let listen = samePort && port != 0 ? "127.0.0.1:\(port)" : "127.0.0.1:0"
+        process.arguments = ["serve", "--listen", listen, "--log-level", "warning", "--data-dir", dataDirectory] + extraArguments
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        let (exit, exited) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        process.terminationHandler = { ended in
+            exited.yield(ended.terminationStatus)
+            exited.finish()
+        }
         try process.run()
         self.process = process
+        self.exit = exit
         let prefix = "sluice listening on 127.0.0.1:"
         var found: Int?
         for _ in 0..<600 where found == nil {
@@ -62,7 +73,7 @@ final class BrokerProcess: @unchecked Sendable {
             }
         }
         guard let found else {
-            if process.isRunning { process.terminate(); process.waitUntilExit() }
+            await stop()
             let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
             throw ServeProcessError("sluice serve did not print its port:\n\(errors)")
         }
@@ -70,26 +81,33 @@ final class BrokerProcess: @unchecked Sendable {
     }
 
     /// SIGKILL: no shutdown, nothing flushed.
-    func kill() {
+    func kill() async {
         guard let process, process.isRunning else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = await waitForExit()
     }
 
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
-    func stop() -> Int32 {
+    func stop() async -> Int32 {
         guard let process else { return 0 }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        if process.isRunning { process.terminate() }
+        return await waitForExit()
+    }
+
+    private func waitForExit() async -> Int32 {
+        if let exit {
+            for await status in exit {
+                self.exit = nil
+                return status
+            }
         }
-        return process.terminationStatus
+        return process?.terminationStatus ?? 0
     }
 
     /// Stops the process and removes its files.
-    func remove() {
-        stop()
+    func remove() async {
+        await stop()
         try? FileManager.default.removeItem(at: root)
     }
 

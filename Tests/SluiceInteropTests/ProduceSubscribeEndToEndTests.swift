@@ -21,11 +21,11 @@ struct ProduceSubscribeEndToEndTests {
         do {
             try await body(broker)
         } catch {
-            broker.remove()
+            await broker.remove()
             throw error
         }
-        #expect(broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
-        broker.remove()
+        #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
+        await broker.remove()
     }
 
     func createTopic(_ broker: BrokerProcess, _ name: String, partitions: UInt32, configs: [String: String] = [:]) async throws {
@@ -184,68 +184,117 @@ struct ProduceSubscribeEndToEndTests {
     func crashKeepsDurable() async throws {
         let journal = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-journal-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: journal) }
-        let broker = try await BrokerProcess(extraArguments: ["--fsync", "never", "--test-sync-journal", journal])
-        defer { broker.remove() }
-        let topic = "e2e-crash"
-        try await createTopic(broker, topic, partitions: 3)
+        try await withBroker(["--fsync", "never", "--test-sync-journal", journal]) { broker in
+            let topic = "e2e-crash"
+            try await createTopic(broker, topic, partitions: 3)
 
-        var durable = ProducerConfiguration()
-        durable.acks = .durable
-        durable.linger = .milliseconds(1)
-        var leaderOnly = ProducerConfiguration()
-        leaderOnly.acks = .leader
-        let durableProducer = Producer(address: broker.address, configuration: durable)
-        let looseProducer = Producer(address: broker.address, configuration: leaderOnly)
-        var acknowledged: [String: RecordMetadata] = [:]
-        let rounds = Self.recordsPerProducer / 10
-        for round in 0..<rounds {
-            // Interleave durable batches with leader-acked ones that the cut may drop.
-            var pending: [(String, Delivery)] = []
-            for index in 0..<10 {
-                let value = "durable-\(round)-\(index)"
-                pending.append((value, try await durableProducer.enqueue(
-                    topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: value))))
-                _ = try await looseProducer.enqueue(
-                    topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "loose-\(round)-\(index)"))
+            var durable = ProducerConfiguration()
+            durable.acks = .durable
+            durable.linger = .milliseconds(1)
+            var leaderOnly = ProducerConfiguration()
+            leaderOnly.acks = .leader
+            let durableProducer = Producer(address: broker.address, configuration: durable)
+            let looseProducer = Producer(address: broker.address, configuration: leaderOnly)
+            var acknowledged: [String: RecordMetadata] = [:]
+            let rounds = Self.recordsPerProducer / 10
+            for round in 0..<rounds {
+                // Interleave durable batches with leader-acked ones that the cut may drop.
+                var pending: [(String, Delivery)] = []
+                for index in 0..<10 {
+                    let value = "durable-\(round)-\(index)"
+                    pending.append((value, try await durableProducer.enqueue(
+                        topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: value))))
+                    _ = try await looseProducer.enqueue(
+                        topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "loose-\(round)-\(index)"))
+                }
+                for (value, delivery) in pending { acknowledged[value] = try await delivery.result() }
             }
-            for (value, delivery) in pending { acknowledged[value] = try await delivery.result() }
-        }
-        // A tail acknowledged by the leader only, after the last durable answer: with
-        // --fsync never nothing syncs it, so the cut must drop it (this proves the cut ran).
-        var tail: [Delivery] = []
-        for index in 0..<5 {
-            tail.append(try await looseProducer.enqueue(
-                topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "tail-\(index)")))
-        }
-        await looseProducer.flush()
-        for delivery in tail { _ = try await delivery.result() }
-        broker.kill()
-        await durableProducer.close()
-        await looseProducer.close()
+            // A tail acknowledged by the leader only, after the last durable answer: with
+            // --fsync never nothing syncs it, so the cut must drop it (this proves the cut ran).
+            var tail: [Delivery] = []
+            for index in 0..<5 {
+                tail.append(try await looseProducer.enqueue(
+                    topic: topic, key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "tail-\(index)")))
+            }
+            await looseProducer.flush()
+            for delivery in tail { _ = try await delivery.result() }
+            await broker.kill()
+            await durableProducer.close()
+            await looseProducer.close()
 
-        let cut = try await runSluice(
-            ["debug", "cut-to-synced", "--data-dir", broker.dataDirectory, "--journal", journal], in: broker.root)
-        #expect(cut.status == 0, "cut-to-synced: \(cut.stderr)")
-        #expect(!cut.stdout.contains("dropped 0 byte"), "the unsynced tail was cut: \(cut.stdout)")
-        try await broker.start()
+            let cut = try await runSluice(
+                ["debug", "cut-to-synced", "--data-dir", broker.dataDirectory, "--journal", journal], in: broker.root)
+            #expect(cut.status == 0, "cut-to-synced: \(cut.stderr)")
+            #expect(!cut.stdout.contains("dropped 0 byte"), "the unsynced tail was cut: \(cut.stdout)")
+            try await broker.start()
 
-        let admin = try await broker.admin()
-        let description = try await admin.describeTopic(named: topic)
-        await admin.close()
-        var survivors: [String: ConsumerRecord] = [:]
-        for partition in description.partitions where partition.highWatermark > partition.logStartOffset {
-            let consumer = Consumer(address: broker.address, topic: topic, partitions: [Int(partition.partition): .earliest])
-            for record in try await read(consumer, count: Int(partition.highWatermark - partition.logStartOffset)) {
-                survivors[String(buffer: record.value)] = record
+            let admin = try await broker.admin()
+            let description = try await admin.describeTopic(named: topic)
+            await admin.close()
+            var survivors: [String: ConsumerRecord] = [:]
+            for partition in description.partitions where partition.highWatermark > partition.logStartOffset {
+                let consumer = Consumer(address: broker.address, topic: topic, partitions: [Int(partition.partition): .earliest])
+                for record in try await read(consumer, count: Int(partition.highWatermark - partition.logStartOffset)) {
+                    survivors[String(buffer: record.value)] = record
+                }
+            }
+            #expect(!survivors.keys.contains { $0.hasPrefix("tail-") }, "records never synced are gone after the cut")
+            for (value, metadata) in acknowledged {
+                let record = survivors[value]
+                #expect(record != nil, "\(value), acknowledged durable, was lost")
+                #expect(record?.partition == metadata.partition && record?.offset == metadata.offset, "\(value) moved")
             }
         }
-        #expect(!survivors.keys.contains { $0.hasPrefix("tail-") }, "records never synced are gone after the cut")
-        for (value, metadata) in acknowledged {
-            let record = survivors[value]
-            #expect(record != nil, "\(value), acknowledged durable, was lost")
-            #expect(record?.partition == metadata.partition && record?.offset == metadata.offset, "\(value) moved")
+    }
+}
+
+extension ProduceSubscribeEndToEndTests {
+    @Test("a consumer and a producer ride out a broker kill and restart: nothing lost, nothing repeated, order kept",
+          .timeLimit(.minutes(3)))
+    func reconnects() async throws {
+        try await withBroker { broker in
+            let topic = "e2e-restart"
+            try await createTopic(broker, topic, partitions: 2)
+            var configuration = ProducerConfiguration()
+            configuration.acks = .durable
+            let producer = Producer(address: broker.address, configuration: configuration)
+            func produce(_ range: Range<Int>) async throws {
+                var pending: [Delivery] = []
+                for index in range {
+                    pending.append(try await producer.enqueue(
+                        topic: topic, key: ByteBuffer(string: "k\(index % 5)"), value: ByteBuffer(string: "\(index)")))
+                }
+                for delivery in pending { _ = try await delivery.result() }
+            }
+            try await produce(0..<40)
+
+            var consumerConfiguration = ConsumerConfiguration()
+            consumerConfiguration.maxReconnectAttempts = 20
+            consumerConfiguration.maxReconnectBackoff = .milliseconds(500)
+            let consumer = Consumer(address: broker.address, topic: topic, configuration: consumerConfiguration)
+            var iterator = consumer.makeAsyncIterator()
+            var seen: [ConsumerRecord] = []
+            for _ in 0..<25 { if let record = try await iterator.next() { seen.append(record) } }
+
+            // Kill and restart on the same port; the consumer is mid-stream, the producer
+            // idle. Everything was acknowledged durable, so the restart loses nothing.
+            await broker.kill()
+            try await broker.start(samePort: true)
+            try await produce(40..<80)
+            while seen.count < 80, let record = try await iterator.next() { seen.append(record) }
+            await producer.close()
+
+            #expect(seen.count == 80)
+            #expect(Set(seen.map { String(buffer: $0.value) }) == Set((0..<80).map(String.init)), "each record exactly once")
+            for partition in 0..<2 {
+                let offsets = seen.filter { $0.partition == partition }.map(\.offset)
+                #expect(offsets == Array(0..<Int64(offsets.count)), "partition \(partition): in order, no gaps, no repeats")
+            }
+            for key in 0..<5 {
+                let values = seen.filter { $0.key == ByteBuffer(string: "k\(key)") }.compactMap { Int(String(buffer: $0.value)) }
+                #expect(values == values.sorted(), "key k\(key) in production order")
+            }
         }
-        #expect(broker.stop() == 0)
     }
 }
 
