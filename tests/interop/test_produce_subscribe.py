@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import queue
 import re
-import threading
+import socket
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 import pytest
-from conftest import REPO
+from conftest import REPO, wait_for
+from rawh2 import H2Client, grpc_frame, grpc_messages
 from sluice.v1 import broker_pb2, broker_pb2_grpc, records_pb2
 
 VECTORS = json.loads((REPO / "docs" / "test-vectors.json").read_text(encoding="utf-8"))
@@ -320,3 +320,61 @@ def test_subscribe_unknown_topic_and_partition(broker):
         list(broker.Subscribe(broker_pb2.SubscribeRequest(
             topic=topic, partitions=[broker_pb2.PartitionSubscription(partition=3, start=earliest())]), timeout=BOUND_S))
     assert raised.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+def test_producer_that_disconnects_mid_batch_leaves_only_whole_batches(server, broker):
+    """One whole batch, then half of a second gRPC message, then the TCP connection
+    closes: the log keeps exactly the whole batch, and the topic keeps working."""
+    topic = unique()
+    broker.CreateTopic(broker_pb2.CreateTopicRequest(name=topic, partitions=1), timeout=10)
+    whole = broker_pb2.ProduceRequest(
+        correlation_id=1, topic=topic, partition=0, acks=broker_pb2.ACKS_LEADER,
+        batch=make_batch([(b"k", b"whole-1"), (b"k", b"whole-2")])).SerializeToString()
+    cut = grpc_frame(broker_pb2.ProduceRequest(
+        correlation_id=2, topic=topic, partition=0, acks=broker_pb2.ACKS_LEADER,
+        batch=make_batch([(b"k", b"x" * 4000)])).SerializeToString())
+    client = H2Client(server.host, server.port)
+    stream = client.open_stream("/sluice.v1.Broker/Produce")
+    client.send(stream, grpc_frame(whole))
+    client.send(stream, cut[: len(cut) // 2])
+    client.flush()
+    # The first answer shows the whole batch was appended before the connection goes.
+    deadline = time.monotonic() + BOUND_S
+    while not grpc_messages(client.results[stream].data):
+        assert time.monotonic() < deadline, "no answer for the whole batch"
+        try:
+            client.receive_once()
+        except socket.timeout:
+            continue
+    answer = broker_pb2.ProduceResponse.FromString(grpc_messages(client.results[stream].data)[0])
+    assert answer.error == broker_pb2.ERROR_CODE_NONE and answer.base_offset == 0
+    client.close()
+
+    def log_end():
+        return broker.DescribeTopic(broker_pb2.DescribeTopicRequest(name=topic), timeout=10).topic.partitions[0].log_end_offset
+
+    wait_for(lambda: log_end() == 2, BOUND_S, "the whole batch to be appended")
+    assert produce_one(broker, topic, 0, make_batch([(None, b"after")])).base_offset == 2
+    seen = subscribe(broker, topic, {0: earliest()}, 3)[0]
+    assert [v for _, _, v, _ in seen] == [b"whole-1", b"whole-2", b"after"]
+
+
+def test_subscriber_that_disconnects_mid_stream_does_not_disturb_others(broker):
+    topic = unique()
+    broker.CreateTopic(broker_pb2.CreateTopicRequest(name=topic, partitions=1), timeout=10)
+    stream = ProduceStream(broker)
+    for index in range(20):
+        stream.send(topic, 0, make_batch([(None, f"r{index}".encode())]))
+    for _ in range(20):
+        assert stream.answer().error == broker_pb2.ERROR_CODE_NONE
+    stream.close()
+    # Read a few responses, then drop the call mid-stream.
+    call = broker.Subscribe(broker_pb2.SubscribeRequest(
+        topic=topic, default_start=earliest(), max_bytes=1), timeout=BOUND_S)
+    first = next(call)
+    assert first.batches and first.batches[0].base_offset == 0
+    call.cancel()
+    # Another subscriber reads everything, and new appends still flow.
+    assert produce_one(broker, topic, 0, make_batch([(None, b"r20")])).base_offset == 20
+    seen = subscribe(broker, topic, {0: earliest()}, 21)[0]
+    assert [v for _, _, v, _ in seen] == [f"r{i}".encode() for i in range(21)]
