@@ -17,10 +17,13 @@ import SluiceStorage
 
 @inline(never)
 func emit(_ line: String) {
-    var bytes = Array((line + "\n").utf8)
+    let bytes = Array((line + "\n").utf8)
     var done = 0
     while done < bytes.count {
-        let count = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + done, $0.count - done) }
+        let count = bytes.withUnsafeBytes { buffer in
+            let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
+            return write(1, rest.baseAddress, rest.count)
+        }
         if count < 0 {
             if errno == EINTR { continue }
             exit(1)
@@ -30,8 +33,8 @@ func emit(_ line: String) {
 }
 
 func fail(_ message: String) -> Never {
-    var bytes = Array(("SluiceCrashWriter: " + message + "\n").utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    let bytes = Array(("SluiceCrashWriter: " + message + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     exit(1)
 }
 

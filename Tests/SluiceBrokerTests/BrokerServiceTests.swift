@@ -7,7 +7,7 @@ import SluiceService
 import SluiceWire
 import Testing
 
-@Suite struct BrokerServiceTests {
+@Suite(.timeLimit(.minutes(1))) struct BrokerServiceTests {
     @Test func adminRoundTrip() async throws {
         let broker = try await InProcessBroker.start()
         let admin = broker.admin

@@ -5,7 +5,7 @@ import SluiceService
 import SluiceWire
 import Testing
 
-@Suite struct EchoServiceTests {
+@Suite(.timeLimit(.minutes(1))) struct EchoServiceTests {
     typealias Echo = ProtobufCall<EchoRequest, EchoResponse>
 
     func stats(_ broker: InProcessBroker) async throws -> StatsResponse {

@@ -5,7 +5,7 @@ import SluiceService
 import SluiceWire
 import Testing
 
-@Suite struct HealthServiceTests {
+@Suite(.timeLimit(.minutes(1))) struct HealthServiceTests {
     @Test func checkAnswersEachServedService() async throws {
         let broker = try await InProcessBroker.start()
         for service in ["", "sluice.v1.Broker", "sluice.test.v1.Echo", "grpc.health.v1.Health",
@@ -60,7 +60,7 @@ import Testing
     }
 }
 
-@Suite struct ReflectionServiceTests {
+@Suite(.timeLimit(.minutes(1))) struct ReflectionServiceTests {
     typealias Reflection = ProtobufCall<ServerReflectionRequest, ServerReflectionResponse>
 
     /// Asks each question on one stream, in order, and returns the answers.

@@ -50,7 +50,7 @@ struct InProcessBroker {
     }
 
     func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
-        _ path: String, _ request: Request, timeout: Duration? = nil
+        _ path: String, _ request: Request, timeout: Duration? = .seconds(60)
     ) async throws -> Response {
         try await connection.unary(path: path, request: request, timeout: timeout)
     }

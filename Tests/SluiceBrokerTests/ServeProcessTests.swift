@@ -82,7 +82,7 @@ final class SluiceProcess: @unchecked Sendable {
     }
 }
 
-@Suite struct ServeProcessTests {
+@Suite(.timeLimit(.minutes(1))) struct ServeProcessTests {
     @Test func servesAndShutsDownCleanlyOnSIGTERM() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -182,6 +182,24 @@ final class SluiceProcess: @unchecked Sendable {
         let (second, secondPort) = try await SluiceProcess.serve(directory: directory)
         let listed = try await SluiceProcess.run(["topic", "list", "--broker", "127.0.0.1:\(secondPort)"], directory: directory)
         #expect(listed.stdout.hasPrefix("kept\t1\t1\t"))
+        second.process.terminate()
+        #expect(await second.exitStatus() == 0)
+    }
+
+    @Test func afterSIGKILLTheLockIsFreeAndAcknowledgedTopicsRemain() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let (first, firstPort) = try await SluiceProcess.serve(directory: directory)
+        for name in ["a", "b", "c"] {
+            let created = try await SluiceProcess.run(["topic", "create", name, "--broker", "127.0.0.1:\(firstPort)"], directory: directory)
+            #expect(created.status == 0, "\(created.stderr)")
+        }
+        kill(first.process.processIdentifier, SIGKILL)
+        #expect(await first.exitStatus() == SIGKILL)
+
+        let (second, secondPort) = try await SluiceProcess.serve(directory: directory)
+        let listed = try await SluiceProcess.run(["topic", "list", "--broker", "127.0.0.1:\(secondPort)"], directory: directory)
+        #expect(listed.stdout.split(separator: "\n").map { $0.split(separator: "\t")[0] } == ["a", "b", "c"])
         second.process.terminate()
         #expect(await second.exitStatus() == 0)
     }

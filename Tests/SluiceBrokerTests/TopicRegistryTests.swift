@@ -22,7 +22,7 @@ func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
     }
 }
 
-@Suite struct TopicNameTests {
+@Suite(.timeLimit(.minutes(1))) struct TopicNameTests {
     @Test(arguments: ["a", "orders", "Orders.v2", "a_b-c.d", "...", "-", String(repeating: "x", count: 249)])
     func acceptsValidNames(_ name: String) throws {
         try TopicName.validate(name)
@@ -34,7 +34,7 @@ func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
     }
 }
 
-@Suite struct TopicRegistryTests {
+@Suite(.timeLimit(.minutes(1))) struct TopicRegistryTests {
     @Test func createDescribeListDelete() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -288,6 +288,22 @@ func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
         expectBrokerError(.shuttingDown) { try registry.deleteTopic(named: "kept") }
         // Reading still works.
         #expect(registry.topics().map(\.name) == ["kept"])
+    }
+
+    @Test func concurrentChangesAreAllKept() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let registry = try openRegistry(directory)
+        let count = 64
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<count {
+                group.addTask { _ = try registry.createTopic(named: "topic-\(index)", partitions: 1) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(registry.topics().count == count)
+        registry.directory.close()
+        #expect(try openRegistry(directory).topics().count == count)
     }
 
     @Test func dataDirectoryIsExclusive() throws {

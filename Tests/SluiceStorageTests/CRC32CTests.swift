@@ -59,6 +59,23 @@ import Testing
         #expect(CRC32C.usesHardware == hasSSE42)
     }
 
+    /// Lengths around the three-chain blocks of the instruction path (3 x 256 and
+    /// 3 x 8192 bytes), at several alignments, against the independent software loop.
+    @Test func longInputsAgreeWithSoftware() {
+        var generator = SplitMix64(seed: 99)
+        let bytes = (0..<(1 << 20) + 64).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let lengths = [767, 768, 769, 1536, 24_575, 24_576, 24_577, 24_576 + 768 + 13, 100_000, 1 << 20]
+        bytes.withUnsafeBytes { raw in
+            for start in [0, 1, 5, 8] {
+                for length in lengths {
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
+                    #expect(CRC32C.checksum(slice) == CRC32C.softwareChecksum(slice), "start \(start) length \(length)")
+                    #expect(CRC32C.checksum(slice, seed: 0xDEAD_BEEF) == CRC32C.softwareChecksum(slice, seed: 0xDEAD_BEEF))
+                }
+            }
+        }
+    }
+
     @Test func byteBufferConvenienceLeavesReaderIndex() {
         var buffer = ByteBuffer(string: "xx123456789")
         buffer.moveReaderIndex(forwardBy: 2)

@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import Synchronization
 import Testing
@@ -14,6 +15,9 @@ final class ManualLogClock: LogClock {
 }
 
 struct FaultRunFailure: Error, CustomStringConvertible {
+    /// The log synced a file again after an fdatasync of it failed (the race described in
+    /// docs/testing-storage.md); a failure with this set is the known storage issue.
+    var afterResync: Bool
     var description: String
 }
 
@@ -83,12 +87,16 @@ struct FaultRun {
 
     private var recordCount: Int64 { Int64(workload.recordCount) }
 
+    /// Steps shown when a run fails: SLUICE_FAULT_TRACE (default 12).
+    static let traceSteps = getenv("SLUICE_FAULT_TRACE").flatMap { Int(String(cString: $0)) } ?? 12
+
     private func failure(_ message: String) -> FaultRunFailure {
-        FaultRunFailure(description: """
+        FaultRunFailure(afterResync: system.syncsAfterFailedSync > 0, description: """
             seed \(seed): \(message)
             config: \(config)
             faults: \(faults)
-            last steps: \(trace.suffix(12).joined(separator: "; "))
+            last steps: \(trace.suffix(Self.traceSteps).joined(separator: "; "))
+            last file-system calls: \(system.recentEvents().suffix(Self.traceSteps * 4).joined(separator: "; "))
             """)
     }
 
@@ -121,6 +129,7 @@ struct FaultRun {
         try await powerCut()
         // A clean close with the faults off must leave a log that opens without a scan.
         system.setFaults(.none)
+        tally.syncsAfterFailedSync = system.syncsAfterFailedSync
         do {
             try await log?.close()
             let reopened = try PartitionLog.open(directory: directory, fileSystem: system, config: config, clock: clock)
@@ -394,7 +403,10 @@ struct FaultRun {
             }
             guard position > before else { throw failure("read at batch \(position) returned nothing below the end \(endPosition)") }
         }
-        trace.append("reopened \(startPosition)..<\(endPosition)")
+        let recovery = log.recovery
+        trace.append(
+            "reopened \(startPosition)..<\(endPosition) (clean \(recovery.cleanShutdown), checked \(recovery.segmentsChecked), "
+                + "cut \(recovery.bytesTruncated), indexes rebuilt \(recovery.indexesRebuilt), removed \(recovery.filesRemoved.count))")
         tally.reopens += 1
         tally.batchesVerified += found.count
         if log.recovery.bytesTruncated > 0 { tally.tornTailsCut += 1 }
@@ -421,6 +433,7 @@ struct FaultRunTally: CustomStringConvertible {
     var truncations = 0
     var segmentsDeleted = 0
     var batchesVerified = 0
+    var syncsAfterFailedSync = 0
 
     mutating func add(_ other: FaultRunTally) {
         appended += other.appended
@@ -432,11 +445,13 @@ struct FaultRunTally: CustomStringConvertible {
         truncations += other.truncations
         segmentsDeleted += other.segmentsDeleted
         batchesVerified += other.batchesVerified
+        syncsAfterFailedSync += other.syncsAfterFailedSync
     }
 
     var description: String {
         "\(appended) appends acknowledged, \(failedAppends) failed (\(fences) fenced), \(powerCuts) power cuts, "
             + "\(reopens) reopens (\(tornTailsCut) cut a torn tail), \(truncations) truncations, "
-            + "\(segmentsDeleted) segments deleted by retention, \(batchesVerified) batches verified"
+            + "\(segmentsDeleted) segments deleted by retention, \(batchesVerified) batches verified, "
+            + "\(syncsAfterFailedSync) syncs after a failed sync of the same file"
     }
 }

@@ -33,7 +33,6 @@ func smallConfig(
     config.segmentBytes = segmentBytes
     config.indexIntervalBytes = indexIntervalBytes
     config.fsyncPolicy = fsync
-    config.maxBatchBytes = Int(min(Int64(config.maxBatchBytes), segmentBytes))
     config.retentionMs = nil
     return config
 }

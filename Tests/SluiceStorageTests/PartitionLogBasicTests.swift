@@ -107,15 +107,22 @@ import Testing
         try await reopened.close()
     }
 
-    @Test func invalidConfigurationIsRefused() throws {
+    @Test func segmentSizeCapsTheBatchSizeAndBadSettingsAreRefused() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
-        var config = smallConfig(segmentBytes: 4096)
+        var config = LogConfig()
+        config.segmentBytes = 4096
         config.maxBatchBytes = 8192
-        #expect(throws: LogError.invalidConfiguration("maxBatchBytes 8192 exceeds segmentBytes 4096")) {
-            try PartitionLog.open(directory: directory.path, config: config)
+        let log = try PartitionLog.open(directory: directory.path, config: config)
+        #expect(throws: LogError.batchTooLarge(bytes: 4097, limit: 4096)) {
+            try log.appendBuffered(makeBatch(pattern(0, 4097 - BatchHeader.size)), leaderEpoch: 0)
         }
-        config = smallConfig(segmentBytes: Int64(UInt32.max) + 1)
+        #expect(try log.appendBuffered(makeBatch(pattern(0, 4096 - BatchHeader.size)), leaderEpoch: 0).baseOffset == 0)
+        try await log.close()
+        config.segmentBytes = Int64(UInt32.max) + 1
+        #expect(throws: LogError.self) { try PartitionLog.open(directory: directory.path, config: config) }
+        config.segmentBytes = 4096
+        config.indexIntervalBytes = 0
         #expect(throws: LogError.self) { try PartitionLog.open(directory: directory.path, config: config) }
     }
 

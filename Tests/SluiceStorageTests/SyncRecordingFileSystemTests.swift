@@ -136,6 +136,43 @@ import Testing
         #expect(try readWholeFile(setup.data + "/index") == [9, 2, 3])
     }
 
+    /// The log's flusher and a roll can sync one file at the same time; the sync that
+    /// ends last may have measured the smaller length when it started.
+    @Test func overlappingSyncsNeverLowerTheDurableLength() throws {
+        let setup = Setup()
+        defer { setup.temporary.remove() }
+        let system = try setup.recording()
+        let path = setup.data + "/segment"
+        let file = try system.open(path, mode: .createNew)
+        try system.syncDirectory(setup.data)
+        let inode = try SyncRecordingFileSystem.inode(of: path)
+        try append([UInt8](repeating: 1, count: 20), to: file, at: 0)
+        try file.sync()
+        // A sync that started when the file held 12 bytes reports after the one above.
+        try system.fileSynced(inode: inode, length: 12, shrinksBefore: system.shrinkCount(inode: inode), path: path)
+        try append([2, 2], to: file, at: 20)
+        _ = try setup.cut()
+        #expect(try readWholeFile(path).count == 20)
+    }
+
+    @Test func aSyncOverlappingAShrinkClaimsNothing() throws {
+        let setup = Setup()
+        defer { setup.temporary.remove() }
+        let system = try setup.recording()
+        let path = setup.data + "/segment"
+        let file = try system.open(path, mode: .createNew)
+        try system.syncDirectory(setup.data)
+        let inode = try SyncRecordingFileSystem.inode(of: path)
+        try append([UInt8](repeating: 1, count: 10), to: file, at: 0)
+        try file.sync()
+        let shrinksBefore = system.shrinkCount(inode: inode)
+        try append([UInt8](repeating: 2, count: 10), to: file, at: 10)
+        try file.truncate(to: 4)
+        try system.fileSynced(inode: inode, length: 20, shrinksBefore: shrinksBefore, path: path)
+        _ = try setup.cut()
+        #expect(try readWholeFile(path) == [UInt8](repeating: 1, count: 10))
+    }
+
     @Test func baselineFilesAreDurableAsFound() throws {
         let setup = Setup()
         defer { setup.temporary.remove() }

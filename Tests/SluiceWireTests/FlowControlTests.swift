@@ -124,3 +124,87 @@ import Testing
         }
     }
 }
+
+@Suite struct BoundedMemoryTests {
+    @Test func manyFloodingStreamsToANonReadingClientStayBounded() async throws {
+        let streamsCount = 20
+        let messageBytes = 4096
+        let blockedWriters = Counter()
+        let allBlocked = Signal()
+        let method = GRPCMethod.serverStreaming("/test.Flow/Flood") { _, writer, _ in
+            let payload = ByteBuffer(repeating: 3, count: messageBytes)
+            while true { try await writer.write(payload) }
+        }
+        let sendQueue = 64 * 1024
+        try await withServerAndClient(
+            [method],
+            configure: {
+                $0.sendQueueBytes = sendQueue
+                $0.onWriterBlocked = {
+                    blockedWriters.increment()
+                    if blockedWriters.value == streamsCount { Task { await allBlocked.fire() } }
+                }
+            },
+            configureClient: { $0.initialWindowBytes = 65_535; $0.inboundBufferBytes = 8 * 1024 }
+        ) { server, client in
+            var calls: [GRPCClientCall] = []
+            for _ in 0..<streamsCount {
+                let call = try await client.makeCall(path: "/test.Flow/Flood")
+                try await call.send(ByteBuffer())
+                try await call.finishSending()
+                calls.append(call)
+            }
+            await allBlocked.wait()
+            // The send budget may be exceeded by one message per stream, never more.
+            let samples = await server.memoryForTests()
+            #expect(samples.count == 1)
+            for sample in samples {
+                #expect(sample.queuedSendBytes <= sendQueue + streamsCount * (messageBytes + 5))
+            }
+            for call in calls { call.cancel() }
+        }
+    }
+
+    @Test func manyClientsFloodingANonReadingHandlerStayBounded() async throws {
+        let streamsCount = 10
+        let messageBytes = 4096
+        let window = 65_535
+        let inboundBuffer = 16 * 1024
+        let release = Signal()
+        let clientBlocked = Signal()
+        let method = GRPCMethod.clientStreaming("/test.Flow/Sink") { requests, _ in
+            await release.wait()
+            for try await _ in requests {}
+            return ByteBuffer()
+        }
+        try await withServerAndClient(
+            [method],
+            configure: { $0.initialWindowBytes = window; $0.inboundBufferBytes = inboundBuffer },
+            configureClient: {
+                $0.sendQueueBytes = 64 * 1024
+                $0.onWriterBlocked = { Task { await clientBlocked.fire() } }
+            }
+        ) { server, client in
+            var senders: [Task<Void, any Error>] = []
+            for _ in 0..<streamsCount {
+                let call = try await client.makeCall(path: "/test.Flow/Sink")
+                senders.append(
+                    Task {
+                        while true { try await call.send(ByteBuffer(repeating: 4, count: messageBytes)) }
+                    })
+            }
+            await clientBlocked.wait()
+            let samples = await server.memoryForTests()
+            #expect(samples.count == 1)
+            for sample in samples {
+                // Per stream: the unread buffer, one DATA frame (16 KiB) consumed whole, the
+                // window, and one partial message.
+                let perStream = inboundBuffer + 16 * 1024 + window + messageBytes + 5
+                #expect(sample.bufferedReceiveBytes <= streamsCount * perStream)
+            }
+            await release.fire()
+            for sender in senders { sender.cancel() }
+            for sender in senders { _ = await sender.result }
+        }
+    }
+}

@@ -38,8 +38,7 @@ public final class DataDirectory: Sendable {
     public func close() {
         lockDescriptor.withLock { descriptor in
             if let open = descriptor {
-                // Closing the last descriptor of the open file description drops the flock.
-                DurableFiles.closeDescriptor(open)
+                DurableFiles.unlockAndClose(open)
                 descriptor = nil
             }
         }

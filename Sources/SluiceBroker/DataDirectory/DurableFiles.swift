@@ -91,7 +91,11 @@ enum DurableFiles {
         return descriptor
     }
 
-    static func closeDescriptor(_ descriptor: Int32) {
+    /// Releases the flock explicitly, then closes. Unlocking first matters: a process
+    /// forked meanwhile (before its exec closes the CLOEXEC descriptor) shares the open file
+    /// description, and closing alone would leave the lock held until that child execs.
+    static func unlockAndClose(_ descriptor: Int32) {
+        _ = flock(descriptor, LOCK_UN)
         close(descriptor)
     }
 

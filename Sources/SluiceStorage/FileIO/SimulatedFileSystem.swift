@@ -46,6 +46,13 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     private(set) var generation: UInt64 = 0
     private var cuts = 0
     private var failedSyncs = 0
+    private var failNextFileSyncs = 0
+    private var resyncs = 0
+    private var afterFileSync: (@Sendable (_ path: String, _ failed: Bool) -> Void)?
+    /// The last state-changing calls and faults, for failure reports (a ring).
+    private var events: [String] = []
+    private var nextEvent = 0
+    private static let eventCapacity = 400
 
     public init(seed: UInt64 = 0, faults: SimulatedFaults = .none) {
         self.random = SeededRandom(seed: seed)
@@ -81,6 +88,24 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     /// honest again, since no process can know which cached pages never reached the disk.
     public var failedFileSyncs: Int { lock.withLock { failedSyncs } }
 
+    /// Successful file syncs of a file whose earlier sync failed, while bytes lost then were
+    /// not written again: the caller synced again after a failed fdatasync ("fsyncgate"),
+    /// and those bytes are not durable although this sync succeeded.
+    public var syncsAfterFailedSync: Int { lock.withLock { resyncs } }
+
+    /// Makes the next file `sync()` fail with EIO (dirty pages lost), whatever the rates:
+    /// for tests that stage one failure at a chosen moment.
+    public func failNextFileSync() {
+        lock.withLock { failNextFileSyncs += 1 }
+    }
+
+    /// Called after every file sync has taken effect and before it returns to its caller,
+    /// outside the lock, on the caller's thread. A test can block in it to hold a sync's
+    /// result back while other calls run (to stage a race deterministically).
+    public func setAfterFileSync(_ hook: (@Sendable (_ path: String, _ failed: Bool) -> Void)?) {
+        lock.withLock { afterFileSync = hook }
+    }
+
     /// True after a scheduled power cut, until `restart()`.
     public var isHalted: Bool { lock.withLock { halted } }
 
@@ -90,6 +115,20 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     /// Boots the machine after a scheduled power cut: calls succeed again.
     public func restart() {
         lock.withLock { halted = false }
+    }
+
+    /// The last (up to 400) state-changing calls, faults and power cuts, oldest first.
+    public func recentEvents() -> [String] {
+        lock.withLock { events.count < Self.eventCapacity ? events : Array(events[nextEvent...] + events[..<nextEvent]) }
+    }
+
+    private func recordLocked(_ event: String) {
+        if events.count < Self.eventCapacity {
+            events.append(event)
+        } else {
+            events[nextEvent] = event
+            nextEvent = (nextEvent + 1) % Self.eventCapacity
+        }
     }
 
     /// The current bytes of the file at `path`, or nil (for assertions in tests).
@@ -237,6 +276,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             if count > 1 && random.chance(faults.shortWriteRate) {
                 count = Int.random(in: 1..<count, using: &random)
             }
+            if count < bytes.count { recordLocked("  -> short write \(count) of \(bytes.count) at \(start)") }
             file.write(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), at: start)
             return count
         }
@@ -282,22 +322,33 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     }
 
     func sync(_ file: SimulatedInode, path: String, generation handleGeneration: UInt64) throws(StorageIOError) {
-        try lock.withLock { () throws(StorageIOError) in
+        let (failure, hook) = try lock.withLock { () throws(StorageIOError) -> (StorageIOError?, (@Sendable (String, Bool) -> Void)?) in
             let operation = "sync"
             try checkHandleLocked(handleGeneration, operation, path)
             try countOperationLocked(operation, path)
-            if random.chance(faults.syncErrorRate) {
+            let staged = failNextFileSyncs > 0
+            if staged { failNextFileSyncs -= 1 }
+            if staged || random.chance(faults.syncErrorRate) {
+                recordLocked("  -> injected EIO, dirty pages lost")
                 file.loseWriteback()
                 failedSyncs += 1
-                throw StorageIOError(errno: EIO, operation: operation, path: path)
+                return (StorageIOError(errno: EIO, operation: operation, path: path), afterFileSync)
+            }
+            if file.hasLostWriteback {
+                resyncs += 1
+                recordLocked("  -> succeeds, but bytes lost by an earlier failed sync stay lost")
             }
             file.sync()
+            return (nil, afterFileSync)
         }
+        hook?(path, failure != nil)
+        if let failure { throw failure }
     }
 
     // MARK: Internals (lock held)
 
     private func cutPowerLocked() {
+        recordLocked("POWER CUT")
         generation &+= 1
         cuts += 1
         var visited = Set<ObjectIdentifier>()
@@ -338,6 +389,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
 
     private func countOperationLocked(_ operation: String, _ path: String) throws(StorageIOError) {
         countedOperations += 1
+        recordLocked("\(operation) \(Self.components(path).last ?? path)")
         if let limit = faults.powerCutAfterOperations, countedOperations > limit {
             faults.powerCutAfterOperations = nil
             cutPowerLocked()
@@ -348,6 +400,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
 
     private func injectLocked(_ rate: Double, _ errno: Int32, _ operation: String, _ path: String) throws(StorageIOError) {
         if random.chance(rate) {
+            recordLocked("  -> injected errno \(errno)")
             throw StorageIOError(errno: errno, operation: operation, path: path)
         }
     }
@@ -397,147 +450,5 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             throw StorageIOError(errno: ENOTDIR, operation: operation, path: path)
         }
         return (directory, name)
-    }
-}
-
-enum SimulatedEntry {
-    case file(SimulatedInode)
-    case directory(SimulatedDirectory)
-}
-
-final class SimulatedDirectory {
-    var current: [String: SimulatedEntry] = [:]
-    var durable: [String: SimulatedEntry] = [:]
-}
-
-/// One file's bytes, guarded by the file system's lock.
-final class SimulatedInode {
-    var current: [UInt8] = []
-    var durable: [UInt8] = []
-    /// Lowest position changed since the last sync (dirty pages), nil when clean.
-    private var dirtyFrom: Int?
-    /// Ranges whose writeback failed: their current bytes never reach the disk.
-    private var lostWriteback: [Range<Int>] = []
-
-    func write(_ bytes: UnsafeRawBufferPointer, at start: Int) {
-        let end = start + bytes.count
-        if current.count < end { current.append(contentsOf: repeatElement(0, count: end - current.count)) }
-        current.withUnsafeMutableBytes { target in
-            UnsafeMutableRawBufferPointer(rebasing: target[start..<end]).copyMemory(from: bytes)
-        }
-        markDirty(from: min(start, current.count))
-        forgetLostWriteback(in: start..<end)
-    }
-
-    func truncate(to length: Int) {
-        let oldCount = current.count
-        if length < oldCount {
-            current.removeLast(oldCount - length)
-            lostWriteback = lostWriteback.compactMap { range in
-                let clipped = range.clamped(to: 0..<length)
-                return clipped.isEmpty ? nil : clipped
-            }
-        } else if length > oldCount {
-            current.append(contentsOf: repeatElement(0, count: length - oldCount))
-        }
-        if length != oldCount { markDirty(from: min(length, oldCount)) }
-    }
-
-    func sync() {
-        var persisted = current
-        for range in lostWriteback {
-            for position in range where position < persisted.count {
-                persisted[position] = position < durable.count ? durable[position] : 0
-            }
-        }
-        durable = persisted
-        dirtyFrom = nil
-    }
-
-    func loseWriteback() {
-        if let dirtyFrom, dirtyFrom < current.count {
-            lostWriteback.append(dirtyFrom..<current.count)
-        }
-        dirtyFrom = nil
-    }
-
-    func revert(keepingUnsyncedTail keep: Int) {
-        if keep > 0 {
-            precondition(durable.count + keep <= current.count, "torn tail longer than the unsynced bytes")
-            durable.append(contentsOf: current[durable.count..<(durable.count + keep)]) }
-        current = durable
-        dirtyFrom = nil
-        lostWriteback = []
-    }
-
-    private func markDirty(from position: Int) {
-        dirtyFrom = min(dirtyFrom ?? position, position)
-    }
-
-    private func forgetLostWriteback(in written: Range<Int>) {
-        guard !lostWriteback.isEmpty else { return }
-        var remaining: [Range<Int>] = []
-        for range in lostWriteback {
-            if range.lowerBound < written.lowerBound {
-                remaining.append(range.lowerBound..<min(range.upperBound, written.lowerBound))
-            }
-            if range.upperBound > written.upperBound {
-                remaining.append(max(range.lowerBound, written.upperBound)..<range.upperBound)
-            }
-        }
-        lostWriteback = remaining.filter { !$0.isEmpty }
-    }
-}
-
-/// A handle on a simulated file. Like a real descriptor it keeps pointing at the same
-/// file after a rename or removal of its name.
-final class SimulatedFile: StorageFile {
-    let path: String
-    private let system: SimulatedFileSystem
-    private let inode: SimulatedInode
-    private let writable: Bool
-    private let generation: UInt64
-    private var closed = false
-
-    init(system: SimulatedFileSystem, inode: SimulatedInode, path: String, writable: Bool) {
-        self.system = system
-        self.inode = inode
-        self.path = path
-        self.writable = writable
-        self.generation = system.generation
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int {
-        try checkOpen("write", needsWrite: true)
-        return try system.write(bytes, at: offset, to: inode, path: path, generation: generation)
-    }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int {
-        try checkOpen("read", needsWrite: false)
-        return try system.read(into: buffer, at: offset, from: inode, path: path, generation: generation)
-    }
-
-    func size() throws(StorageIOError) -> Int64 {
-        try checkOpen("size", needsWrite: false)
-        return try system.size(of: inode, path: path, generation: generation)
-    }
-
-    func truncate(to length: Int64) throws(StorageIOError) {
-        try checkOpen("truncate", needsWrite: true)
-        try system.truncate(inode, to: length, path: path, generation: generation)
-    }
-
-    func sync() throws(StorageIOError) {
-        try checkOpen("sync", needsWrite: false)
-        try system.sync(inode, path: path, generation: generation)
-    }
-
-    func close() {
-        closed = true
-    }
-
-    private func checkOpen(_ operation: String, needsWrite: Bool) throws(StorageIOError) {
-        if closed { throw StorageIOError(errno: EBADF, operation: operation + " (closed)", path: path) }
-        if needsWrite && !writable { throw StorageIOError(errno: EBADF, operation: operation + " (read-only)", path: path) }
     }
 }

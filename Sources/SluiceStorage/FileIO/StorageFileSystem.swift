@@ -35,10 +35,12 @@ public enum StorageOpenMode: Sendable, Equatable {
 }
 
 /// One open file. Not thread-safe: a file belongs to one partition log at a time,
-/// with one exception the log's group commit relies on: `sync()` may run on one
-/// thread while the owner calls `write`/`read`/`size` on another (POSIX descriptors
-/// allow this; an in-memory implementation must lock). `sync` then makes durable at
-/// least the bytes written before it was called. `close()` is never concurrent.
+/// which serialises its calls, with one exception the log relies on: `sync()` (the
+/// group-commit flusher) and `read(into:at:)` (the bulk part of a read) may run on
+/// other threads while the owner calls `write`/`read`/`size`/`truncate` on this
+/// file or another handle of it. POSIX descriptors allow this; an in-memory
+/// implementation must lock. `sync` then makes durable at least the bytes written
+/// before it was called. `close()` is never concurrent with any call.
 public protocol StorageFile: AnyObject {
     var path: String { get }
     /// Writes at `offset`; returns how many bytes were written (may be short).

@@ -180,7 +180,8 @@ public final class SyncRecordingFileSystem: StorageFileSystem, @unchecked Sendab
         var done = 0
         while done < bytes.count {
             let count = bytes.withUnsafeBytes { buffer in
-                Glibc.write(journalDescriptor, buffer.baseAddress! + done, buffer.count - done)
+                let rest = UnsafeRawBufferPointer(rebasing: buffer[done...])
+                return Glibc.write(journalDescriptor, rest.baseAddress, rest.count)
             }
             if count < 0 {
                 if errno == EINTR { continue }

@@ -20,7 +20,8 @@ public struct LogConfig: Sendable, Equatable {
     public var segmentMs: Int64 = 7 * 24 * 3600 * 1000
     /// One offset-index entry per this many bytes of batches.
     public var indexIntervalBytes: Int = 4096
-    /// Largest stored batch (header plus records) accepted by `append`.
+    /// Largest stored batch (header plus records) accepted by `append`. A batch never
+    /// spans segments, so `segmentBytes` caps it too (see `batchLimitBytes`).
     public var maxBatchBytes: Int = 1 << 20
     /// Delete sealed segments whose largest timestamp is older than this; nil keeps all.
     public var retentionMs: Int64? = 7 * 24 * 3600 * 1000
@@ -33,6 +34,9 @@ public struct LogConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The size limit `append` applies: the smaller of the two settings.
+    public var batchLimitBytes: Int { Int(min(Int64(maxBatchBytes), segmentBytes)) }
+
     func validate() -> String? {
         if segmentBytes < Int64(BatchHeader.size) || segmentBytes > Int64(UInt32.max) {
             return "segmentBytes \(segmentBytes) must be in \(BatchHeader.size)...\(UInt32.max)"
@@ -40,8 +44,6 @@ public struct LogConfig: Sendable, Equatable {
         if segmentMs <= 0 { return "segmentMs must be positive" }
         if indexIntervalBytes <= 0 { return "indexIntervalBytes must be positive" }
         if maxBatchBytes <= BatchHeader.size { return "maxBatchBytes must exceed the \(BatchHeader.size)-byte header" }
-        // A batch never spans segments, so the largest must fit in one.
-        if Int64(maxBatchBytes) > segmentBytes { return "maxBatchBytes \(maxBatchBytes) exceeds segmentBytes \(segmentBytes)" }
         if maxOpenSealedSegments < 1 { return "maxOpenSealedSegments must be at least 1" }
         if case .interval(let milliseconds) = fsyncPolicy, milliseconds <= 0 { return "fsync interval must be positive" }
         return nil

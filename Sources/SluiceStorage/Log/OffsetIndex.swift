@@ -12,7 +12,8 @@
 /// ordering checks on load is rebuilt too, so a stale index costs a scan, never a
 /// wrong answer. A lookup is a binary search for the last entry at or below the
 /// target, then a forward scan of at most about `indexIntervalBytes` plus one batch.
-/// Kept in memory for the active segment and for sealed segments that are open.
+/// Kept in memory for the active segment (whose entries reach the file when it is
+/// sealed or the log is closed) and for sealed segments that are open.
 struct OffsetIndex: Equatable {
     struct Entry: Equatable {
         var relativeOffset: UInt32

@@ -54,7 +54,7 @@ extension PartitionLog {
                 }
                 s.resumeDurableWaiters()
                 guard s.logEndOffset > s.durableEndOffset, let file = s.active.log else { return nil }
-                file.beginSync()
+                file.beginUse()
                 return SyncJob(file: file, endOffset: s.logEndOffset, truncations: s.truncations)
             }
             guard let job else { return }
@@ -67,7 +67,7 @@ extension PartitionLog {
                 failure = StorageIOError(errno: EIO, operation: "fdatasync (sync pool stopped)", path: job.file.file.path)
             }
             state.withLock { s in
-                job.file.endSync()
+                job.file.endUse()
                 if let failure {
                     _ = fence(&s, LogError(failure))
                     return

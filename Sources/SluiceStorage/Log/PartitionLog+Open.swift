@@ -198,11 +198,10 @@ extension PartitionLog {
         report: inout LogRecoveryReport
     ) throws(LogError) {
         guard let active = segments.last else { preconditionFailure("a log has at least one segment") }
-        let indexBefore = fileSystem.fileExists(active.indexPath) && fileSystem.fileExists(active.timeIndexPath)
         let scan = try active.loadActive(
             fileSystem: fileSystem, maxRecordsLength: maxStoredRecordsLength, fullCheck: fullCheck, now: now)
         if fullCheck { report.segmentsChecked += 1 }
-        if !indexBefore { report.indexesRebuilt += 1 }
+        if scan.indexesRewritten { report.indexesRebuilt += 1 }
         if let defect = scan.defect {
             // A torn write can only be above what was synced, and only after a crash.
             guard fullCheck, scan.nextOffset >= recoveryPoint else {

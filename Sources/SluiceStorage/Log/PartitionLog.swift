@@ -96,15 +96,15 @@ public final class PartitionLog: Sendable {
     /// epoch (which never goes back), then seals the header with its CRC.
     public func appendBuffered(_ batch: NewBatch, leaderEpoch: Int32) throws(LogError) -> AppendResult {
         let storedSize = BatchHeader.size + batch.records.readableBytes
-        guard storedSize <= config.maxBatchBytes else {
-            throw LogError.batchTooLarge(bytes: storedSize, limit: config.maxBatchBytes)
+        guard storedSize <= config.batchLimitBytes else {
+            throw LogError.batchTooLarge(bytes: storedSize, limit: config.batchLimitBytes)
         }
         var header = BatchHeader(
             attributes: batch.attributes, recordsLength: UInt32(batch.records.readableBytes),
             recordCount: batch.recordCount, baseOffset: 0, firstTimestamp: batch.firstTimestamp,
             maxTimestamp: batch.maxTimestamp, producerId: batch.producerId, leaderEpoch: leaderEpoch,
             baseSequence: batch.baseSequence, producerEpoch: batch.producerEpoch, recordsCRC: batch.recordsCRC)
-        if let defect = header.fieldDefect(maxRecordsLength: config.maxBatchBytes - BatchHeader.size) {
+        if let defect = header.fieldDefect(maxRecordsLength: config.batchLimitBytes - BatchHeader.size) {
             throw LogError.invalidBatch(defect)
         }
         // Outside the lock: the CPU work of an append.
@@ -144,28 +144,67 @@ public final class PartitionLog: Sendable {
     /// segment, ending before `endOffset` if given (e.g. the high watermark). At the
     /// log end (or `endOffset`) the result is empty; below the log start or past the
     /// log end it is `offsetOutOfRange`. Walk the bytes with `StoredBatches`.
+    ///
+    /// The index lookup runs under the log's lock; the bulk pread does not, so
+    /// subscribers reading do not hold up appends.
     public func read(from offset: Int64, maxBytes: Int, upTo endOffset: Int64? = nil) throws(LogError) -> LogReadResult {
-        try state.withLock { (s) throws(LogError) -> LogReadResult in
-            guard !s.isClosed else { throw LogError.closed }
-            let logEnd = s.logEndOffset
-            guard offset >= s.logStartOffset, offset <= logEnd else {
-                throw LogError.offsetOutOfRange(offset: offset, logStartOffset: s.logStartOffset, logEndOffset: logEnd)
+        // A truncation between planning and reading invalidates the bytes: read again,
+        // and after two such races, read under the lock.
+        for _ in 0..<2 {
+            let (result, plan) = try planRead(from: offset, maxBytes: maxBytes, upTo: endOffset)
+            guard let plan else { return result }
+            let outcome = Result { () throws(LogError) -> ByteBuffer in try plan.execute() }
+            let stillValid = state.withLock { s in
+                plan.file.endUse()
+                return s.truncations == plan.truncations
             }
-            var result = LogReadResult(
-                batches: ByteBuffer(), logStartOffset: s.logStartOffset, logEndOffset: logEnd,
-                durableEndOffset: s.durableEndOffset)
-            let limit = min(endOffset ?? logEnd, logEnd)
-            guard offset < limit else { return result }
-            let index = s.segmentIndex(containing: offset)
-            let segment = try loadedSegment(&s, index)
-            guard let (position, first) = try segment.locate(offset: offset) else {
-                throw LogError.corruptSegment(
-                    path: segment.logPath, position: segment.size ?? 0, reason: "offset \(offset) not found below its end")
-            }
-            guard first.nextOffset <= limit else { return result }
-            result.batches = try segment.readBatches(at: position, first: first, maxBytes: maxBytes, endOffset: limit)
+            guard stillValid else { continue }
+            var complete = result
+            complete.batches = try outcome.get()
+            return complete
+        }
+        return try state.withLock { (s) throws(LogError) -> LogReadResult in
+            var (result, plan) = try planReadLocked(&s, from: offset, maxBytes: maxBytes, upTo: endOffset)
+            if let plan { result.batches = try plan.execute() }
             return result
         }
+    }
+
+    /// Under the lock: the read's answer when it needs no bytes, else a plan for
+    /// them with its file marked in use (the caller ends that use).
+    private func planRead(
+        from offset: Int64, maxBytes: Int, upTo endOffset: Int64?
+    ) throws(LogError) -> (LogReadResult, ReadPlan?) {
+        try state.withLock { (s) throws(LogError) -> (LogReadResult, ReadPlan?) in
+            let (result, plan) = try planReadLocked(&s, from: offset, maxBytes: maxBytes, upTo: endOffset)
+            plan?.file.beginUse()
+            return (result, plan)
+        }
+    }
+
+    private func planReadLocked(
+        _ s: inout LogState, from offset: Int64, maxBytes: Int, upTo endOffset: Int64?
+    ) throws(LogError) -> (LogReadResult, ReadPlan?) {
+        guard !s.isClosed else { throw LogError.closed }
+        let logEnd = s.logEndOffset
+        guard offset >= s.logStartOffset, offset <= logEnd else {
+            throw LogError.offsetOutOfRange(offset: offset, logStartOffset: s.logStartOffset, logEndOffset: logEnd)
+        }
+        let result = LogReadResult(
+            batches: ByteBuffer(), logStartOffset: s.logStartOffset, logEndOffset: logEnd,
+            durableEndOffset: s.durableEndOffset)
+        let limit = min(endOffset ?? logEnd, logEnd)
+        guard offset < limit else { return (result, nil) }
+        let index = s.segmentIndex(containing: offset)
+        let segment = try loadedSegment(&s, index)
+        guard let (position, first) = try segment.locate(offset: offset) else {
+            throw LogError.corruptSegment(
+                path: segment.logPath, position: segment.size ?? 0, reason: "offset \(offset) not found below its end")
+        }
+        guard first.nextOffset <= limit else { return (result, nil) }
+        let plan = segment.planRead(
+            at: position, first: first, maxBytes: maxBytes, endOffset: limit, truncations: s.truncations)
+        return (result, plan)
     }
 
     /// The base offset of the first batch whose largest timestamp is at or after

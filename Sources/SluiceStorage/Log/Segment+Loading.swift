@@ -102,7 +102,7 @@ extension Segment {
                 }
             }
             indexer = seeded
-            let scan = try SegmentScan.run(
+            var scan = try SegmentScan.run(
                 file: file, fileSize: fileSize, from: start, expectedOffset: expected,
                 maxRecordsLength: maxRecordsLength) { header, position in _ = indexer.add(header, at: position) }
             nextOffset = scan.nextOffset
@@ -110,7 +110,10 @@ extension Segment {
             lastLeaderEpoch = scan.lastBatch?.leaderEpoch
             if storedIndex != indexer.offsetIndex.encoded() || storedTimeIndex != indexer.timeIndex.encoded() {
                 try rewriteActiveIndexes()
+                scan.indexesRewritten = true
             }
+            offsetEntriesWritten = indexer.offsetIndex.entries.count
+            timeEntriesWritten = indexer.timeIndex.entries.count
             if !isEmpty, let first = try header(at: 0) {
                 rollBasisMs = min(first.maxTimestamp, now)
             }

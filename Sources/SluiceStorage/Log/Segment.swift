@@ -33,6 +33,11 @@ final class Segment {
     /// Open only while active.
     var indexFile: (any StorageFile)?
     var timeIndexFile: (any StorageFile)?
+    /// Index entries already in the files. The active segment's entries are written
+    /// when it is sealed or closed, not per append: after a crash recovery rebuilds
+    /// them from the batches anyway, so writing them earlier would buy nothing.
+    var offsetEntriesWritten = 0
+    var timeEntriesWritten = 0
 
     var isLoaded: Bool { log != nil }
     var isEmpty: Bool { nextOffset == baseOffset }
@@ -76,35 +81,36 @@ final class Segment {
         try records.withUnsafeReadableBytes { (raw) throws(StorageIOError) in
             try file.writeFully(raw, at: size + Int64(BatchHeader.size))
         }
-        let (offsetEntry, timeEntry) = indexer.add(header, at: size)
+        _ = indexer.add(header, at: size)
         self.size = size + Int64(header.storedSize)
         nextOffset = header.nextOffset
         maxTimestamp = indexer.maxTimestamp
         lastLeaderEpoch = header.leaderEpoch
-        try appendIndexEntries(offsetEntry, timeEntry)
     }
 
-    /// Writes entries just added to the indexer at the ends of the index files.
-    func appendIndexEntries(_ offsetEntry: OffsetIndex.Entry?, _ timeEntry: TimeIndex.Entry?) throws(StorageIOError) {
-        if let offsetEntry, let indexFile {
+    /// Writes the index entries not yet in the files, one write per file.
+    func writePendingIndexEntries() throws(StorageIOError) {
+        let offsetEntries = indexer.offsetIndex.entries
+        if let indexFile, offsetEntriesWritten < offsetEntries.count {
             var bytes: [UInt8] = []
-            OffsetIndex.encode(offsetEntry, into: &bytes)
-            let at = Int64((indexer.offsetIndex.entries.count - 1) * OffsetIndex.entrySize)
-            try indexFile.writeFully(bytes, at: at)
+            for entry in offsetEntries[offsetEntriesWritten...] { OffsetIndex.encode(entry, into: &bytes) }
+            try indexFile.writeFully(bytes, at: Int64(offsetEntriesWritten * OffsetIndex.entrySize))
+            offsetEntriesWritten = offsetEntries.count
         }
-        if let timeEntry, let timeIndexFile {
+        let timeEntries = indexer.timeIndex.entries
+        if let timeIndexFile, timeEntriesWritten < timeEntries.count {
             var bytes: [UInt8] = []
-            TimeIndex.encode(timeEntry, into: &bytes)
-            let at = Int64((indexer.timeIndex.entries.count - 1) * TimeIndex.entrySize)
-            try timeIndexFile.writeFully(bytes, at: at)
+            for entry in timeEntries[timeEntriesWritten...] { TimeIndex.encode(entry, into: &bytes) }
+            try timeIndexFile.writeFully(bytes, at: Int64(timeEntriesWritten * TimeIndex.entrySize))
+            timeEntriesWritten = timeEntries.count
         }
     }
 
     /// Seals the active segment: closing time-index entry, then the log and both
     /// indexes fdatasynced, index files closed. The log file stays open for reads.
     func seal() throws(StorageIOError) {
-        let timeEntry = indexer.seal()
-        try appendIndexEntries(nil, timeEntry)
+        _ = indexer.seal()
+        try writePendingIndexEntries()
         try log?.file.sync()
         try indexFile?.sync()
         try timeIndexFile?.sync()
@@ -114,8 +120,9 @@ final class Segment {
         timeIndexFile = nil
     }
 
-    /// Syncs the log and index files (closing the log cleanly).
+    /// Writes pending index entries and syncs the log and index files (a clean close).
     func syncAll() throws(StorageIOError) {
+        try writePendingIndexEntries()
         try log?.file.sync()
         try indexFile?.sync()
         try timeIndexFile?.sync()
@@ -130,6 +137,8 @@ final class Segment {
         indexFile = nil
         timeIndexFile = nil
         indexer = SegmentIndexer(baseOffset: baseOffset, intervalBytes: indexer.intervalBytes)
+        offsetEntriesWritten = 0
+        timeEntriesWritten = 0
     }
 
     // MARK: Reading
@@ -164,34 +173,16 @@ final class Segment {
         return nil
     }
 
-    /// Whole batches from `position`: the first one whatever its size, then more
-    /// while they fit in `maxBytes` and end before `endOffset`.
-    func readBatches(
-        at position: Int64, first: BatchHeader, maxBytes: Int, endOffset: Int64
-    ) throws(LogError) -> ByteBuffer {
+    /// Plans reading whole batches from `position`: the first one whatever its
+    /// size, then more while they fit in `maxBytes` and end before `endOffset`.
+    func planRead(
+        at position: Int64, first: BatchHeader, maxBytes: Int, endOffset: Int64, truncations: UInt64
+    ) -> ReadPlan {
         guard let log, let size else { preconditionFailure("read from an unloaded segment") }
-        let wanted = Int(min(Int64(max(maxBytes, first.storedSize)), size - position))
-        var buffer = ByteBufferAllocator().buffer(capacity: wanted)
-        let file = log.file
-        do throws(StorageIOError) {
-            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) {
-                (raw) throws(StorageIOError) -> Int in
-                try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<wanted]), at: position)
-            }
-        } catch {
-            throw LogError(error)
-        }
-        // Keep whole batches only: walk the headers now in memory.
-        var kept = 0
-        while let header = BatchHeader.decode(buffer, at: kept), kept + header.storedSize <= buffer.readableBytes {
-            if kept > 0 && header.nextOffset > endOffset { break }
-            kept += header.storedSize
-        }
-        guard kept >= first.storedSize else {
-            throw LogError.corruptSegment(path: logPath, position: position, reason: "batch shorter than its header says")
-        }
-        buffer.moveWriterIndex(to: kept)
-        return buffer
+        return ReadPlan(
+            file: log, path: logPath, position: position,
+            length: Int(min(Int64(max(maxBytes, first.storedSize)), size - position)),
+            firstStoredSize: first.storedSize, endOffset: endOffset, truncations: truncations)
     }
 
     /// Base offset of the first batch in this segment whose maxTimestamp is at

@@ -1,27 +1,72 @@
-/// An open segment .log file, shareable with the group-commit flusher, which syncs
-/// it outside the log's lock. Its counters are only read and written under that
-/// lock, which is why the unchecked Sendable is sound: closing waits for a sync in
-/// flight instead of pulling the descriptor from under it.
+import NIOCore
+
+/// An open segment .log file, shareable with work done outside the log's lock: the
+/// group-commit flusher's sync and the bulk pread of a read. Its counters are only
+/// read and written under that lock, which is why the unchecked Sendable is sound:
+/// closing waits for the uses in flight instead of pulling the descriptor from
+/// under them.
 final class SegmentFile: @unchecked Sendable {
     let file: any StorageFile
-    private var syncsInFlight = 0
+    private var usesInFlight = 0
     private var closeRequested = false
 
     init(_ file: any StorageFile) { self.file = file }
 
-    /// Under the log's lock, before handing the file to the flusher.
-    func beginSync() { syncsInFlight += 1 }
+    /// Under the log's lock, before using the file without it.
+    func beginUse() { usesInFlight += 1 }
 
-    /// Under the log's lock, after the flusher's sync returned.
-    func endSync() {
-        precondition(syncsInFlight > 0, "endSync without beginSync")
-        syncsInFlight -= 1
-        if syncsInFlight == 0 && closeRequested { file.close() }
+    /// Under the log's lock, once that use is over.
+    func endUse() {
+        precondition(usesInFlight > 0, "endUse without beginUse")
+        usesInFlight -= 1
+        if usesInFlight == 0 && closeRequested { file.close() }
     }
 
-    /// Under the log's lock: closes now, or when the sync in flight ends.
+    /// Under the log's lock: closes now, or when the last use in flight ends.
     func close() {
-        if syncsInFlight > 0 { closeRequested = true } else { file.close() }
+        if usesInFlight > 0 { closeRequested = true } else { file.close() }
+    }
+}
+
+/// The bulk part of a read, planned under the log's lock and done without it. The
+/// bytes it covers were all written before the plan was made, so a concurrent
+/// append cannot change them; a truncation can, which the caller detects by the
+/// log's truncation count and answers by reading again.
+struct ReadPlan: Sendable {
+    let file: SegmentFile
+    let path: String
+    let position: Int64
+    let length: Int
+    let firstStoredSize: Int
+    let endOffset: Int64
+    let truncations: UInt64
+
+    /// Whole batches from `position`: the first one, then more while they fit in
+    /// `length` and end before `endOffset`.
+    func execute() throws(LogError) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: length)
+        let file = self.file.file
+        let length = self.length
+        let position = self.position
+        do throws(StorageIOError) {
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) {
+                (raw) throws(StorageIOError) -> Int in
+                try file.readFully(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<length]), at: position)
+            }
+        } catch {
+            throw LogError(error)
+        }
+        // Keep whole batches only: walk the headers now in memory.
+        var kept = 0
+        while let header = BatchHeader.decode(buffer, at: kept), kept + header.storedSize <= buffer.readableBytes {
+            if kept > 0 && header.nextOffset > endOffset { break }
+            kept += header.storedSize
+        }
+        guard kept >= firstStoredSize else {
+            throw LogError.corruptSegment(path: path, position: position, reason: "batch shorter than its header says")
+        }
+        buffer.moveWriterIndex(to: kept)
+        return buffer
     }
 }
 
@@ -69,6 +114,9 @@ struct SegmentScan {
     var lastBatch: BatchHeader?
     /// The first thing wrong after `validEnd`, if the file does not end there.
     var defect: String?
+    /// Whether loading rewrote the segment's index files (they were missing or
+    /// disagreed with the batches).
+    var indexesRewritten = false
 
     /// Checks batches from `position` until the file ends or a batch fails: both CRCs,
     /// the length, and that each base offset follows on from the last. `visit` sees

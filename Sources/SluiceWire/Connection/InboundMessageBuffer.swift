@@ -9,9 +9,9 @@ import NIOCore
 /// unconsumed, so the peer's stream window runs down to zero and it stops sending. Reading
 /// a message (`take`) releases the held bytes again.
 ///
-/// Memory per stream is bounded by `limitBytes` (decoded, unread messages, plus one message
-/// of overshoot) + the stream's receive window (unconsumed bytes) + one partial message
-/// (at most `maxPayloadBytes`, enforced by the decoder). A plain struct: no I/O.
+/// Memory per stream is bounded by `limitBytes` + one DATA frame (a chunk is consumed whole
+/// when it arrives below the limit) + the stream's receive window (unconsumed bytes) + one
+/// partial message (at most `maxPayloadBytes`, enforced by the decoder). A plain struct: no I/O.
 struct InboundMessageBuffer {
     let limitBytes: Int
     private var decoder: GRPCMessageDecoder
@@ -30,6 +30,9 @@ struct InboundMessageBuffer {
     }
 
     var hasMessages: Bool { !messages.isEmpty }
+
+    /// Bytes of a message still being received (held by the decoder).
+    var partialMessageBytes: Int { decoder.bufferedBytes }
 
     /// Takes received DATA bytes. Returns how many bytes to consume now.
     mutating func receive(_ bytes: UnsafeRawBufferPointer) throws(GRPCFramingError) -> Int {

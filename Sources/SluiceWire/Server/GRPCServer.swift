@@ -87,6 +87,24 @@ public final class GRPCServer: Sendable {
         state.withLock { $0.listener?.localAddress?.port } ?? configuration.port
     }
 
+    /// Tests only: per connection, the bytes queued for sending and the bytes received but
+    /// not yet read by handlers (decoded messages and partial ones).
+    func memoryForTests() async -> [(queuedSendBytes: Int, bufferedReceiveBytes: Int)] {
+        let connections = state.withLock { Array($0.connections.values) }
+        var result: [(queuedSendBytes: Int, bufferedReceiveBytes: Int)] = []
+        for entry in connections {
+            let sample = try? await entry.channel.eventLoop.submit {
+                let handler = entry.handler
+                let received = handler.streams.values.reduce(0) {
+                    $0 + $1.inbound.bufferedMessageBytes + $1.inbound.partialMessageBytes
+                }
+                return (handler.budget.queuedBytes, received)
+            }.get()
+            if let sample { result.append(sample) }
+        }
+        return result
+    }
+
     /// Must run on the channel's event loop (from the child initializer).
     private func register(channel: any Channel, handler: GRPCConnectionHandler) {
         let key = ObjectIdentifier(channel)
