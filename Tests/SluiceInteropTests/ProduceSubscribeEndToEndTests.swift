@@ -210,7 +210,9 @@ struct ProduceSubscribeEndToEndTests {
                 for (value, delivery) in pending { acknowledged[value] = try await delivery.result() }
             }
             // A tail acknowledged by the leader only, after the last durable answer: with
-            // --fsync never nothing syncs it, so the cut must drop it (this proves the cut ran).
+            // --fsync never nothing asks to sync it, so the cut has bytes to drop (the check
+            // on its report proves the cut ran; whether every tail record is gone is the
+            // broker's business, not asserted here).
             var tail: [Delivery] = []
             for index in 0..<5 {
                 tail.append(try await looseProducer.enqueue(
@@ -238,7 +240,6 @@ struct ProduceSubscribeEndToEndTests {
                     survivors[String(buffer: record.value)] = record
                 }
             }
-            #expect(!survivors.keys.contains { $0.hasPrefix("tail-") }, "records never synced are gone after the cut")
             for (value, metadata) in acknowledged {
                 let record = survivors[value]
                 #expect(record != nil, "\(value), acknowledged durable, was lost")
