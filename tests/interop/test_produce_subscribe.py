@@ -134,6 +134,16 @@ def test_batch_vectors(vector):
     assert records_pb2.Records.FromString(bytes.fromhex(vector["records_bytes_hex"])) == message
 
 
+def test_vectors_file_matches_its_generator():
+    """docs/test-vectors.json is exactly what scripts/make-test-vectors.py writes."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "make-test-vectors.py"), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_docs_table_matches_the_vectors():
     """Every row of the key table in docs/partitioning.md agrees with the JSON file."""
     text = (REPO / "docs" / "partitioning.md").read_text(encoding="utf-8")
