@@ -80,7 +80,9 @@ let package = Package(
             dependencies: ["SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
             swiftSettings: swiftSettings),
         // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
-        .testTarget(name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceAPI", nioCore], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceAPI", "SluiceWire", nioCore, logging],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
