@@ -112,6 +112,13 @@ public final class Broker: Sendable {
 
     /// The open partition `index` of topic `name`.
     func partition(topic name: String, index: UInt32) throws(PartitionLookupFailure) -> Partition {
+        try partitionAndTopic(topic: name, index: index).partition
+    }
+
+    /// The open partition `index` of topic `name`, with the topic's metadata as of the lookup.
+    func partitionAndTopic(
+        topic name: String, index: UInt32
+    ) throws(PartitionLookupFailure) -> (partition: Partition, topic: TopicMetadata) {
         let topic: TopicMetadata
         do {
             topic = try registry.topic(named: name)
@@ -124,7 +131,7 @@ public final class Broker: Sendable {
         }
         switch partitions.slot(topicID: topic.topicID, partition: index) {
         case .online(let partition)?:
-            return partition
+            return (partition, topic)
         case .offline(let reason)?:
             throw .offline("partition \(index) of topic \"\(name)\" is offline: \(reason)")
         case nil:

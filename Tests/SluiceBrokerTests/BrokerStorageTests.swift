@@ -9,7 +9,7 @@ import Testing
 
 /// Partition logs under the broker: durability across a power cut, restart, topic
 /// changes applied to the logs, retention.
-@Suite struct BrokerStorageTests {
+@Suite(.timeLimit(.minutes(2))) struct BrokerStorageTests {
     @Test(arguments: [FsyncPolicy.always, .never, .interval(milliseconds: 20)])
     func everythingAckedDurableSurvivesAPowerCut(policy: FsyncPolicy) async throws {
         let fileSystem = SimulatedFileSystem(seed: 7)

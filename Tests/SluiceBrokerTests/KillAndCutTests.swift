@@ -8,7 +8,7 @@ import Testing
 /// The real process, killed with SIGKILL and its logs cut back to what was fdatasynced
 /// (`sluice serve --test-sync-journal` + `sluice debug cut-to-synced`): what a power
 /// cut at that moment would have left. Everything answered ACKS_DURABLE must survive.
-@Suite struct KillAndCutTests {
+@Suite(.timeLimit(.minutes(2))) struct KillAndCutTests {
     @Test func acknowledgedDurableBatchesSurviveSIGKILLAndTheCut() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

@@ -7,7 +7,7 @@ import SluiceStorage
 import SluiceWire
 import Testing
 
-@Suite struct ProduceTests {
+@Suite(.timeLimit(.minutes(2))) struct ProduceTests {
     @Test func producedBatchesComeBackVerbatimWithTheirOffsets() async throws {
         let broker = try await InProcessBroker.start()
         _ = try await broker.admin.createTopic(CreateTopicRequest(name: "orders", partitions: 2))

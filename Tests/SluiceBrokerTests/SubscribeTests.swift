@@ -5,9 +5,10 @@ import SluiceClient
 import SluiceService
 import SluiceStorage
 import SluiceWire
+import Logging
 import Testing
 
-@Suite struct SubscribeTests {
+@Suite(.timeLimit(.minutes(2))) struct SubscribeTests {
     /// A topic with one partition holding batches [a b c] [d e] [f g h i] at offsets 0, 3, 5,
     /// timestamps 1000+index*10 per record across the batches.
     private func preparedBroker() async throws -> InProcessBroker {
@@ -180,6 +181,92 @@ import Testing
         try await eventually("the subscription ends") { broker.server.broker.counters.snapshot.subscribeStreamsActive == 0 }
         // The partition still serves others.
         #expect(try await firstOffsets(broker, .earliest) == [0, 3, 5])
+        await broker.stopAndRemove()
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct ConcurrencyAndFlowTests {
+    @Test func concurrentProducersKeepPerPartitionOrderAndEveryRecordArrivesOnce() async throws {
+        let broker = try await InProcessBroker.start()
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "busy", partitions: 3))
+        let producers = 4, perProducer = 60
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for producerIndex in 0..<producers {
+                group.addTask {
+                    var producer = try await ProduceStream(broker.connection)
+                    for index in 0..<perProducer {
+                        let answer = try await producer.produce(
+                            "busy", partition: UInt32(index % 3), acks: index % 2 == 0 ? .leader : .durable,
+                            TestBatches.batch(["p\(producerIndex)-\(index)"]))
+                        #expect(answer.error == .none)
+                    }
+                    try await producer.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        var subscriber = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "busy"))
+        var seen: [String] = []
+        var lastIndex: [String: Int] = [:]  // per producer and partition
+        while seen.count < producers * perProducer {
+            let response = try #require(try await subscriber.next())
+            for batch in response.batches {
+                for value in try TestBatches.values(batch) {
+                    seen.append(value)
+                    let parts = value.dropFirst().split(separator: "-")
+                    let key = "\(parts[0])/\(response.partition)", index = Int(parts[1]) ?? -1
+                    #expect(index > lastIndex[key, default: -1], "order within \(key)")
+                    #expect(UInt32(index % 3) == response.partition)
+                    lastIndex[key] = index
+                }
+            }
+        }
+        #expect(Set(seen).count == producers * perProducer)
+        subscriber.call.cancel()
+        await broker.stopAndRemove()
+    }
+
+    @Test(.disabled("SluiceWire stalls server-streamed responses of ~40 KB and up now and then (see ScratchWireTests / the broker report); re-enable once fixed"))
+    func aSubscriberThatDoesNotReadHoldsUpNobody() async throws {
+        let broker = try await InProcessBroker.start()
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "flow", partitions: 1))
+        var configuration = GRPCClientConfiguration(host: "127.0.0.1", port: broker.port)
+        configuration.initialWindowBytes = 16 * 1024
+        let slowConnection = try await GRPCClientConnection.connect(configuration, logger: .init(label: "slow"))
+        var slow = try await SubscribeStream(slowConnection, SubscribeRequest(topic: "flow"))
+        // Far more than the slow subscriber's window and the server's send queue.
+        var producer = try await ProduceStream(broker.connection)
+        let value = String(repeating: "v", count: 16 * 1024)
+        let count = 256
+        for index in 0..<count {
+            let answer = try await producer.produce("flow", acks: .leader, TestBatches.batch(["\(index)", value]))
+            #expect(answer.error == .none)
+        }
+        try await producer.close()
+        // A fast subscriber is served meanwhile.
+        var fast = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "flow"))
+        #expect(try await fast.records(count * 2).count == count * 2)
+        fast.call.cancel()
+        // The slow one then gets everything, in order.
+        let records = try await slow.records(count * 2)
+        #expect(records.map(\.offset) == (0..<Int64(count * 2)).map { $0 })
+        slow.call.cancel()
+        await slowConnection.close()
+        await broker.stopAndRemove()
+    }
+
+    @Test func retentionRunsInTheBackground() async throws {
+        let broker = try await InProcessBroker.start { $0.storage.maintenanceInterval = .milliseconds(20) }
+        _ = try await broker.admin.createTopic(CreateTopicRequest(
+            name: "bg", partitions: 1, configs: ["segment.bytes": "1024", "retention.bytes": "0"]))
+        var producer = try await ProduceStream(broker.connection)
+        for index in 0..<30 {
+            _ = try await producer.produce("bg", acks: .leader, TestBatches.batch(["\(index)", String(repeating: "r", count: 100)]))
+        }
+        try await producer.close()
+        try await eventually("retention moved the log start") {
+            try await broker.admin.describeTopic(named: "bg").partitions[0].logStartOffset > 0
+        }
         await broker.stopAndRemove()
     }
 }

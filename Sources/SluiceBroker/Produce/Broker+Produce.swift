@@ -65,8 +65,11 @@ extension Broker {
             return PendingAnswer(response: response)
         }
         let partition: Partition
+        let config: TopicConfig
         do {
-            partition = try self.partition(topic: request.topic, index: request.partition)
+            let found = try partitionAndTopic(topic: request.topic, index: request.partition)
+            partition = found.partition
+            config = found.topic.config
         } catch {
             switch error {
             case .unknownTopic(let message): return refused(.init(.unknownTopic, message))
@@ -75,14 +78,8 @@ extension Broker {
             }
         }
         guard let batch = request.batch else { return refused(.init(.invalidBatch, "the request carries no batch")) }
-        let config: TopicConfig
-        do {
-            config = try registry.topic(named: request.topic).config
-        } catch {
-            return refused(.init(.unknownTopic, error.message))
-        }
         let validated: (batch: NewBatch, logAppendTimeMs: Int64?)
-        switch ProducedBatch.validate(batch, topic: request.topic, config: config, nowMs: storage.clock.nowMilliseconds()) {
+        switch ProducedBatch.validate(batch, topic: request.topic, config: config, nowMs: partitions.settings.clock.nowMilliseconds()) {
         case .success(let value): validated = value
         case .failure(let failure): return refused(failure)
         }
