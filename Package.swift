@@ -50,11 +50,16 @@ let package = Package(
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
         .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
-        .target(name: "SluiceClient", dependencies: ["SluiceWire", "SluiceAPI", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
+        .target(
+            name: "SluiceClient",
+            dependencies: ["SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix, logging,
+                           .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "sluice",
             dependencies: ["SluiceService", "SluiceClient", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         // A child process for the storage crash test: appends until killed, reporting
         // which offsets were acknowledged durable.
@@ -74,10 +79,14 @@ let package = Package(
             name: "SluiceInteropTests",
             dependencies: ["SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
             swiftSettings: swiftSettings),
+        // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
+        .testTarget(
+            name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceAPI", "SluiceWire", nioCore, logging],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, nioPosix],
+            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix],
             swiftSettings: swiftSettings),
     ]
 )

@@ -24,6 +24,14 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         case metadataWriteFailed
         /// The broker is shutting down and takes no new work.
         case shuttingDown
+        /// A partition number not below the topic's partition count.
+        case unknownPartition
+        /// A read position below the log start (retention deleted it) or past the log end.
+        case offsetOutOfRange
+        /// A request that is well-formed protobuf but asks for something meaningless.
+        case invalidRequest
+        /// A partition's log failed (I/O error, corrupt data) or could not be opened.
+        case storageFailed
     }
 
     public var code: Code

@@ -13,6 +13,10 @@ extension BrokerError {
         case .metadataCorrupt: .dataLoss
         case .metadataWriteFailed: .internalError
         case .shuttingDown: .unavailable
+        case .unknownPartition: .notFound
+        case .offsetOutOfRange: .outOfRange
+        case .invalidRequest: .invalidArgument
+        case .storageFailed: .internalError
         }
         return GRPCStatus(code, message)
     }

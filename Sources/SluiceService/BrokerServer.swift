@@ -1,5 +1,6 @@
 import Logging
 import SluiceBroker
+import SluiceStorage
 import SluiceWire
 
 /// A single-node broker: its data directory, topic registry and gRPC services on one
@@ -11,6 +12,10 @@ public final class BrokerServer: Sendable {
         /// Also serve `sluice.test.v1.Echo`.
         public var testServices: Bool = false
         public var brokerID: UInt32 = 1
+        /// Partition logs: file system, fsync policy, maintenance interval.
+        public var storage = StorageSettings()
+        public var produceLimits = ProduceLimits()
+        public var subscribeLimits = SubscribeLimits()
 
         public init(dataDirectory: String, transport: GRPCServerConfiguration) {
             self.dataDirectory = dataDirectory
@@ -23,18 +28,17 @@ public final class BrokerServer: Sendable {
     /// batch of `max.message.bytes` always fits in one wire message.
     public static let produceRequestOverheadBytes = 1024
 
-    public let registry: TopicRegistry
+    public let broker: Broker
+    public var registry: TopicRegistry { broker.registry }
     public let health: HealthService
     /// The services served, by full name (what health and reflection report).
     public let serviceNames: [String]
     private let server: GRPCServer
     private let logger: Logger
 
-    /// Opens (and locks) the data directory and loads the topics; does not bind yet.
-    /// `partitionOffsets` is where describe's offsets come from (the storage engine, once
-    /// it is wired in; all zero until then).
-    public init(configuration: Configuration, partitionOffsets: any PartitionOffsetsSource = NoPartitionLogs(),
-                logger: Logger) throws(BrokerError) {
+    /// Opens (and locks) the data directory, loads the topics and opens (recovering)
+    /// every partition log; does not bind yet.
+    public init(configuration: Configuration, logger: Logger) throws(BrokerError) {
         let ceiling = configuration.transport.maxReceiveMessageBytes - Self.produceRequestOverheadBytes
         guard ceiling >= TopicConfig.defaults.maxMessageBytes else {
             throw BrokerError(
@@ -45,11 +49,14 @@ public final class BrokerServer: Sendable {
         var registryConfiguration = TopicRegistry.Configuration()
         registryConfiguration.brokerID = configuration.brokerID
         registryConfiguration.maxMessageBytesCeiling = ceiling
-        registry = try TopicRegistry(
-            directory: directory, configuration: registryConfiguration, partitionOffsets: partitionOffsets, logger: logger)
+        broker = try Broker(
+            directory: directory, registryConfiguration: registryConfiguration, storage: configuration.storage,
+            logger: logger)
 
         var names = [BrokerService.serviceName]
-        var methods = BrokerService(registry: registry).methods
+        var methods = BrokerService(
+            broker: broker, produceLimits: configuration.produceLimits, subscribeLimits: configuration.subscribeLimits
+        ).methods
         if configuration.testServices {
             names.append(EchoService.serviceName)
             methods += EchoService().methods
@@ -69,17 +76,19 @@ public final class BrokerServer: Sendable {
     /// Binds and starts serving; returns the bound address (the real port when 0 was asked).
     public func start() async throws -> (host: String, port: Int) {
         let address = try await server.start()
+        broker.startMaintenance()
         logger.info("serving", metadata: ["address": "\(address.host):\(address.port)", "services": "\(serviceNames)"])
         return address
     }
 
     /// Graceful shutdown: health turns NOT_SERVING, then the transport sends GOAWAY, lets
-    /// unary calls finish and streams run for the grace period; then the data directory
-    /// is released.
+    /// unary calls finish and streams run for the grace period; then every partition log
+    /// is closed cleanly and the data directory released.
     public func shutdown() async {
         logger.info("shutting down")
         health.beginShutdown()
         await server.shutdown()
+        await broker.close()
         registry.directory.close()
         logger.info("shut down")
     }

@@ -2,41 +2,58 @@ import SluiceAPI
 import SluiceBroker
 import SluiceWire
 
-/// `sluice.v1.Broker`: the topic admin RPCs on the `TopicRegistry`. Produce and Subscribe
-/// need the storage engine and answer UNIMPLEMENTED until it is wired in; Replicate
-/// answers UNIMPLEMENTED until replication exists.
+/// `sluice.v1.Broker` on a `Broker`: Produce and Subscribe streams and the topic admin
+/// RPCs. Requests are decoded by `ProtobufRoute` (bad protobuf ends the call with
+/// INVALID_ARGUMENT); broker errors become statuses in `BrokerError+GRPCStatus.swift`.
+/// Replicate answers UNIMPLEMENTED until replication exists.
 public struct BrokerService: Sendable {
     public static let serviceName = "sluice.v1.Broker"
-    private let registry: TopicRegistry
+    private let broker: Broker
+    private let produceLimits: ProduceLimits
+    private let subscribeLimits: SubscribeLimits
 
-    public init(registry: TopicRegistry) {
-        self.registry = registry
+    public init(broker: Broker, produceLimits: ProduceLimits = ProduceLimits(), subscribeLimits: SubscribeLimits = SubscribeLimits()) {
+        self.broker = broker
+        self.produceLimits = produceLimits
+        self.subscribeLimits = subscribeLimits
     }
 
     public var methods: [GRPCMethod] {
-        let registry = self.registry
+        let broker = self.broker
+        let registry = broker.registry
+        let produceLimits = self.produceLimits
+        let subscribeLimits = self.subscribeLimits
         let prefix = "/\(Self.serviceName)/"
         return [
-            .bidirectional(prefix + "Produce") { _, _, _ in
-                throw GRPCStatus(.unimplemented, "Produce is not available yet: this broker has no storage engine")
+            ProtobufRoute.bidirectional(prefix + "Produce") {
+                (requests: ProtobufRoute.RequestStream<ProduceRequest>, writer: ProtobufRoute.ResponseWriter<ProduceResponse>, _) in
+                try await broker.produce(requests, limits: produceLimits) { try await writer.write($0) }
             },
-            // The request is decoded first so that bad protobuf is INVALID_ARGUMENT here too.
-            ProtobufRoute.serverStreaming(prefix + "Subscribe") { (_: SubscribeRequest, _: ProtobufRoute.ResponseWriter<SubscribeResponse>, _) in
-                throw GRPCStatus(.unimplemented, "Subscribe is not available yet: this broker has no storage engine")
+            ProtobufRoute.serverStreaming(prefix + "Subscribe") {
+                (request: SubscribeRequest, writer: ProtobufRoute.ResponseWriter<SubscribeResponse>, _) in
+                do {
+                    try await broker.subscribe(request, limits: subscribeLimits) { try await writer.write($0) }
+                } catch let error as BrokerError {
+                    throw error.grpcStatus
+                }
             },
             .bidirectional(prefix + "Replicate") { _, _, _ in
                 throw GRPCStatus(.unimplemented, "replication is not built yet")
             },
             ProtobufRoute.unary(prefix + "CreateTopic") { (request: CreateTopicRequest, _) in
                 let topic = try mappingBrokerErrors { () throws(BrokerError) in
-                    try registry.createTopic(
+                    try broker.createTopic(
                         named: request.name, partitions: request.partitions, replicationFactor: request.replicationFactor,
                         configs: request.configs, validateOnly: request.validateOnly)
                 }
                 return CreateTopicResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
             },
             ProtobufRoute.unary(prefix + "DeleteTopic") { (request: DeleteTopicRequest, _) in
-                _ = try mappingBrokerErrors { () throws(BrokerError) in try registry.deleteTopic(named: request.name) }
+                do throws(BrokerError) {
+                    try await broker.deleteTopic(named: request.name)
+                } catch {
+                    throw error.grpcStatus
+                }
                 return DeleteTopicResponse()
             },
             ProtobufRoute.unary(prefix + "ListTopics") { (_: ListTopicsRequest, _) in
@@ -48,13 +65,13 @@ public struct BrokerService: Sendable {
             },
             ProtobufRoute.unary(prefix + "AlterTopicConfig") { (request: AlterTopicConfigRequest, _) in
                 let topic = try mappingBrokerErrors { () throws(BrokerError) in
-                    try registry.alterTopicConfig(named: request.name, set: request.set, reset: request.reset)
+                    try broker.alterTopicConfig(named: request.name, set: request.set, reset: request.reset)
                 }
                 return AlterTopicConfigResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
             },
             ProtobufRoute.unary(prefix + "CreatePartitions") { (request: CreatePartitionsRequest, _) in
                 let topic = try mappingBrokerErrors { () throws(BrokerError) in
-                    try registry.createPartitions(named: request.name, totalCount: request.totalCount)
+                    try broker.createPartitions(named: request.name, totalCount: request.totalCount)
                 }
                 return CreatePartitionsResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
             },

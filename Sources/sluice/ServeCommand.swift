@@ -3,6 +3,7 @@ import Dispatch
 import Logging
 import SluiceBroker
 import SluiceService
+import SluiceStorage
 import SluiceWire
 #if canImport(Glibc)
 import Glibc
@@ -55,6 +56,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for a keepalive PING's answer before closing the connection.")
     var keepaliveTimeout: Double = 20
 
+    @Option(help: ArgumentHelp(
+        "When partition logs fdatasync: always, never or interval:<ms>.",
+        discussion: "always: group commit, every append is synced before subscribers see it. interval:<ms>: a background sync every <ms>. never: the OS writes back when it likes. Produce requests with acks durable/all force a sync covering their batch under every policy."))
+    var fsync: FsyncSetting = FsyncSetting(policy: .always)
+
+    @Option(help: "Seconds between background retention passes (deleting old segments, rolling idle ones by segment.ms).")
+    var retentionCheckInterval: Double = 60
+
+    @Option(help: "Sealed segments each partition keeps open besides its active one (bounds open files: about partitions x (3 + this)).")
+    var maxOpenSegmentsPerPartition: Int = 4
+
+    @Option(help: .hidden)
+    var testSyncJournal: String?
+
     func validate() throws {
         guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes else {
             throw ValidationError("--max-message-bytes must be at least \(TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes) (the default max.message.bytes plus 1024)")
@@ -64,6 +79,10 @@ struct ServeCommand: AsyncParsableCommand {
         guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw ValidationError("--shutdown-grace must be 0 or more") }
         guard keepaliveInterval >= 0, keepaliveInterval.isFinite else { throw ValidationError("--keepalive-interval must be 0 or more") }
         guard keepaliveTimeout > 0, keepaliveTimeout.isFinite else { throw ValidationError("--keepalive-timeout must be positive") }
+        guard retentionCheckInterval > 0, retentionCheckInterval.isFinite else {
+            throw ValidationError("--retention-check-interval must be positive")
+        }
+        guard maxOpenSegmentsPerPartition >= 1 else { throw ValidationError("--max-open-segments-per-partition must be at least 1") }
     }
 
     func run() async throws {
@@ -87,6 +106,20 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = BrokerServer.Configuration(dataDirectory: dataDir, transport: transport)
         configuration.testServices = testServices
         configuration.brokerID = brokerID
+        configuration.storage.fsyncPolicy = fsync.policy
+        configuration.storage.maintenanceInterval = .milliseconds(Int64(retentionCheckInterval * 1000))
+        configuration.storage.maxOpenSealedSegmentsPerPartition = maxOpenSegmentsPerPartition
+        if let journal = testSyncJournal {
+            // Test only: record what was synced so a test can SIGKILL this process and cut
+            // the logs back to their synced state (`sluice debug cut-to-synced`).
+            do {
+                configuration.storage.fileSystem = try SyncRecordingFileSystem(
+                    wrapping: PosixFileSystem(), journal: journal,
+                    baselineDirectories: PartitionDirectories.all(dataDirectory: dataDir))
+            } catch {
+                fail("cannot start the sync journal \(journal): \(error)")
+            }
+        }
 
         // Signals are taken before the socket is bound, so a signal right after the
         // "listening" line cannot kill the process ungracefully.
@@ -117,6 +150,32 @@ struct ServeCommand: AsyncParsableCommand {
         }
         await server.shutdown()
         impatience.cancel()
+    }
+}
+
+/// `--fsync always|never|interval:<ms>`.
+struct FsyncSetting: ExpressibleByArgument, Sendable {
+    var policy: FsyncPolicy
+
+    init(policy: FsyncPolicy) { self.policy = policy }
+
+    init?(argument: String) {
+        switch argument {
+        case "always": policy = .always
+        case "never": policy = .never
+        default:
+            guard argument.hasPrefix("interval:"), let milliseconds = Int(argument.dropFirst("interval:".count)),
+                  milliseconds > 0 else { return nil }
+            policy = .interval(milliseconds: milliseconds)
+        }
+    }
+
+    var defaultValueDescription: String {
+        switch policy {
+        case .always: "always"
+        case .never: "never"
+        case .interval(let milliseconds): "interval:\(milliseconds)"
+        }
     }
 }
 

@@ -96,9 +96,9 @@ import Testing
         await broker.stopAndRemove()
     }
 
-    @Test func streamingRPCsAreNotBuiltYet() async throws {
+    @Test func replicateIsNotBuiltYet() async throws {
         let broker = try await InProcessBroker.start()
-        for (method, text) in [("Produce", "storage engine"), ("Subscribe", "storage engine"), ("Replicate", "replication is not built yet")] {
+        for (method, text) in [("Replicate", "replication is not built yet")] {
             await expectStatus(.unimplemented, containing: text) {
                 let call = try await broker.connection.makeCall(path: "/sluice.v1.Broker/\(method)")
                 // An empty message is a valid encoding of every request (all fields default).
@@ -120,7 +120,7 @@ import Testing
                 try await broker.connection.unary(path: path, request: truncated)
             }
         }
-        for path in ["/sluice.v1.Broker/Subscribe", "/sluice.test.v1.Echo/Expand", "/sluice.test.v1.Echo/Collect",
+        for path in ["/sluice.v1.Broker/Subscribe", "/sluice.v1.Broker/Produce", "/sluice.test.v1.Echo/Expand", "/sluice.test.v1.Echo/Collect",
                      "/sluice.test.v1.Echo/Update", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"] {
             await expectStatus(.invalidArgument, containing: path) {
                 let call = try await broker.connection.makeCall(path: path)
@@ -140,34 +140,5 @@ import Testing
             try await broker.connection.unary(path: "/sluice.test.v1.Echo/Get", request: EchoRequest(text: "hi").protobufBytes())
         }
         await broker.stopAndRemove()
-    }
-}
-
-/// Stands in for the storage engine behind describe.
-private struct FixedOffsets: PartitionOffsetsSource {
-    func offsets(topicID: String, partition: UInt32) -> PartitionOffsets {
-        PartitionOffsets(logStartOffset: 10, logEndOffset: 100 + Int64(partition), highWatermark: 90, sizeBytes: 4096, leaderEpoch: 3)
-    }
-}
-
-@Suite(.timeLimit(.minutes(1))) struct PartitionOffsetsSeamTests {
-    @Test func describeShowsTheOffsetsOfTheSource() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let server = try BrokerServer(
-            configuration: .init(dataDirectory: directory.path, transport: .init(host: "127.0.0.1", port: 0)),
-            partitionOffsets: FixedOffsets(), logger: logger)
-        let address = try await server.start()
-        let admin = try await SluiceAdminClient.connect(host: "127.0.0.1", port: address.port, logger: logger)
-        _ = try await admin.createTopic(CreateTopicRequest(name: "t", partitions: 2))
-        let described = try await admin.describeTopic(named: "t")
-        #expect(described.partitions.map(\.logEndOffset) == [100, 101])
-        #expect(described.partitions.allSatisfy {
-            $0.logStartOffset == 10 && $0.highWatermark == 90 && $0.sizeBytes == 4096 && $0.leaderEpoch == 3
-        })
-        await admin.close()
-        await server.shutdown()
     }
 }

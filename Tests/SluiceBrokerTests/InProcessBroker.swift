@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SluiceAPI
+import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceWire
@@ -14,11 +15,17 @@ struct InProcessBroker {
     let directory: TemporaryDirectory
     let port: Int
 
-    static func start(testServices: Bool = true, directory: TemporaryDirectory = TemporaryDirectory()) async throws -> InProcessBroker {
+    static func start(
+        testServices: Bool = true, directory: TemporaryDirectory = TemporaryDirectory(),
+        configure: (inout BrokerServer.Configuration) -> Void = { _ in }
+    ) async throws -> InProcessBroker {
         var configuration = BrokerServer.Configuration(
             dataDirectory: directory.path + "/data", transport: GRPCServerConfiguration(host: "127.0.0.1", port: 0))
         configuration.testServices = testServices
         configuration.transport.shutdownGracePeriod = .seconds(5)
+        // Tests run maintenance passes themselves.
+        configuration.storage.maintenanceInterval = nil
+        configure(&configuration)
         var logger = Logger(label: "broker-test")
         logger.logLevel = .warning
         let server = try BrokerServer(configuration: configuration, logger: logger)

@@ -19,7 +19,9 @@ import Synchronization
 /// kernel may have dropped the dirty pages, so retrying could acknowledge lost data).
 public final class PartitionLog: Sendable {
     public let directory: String
-    public let config: LogConfig
+    /// The settings in force; `reconfigure` changes them while the log is open.
+    public var config: LogConfig { settings.withLock { $0 } }
+    let settings: Mutex<LogConfig>
     /// What opening found and repaired.
     public let recovery: LogRecoveryReport
     let fileSystem: any StorageFileSystem
@@ -36,7 +38,7 @@ public final class PartitionLog: Sendable {
     ) {
         self.syncThreadPool = syncThreadPool
         self.directory = directory
-        self.config = config
+        self.settings = Mutex(config)
         self.fileSystem = fileSystem
         self.clock = clock
         self.recovery = recovery

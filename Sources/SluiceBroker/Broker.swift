@@ -1,0 +1,159 @@
+import Logging
+import SluiceStorage
+import Synchronization
+
+/// A single-node broker's state: the topic registry (durable metadata) and the
+/// partition logs, kept in step, plus background maintenance. Produce and subscribe
+/// are in `Broker+Produce.swift` and `Broker+Subscribe.swift`; the transport
+/// (SluiceService) only decodes requests and calls these.
+///
+/// Admin changes go metadata first, logs second: a topic exists once `topics.json`
+/// says so; its logs are then created (and re-created at startup if a crash came in
+/// between). Deletion forgets the topic first and removes its logs after, so a crash
+/// midway leaves a directory that startup removes, never a topic without data.
+public final class Broker: Sendable {
+    public let registry: TopicRegistry
+    public let counters: BrokerCounters
+    let partitions: PartitionManager
+    let logger: Logger
+    private let maintenance = Mutex<Task<Void, Never>?>(nil)
+    private let nextStreamID = Atomic<UInt64>(1)
+
+    /// Loads the topics from `directory` and opens (recovering) every partition log.
+    public init(
+        directory: DataDirectory, registryConfiguration: TopicRegistry.Configuration = .init(),
+        storage: StorageSettings = StorageSettings(), logger: Logger
+    ) throws(BrokerError) {
+        let counters = BrokerCounters()
+        let partitions = PartitionManager(
+            dataDirectory: directory.path, settings: storage, counters: counters, logger: logger)
+        registry = try TopicRegistry(
+            directory: directory, configuration: registryConfiguration, partitionOffsets: partitions, logger: logger)
+        self.partitions = partitions
+        self.counters = counters
+        self.logger = logger
+        try partitions.openAll(registry.topics())
+    }
+
+    public var storage: StorageSettings { partitions.settings }
+
+    /// Starts the periodic maintenance task (retention, rolling by age), if the
+    /// storage settings ask for one.
+    public func startMaintenance() {
+        guard let interval = storage.maintenanceInterval else { return }
+        let task = Task { [partitions] in
+            while !Task.isCancelled {
+                do {
+                    try await Task.sleep(for: interval)
+                } catch {
+                    return
+                }
+                _ = partitions.runMaintenance()
+            }
+        }
+        maintenance.withLock { $0 = task }
+    }
+
+    /// One maintenance pass now.
+    @discardableResult
+    public func runMaintenance() -> MaintenanceReport { partitions.runMaintenance() }
+
+    /// Stops maintenance and closes every log cleanly. Streams still open find their
+    /// partitions closed and end.
+    public func close() async {
+        let task = maintenance.withLock { task -> Task<Void, Never>? in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        await task?.value
+        await partitions.closeAll()
+    }
+
+    // MARK: Topics
+
+    public func createTopic(
+        named name: String, partitions count: UInt32, replicationFactor: UInt32 = 0,
+        configs: [String: String] = [:], validateOnly: Bool = false
+    ) throws(BrokerError) -> TopicMetadata {
+        let topic = try registry.createTopic(
+            named: name, partitions: count, replicationFactor: replicationFactor, configs: configs,
+            validateOnly: validateOnly)
+        if !validateOnly { partitions.createPartitions(of: topic, range: 0..<topic.partitionCount) }
+        return topic
+    }
+
+    public func deleteTopic(named name: String) async throws(BrokerError) {
+        let topic = try registry.deleteTopic(named: name)
+        await partitions.removeTopic(topic)
+    }
+
+    public func alterTopicConfig(named name: String, set: [String: String], reset: [String]) throws(BrokerError) -> TopicMetadata {
+        let topic = try registry.alterTopicConfig(named: name, set: set, reset: reset)
+        partitions.reconfigure(topic)
+        return topic
+    }
+
+    public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
+        let before = try registry.topic(named: name).partitionCount
+        let topic = try registry.createPartitions(named: name, totalCount: totalCount)
+        partitions.createPartitions(of: topic, range: min(before, topic.partitionCount)..<topic.partitionCount)
+        return topic
+    }
+
+    // MARK: Partitions
+
+    /// Why a partition cannot be used right now.
+    enum PartitionLookupFailure: Error {
+        case unknownTopic(String)
+        case unknownPartition(String)
+        case offline(String)
+    }
+
+    /// The open partition `index` of topic `name`.
+    func partition(topic name: String, index: UInt32) throws(PartitionLookupFailure) -> Partition {
+        try partitionAndTopic(topic: name, index: index).partition
+    }
+
+    /// The open partition `index` of topic `name`, with the topic's metadata as of the lookup.
+    func partitionAndTopic(
+        topic name: String, index: UInt32
+    ) throws(PartitionLookupFailure) -> (partition: Partition, topic: TopicMetadata) {
+        let topic: TopicMetadata
+        do {
+            topic = try registry.topic(named: name)
+        } catch {
+            throw .unknownTopic(error.message)
+        }
+        guard index < topic.partitionCount else {
+            throw .unknownPartition(
+                "topic \"\(name)\" has \(topic.partitionCount) partition(s); partition \(index) does not exist")
+        }
+        switch partitions.slot(topicID: topic.topicID, partition: index) {
+        case .online(let partition)?:
+            return (partition, topic)
+        case .offline(let reason)?:
+            throw .offline("partition \(index) of topic \"\(name)\" is offline: \(reason)")
+        case nil:
+            // Created in the registry a moment ago, log not open yet (or deleted meanwhile).
+            throw .offline("partition \(index) of topic \"\(name)\" is not open yet")
+        }
+    }
+
+    func makeStreamID() -> UInt64 { nextStreamID.wrappingAdd(1, ordering: .relaxed).oldValue }
+}
+
+extension Broker {
+    /// The open log of a partition (for tests and tools that inspect stored bytes).
+    public func partitionLog(topic: String, partition index: UInt32) throws(BrokerError) -> PartitionLog {
+        do {
+            return try partition(topic: topic, index: index).log
+        } catch {
+            switch error {
+            case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
+            case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
+            case .offline(let message): throw BrokerError(.storageFailed, message)
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+import SluiceAPI
+import SluiceStorage
+import Synchronization
+
+/// Limits of one Produce stream.
+public struct ProduceLimits: Sendable {
+    /// Batches appended but not yet answered (waiting for durability or for earlier
+    /// answers). When reached, the stream stops reading requests until the oldest is
+    /// answered, so HTTP/2 flow control pushes back on the producer. This is also the
+    /// memory bound: an answer waiting here holds no batch bytes.
+    public var maxOutstanding: Int = 256
+    /// The time allowed to satisfy `acks` when a request's `timeout_ms` is 0.
+    public var defaultTimeout: Duration = .seconds(30)
+
+    public init() {}
+}
+
+extension Broker {
+    /// Serves one Produce stream: each request is validated and appended in arrival
+    /// order (append order is request order, per partition and across them), and
+    /// answered in request order through `respond` once its `acks` is satisfied.
+    ///
+    /// Pipelining: batch N+1 is appended while batch N still waits for its fdatasync
+    /// (one fdatasync covers every batch appended before it started: group commit).
+    /// A reader and a responder run concurrently; between them at most
+    /// `limits.maxOutstanding` answers wait. Per-batch problems are answers with an
+    /// error code and the stream goes on; an error thrown by `requests` (bad protobuf,
+    /// a reset) or by `respond` ends the stream, and whatever was appended stays
+    /// appended (whole batches only: a batch reaches this function whole or not at all).
+    public func produce<Requests: AsyncSequence & Sendable>(
+        _ requests: Requests, limits: ProduceLimits = ProduceLimits(),
+        respond: @escaping @Sendable (ProduceResponse) async throws -> Void
+    ) async throws where Requests.Element == ProduceRequest {
+        precondition(limits.maxOutstanding >= 1, "a produce stream needs room for one answer")
+        counters.produceStream(started: true)
+        defer { counters.produceStream(started: false) }
+        let queue = ProduceAnswerQueue(capacity: limits.maxOutstanding)
+        defer { queue.finish() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await request in requests {
+                    try await queue.waitForRoom()
+                    queue.push(self.accept(request, defaultTimeout: limits.defaultTimeout))
+                }
+                queue.finish()
+            }
+            group.addTask {
+                try await self.answer(queue, respond: respond)
+            }
+            while try await group.next() != nil {}
+        }
+    }
+
+    /// Validates and appends one request; the answer it will get, possibly after a
+    /// durability wait.
+    func accept(_ request: ProduceRequest, defaultTimeout: Duration) -> PendingAnswer {
+        let received = ContinuousClock.now
+        var response = ProduceResponse(
+            correlationId: request.correlationId, topic: request.topic, partition: request.partition,
+            baseOffset: -1, logAppendTimeMs: -1, logStartOffset: -1)
+        func refused(_ failure: ProduceFailure) -> PendingAnswer {
+            counters.batchRefused()
+            response.error = failure.code
+            response.errorMessage = failure.message
+            return PendingAnswer(response: response)
+        }
+        let partition: Partition
+        let config: TopicConfig
+        do {
+            let found = try partitionAndTopic(topic: request.topic, index: request.partition)
+            partition = found.partition
+            config = found.topic.config
+        } catch {
+            switch error {
+            case .unknownTopic(let message): return refused(.init(.unknownTopic, message))
+            case .unknownPartition(let message): return refused(.init(.unknownPartition, message))
+            case .offline(let message): return refused(.init(.storageError, message))
+            }
+        }
+        guard let batch = request.batch else { return refused(.init(.invalidBatch, "the request carries no batch")) }
+        let validated: (batch: NewBatch, logAppendTimeMs: Int64?)
+        switch ProducedBatch.validate(batch, topic: request.topic, config: config, nowMs: partitions.settings.clock.nowMilliseconds()) {
+        case .success(let value): validated = value
+        case .failure(let failure): return refused(failure)
+        }
+        let appended: AppendResult
+        do throws(LogError) {
+            appended = try partition.append(validated.batch)
+        } catch {
+            return refused(ProducedBatch.failure(for: error, topic: request.topic, partition: request.partition))
+        }
+        counters.batchAppended()
+        response.baseOffset = appended.baseOffset
+        response.logAppendTimeMs = validated.logAppendTimeMs ?? -1
+        response.logStartOffset = partition.log.logStartOffset
+        switch request.acks {
+        case .none:
+            return PendingAnswer(response: response, silent: true)
+        case .leader:
+            return PendingAnswer(response: response)
+        case .durable, .all, .unspecified, .unrecognized:
+            // Unspecified and unknown values get the safest choice (broker.proto).
+            let timeout = request.timeoutMs == 0 ? defaultTimeout : .milliseconds(Int64(request.timeoutMs))
+            partition.requestDurability(upTo: appended.lastOffset)
+            return PendingAnswer(
+                response: response,
+                durability: .init(partition: partition, lastOffset: appended.lastOffset, deadline: received + timeout))
+        }
+    }
+
+    /// Answers queued requests in order, waiting for each one's durability (with its
+    /// deadline) on the stream's doorbell.
+    private func answer(
+        _ queue: ProduceAnswerQueue, respond: @Sendable (ProduceResponse) async throws -> Void
+    ) async throws {
+        let streamID = makeStreamID()
+        var watched: [ObjectIdentifier: Partition] = [:]
+        var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+        defer {
+            for partition in watched.values { partition.removeDoorbell(streamID) }
+            timer?.task.cancel()
+        }
+        var doorbell = queue.responderBell.makeAsyncIterator()
+        while true {
+            guard let head = queue.head() else {
+                if queue.isFinished { return }
+                guard await doorbell.next() != nil else { throw CancellationError() }
+                continue
+            }
+            var answer = head.response
+            if let wait = head.durability {
+                let partition = wait.partition
+                if partition.isDurable(wait.lastOffset) {
+                    // Answered below as is.
+                } else if let fence = partition.log.fenceError {
+                    answer.error = .storageError
+                    answer.errorMessage = "the batch was appended at offset \(answer.baseOffset) but could not be made durable: \(fence)"
+                } else if partition.isClosed {
+                    answer.error = .unknownTopic
+                    answer.errorMessage = "topic \"\(answer.topic)\" was deleted before the batch became durable"
+                } else if ContinuousClock.now >= wait.deadline {
+                    answer.error = .requestTimedOut
+                    answer.errorMessage = "the batch was appended at offset \(answer.baseOffset) but did not become durable within the request's timeout"
+                } else {
+                    if watched[ObjectIdentifier(partition)] == nil {
+                        watched[ObjectIdentifier(partition)] = partition
+                        partition.addDoorbell(streamID, queue.responderContinuation)
+                        continue  // re-check: it may have become durable before the doorbell was in place
+                    }
+                    partition.requestDurability(upTo: wait.lastOffset)
+                    if timer?.deadline != wait.deadline {
+                        timer?.task.cancel()
+                        let bell = queue.responderContinuation
+                        let deadline = wait.deadline
+                        timer = (deadline, Task {
+                            do {
+                                try await Task.sleep(until: deadline, clock: .continuous)
+                                bell.yield()
+                            } catch {}
+                        })
+                    }
+                    guard await doorbell.next() != nil else { throw CancellationError() }
+                    continue
+                }
+            }
+            queue.pop()
+            if !head.silent || answer.error != .none {
+                try await respond(answer)
+            }
+        }
+    }
+}
+
+/// An appended (or refused) request waiting for its turn to be answered.
+struct PendingAnswer: Sendable {
+    struct Durability: Sendable {
+        let partition: Partition
+        let lastOffset: Int64
+        let deadline: ContinuousClock.Instant
+    }
+
+    var response: ProduceResponse
+    /// Present when the answer waits until `lastOffset` is durable.
+    var durability: Durability?
+    /// ACKS_NONE: answered only if it fails.
+    var silent = false
+}
+
+/// The bounded, ordered hand-over between a Produce stream's reader and responder.
+/// Each side waits on its own doorbell (at most one pending ring, so no ring is lost
+/// and none queue up); the responder's is also rung by partitions and timers.
+final class ProduceAnswerQueue: Sendable {
+    private struct State {
+        var answers: [PendingAnswer] = []
+        var head = 0
+        var finished = false
+        var count: Int { answers.count - head }
+    }
+
+    let capacity: Int
+    private let state = Mutex(State())
+    let responderBell: AsyncStream<Void>
+    let responderContinuation: AsyncStream<Void>.Continuation
+    private let readerBell: AsyncStream<Void>
+    private let readerContinuation: AsyncStream<Void>.Continuation
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        (responderBell, responderContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (readerBell, readerContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Suspends while `capacity` answers are waiting. Only the reader calls this.
+    func waitForRoom() async throws {
+        var bell = readerBell.makeAsyncIterator()
+        while state.withLock({ $0.count >= capacity && !$0.finished }) {
+            guard await bell.next() != nil else { throw CancellationError() }
+        }
+        try Task.checkCancellation()
+    }
+
+    func push(_ answer: PendingAnswer) {
+        state.withLock { s in
+            precondition(s.count < capacity, "the reader waits for room before pushing")
+            s.answers.append(answer)
+        }
+        responderContinuation.yield()
+    }
+
+    func head() -> PendingAnswer? {
+        state.withLock { s in s.count > 0 ? s.answers[s.head] : nil }
+    }
+
+    func pop() {
+        state.withLock { s in
+            precondition(s.count > 0, "pop of an empty queue")
+            s.head += 1
+            // Compact now and then so the array does not grow with the stream.
+            if s.head >= 64 && s.head * 2 >= s.answers.count {
+                s.answers.removeFirst(s.head)
+                s.head = 0
+            }
+        }
+        readerContinuation.yield()
+    }
+
+    var isFinished: Bool { state.withLock { $0.finished } }
+
+    /// No more requests will come (or the stream ended): wakes both sides.
+    func finish() {
+        state.withLock { $0.finished = true }
+        responderContinuation.yield()
+        readerContinuation.yield()
+    }
+}

@@ -1,0 +1,107 @@
+import NIOCore
+import SluiceAPI
+import SluiceStorage
+
+/// A per-batch refusal: the error code and message a ProduceResponse carries.
+struct ProduceFailure: Error, Sendable {
+    var code: ErrorCode
+    var message: String
+
+    init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Checks a produced `RecordBatch` against the batch rules and the topic's settings
+/// and turns it into the log's `NewBatch`, without looking inside `records`.
+///
+/// Rules (docs/produce-subscribe.md):
+/// - `format_version` 1; `record_count` >= 1; `records` not empty;
+/// - attributes: bits 0-2 a known codec (0 none, 1 zstd, 2 lz4; the broker stores
+///   them without decompressing), bit 3 is broker-set (ignored on produce), bits 4
+///   and up must be 0 (transactional and control batches are not supported yet);
+/// - `producer_id` 0: idempotent producers are not supported yet (issue 7), so a
+///   non-zero id is refused rather than silently deduplicated by nobody;
+/// - the batch's size, the 64-byte stored header plus the `records` bytes, is at
+///   most the topic's `max.message.bytes` (MESSAGE_TOO_LARGE);
+/// - CreateTime: 0 <= first_timestamp_ms <= max_timestamp_ms <= 253402300799999
+///   (the end of year 9999); LogAppendTime: the producer's timestamps are replaced
+///   by the append time and bit 3 is set;
+/// - `records_crc32c` matches `records` (checked by the log as it appends:
+///   CORRUPT_BATCH).
+enum ProducedBatch {
+    static let formatVersion: UInt32 = 1
+    static let codecMask: UInt32 = 0x07
+    static let logAppendTimeBit: UInt32 = 0x08
+    static let highestCodec: UInt32 = 2
+    /// 9999-12-31T23:59:59.999Z.
+    static let latestTimestampMs: Int64 = 253_402_300_799_999
+
+    /// The batch as the log stores it, and the append time when the topic sets it.
+    static func validate(
+        _ batch: RecordBatch, topic: String, config: TopicConfig, nowMs: Int64
+    ) -> Result<(batch: NewBatch, logAppendTimeMs: Int64?), ProduceFailure> {
+        guard batch.formatVersion == formatVersion else {
+            return .failure(.init(.invalidBatch, "unsupported batch format_version \(batch.formatVersion); 1 is the only one defined"))
+        }
+        guard batch.recordCount >= 1 else {
+            return .failure(.init(.invalidBatch, "record_count is 0; a batch holds at least one record"))
+        }
+        guard batch.recordCount <= UInt32(Int32.max) else {
+            return .failure(.init(.invalidBatch, "record_count \(batch.recordCount) is above \(Int32.max)"))
+        }
+        guard batch.records.readableBytes > 0 else {
+            return .failure(.init(.invalidBatch, "records is empty but record_count is \(batch.recordCount)"))
+        }
+        guard batch.attributes & ~(codecMask | logAppendTimeBit) == 0 else {
+            return .failure(.init(.invalidBatch, "attributes 0x\(String(batch.attributes, radix: 16)) set reserved bits (only bits 0-3 are defined; transactional and control batches are not supported)"))
+        }
+        guard batch.attributes & codecMask <= highestCodec else {
+            return .failure(.init(.invalidBatch, "unknown compression codec \(batch.attributes & codecMask) in attributes"))
+        }
+        guard batch.producerId == 0 else {
+            return .failure(.init(.invalidBatch, "idempotent producers are not supported yet: producer_id must be 0"))
+        }
+        let size = BatchHeader.size + batch.records.readableBytes
+        guard size <= config.maxMessageBytes else {
+            return .failure(.init(.messageTooLarge, "batch of \(size) bytes (64-byte header + \(batch.records.readableBytes) record bytes) exceeds max.message.bytes \(config.maxMessageBytes) of topic \"\(topic)\""))
+        }
+        var attributes = batch.attributes & codecMask
+        var first = batch.firstTimestampMs
+        var last = batch.maxTimestampMs
+        var appendTime: Int64?
+        switch config.messageTimestampType {
+        case .createTime:
+            guard first >= 0, first <= last, last <= latestTimestampMs else {
+                return .failure(.init(.invalidBatch, "timestamps out of range: need 0 <= first_timestamp_ms (\(first)) <= max_timestamp_ms (\(last)) <= \(latestTimestampMs)"))
+            }
+        case .logAppendTime:
+            attributes |= logAppendTimeBit
+            first = nowMs
+            last = nowMs
+            appendTime = nowMs
+        }
+        let newBatch = NewBatch(
+            attributes: UInt16(attributes), recordCount: Int32(batch.recordCount), firstTimestamp: first,
+            maxTimestamp: last, producerId: -1, producerEpoch: -1, baseSequence: -1,
+            recordsCRC: batch.recordsCrc32c, records: batch.records)
+        return .success((newBatch, appendTime))
+    }
+
+    /// The per-batch answer for an append the log refused.
+    static func failure(for error: LogError, topic: String, partition: UInt32) -> ProduceFailure {
+        switch error {
+        case .batchTooLarge(let bytes, let limit):
+            return .init(.messageTooLarge, "batch of \(bytes) bytes exceeds the limit of \(limit) bytes (a batch must fit in one segment: segment.bytes)")
+        case .invalidBatch(.recordsChecksumMismatch):
+            return .init(.corruptBatch, "records_crc32c does not match the CRC32C of the records bytes")
+        case .invalidBatch(let defect):
+            return .init(.invalidBatch, "\(defect)")
+        case .closed:
+            return .init(.unknownTopic, "topic \"\(topic)\" was deleted")
+        default:
+            return .init(.storageError, "partition \(partition) of topic \"\(topic)\" failed: \(error)")
+        }
+    }
+}

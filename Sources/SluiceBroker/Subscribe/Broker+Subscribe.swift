@@ -1,0 +1,210 @@
+import NIOCore
+import SluiceAPI
+import SluiceStorage
+
+/// Limits of one Subscribe stream.
+public struct SubscribeLimits: Sendable {
+    /// `max_bytes` when the request says 0.
+    public var defaultMaxBytes: Int = 1 << 20
+    /// Larger `max_bytes` are lowered to this, so a response stays below a stock
+    /// client's 4 MiB receive limit (one batch larger than this is still sent whole).
+    public var maxMaxBytes: Int = 4 * 1024 * 1024 - 64 * 1024
+    /// Larger `max_wait_ms` are lowered to this.
+    public var maxWait: Duration = .seconds(60)
+
+    public init() {}
+}
+
+extension Broker {
+    /// Serves one Subscribe stream until the client goes away (cancellation or a
+    /// failed `send`), a position falls out of range (`BrokerError.offsetOutOfRange`),
+    /// or the topic is deleted (`.topicNotFound`).
+    ///
+    /// Each partition has a cursor; a round reads, for every cursor below its
+    /// partition's high watermark, whole stored batches from the cursor (at most
+    /// `max_bytes`, at least one batch) and sends them as one response. Nothing is
+    /// decoded: each stored batch becomes a `RecordBatch` whose `records` is a slice
+    /// of the bytes read. When a round sends nothing, the stream waits on its
+    /// doorbell, which every partition rings when its high watermark moves (and a
+    /// timer rings for `max_wait_ms`): no polling. `send` suspends while the
+    /// client's flow-control window is closed, and the next read only happens after
+    /// it returns, so a slow subscriber costs the broker at most one response.
+    public func subscribe(
+        _ request: SubscribeRequest, limits: SubscribeLimits = SubscribeLimits(),
+        send: @escaping @Sendable (SubscribeResponse) async throws -> Void
+    ) async throws {
+        counters.subscribeStream(started: true)
+        defer { counters.subscribeStream(started: false) }
+        var cursors = try subscriptionCursors(request)
+        let maxBytes = min(request.maxBytes == 0 ? limits.defaultMaxBytes : Int(request.maxBytes), limits.maxMaxBytes)
+        let minBytes = min(Int(request.minBytes), maxBytes)
+        let maxWait = min(Duration.milliseconds(Int64(request.maxWaitMs)), limits.maxWait)
+
+        let streamID = makeStreamID()
+        let (doorbells, bell) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        for cursor in cursors { cursor.partition.addDoorbell(streamID, bell) }
+        var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+        defer {
+            for cursor in cursors { cursor.partition.removeDoorbell(streamID) }
+            timer?.task.cancel()
+        }
+        var doorbell = doorbells.makeAsyncIterator()
+
+        while true {
+            var sent = false
+            var earliestDeadline: ContinuousClock.Instant?
+            for index in cursors.indices {
+                let cursor = cursors[index]
+                let partition = cursor.partition
+                if partition.isClosed { throw Self.deleted(partition) }
+                let highWatermark = partition.highWatermark
+                guard cursor.position < highWatermark else { continue }
+                let read: LogReadResult
+                do throws(LogError) {
+                    read = try partition.log.read(from: cursor.position, maxBytes: maxBytes, upTo: highWatermark)
+                } catch {
+                    throw Self.readFailure(error, partition: partition, position: cursor.position)
+                }
+                var batches: [RecordBatch] = []
+                var next = cursor.position
+                for stored in StoredBatches(read.batches) {
+                    batches.append(RecordBatch(stored))
+                    next = stored.header.nextOffset
+                }
+                guard !batches.isEmpty else { continue }
+                if read.batches.readableBytes < minBytes && next >= highWatermark {
+                    // Push batching: hold until min_bytes are there or max_wait passed.
+                    let now = ContinuousClock.now
+                    let deadline = cursor.holdingSince.map { $0 + maxWait } ?? now + maxWait
+                    if cursor.holdingSince == nil { cursors[index].holdingSince = now }
+                    if now < deadline {
+                        earliestDeadline = min(earliestDeadline ?? deadline, deadline)
+                        continue
+                    }
+                }
+                try await send(SubscribeResponse(
+                    partition: partition.index, batches: batches, highWatermark: highWatermark,
+                    logStartOffset: read.logStartOffset))
+                cursors[index].position = next
+                cursors[index].holdingSince = nil
+                sent = true
+            }
+            if sent { continue }
+            if let deadline = earliestDeadline, timer?.deadline != deadline {
+                timer?.task.cancel()
+                timer = (deadline, Task {
+                    do {
+                        try await Task.sleep(until: deadline, clock: .continuous)
+                        bell.yield()
+                    } catch {}
+                })
+            }
+            guard await doorbell.next() != nil else { throw CancellationError() }
+        }
+    }
+
+    /// Where a subscription reads from, per partition.
+    struct SubscriptionCursor: Sendable {
+        let partition: Partition
+        var position: Int64
+        /// When the cursor first had fewer than `min_bytes` ready (push batching).
+        var holdingSince: ContinuousClock.Instant?
+    }
+
+    /// The partitions a request asks for, each at its resolved start position.
+    func subscriptionCursors(_ request: SubscribeRequest) throws(BrokerError) -> [SubscriptionCursor] {
+        let topic = try registry.topic(named: request.topic)
+        let wanted: [(UInt32, StartPosition?)]
+        if request.partitions.isEmpty {
+            wanted = (0..<topic.partitionCount).map { ($0, request.defaultStart) }
+        } else {
+            wanted = request.partitions.map { ($0.partition, $0.start ?? request.defaultStart) }
+            guard Set(wanted.map(\.0)).count == wanted.count else {
+                throw BrokerError(.invalidRequest, "a partition is listed more than once")
+            }
+        }
+        var cursors: [SubscriptionCursor] = []
+        for (index, start) in wanted {
+            let partition: Partition
+            do {
+                partition = try self.partition(topic: request.topic, index: index)
+            } catch {
+                switch error {
+                case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
+                case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
+                case .offline(let message): throw BrokerError(.storageFailed, message)
+                }
+            }
+            cursors.append(SubscriptionCursor(partition: partition, position: try startOffset(start, in: partition)))
+        }
+        return cursors
+    }
+
+    /// A start position as an offset. No position means `earliest`: nothing retained
+    /// is skipped unless asked.
+    private func startOffset(_ start: StartPosition?, in partition: Partition) throws(BrokerError) -> Int64 {
+        let log = partition.log
+        switch start?.position {
+        case nil, .earliest?:
+            return log.logStartOffset
+        case .latest?:
+            return partition.highWatermark
+        case .offset(let offset)?:
+            let (logStart, logEnd) = (log.logStartOffset, log.logEndOffset)
+            guard offset >= logStart, offset <= logEnd else {
+                throw Self.outOfRange(partition, offset: offset, logStart: logStart, logEnd: logEnd)
+            }
+            return offset
+        case .timestampMs(let timestamp)?:
+            do throws(LogError) {
+                return try log.offset(forTimestamp: timestamp) ?? log.logEndOffset
+            } catch {
+                throw Self.readFailure(error, partition: partition, position: timestamp)
+            }
+        }
+    }
+
+    static func outOfRange(_ partition: Partition, offset: Int64, logStart: Int64, logEnd: Int64) -> BrokerError {
+        let advice = offset < logStart
+            ? "it is below the log start (retention deleted it); subscribe again from earliest"
+            : "it is past the log end"
+        return BrokerError(
+            .offsetOutOfRange,
+            "offset \(offset) is out of range for partition \(partition.index) of topic \"\(partition.topicName)\", which holds \(logStart)..<\(logEnd): \(advice)")
+    }
+
+    static func deleted(_ partition: Partition) -> BrokerError {
+        BrokerError(.topicNotFound, "topic \"\(partition.topicName)\" was deleted")
+    }
+
+    static func readFailure(_ error: LogError, partition: Partition, position: Int64) -> BrokerError {
+        switch error {
+        case .offsetOutOfRange(let offset, let start, let end):
+            return outOfRange(partition, offset: offset, logStart: start, logEnd: end)
+        case .closed:
+            return deleted(partition)
+        default:
+            return BrokerError(
+                .storageFailed,
+                "reading partition \(partition.index) of topic \"\(partition.topicName)\" at \(position) failed: \(error)")
+        }
+    }
+}
+
+extension RecordBatch {
+    /// A stored batch as subscribers see it: header fields copied, `records` a slice
+    /// of the stored bytes (never decoded). The log's -1 "not idempotent" markers
+    /// become the protocol's 0.
+    init(_ stored: StoredBatch) {
+        let header = stored.header
+        let idempotent = header.producerId >= 0
+        self.init(
+            formatVersion: UInt32(header.formatVersion), attributes: UInt32(header.attributes),
+            baseOffset: header.baseOffset, recordCount: UInt32(clamping: header.recordCount),
+            firstTimestampMs: header.firstTimestamp, maxTimestampMs: header.maxTimestamp,
+            partitionLeaderEpoch: header.leaderEpoch, producerId: idempotent ? header.producerId : 0,
+            producerEpoch: idempotent ? Int32(header.producerEpoch) : 0,
+            baseSequence: idempotent ? header.baseSequence : 0, recordsCrc32c: header.recordsCRC,
+            records: stored.records)
+    }
+}

@@ -1,0 +1,42 @@
+import Logging
+import SluiceWire
+
+/// Where a broker listens, and how to open connections to it. Producers and consumers keep
+/// this rather than a connection, so they can reconnect after a connection is lost.
+public struct BrokerAddress: Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    /// Used for every connection (host and port are taken from this value).
+    public var transport: GRPCClientConfiguration
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+        transport = GRPCClientConfiguration(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// A new connection; throws `GRPCStatus` UNAVAILABLE when the broker cannot be reached.
+    public func connect(logger: Logger) async throws -> GRPCClientConnection {
+        var configuration = transport
+        configuration.host = host
+        configuration.port = port
+        return try await GRPCClientConnection.connect(configuration, logger: logger)
+    }
+}
+
+/// The full method paths of `sluice.v1.Broker`.
+enum BrokerMethod {
+    static let produce = "/sluice.v1.Broker/Produce"
+    static let subscribe = "/sluice.v1.Broker/Subscribe"
+}
+
+extension Duration {
+    /// Whole milliseconds, saturating.
+    var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? .max : millis + attoseconds / 1_000_000_000_000_000
+    }
+}

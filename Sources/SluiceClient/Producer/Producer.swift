@@ -1,0 +1,390 @@
+import DequeModule
+import Foundation
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceWire
+
+/// Publishes records to a broker (docs/client.md).
+///
+/// `enqueue` places a record in its partition's open batch and returns a `Delivery` at
+/// once (suspending only while the byte budget is exhausted, if so configured); `send`
+/// also waits for the answer. Batches go out over one pipelined `Produce` stream, at most
+/// one in flight per partition, so retries never reorder a partition (see
+/// `PartitionAccumulator`). Retriable failures (NOT_LEADER, REQUEST_TIMED_OUT, THROTTLED,
+/// NOT_ENOUGH_REPLICAS, a lost connection) are retried with backoff until the delivery
+/// timeout; a batch whose answer was lost with the connection is sent again, so without
+/// idempotence a record can be stored twice (at-least-once), never reordered.
+public actor Producer {
+    public nonisolated let address: BrokerAddress
+    public nonisolated let configuration: ProducerConfiguration
+    private let logger: Logger
+
+    struct TopicPartition: Hashable, Sendable {
+        var topic: String
+        var partition: Int
+    }
+
+    struct Item {
+        var entry: RecordBatchCodec.Entry
+        var delivery: Delivery
+        var bytes: Int
+    }
+
+    private struct InFlight {
+        var target: TopicPartition
+        var batch: PartitionAccumulator<Item>.Batch
+        var session: Int
+    }
+
+    private struct SpaceWaiter {
+        var bytes: Int
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private var connection: GRPCClientConnection?
+    private var connecting: Task<GRPCClientConnection, any Error>?
+    private var session: ProduceSession?
+    private var sessionCount = 0
+    private var partitionCounts: [String: Int] = [:]
+    private var accumulators: [TopicPartition: PartitionAccumulator<Item>] = [:]
+    private var sticky: [String: StickyPartition] = [:]
+    private var inFlight: [UInt64: InFlight] = [:]
+    private var wakeups: [TopicPartition: (at: ContinuousClock.Instant, task: Task<Void, Never>)] = [:]
+    private var lastError: [TopicPartition: String] = [:]
+    private var bufferedBytes = 0
+    private var spaceWaiters: Deque<SpaceWaiter> = []
+    private var nextCorrelationID: UInt64 = 1
+    private var isClosed = false
+
+    public init(address: BrokerAddress, configuration: ProducerConfiguration = ProducerConfiguration(), logger: Logger = Logger(label: "sluice.producer")) {
+        precondition(configuration.maxBatchBytes > 0 && configuration.maxBufferedBytes > 0, "batch and buffer sizes are positive")
+        self.address = address
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Bytes accepted and not yet answered.
+    public var bufferedByteCount: Int { bufferedBytes }
+
+    /// Sends one record and waits for the broker's answer.
+    public func send(
+        topic: String, key: ByteBuffer? = nil, value: ByteBuffer, headers: [RecordHeader] = [],
+        partition: Int? = nil, timestampMs: Int64? = nil
+    ) async throws -> RecordMetadata {
+        let delivery = try await enqueue(
+            topic: topic, key: key, value: value, headers: headers, partition: partition, timestampMs: timestampMs)
+        return try await delivery.result()
+    }
+
+    /// Places one record in its batch and returns without waiting for the answer.
+    /// `partition` overrides the partitioner; `timestampMs` defaults to now (CreateTime).
+    /// Throws `ProducerError` for an unknown topic or partition, a full buffer (fail-fast)
+    /// or a closed producer.
+    public func enqueue(
+        topic: String, key: ByteBuffer? = nil, value: ByteBuffer, headers: [RecordHeader] = [],
+        partition: Int? = nil, timestampMs: Int64? = nil
+    ) async throws -> Delivery {
+        guard !isClosed else { throw ProducerError.closed }
+        let count = try await partitionCount(of: topic)
+        if let partition, !(0..<count).contains(partition) {
+            throw ProducerError.unknownPartition(topic: topic, partition: partition, partitionCount: count)
+        }
+        let entry = RecordBatchCodec.Entry(
+            key: key, value: value, headers: headers, timestampMs: timestampMs ?? Self.nowMilliseconds())
+        // Sized as if first in its batch, plus the widest timestamp delta: an upper bound.
+        let bytes = RecordBatchCodec.encodedSize(of: entry, firstTimestampMs: entry.timestampMs) + 11
+        guard bytes <= configuration.maxBufferedBytes else {
+            throw ProducerError.recordTooLarge(bytes: bytes, limit: configuration.maxBufferedBytes)
+        }
+        try await reserve(bytes)
+        guard !isClosed else {
+            release(bytes)
+            throw ProducerError.closed
+        }
+        // Chosen after the wait for space, so a keyless record joins the batch that is
+        // sticky now.
+        let target: Int
+        if let partition {
+            target = partition
+        } else if let key {
+            target = Partitioner.partition(forKey: key.readableBytesView, partitionCount: count)
+        } else {
+            target = sticky[topic, default: StickyPartition(start: Int.random(in: 0..<count))].partition(partitionCount: count)
+        }
+        let place = TopicPartition(topic: topic, partition: target)
+        let delivery = Delivery()
+        var accumulator = accumulators[place] ?? PartitionAccumulator(maxBatchBytes: configuration.maxBatchBytes)
+        if accumulator.append(Item(entry: entry, delivery: delivery, bytes: bytes), bytes: bytes, now: .now) {
+            batchClosed(place, partitionCount: count)
+        }
+        accumulators[place] = accumulator
+        drive(place)
+        return delivery
+    }
+
+    /// Sends every batch now (no lingering) and waits until every record enqueued before
+    /// the call is answered, delivered or failed. Failures are reported by each `Delivery`.
+    public func flush() async {
+        var pending: [Delivery] = inFlight.values.flatMap { $0.batch.items.map(\.delivery) }
+        for place in Array(accumulators.keys) {
+            guard var accumulator = accumulators[place] else { continue }
+            pending += accumulator.waitingItems.map(\.delivery)
+            accumulator.closeOpenBatch()
+            accumulators[place] = accumulator
+            drive(place)
+        }
+        for delivery in pending { _ = try? await delivery.result() }
+    }
+
+    /// Flushes, then closes the stream and the connection. Later sends throw `.closed`.
+    public func close() async {
+        await flush()
+        isClosed = true
+        for waiter in spaceWaiters { waiter.continuation.resume(throwing: ProducerError.closed) }
+        spaceWaiters.removeAll()
+        for place in Array(accumulators.keys) {
+            for batch in accumulators[place]?.drain() ?? [] { fail(batch, .closed) }
+        }
+        for wakeup in wakeups.values { wakeup.task.cancel() }
+        wakeups.removeAll()
+        let last = session
+        session = nil
+        await last?.finishAndWait(bound: configuration.requestTimeout)
+        await connection?.close()
+        connection = nil
+    }
+
+    // MARK: Sending
+
+    /// Sends the partition's next batch if one may go, else arranges to be woken when one can.
+    private func drive(_ place: TopicPartition) {
+        guard var accumulator = accumulators[place] else { return }
+        let now = ContinuousClock.now
+        for batch in accumulator.expire(now: now, deliveryTimeout: configuration.deliveryTimeout) {
+            fail(batch, .deliveryTimedOut(last: lastError[place] ?? "it waited in the producer's buffer"))
+        }
+        let wasOpenOnly = accumulator.closed.isEmpty && accumulator.open != nil
+        if let batch = accumulator.takeSendable(now: now, linger: configuration.linger) {
+            accumulators[place] = accumulator
+            if wasOpenOnly, let count = partitionCounts[place.topic] { batchClosed(place, partitionCount: count) }
+            Task { await self.transmit(batch, to: place) }
+        } else {
+            accumulators[place] = accumulator
+            if let instant = accumulator.nextWakeup(linger: configuration.linger) { wake(place, at: instant) }
+        }
+    }
+
+    private func wake(_ place: TopicPartition, at instant: ContinuousClock.Instant) {
+        if let existing = wakeups[place] {
+            if existing.at <= instant { return }
+            existing.task.cancel()
+        }
+        let task = Task {
+            // A timer, not synchronisation: the instant is when a linger or backoff ends.
+            try? await Task.sleep(until: instant, clock: .continuous)
+            self.woken(place, at: instant)
+        }
+        wakeups[place] = (instant, task)
+    }
+
+    private func woken(_ place: TopicPartition, at instant: ContinuousClock.Instant) {
+        guard wakeups[place]?.at == instant else { return }
+        wakeups[place] = nil
+        drive(place)
+    }
+
+    private func batchClosed(_ place: TopicPartition, partitionCount: Int) {
+        sticky[place.topic]?.batchClosed(on: place.partition, partitionCount: partitionCount)
+    }
+
+    private func transmit(_ batch: PartitionAccumulator<Item>.Batch, to place: TopicPartition) async {
+        let current: ProduceSession
+        do {
+            current = try await openSession()
+        } catch {
+            retryOrFail(batch, at: place, reason: "\(error)")
+            return
+        }
+        let correlationID = nextCorrelationID
+        nextCorrelationID += 1
+        let request = ProduceRequest(
+            correlationId: correlationID, topic: place.topic, partition: UInt32(place.partition), acks: configuration.acks,
+            timeoutMs: UInt32(clamping: configuration.requestTimeout.wholeMilliseconds),
+            batch: RecordBatchCodec.makeBatch(batch.items.map(\.entry)))
+        if configuration.acks == .none {
+            current.send(request)
+            for item in batch.items {
+                item.delivery.complete(.success(RecordMetadata(
+                    topic: place.topic, partition: place.partition, offset: -1, timestampMs: item.entry.timestampMs)))
+            }
+            release(batch.items.reduce(0) { $0 + $1.bytes })
+            accumulators[place]?.completed()
+            drive(place)
+            return
+        }
+        inFlight[correlationID] = InFlight(target: place, batch: batch, session: current.id)
+        current.send(request)
+    }
+
+    /// An answer from the broker (called by the session's reader).
+    func received(_ response: ProduceResponse, session id: Int) {
+        guard let answered = inFlight.removeValue(forKey: response.correlationId) else {
+            if response.error != .none {
+                logger.warning("produce error for a batch not waited on", metadata: [
+                    "topic": "\(response.topic)", "partition": "\(response.partition)", "error": "\(response.error)",
+                ])
+            }
+            return
+        }
+        let place = answered.target
+        let batch = answered.batch
+        switch response.error {
+        case .none:
+            for (index, item) in batch.items.enumerated() {
+                let timestamp = response.logAppendTimeMs >= 0 ? response.logAppendTimeMs : item.entry.timestampMs
+                item.delivery.complete(.success(RecordMetadata(
+                    topic: place.topic, partition: place.partition, offset: response.baseOffset + Int64(index),
+                    timestampMs: timestamp)))
+            }
+            lastError[place] = nil
+            release(batch.items.reduce(0) { $0 + $1.bytes })
+            accumulators[place]?.completed()
+            drive(place)
+        case let code where ProducerError.isRetriable(code):
+            retryOrFail(batch, at: place, reason: "\(code): \(response.errorMessage)")
+        case let code:
+            if code == .unknownTopic || code == .unknownPartition { partitionCounts[place.topic] = nil }
+            fail(batch, .refused(code, response.errorMessage))
+            accumulators[place]?.completed()
+            drive(place)
+        }
+    }
+
+    /// The stream ended: every batch it carried is retried (or failed if retrying cannot help).
+    func sessionEnded(_ id: Int, status: GRPCStatus) {
+        if session?.id == id {
+            session = nil
+            let lost = connection
+            connection = nil
+            if let lost { Task { await lost.close() } }
+        }
+        let retriable = ![.invalidArgument, .unimplemented, .permissionDenied, .unauthenticated, .resourceExhausted,
+                          .failedPrecondition, .notFound].contains(status.code)
+        for (correlationID, entry) in inFlight where entry.session == id {
+            inFlight[correlationID] = nil
+            if retriable && !isClosed {
+                retryOrFail(entry.batch, at: entry.target, reason: "the produce stream ended: \(status.code) \(status.message)")
+            } else {
+                fail(entry.batch, .transport("the produce stream ended: \(status.code) \(status.message)"))
+                accumulators[entry.target]?.completed()
+                drive(entry.target)
+            }
+        }
+    }
+
+    private func retryOrFail(_ batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition, reason: String) {
+        lastError[place] = reason
+        let now = ContinuousClock.now
+        if isClosed || now >= batch.createdAt.advanced(by: configuration.deliveryTimeout) {
+            fail(batch, isClosed ? .closed : .deliveryTimedOut(last: reason))
+            accumulators[place]?.completed()
+        } else {
+            let doublings = min(max(batch.attempts - 1, 0), 16)
+            let backoff = min(configuration.retryBackoff * (1 << doublings), configuration.maxRetryBackoff)
+            logger.debug("retrying a batch", metadata: ["topic": "\(place.topic)", "partition": "\(place.partition)", "reason": "\(reason)"])
+            accumulators[place]?.retry(batch, notBefore: now.advanced(by: backoff))
+        }
+        drive(place)
+    }
+
+    private func fail(_ batch: PartitionAccumulator<Item>.Batch, _ error: ProducerError) {
+        for item in batch.items { item.delivery.complete(.failure(error)) }
+        release(batch.items.reduce(0) { $0 + $1.bytes })
+    }
+
+    // MARK: Byte budget
+
+    private func reserve(_ bytes: Int) async throws {
+        if spaceWaiters.isEmpty && bufferedBytes + bytes <= configuration.maxBufferedBytes {
+            bufferedBytes += bytes
+            return
+        }
+        guard configuration.whenBufferFull == .block else { throw ProducerError.bufferFull }
+        try await withCheckedThrowingContinuation { continuation in
+            spaceWaiters.append(SpaceWaiter(bytes: bytes, continuation: continuation))
+        }
+    }
+
+    private func release(_ bytes: Int) {
+        bufferedBytes -= bytes
+        precondition(bufferedBytes >= 0, "released more bytes than were reserved")
+        // First come, first served: a large waiter is not overtaken by smaller ones.
+        while let first = spaceWaiters.first, bufferedBytes + first.bytes <= configuration.maxBufferedBytes {
+            spaceWaiters.removeFirst()
+            bufferedBytes += first.bytes
+            first.continuation.resume()
+        }
+    }
+
+    // MARK: Connection and metadata
+
+    private func openConnection() async throws -> GRPCClientConnection {
+        if let connection { return connection }
+        if let connecting { return try await connecting.value }
+        let address = address
+        let logger = logger
+        let task = Task { try await address.connect(logger: logger) }
+        connecting = task
+        do {
+            let opened = try await task.value
+            connecting = nil
+            if let connection, connection !== opened {
+                await opened.close()
+                return connection
+            }
+            connection = opened
+            return opened
+        } catch {
+            connecting = nil
+            throw error
+        }
+    }
+
+    private func openSession() async throws -> ProduceSession {
+        if let session { return session }
+        let connection = try await openConnection()
+        if let session { return session }
+        let call = try await ProtobufCall<ProduceRequest, ProduceResponse>(connection, path: BrokerMethod.produce)
+        if let session {
+            call.cancel()
+            return session
+        }
+        sessionCount += 1
+        let opened = ProduceSession(id: sessionCount, call: call, producer: self)
+        session = opened
+        return opened
+    }
+
+    private func partitionCount(of topic: String) async throws -> Int {
+        if let count = partitionCounts[topic] { return count }
+        let description: TopicDescription
+        do {
+            let connection = try await openConnection()
+            description = try await SluiceAdminClient(connection: connection, timeout: configuration.requestTimeout)
+                .describeTopic(named: topic)
+        } catch let status as GRPCStatus where status.code == .notFound {
+            throw ProducerError.unknownTopic(topic)
+        } catch let status as GRPCStatus {
+            throw ProducerError.transport("cannot look up topic \(topic): \(status.message) (\(status.code))")
+        }
+        let count = Int(description.partitionCount)
+        guard count > 0 else { throw ProducerError.transport("the broker reports topic \(topic) with no partitions") }
+        partitionCounts[topic] = count
+        return count
+    }
+
+    static func nowMilliseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    }
+}

@@ -1,0 +1,105 @@
+import SluiceAPI
+
+/// How a `Producer` batches, waits and retries (docs/client.md lists every setting).
+public struct ProducerConfiguration: Sendable {
+    /// What the broker confirms before a record counts as delivered. With `.none` nothing is
+    /// confirmed: a delivery completes once the batch is written to the connection, with
+    /// offset -1.
+    public var acks: Acks = .all
+    /// How long a partition's open batch waits for more records before it is sent. 0 sends
+    /// as soon as the partition has no batch in flight (records still gather meanwhile).
+    public var linger: Duration = .milliseconds(5)
+    /// A batch is closed once its serialized records reach this size. A single record
+    /// bigger than this travels alone (the broker's `max.message.bytes` is the hard limit).
+    public var maxBatchBytes: Int = 64 * 1024
+    /// Bound on record bytes accepted but not yet answered, across all partitions.
+    public var maxBufferedBytes: Int = 32 * 1024 * 1024
+    /// What `send`/`enqueue` do when `maxBufferedBytes` is reached.
+    public var whenBufferFull: BufferFullBehaviour = .block
+    /// From `enqueue` to the final answer, retries included; past it the delivery fails
+    /// with `ProducerError.deliveryTimedOut`.
+    public var deliveryTimeout: Duration = .seconds(120)
+    /// How long the broker may take to satisfy `acks` (sent as `timeout_ms`).
+    public var requestTimeout: Duration = .seconds(30)
+    /// Pause before a batch is retried; doubles per attempt up to `maxRetryBackoff`.
+    public var retryBackoff: Duration = .milliseconds(100)
+    public var maxRetryBackoff: Duration = .seconds(1)
+
+    public enum BufferFullBehaviour: Sendable, Equatable {
+        /// Suspend the caller until answers free enough space (or the delivery timeout passes).
+        case block
+        /// Throw `ProducerError.bufferFull` at once.
+        case failFast
+    }
+
+    public init() {}
+
+    /// Low latency: no linger, small batches, leader acks.
+    public static var latency: ProducerConfiguration {
+        var configuration = ProducerConfiguration()
+        configuration.linger = .zero
+        configuration.maxBatchBytes = 16 * 1024
+        return configuration
+    }
+
+    /// High throughput: a longer linger and large batches.
+    public static var throughput: ProducerConfiguration {
+        var configuration = ProducerConfiguration()
+        configuration.linger = .milliseconds(20)
+        configuration.maxBatchBytes = 512 * 1024
+        configuration.maxBufferedBytes = 128 * 1024 * 1024
+        return configuration
+    }
+}
+
+/// Where a record landed.
+public struct RecordMetadata: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int
+    /// -1 with `acks` none.
+    public var offset: Int64
+    /// The record's timestamp: the broker's append time for LogAppendTime topics, else the
+    /// producer's (CreateTime).
+    public var timestampMs: Int64
+}
+
+/// Why a record was not delivered.
+public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The broker refused the batch with a non-retriable error.
+    case refused(ErrorCode, String)
+    /// Retriable failures went on past `deliveryTimeout`; `last` says which.
+    case deliveryTimedOut(last: String)
+    /// `maxBufferedBytes` is reached and `whenBufferFull` is `.failFast`.
+    case bufferFull
+    /// One record is bigger than `maxBufferedBytes`.
+    case recordTooLarge(bytes: Int, limit: Int)
+    /// The topic does not exist.
+    case unknownTopic(String)
+    /// The partition is not below the topic's partition count.
+    case unknownPartition(topic: String, partition: Int, partitionCount: Int)
+    /// The gRPC stream failed in a way retrying cannot fix.
+    case transport(String)
+    /// `close()` was called.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .refused(let code, let message): "refused by the broker: \(code)\(message.isEmpty ? "" : ": \(message)")"
+        case .deliveryTimedOut(let last): "not delivered within the delivery timeout (last error: \(last))"
+        case .bufferFull: "the producer's buffer is full"
+        case .recordTooLarge(let bytes, let limit): "a record of \(bytes) bytes is larger than the producer's buffer (\(limit) bytes)"
+        case .unknownTopic(let topic): "topic \(topic) does not exist"
+        case .unknownPartition(let topic, let partition, let count): "topic \(topic) has no partition \(partition) (it has \(count))"
+        case .transport(let message): message
+        case .closed: "the producer is closed"
+        }
+    }
+
+    /// Errors worth retrying: the batch may succeed unchanged later.
+    static func isRetriable(_ code: ErrorCode) -> Bool {
+        switch code {
+        case .notLeader, .requestTimedOut, .throttled, .notEnoughReplicas: true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import SluiceStorage
+
+/// Tools for tests and investigations; not for production data.
+struct DebugCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "debug",
+        abstract: "Test and investigation tools (not for production data).",
+        shouldDisplay: false,
+        subcommands: [CutToSynced.self])
+
+    /// After `sluice serve --test-sync-journal J` was killed with SIGKILL, makes the
+    /// partition logs of its data directory look as a power cut at that moment would
+    /// have left them: unsynced bytes and directory changes are undone.
+    struct CutToSynced: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "cut-to-synced",
+            abstract: "Cut a killed broker's partition logs back to what was fdatasynced (needs its --test-sync-journal).")
+
+        @Option(help: "The data directory of the killed broker.")
+        var dataDir: String
+
+        @Option(help: "The journal it was started with (--test-sync-journal).")
+        var journal: String
+
+        func run() throws {
+            // Only the logs' tree: topics.json and .lock are written outside the
+            // recording file system, always synced, and stay as they are.
+            let report: SyncRecordingFileSystem.CutReport
+            do {
+                report = try SyncRecordingFileSystem.cutToSyncedState(directory: dataDir + "/topics", journal: journal)
+            } catch {
+                fail("cannot cut \(dataDir) back: \(error)")
+            }
+            print("removed \(report.removed.count) file(s), restored \(report.restored.count), cut \(report.cut.count), dropped \(report.bytesDropped) byte(s)")
+        }
+    }
+}
+
+/// The partition log directories under a data directory (for the sync journal's
+/// baseline: what exists at startup counts as durable).
+enum PartitionDirectories {
+    static func all(dataDirectory: String) -> [String] {
+        let fileSystem = PosixFileSystem()
+        let root = dataDirectory + "/topics"
+        var directories: [String] = []
+        guard let topics = try? fileSystem.listDirectory(root) else { return [] }
+        directories.append(root)
+        for topic in topics.sorted() {
+            let topicPath = root + "/" + topic
+            guard let partitions = try? fileSystem.listDirectory(topicPath) else { continue }
+            directories.append(topicPath)
+            for partition in partitions.sorted() where (try? fileSystem.listDirectory(topicPath + "/" + partition)) != nil {
+                directories.append(topicPath + "/" + partition)
+            }
+        }
+        return directories
+    }
+}

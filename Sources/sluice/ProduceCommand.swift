@@ -1,0 +1,176 @@
+import ArgumentParser
+import DequeModule
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceClient
+
+struct ProduceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "produce",
+        abstract: "Publish the lines of stdin to a topic, one record per line.",
+        discussion: """
+            Each line (without its newline) is a record's value. With --key-separator, the text \
+            before the first separator is the key and the rest the value; a line without the \
+            separator is an error. Keyed records go to the partition of their key (Kafka's \
+            murmur2 rule, docs/partitioning.md), keyless ones are spread in sticky batches, and \
+            --partition overrides both. When stdin ends, every record is waited for; then a \
+            summary goes to stderr, or with --report one line per record to stdout: \
+            partition, offset and timestamp, tab-separated, in input order. Any failure prints \
+            one line to stderr and exits 1.
+            """)
+
+    @OptionGroup var options: BrokerOptions
+    @Option(help: "The topic to publish to.") var topic: String
+    @Option(help: "Send every record to this partition.") var partition: Int?
+    @Option(help: "Split each line into key and value at the first occurrence of this text.") var keySeparator: String?
+    @Option(help: "What the broker confirms before a record counts: none, leader, durable or all.") var acks: AcksArgument = .all
+    @Option(name: .customLong("header"), help: "A record header key=value added to every record, repeatable.") var headers: [Setting] = []
+    @Option(help: "Milliseconds a batch waits for more lines before it is sent.") var lingerMs: Int = 5
+    @Flag(help: "Print partition, offset and timestamp of every record to stdout.") var report = false
+
+    func validate() throws {
+        if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
+        if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more") }
+        guard lingerMs >= 0 else { throw ValidationError("--linger-ms must be 0 or more") }
+    }
+
+    func run() async throws {
+        var configuration = ProducerConfiguration()
+        configuration.acks = acks.acks
+        configuration.linger = .milliseconds(lingerMs)
+        configuration.requestTimeout = .milliseconds(Int64(max(options.timeout, 0.001) * 1000))
+        var logger = Logger(label: "sluice")
+        logger.logLevel = .critical
+        let producer = Producer(
+            address: BrokerAddress(host: options.broker.host, port: options.broker.port), configuration: configuration,
+            logger: logger)
+        let recordHeaders = headers.map { RecordHeader(key: $0.key, value: ByteBuffer(string: $0.value)) }
+
+        var pending: Deque<Delivery> = []
+        var summary = ProduceSummary()
+        var lineNumber = 0
+        do {
+            let input = StandardInputLines()
+            while let chunk = await input.next() {
+                for line in chunk {
+                    lineNumber += 1
+                    var key: ByteBuffer?
+                    var value = line
+                    if let keySeparator {
+                        guard let range = line.range(of: keySeparator) else {
+                            await producer.close()
+                            fail("line \(lineNumber) has no key separator \"\(keySeparator)\"")
+                        }
+                        key = ByteBuffer(string: String(line[..<range.lowerBound]))
+                        value = String(line[range.upperBound...])
+                    }
+                    pending.append(try await producer.enqueue(
+                        topic: topic, key: key, value: ByteBuffer(string: value), headers: recordHeaders, partition: partition))
+                    // Answers are reported in input order as they arrive, so memory stays bounded.
+                    while let first = pending.first, first.isComplete {
+                        pending.removeFirst()
+                        try summary.add(try await first.result(), report: report)
+                    }
+                }
+            }
+            await producer.flush()
+            while let first = pending.popFirst() {
+                try summary.add(try await first.result(), report: report)
+            }
+        } catch let error as ProducerError {
+            await producer.close()
+            fail(error.description)
+        } catch {
+            await producer.close()
+            fail("\(error)")
+        }
+        await producer.close()
+        StandardStreams.emit("sluice: \(summary.text(topic: topic))\n", to: STDERR_FILENO)
+    }
+}
+
+/// What `sluice produce` reports when stdin ends.
+struct ProduceSummary {
+    var count = 0
+    var ranges: [Int: ClosedRange<Int64>] = [:]
+
+    mutating func add(_ metadata: RecordMetadata, report: Bool) throws {
+        count += 1
+        if let existing = ranges[metadata.partition] {
+            ranges[metadata.partition] = min(existing.lowerBound, metadata.offset)...max(existing.upperBound, metadata.offset)
+        } else {
+            ranges[metadata.partition] = metadata.offset...metadata.offset
+        }
+        if report { print("\(metadata.partition)\t\(metadata.offset)\t\(metadata.timestampMs)") }
+    }
+
+    func text(topic: String) -> String {
+        let partitions = ranges.keys.sorted().map { partition -> String in
+            guard let range = ranges[partition] else { return "" }
+            if range.lowerBound < 0 { return "partition \(partition) (not acknowledged: acks none)" }
+            return "partition \(partition) offsets \(range.lowerBound)-\(range.upperBound)"
+        }
+        return "produced \(count) record\(count == 1 ? "" : "s") to \(topic)" + (partitions.isEmpty ? "" : ": " + partitions.joined(separator: ", "))
+    }
+}
+
+struct AcksArgument: ExpressibleByArgument, Sendable {
+    var acks: Acks
+
+    static let all = AcksArgument(acks: .all)
+
+    init(acks: Acks) {
+        self.acks = acks
+    }
+
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "none", "0": acks = .none
+        case "leader", "1": acks = .leader
+        case "durable": acks = .durable
+        case "all", "-1": acks = .all
+        default: return nil
+        }
+    }
+
+    static var allValueStrings: [String] { ["none", "leader", "durable", "all"] }
+}
+
+/// The lines of stdin, read on a thread of their own (a blocking read must not hold one
+/// of the few cooperative threads) and handed over in chunks, at most one chunk ahead of
+/// the reader, so a fast stdin cannot fill memory.
+final class StandardInputLines: Sendable {
+    private static let chunkLines = 512
+    private let chunks: AsyncStream<[String]>
+    private let consumed = DispatchSemaphore(value: 1)
+
+    init() {
+        let (stream, continuation) = AsyncStream<[String]>.makeStream(bufferingPolicy: .unbounded)
+        chunks = stream
+        let consumed = consumed
+        Thread {
+            while true {
+                consumed.wait()
+                var chunk: [String] = []
+                while chunk.count < Self.chunkLines, let line = readLine(strippingNewline: true) { chunk.append(line) }
+                if !chunk.isEmpty { continuation.yield(chunk) }
+                if chunk.count < Self.chunkLines {
+                    continuation.finish()
+                    return
+                }
+            }
+        }.start()
+    }
+
+    /// The next lines; nil at the end of stdin. One caller at a time.
+    func next() async -> [String]? {
+        var iterator = chunks.makeAsyncIterator()
+        let chunk = await iterator.next()
+        // Let the reader fetch the chunk after this one while the caller works.
+        if chunk != nil { consumed.signal() }
+        return chunk
+    }
+}
