@@ -18,6 +18,7 @@ public final class Broker: Sendable {
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let nextStreamID = Atomic<UInt64>(1)
+    private let shuttingDown = Atomic<Bool>(false)
 
     /// Loads the topics from `directory` and opens (recovering) every partition log.
     public init(
@@ -57,6 +58,16 @@ public final class Broker: Sendable {
     /// One maintenance pass now.
     @discardableResult
     public func runMaintenance() -> MaintenanceReport { partitions.runMaintenance() }
+
+    /// Shutdown has begun: Subscribe streams end with `.shuttingDown` (UNAVAILABLE) at
+    /// once instead of holding the transport's grace period (a subscriber waits for new
+    /// data indefinitely); Produce streams carry on, so answers in flight are delivered.
+    public func beginShutdown() {
+        shuttingDown.store(true, ordering: .sequentiallyConsistent)
+        for partition in partitions.allPartitions() { partition.ringAll() }
+    }
+
+    public var isShuttingDown: Bool { shuttingDown.load(ordering: .sequentiallyConsistent) }
 
     /// Stops maintenance and closes every log cleanly. Streams still open find their
     /// partitions closed and end.

@@ -269,3 +269,21 @@ import Testing
         await broker.stopAndRemove()
     }
 }
+
+@Suite(.timeLimit(.minutes(2))) struct SubscribeShutdownTests {
+    @Test func shutdownEndsWaitingSubscribersAtOnceWithUnavailable() async throws {
+        // A grace period far longer than the test's time limit: only an early end passes.
+        let broker = try await InProcessBroker.start { $0.transport.shutdownGracePeriod = .seconds(600) }
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "s", partitions: 1))
+        var subscriber = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "s"))
+        var producer = try await ProduceStream(broker.connection)
+        _ = try await producer.produce("s", TestBatches.batch(["x"]))
+        _ = try #require(try await subscriber.next())  // the stream is up and now waits
+        try await producer.close()
+        async let stopped: Void = broker.server.shutdown()
+        await expectStatus(.unavailable, containing: "shutting down") { _ = try await subscriber.next() }
+        await stopped
+        await broker.connection.close()
+        broker.directory.remove()
+    }
+}
