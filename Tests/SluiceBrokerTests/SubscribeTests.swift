@@ -5,6 +5,7 @@ import SluiceClient
 import SluiceService
 import SluiceStorage
 import SluiceWire
+import Foundation
 import Logging
 import Testing
 
@@ -189,7 +190,9 @@ import Testing
     @Test func concurrentProducersKeepPerPartitionOrderAndEveryRecordArrivesOnce() async throws {
         let broker = try await InProcessBroker.start()
         _ = try await broker.admin.createTopic(CreateTopicRequest(name: "busy", partitions: 3))
-        let producers = 4, perProducer = 60
+        // SLUICE_SOAK=1 runs a longer flood.
+        let soak = ProcessInfo.processInfo.environment["SLUICE_SOAK"] == "1"
+        let producers = soak ? 8 : 4, perProducer = soak ? 2_000 : 60
         try await withThrowingTaskGroup(of: Void.self) { group in
             for producerIndex in 0..<producers {
                 group.addTask {
