@@ -119,6 +119,8 @@ public final class Broker: Sendable {
         case unknownTopic(String)
         case unknownPartition(String)
         case offline(String)
+        /// Created a moment ago (or being deleted): retriable.
+        case notOpenYet(String)
     }
 
     /// The open partition `index` of topic `name`.
@@ -147,7 +149,7 @@ public final class Broker: Sendable {
             throw .offline("partition \(index) of topic \"\(name)\" is offline: \(reason)")
         case nil:
             // Created in the registry a moment ago, log not open yet (or deleted meanwhile).
-            throw .offline("partition \(index) of topic \"\(name)\" is not open yet")
+            throw .notOpenYet("partition \(index) of topic \"\(name)\" is not open yet; retry")
         }
     }
 
@@ -164,6 +166,7 @@ extension Broker {
             case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
             case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
             case .offline(let message): throw BrokerError(.storageFailed, message)
+            case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
             }
         }
     }

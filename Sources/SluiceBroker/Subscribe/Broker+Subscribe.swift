@@ -135,6 +135,7 @@ extension Broker {
                 case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
                 case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
                 case .offline(let message): throw BrokerError(.storageFailed, message)
+                case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
                 }
             }
             cursors.append(SubscriptionCursor(partition: partition, position: try startOffset(start, in: partition)))
