@@ -18,6 +18,7 @@ public final class Broker: Sendable {
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let nextStreamID = Atomic<UInt64>(1)
+    private let shuttingDown = Atomic<Bool>(false)
 
     /// Loads the topics from `directory` and opens (recovering) every partition log.
     public init(
@@ -57,6 +58,16 @@ public final class Broker: Sendable {
     /// One maintenance pass now.
     @discardableResult
     public func runMaintenance() -> MaintenanceReport { partitions.runMaintenance() }
+
+    /// Shutdown has begun: Subscribe streams end with `.shuttingDown` (UNAVAILABLE) at
+    /// once instead of holding the transport's grace period (a subscriber waits for new
+    /// data indefinitely); Produce streams carry on, so answers in flight are delivered.
+    public func beginShutdown() {
+        shuttingDown.store(true, ordering: .sequentiallyConsistent)
+        for partition in partitions.allPartitions() { partition.ringAll() }
+    }
+
+    public var isShuttingDown: Bool { shuttingDown.load(ordering: .sequentiallyConsistent) }
 
     /// Stops maintenance and closes every log cleanly. Streams still open find their
     /// partitions closed and end.
@@ -108,6 +119,8 @@ public final class Broker: Sendable {
         case unknownTopic(String)
         case unknownPartition(String)
         case offline(String)
+        /// Created a moment ago (or being deleted): retriable.
+        case notOpenYet(String)
     }
 
     /// The open partition `index` of topic `name`.
@@ -136,7 +149,7 @@ public final class Broker: Sendable {
             throw .offline("partition \(index) of topic \"\(name)\" is offline: \(reason)")
         case nil:
             // Created in the registry a moment ago, log not open yet (or deleted meanwhile).
-            throw .offline("partition \(index) of topic \"\(name)\" is not open yet")
+            throw .notOpenYet("partition \(index) of topic \"\(name)\" is not open yet; retry")
         }
     }
 
@@ -153,6 +166,7 @@ extension Broker {
             case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
             case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
             case .offline(let message): throw BrokerError(.storageFailed, message)
+            case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
             }
         }
     }

@@ -87,6 +87,7 @@ public final class BrokerServer: Sendable {
     public func shutdown() async {
         logger.info("shutting down")
         health.beginShutdown()
+        broker.beginShutdown()
         await server.shutdown()
         await broker.close()
         registry.directory.close()

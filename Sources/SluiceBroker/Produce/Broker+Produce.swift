@@ -75,6 +75,8 @@ extension Broker {
             case .unknownTopic(let message): return refused(.init(.unknownTopic, message))
             case .unknownPartition(let message): return refused(.init(.unknownPartition, message))
             case .offline(let message): return refused(.init(.storageError, message))
+            // Retriable, like a leader that is still moving.
+            case .notOpenYet(let message): return refused(.init(.notLeader, message))
             }
         }
         guard let batch = request.batch else { return refused(.init(.invalidBatch, "the request carries no batch")) }

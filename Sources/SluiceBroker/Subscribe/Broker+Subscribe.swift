@@ -51,6 +51,7 @@ extension Broker {
         var doorbell = doorbells.makeAsyncIterator()
 
         while true {
+            if isShuttingDown { throw Self.shutdownError }
             var sent = false
             var earliestDeadline: ContinuousClock.Instant?
             for index in cursors.indices {
@@ -113,6 +114,7 @@ extension Broker {
 
     /// The partitions a request asks for, each at its resolved start position.
     func subscriptionCursors(_ request: SubscribeRequest) throws(BrokerError) -> [SubscriptionCursor] {
+        if isShuttingDown { throw Self.shutdownError }
         let topic = try registry.topic(named: request.topic)
         let wanted: [(UInt32, StartPosition?)]
         if request.partitions.isEmpty {
@@ -133,6 +135,7 @@ extension Broker {
                 case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
                 case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
                 case .offline(let message): throw BrokerError(.storageFailed, message)
+                case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
                 }
             }
             cursors.append(SubscriptionCursor(partition: partition, position: try startOffset(start, in: partition)))
@@ -172,6 +175,8 @@ extension Broker {
             .offsetOutOfRange,
             "offset \(offset) is out of range for partition \(partition.index) of topic \"\(partition.topicName)\", which holds \(logStart)..<\(logEnd): \(advice)")
     }
+
+    static let shutdownError = BrokerError(.shuttingDown, "the broker is shutting down; subscribe again once it is back")
 
     static func deleted(_ partition: Partition) -> BrokerError {
         BrokerError(.topicNotFound, "topic \"\(partition.topicName)\" was deleted")

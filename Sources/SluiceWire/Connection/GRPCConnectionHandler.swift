@@ -45,6 +45,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     var firstBytesSeen = false
 
     var isFlushing = false
+    /// The channel turned writable during `flush()`'s own socket flush (see
+    /// `channelWritabilityChanged`).
+    var writableAgainWhileFlushing = false
     var flushScheduled = false
     /// Inside `session.receive`: nghttp2 forbids producing output from its callbacks, so
     /// `flush` waits until `channelRead` calls it after the input is processed.
@@ -121,6 +124,10 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // `context.flush()` inside `flush()` can drain the socket and make the channel
+        // writable again right there; that nested call cannot flush, so it asks the
+        // running flush to go round once more (else output would wait for the next read).
+        if isFlushing { writableAgainWhileFlushing = true }
         flush()
         context.fireChannelWritabilityChanged()
     }
@@ -172,21 +179,24 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         guard let context, !isFlushing, !isReceiving, !isInactive else { return }
         isFlushing = true
         defer { isFlushing = false }
-        var wrote = false
         repeat {
-            while context.channel.isWritable {
-                var buffer = context.channel.allocator.buffer(capacity: 16 * 1024)
-                if let error = session.produceOutput(into: &buffer, limit: limits.outputChunkBytes) {
-                    logger.info("closing connection: HTTP/2 send error", metadata: ["error": "\(error)"])
-                    close()
-                    return
+            writableAgainWhileFlushing = false
+            var wrote = false
+            repeat {
+                while context.channel.isWritable {
+                    var buffer = context.channel.allocator.buffer(capacity: 16 * 1024)
+                    if let error = session.produceOutput(into: &buffer, limit: limits.outputChunkBytes) {
+                        logger.info("closing connection: HTTP/2 send error", metadata: ["error": "\(error)"])
+                        close()
+                        return
+                    }
+                    guard buffer.readableBytes > 0 else { break }
+                    context.write(wrapOutboundOut(buffer), promise: nil)
+                    wrote = true
                 }
-                guard buffer.readableBytes > 0 else { break }
-                context.write(wrapOutboundOut(buffer), promise: nil)
-                wrote = true
-            }
-        } while admitBlockedWriters()
-        if wrote { context.flush() }
+            } while admitBlockedWriters()
+            if wrote { context.flush() }
+        } while writableAgainWhileFlushing && context.channel.isWritable && !isInactive
         if !session.isAlive || (shutdownPhase == .goawaySent && streams.isEmpty) {
             close()
         }
