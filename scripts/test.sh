@@ -16,6 +16,20 @@ fi
 failed=()
 step() { echo; echo "=== $*"; }
 
+# Runs a step in a process group of its own, bounded by `timeout` (SIGTERM at the bound,
+# SIGKILL 15 s later), then kills whatever the step left in its group (a test bundle that
+# ignored SIGTERM, servers it started). Usage: bounded SECONDS COMMAND...
+bounded() {
+    local seconds="$1"
+    shift
+    setsid timeout --kill-after=15 "$seconds" "$@" &
+    local group=$!
+    wait "$group"
+    local status=$?
+    kill -KILL -- "-$group" 2>/dev/null
+    return "$status"
+}
+
 step "dependencies"
 deps_out="$(scripts/install-deps.sh)" || { echo "$deps_out"; echo "install-deps failed"; exit 1; }
 echo "$deps_out"
@@ -41,10 +55,27 @@ else
 fi
 rm -f "$build_log"
 
+# swift test runs the test bundle outside the step's process group; a bundle that hung
+# past the bound (and its child processes) is found by its executable and killed.
+kill_tree() {
+    local pid="$1" child
+    for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill_tree "$child"; done
+    kill -KILL "$pid" 2>/dev/null
+}
+kill_leftover_test_bundles() {
+    local bundle pid
+    bundle="$(swift build --show-bin-path 2>/dev/null)/sluicePackageTests.xctest"
+    for pid in $(pgrep -x sluicePackageTe 2>/dev/null; pgrep -f -x "$bundle.*" 2>/dev/null); do
+        [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$bundle" ]] && kill_tree "$pid"
+    done
+    return 0
+}
+
 step "swift test"
 swift_log="$(mktemp)"
-timeout --kill-after=15 480 swift test --skip-build >"$swift_log" 2>&1
+bounded 480 swift test --skip-build >"$swift_log" 2>&1
 swift_status=$?
+kill_leftover_test_bundles
 grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
 grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
 if [[ $swift_status == 124 || $swift_status == 137 ]]; then
@@ -63,7 +94,7 @@ rm -f "$swift_log"
 
 step "python interop suite"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
-timeout --kill-after=15 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
+bounded 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
 pytest_status=$?
 if [[ $pytest_status != 0 ]]; then failed+=("pytest (exit $pytest_status)"); fi
 
