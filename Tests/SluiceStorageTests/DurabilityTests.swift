@@ -1,6 +1,7 @@
+import Dispatch
 import Glibc
 import NIOCore
-import SluiceStorage
+@testable import SluiceStorage
 import Testing
 
 /// Group commit, fsync policies, and fencing after a failed write or sync.
@@ -155,8 +156,25 @@ import Testing
         _ = try log.appendBuffered(makeBatch([2]), leaderEpoch: 0)
         let waiting = Task { try await log.waitUntilDurable(1) }
         await waitFor("the sync to start") { fileSystem.syncsWaiting == 1 }
-        #expect(try log.truncate(to: 1) == 1)
-        fileSystem.releaseSyncs()
+        // Truncation syncs the active segment's file, so it waits in the log's sync gate
+        // for the flusher's sync in flight: run it on its own thread, release the held
+        // sync once the gate says the truncation is queued behind it.
+        let truncationWaiting = DispatchSemaphore(value: 0)
+        log.syncGate.setContentionHook { truncationWaiting.signal() }
+        let truncation = Task {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Int64?, Never>) in
+                DispatchQueue.global().async { continuation.resume(returning: try? log.truncate(to: 1)) }
+            }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                truncationWaiting.wait()
+                fileSystem.releaseSyncs()
+                continuation.resume()
+            }
+        }
+        #expect(await truncation.value == 1)
+        log.syncGate.setContentionHook(nil)
         await #expect(throws: LogError.truncatedBeforeDurable(offset: 1)) { try await waiting.value }
         #expect(log.durableEndOffset == 1)
         try await log.close()

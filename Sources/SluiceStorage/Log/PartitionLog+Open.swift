@@ -25,6 +25,9 @@ extension PartitionLog {
         syncThreadPool: NIOThreadPool = .singleton
     ) throws(LogError) -> PartitionLog {
         if let problem = config.validate() { throw LogError.invalidConfiguration(problem) }
+        // From here on every sync, recovery's included, goes through the log's gate.
+        let gate = SyncGate()
+        let fileSystem = SyncGatedFileSystem(inner: fileSystem, gate: gate)
         var report = LogRecoveryReport(cleanShutdown: false)
         let names = try listOrCreate(directory, fileSystem: fileSystem, createIfMissing: createIfMissing)
         var segments = try discoverSegments(
@@ -74,8 +77,8 @@ extension PartitionLog {
             segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd,
             durableEndOffset: logEnd, lastLeaderEpoch: -1)
         let log = PartitionLog(
-            directory: directory, config: config, fileSystem: fileSystem, clock: clock, syncThreadPool: syncThreadPool,
-            state: state, recovery: report)
+            directory: directory, config: config, fileSystem: fileSystem, syncGate: gate, clock: clock,
+            syncThreadPool: syncThreadPool, state: state, recovery: report)
         try log.finishOpening(checkpointNeeded: checkpointNeeded)
         return log
     }

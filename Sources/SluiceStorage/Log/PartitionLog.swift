@@ -17,6 +17,10 @@ import Synchronization
 /// Offsets are assigned here, contiguously from the log end. A write or sync
 /// failure fences the log: every later append or flush fails with that error (the
 /// kernel may have dropped the dirty pages, so retrying could acknowledge lost data).
+/// Every sync goes through one `SyncGate`, so a sync under the lock (a roll's seal)
+/// waits for the flusher's sync in flight, and after any failed sync no later sync
+/// of the log's files succeeds: the durable offset and the recovery point never move
+/// past bytes a failed sync may have dropped.
 public final class PartitionLog: Sendable {
     public let directory: String
     /// The settings in force; `reconfigure` changes them while the log is open.
@@ -24,7 +28,9 @@ public final class PartitionLog: Sendable {
     let settings: Mutex<LogConfig>
     /// What opening found and repaired.
     public let recovery: LogRecoveryReport
+    /// The file system the log was opened with, every sync gated by `syncGate`.
     let fileSystem: any StorageFileSystem
+    let syncGate: SyncGate
     let clock: any LogClock
     let syncThreadPool: NIOThreadPool
     let state: Mutex<LogState>
@@ -33,13 +39,14 @@ public final class PartitionLog: Sendable {
     static let cleanShutdownMarker = "clean-shutdown"
 
     init(
-        directory: String, config: LogConfig, fileSystem: any StorageFileSystem, clock: any LogClock,
-        syncThreadPool: NIOThreadPool, state: consuming sending LogState, recovery: LogRecoveryReport
+        directory: String, config: LogConfig, fileSystem: SyncGatedFileSystem, syncGate: SyncGate,
+        clock: any LogClock, syncThreadPool: NIOThreadPool, state: consuming sending LogState, recovery: LogRecoveryReport
     ) {
         self.syncThreadPool = syncThreadPool
         self.directory = directory
         self.settings = Mutex(config)
         self.fileSystem = fileSystem
+        self.syncGate = syncGate
         self.clock = clock
         self.recovery = recovery
         self.state = Mutex(state)
