@@ -15,6 +15,9 @@ final class EtcdProcess {
     let peerPort: Int
     let directory: URL
     private let process: Process
+    /// Yields the exit status once: waiting on it suspends the task instead of parking a
+    /// cooperative thread in `waitUntilExit()` (only two of them on a 2-core machine).
+    private let exited = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     var logTail: String {
         let text = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
@@ -45,6 +48,11 @@ final class EtcdProcess {
         ]
         process.standardOutput = log
         process.standardError = log
+        let continuation = exited.continuation
+        process.terminationHandler = { ended in
+            continuation.yield(ended.terminationStatus)
+            continuation.finish()
+        }
         try process.run()
     }
 
@@ -59,7 +67,7 @@ final class EtcdProcess {
             try? await Task.sleep(for: .milliseconds(50))
         }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        for await _ in exited.stream { break }
     }
 
     /// A port nobody listens on right now: bound to 127.0.0.1:0 and released at once. etcd

@@ -10,7 +10,7 @@ import Testing
 /// must still hold only batches that verify, including every one acknowledged durable.
 /// Marked a known issue until the storage stream fixes it; `withKnownIssue` then fails,
 /// prompting its removal.
-@Suite struct FsyncRaceTests {
+@Suite(.timeLimit(.minutes(2))) struct FsyncRaceTests {
     @Test func rollAfterAFailedFlusherSyncLeavesNoUnflushedBytesBelowTheRecoveryPoint() async throws {
         let system = SimulatedFileSystem(seed: 1)
         let directory = "/data/partition"
