@@ -25,8 +25,9 @@ final class EtcdProcess {
     }
 
     init(binary: String) async throws {
-        clientPort = try await Self.freePort()
-        peerPort = try await Self.freePort()
+        let ports = try await Self.freePorts(2)
+        clientPort = ports[0]
+        peerPort = ports[1]
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let logURL = directory.appendingPathComponent("etcd.log")
@@ -70,16 +71,25 @@ final class EtcdProcess {
         for await _ in exited.stream { break }
     }
 
-    /// A port nobody listens on right now: bound to 127.0.0.1:0 and released at once. etcd
-    /// binds it moments later; another process taking it in between fails the start
-    /// loudly rather than the test silently.
-    private static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port
-        try await channel.close()
-        guard let port else { throw EtcdStartError("no local port") }
-        return port
+    /// `count` distinct ports nobody listens on right now: each bound to 127.0.0.1:0, and
+    /// all released together once chosen (released one by one, the kernel can hand the same
+    /// port out twice, and etcd then fails to bind its second listener). etcd binds them
+    /// moments later; another process taking one in between fails the start loudly rather
+    /// than the test silently.
+    private static func freePorts(_ count: Int) async throws -> [Int] {
+        var channels: [any Channel] = []
+        defer { for channel in channels { channel.close(promise: nil) } }
+        var ports: [Int] = []
+        for _ in 0..<count {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get()
+            channels.append(channel)
+            guard let port = channel.localAddress?.port else { throw EtcdStartError("no local port") }
+            ports.append(port)
+        }
+        for channel in channels { try await channel.close() }
+        channels.removeAll()
+        return ports
     }
 }
 
