@@ -25,7 +25,7 @@ final class EtcdProcess {
     }
 
     init(binary: String) async throws {
-        let ports = try await Self.freePorts(2)
+        let ports = Self.freePorts(2)
         clientPort = ports[0]
         peerPort = ports[1]
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-etcd-\(UUID().uuidString)")
@@ -71,24 +71,21 @@ final class EtcdProcess {
         for await _ in exited.stream { break }
     }
 
-    /// `count` distinct ports nobody listens on right now: each bound to 127.0.0.1:0, and
-    /// all released together once chosen (released one by one, the kernel can hand the same
-    /// port out twice, and etcd then fails to bind its second listener). etcd binds them
-    /// moments later; another process taking one in between fails the start loudly rather
-    /// than the test silently.
-    private static func freePorts(_ count: Int) async throws -> [Int] {
-        var channels: [any Channel] = []
-        defer { for channel in channels { channel.close(promise: nil) } }
+    /// `count` distinct ports for etcd, chosen at random below the kernel's ephemeral range
+    /// (/proc/sys/net/ipv4/ip_local_port_range), so no bind(0) or outgoing connection of the
+    /// parallel test run is handed them. They are not probed by binding them first: a child
+    /// another test spawns in that moment (posix_spawn) inherits the probe socket and keeps
+    /// the port bound after we close it ("bind: address already in use", seen in full runs).
+    /// A deliberate listener on the same port fails the start loudly.
+    private static func freePorts(_ count: Int) -> [Int] {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+        let candidates = 10_000..<max(ephemeralLow, 10_000 + count)
         var ports: [Int] = []
-        for _ in 0..<count {
-            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: "127.0.0.1", port: 0).get()
-            channels.append(channel)
-            guard let port = channel.localAddress?.port else { throw EtcdStartError("no local port") }
-            ports.append(port)
+        while ports.count < count {
+            let port = Int.random(in: candidates)
+            if !ports.contains(port) { ports.append(port) }
         }
-        for channel in channels { try await channel.close() }
-        channels.removeAll()
         return ports
     }
 }
