@@ -2,7 +2,7 @@ import NIOCore
 import SluiceAPI
 import Testing
 
-@Suite struct BrokerMessagesTests {
+@Suite(.timeLimit(.minutes(2))) struct BrokerMessagesTests {
     static let batch = RecordBatch(
         formatVersion: 1, baseOffset: 40, recordCount: 1, firstTimestampMs: 1, maxTimestampMs: 1,
         recordsCrc32c: 7, records: Records(records: [Record(value: buffer("x"))]).protobufBytes())

@@ -7,7 +7,7 @@ import Testing
 /// proto3 omits fields at their default, except `optional` and oneof fields that are set).
 /// The RecordBatch and Record vectors were cross-checked against protobuf's own encoder:
 /// `protoc --encode=sluice.v1.RecordBatch sluice/v1/records.proto` on the text form.
-@Suite struct GoldenBytesTests {
+@Suite(.timeLimit(.minutes(2))) struct GoldenBytesTests {
     // RecordBatch {
     //   format_version = 1           08 01
     //   base_offset = 5              18 05

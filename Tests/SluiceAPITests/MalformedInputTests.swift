@@ -3,7 +3,7 @@ import NIOCore
 import SluiceAPI
 import Testing
 
-@Suite struct MalformedInputTests {
+@Suite(.timeLimit(.minutes(2))) struct MalformedInputTests {
     static let malformed: [(String, [UInt8])] = [
         ("truncated varint key", [0xFF]),
         ("truncated varint value", [0x08, 0x80]),

@@ -2,7 +2,7 @@ import NIOCore
 import SluiceAPI
 import Testing
 
-@Suite struct RecordsTests {
+@Suite(.timeLimit(.minutes(2))) struct RecordsTests {
     @Test func recordKeyAbsentEmptyAndSetStayDistinct() throws {
         let absent = Record(timestampDeltaMs: 3, key: nil, value: buffer("v"))
         let empty = Record(timestampDeltaMs: 3, key: ByteBuffer(), value: buffer("v"))

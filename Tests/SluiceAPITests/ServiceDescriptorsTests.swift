@@ -3,7 +3,7 @@ import NIOCore
 import SluiceAPI
 import Testing
 
-@Suite struct ServiceDescriptorsTests {
+@Suite(.timeLimit(.minutes(2))) struct ServiceDescriptorsTests {
     @Test func listsEveryServedServiceAndNotEtcd() {
         let names = Set(ServiceDescriptors.serviceNames)
         #expect(names == [

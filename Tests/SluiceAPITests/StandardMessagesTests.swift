@@ -2,7 +2,7 @@ import NIOCore
 import SluiceAPI
 import Testing
 
-@Suite struct StandardMessagesTests {
+@Suite(.timeLimit(.minutes(2))) struct StandardMessagesTests {
     @Test func echoMessagesRoundTrip() throws {
         try expectRoundTrip(EchoRequest(text: "a b c", delayMs: 10, statusCode: 5, statusMessage: "nope",
                                         repeat: 3, payloadBytes: 1024))

@@ -1,8 +1,9 @@
+import Logging
 import NIOCore
 import SluiceAPI
 import SluiceClient
 import SluiceService
-import SluiceWire
+@testable import SluiceWire
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct EchoServiceTests {
@@ -97,10 +98,18 @@ import Testing
 
     @Test func deadlineIsEnforcedAndCounted() async throws {
         let broker = try await InProcessBroker.start()
+        // Only the server enforces this deadline: a client's own reset at the same deadline
+        // can reach a loaded server well before its timer fires, and is then (rightly)
+        // counted as a cancellation.
+        var configuration = GRPCClientConfiguration(host: "127.0.0.1", port: broker.port)
+        configuration.enforcesDeadlineLocally = false
+        let connection = try await GRPCClientConnection.connect(configuration, logger: Logger(label: "sluice.test.echo"))
         await expectStatus(.deadlineExceeded) {
-            let _: EchoResponse = try await broker.unary(
-                "/sluice.test.v1.Echo/Get", EchoRequest(text: "slow", delayMs: 60_000), timeout: .milliseconds(200))
+            let _: EchoResponse = try await connection.unary(
+                path: "/sluice.test.v1.Echo/Get", request: EchoRequest(text: "slow", delayMs: 60_000),
+                timeout: .milliseconds(200))
         }
+        await connection.close()
         try await eventually("the handler counts its deadline") {
             let counters = try await stats(broker)
             return counters.handlersDeadlineExceeded == 1 && counters.handlersActive == 0

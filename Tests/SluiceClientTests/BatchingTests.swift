@@ -3,7 +3,7 @@ import NIOCore
 import Testing
 
 /// The producer's batching rules and the consumer's skipping rules, with time passed in.
-@Suite("Producer batching and consumer positions")
+@Suite("Producer batching and consumer positions", .timeLimit(.minutes(2)))
 struct BatchingTests {
     let start = ContinuousClock.now
 

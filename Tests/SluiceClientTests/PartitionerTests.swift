@@ -3,7 +3,7 @@ import SluiceAPI
 @testable import SluiceClient
 import Testing
 
-@Suite("Partitioner and batch encoding against docs/test-vectors.json")
+@Suite("Partitioner and batch encoding against docs/test-vectors.json", .timeLimit(.minutes(2)))
 struct PartitionerTests {
     @Test("murmur2 and partitions of every published key")
     func keys() throws {

@@ -5,7 +5,7 @@ import SluiceWire
 import Testing
 
 /// Producer and Consumer against `FakeBroker`: ordering, retries, budgets, reconnects.
-@Suite("Producer and Consumer against a scripted broker")
+@Suite("Producer and Consumer against a scripted broker", .timeLimit(.minutes(2)))
 struct ProducerConsumerTests {
     func withBroker(
         partitions: Int, _ body: (FakeBroker, BrokerAddress) async throws -> Void

@@ -15,6 +15,9 @@ final class EtcdProcess {
     let peerPort: Int
     let directory: URL
     private let process: Process
+    /// Yields the exit status once: waiting on it suspends the task instead of parking a
+    /// cooperative thread in `waitUntilExit()` (only two of them on a 2-core machine).
+    private let exited = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     var logTail: String {
         let text = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
@@ -22,8 +25,9 @@ final class EtcdProcess {
     }
 
     init(binary: String) async throws {
-        clientPort = try await Self.freePort()
-        peerPort = try await Self.freePort()
+        let ports = Self.freePorts(2)
+        clientPort = ports[0]
+        peerPort = ports[1]
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let logURL = directory.appendingPathComponent("etcd.log")
@@ -45,6 +49,11 @@ final class EtcdProcess {
         ]
         process.standardOutput = log
         process.standardError = log
+        let continuation = exited.continuation
+        process.terminationHandler = { ended in
+            continuation.yield(ended.terminationStatus)
+            continuation.finish()
+        }
         try process.run()
     }
 
@@ -59,19 +68,25 @@ final class EtcdProcess {
             try? await Task.sleep(for: .milliseconds(50))
         }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        for await _ in exited.stream { break }
     }
 
-    /// A port nobody listens on right now: bound to 127.0.0.1:0 and released at once. etcd
-    /// binds it moments later; another process taking it in between fails the start
-    /// loudly rather than the test silently.
-    private static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port
-        try await channel.close()
-        guard let port else { throw EtcdStartError("no local port") }
-        return port
+    /// `count` distinct ports for etcd, chosen at random below the kernel's ephemeral range
+    /// (/proc/sys/net/ipv4/ip_local_port_range), so no bind(0) or outgoing connection of the
+    /// parallel test run is handed them. They are not probed by binding them first: a child
+    /// another test spawns in that moment (posix_spawn) inherits the probe socket and keeps
+    /// the port bound after we close it ("bind: address already in use", seen in full runs).
+    /// A deliberate listener on the same port fails the start loudly.
+    private static func freePorts(_ count: Int) -> [Int] {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+        let candidates = 10_000..<max(ephemeralLow, 10_000 + count)
+        var ports: [Int] = []
+        while ports.count < count {
+            let port = Int.random(in: candidates)
+            if !ports.contains(port) { ports.append(port) }
+        }
+        return ports
     }
 }
 

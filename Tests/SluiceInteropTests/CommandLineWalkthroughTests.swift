@@ -4,7 +4,7 @@ import Testing
 
 /// The README walk-through with the real `sluice` binary: create a topic, produce lines,
 /// consume them as JSON; and the one-line errors.
-@Suite("Command-line walk-through", .serialized)
+@Suite("Command-line walk-through", .serialized, .timeLimit(.minutes(5)))
 struct CommandLineWalkthroughTests {
     struct JSONLine: Decodable, Equatable {
         var topic: String

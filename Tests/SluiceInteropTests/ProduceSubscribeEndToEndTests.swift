@@ -8,7 +8,7 @@ import Testing
 /// Produce and Subscribe end to end over real `sluice serve` processes, with the Swift
 /// client. Counts are bounded; SLUICE_E2E_RECORDS raises the per-producer record count
 /// (SLUICE_SOAK=1 multiplies it by 10).
-@Suite("Produce and subscribe end to end", .serialized)
+@Suite("Produce and subscribe end to end", .serialized, .timeLimit(.minutes(5)))
 struct ProduceSubscribeEndToEndTests {
     static var recordsPerProducer: Int {
         let environment = ProcessInfo.processInfo.environment

@@ -11,6 +11,9 @@ final class ServeProcess: @unchecked Sendable {
     let directory: URL
     let port: Int
     private let stdoutPath: String
+    /// Yields the exit status once: waiting on it suspends the task instead of parking a
+    /// cooperative thread in `waitUntilExit()` (only two of them on a 2-core machine).
+    private let exited: AsyncStream<Int32>
 
     /// The `sluice` executable that `swift build` put next to this test bundle.
     static func executable() throws -> URL {
@@ -38,6 +41,12 @@ final class ServeProcess: @unchecked Sendable {
         ]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        let (exited, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        self.exited = exited
+        process.terminationHandler = { ended in
+            continuation.yield(ended.terminationStatus)
+            continuation.finish()
+        }
         try process.run()
 
         let prefix = "sluice listening on 127.0.0.1:"
@@ -56,7 +65,7 @@ final class ServeProcess: @unchecked Sendable {
         guard let found else {
             // It failed to start; no graceful shutdown to wait for.
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
+            for await _ in exited { break }
             let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
             throw ServeProcessError("sluice serve did not print its port:\n\(errors)")
         }
@@ -80,10 +89,15 @@ final class ServeProcess: @unchecked Sendable {
         }
         guard !process.isRunning else {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            _ = await exitStatus()
             return nil
         }
-        process.waitUntilExit()
+        return await exitStatus()
+    }
+
+    /// The exit status, once the process has exited (after the termination handler ran).
+    private func exitStatus() async -> Int32 {
+        for await status in exited { return status }
         return process.terminationStatus
     }
 }

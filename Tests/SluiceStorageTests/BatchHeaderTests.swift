@@ -2,7 +2,7 @@ import NIOCore
 import SluiceStorage
 import Testing
 
-@Suite struct BatchHeaderTests {
+@Suite(.timeLimit(.minutes(2))) struct BatchHeaderTests {
     static func sample() -> BatchHeader {
         BatchHeader(
             attributes: 0x0012, recordsLength: 5, recordCount: 3, baseOffset: 0x0102_0304_0506_0708,

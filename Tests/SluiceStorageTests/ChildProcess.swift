@@ -1,8 +1,11 @@
+import Dispatch
 import Glibc
 
 /// A child process whose stdout the test reads line by line, to be killed at a moment
 /// the test chooses (the crash test's writer). Posix spawn, no shell.
-final class ChildProcess {
+// @unchecked: one test task uses a child at a time; its blocking calls run on a thread of
+// their own (`offPool`) so they do not park the few cooperative threads.
+final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private let output: Int32
     private var buffered: [UInt8] = []
@@ -77,4 +80,12 @@ final class ChildProcess {
 struct ChildProcessError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Runs a blocking call (pipe reads, waitpid) on a thread of its own: blocking one of the
+/// cooperative threads (two on a 2-core machine) would starve every other test's tasks.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: work()) }
+    }
 }

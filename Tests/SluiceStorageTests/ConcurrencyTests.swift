@@ -6,7 +6,7 @@ import Testing
 /// Appends, reads, rolls, retention and flushes at once, bounded in count. Every
 /// read returns whole, verifying batches in offset order; nothing acknowledged is
 /// lost across a reopen. SLUICE_STORAGE_STRESS=<appends per writer> runs longer.
-@Suite struct ConcurrencyTests {
+@Suite(.timeLimit(.minutes(5))) struct ConcurrencyTests {
     static var appendsPerWriter: Int {
         getenv("SLUICE_STORAGE_STRESS").flatMap { Int(String(cString: $0)) } ?? 150
     }

@@ -8,7 +8,7 @@ import Testing
 /// number of "durable" lines, cuts its files back to what was synced (SIGKILL alone
 /// keeps the page cache), reopens the log and checks it against the deterministic
 /// content. See docs/testing-storage.md.
-@Suite struct CrashTests {
+@Suite(.timeLimit(.minutes(5))) struct CrashTests {
     static let recordCount = 16
     static let recordBytes = 256
 
@@ -58,16 +58,16 @@ import Testing
         for kill in 0..<kills {
             let child = try ChildProcess(
                 executable: writer, arguments: [directory, journal, String(Self.recordCount), String(Self.recordBytes)])
-            let opening = child.readLine()
+            let opening = await offPool { child.readLine() }
             try #require(opening?.hasPrefix("open ") == true, "writer failed to start (kill \(kill), seed \(seed))")
             let linesBeforeKill = Int.random(in: 0...40, using: &random)
             for _ in 0..<linesBeforeKill {
-                guard let line = child.readLine() else { break }
+                guard let line = await offPool({ child.readLine() }) else { break }
                 let fields = line.split(separator: " ")
                 try #require(fields.count == 3 && fields[0] == "durable", "unexpected writer output: \(line)")
                 highestDurable = max(highestDurable, Int(fields[1]) ?? -1)
             }
-            let status = child.kill()
+            let status = await offPool { child.kill() }
             // A writer that died on its own (exit code, not our SIGKILL) is a failure.
             try #require(status & 0x7F == SIGKILL, "writer exited by itself with status \(status) (kill \(kill), seed \(seed))")
 

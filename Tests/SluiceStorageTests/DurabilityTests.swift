@@ -5,7 +5,7 @@ import NIOCore
 import Testing
 
 /// Group commit, fsync policies, and fencing after a failed write or sync.
-@Suite struct DurabilityTests {
+@Suite(.timeLimit(.minutes(2))) struct DurabilityTests {
     /// Waits (yielding, bounded) until `condition` holds; a stand-in for a callback
     /// the file layer does not have. Fails the test rather than hang.
     func waitFor(_ what: String, _ condition: () -> Bool) async {

@@ -5,7 +5,7 @@ import Testing
 /// Seeded fault runs over the partition log on `SimulatedFileSystem` (see `FaultRun`).
 /// 200 seeds by default; SLUICE_FAULT_SEEDS raises the count, SLUICE_FAULT_SEED=<n>
 /// replays one seed exactly, SLUICE_SOAK=1 runs twenty times as many.
-@Suite struct FaultRunTests {
+@Suite(.timeLimit(.minutes(5))) struct FaultRunTests {
     static let stepsPerRun = 60
 
     @Test func seededFaultRunsKeepTheLogAPrefixOfWhatWasAppended() async throws {

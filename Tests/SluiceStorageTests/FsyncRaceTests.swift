@@ -10,7 +10,7 @@ import Testing
 /// must still hold only batches that verify, including every one acknowledged durable.
 /// The log's `SyncGate` makes the seal wait for the flusher's sync and refuse after its
 /// failure, so the roll fences instead.
-@Suite struct FsyncRaceTests {
+@Suite(.timeLimit(.minutes(2))) struct FsyncRaceTests {
     @Test func rollAfterAFailedFlusherSyncLeavesNoUnflushedBytesBelowTheRecoveryPoint() async throws {
         let system = SimulatedFileSystem(seed: 1)
         let directory = "/data/partition"

@@ -2,7 +2,7 @@ import NIOCore
 import SluiceStorage
 import Testing
 
-@Suite struct PartitionLogBasicTests {
+@Suite(.timeLimit(.minutes(2))) struct PartitionLogBasicTests {
     @Test func offsetsIncreaseAndSurviveCleanAndUncleanRestart() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

@@ -2,7 +2,7 @@ import Glibc
 import SluiceStorage
 import Testing
 
-@Suite struct PosixFileSystemTests {
+@Suite(.timeLimit(.minutes(2))) struct PosixFileSystemTests {
     let fileSystem = PosixFileSystem()
 
     @Test func writeReadTruncateSyncRoundTrip() throws {

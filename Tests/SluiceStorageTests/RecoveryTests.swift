@@ -4,7 +4,7 @@ import Testing
 
 /// Crash recovery on the real file system: files are cut or damaged by hand, as a
 /// torn write or bit rot would leave them, then the log is reopened.
-@Suite struct RecoveryTests {
+@Suite(.timeLimit(.minutes(2))) struct RecoveryTests {
     let fileSystem = PosixFileSystem()
 
     /// Every file of a log directory, to restore between cases.

@@ -3,7 +3,7 @@ import SluiceStorage
 import Testing
 
 /// Rolling, retention, truncation and the time index.
-@Suite struct SegmentLifecycleTests {
+@Suite(.timeLimit(.minutes(2))) struct SegmentLifecycleTests {
     let fileSystem = PosixFileSystem()
 
     @Test func rollsBySizeIntoZeroPaddedSegments() async throws {

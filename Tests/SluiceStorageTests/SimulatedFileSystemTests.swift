@@ -9,7 +9,7 @@ import Darwin
 
 /// The durability model and the faults of `SimulatedFileSystem`, checked on their own:
 /// the fault runs over the log are only as good as this model.
-@Suite struct SimulatedFileSystemTests {
+@Suite(.timeLimit(.minutes(2))) struct SimulatedFileSystemTests {
     /// A file system with /data created and durable.
     private func makeSystem(seed: UInt64 = 1, faults: SimulatedFaults = .none) throws -> SimulatedFileSystem {
         let system = SimulatedFileSystem(seed: seed, faults: faults)

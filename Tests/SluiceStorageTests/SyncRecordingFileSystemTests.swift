@@ -4,7 +4,7 @@ import Testing
 /// The recording wrapper and the cut back to the synced state, on the real file system.
 /// Each test plays a process that dies (the wrapper is dropped without cleanup) and
 /// checks that the cut leaves what a power cut at that moment would have left.
-@Suite struct SyncRecordingFileSystemTests {
+@Suite(.timeLimit(.minutes(2))) struct SyncRecordingFileSystemTests {
     private struct Setup {
         let temporary = TemporaryDirectory()
         var data: String { temporary.path + "/data" }

@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import SluiceWire
 
-@Suite struct CancellationTests {
+@Suite(.timeLimit(.minutes(2))) struct CancellationTests {
     /// A handler that waits until cancelled and records that it saw the cancellation.
     static func waitingForever(started: Signal, cancelled: Signal) -> GRPCMethod {
         .bidirectional("/test.Wait/Forever") { requests, _, _ in

@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 @testable import SluiceWire
 
-@Suite struct FlowControlTests {
+@Suite(.timeLimit(.minutes(5))) struct FlowControlTests {
     @Test func writerBlocksOnAClientThatDoesNotReadThenResumes() async throws {
         let messageBytes = 1024
         let total = 2000  // ~2 MiB: far more than windows + send queue
@@ -125,7 +125,7 @@ import Testing
     }
 }
 
-@Suite struct BoundedMemoryTests {
+@Suite(.timeLimit(.minutes(5))) struct BoundedMemoryTests {
     @Test func manyFloodingStreamsToANonReadingClientStayBounded() async throws {
         let streamsCount = 20
         let messageBytes = 4096

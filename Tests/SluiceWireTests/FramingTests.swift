@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import SluiceWire
 
-@Suite struct FramingTests {
+@Suite(.timeLimit(.minutes(2))) struct FramingTests {
     static func framed(_ payloads: [[UInt8]]) -> [UInt8] {
         var bytes: [UInt8] = []
         for payload in payloads {
@@ -105,7 +105,7 @@ import Testing
     }
 }
 
-@Suite struct HeaderCodingTests {
+@Suite(.timeLimit(.minutes(2))) struct HeaderCodingTests {
     @Test func timeoutParsing() {
         #expect(GRPCTimeout.parse("100m") == .milliseconds(100))
         #expect(GRPCTimeout.parse("2H") == .seconds(7200))

@@ -7,7 +7,7 @@ import Testing
 /// Seeded random frames after a valid preface, many connections: the server must survive and
 /// keep serving. 40 connections by default; SLUICE_SOAK=1 runs 2,000, SLUICE_WIRE_GARBAGE_COUNT
 /// sets the count.
-@Suite struct GarbageFloodTests {
+@Suite(.timeLimit(.minutes(5))) struct GarbageFloodTests {
     struct SplitMix64: RandomNumberGenerator {
         var state: UInt64
         mutating func next() -> UInt64 {

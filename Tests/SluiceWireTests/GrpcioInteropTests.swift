@@ -15,7 +15,7 @@ let grpcioAvailable: Bool = {
     return process.terminationStatus == 0
 }()
 
-@Suite(.enabled(if: grpcioAvailable)) struct GrpcioInteropTests {
+@Suite(.enabled(if: grpcioAvailable), .timeLimit(.minutes(5))) struct GrpcioInteropTests {
     static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Interop")
 
     @Test func grpcioClientAgainstOurServer() async throws {

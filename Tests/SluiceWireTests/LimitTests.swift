@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 @testable import SluiceWire
 
-@Suite struct LimitTests {
+@Suite(.timeLimit(.minutes(2))) struct LimitTests {
     static let echo = GRPCMethod.unary("/test.Limit/Echo") { request, _ in request }
     static let big = GRPCMethod.unary("/test.Limit/Big") { request, _ in
         ByteBuffer(repeating: 7, count: Int(string(request)) ?? 0)

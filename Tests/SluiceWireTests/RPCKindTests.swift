@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import SluiceWire
 
-@Suite struct RPCKindTests {
+@Suite(.timeLimit(.minutes(2))) struct RPCKindTests {
     static let methods: [GRPCMethod] = [
         .unary("/test.Echo/Unary") { request, _ in buffer("echo:" + string(request)) },
         .serverStreaming("/test.Echo/Expand") { request, writer, _ in

@@ -42,7 +42,7 @@ func rawExchange(port: Int, bytes: [UInt8]) async throws -> ByteBuffer {
     return try await collector.closed.futureResult.get()
 }
 
-@Suite struct RawSocketTests {
+@Suite(.timeLimit(.minutes(2))) struct RawSocketTests {
     static let echo = GRPCMethod.unary("/test.Raw/Echo") { request, _ in request }
 
     @Test func garbageClosesOnlyThatConnection() async throws {
@@ -82,7 +82,9 @@ func rawExchange(port: Int, bytes: [UInt8]) async throws -> ByteBuffer {
     }
 
     @Test func silentConnectionIsClosedAfterThePrefaceTimeout() async throws {
-        try await withServerAndClient([Self.echo], configure: { $0.prefaceTimeout = .milliseconds(100) }) {
+        // The timeout applies to the well-behaved client's connection too: generous enough
+        // that a loaded machine (the full parallel run) does not close it by mistake.
+        try await withServerAndClient([Self.echo], configure: { $0.prefaceTimeout = .seconds(2) }) {
             server, client in
             _ = try await rawExchange(port: server.boundPortForTests, bytes: [])
             #expect(string(try await client.unary(path: "/test.Raw/Echo", request: buffer("ok"))) == "ok")
@@ -93,8 +95,10 @@ func rawExchange(port: Int, bytes: [UInt8]) async throws -> ByteBuffer {
         try await withServerAndClient(
             [Self.echo],
             configure: {
-                $0.keepaliveInterval = .milliseconds(50)
-                $0.keepaliveTimeout = .milliseconds(50)
+                // The well-behaved client must answer PINGs in time too: generous enough for
+                // a loaded machine (the full parallel run).
+                $0.keepaliveInterval = .milliseconds(100)
+                $0.keepaliveTimeout = .seconds(2)
             }
         ) { server, _ in
             // Magic + an empty SETTINGS frame, then silence: PINGs go unanswered.

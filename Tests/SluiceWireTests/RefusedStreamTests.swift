@@ -73,8 +73,8 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-@Suite struct RefusedStreamTests {
-    @Test func streamsAboveTheLimitAreRefusedByTheServer() async throws {
+@Suite(.timeLimit(.minutes(2))) struct RefusedStreamTests {
+    @Test func streamsAboveTheCapAreRefusedAfterTheSettingsAck() async throws {
         let hold = GRPCMethod.bidirectional("/test.Raw/Hold") { requests, _, _ in
             for try await _ in requests {}
         }
@@ -86,14 +86,25 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
                 }
                 .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
-            var bytes = RawHTTP2Peer.preface
+            // A normal SETTINGS exchange first: nghttp2 itself only refuses (rather than
+            // ending the connection) while its SETTINGS are unacknowledged.
+            try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
+            _ = try await loop.flatSubmit {
+                peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
+            }.get()
+            var bytes = RawHTTP2Peer.frame(type: 4, flags: 1, stream: 0, [])
             for stream: UInt32 in [1, 3, 5] {
                 bytes += RawHTTP2Peer.requestHeaders(stream: stream, path: "/test.Raw/Hold")
             }
+            // A PING after the streams: its ACK shows the connection outlived the refusal.
+            bytes += RawHTTP2Peer.frame(type: 6, flags: 0, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
             let frames = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in frames.contains { $0.type == 3 } }
+                peer.wait(on: loop) { frames in
+                    frames.contains { $0.type == 3 } && frames.contains { $0.type == 6 && $0.flags & 1 == 1 }
+                }
             }.get()
+            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the stream")
             let resets = frames.filter { $0.type == 3 }
             // Only the third stream is reset, with REFUSED_STREAM (0x7).
             #expect(resets.map(\.stream) == [5])

@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import SluiceWire
 
-@Suite struct ShutdownTests {
+@Suite(.timeLimit(.minutes(2))) struct ShutdownTests {
     @Test func gracefulShutdownLetsUnaryFinishAndEndsStreamsWithUnavailable() async throws {
         let unaryStarted = Signal()
         let releaseUnary = Signal()

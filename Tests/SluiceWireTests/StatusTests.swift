@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 @testable import SluiceWire
 
-@Suite struct StatusTests {
+@Suite(.timeLimit(.minutes(2))) struct StatusTests {
     struct Opaque: Error {}
 
     static let methods: [GRPCMethod] = [

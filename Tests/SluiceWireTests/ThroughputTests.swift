@@ -5,7 +5,7 @@ import Testing
 
 /// Rough throughput numbers for the report; runs only with SLUICE_WIRE_BENCH=1 (it asserts
 /// completeness, not speed).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["SLUICE_WIRE_BENCH"] == "1"))
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["SLUICE_WIRE_BENCH"] == "1"), .timeLimit(.minutes(2)))
 struct ThroughputTests {
     @Test func streamingAndUnaryThroughput() async throws {
         let total = 20_000

@@ -53,9 +53,16 @@ public final class GRPCClientConnection: Sendable {
         } catch {
             throw GRPCStatus(.unavailable, "cannot connect to \(authority): \(error)")
         }
-        let bound = try await channel.eventLoop.submit {
-            LoopBoundHandler(try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self))
-        }.get()
+        let bound: LoopBoundHandler
+        do {
+            bound = try await channel.eventLoop.submit {
+                LoopBoundHandler(try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self))
+            }.get()
+        } catch {
+            // A connection the server closed at once has an empty pipeline already.
+            channel.close(promise: nil)
+            throw GRPCStatus(.unavailable, "connection to \(authority) closed during setup")
+        }
         do {
             try await channel.eventLoop.flatSubmit { bound.handler.prefacePromise.futureResult }.get()
         } catch {

@@ -40,9 +40,12 @@ enum HTTP2BodyEnd {
 /// The HTTP/2 settings and defences of one session; see docs/wire.md for every default.
 struct HTTP2SessionSettings {
     var isServer: Bool
-    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise; nghttp2 answers streams above it with
-    /// RST_STREAM(REFUSED_STREAM).
+    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise. A server refuses request streams above
+    /// it itself, with RST_STREAM(REFUSED_STREAM) (see `HTTP2Session`, "Stream cap").
     var maxConcurrentStreams: Int
+    /// Streams above the cap a peer may have open (refused, their RST_STREAM not yet sent)
+    /// before nghttp2's own check ends the connection with GOAWAY(PROTOCOL_ERROR).
+    var streamCapHeadroom: Int = 100
     /// SETTINGS_INITIAL_WINDOW_SIZE: how many unconsumed bytes a peer may send per stream.
     var initialStreamWindowBytes: Int
     /// Our connection-level receive window (sum over all streams).
@@ -66,9 +69,28 @@ struct HTTP2SessionSettings {
 /// The C-interop shell around one `nghttp2_session`. Owns the pointer; nothing outside this
 /// file sees it. Confined to one event loop (not Sendable). nghttp2 calls back through C
 /// function pointers that recover `self` from `user_data`; they never capture.
+///
+/// Stream cap: once SETTINGS are acknowledged, nghttp2 treats a request stream above its
+/// local SETTINGS_MAX_CONCURRENT_STREAMS as a connection error (GOAWAY PROTOCOL_ERROR); only
+/// while they are unacknowledged does it refuse the stream. RFC 9113 §5.1.2 lets us refuse
+/// instead, which is what gRPC clients expect (REFUSED_STREAM is safe to retry). So a server
+/// session tells nghttp2 a ceiling of cap + headroom, rewrites that value in the SETTINGS
+/// frame on its way out so the peer is told the cap itself, and answers each request stream
+/// above the cap with RST_STREAM(REFUSED_STREAM) from the begin-headers callback, hiding the
+/// stream's later callbacks from the delegate. nghttp2's check is then only the last line
+/// of defence against a peer that ignores the refusals (docs/wire.md, "Stream cap").
 final class HTTP2Session {
     private var session: OpaquePointer?
     weak var delegate: (any HTTP2SessionDelegate)?
+    private let isServer: Bool
+    /// The advertised cap on request streams (server sessions).
+    private let streamCap: Int
+    /// Request streams the delegate was told about and that are not closed yet.
+    private var acceptedStreams: Set<Int32> = []
+    /// Request streams refused above the cap, until nghttp2 closes them (RST_STREAM sent).
+    private var refusedStreams: Set<Int32> = []
+    /// The cap to write over nghttp2's ceiling in our first SETTINGS frame, until written.
+    private var advertisedCapPatch: UInt32?
 
     init(settings: HTTP2SessionSettings) throws(HTTP2SessionError) {
         // Values outside what RFC 9113 allows are clamped rather than trusted (§6.5.2, §6.9.1).
@@ -78,6 +100,17 @@ final class HTTP2Session {
         settings.maxFrameBytes = min(max(settings.maxFrameBytes, 16_384), 16_777_215)
         settings.maxConcurrentStreams = min(max(settings.maxConcurrentStreams, 1), Int(UInt32.max))
         settings.maxHeaderListBytes = min(max(settings.maxHeaderListBytes, 1_024), Int(UInt32.max))
+        settings.streamCapHeadroom = max(settings.streamCapHeadroom, 0)
+        isServer = settings.isServer
+        streamCap = settings.maxConcurrentStreams
+        // What nghttp2 enforces: the cap plus headroom for a server (see "Stream cap" above).
+        let streamCeiling =
+            settings.isServer
+            ? min(settings.maxConcurrentStreams + settings.streamCapHeadroom, Int(UInt32.max))
+            : settings.maxConcurrentStreams
+        if streamCeiling != settings.maxConcurrentStreams {
+            advertisedCapPatch = UInt32(settings.maxConcurrentStreams)
+        }
 
         var callbacks: OpaquePointer?
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw .outOfMemory }
@@ -108,7 +141,7 @@ final class HTTP2Session {
         var entries = [
             nghttp2_settings_entry(
                 settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
-                value: UInt32(settings.maxConcurrentStreams)),
+                value: UInt32(streamCeiling)),
             nghttp2_settings_entry(
                 settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
                 value: UInt32(settings.initialStreamWindowBytes)),
@@ -150,6 +183,8 @@ final class HTTP2Session {
     func produceOutput(into buffer: inout ByteBuffer, limit: Int) -> HTTP2SessionError? {
         guard let session else { return .closed }
         var produced = 0
+        let start = buffer.writerIndex
+        defer { if advertisedCapPatch != nil { patchAdvertisedCap(in: &buffer, from: start) } }
         while produced < limit {
             var chunk: UnsafePointer<UInt8>?
             let count = nghttp2_session_mem_send(session, &chunk)
@@ -159,6 +194,35 @@ final class HTTP2Session {
             produced += count
         }
         return nil
+    }
+
+    /// Writes the cap over nghttp2's ceiling in the first non-ACK SETTINGS frame among the
+    /// bytes from `start` on. Frame layout (RFC 9113 §4.1, §6.5.1): length (3 bytes, big
+    /// endian), type (1; SETTINGS = 0x4), flags (1; ACK = 0x1), stream id (4), then 6-byte
+    /// entries: identifier (2; MAX_CONCURRENT_STREAMS = 0x3), value (4, big endian). A server
+    /// writes no preface, so its output starts at a frame boundary and its first frame is
+    /// the SETTINGS submitted in init.
+    private func patchAdvertisedCap(in buffer: inout ByteBuffer, from start: Int) {
+        guard let cap = advertisedCapPatch else { return }
+        var frame = start
+        while let length = buffer.getInteger(at: frame, as: UInt32.self).map({ Int($0 >> 8) }),
+            let type = buffer.getInteger(at: frame + 3, as: UInt8.self),
+            let flags = buffer.getInteger(at: frame + 4, as: UInt8.self),
+            frame + 9 + length <= buffer.writerIndex
+        {
+            if type == 0x4 && flags & 0x1 == 0 {
+                var entry = frame + 9
+                while entry + 6 <= frame + 9 + length {
+                    if buffer.getInteger(at: entry, as: UInt16.self) == 0x3 {
+                        buffer.setInteger(cap, at: entry + 2)
+                    }
+                    entry += 6
+                }
+                advertisedCapPatch = nil
+                return
+            }
+            frame += 9 + length
+        }
     }
 
     /// False once both sides are done (after GOAWAY both ways, or a fatal error).
@@ -299,15 +363,24 @@ final class HTTP2Session {
 
     private static func install(_ callbacks: OpaquePointer) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-            guard let frame, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
-            delegate.sessionDidBeginHeaders(stream: frame.pointee.hd.stream_id)
+            guard let frame, let owner = HTTP2Session.owner(userData) else { return 0 }
+            let stream = frame.pointee.hd.stream_id
+            if owner.isServer && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                guard owner.acceptedStreams.count < owner.streamCap else {
+                    owner.refusedStreams.insert(stream)
+                    owner.resetStream(stream, errorCode: NGHTTP2_REFUSED_STREAM.rawValue)
+                    return 0
+                }
+                owner.acceptedStreams.insert(stream)
+            }
+            owner.delegate?.sessionDidBeginHeaders(stream: stream)
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
             _, frame, name, nameLength, value, valueLength, _, userData in
-            guard let frame, let name, let value, let delegate = HTTP2Session.owner(userData)?.delegate else {
-                return 0
-            }
+            guard let frame, let name, let value, let owner = HTTP2Session.owner(userData),
+                !owner.refusedStreams.contains(frame.pointee.hd.stream_id), let delegate = owner.delegate
+            else { return 0 }
             let accepted = delegate.sessionDidReceiveHeader(
                 stream: frame.pointee.hd.stream_id,
                 name: String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
@@ -315,7 +388,9 @@ final class HTTP2Session {
             return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-            guard let frame, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
+            guard let frame, let owner = HTTP2Session.owner(userData),
+                !owner.refusedStreams.contains(frame.pointee.hd.stream_id), let delegate = owner.delegate
+            else { return 0 }
             let header = frame.pointee.hd
             let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
             let isAck = header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
@@ -338,12 +413,21 @@ final class HTTP2Session {
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
             _, _, stream, data, length, userData in
-            guard let data, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
+            guard let owner = HTTP2Session.owner(userData) else { return 0 }
+            if owner.refusedStreams.contains(stream) {
+                // Nobody reads a refused stream: hand its bytes back to the connection window.
+                owner.consume(stream: stream, bytes: length)
+                return 0
+            }
+            guard let data, let delegate = owner.delegate else { return 0 }
             delegate.sessionDidReceiveData(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length))
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, stream, errorCode, userData in
-            HTTP2Session.owner(userData)?.delegate?.sessionStreamDidClose(stream: stream, errorCode: errorCode)
+            guard let owner = HTTP2Session.owner(userData) else { return 0 }
+            guard owner.refusedStreams.remove(stream) == nil else { return 0 }
+            owner.acceptedStreams.remove(stream)
+            owner.delegate?.sessionStreamDidClose(stream: stream, errorCode: errorCode)
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
