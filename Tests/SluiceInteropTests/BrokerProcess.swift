@@ -59,19 +59,7 @@ final class BrokerProcess: @unchecked Sendable {
         try process.run()
         self.process = process
         self.exit = exit
-        let prefix = "sluice listening on 127.0.0.1:"
-        var found: Int?
-        for _ in 0..<600 where found == nil {
-            let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
-                found = Int(line.dropFirst(prefix.count))
-            } else if !process.isRunning {
-                break
-            } else {
-                // Waiting for another process to print its port: bounded (600 x 50 ms).
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
+        let found = try await listeningPort(printedTo: stdoutPath, by: process)
         guard let found else {
             await stop()
             let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""

@@ -49,19 +49,7 @@ final class ServeProcess: @unchecked Sendable {
         }
         try process.run()
 
-        let prefix = "sluice listening on 127.0.0.1:"
-        var found: Int?
-        for _ in 0..<600 where found == nil {
-            let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
-                found = Int(line.dropFirst(prefix.count))
-            } else if !process.isRunning {
-                break
-            } else {
-                // Waiting for another process to print its port: bounded (600 x 50 ms).
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
+        let found = try await listeningPort(printedTo: stdoutPath, by: process)
         guard let found else {
             // It failed to start; no graceful shutdown to wait for.
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
@@ -100,6 +88,22 @@ final class ServeProcess: @unchecked Sendable {
         for await status in exited { return status }
         return process.terminationStatus
     }
+}
+
+/// Waits (bounded: 600 x 50 ms) for `sluice serve`'s "sluice listening on 127.0.0.1:PORT"
+/// line in its stdout file; nil if the process exited without printing it.
+func listeningPort(printedTo stdoutPath: String, by process: Process) async throws -> Int? {
+    let prefix = "sluice listening on 127.0.0.1:"
+    for _ in 0..<600 {
+        let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
+        if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
+            return Int(line.dropFirst(prefix.count))
+        }
+        if !process.isRunning { return nil }
+        // Waiting for another process to print its port.
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
 }
 
 struct ServeProcessError: Error, CustomStringConvertible {
