@@ -12,6 +12,7 @@
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "sluice/test/v1/echo.pb-c.h"
 #include "sluice/v1/broker.pb-c.h"
+#include "sluice/v1/groups.pb-c.h"
 #include "sluice/v1/records.pb-c.h"
 
 /* The serialized google.protobuf.FileDescriptorSet of the served protos (what gRPC

@@ -82,6 +82,10 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
     case requestTimedOut
     /// The broker's memory budget for in-flight data is exhausted (retriable).
     case throttled
+    /// Consumer groups: the partition is owned by another member of the group.
+    case notAssigned
+    /// Consumer groups: the generation is not the group's current one.
+    case illegalGeneration
     case unrecognized(Int32)
 
     public init(rawValue: Int32) {
@@ -101,6 +105,8 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
         case 12: self = .storageError
         case 13: self = .requestTimedOut
         case 14: self = .throttled
+        case 15: self = .notAssigned
+        case 16: self = .illegalGeneration
         default: self = .unrecognized(rawValue)
         }
     }
@@ -122,6 +128,8 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
         case .storageError: 12
         case .requestTimedOut: 13
         case .throttled: 14
+        case .notAssigned: 15
+        case .illegalGeneration: 16
         case .unrecognized(let number): number
         }
     }
@@ -202,8 +210,11 @@ public struct ProduceResponse: ProtobufMessage {
     public var logAppendTimeMs: Int64
     /// The partition's log start offset after the append.
     public var logStartOffset: Int64
+    /// Idempotent producer: the batch repeated one already appended (same producer id,
+    /// epoch and sequence); nothing was appended and `base_offset` is the original's.
+    public var duplicate: Bool
 
-    public init(correlationId: UInt64 = 0, topic: String = "", partition: UInt32 = 0, error: ErrorCode = .none, errorMessage: String = "", baseOffset: Int64 = 0, logAppendTimeMs: Int64 = 0, logStartOffset: Int64 = 0) {
+    public init(correlationId: UInt64 = 0, topic: String = "", partition: UInt32 = 0, error: ErrorCode = .none, errorMessage: String = "", baseOffset: Int64 = 0, logAppendTimeMs: Int64 = 0, logStartOffset: Int64 = 0, duplicate: Bool = false) {
         self.correlationId = correlationId
         self.topic = topic
         self.partition = partition
@@ -212,6 +223,7 @@ public struct ProduceResponse: ProtobufMessage {
         self.baseOffset = baseOffset
         self.logAppendTimeMs = logAppendTimeMs
         self.logStartOffset = logStartOffset
+        self.duplicate = duplicate
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -242,6 +254,7 @@ extension ProduceResponse: ProtobufCConvertible {
         self.baseOffset = c.base_offset
         self.logAppendTimeMs = c.log_append_time_ms
         self.logStartOffset = c.log_start_offset
+        self.duplicate = c.duplicate != 0
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__ProduceResponse>, arena: ProtobufCArena) {
@@ -253,6 +266,7 @@ extension ProduceResponse: ProtobufCConvertible {
         message.pointee.base_offset = baseOffset
         message.pointee.log_append_time_ms = logAppendTimeMs
         message.pointee.log_start_offset = logStartOffset
+        message.pointee.duplicate = duplicate ? 1 : 0
     }
 }
 
@@ -381,14 +395,19 @@ public struct SubscribeRequest: ProtobufMessage {
     /// Upper bound on the bytes of one SubscribeResponse (at least one whole batch is
     /// always sent); 0 means the broker's default (1 MiB).
     public var maxBytes: UInt32
+    /// Set by a consumer-group member: the broker checks that the member owns every
+    /// partition in `partitions` in this generation, and ends the stream with
+    /// FAILED_PRECONDITION when they move to another member (no zombie keeps reading).
+    public var groupReader: GroupReader?
 
-    public init(topic: String = "", partitions: [PartitionSubscription] = [], defaultStart: StartPosition? = nil, minBytes: UInt32 = 0, maxWaitMs: UInt32 = 0, maxBytes: UInt32 = 0) {
+    public init(topic: String = "", partitions: [PartitionSubscription] = [], defaultStart: StartPosition? = nil, minBytes: UInt32 = 0, maxWaitMs: UInt32 = 0, maxBytes: UInt32 = 0, groupReader: GroupReader? = nil) {
         self.topic = topic
         self.partitions = partitions
         self.defaultStart = defaultStart
         self.minBytes = minBytes
         self.maxWaitMs = maxWaitMs
         self.maxBytes = maxBytes
+        self.groupReader = groupReader
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -417,6 +436,7 @@ extension SubscribeRequest: ProtobufCConvertible {
         self.minBytes = c.min_bytes
         self.maxWaitMs = c.max_wait_ms
         self.maxBytes = c.max_bytes
+        self.groupReader = c.group_reader.map { GroupReader(cMessage: UnsafePointer($0)) }
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__SubscribeRequest>, arena: ProtobufCArena) {
@@ -427,6 +447,51 @@ extension SubscribeRequest: ProtobufCConvertible {
         message.pointee.min_bytes = minBytes
         message.pointee.max_wait_ms = maxWaitMs
         message.pointee.max_bytes = maxBytes
+        message.pointee.group_reader = groupReader.map { arena.message($0) }
+    }
+}
+
+/// `sluice.v1.GroupReader`.
+public struct GroupReader: ProtobufMessage {
+    public var group: String
+    public var memberId: String
+    public var generation: Int32
+
+    public init(group: String = "", memberId: String = "", generation: Int32 = 0) {
+        self.group = group
+        self.memberId = memberId
+        self.generation = generation
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+}
+
+extension GroupReader: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__GroupReader>) {
+        sluice__v1__group_reader__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__GroupReader>? {
+        sluice__v1__group_reader__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__GroupReader>) {
+        let c = message.pointee
+        self.group = ProtobufC.string(c.group)
+        self.memberId = ProtobufC.string(c.member_id)
+        self.generation = c.generation
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__GroupReader>, arena: ProtobufCArena) {
+        message.pointee.group = arena.string(group)
+        message.pointee.member_id = arena.string(memberId)
+        message.pointee.generation = generation
     }
 }
 
@@ -478,6 +543,85 @@ extension SubscribeResponse: ProtobufCConvertible {
         message.pointee.batches = arena.messages(batches)
         message.pointee.high_watermark = highWatermark
         message.pointee.log_start_offset = logStartOffset
+    }
+}
+
+/// `sluice.v1.InitProducerIdRequest`.
+public struct InitProducerIdRequest: ProtobufMessage {
+    /// A stable name (like Kafka's transactional.id): the same name gets the same producer
+    /// id back with the epoch bumped, fencing older incarnations. Empty: a fresh id, epoch 0.
+    /// At most 249 characters.
+    public var producerName: String
+
+    public init(producerName: String = "") {
+        self.producerName = producerName
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+}
+
+extension InitProducerIdRequest: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__InitProducerIdRequest>) {
+        sluice__v1__init_producer_id_request__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__InitProducerIdRequest>? {
+        sluice__v1__init_producer_id_request__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__InitProducerIdRequest>) {
+        let c = message.pointee
+        self.producerName = ProtobufC.string(c.producer_name)
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__InitProducerIdRequest>, arena: ProtobufCArena) {
+        message.pointee.producer_name = arena.string(producerName)
+    }
+}
+
+/// `sluice.v1.InitProducerIdResponse`.
+public struct InitProducerIdResponse: ProtobufMessage {
+    public var producerId: Int64
+    public var producerEpoch: Int32
+
+    public init(producerId: Int64 = 0, producerEpoch: Int32 = 0) {
+        self.producerId = producerId
+        self.producerEpoch = producerEpoch
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+}
+
+extension InitProducerIdResponse: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__InitProducerIdResponse>) {
+        sluice__v1__init_producer_id_response__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__InitProducerIdResponse>? {
+        sluice__v1__init_producer_id_response__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__InitProducerIdResponse>) {
+        let c = message.pointee
+        self.producerId = c.producer_id
+        self.producerEpoch = c.producer_epoch
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__InitProducerIdResponse>, arena: ProtobufCArena) {
+        message.pointee.producer_id = producerId
+        message.pointee.producer_epoch = producerEpoch
     }
 }
 

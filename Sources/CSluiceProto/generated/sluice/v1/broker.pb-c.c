@@ -233,6 +233,51 @@ void   sluice__v1__subscribe_request__free_unpacked
   assert(message->base.descriptor == &sluice__v1__subscribe_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sluice__v1__group_reader__init
+                     (Sluice__V1__GroupReader         *message)
+{
+  static const Sluice__V1__GroupReader init_value = SLUICE__V1__GROUP_READER__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__group_reader__get_packed_size
+                     (const Sluice__V1__GroupReader *message)
+{
+  assert(message->base.descriptor == &sluice__v1__group_reader__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__group_reader__pack
+                     (const Sluice__V1__GroupReader *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__group_reader__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__group_reader__pack_to_buffer
+                     (const Sluice__V1__GroupReader *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__group_reader__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__GroupReader *
+       sluice__v1__group_reader__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__GroupReader *)
+     protobuf_c_message_unpack (&sluice__v1__group_reader__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__group_reader__free_unpacked
+                     (Sluice__V1__GroupReader *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__group_reader__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sluice__v1__subscribe_response__init
                      (Sluice__V1__SubscribeResponse         *message)
 {
@@ -276,6 +321,96 @@ void   sluice__v1__subscribe_response__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &sluice__v1__subscribe_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__init_producer_id_request__init
+                     (Sluice__V1__InitProducerIdRequest         *message)
+{
+  static const Sluice__V1__InitProducerIdRequest init_value = SLUICE__V1__INIT_PRODUCER_ID_REQUEST__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__init_producer_id_request__get_packed_size
+                     (const Sluice__V1__InitProducerIdRequest *message)
+{
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__init_producer_id_request__pack
+                     (const Sluice__V1__InitProducerIdRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__init_producer_id_request__pack_to_buffer
+                     (const Sluice__V1__InitProducerIdRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__InitProducerIdRequest *
+       sluice__v1__init_producer_id_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__InitProducerIdRequest *)
+     protobuf_c_message_unpack (&sluice__v1__init_producer_id_request__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__init_producer_id_request__free_unpacked
+                     (Sluice__V1__InitProducerIdRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__init_producer_id_response__init
+                     (Sluice__V1__InitProducerIdResponse         *message)
+{
+  static const Sluice__V1__InitProducerIdResponse init_value = SLUICE__V1__INIT_PRODUCER_ID_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__init_producer_id_response__get_packed_size
+                     (const Sluice__V1__InitProducerIdResponse *message)
+{
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__init_producer_id_response__pack
+                     (const Sluice__V1__InitProducerIdResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__init_producer_id_response__pack_to_buffer
+                     (const Sluice__V1__InitProducerIdResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__InitProducerIdResponse *
+       sluice__v1__init_producer_id_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__InitProducerIdResponse *)
+     protobuf_c_message_unpack (&sluice__v1__init_producer_id_response__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__init_producer_id_response__free_unpacked
+                     (Sluice__V1__InitProducerIdResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__init_producer_id_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   sluice__v1__replicate_request__init
@@ -1119,7 +1254,7 @@ const ProtobufCMessageDescriptor sluice__v1__produce_request__descriptor =
   (ProtobufCMessageInit) sluice__v1__produce_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sluice__v1__produce_response__field_descriptors[8] =
+static const ProtobufCFieldDescriptor sluice__v1__produce_response__field_descriptors[9] =
 {
   {
     "correlation_id",
@@ -1217,10 +1352,23 @@ static const ProtobufCFieldDescriptor sluice__v1__produce_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "duplicate",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ProduceResponse, duplicate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sluice__v1__produce_response__field_indices_by_name[] = {
   5,   /* field[5] = base_offset */
   0,   /* field[0] = correlation_id */
+  8,   /* field[8] = duplicate */
   3,   /* field[3] = error */
   4,   /* field[4] = error_message */
   6,   /* field[6] = log_append_time_ms */
@@ -1231,7 +1379,7 @@ static const unsigned sluice__v1__produce_response__field_indices_by_name[] = {
 static const ProtobufCIntRange sluice__v1__produce_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor sluice__v1__produce_response__descriptor =
 {
@@ -1241,7 +1389,7 @@ const ProtobufCMessageDescriptor sluice__v1__produce_response__descriptor =
   "Sluice__V1__ProduceResponse",
   "sluice.v1",
   sizeof(Sluice__V1__ProduceResponse),
-  8,
+  9,
   sluice__v1__produce_response__field_descriptors,
   sluice__v1__produce_response__field_indices_by_name,
   1,  sluice__v1__produce_response__number_ranges,
@@ -1376,7 +1524,7 @@ const ProtobufCMessageDescriptor sluice__v1__partition_subscription__descriptor 
   (ProtobufCMessageInit) sluice__v1__partition_subscription__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sluice__v1__subscribe_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor sluice__v1__subscribe_request__field_descriptors[7] =
 {
   {
     "topic",
@@ -1450,9 +1598,22 @@ static const ProtobufCFieldDescriptor sluice__v1__subscribe_request__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "group_reader",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__SubscribeRequest, group_reader),
+    &sluice__v1__group_reader__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sluice__v1__subscribe_request__field_indices_by_name[] = {
   2,   /* field[2] = default_start */
+  6,   /* field[6] = group_reader */
   5,   /* field[5] = max_bytes */
   4,   /* field[4] = max_wait_ms */
   3,   /* field[3] = min_bytes */
@@ -1462,7 +1623,7 @@ static const unsigned sluice__v1__subscribe_request__field_indices_by_name[] = {
 static const ProtobufCIntRange sluice__v1__subscribe_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor sluice__v1__subscribe_request__descriptor =
 {
@@ -1472,11 +1633,75 @@ const ProtobufCMessageDescriptor sluice__v1__subscribe_request__descriptor =
   "Sluice__V1__SubscribeRequest",
   "sluice.v1",
   sizeof(Sluice__V1__SubscribeRequest),
-  6,
+  7,
   sluice__v1__subscribe_request__field_descriptors,
   sluice__v1__subscribe_request__field_indices_by_name,
   1,  sluice__v1__subscribe_request__number_ranges,
   (ProtobufCMessageInit) sluice__v1__subscribe_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__group_reader__field_descriptors[3] =
+{
+  {
+    "group",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__GroupReader, group),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "member_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__GroupReader, member_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generation",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__GroupReader, generation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__group_reader__field_indices_by_name[] = {
+  2,   /* field[2] = generation */
+  0,   /* field[0] = group */
+  1,   /* field[1] = member_id */
+};
+static const ProtobufCIntRange sluice__v1__group_reader__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sluice__v1__group_reader__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.GroupReader",
+  "GroupReader",
+  "Sluice__V1__GroupReader",
+  "sluice.v1",
+  sizeof(Sluice__V1__GroupReader),
+  3,
+  sluice__v1__group_reader__field_descriptors,
+  sluice__v1__group_reader__field_indices_by_name,
+  1,  sluice__v1__group_reader__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__group_reader__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor sluice__v1__subscribe_response__field_descriptors[4] =
@@ -1554,6 +1779,95 @@ const ProtobufCMessageDescriptor sluice__v1__subscribe_response__descriptor =
   sluice__v1__subscribe_response__field_indices_by_name,
   1,  sluice__v1__subscribe_response__number_ranges,
   (ProtobufCMessageInit) sluice__v1__subscribe_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__init_producer_id_request__field_descriptors[1] =
+{
+  {
+    "producer_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__InitProducerIdRequest, producer_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__init_producer_id_request__field_indices_by_name[] = {
+  0,   /* field[0] = producer_name */
+};
+static const ProtobufCIntRange sluice__v1__init_producer_id_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor sluice__v1__init_producer_id_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.InitProducerIdRequest",
+  "InitProducerIdRequest",
+  "Sluice__V1__InitProducerIdRequest",
+  "sluice.v1",
+  sizeof(Sluice__V1__InitProducerIdRequest),
+  1,
+  sluice__v1__init_producer_id_request__field_descriptors,
+  sluice__v1__init_producer_id_request__field_indices_by_name,
+  1,  sluice__v1__init_producer_id_request__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__init_producer_id_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__init_producer_id_response__field_descriptors[2] =
+{
+  {
+    "producer_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__InitProducerIdResponse, producer_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "producer_epoch",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__InitProducerIdResponse, producer_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__init_producer_id_response__field_indices_by_name[] = {
+  1,   /* field[1] = producer_epoch */
+  0,   /* field[0] = producer_id */
+};
+static const ProtobufCIntRange sluice__v1__init_producer_id_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sluice__v1__init_producer_id_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.InitProducerIdResponse",
+  "InitProducerIdResponse",
+  "Sluice__V1__InitProducerIdResponse",
+  "sluice.v1",
+  sizeof(Sluice__V1__InitProducerIdResponse),
+  2,
+  sluice__v1__init_producer_id_response__field_descriptors,
+  sluice__v1__init_producer_id_response__field_indices_by_name,
+  1,  sluice__v1__init_producer_id_response__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__init_producer_id_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor sluice__v1__replicate_request__field_descriptors[5] =
@@ -2701,7 +3015,7 @@ const ProtobufCEnumDescriptor sluice__v1__acks__descriptor =
   sluice__v1__acks__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue sluice__v1__error_code__enum_values_by_number[15] =
+static const ProtobufCEnumValue sluice__v1__error_code__enum_values_by_number[17] =
 {
   { "ERROR_CODE_NONE", "SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE", 0 },
   { "ERROR_CODE_UNKNOWN_TOPIC", "SLUICE__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_TOPIC", 1 },
@@ -2718,16 +3032,20 @@ static const ProtobufCEnumValue sluice__v1__error_code__enum_values_by_number[15
   { "ERROR_CODE_STORAGE_ERROR", "SLUICE__V1__ERROR_CODE__ERROR_CODE_STORAGE_ERROR", 12 },
   { "ERROR_CODE_REQUEST_TIMED_OUT", "SLUICE__V1__ERROR_CODE__ERROR_CODE_REQUEST_TIMED_OUT", 13 },
   { "ERROR_CODE_THROTTLED", "SLUICE__V1__ERROR_CODE__ERROR_CODE_THROTTLED", 14 },
+  { "ERROR_CODE_NOT_ASSIGNED", "SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_ASSIGNED", 15 },
+  { "ERROR_CODE_ILLEGAL_GENERATION", "SLUICE__V1__ERROR_CODE__ERROR_CODE_ILLEGAL_GENERATION", 16 },
 };
 static const ProtobufCIntRange sluice__v1__error_code__value_ranges[] = {
-{0, 0},{0, 15}
+{0, 0},{0, 17}
 };
-static const ProtobufCEnumValueIndex sluice__v1__error_code__enum_values_by_name[15] =
+static const ProtobufCEnumValueIndex sluice__v1__error_code__enum_values_by_name[17] =
 {
   { "ERROR_CODE_CORRUPT_BATCH", 4 },
+  { "ERROR_CODE_ILLEGAL_GENERATION", 16 },
   { "ERROR_CODE_INVALID_BATCH", 5 },
   { "ERROR_CODE_MESSAGE_TOO_LARGE", 3 },
   { "ERROR_CODE_NONE", 0 },
+  { "ERROR_CODE_NOT_ASSIGNED", 15 },
   { "ERROR_CODE_NOT_ENOUGH_REPLICAS", 7 },
   { "ERROR_CODE_NOT_LEADER", 6 },
   { "ERROR_CODE_OFFSET_OUT_OF_RANGE", 8 },
@@ -2747,18 +3065,19 @@ const ProtobufCEnumDescriptor sluice__v1__error_code__descriptor =
   "ErrorCode",
   "Sluice__V1__ErrorCode",
   "sluice.v1",
-  15,
+  17,
   sluice__v1__error_code__enum_values_by_number,
-  15,
+  17,
   sluice__v1__error_code__enum_values_by_name,
   1,
   sluice__v1__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor sluice__v1__broker__method_descriptors[9] =
+static const ProtobufCMethodDescriptor sluice__v1__broker__method_descriptors[10] =
 {
   { "Produce", &sluice__v1__produce_request__descriptor, &sluice__v1__produce_response__descriptor },
   { "Subscribe", &sluice__v1__subscribe_request__descriptor, &sluice__v1__subscribe_response__descriptor },
+  { "InitProducerId", &sluice__v1__init_producer_id_request__descriptor, &sluice__v1__init_producer_id_response__descriptor },
   { "Replicate", &sluice__v1__replicate_request__descriptor, &sluice__v1__replicate_response__descriptor },
   { "CreateTopic", &sluice__v1__create_topic_request__descriptor, &sluice__v1__create_topic_response__descriptor },
   { "DeleteTopic", &sluice__v1__delete_topic_request__descriptor, &sluice__v1__delete_topic_response__descriptor },
@@ -2768,14 +3087,15 @@ static const ProtobufCMethodDescriptor sluice__v1__broker__method_descriptors[9]
   { "CreatePartitions", &sluice__v1__create_partitions_request__descriptor, &sluice__v1__create_partitions_response__descriptor },
 };
 const unsigned sluice__v1__broker__method_indices_by_name[] = {
-  7,        /* AlterTopicConfig */
-  8,        /* CreatePartitions */
-  3,        /* CreateTopic */
-  4,        /* DeleteTopic */
-  6,        /* DescribeTopic */
-  5,        /* ListTopics */
+  8,        /* AlterTopicConfig */
+  9,        /* CreatePartitions */
+  4,        /* CreateTopic */
+  5,        /* DeleteTopic */
+  7,        /* DescribeTopic */
+  2,        /* InitProducerId */
+  6,        /* ListTopics */
   0,        /* Produce */
-  2,        /* Replicate */
+  3,        /* Replicate */
   1         /* Subscribe */
 };
 const ProtobufCServiceDescriptor sluice__v1__broker__descriptor =
@@ -2785,7 +3105,7 @@ const ProtobufCServiceDescriptor sluice__v1__broker__descriptor =
   "Broker",
   "Sluice__V1__Broker",
   "sluice.v1",
-  9,
+  10,
   sluice__v1__broker__method_descriptors,
   sluice__v1__broker__method_indices_by_name
 };
@@ -2805,13 +3125,21 @@ void sluice__v1__broker__subscribe(ProtobufCService *service,
   assert(service->descriptor == &sluice__v1__broker__descriptor);
   service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void sluice__v1__broker__init_producer_id(ProtobufCService *service,
+                                          const Sluice__V1__InitProducerIdRequest *input,
+                                          Sluice__V1__InitProducerIdResponse_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &sluice__v1__broker__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void sluice__v1__broker__replicate(ProtobufCService *service,
                                    const Sluice__V1__ReplicateRequest *input,
                                    Sluice__V1__ReplicateResponse_Closure closure,
                                    void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__create_topic(ProtobufCService *service,
                                       const Sluice__V1__CreateTopicRequest *input,
@@ -2819,7 +3147,7 @@ void sluice__v1__broker__create_topic(ProtobufCService *service,
                                       void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__delete_topic(ProtobufCService *service,
                                       const Sluice__V1__DeleteTopicRequest *input,
@@ -2827,7 +3155,7 @@ void sluice__v1__broker__delete_topic(ProtobufCService *service,
                                       void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__list_topics(ProtobufCService *service,
                                      const Sluice__V1__ListTopicsRequest *input,
@@ -2835,7 +3163,7 @@ void sluice__v1__broker__list_topics(ProtobufCService *service,
                                      void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__describe_topic(ProtobufCService *service,
                                         const Sluice__V1__DescribeTopicRequest *input,
@@ -2843,7 +3171,7 @@ void sluice__v1__broker__describe_topic(ProtobufCService *service,
                                         void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__alter_topic_config(ProtobufCService *service,
                                             const Sluice__V1__AlterTopicConfigRequest *input,
@@ -2851,7 +3179,7 @@ void sluice__v1__broker__alter_topic_config(ProtobufCService *service,
                                             void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__create_partitions(ProtobufCService *service,
                                            const Sluice__V1__CreatePartitionsRequest *input,
@@ -2859,7 +3187,7 @@ void sluice__v1__broker__create_partitions(ProtobufCService *service,
                                            void *closure_data)
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__init (Sluice__V1__Broker_Service *service,
                                Sluice__V1__Broker_ServiceDestroy destroy)

@@ -22,7 +22,10 @@ typedef struct Sluice__V1__ProduceResponse Sluice__V1__ProduceResponse;
 typedef struct Sluice__V1__StartPosition Sluice__V1__StartPosition;
 typedef struct Sluice__V1__PartitionSubscription Sluice__V1__PartitionSubscription;
 typedef struct Sluice__V1__SubscribeRequest Sluice__V1__SubscribeRequest;
+typedef struct Sluice__V1__GroupReader Sluice__V1__GroupReader;
 typedef struct Sluice__V1__SubscribeResponse Sluice__V1__SubscribeResponse;
+typedef struct Sluice__V1__InitProducerIdRequest Sluice__V1__InitProducerIdRequest;
+typedef struct Sluice__V1__InitProducerIdResponse Sluice__V1__InitProducerIdResponse;
 typedef struct Sluice__V1__ReplicateRequest Sluice__V1__ReplicateRequest;
 typedef struct Sluice__V1__ReplicateResponse Sluice__V1__ReplicateResponse;
 typedef struct Sluice__V1__PartitionDescription Sluice__V1__PartitionDescription;
@@ -136,7 +139,15 @@ typedef enum _Sluice__V1__ErrorCode {
   /*
    * The broker's memory budget for in-flight data is exhausted (retriable).
    */
-  SLUICE__V1__ERROR_CODE__ERROR_CODE_THROTTLED = 14
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_THROTTLED = 14,
+  /*
+   * Consumer groups: the partition is owned by another member of the group.
+   */
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_ASSIGNED = 15,
+  /*
+   * Consumer groups: the generation is not the group's current one.
+   */
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_ILLEGAL_GENERATION = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLUICE__V1__ERROR_CODE)
 } Sluice__V1__ErrorCode;
 
@@ -192,10 +203,15 @@ struct  Sluice__V1__ProduceResponse
    * The partition's log start offset after the append.
    */
   int64_t log_start_offset;
+  /*
+   * Idempotent producer: the batch repeated one already appended (same producer id,
+   * epoch and sequence); nothing was appended and `base_offset` is the original's.
+   */
+  protobuf_c_boolean duplicate;
 };
 #define SLUICE__V1__PRODUCE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__produce_response__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 typedef enum {
@@ -273,10 +289,28 @@ struct  Sluice__V1__SubscribeRequest
    * always sent); 0 means the broker's default (1 MiB).
    */
   uint32_t max_bytes;
+  /*
+   * Set by a consumer-group member: the broker checks that the member owns every
+   * partition in `partitions` in this generation, and ends the stream with
+   * FAILED_PRECONDITION when they move to another member (no zombie keeps reading).
+   */
+  Sluice__V1__GroupReader *group_reader;
 };
 #define SLUICE__V1__SUBSCRIBE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__subscribe_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, NULL, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, NULL, 0, 0, 0, NULL }
+
+
+struct  Sluice__V1__GroupReader
+{
+  ProtobufCMessage base;
+  char *group;
+  char *member_id;
+  int32_t generation;
+};
+#define SLUICE__V1__GROUP_READER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__group_reader__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -298,6 +332,32 @@ struct  Sluice__V1__SubscribeResponse
 #define SLUICE__V1__SUBSCRIBE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__subscribe_response__descriptor) \
     , 0, 0,NULL, 0, 0 }
+
+
+struct  Sluice__V1__InitProducerIdRequest
+{
+  ProtobufCMessage base;
+  /*
+   * A stable name (like Kafka's transactional.id): the same name gets the same producer
+   * id back with the epoch bumped, fencing older incarnations. Empty: a fresh id, epoch 0.
+   * At most 249 characters.
+   */
+  char *producer_name;
+};
+#define SLUICE__V1__INIT_PRODUCER_ID_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__init_producer_id_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Sluice__V1__InitProducerIdResponse
+{
+  ProtobufCMessage base;
+  int64_t producer_id;
+  int32_t producer_epoch;
+};
+#define SLUICE__V1__INIT_PRODUCER_ID_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__init_producer_id_response__descriptor) \
+    , 0, 0 }
 
 
 struct  Sluice__V1__ReplicateRequest
@@ -670,6 +730,25 @@ Sluice__V1__SubscribeRequest *
 void   sluice__v1__subscribe_request__free_unpacked
                      (Sluice__V1__SubscribeRequest *message,
                       ProtobufCAllocator *allocator);
+/* Sluice__V1__GroupReader methods */
+void   sluice__v1__group_reader__init
+                     (Sluice__V1__GroupReader         *message);
+size_t sluice__v1__group_reader__get_packed_size
+                     (const Sluice__V1__GroupReader   *message);
+size_t sluice__v1__group_reader__pack
+                     (const Sluice__V1__GroupReader   *message,
+                      uint8_t             *out);
+size_t sluice__v1__group_reader__pack_to_buffer
+                     (const Sluice__V1__GroupReader   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__GroupReader *
+       sluice__v1__group_reader__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__group_reader__free_unpacked
+                     (Sluice__V1__GroupReader *message,
+                      ProtobufCAllocator *allocator);
 /* Sluice__V1__SubscribeResponse methods */
 void   sluice__v1__subscribe_response__init
                      (Sluice__V1__SubscribeResponse         *message);
@@ -688,6 +767,44 @@ Sluice__V1__SubscribeResponse *
                       const uint8_t       *data);
 void   sluice__v1__subscribe_response__free_unpacked
                      (Sluice__V1__SubscribeResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__InitProducerIdRequest methods */
+void   sluice__v1__init_producer_id_request__init
+                     (Sluice__V1__InitProducerIdRequest         *message);
+size_t sluice__v1__init_producer_id_request__get_packed_size
+                     (const Sluice__V1__InitProducerIdRequest   *message);
+size_t sluice__v1__init_producer_id_request__pack
+                     (const Sluice__V1__InitProducerIdRequest   *message,
+                      uint8_t             *out);
+size_t sluice__v1__init_producer_id_request__pack_to_buffer
+                     (const Sluice__V1__InitProducerIdRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__InitProducerIdRequest *
+       sluice__v1__init_producer_id_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__init_producer_id_request__free_unpacked
+                     (Sluice__V1__InitProducerIdRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__InitProducerIdResponse methods */
+void   sluice__v1__init_producer_id_response__init
+                     (Sluice__V1__InitProducerIdResponse         *message);
+size_t sluice__v1__init_producer_id_response__get_packed_size
+                     (const Sluice__V1__InitProducerIdResponse   *message);
+size_t sluice__v1__init_producer_id_response__pack
+                     (const Sluice__V1__InitProducerIdResponse   *message,
+                      uint8_t             *out);
+size_t sluice__v1__init_producer_id_response__pack_to_buffer
+                     (const Sluice__V1__InitProducerIdResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__InitProducerIdResponse *
+       sluice__v1__init_producer_id_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__init_producer_id_response__free_unpacked
+                     (Sluice__V1__InitProducerIdResponse *message,
                       ProtobufCAllocator *allocator);
 /* Sluice__V1__ReplicateRequest methods */
 void   sluice__v1__replicate_request__init
@@ -1019,8 +1136,17 @@ typedef void (*Sluice__V1__PartitionSubscription_Closure)
 typedef void (*Sluice__V1__SubscribeRequest_Closure)
                  (const Sluice__V1__SubscribeRequest *message,
                   void *closure_data);
+typedef void (*Sluice__V1__GroupReader_Closure)
+                 (const Sluice__V1__GroupReader *message,
+                  void *closure_data);
 typedef void (*Sluice__V1__SubscribeResponse_Closure)
                  (const Sluice__V1__SubscribeResponse *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__InitProducerIdRequest_Closure)
+                 (const Sluice__V1__InitProducerIdRequest *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__InitProducerIdResponse_Closure)
+                 (const Sluice__V1__InitProducerIdResponse *message,
                   void *closure_data);
 typedef void (*Sluice__V1__ReplicateRequest_Closure)
                  (const Sluice__V1__ReplicateRequest *message,
@@ -1094,6 +1220,10 @@ struct Sluice__V1__Broker_Service
                     const Sluice__V1__SubscribeRequest *input,
                     Sluice__V1__SubscribeResponse_Closure closure,
                     void *closure_data);
+  void (*init_producer_id)(Sluice__V1__Broker_Service *service,
+                           const Sluice__V1__InitProducerIdRequest *input,
+                           Sluice__V1__InitProducerIdResponse_Closure closure,
+                           void *closure_data);
   void (*replicate)(Sluice__V1__Broker_Service *service,
                     const Sluice__V1__ReplicateRequest *input,
                     Sluice__V1__ReplicateResponse_Closure closure,
@@ -1132,6 +1262,7 @@ void sluice__v1__broker__init (Sluice__V1__Broker_Service *service,
     { SLUICE__V1__BROKER__BASE_INIT,\
       function_prefix__ ## produce,\
       function_prefix__ ## subscribe,\
+      function_prefix__ ## init_producer_id,\
       function_prefix__ ## replicate,\
       function_prefix__ ## create_topic,\
       function_prefix__ ## delete_topic,\
@@ -1147,6 +1278,10 @@ void sluice__v1__broker__subscribe(ProtobufCService *service,
                                    const Sluice__V1__SubscribeRequest *input,
                                    Sluice__V1__SubscribeResponse_Closure closure,
                                    void *closure_data);
+void sluice__v1__broker__init_producer_id(ProtobufCService *service,
+                                          const Sluice__V1__InitProducerIdRequest *input,
+                                          Sluice__V1__InitProducerIdResponse_Closure closure,
+                                          void *closure_data);
 void sluice__v1__broker__replicate(ProtobufCService *service,
                                    const Sluice__V1__ReplicateRequest *input,
                                    Sluice__V1__ReplicateResponse_Closure closure,
@@ -1185,7 +1320,10 @@ extern const ProtobufCMessageDescriptor sluice__v1__produce_response__descriptor
 extern const ProtobufCMessageDescriptor sluice__v1__start_position__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__partition_subscription__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__subscribe_request__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__group_reader__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__subscribe_response__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__init_producer_id_request__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__init_producer_id_response__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__replicate_request__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__replicate_response__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__partition_description__descriptor;
