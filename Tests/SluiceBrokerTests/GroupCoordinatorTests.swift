@@ -159,6 +159,29 @@ struct GroupCoordinatorTests {
         expectBrokerError(.groupNotFound) { try groups.commit(silent, TopicPartition("t", 0), offset: 1) }
     }
 
+    @Test func aMemberThatNeverAcknowledgesARevocationIsExpelled() throws {
+        let groups = try coordinator()
+        var holder = try groups.join(timeoutMs: 1_000)
+        clock.advance(ms: 500)
+        var newcomer = try groups.join(timeoutMs: 1_000)
+        holder.update()
+        #expect(holder.pendingRevocation.count == 3)
+        // The holder keeps heartbeating but never acknowledges.
+        for _ in 0..<3 {
+            clock.advance(ms: 400)
+            groups.heard(group: "g", member: holder.memberID)
+            groups.heard(group: "g", member: newcomer.memberID)
+            groups.expireSilentMembers()
+        }
+        guard case .expelled(let reason)? = holder.channel.ending else {
+            Issue.record("a member sitting on a revocation stayed: \(String(describing: holder.channel.ending))")
+            return
+        }
+        #expect(reason.contains("not acknowledged"))
+        newcomer.update()
+        #expect(newcomer.assigned == partitions("t", 0...5))
+    }
+
     @Test func commitsAreFencedByMemberGenerationAndOwnership() throws {
         let groups = try coordinator()
         var a = try groups.join()

@@ -18,7 +18,13 @@ struct GroupMember {
     /// naming an older generation than the grant comes from before this holding.
     var held: [TopicPartition: Int32] = [:]
     /// Held partitions the member was asked to give up and has not acknowledged yet.
-    var pendingRevocation: Set<TopicPartition> = []
+    var pendingRevocation: Set<TopicPartition> = [] {
+        didSet { if pendingRevocation.isEmpty { revocationPendingSinceMs = nil } }
+    }
+    /// When the oldest unacknowledged revocation was asked for. A member that heartbeats
+    /// but never acknowledges would hold the partitions forever: past its session
+    /// timeout it is expelled like a silent one.
+    var revocationPendingSinceMs: Int64?
     /// Nil while a static member is disconnected (its partitions wait for it until its
     /// session times out).
     var channel: MemberChannel?
@@ -41,6 +47,8 @@ struct ConsumerGroup {
     var target: [String: Set<TopicPartition>] = [:]
     /// Members whose queue was full when a message was pushed: to be expired.
     var overflowed: Set<String> = []
+    /// The coordinator's monotonic time of the operation under way (set by it first).
+    var nowMs: Int64 = 0
 
     init(name: String) {
         self.name = name
@@ -90,7 +98,10 @@ struct ConsumerGroup {
             partitions: partitions, current: members.mapValues(\.reading))
         target = Assignors.assignor(for: strategy).assign(input)
         let plan = RebalancePlan(held: members.mapValues { Set($0.held.keys) }, target: target)
-        for (id, revoked) in plan.revoke { members[id]?.pendingRevocation.formUnion(revoked) }
+        for (id, revoked) in plan.revoke {
+            if members[id]?.revocationPendingSinceMs == nil { members[id]?.revocationPendingSinceMs = nowMs }
+            members[id]?.pendingRevocation.formUnion(revoked)
+        }
         _ = grantReleased()
         for id in members.keys.sorted() { announce(id, revocations: true) }
     }

@@ -90,6 +90,7 @@ public final class GroupCoordinator: Sendable {
         return try state.withLock { s throws(BrokerError) -> String in
             guard !s.shutDown else { throw BrokerError(.shuttingDown, "the broker is shutting down; join again once it is back") }
             var group = s.groups[request.group] ?? ConsumerGroup(name: request.group)
+            group.nowMs = now
             if !group.members.isEmpty && group.strategy != strategy {
                 throw BrokerError(
                     .invalidRequest,
@@ -114,6 +115,7 @@ public final class GroupCoordinator: Sendable {
                 member.joinedGeneration = previous.joinedGeneration
                 member.held = previous.held
                 member.pendingRevocation = previous.pendingRevocation
+                member.revocationPendingSinceMs = previous.revocationPendingSinceMs
                 group.members[memberID] = member
                 group.instances[instance] = memberID
                 group.target[memberID] = group.target.removeValue(forKey: previousID)
@@ -146,6 +148,7 @@ public final class GroupCoordinator: Sendable {
         let now = clock.monotonicMilliseconds()
         state.withLock { s in
             guard var group = s.groups[name], group.members[member] != nil else { return }
+            group.nowMs = now
             group.members[member]?.lastHeardMs = now
             group.release(partitions, from: member)
             group.settle(topics: topics)
@@ -157,8 +160,10 @@ public final class GroupCoordinator: Sendable {
     /// A graceful leave (LeaveGroup or half-close): partitions are reassigned at once,
     /// a static member's too. Its stream ends OK after what is queued.
     public func leave(group name: String, member: String) {
+        let now = clock.monotonicMilliseconds()
         state.withLock { s in
             guard var group = s.groups[name], group.members[member] != nil else { return }
+            group.nowMs = now
             group.remove(member, ending: .left, topics: topics)
             group.settle(topics: topics)
             s.store(group)
@@ -170,8 +175,10 @@ public final class GroupCoordinator: Sendable {
     /// member is gone: it cannot come back under the same id. A static member keeps its
     /// partitions until its session times out, waiting for its instance to rejoin.
     public func streamClosed(group name: String, member: String, channel: MemberChannel) {
+        let now = clock.monotonicMilliseconds()
         state.withLock { s in
             guard var group = s.groups[name], let current = group.members[member], current.channel === channel else { return }
+            group.nowMs = now
             if current.instanceID != nil {
                 group.members[member]?.channel = nil
                 s.groups[name] = group
@@ -184,8 +191,9 @@ public final class GroupCoordinator: Sendable {
         }
     }
 
-    /// Expires every member not heard from within its session timeout: its stream ends
-    /// with FAILED_PRECONDITION and its partitions are reassigned. Returns how many.
+    /// Expires every member not heard from within its session timeout, and every member
+    /// that left a revocation unacknowledged for longer than that: its stream ends with
+    /// FAILED_PRECONDITION and its partitions are reassigned. Returns how many.
     @discardableResult
     public func expireSilentMembers() -> Int {
         let now = clock.monotonicMilliseconds()
@@ -193,16 +201,27 @@ public final class GroupCoordinator: Sendable {
             var expired = 0
             for name in s.groups.keys.sorted() {
                 guard var group = s.groups[name] else { continue }
+                group.nowMs = now
                 let silent = group.members.values.filter { now - $0.lastHeardMs > $0.sessionTimeoutMs }.map(\.id).sorted()
-                guard !silent.isEmpty else { continue }
+                let stubborn = group.members.values.filter { member in
+                    member.revocationPendingSinceMs.map { now - $0 > member.sessionTimeoutMs } ?? false
+                }.map(\.id).sorted()
+                guard !silent.isEmpty || !stubborn.isEmpty else { continue }
                 for id in silent {
                     let timeout = group.members[id]?.sessionTimeoutMs ?? 0
                     group.remove(
                         id, ending: .expelled("session expired: nothing heard for more than \(timeout) ms; rejoin"),
                         topics: topics)
+                    expired += 1
+                }
+                for id in stubborn where group.members[id] != nil {
+                    let timeout = group.members[id]?.sessionTimeoutMs ?? 0
+                    group.remove(
+                        id, ending: .expelled("a revocation was not acknowledged within the session timeout (\(timeout) ms); rejoin"),
+                        topics: topics)
+                    expired += 1
                 }
                 group.settle(topics: topics)
-                expired += silent.count
                 s.store(group)
                 s.ringReaders(name)
             }
