@@ -40,7 +40,7 @@ public struct GroupsService: Sendable {
                 let offsets = try mappingBrokerErrors { () throws(BrokerError) in
                     try groups.fetchOffsets(
                         group: request.group,
-                        partitions: request.partitions.flatMap { entry in entry.partitions.map { TopicPartition(entry.topic, $0) } })
+                        partitions: request.partitions.groupPartitions)
                 }
                 return FetchOffsetsResponse(offsets: offsets)
             },
@@ -123,9 +123,7 @@ public struct GroupsService: Sendable {
                     case .heartbeat?, nil:
                         continue
                     case .revokeAck(let ack)?:
-                        groups.revokeAck(group: group, member: member, partitions: ack.partitions.flatMap { entry in
-                            entry.partitions.map { TopicPartition(entry.topic, $0) }
-                        })
+                        groups.revokeAck(group: group, member: member, partitions: ack.partitions.groupPartitions)
                     case .leave?:
                         groups.leave(group: group, member: member)
                         return

@@ -25,7 +25,7 @@ struct GroupCoordinatorTests {
         let groups = try coordinator()
         var members = try threeSettled(groups)
         #expect(members.map(\.assigned.count) == [2, 2, 2])
-        #expect(Set(members.flatMap(\.assigned)) == partitions("t", 0...5))
+        #expect(Set(members.flatMap(\.assigned)) == groupPartitions("t", 0...5))
         #expect(try groups.describeGroup("g").state == .stable)
         let before = members.map(\.assigned)
         let generationBefore = try groups.describeGroup("g").generation
@@ -61,13 +61,13 @@ struct GroupCoordinatorTests {
         #expect(leaving.channel.ending == .left)
         for index in members.indices { members[index].update() }
         #expect(members.allSatisfy { $0.revocations.isEmpty })
-        #expect(Set(members.flatMap(\.assigned)) == partitions("t", 0...5))
+        #expect(Set(members.flatMap(\.assigned)) == groupPartitions("t", 0...5))
         #expect(members.map(\.assigned.count) == [3, 3])
     }
 
     @Test func stickyMovesOnlyWhatItMust() {
         let members = ["a", "b", "c", "d"].map { AssignmentInput.Member(id: $0, topics: ["t"]) }
-        let all = (0..<8).map { TopicPartition("t", $0) }
+        let all = (0..<8).map { GroupPartition("t", $0) }
         let first = StickyAssignor().assign(AssignmentInput(members: members, partitions: all))
         #expect(first.values.map(\.count).sorted() == [2, 2, 2, 2])
         // "b" leaves: only its two partitions move.
@@ -88,19 +88,19 @@ struct GroupCoordinatorTests {
 
     @Test func rangeGivesContiguousRangesPerTopic() {
         let members = ["m1", "m2", "m3"].map { AssignmentInput.Member(id: $0, topics: ["a", "b"]) }
-        let all = (0..<7).map { TopicPartition("a", $0) } + (0..<2).map { TopicPartition("b", $0) }
+        let all = (0..<7).map { GroupPartition("a", $0) } + (0..<2).map { GroupPartition("b", $0) }
         let result = RangeAssignor().assign(AssignmentInput(members: members, partitions: all))
-        #expect(result["m1"] == Set([0, 1, 2].map { TopicPartition("a", $0) } + [TopicPartition("b", 0)]))
-        #expect(result["m2"] == Set([3, 4].map { TopicPartition("a", $0) } + [TopicPartition("b", 1)]))
-        #expect(result["m3"] == Set([5, 6].map { TopicPartition("a", $0) }))
+        #expect(result["m1"] == Set([0, 1, 2].map { GroupPartition("a", $0) } + [GroupPartition("b", 0)]))
+        #expect(result["m2"] == Set([3, 4].map { GroupPartition("a", $0) } + [GroupPartition("b", 1)]))
+        #expect(result["m3"] == Set([5, 6].map { GroupPartition("a", $0) }))
     }
 
     @Test func roundRobinDealsInTurn() {
         let members = [AssignmentInput.Member(id: "m1", topics: ["a", "b"]), AssignmentInput.Member(id: "m2", topics: ["a"])]
-        let all = (0..<3).map { TopicPartition("a", $0) } + (0..<2).map { TopicPartition("b", $0) }
+        let all = (0..<3).map { GroupPartition("a", $0) } + (0..<2).map { GroupPartition("b", $0) }
         let result = RoundRobinAssignor().assign(AssignmentInput(members: members, partitions: all))
-        #expect(result["m1"] == [TopicPartition("a", 0), TopicPartition("a", 2), TopicPartition("b", 0), TopicPartition("b", 1)])
-        #expect(result["m2"] == [TopicPartition("a", 1)])
+        #expect(result["m1"] == [GroupPartition("a", 0), GroupPartition("a", 2), GroupPartition("b", 0), GroupPartition("b", 1)])
+        #expect(result["m2"] == [GroupPartition("a", 1)])
     }
 
     @Test func staticMemberRestartKeepsPartitionsWithoutAGenerationBump() throws {
@@ -133,7 +133,7 @@ struct GroupCoordinatorTests {
         let older = try groups.join(instance: "worker-1")
         let newer = try groups.join(instance: "worker-1")
         #expect(older.channel.ending == .expelled("fenced: another member joined with instance id \"worker-1\""))
-        #expect(newer.assigned == partitions("t", 0...5))
+        #expect(newer.assigned == groupPartitions("t", 0...5))
         #expect(try groups.describeGroup("g").members.map(\.memberId) == [newer.memberID])
     }
 
@@ -155,8 +155,8 @@ struct GroupCoordinatorTests {
         }
         #expect(reason.contains("session expired"))
         talker.update()
-        #expect(talker.assigned == partitions("t", 0...5))
-        expectBrokerError(.groupNotFound) { try groups.commit(silent, TopicPartition("t", 0), offset: 1) }
+        #expect(talker.assigned == groupPartitions("t", 0...5))
+        expectBrokerError(.groupNotFound) { try groups.commit(silent, GroupPartition("t", 0), offset: 1) }
     }
 
     @Test func aMemberThatNeverAcknowledgesARevocationIsExpelled() throws {
@@ -179,7 +179,7 @@ struct GroupCoordinatorTests {
         }
         #expect(reason.contains("not acknowledged"))
         newcomer.update()
-        #expect(newcomer.assigned == partitions("t", 0...5))
+        #expect(newcomer.assigned == groupPartitions("t", 0...5))
     }
 
     @Test func commitsAreFencedByMemberGenerationAndOwnership() throws {
@@ -195,8 +195,8 @@ struct GroupCoordinatorTests {
         #expect(try groups.commit(a, theirs, offset: 5)?.error == .notAssigned)
         #expect(try groups.commit(a, mine, offset: 101)?.error == .offsetOutOfRange)
         #expect(try groups.commit(a, mine, offset: -1)?.error == .offsetOutOfRange)
-        #expect(try groups.commit(a, TopicPartition("t", 9), offset: 1)?.error == .unknownPartition)
-        #expect(try groups.commit(a, TopicPartition("nope", 0), offset: 1)?.error == .unknownTopic)
+        #expect(try groups.commit(a, GroupPartition("t", 9), offset: 1)?.error == .unknownPartition)
+        #expect(try groups.commit(a, GroupPartition("nope", 0), offset: 1)?.error == .unknownTopic)
         expectBrokerError(.groupStateConflict, containing: "is stale") { try groups.commit(a, generation: 0, mine, offset: 5) }
         expectBrokerError(.groupStateConflict, containing: "is stale") { try groups.commit(a, generation: 99, mine, offset: 5) }
         expectBrokerError(.groupNotFound) { try groups.commit(a, mine, offset: 5, group: "other") }
@@ -212,7 +212,7 @@ struct GroupCoordinatorTests {
         #expect(try groups.commit(a, theirs, offset: 7)?.error == ErrorCode.none)
         let fetched = try groups.fetchOffsets(group: "g", partitions: [mine, theirs])
         #expect(fetched.map(\.offset) == [6, 7])
-        let unknown = try groups.fetchOffsets(group: "g", partitions: [TopicPartition("other", 0)])
+        let unknown = try groups.fetchOffsets(group: "g", partitions: [GroupPartition("other", 0)])
         #expect(unknown.map(\.offset) == [-1])
     }
 

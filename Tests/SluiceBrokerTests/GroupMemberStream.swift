@@ -11,8 +11,8 @@ struct GroupMemberStream {
     private var responses: GRPCResponseStream.AsyncIterator
     private(set) var memberID = ""
     private(set) var generation: Int32 = -1
-    private(set) var assigned: Set<TopicPartition> = []
-    private(set) var revoked: Set<TopicPartition> = []
+    private(set) var assigned: Set<GroupPartition> = []
+    private(set) var revoked: Set<GroupPartition> = []
 
     init(_ connection: GRPCClientConnection) async throws {
         call = try await connection.makeCall(path: "/sluice.v1.Groups/Join")
@@ -42,9 +42,9 @@ struct GroupMemberStream {
         case .joined(let joined)?: memberID = joined.memberId
         case .assignment(let assignment)?:
             generation = assignment.generation
-            assigned = Set(assignment.partitions.flatMap { entry in entry.partitions.map { TopicPartition(entry.topic, $0) } })
+            assigned = Set(assignment.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
         case .revocation(let revocation)?:
-            revoked = Set(revocation.partitions.flatMap { entry in entry.partitions.map { TopicPartition(entry.topic, $0) } })
+            revoked = Set(revocation.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
         case nil: break
         }
         return message

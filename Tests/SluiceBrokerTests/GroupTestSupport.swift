@@ -19,12 +19,12 @@ struct FakeTopics: GroupTopicSource {
 
     func partitionCount(ofTopic topic: String) -> UInt32? { counts[topic] }
 
-    func offsets(of partition: TopicPartition) -> GroupPartitionOffsets? {
+    func offsets(of partition: GroupPartition) -> GroupPartitionOffsets? {
         guard let count = counts[partition.topic], partition.partition < count else { return nil }
         return GroupPartitionOffsets(logStartOffset: 0, logEndOffset: logEnd, highWatermark: logEnd)
     }
 
-    func offset(of partition: TopicPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64? { nil }
+    func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64? { nil }
 }
 
 /// What a member has been told, folded from its channel's messages the way a client would.
@@ -32,8 +32,8 @@ struct MemberView {
     let channel: MemberChannel
     var memberID = ""
     var generation: Int32 = -1
-    var assigned: Set<TopicPartition> = []
-    var revocations: [Set<TopicPartition>] = []
+    var assigned: Set<GroupPartition> = []
+    var revocations: [Set<GroupPartition>] = []
 
     init(_ channel: MemberChannel) { self.channel = channel }
 
@@ -44,19 +44,19 @@ struct MemberView {
             case .joined(let joined)?: memberID = joined.memberId
             case .assignment(let assignment)?:
                 generation = assignment.generation
-                assigned = Set(assignment.partitions.flatMap { entry in entry.partitions.map { TopicPartition(entry.topic, $0) } })
+                assigned = Set(assignment.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
             case .revocation(let revocation)?:
-                revocations.append(Set(revocation.partitions.flatMap { entry in entry.partitions.map { TopicPartition(entry.topic, $0) } }))
+                revocations.append(Set(revocation.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } }))
             case nil: break
             }
         }
     }
 
-    var pendingRevocation: Set<TopicPartition> { revocations.last ?? [] }
+    var pendingRevocation: Set<GroupPartition> { revocations.last ?? [] }
 }
 
-func partitions(_ topic: String, _ numbers: ClosedRange<UInt32>) -> Set<TopicPartition> {
-    Set(numbers.map { TopicPartition(topic, $0) })
+func groupPartitions(_ topic: String, _ numbers: ClosedRange<UInt32>) -> Set<GroupPartition> {
+    Set(numbers.map { GroupPartition(topic, $0) })
 }
 
 extension GroupCoordinator {
@@ -83,7 +83,7 @@ extension GroupCoordinator {
     }
 
     func commit(
-        _ view: MemberView, generation: Int32? = nil, _ partition: TopicPartition, offset: Int64, group: String = "g"
+        _ view: MemberView, generation: Int32? = nil, _ partition: GroupPartition, offset: Int64, group: String = "g"
     ) throws -> OffsetCommitResult? {
         try commit(CommitOffsetsRequest(
             group: group, memberId: view.memberID, generation: generation ?? view.generation,

@@ -206,7 +206,7 @@ struct GroupsServiceTests {
     }
 }
 
-extension Set where Element == TopicPartition {
+extension Set where Element == GroupPartition {
     var byTopicForTest: [TopicPartitions] {
         Dictionary(grouping: self, by: \.topic).sorted { $0.key < $1.key }.map { topic, entries in
             TopicPartitions(topic: topic, partitions: entries.map(\.partition).sorted())

@@ -32,12 +32,12 @@ struct OffsetLogTests {
 
     @Test func recordsRoundTripByteForByte() throws {
         let commit = OffsetLogRecord.change(.commit(
-            group: "g", partition: TopicPartition("t", 2), value: CommittedOffsetValue(offset: 258, metadata: "hi", commitTimeMs: 1)))
+            group: "g", partition: GroupPartition("t", 2), value: CommittedOffsetValue(offset: 258, metadata: "hi", commitTimeMs: 1)))
         let record = commit.record
         #expect(record.key.map { String(buffer: $0) } == "g/t/2")
         #expect(Array(buffer: record.value) == [0x01, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0x68, 0x69])
         #expect(OffsetLogRecord(record) == commit)
-        let tombstone = OffsetLogRecord.change(.tombstone(group: "g.x", partition: TopicPartition("a-b", 0)))
+        let tombstone = OffsetLogRecord.change(.tombstone(group: "g.x", partition: GroupPartition("a-b", 0)))
         #expect(tombstone.record.value.readableBytes == 0)
         #expect(OffsetLogRecord(tombstone.record) == tombstone)
         #expect(OffsetLogRecord(OffsetLogRecord.snapshotEnd(count: 3).record) == .snapshotEnd(count: 3))
@@ -98,7 +98,7 @@ struct OffsetLogTests {
         let value = CommittedOffsetValue(offset: 1, metadata: "", commitTimeMs: 0)
         let records = Records(records: [
             OffsetLogRecord.snapshotBegin(count: 2).record,
-            OffsetLogRecord.snapshotEntry(group: "other", partition: TopicPartition("t", 0), value: value).record,
+            OffsetLogRecord.snapshotEntry(group: "other", partition: GroupPartition("t", 0), value: value).record,
         ]).protobufBytes()
         _ = try log.appendBuffered(NewBatch(
             recordCount: 2, firstTimestamp: 0, maxTimestamp: 0, recordsCRC: CRC32C.checksum(records), records: records),

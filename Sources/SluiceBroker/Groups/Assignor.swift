@@ -14,11 +14,11 @@ public struct AssignmentInput: Sendable {
     }
 
     public var members: [Member]
-    public var partitions: [TopicPartition]
+    public var partitions: [GroupPartition]
     /// The partitions each member holds and keeps reading (pending revocations excluded).
-    public var current: [String: Set<TopicPartition>]
+    public var current: [String: Set<GroupPartition>]
 
-    public init(members: [Member], partitions: [TopicPartition], current: [String: Set<TopicPartition>] = [:]) {
+    public init(members: [Member], partitions: [GroupPartition], current: [String: Set<GroupPartition>] = [:]) {
         self.members = members.sorted { $0.id < $1.id }
         self.partitions = partitions.sorted()
         self.current = current
@@ -30,7 +30,7 @@ public struct AssignmentInput: Sendable {
 public protocol Assignor: Sendable {
     /// Every member id of the input is a key of the result (possibly with no partitions);
     /// every partition with at least one subscribed member is in exactly one value.
-    func assign(_ input: AssignmentInput) -> [String: Set<TopicPartition>]
+    func assign(_ input: AssignmentInput) -> [String: Set<GroupPartition>]
 }
 
 public enum Assignors {

@@ -10,18 +10,18 @@ struct BrokerTopicSource: GroupTopicSource {
         try? registry.topic(named: topic).partitionCount
     }
 
-    func offsets(of partition: TopicPartition) -> GroupPartitionOffsets? {
+    func offsets(of partition: GroupPartition) -> GroupPartitionOffsets? {
         guard let open = self.partition(partition) else { return nil }
         return GroupPartitionOffsets(
             logStartOffset: open.log.logStartOffset, logEndOffset: open.log.logEndOffset, highWatermark: open.highWatermark)
     }
 
-    func offset(of partition: TopicPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64? {
+    func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64? {
         guard let open = self.partition(partition) else { return nil }
         return try? open.log.offset(forTimestamp: timestampMs)
     }
 
-    private func partition(_ partition: TopicPartition) -> Partition? {
+    private func partition(_ partition: GroupPartition) -> Partition? {
         guard let topic = try? registry.topic(named: partition.topic),
               case .online(let open)? = partitions.slot(topicID: topic.topicID, partition: partition.partition)
         else { return nil }

@@ -16,9 +16,9 @@ struct GroupMember {
     var joinedGeneration: Int32
     /// Partitions held, each with the generation it was granted in. A commit or read
     /// naming an older generation than the grant comes from before this holding.
-    var held: [TopicPartition: Int32] = [:]
+    var held: [GroupPartition: Int32] = [:]
     /// Held partitions the member was asked to give up and has not acknowledged yet.
-    var pendingRevocation: Set<TopicPartition> = [] {
+    var pendingRevocation: Set<GroupPartition> = [] {
         didSet { if pendingRevocation.isEmpty { revocationPendingSinceMs = nil } }
     }
     /// When the oldest unacknowledged revocation was asked for. A member that heartbeats
@@ -30,7 +30,7 @@ struct GroupMember {
     var channel: MemberChannel?
 
     /// What the member reads: held and not being revoked.
-    var reading: Set<TopicPartition> { Set(held.keys).subtracting(pendingRevocation) }
+    var reading: Set<GroupPartition> { Set(held.keys).subtracting(pendingRevocation) }
 }
 
 /// A group's membership and assignment: a value the coordinator changes under its lock.
@@ -44,7 +44,7 @@ struct ConsumerGroup {
     /// Static members: instance id to member id.
     var instances: [String: String] = [:]
     /// The assignor's latest result, by member id.
-    var target: [String: Set<TopicPartition>] = [:]
+    var target: [String: Set<GroupPartition>] = [:]
     /// Members whose queue was full when a message was pushed: to be expired.
     var overflowed: Set<String> = []
     /// The coordinator's monotonic time of the operation under way (set by it first).
@@ -56,7 +56,7 @@ struct ConsumerGroup {
 
     var state: SluiceAPI.GroupState {
         if members.isEmpty { return .empty }
-        var holder: [TopicPartition: String] = [:]
+        var holder: [GroupPartition: String] = [:]
         for member in members.values {
             if !member.pendingRevocation.isEmpty { return .rebalancing }
             for partition in member.held.keys { holder[partition] = member.id }
@@ -71,8 +71,8 @@ struct ConsumerGroup {
     var subscribedTopics: Set<String> { members.values.reduce(into: []) { $0.formUnion($1.topics) } }
 
     /// Who holds each partition.
-    var holders: [TopicPartition: String] {
-        var holder: [TopicPartition: String] = [:]
+    var holders: [GroupPartition: String] {
+        var holder: [GroupPartition: String] = [:]
         for member in members.values {
             for partition in member.held.keys { holder[partition] = member.id }
         }
@@ -89,9 +89,9 @@ struct ConsumerGroup {
             target = [:]
             return
         }
-        var partitions: [TopicPartition] = []
+        var partitions: [GroupPartition] = []
         for topic in subscribedTopics.sorted() {
-            for index in 0..<(topics.partitionCount(ofTopic: topic) ?? 0) { partitions.append(TopicPartition(topic, index)) }
+            for index in 0..<(topics.partitionCount(ofTopic: topic) ?? 0) { partitions.append(GroupPartition(topic, index)) }
         }
         let input = AssignmentInput(
             members: members.values.map { AssignmentInput.Member(id: $0.id, topics: $0.topics) },
@@ -134,7 +134,7 @@ struct ConsumerGroup {
 
     /// A member gave partitions up (RevokeAck): they go to their new owners now. Only
     /// partitions pending revocation are released; anything else in the ack is ignored.
-    mutating func release(_ partitions: [TopicPartition], from id: String) {
+    mutating func release(_ partitions: [GroupPartition], from id: String) {
         guard var member = members[id] else { return }
         var released = false
         for partition in partitions where member.pendingRevocation.contains(partition) {

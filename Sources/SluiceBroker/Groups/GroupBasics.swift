@@ -4,7 +4,7 @@ import Glibc
 import SluiceAPI
 
 /// One partition of one topic, as groups assign and commit them.
-public struct TopicPartition: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct GroupPartition: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var topic: String
     public var partition: UInt32
 
@@ -13,14 +13,14 @@ public struct TopicPartition: Hashable, Comparable, Sendable, CustomStringConver
         self.partition = partition
     }
 
-    public static func < (lhs: TopicPartition, rhs: TopicPartition) -> Bool {
+    public static func < (lhs: GroupPartition, rhs: GroupPartition) -> Bool {
         (lhs.topic, lhs.partition) < (rhs.topic, rhs.partition)
     }
 
     public var description: String { "\(topic)/\(partition)" }
 }
 
-extension Collection where Element == TopicPartition {
+extension Collection where Element == GroupPartition {
     /// As the protocol lists partitions: grouped by topic, both sorted.
     var byTopic: [TopicPartitions] {
         var grouped: [String: [UInt32]] = [:]
@@ -30,7 +30,8 @@ extension Collection where Element == TopicPartition {
 }
 
 extension Array where Element == TopicPartitions {
-    var flattened: [TopicPartition] { flatMap { entry in entry.partitions.map { TopicPartition(entry.topic, $0) } } }
+    /// One entry per partition, in the order listed.
+    public var groupPartitions: [GroupPartition] { flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } } }
 }
 
 /// Settings of the group coordinator. Times in milliseconds.
@@ -92,9 +93,9 @@ public protocol GroupTopicSource: Sendable {
     /// Nil when the topic does not exist.
     func partitionCount(ofTopic topic: String) -> UInt32?
     /// Nil when the partition is not open.
-    func offsets(of partition: TopicPartition) -> GroupPartitionOffsets?
+    func offsets(of partition: GroupPartition) -> GroupPartitionOffsets?
     /// The first offset whose timestamp is at or after `timestampMs`; nil for none.
-    func offset(of partition: TopicPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64?
+    func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64?
 }
 
 public struct GroupPartitionOffsets: Sendable, Equatable {

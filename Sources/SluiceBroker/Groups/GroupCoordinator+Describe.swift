@@ -29,7 +29,7 @@ extension GroupCoordinator {
             let holders = group.holders
             var partitions = Set(committed.keys)
             for topic in group.subscribedTopics {
-                for index in 0..<(topics.partitionCount(ofTopic: topic) ?? 0) { partitions.insert(TopicPartition(topic, index)) }
+                for index in 0..<(topics.partitionCount(ofTopic: topic) ?? 0) { partitions.insert(GroupPartition(topic, index)) }
             }
             let lags = partitions.sorted().map { partition -> PartitionLag in
                 let offsets = topics.offsets(of: partition)
@@ -57,7 +57,7 @@ extension GroupCoordinator {
 extension GroupCoordinator {
     /// Throws `groupStateConflict` unless `member` of `group` holds every partition
     /// under a grant no newer than `generation` (the same fence as commits).
-    public func checkReader(group name: String, member: String, generation: Int32, partitions: [TopicPartition]) throws(BrokerError) {
+    public func checkReader(group name: String, member: String, generation: Int32, partitions: [GroupPartition]) throws(BrokerError) {
         try state.withLock { s throws(BrokerError) in
             guard let group = s.groups[name] else { throw BrokerError(.groupNotFound, "group \"\(name)\" does not exist") }
             guard let holder = group.members[member] else {

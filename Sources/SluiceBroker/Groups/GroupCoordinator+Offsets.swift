@@ -60,7 +60,7 @@ extension GroupCoordinator {
             var results: [OffsetCommitResult] = []
             var changes: [OffsetChange] = []
             for entry in request.offsets {
-                let partition = TopicPartition(entry.topic, entry.partition)
+                let partition = GroupPartition(entry.topic, entry.partition)
                 var result = OffsetCommitResult(topic: entry.topic, partition: entry.partition)
                 if let problem = check(entry, partition: partition, owner: owner, generation: request.generation, holders: holders) {
                     result.error = problem.code
@@ -87,8 +87,8 @@ extension GroupCoordinator {
     }
 
     private func check(
-        _ entry: OffsetCommit, partition: TopicPartition, owner: GroupMember?, generation: Int32,
-        holders: [TopicPartition: String]
+        _ entry: OffsetCommit, partition: GroupPartition, owner: GroupMember?, generation: Int32,
+        holders: [GroupPartition: String]
     ) -> (code: ErrorCode, message: String)? {
         guard let count = topics.partitionCount(ofTopic: entry.topic), !InternalTopics.isInternal(entry.topic) else {
             return (.unknownTopic, "topic \"\(entry.topic)\" does not exist")
@@ -128,7 +128,7 @@ extension GroupCoordinator {
     }
 
     /// Committed offsets of a group: the listed partitions (-1 where none), or all.
-    public func fetchOffsets(group: String, partitions: [TopicPartition]) throws(BrokerError) -> [CommittedOffset] {
+    public func fetchOffsets(group: String, partitions: [GroupPartition]) throws(BrokerError) -> [CommittedOffset] {
         try state.withLock { s throws(BrokerError) -> [CommittedOffset] in
             guard s.groups[group] != nil || s.offsets.hasOffsets(group) else {
                 throw BrokerError(.groupNotFound, "group \"\(group)\" does not exist")
@@ -181,7 +181,7 @@ extension GroupCoordinator {
             var changes: [OffsetChange] = []
             var answer: [CommittedOffset] = []
             for index in Set(indexes).sorted() {
-                let partition = TopicPartition(topic, index)
+                let partition = GroupPartition(topic, index)
                 guard let offsets = topics.offsets(of: partition) else {
                     throw BrokerError(.storageFailed, "\(partition) is not open on this broker")
                 }

@@ -144,7 +144,7 @@ public final class GroupCoordinator: Sendable {
     }
 
     /// The member gave up partitions it was asked to revoke.
-    public func revokeAck(group name: String, member: String, partitions: [TopicPartition]) {
+    public func revokeAck(group name: String, member: String, partitions: [GroupPartition]) {
         let now = clock.monotonicMilliseconds()
         state.withLock { s in
             guard var group = s.groups[name], group.members[member] != nil else { return }

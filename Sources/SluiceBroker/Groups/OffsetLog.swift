@@ -50,7 +50,7 @@ public final class OffsetLog: OffsetJournal {
 
     // MARK: Loading
 
-    public func load() throws(BrokerError) -> [String: [TopicPartition: CommittedOffsetValue]] {
+    public func load() throws(BrokerError) -> [String: [GroupPartition: CommittedOffsetValue]] {
         var live = OffsetStore()
         var snapshot: (store: OffsetStore, expected: Int64, written: Int64, bytes: Int64)?
         var bytesSinceSnapshot: Int64 = 0

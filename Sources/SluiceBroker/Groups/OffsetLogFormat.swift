@@ -34,7 +34,7 @@ import SluiceAPI
 /// crash, is ignored: the records before it still hold everything).
 enum OffsetLogRecord: Equatable {
     case change(OffsetChange)
-    case snapshotEntry(group: String, partition: TopicPartition, value: CommittedOffsetValue)
+    case snapshotEntry(group: String, partition: GroupPartition, value: CommittedOffsetValue)
     case snapshotBegin(count: Int64)
     case snapshotEnd(count: Int64)
 
@@ -109,13 +109,13 @@ enum OffsetLogRecord: Equatable {
         value.writeString(committed.metadata)
     }
 
-    private static func key(_ group: String, _ partition: TopicPartition) -> ByteBuffer {
+    private static func key(_ group: String, _ partition: GroupPartition) -> ByteBuffer {
         ByteBuffer(string: "\(group)/\(partition.topic)/\(partition.partition)")
     }
 
-    private static func parseKey(_ key: ByteBuffer) -> (String, TopicPartition)? {
+    private static func parseKey(_ key: ByteBuffer) -> (String, GroupPartition)? {
         let parts = String(buffer: key).split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, let index = UInt32(parts[2]) else { return nil }
-        return (String(parts[0]), TopicPartition(String(parts[1]), index))
+        return (String(parts[0]), GroupPartition(String(parts[1]), index))
     }
 }

@@ -14,16 +14,16 @@ public struct CommittedOffsetValue: Sendable, Equatable {
 
 /// One change to committed offsets, as the offsets log records it.
 public enum OffsetChange: Sendable, Equatable {
-    case commit(group: String, partition: TopicPartition, value: CommittedOffsetValue)
+    case commit(group: String, partition: GroupPartition, value: CommittedOffsetValue)
     /// The group's offset for the partition is gone (group deleted).
-    case tombstone(group: String, partition: TopicPartition)
+    case tombstone(group: String, partition: GroupPartition)
 }
 
 /// Where committed offsets are made durable. `OffsetLog` keeps them in the internal topic
 /// `__consumer_offsets`; state-machine tests pass none (offsets then live in memory).
 public protocol OffsetJournal: Sendable {
     /// Every live offset, read at startup.
-    func load() throws(BrokerError) -> [String: [TopicPartition: CommittedOffsetValue]]
+    func load() throws(BrokerError) -> [String: [GroupPartition: CommittedOffsetValue]]
     /// Appends `changes` as one unit (whole or not at all) without waiting for the disk;
     /// returns what to pass to `waitUntilDurable`.
     func append(_ changes: [OffsetChange]) throws(BrokerError) -> Int64
@@ -37,15 +37,15 @@ public protocol OffsetJournal: Sendable {
 /// Committed offsets in memory, by group then partition: the coordinator's view, kept
 /// equal to what the journal holds (memory changes only after the journal accepted).
 struct OffsetStore {
-    private(set) var offsets: [String: [TopicPartition: CommittedOffsetValue]] = [:]
+    private(set) var offsets: [String: [GroupPartition: CommittedOffsetValue]] = [:]
 
-    init(_ offsets: [String: [TopicPartition: CommittedOffsetValue]] = [:]) {
+    init(_ offsets: [String: [GroupPartition: CommittedOffsetValue]] = [:]) {
         self.offsets = offsets.filter { !$0.value.isEmpty }
     }
 
     func hasOffsets(_ group: String) -> Bool { offsets[group] != nil }
 
-    func committed(_ group: String) -> [TopicPartition: CommittedOffsetValue] { offsets[group] ?? [:] }
+    func committed(_ group: String) -> [GroupPartition: CommittedOffsetValue] { offsets[group] ?? [:] }
 
     mutating func apply(_ change: OffsetChange) {
         switch change {

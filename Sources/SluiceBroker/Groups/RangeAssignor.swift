@@ -5,9 +5,9 @@
 public struct RangeAssignor: Assignor {
     public init() {}
 
-    public func assign(_ input: AssignmentInput) -> [String: Set<TopicPartition>] {
-        var result = Dictionary(uniqueKeysWithValues: input.members.map { ($0.id, Set<TopicPartition>()) })
-        var byTopic: [String: [TopicPartition]] = [:]
+    public func assign(_ input: AssignmentInput) -> [String: Set<GroupPartition>] {
+        var result = Dictionary(uniqueKeysWithValues: input.members.map { ($0.id, Set<GroupPartition>()) })
+        var byTopic: [String: [GroupPartition]] = [:]
         for partition in input.partitions { byTopic[partition.topic, default: []].append(partition) }
         for (topic, partitions) in byTopic {
             let readers = input.members.filter { $0.topics.contains(topic) }

@@ -7,15 +7,15 @@
 /// - `waiting`: targeted to a member but still held by another: granted once released.
 /// A partition is never in two members' holdings, so never read by two at once.
 public struct RebalancePlan: Equatable, Sendable {
-    public var keep: [String: Set<TopicPartition>] = [:]
-    public var revoke: [String: Set<TopicPartition>] = [:]
-    public var add: [String: Set<TopicPartition>] = [:]
-    public var waiting: [String: Set<TopicPartition>] = [:]
+    public var keep: [String: Set<GroupPartition>] = [:]
+    public var revoke: [String: Set<GroupPartition>] = [:]
+    public var add: [String: Set<GroupPartition>] = [:]
+    public var waiting: [String: Set<GroupPartition>] = [:]
 
     /// `held`: every member's partitions, pending revocations included; `target`: the
     /// assignor's result.
-    public init(held: [String: Set<TopicPartition>], target: [String: Set<TopicPartition>]) {
-        var holder: [TopicPartition: String] = [:]
+    public init(held: [String: Set<GroupPartition>], target: [String: Set<GroupPartition>]) {
+        var holder: [GroupPartition: String] = [:]
         for (member, partitions) in held {
             for partition in partitions {
                 precondition(holder[partition] == nil, "\(partition) is held by \(member) and \(holder[partition] ?? "")")

@@ -3,8 +3,8 @@
 public struct RoundRobinAssignor: Assignor {
     public init() {}
 
-    public func assign(_ input: AssignmentInput) -> [String: Set<TopicPartition>] {
-        var result = Dictionary(uniqueKeysWithValues: input.members.map { ($0.id, Set<TopicPartition>()) })
+    public func assign(_ input: AssignmentInput) -> [String: Set<GroupPartition>] {
+        var result = Dictionary(uniqueKeysWithValues: input.members.map { ($0.id, Set<GroupPartition>()) })
         guard !input.members.isEmpty else { return result }
         var turn = 0
         for partition in input.partitions {

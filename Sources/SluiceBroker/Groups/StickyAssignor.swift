@@ -12,15 +12,15 @@
 public struct StickyAssignor: Assignor {
     public init() {}
 
-    public func assign(_ input: AssignmentInput) -> [String: Set<TopicPartition>] {
-        var result = Dictionary(uniqueKeysWithValues: input.members.map { ($0.id, Set<TopicPartition>()) })
+    public func assign(_ input: AssignmentInput) -> [String: Set<GroupPartition>] {
+        var result = Dictionary(uniqueKeysWithValues: input.members.map { ($0.id, Set<GroupPartition>()) })
         guard !input.members.isEmpty else { return result }
         let share = input.partitions.count / input.members.count
         var extraPlaces = input.partitions.count % input.members.count
         let existing = Set(input.partitions)
-        var assigned = Set<TopicPartition>()
+        var assigned = Set<GroupPartition>()
 
-        var kept: [String: [TopicPartition]] = [:]
+        var kept: [String: [GroupPartition]] = [:]
         for member in input.members {
             let holding = (input.current[member.id] ?? [])
                 .filter { existing.contains($0) && member.topics.contains($0.topic) && !assigned.contains($0) }

@@ -114,7 +114,7 @@ extension Broker {
         let group: String
         let member: String
         let generation: Int32
-        let partitions: [TopicPartition]
+        let partitions: [GroupPartition]
 
         func check(_ groups: GroupCoordinator) throws(BrokerError) {
             try groups.checkReader(group: group, member: member, generation: generation, partitions: partitions)
@@ -129,7 +129,7 @@ extension Broker {
         }
         let check = GroupReaderCheck(
             group: reader.group, member: reader.memberId, generation: reader.generation,
-            partitions: cursors.map { TopicPartition(request.topic, $0.partition.index) })
+            partitions: cursors.map { GroupPartition(request.topic, $0.partition.index) })
         try check.check(groups)
         return check
     }
