@@ -72,8 +72,8 @@ public final class Broker: Sendable {
 
     public var storage: StorageSettings { partitions.settings }
 
-    /// Starts the periodic maintenance task (retention, rolling by age), if the
-    /// storage settings ask for one.
+    /// Starts the expiry of silent group members (always) and the periodic maintenance
+    /// task (retention, rolling by age), if the storage settings ask for one.
     public func startMaintenance() {
         let expiry = Task { [groups] in
             while !Task.isCancelled {
