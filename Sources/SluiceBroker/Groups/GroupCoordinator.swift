@@ -54,6 +54,8 @@ public final class GroupCoordinator: Sendable {
         settings: GroupSettings = GroupSettings(), clock: any GroupClock = SystemGroupClock(),
         topics: any GroupTopicSource, journal: (any OffsetJournal)?
     ) throws(BrokerError) {
+        precondition(settings.memberQueueCapacity >= 3, "a member's queue must hold Joined, Assignment and Revocation")
+        precondition(settings.sessionTimeoutRangeMs.contains(settings.defaultSessionTimeoutMs), "the default session timeout must be allowed")
         self.settings = settings
         self.clock = clock
         self.topics = topics
