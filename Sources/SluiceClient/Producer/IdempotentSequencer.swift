@@ -27,8 +27,12 @@ struct IdempotentSequencer {
     private(set) var identity: ProducerIdentity?
     private var nextSequence: [Producer.TopicPartition: Int32] = [:]
 
-    /// Takes a new identity; every partition starts again at 0.
+    /// Takes a new identity; every partition starts again at 0. Adopting the identity
+    /// already held changes nothing: several partitions may wait for the same
+    /// InitProducerId answer, and restarting at 0 after one of them had sent would
+    /// reuse its sequences (the broker would take the new batch for a duplicate).
     mutating func adopt(_ identity: ProducerIdentity) {
+        guard identity != self.identity else { return }
         self.identity = identity
         nextSequence.removeAll()
     }

@@ -16,7 +16,11 @@ extension Producer {
     /// The sequence `batch` is sent with: its own if it has one under the current
     /// identity, else the partition's next (asking for an identity first if none is held).
     func sequence(for batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition) async throws -> BatchSequence {
-        if sequencer.identity == nil { sequencer.adopt(try await requestIdentity()) }
+        if sequencer.identity == nil {
+            let identity = try await requestIdentity()
+            // Another partition may have adopted it (or a newer one) meanwhile.
+            if sequencer.identity == nil { sequencer.adopt(identity) }
+        }
         return sequencer.sequence(for: batch.sequence, place: place, recordCount: batch.items.count)
     }
 
@@ -41,10 +45,12 @@ extension Producer {
     /// InitProducerId, shared by every partition that needs it at the same time.
     private func requestIdentity() async throws -> ProducerIdentity {
         if let identityRequest { return try await identityRequest.value }
-        let connection = try await openConnection()
         let request = InitProducerIdRequest(producerName: configuration.producerName ?? "")
         let timeout = configuration.requestTimeout
+        // Registered before any suspension: two InitProducerId calls for one name would
+        // bump the epoch twice and fence the first answer.
         let task = Task {
+            let connection = try await self.openConnection()
             let response: InitProducerIdResponse = try await connection.unary(
                 path: Self.initProducerIdPath, request: request, timeout: timeout)
             return ProducerIdentity(id: response.producerId, epoch: response.producerEpoch)
