@@ -209,6 +209,18 @@ import Testing
         }
     }
 
+    @Test func stateIsRebuiltFromARollSnapshotAndTheBatchesAfterIt() async throws {
+        try await stateSurvivesARestart { directory in
+            let snapshots = try FileManager.default.contentsOfDirectory(atPath: directory)
+                .filter { $0.hasSuffix(".producers") }.sorted()
+            // The newest is the one written at close (offset 8, the log end); without it
+            // recovery starts at the last roll and replays what follows.
+            #expect(snapshots.last == "00000000000000000008.producers")
+            #expect(snapshots.count == 2)
+            try FileManager.default.removeItem(atPath: directory + "/" + snapshots[1])
+        }
+    }
+
     @Test func stateIsRebuiltAfterARestartByScanningWhenSnapshotsAreMissingOrCorrupt() async throws {
         try await stateSurvivesARestart { directory in
             let snapshots = try FileManager.default.contentsOfDirectory(atPath: directory)

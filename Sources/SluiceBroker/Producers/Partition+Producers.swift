@@ -58,7 +58,9 @@ extension Partition {
                 case .unknownProducer(let message): return (.refused(ProduceFailure(.unknownProducerId, message)), nil)
                 }
             }
-            let before = ledger.state
+            // Only this producer's entry changes: keeping it (not the whole state) is
+            // enough to rebuild the state before this batch if the append rolled.
+            let previous = idempotent ? ledger.state.producers[batch.producerId] : nil
             let result = try append(batch)
             if idempotent {
                 ledger.state.record(
@@ -71,6 +73,8 @@ extension Partition {
             // The roll happened inside this append, so the new segment starts with this
             // batch and the state before it covers exactly the offsets below.
             assert(active == result.baseOffset, "a roll starts the new segment with the batch that caused it")
+            var before = ledger.state
+            if idempotent { before.restore(producerId: batch.producerId, to: previous) }
             return (.appended(result), ProducerSnapshot(offset: active, state: before))
         }
         if let snapshot { writeSnapshot(snapshot) }

@@ -136,6 +136,12 @@ public struct ProducerState: Sendable, Equatable {
         producers[producerId] = known
     }
 
+    /// Puts back what `producers[producerId]` was (nil: absent), undoing a `record`
+    /// without copying the whole state beforehand.
+    public mutating func restore(producerId: Int64, to previous: Producer?) {
+        producers[producerId] = previous
+    }
+
     /// Forgets producers whose last append is older than `cutoffMs`; returns how many.
     @discardableResult
     public mutating func expire(lastAppendBefore cutoffMs: Int64) -> Int {
