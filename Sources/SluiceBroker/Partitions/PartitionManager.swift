@@ -171,8 +171,9 @@ final class PartitionManager: PartitionOffsetsSource {
     // MARK: Maintenance
 
     /// One pass of background maintenance over every open log: expire idle
-    /// idempotent producers, roll active segments older than `segment.ms` (an idle partition would otherwise never roll), then
-    /// delete segments past `retention.ms` / `retention.bytes`.
+    /// idempotent producers, roll active segments older than `segment.ms` (an idle
+    /// partition would otherwise never roll), then delete segments past
+    /// `retention.ms` / `retention.bytes`.
     func runMaintenance() -> MaintenanceReport {
         var report = MaintenanceReport()
         let producerCutoffMs = settings.clock.nowMilliseconds() - settings.producerIdExpiryMs
