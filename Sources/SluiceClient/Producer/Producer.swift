@@ -206,8 +206,10 @@ public actor Producer {
         var batch = batch
         let current: ProduceSession
         do {
-            current = try await openSession()
+            // The sequence first: nothing may suspend between getting the session and
+            // sending on it, or the session could end unnoticed in between.
             if configuration.idempotent { batch.sequence = try await sequence(for: batch, at: place) }
+            current = try await openSession()
         } catch {
             retryOrFail(batch, at: place, reason: "\(error)")
             return
@@ -297,7 +299,7 @@ public actor Producer {
         }
     }
 
-    func retryOrFail(_ batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition, reason: String) {
+    private func retryOrFail(_ batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition, reason: String) {
         lastError[place] = reason
         let now = ContinuousClock.now
         if isClosed || now >= batch.createdAt.advanced(by: configuration.deliveryTimeout) {
