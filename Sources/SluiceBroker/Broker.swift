@@ -16,6 +16,8 @@ public final class Broker: Sendable {
     public let counters: BrokerCounters
     /// Consumer groups and their committed offsets (Groups/).
     public let groups: GroupCoordinator
+    /// Idempotent producers' ids and epochs (`producers.json`).
+    public let producerIDs: ProducerIDRegistry
     let partitions: PartitionManager
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
@@ -36,6 +38,7 @@ public final class Broker: Sendable {
             dataDirectory: directory.path, settings: storage, counters: counters, logger: logger)
         registry = try TopicRegistry(
             directory: directory, configuration: registryConfiguration, partitionOffsets: partitions, logger: logger)
+        producerIDs = try ProducerIDRegistry(directory: directory)
         self.partitions = partitions
         self.counters = counters
         self.logger = logger
@@ -168,6 +171,15 @@ public final class Broker: Sendable {
         return topic
     }
 
+    // MARK: Idempotent producers
+
+    /// InitProducerId: a fresh id, or for a known name its id with the epoch bumped
+    /// (fencing the older incarnation). Durable when it returns.
+    public func initProducerID(name: String) throws(BrokerError) -> ProducerIDRegistry.Identity {
+        guard !isShuttingDown else { throw BrokerError(.shuttingDown, "the broker is shutting down") }
+        return try producerIDs.initProducerID(name: name)
+    }
+
     // MARK: Partitions
 
     /// Why a partition cannot be used right now.
@@ -213,6 +225,15 @@ public final class Broker: Sendable {
 }
 
 extension Broker {
+    /// The idempotent-producer state of a partition (for tests and tools).
+    public func producerState(topic: String, partition index: UInt32) throws(BrokerError) -> ProducerState {
+        do {
+            return try partition(topic: topic, index: index).producerState
+        } catch {
+            throw BrokerError(.unknownPartition, "\(error)")
+        }
+    }
+
     /// The open log of a partition (for tests and tools that inspect stored bytes).
     public func partitionLog(topic: String, partition index: UInt32) throws(BrokerError) -> PartitionLog {
         do {

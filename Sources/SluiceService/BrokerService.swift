@@ -37,6 +37,12 @@ public struct BrokerService: Sendable {
                     throw error.grpcStatus
                 }
             },
+            ProtobufRoute.unary(prefix + "InitProducerId") { (request: InitProducerIdRequest, _) in
+                let identity = try mappingBrokerErrors { () throws(BrokerError) in
+                    try broker.initProducerID(name: request.producerName)
+                }
+                return InitProducerIdResponse(producerId: identity.id, producerEpoch: Int32(identity.epoch))
+            },
             .bidirectional(prefix + "Replicate") { _, _, _ in
                 throw GRPCStatus(.unimplemented, "replication is not built yet")
             },

@@ -30,17 +30,25 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(name: .customLong("header"), help: "A record header key=value added to every record, repeatable.") var headers: [Setting] = []
     @Option(help: "Milliseconds a batch waits for more lines before it is sent.") var lingerMs: Int = 5
     @Flag(help: "Print partition, offset and timestamp of every record to stdout.") var report = false
+    @Flag(help: "Exactly-once publish: the broker drops retried duplicates (forces acks all).") var idempotent = false
+    @Option(help: "With --idempotent: a stable producer name; a restart fences the previous producer of that name.") var producerName: String?
 
     func validate() throws {
         if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more") }
         guard lingerMs >= 0 else { throw ValidationError("--linger-ms must be 0 or more") }
+        if producerName != nil && !idempotent { throw ValidationError("--producer-name needs --idempotent") }
+        if let producerName, producerName.isEmpty || producerName.utf8.count > 249 {
+            throw ValidationError("--producer-name must be 1 to 249 bytes")
+        }
     }
 
     func run() async throws {
         var configuration = ProducerConfiguration()
         configuration.acks = acks.acks
         configuration.linger = .milliseconds(lingerMs)
+        configuration.idempotent = idempotent
+        configuration.producerName = producerName
         configuration.requestTimeout = .milliseconds(Int64(max(options.timeout, 0.001) * 1000))
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical

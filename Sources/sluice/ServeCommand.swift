@@ -67,6 +67,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Sealed segments each partition keeps open besides its active one (bounds open files: about partitions x (3 + this)).")
     var maxOpenSegmentsPerPartition: Int = 4
 
+    @Option(help: "Milliseconds after which a partition forgets an idempotent producer that stopped appending to it (default 7 days).")
+    var producerIdExpiryMs: Int64 = 7 * 24 * 3600 * 1000
+
     @Option(help: .hidden)
     var testSyncJournal: String?
 
@@ -83,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--retention-check-interval must be positive")
         }
         guard maxOpenSegmentsPerPartition >= 1 else { throw ValidationError("--max-open-segments-per-partition must be at least 1") }
+        guard producerIdExpiryMs >= 1 else { throw ValidationError("--producer-id-expiry-ms must be at least 1") }
     }
 
     func run() async throws {
@@ -109,6 +113,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.storage.fsyncPolicy = fsync.policy
         configuration.storage.maintenanceInterval = .milliseconds(Int64(retentionCheckInterval * 1000))
         configuration.storage.maxOpenSealedSegmentsPerPartition = maxOpenSegmentsPerPartition
+        configuration.storage.producerIdExpiryMs = producerIdExpiryMs
         if let journal = testSyncJournal {
             // Test only: record what was synced so a test can SIGKILL this process and cut
             // the logs back to their synced state (`sluice debug cut-to-synced`).

@@ -123,7 +123,7 @@ import Testing
             ("t", 0, version2, .invalidBatch, "format_version"),
             ("t", 0, reservedBits, .invalidBatch, "reserved"),
             ("t", 0, unknownCodec, .invalidBatch, "codec"),
-            ("t", 0, idempotent, .invalidBatch, "idempotent producers are not supported yet"),
+            ("t", 0, idempotent, .unknownProducerId, "was never handed out"),
             ("t", 0, backwards, .invalidBatch, "timestamps"),
             ("t", 0, negative, .invalidBatch, "timestamps"),
             ("t", 0, nil, .invalidBatch, "no batch"),

@@ -9,6 +9,7 @@ import Synchronization
 ///       topics.json        topic metadata (`TopicMetadataFile`)
 ///       topics.json.tmp    only while a new version is being written; ignored and
 ///                          removed when found at startup (a write torn by a crash)
+///       producers.json     idempotent producers' ids and names (`ProducerIDRegistry`)
 ///
 /// The lock is flock(2) on an open file description, so it is dropped by the kernel
 /// when the process dies (no stale lock after kill -9) and it also conflicts between

@@ -1,3 +1,4 @@
+import Logging
 import SluiceStorage
 import Synchronization
 
@@ -31,6 +32,9 @@ public final class Partition: Sendable {
     private let servesOnlyDurable: Bool
     private let state: Mutex<State>
     private let counters: BrokerCounters
+    /// Idempotent producers' state; its lock orders appends (`Partition+Producers.swift`).
+    let producers: PartitionProducers
+    let logger: Logger
 
     private struct State {
         var doorbells: [UInt64: AsyncStream<Void>.Continuation] = [:]
@@ -40,12 +44,17 @@ public final class Partition: Sendable {
         var closed = false
     }
 
-    init(topicName: String, topicID: String, index: UInt32, log: PartitionLog, counters: BrokerCounters) {
+    init(
+        topicName: String, topicID: String, index: UInt32, log: PartitionLog, producerState: ProducerState,
+        counters: BrokerCounters, logger: Logger
+    ) {
         self.topicName = topicName
         self.topicID = topicID
         self.index = index
         self.log = log
         self.counters = counters
+        self.logger = logger
+        producers = PartitionProducers(state: producerState, activeBase: log.activeSegmentBaseOffset)
         servesOnlyDurable = log.config.fsyncPolicy == .always
         state = Mutex(State())
     }
@@ -65,7 +74,7 @@ public final class Partition: Sendable {
 
     /// Appends one validated batch to the page cache (never waiting for a sync) and
     /// starts whatever makes it visible: a ring now, or a durability request under
-    /// `always`.
+    /// `always`. Only called under the producers' append lock (`append(_:nowMs:)`).
     func append(_ batch: NewBatch) throws(LogError) -> AppendResult {
         let result = try log.appendBuffered(batch, leaderEpoch: Partition.leaderEpoch)
         if servesOnlyDurable {

@@ -158,6 +158,7 @@ final class PartitionManager: PartitionOffsetsSource {
         for slot in all {
             guard case .online(let partition) = slot else { continue }
             partition.markClosed()
+            if partition.log.fenceError == nil { partition.snapshotAtClose() }
             do throws(LogError) {
                 try await partition.log.close()
             } catch {
@@ -169,14 +170,17 @@ final class PartitionManager: PartitionOffsetsSource {
 
     // MARK: Maintenance
 
-    /// One pass of background maintenance over every open log: roll active segments
-    /// older than `segment.ms` (an idle partition would otherwise never roll), then
-    /// delete segments past `retention.ms` / `retention.bytes`.
+    /// One pass of background maintenance over every open log: expire idle
+    /// idempotent producers, roll active segments older than `segment.ms` (an idle
+    /// partition would otherwise never roll), then delete segments past
+    /// `retention.ms` / `retention.bytes`.
     func runMaintenance() -> MaintenanceReport {
         var report = MaintenanceReport()
+        let producerCutoffMs = settings.clock.nowMilliseconds() - settings.producerIdExpiryMs
         for partition in allPartitions() where !partition.isClosed {
+            report.producersExpired += partition.expireProducers(lastAppendBefore: producerCutoffMs)
             do throws(LogError) {
-                if try partition.log.rollIfAged() { report.segmentsRolled += 1 }
+                if try partition.rollIfAged() { report.segmentsRolled += 1 }
                 let result = try partition.log.enforceRetention()
                 if result.segmentsDeleted > 0 {
                     report.segmentsDeleted += result.segmentsDeleted
@@ -224,14 +228,36 @@ final class PartitionManager: PartitionOffsetsSource {
                         "segmentsChecked": "\(log.recovery.segmentsChecked)",
                         "bytesTruncated": "\(log.recovery.bytesTruncated)"])
                 }
+                let producers = try recoverProducers(log, topic: topic, index: index)
                 store(topic, index, .online(Partition(
-                    topicName: topic.name, topicID: topic.topicID, index: index, log: log, counters: counters)))
+                    topicName: topic.name, topicID: topic.topicID, index: index, log: log, producerState: producers,
+                    counters: counters, logger: logger)))
             } catch {
                 logger.error("partition is offline: its log cannot be opened", metadata: [
                     "topic": "\(topic.name)", "partition": "\(index)", "error": "\(error)"])
                 store(topic, index, .offline(reason: "\(error)"))
             }
         }
+    }
+
+    /// The partition's idempotent-producer state from its snapshot and log, less
+    /// producers idle past the expiry.
+    private func recoverProducers(_ log: PartitionLog, topic: TopicMetadata, index: UInt32) throws(LogError) -> ProducerState {
+        let now = settings.clock.nowMilliseconds()
+        var recovery = try log.recoverProducerState(replayTimeMs: now)
+        let expired = recovery.state.expire(lastAppendBefore: now - settings.producerIdExpiryMs)
+        for reason in recovery.discarded {
+            logger.notice("discarded a producer state snapshot", metadata: [
+                "topic": "\(topic.name)", "partition": "\(index)", "reason": "\(reason)"])
+        }
+        if recovery.batchesScanned > 0 || expired > 0 {
+            logger.debug("rebuilt producer state", metadata: [
+                "topic": "\(topic.name)", "partition": "\(index)",
+                "snapshot": "\(recovery.snapshotOffset.map(String.init) ?? "none")",
+                "batchesScanned": "\(recovery.batchesScanned)", "producers": "\(recovery.state.producers.count)",
+                "expired": "\(expired)"])
+        }
+        return recovery.state
     }
 
     private func store(_ topic: TopicMetadata, _ index: UInt32, _ slot: PartitionSlot) {
@@ -279,6 +305,8 @@ public struct MaintenanceReport: Sendable, Equatable {
     public var segmentsDeleted = 0
     public var bytesDeleted: Int64 = 0
     public var failures = 0
+    /// Idempotent producers forgotten on some partition after idling past the expiry.
+    public var producersExpired = 0
 
     public init() {}
 }

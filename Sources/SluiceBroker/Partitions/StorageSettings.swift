@@ -18,6 +18,11 @@ public struct StorageSettings: Sendable {
     /// How often the background maintenance (retention, rolling idle segments by age)
     /// runs; nil runs none (tests call `Broker.runMaintenance()` themselves).
     public var maintenanceInterval: Duration? = .seconds(60)
+    /// A partition forgets an idempotent producer that has not appended to it for this
+    /// long (`sluice serve --producer-id-expiry-ms`; 7 days, like Kafka's
+    /// transactional.id.expiration.ms). Its next batch there then needs sequence 0
+    /// (else UNKNOWN_PRODUCER_ID). Checked by each maintenance pass and at startup.
+    public var producerIdExpiryMs: Int64 = 7 * 24 * 3600 * 1000
 
     public init() {}
 
@@ -47,6 +52,8 @@ public final class BrokerCounters: Sendable {
         public var durabilityWatchersActive = 0
         public var batchesAppended = 0
         public var batchesRefused = 0
+        /// Idempotent retries answered with the original offsets, appending nothing.
+        public var batchesDeduplicated = 0
     }
 
     private let values = Mutex(Snapshot())
@@ -61,4 +68,5 @@ public final class BrokerCounters: Sendable {
     func durabilityWatcherEnded() { values.withLock { $0.durabilityWatchersActive -= 1 } }
     func batchAppended() { values.withLock { $0.batchesAppended += 1 } }
     func batchRefused() { values.withLock { $0.batchesRefused += 1 } }
+    func batchDeduplicated() { values.withLock { $0.batchesDeduplicated += 1 } }
 }

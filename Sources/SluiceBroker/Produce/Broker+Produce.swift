@@ -85,15 +85,30 @@ extension Broker {
         case .success(let value): validated = value
         case .failure(let failure): return refused(failure)
         }
+        if validated.batch.producerId > 0,
+           let failure = producerIDs.refusal(producerID: validated.batch.producerId, epoch: validated.batch.producerEpoch) {
+            return refused(failure)
+        }
         let appended: AppendResult
         do throws(LogError) {
-            appended = try partition.append(validated.batch)
+            switch try partition.append(validated.batch, nowMs: partitions.settings.clock.nowMilliseconds()) {
+            case .appended(let result):
+                appended = result
+                counters.batchAppended()
+                response.logAppendTimeMs = validated.logAppendTimeMs ?? -1
+            case .duplicate(let original):
+                // The original's offsets; it is answered like a new batch (with the same
+                // durability wait), but its append time is not known here.
+                appended = original
+                counters.batchDeduplicated()
+                response.duplicate = true
+            case .refused(let failure):
+                return refused(failure)
+            }
         } catch {
             return refused(ProducedBatch.failure(for: error, topic: request.topic, partition: request.partition))
         }
-        counters.batchAppended()
         response.baseOffset = appended.baseOffset
-        response.logAppendTimeMs = validated.logAppendTimeMs ?? -1
         response.logStartOffset = partition.log.logStartOffset
         switch request.acks {
         case .none:

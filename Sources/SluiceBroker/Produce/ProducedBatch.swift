@@ -21,8 +21,9 @@ struct ProduceFailure: Error, Sendable {
 /// - attributes: bits 0-2 a known codec (0 none, 1 zstd, 2 lz4; the broker stores
 ///   them without decompressing), bit 3 is broker-set (ignored on produce), bits 4
 ///   and up must be 0 (transactional and control batches are not supported yet);
-/// - `producer_id` 0: idempotent producers are not supported yet (issue 7), so a
-///   non-zero id is refused rather than silently deduplicated by nobody;
+/// - `producer_id` 0 (not idempotent), or > 0 with `producer_epoch` in 0...32767 and
+///   `base_sequence` >= 0 (idempotent: the sequence and epoch rules are checked by the
+///   partition as it appends, docs/idempotence.md); a negative id is INVALID_BATCH;
 /// - the batch's size, the 64-byte stored header plus the `records` bytes, is at
 ///   most the topic's `max.message.bytes` (MESSAGE_TOO_LARGE);
 /// - CreateTime: 0 <= first_timestamp_ms <= max_timestamp_ms <= 253402300799999
@@ -63,8 +64,17 @@ enum ProducedBatch {
         guard batch.attributes & codecMask <= highestCodec else {
             return .failure(.init(.invalidBatch, "unknown compression codec \(batch.attributes & codecMask) in attributes"))
         }
-        guard batch.producerId == 0 else {
-            return .failure(.init(.invalidBatch, "idempotent producers are not supported yet: producer_id must be 0"))
+        guard batch.producerId >= 0 else {
+            return .failure(.init(.invalidBatch, "producer_id \(batch.producerId) is negative; 0 means not idempotent"))
+        }
+        let idempotent = batch.producerId > 0
+        if idempotent {
+            guard (0...Int32(Int16.max)).contains(batch.producerEpoch) else {
+                return .failure(.init(.invalidBatch, "producer_epoch \(batch.producerEpoch) is out of range 0...\(Int16.max)"))
+            }
+            guard batch.baseSequence >= 0 else {
+                return .failure(.init(.invalidBatch, "base_sequence \(batch.baseSequence) is negative"))
+            }
         }
         let size = BatchHeader.size + batch.records.readableBytes
         guard size <= config.maxMessageBytes else {
@@ -87,7 +97,8 @@ enum ProducedBatch {
         }
         let newBatch = NewBatch(
             attributes: UInt16(attributes), recordCount: Int32(batch.recordCount), firstTimestamp: first,
-            maxTimestamp: last, producerId: -1, producerEpoch: -1, baseSequence: -1,
+            maxTimestamp: last, producerId: idempotent ? batch.producerId : -1,
+            producerEpoch: idempotent ? Int16(batch.producerEpoch) : -1, baseSequence: idempotent ? batch.baseSequence : -1,
             recordsCRC: batch.recordsCrc32c, records: batch.records)
         return .success((newBatch, appendTime))
     }

@@ -21,6 +21,8 @@ struct PartitionAccumulator<Item> {
         var createdAt: ContinuousClock.Instant
         var attempts = 0
         var notBefore: ContinuousClock.Instant?
+        /// An idempotent producer's sequence, fixed at the first send and kept by retries.
+        var sequence: BatchSequence?
     }
 
     let maxBatchBytes: Int

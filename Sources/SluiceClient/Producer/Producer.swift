@@ -14,7 +14,9 @@ import SluiceWire
 /// `PartitionAccumulator`). Retriable failures (NOT_LEADER, REQUEST_TIMED_OUT, THROTTLED,
 /// NOT_ENOUGH_REPLICAS, a lost connection) are retried with backoff until the delivery
 /// timeout; a batch whose answer was lost with the connection is sent again, so without
-/// idempotence a record can be stored twice (at-least-once), never reordered.
+/// idempotence a record can be stored twice (at-least-once), never reordered. With
+/// `configuration.idempotent` each batch carries a sequence the broker deduplicates
+/// retries by (`Producer+Idempotence.swift`, docs/idempotence.md).
 public actor Producer {
     public nonisolated let address: BrokerAddress
     public nonisolated let configuration: ProducerConfiguration
@@ -56,6 +58,8 @@ public actor Producer {
     private var spaceWaiters: Deque<SpaceWaiter> = []
     private var nextCorrelationID: UInt64 = 1
     private var isClosed = false
+    var sequencer = IdempotentSequencer()
+    var identityRequest: Task<ProducerIdentity, any Error>?
 
     public init(address: BrokerAddress, configuration: ProducerConfiguration = ProducerConfiguration(), logger: Logger = Logger(label: "sluice.producer")) {
         precondition(configuration.maxBatchBytes > 0 && configuration.maxBufferedBytes > 0, "batch and buffer sizes are positive")
@@ -199,8 +203,12 @@ public actor Producer {
     }
 
     private func transmit(_ batch: PartitionAccumulator<Item>.Batch, to place: TopicPartition) async {
+        var batch = batch
         let current: ProduceSession
         do {
+            // The sequence first: nothing may suspend between getting the session and
+            // sending on it, or the session could end unnoticed in between.
+            if configuration.idempotent { batch.sequence = try await sequence(for: batch, at: place) }
             current = try await openSession()
         } catch {
             retryOrFail(batch, at: place, reason: "\(error)")
@@ -208,11 +216,17 @@ public actor Producer {
         }
         let correlationID = nextCorrelationID
         nextCorrelationID += 1
+        var records = RecordBatchCodec.makeBatch(batch.items.map(\.entry))
+        if let sequence = batch.sequence {
+            records.producerId = sequence.identity.id
+            records.producerEpoch = sequence.identity.epoch
+            records.baseSequence = sequence.baseSequence
+        }
         let request = ProduceRequest(
-            correlationId: correlationID, topic: place.topic, partition: UInt32(place.partition), acks: configuration.acks,
+            correlationId: correlationID, topic: place.topic, partition: UInt32(place.partition), acks: effectiveAcks,
             timeoutMs: UInt32(clamping: configuration.requestTimeout.wholeMilliseconds),
-            batch: RecordBatchCodec.makeBatch(batch.items.map(\.entry)))
-        if configuration.acks == .none {
+            batch: records)
+        if effectiveAcks == .none {
             current.send(request)
             for item in batch.items {
                 item.delivery.complete(.success(RecordMetadata(
@@ -252,6 +266,8 @@ public actor Producer {
             accumulators[place]?.completed()
             drive(place)
         case let code where ProducerError.isRetriable(code):
+            retryOrFail(batch, at: place, reason: "\(code): \(response.errorMessage)")
+        case let code where recoversBySequenceReset(code, batch: batch):
             retryOrFail(batch, at: place, reason: "\(code): \(response.errorMessage)")
         case let code:
             if code == .unknownTopic || code == .unknownPartition { partitionCounts[place.topic] = nil }
@@ -329,7 +345,7 @@ public actor Producer {
 
     // MARK: Connection and metadata
 
-    private func openConnection() async throws -> GRPCClientConnection {
+    func openConnection() async throws -> GRPCClientConnection {
         if let connection { return connection }
         if let connecting { return try await connecting.value }
         let address = address

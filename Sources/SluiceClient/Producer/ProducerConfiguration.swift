@@ -50,6 +50,14 @@ public struct ProducerConfiguration: Sendable {
         configuration.maxBufferedBytes = 128 * 1024 * 1024
         return configuration
     }
+
+    /// Exactly-once publish (docs/idempotence.md): the broker deduplicates retried batches
+    /// by a per-partition sequence, so a retry after a lost answer is stored once. Forces
+    /// `acks` to all.
+    public var idempotent: Bool = false
+    /// With `idempotent`: a stable name, so a restarted producer gets the same id back
+    /// with a higher epoch, fencing its older incarnation. nil: a fresh id per producer.
+    public var producerName: String?
 }
 
 /// Where a record landed.

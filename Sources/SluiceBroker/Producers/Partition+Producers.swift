@@ -1,0 +1,126 @@
+import Logging
+import SluiceAPI
+import SluiceStorage
+import Synchronization
+
+/// A partition's idempotent-producer state and the lock that orders its appends.
+///
+/// Every append to the partition (idempotent or not) runs under `lock`, so the check
+/// against the producer state, the append and the state update are one step: two
+/// batches of one producer in flight on different streams, or five pipelined on one,
+/// cannot both pass a check before either is recorded. The log's own lock is taken
+/// inside; the append itself only writes to the page cache, so the lock is held for
+/// microseconds. Snapshot files are written outside it (under `snapshotLock`, which
+/// only orders snapshot writers).
+final class PartitionProducers: Sendable {
+    struct Ledger {
+        var state: ProducerState
+        /// The active segment's base offset as of the last append: when it changes, the
+        /// log rolled and a snapshot is due.
+        var activeBase: Int64
+    }
+
+    let lock: Mutex<Ledger>
+    let snapshotLock = Mutex<Void>(())
+
+    init(state: ProducerState, activeBase: Int64) {
+        lock = Mutex(Ledger(state: state, activeBase: activeBase))
+    }
+}
+
+/// The answer to an append under the producer rules.
+enum PartitionAppendOutcome: Sendable {
+    case appended(AppendResult)
+    /// A retry of a batch already in the log: nothing was appended; the original's offsets.
+    case duplicate(AppendResult)
+    case refused(ProduceFailure)
+}
+
+extension Partition {
+    /// Appends `batch` (see `append(_:)`), first checking an idempotent producer's
+    /// sequence and epoch against what this partition knows, all under the append
+    /// lock. At a segment roll, snapshots the producer state as of the new segment's
+    /// base offset (after the lock is released).
+    func append(_ batch: NewBatch, nowMs: Int64) throws(LogError) -> PartitionAppendOutcome {
+        let idempotent = batch.producerId > 0
+        let (outcome, snapshot) = try producers.lock.withLock {
+            (ledger) throws(LogError) -> (PartitionAppendOutcome, ProducerSnapshot?) in
+            if idempotent {
+                switch ledger.state.check(
+                    producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,
+                    recordCount: batch.recordCount)
+                {
+                case .append: break
+                case .duplicate(let original):
+                    return (.duplicate(AppendResult(baseOffset: original.baseOffset, lastOffset: original.lastOffset)), nil)
+                case .outOfOrder(let message): return (.refused(ProduceFailure(.outOfOrderSequence, message)), nil)
+                case .fenced(let message): return (.refused(ProduceFailure(.producerFenced, message)), nil)
+                case .unknownProducer(let message): return (.refused(ProduceFailure(.unknownProducerId, message)), nil)
+                }
+            }
+            // Only this producer's entry changes: keeping it (not the whole state) is
+            // enough to rebuild the state before this batch if the append rolled.
+            let previous = idempotent ? ledger.state.producers[batch.producerId] : nil
+            let result = try append(batch)
+            if idempotent {
+                ledger.state.record(
+                    producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,
+                    recordCount: batch.recordCount, baseOffset: result.baseOffset, appendMs: nowMs)
+            }
+            let active = log.activeSegmentBaseOffset
+            guard active != ledger.activeBase else { return (.appended(result), nil) }
+            ledger.activeBase = active
+            // The roll happened inside this append, so the new segment starts with this
+            // batch and the state before it covers exactly the offsets below.
+            assert(active == result.baseOffset, "a roll starts the new segment with the batch that caused it")
+            var before = ledger.state
+            if idempotent { before.restore(producerId: batch.producerId, to: previous) }
+            return (.appended(result), ProducerSnapshot(offset: active, state: before))
+        }
+        if let snapshot { writeSnapshot(snapshot) }
+        return outcome
+    }
+
+    /// Rolls the log if its active segment is older than `segment.ms`, snapshotting the
+    /// producer state at the roll. Returns whether it rolled.
+    func rollIfAged() throws(LogError) -> Bool {
+        let snapshot = try producers.lock.withLock { (ledger) throws(LogError) -> ProducerSnapshot? in
+            guard try log.rollIfAged() else { return nil }
+            ledger.activeBase = log.activeSegmentBaseOffset
+            return ProducerSnapshot(offset: ledger.activeBase, state: ledger.state)
+        }
+        guard let snapshot else { return false }
+        writeSnapshot(snapshot)
+        return true
+    }
+
+    /// Forgets producers idle since before `cutoffMs`; returns how many.
+    func expireProducers(lastAppendBefore cutoffMs: Int64) -> Int {
+        producers.lock.withLock { $0.state.expire(lastAppendBefore: cutoffMs) }
+    }
+
+    /// The producer state now (for tests and tools).
+    var producerState: ProducerState { producers.lock.withLock { $0.state } }
+
+    /// Snapshots the state at the log end, so the next open replays nothing. Called
+    /// just before a clean close; a crash after it leaves a snapshot that is either
+    /// covered by the log (used) or above its recovered end (discarded).
+    func snapshotAtClose() {
+        let snapshot = producers.lock.withLock { ledger in
+            ProducerSnapshot(offset: log.logEndOffset, state: ledger.state)
+        }
+        writeSnapshot(snapshot)
+    }
+
+    private func writeSnapshot(_ snapshot: ProducerSnapshot) {
+        producers.snapshotLock.withLock { _ in
+            do throws(LogError) {
+                try log.writeProducerSnapshot(snapshot.state, offset: snapshot.offset)
+            } catch {
+                // Only recovery time suffers: it replays from an older snapshot.
+                logger.warning("cannot write a producer state snapshot", metadata: [
+                    "topic": "\(topicName)", "partition": "\(index)", "offset": "\(snapshot.offset)", "error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SluiceAPI
+import Synchronization
+
+/// Hands out idempotent producers' ids and epochs (InitProducerId) and remembers them
+/// durably in `<data-dir>/producers.json`, so an id is never handed out twice, even
+/// across restarts, and a name keeps its id.
+///
+/// - No name: a fresh id with epoch 0. Such ids are not listed in the file; the
+///   counter `next_id` is, so everything below it was handed out.
+/// - A name: the first call gives a fresh id with epoch 0; each later call gives the
+///   same id with the epoch one higher, which fences the older incarnation on every
+///   partition (produce checks the batch's epoch against this registry). When the epoch
+///   would pass Int16.max the name gets a fresh id at epoch 0 instead.
+///
+/// Names are never forgotten: forgetting one would let a zombie of its old id produce
+/// unfenced. The file is rewritten whole (tmp, fsync, rename, directory fsync) before
+/// each answer, so an answer the producer saw survives a crash.
+///
+///     {
+///       "format" : 1,             other values are refused
+///       "names" : [               sorted by name, names unique
+///         { "epoch" : 3, "id" : 7, "name" : "billing-1" }
+///       ],
+///       "next_id" : 12            every id below it was handed out; ids start at 1
+///     }
+///
+/// A missing file means nothing was handed out; an unreadable one stops the broker
+/// (`.metadataCorrupt`) rather than risk reusing ids.
+public final class ProducerIDRegistry: Sendable {
+    public static let fileName = "producers.json"
+    static let formatVersion = 1
+    /// Like Kafka's transactional.id limit, and the proto's.
+    public static let maxNameLength = 249
+
+    private struct State {
+        var nextID: Int64 = 1
+        var byName: [String: Identity] = [:]
+        /// The current epoch of every named id (ids without a name are at epoch 0).
+        var epochs: [Int64: Int16] = [:]
+    }
+
+    public struct Identity: Sendable, Equatable, Codable {
+        public var id: Int64
+        public var epoch: Int16
+    }
+
+    private struct Document: Codable {
+        var format: Int
+        var nextID: Int64
+        var names: [Entry]
+
+        enum CodingKeys: String, CodingKey {
+            case format, names
+            case nextID = "next_id"
+        }
+    }
+
+    private struct Entry: Codable {
+        var name: String
+        var id: Int64
+        var epoch: Int16
+    }
+
+    private let path: String
+    private let state: Mutex<State>
+
+    init(directory: DataDirectory) throws(BrokerError) {
+        path = directory.file(Self.fileName)
+        DurableFiles.remove(DurableFiles.temporaryPath(for: path))
+        var loaded = State()
+        if let bytes = try DurableFiles.readFile(path) {
+            loaded = try Self.decode(bytes, path: path)
+        }
+        state = Mutex(loaded)
+    }
+
+    /// A new identity for a producer (see the type comment), durable when returned.
+    public func initProducerID(name: String) throws(BrokerError) -> Identity {
+        guard name.utf8.count <= Self.maxNameLength else {
+            throw BrokerError(.invalidRequest, "producer_name is \(name.utf8.count) bytes; at most \(Self.maxNameLength)")
+        }
+        return try state.withLock { (s) throws(BrokerError) -> Identity in
+            var next = s
+            let identity: Identity
+            if !name.isEmpty, let known = next.byName[name], known.epoch < Int16.max {
+                identity = Identity(id: known.id, epoch: known.epoch + 1)
+            } else {
+                identity = Identity(id: next.nextID, epoch: 0)
+                next.nextID += 1
+                if !name.isEmpty, let old = next.byName[name] { next.epochs[old.id] = nil }
+            }
+            if !name.isEmpty {
+                next.byName[name] = identity
+                next.epochs[identity.id] = identity.epoch
+            }
+            try DurableFiles.replace(path, with: Self.encode(next))
+            s = next
+            return identity
+        }
+    }
+
+    /// Why a batch from `id` at `epoch` must be refused by every partition, if it must:
+    /// an id never handed out, or an epoch other than the current one.
+    func refusal(producerID id: Int64, epoch: Int16) -> ProduceFailure? {
+        state.withLock { s -> ProduceFailure? in
+            guard id < s.nextID else {
+                return ProduceFailure(.unknownProducerId, "producer id \(id) was never handed out by this broker; call InitProducerId")
+            }
+            let current = s.epochs[id] ?? 0
+            if epoch < current {
+                return ProduceFailure(.producerFenced, "producer id \(id) epoch \(epoch) is fenced: InitProducerId handed out epoch \(current) since")
+            }
+            if epoch > current {
+                return ProduceFailure(.unknownProducerId, "producer id \(id) epoch \(epoch) was never handed out (the current epoch is \(current))")
+            }
+            return nil
+        }
+    }
+
+    private static func encode(_ state: State) -> [UInt8] {
+        let entries = state.byName.sorted { $0.key < $1.key }.map { Entry(name: $0.key, id: $0.value.id, epoch: $0.value.epoch) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            var bytes = Array(try encoder.encode(Document(format: formatVersion, nextID: state.nextID, names: entries)))
+            bytes.append(UInt8(ascii: "\n"))
+            return bytes
+        } catch {
+            preconditionFailure("producer ids failed to encode: \(error)")
+        }
+    }
+
+    private static func decode(_ bytes: [UInt8], path: String) throws(BrokerError) -> State {
+        let document: Document
+        do {
+            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
+        } catch {
+            throw BrokerError(.metadataCorrupt, "\(path) is not valid producer id state: \(error)")
+        }
+        guard document.format == formatVersion else {
+            throw BrokerError(.metadataCorrupt, "\(path) has format \(document.format); this broker reads format \(formatVersion)")
+        }
+        guard document.nextID >= 1 else { throw BrokerError(.metadataCorrupt, "\(path): next_id \(document.nextID) is below 1") }
+        var state = State()
+        state.nextID = document.nextID
+        for entry in document.names {
+            guard entry.id >= 1, entry.id < document.nextID, entry.epoch >= 0, state.byName[entry.name] == nil,
+                  state.epochs[entry.id] == nil
+            else {
+                throw BrokerError(.metadataCorrupt, "\(path): bad or repeated entry for name \"\(entry.name)\" (id \(entry.id), epoch \(entry.epoch))")
+            }
+            state.byName[entry.name] = Identity(id: entry.id, epoch: entry.epoch)
+            state.epochs[entry.id] = entry.epoch
+        }
+        return state
+    }
+}
