@@ -28,19 +28,17 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Split each line into key and value at the first occurrence of this text.") var keySeparator: String?
     @Option(help: "What the broker confirms before a record counts: none, leader, durable or all.") var acks: AcksArgument = .all
     @Option(name: .customLong("header"), help: "A record header key=value added to every record, repeatable.") var headers: [Setting] = []
-    @Option(help: "Milliseconds a batch waits for more lines before it is sent.") var lingerMs: Int = 5
+    @OptionGroup(title: "Batching (docs/profiles.md)") var tuning: ProduceTuningOptions
     @Flag(help: "Print partition, offset and timestamp of every record to stdout.") var report = false
 
     func validate() throws {
         if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more") }
-        guard lingerMs >= 0 else { throw ValidationError("--linger-ms must be 0 or more") }
     }
 
     func run() async throws {
-        var configuration = ProducerConfiguration()
+        var configuration = tuning.configuration
         configuration.acks = acks.acks
-        configuration.linger = .milliseconds(lingerMs)
         configuration.requestTimeout = .milliseconds(Int64(max(options.timeout, 0.001) * 1000))
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical

@@ -211,7 +211,8 @@ public actor Producer {
         let request = ProduceRequest(
             correlationId: correlationID, topic: place.topic, partition: UInt32(place.partition), acks: configuration.acks,
             timeoutMs: UInt32(clamping: configuration.requestTimeout.wholeMilliseconds),
-            batch: RecordBatchCodec.makeBatch(batch.items.map(\.entry)))
+            batch: RecordBatchCodec.makeBatch(
+                batch.items.map(\.entry), compression: configuration.compression, level: configuration.compressionLevel))
         if configuration.acks == .none {
             current.send(request)
             for item in batch.items {
