@@ -26,6 +26,12 @@ struct ProduceTuningOptions: ParsableArguments {
         if let batchBytes, batchBytes < 1 { throw ValidationError("--batch-bytes must be positive") }
     }
 
+    /// Where to connect, with the profile's HTTP/2 settings.
+    func address(_ broker: HostPort) -> BrokerAddress {
+        profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
+            ?? BrokerAddress(host: broker.host, port: broker.port)
+    }
+
     /// The producer settings: defaults, then the profile, then each flag given.
     var configuration: ProducerConfiguration {
         var configuration = profile.map(ProducerConfiguration.init(profile:)) ?? ProducerConfiguration()
@@ -45,6 +51,12 @@ struct ConsumeTuningOptions: ParsableArguments {
     var minBytes: UInt32?
     @Option(help: "...or this many milliseconds passed (default 0; throughput 10).")
     var maxWaitMs: UInt32?
+
+    /// Where to connect, with the profile's HTTP/2 settings.
+    func address(_ broker: HostPort) -> BrokerAddress {
+        profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
+            ?? BrokerAddress(host: broker.host, port: broker.port)
+    }
 
     var configuration: ConsumerConfiguration {
         var configuration = profile.map(ConsumerConfiguration.init(profile:)) ?? ConsumerConfiguration()

@@ -69,7 +69,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
         let consumer = Consumer(
-            address: BrokerAddress(host: options.broker.host, port: options.broker.port), topic: topic,
+            address: tuning.address(options.broker), topic: topic,
             partitions: Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }), defaultStart: from.start,
             configuration: tuning.configuration, logger: logger)
         let lastRecord = LastRecordClock()

@@ -43,7 +43,7 @@ struct ProduceCommand: AsyncParsableCommand {
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
         let producer = Producer(
-            address: BrokerAddress(host: options.broker.host, port: options.broker.port), configuration: configuration,
+            address: tuning.address(options.broker), configuration: configuration,
             logger: logger)
         let recordHeaders = headers.map { RecordHeader(key: $0.key, value: ByteBuffer(string: $0.value)) }
 

@@ -95,6 +95,18 @@ import Testing
         #expect(explicit.compression == .zstd && explicit.linger == .milliseconds(1) && explicit.maxBatchBytes == 512 << 10)
     }
 
+    @Test func clientTransportProfiles() {
+        let plain = BrokerAddress(host: "127.0.0.1", port: 1).transport
+        let latency = BrokerAddress(host: "127.0.0.1", port: 1, profile: .latency).transport
+        #expect(latency.initialWindowBytes == plain.initialWindowBytes && latency.maxFrameBytes == plain.maxFrameBytes)
+        #expect(latency.connectionWindowBytes == plain.connectionWindowBytes && latency.inboundBufferBytes == plain.inboundBufferBytes)
+        var throughput = BrokerAddress(host: "127.0.0.1", port: 1, profile: .throughput)
+        #expect(throughput.transport.initialWindowBytes == 4 << 20 && throughput.transport.connectionWindowBytes == 32 << 20)
+        #expect(throughput.transport.maxFrameBytes == 64 << 10 && throughput.transport.inboundBufferBytes == 1 << 20)
+        throughput.transport.maxFrameBytes = 16 << 10
+        #expect(throughput.transport.maxFrameBytes == 16 << 10, "an explicit setting wins")
+    }
+
     @Test func consumerProfiles() {
         let plain = ConsumerConfiguration()
         #expect(plain.minBytes == 0 && plain.maxWait == .zero && plain.maxBytes == 0)
