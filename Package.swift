@@ -35,6 +35,8 @@ let package = Package(
         // protoc-c output; regenerate with codegen/generate.sh (headers in include/, sources in generated/).
         .target(name: "CSluiceProto", exclude: ["generated/descriptor_set.pb"], linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(name: "CSluiceCRC32C"),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
 
         // Layers.
         .target(
@@ -43,6 +45,8 @@ let package = Package(
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: swiftSettings),
+        // Batch compression (zstd, lz4) over the two shims above; the client uses it.
+        .target(name: "SluiceCompression", dependencies: ["CZstd", "CLZ4", nioCore], swiftSettings: swiftSettings),
         .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
         .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(
@@ -52,7 +56,7 @@ let package = Package(
         .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(
             name: "SluiceClient",
-            dependencies: ["SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix, logging,
+            dependencies: ["SluiceWire", "SluiceAPI", "SluiceStorage", "SluiceCompression", nioCore, nioPosix, logging,
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         .executableTarget(
@@ -81,7 +85,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
         .testTarget(
-            name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceAPI", "SluiceWire", nioCore, logging],
+            name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceCompression", "SluiceAPI", "SluiceWire", nioCore, logging],
             swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(

@@ -3,7 +3,8 @@
 # else. Idempotent: a second run checks versions and returns in about a second.
 #
 #   apt:  libnghttp2-dev (>= 1.52.0-1+deb12u3: Rapid Reset, CONTINUATION flood and
-#         CVE-2026-27135 fixes), libprotobuf-c-dev, protobuf-c-compiler, protobuf-compiler,
+#         CVE-2026-27135 fixes), libzstd-dev and liblz4-dev (batch compression),
+#         libprotobuf-c-dev, protobuf-c-compiler, protobuf-compiler,
 #         etcd-server (the etcd interop test), python3-venv
 #   pip:  tests/interop/requirements.txt, into a virtual environment (default
 #         ~/.cache/sluice/interop-venv, or $SLUICE_VENV) that is rebuilt only when the
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler etcd-server python3-venv)
+APT_PACKAGES=(libnghttp2-dev libzstd-dev liblz4-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler etcd-server python3-venv)
 NGHTTP2_MIN="1.52.0-1+deb12u3"
 
 installed_version() {

@@ -30,6 +30,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "Stop after this many records.") var maxMessages: Int?
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
     @Option(help: "Without --follow: seconds without a record after which reading stops.") var idleTimeout: Double = 5
+    @OptionGroup(title: "Push batching (docs/profiles.md)") var tuning: ConsumeTuningOptions
 
     enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
         case text, json
@@ -68,9 +69,9 @@ struct ConsumeCommand: AsyncParsableCommand {
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
         let consumer = Consumer(
-            address: BrokerAddress(host: options.broker.host, port: options.broker.port), topic: topic,
+            address: tuning.address(options.broker), topic: topic,
             partitions: Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }), defaultStart: from.start,
-            logger: logger)
+            configuration: tuning.configuration, logger: logger)
         let lastRecord = LastRecordClock()
         let follow = follow
         let maxMessages = maxMessages

@@ -28,7 +28,7 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Split each line into key and value at the first occurrence of this text.") var keySeparator: String?
     @Option(help: "What the broker confirms before a record counts: none, leader, durable or all.") var acks: AcksArgument = .all
     @Option(name: .customLong("header"), help: "A record header key=value added to every record, repeatable.") var headers: [Setting] = []
-    @Option(help: "Milliseconds a batch waits for more lines before it is sent.") var lingerMs: Int = 5
+    @OptionGroup(title: "Batching (docs/profiles.md)") var tuning: ProduceTuningOptions
     @Flag(help: "Print partition, offset and timestamp of every record to stdout.") var report = false
     @Flag(help: "Exactly-once publish: the broker drops retried duplicates (forces acks all).") var idempotent = false
     @Option(help: "With --idempotent: a stable producer name; a restart fences the previous producer of that name.") var producerName: String?
@@ -36,7 +36,6 @@ struct ProduceCommand: AsyncParsableCommand {
     func validate() throws {
         if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more") }
-        guard lingerMs >= 0 else { throw ValidationError("--linger-ms must be 0 or more") }
         if producerName != nil && !idempotent { throw ValidationError("--producer-name needs --idempotent") }
         if let producerName, producerName.isEmpty || producerName.utf8.count > 249 {
             throw ValidationError("--producer-name must be 1 to 249 bytes")
@@ -44,16 +43,15 @@ struct ProduceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var configuration = ProducerConfiguration()
+        var configuration = tuning.configuration
         configuration.acks = acks.acks
-        configuration.linger = .milliseconds(lingerMs)
         configuration.idempotent = idempotent
         configuration.producerName = producerName
         configuration.requestTimeout = .milliseconds(Int64(max(options.timeout, 0.001) * 1000))
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
         let producer = Producer(
-            address: BrokerAddress(host: options.broker.host, port: options.broker.port), configuration: configuration,
+            address: tuning.address(options.broker), configuration: configuration,
             logger: logger)
         let recordHeaders = headers.map { RecordHeader(key: $0.key, value: ByteBuffer(string: $0.value)) }
 

@@ -73,6 +73,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var testSyncJournal: String?
 
+    @OptionGroup(title: "Throughput, latency and memory (docs/profiles.md)")
+    var tuning: ServeTuningOptions
+
     func validate() throws {
         guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes else {
             throw ValidationError("--max-message-bytes must be at least \(TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes) (the default max.message.bytes plus 1024)")
@@ -87,6 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard maxOpenSegmentsPerPartition >= 1 else { throw ValidationError("--max-open-segments-per-partition must be at least 1") }
         guard producerIdExpiryMs >= 1 else { throw ValidationError("--producer-id-expiry-ms must be at least 1") }
+        try tuning.validate(maxMessageBytes: maxMessageBytes)
     }
 
     func run() async throws {
@@ -125,6 +129,7 @@ struct ServeCommand: AsyncParsableCommand {
                 fail("cannot start the sync journal \(journal): \(error)")
             }
         }
+        tuning.apply(to: &configuration)
 
         // Signals are taken before the socket is bound, so a signal right after the
         // "listening" line cannot kill the process ungracefully.

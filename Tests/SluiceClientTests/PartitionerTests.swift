@@ -104,7 +104,7 @@ struct PartitionerTests {
         #expect(try RecordBatchCodec.records(of: wire).map(\.timestampMs) == [5000, 5000, 5000])
     }
 
-    @Test("a wrong CRC, a wrong count and compression are refused")
+    @Test("a wrong CRC, a wrong count, a mislabelled codec and an unknown one are refused")
     func decodeErrors() throws {
         let vectors = try TestVectors.load()
         let batch = try #require(vectors.batches.first)
@@ -122,10 +122,17 @@ struct PartitionerTests {
         #expect(throws: RecordBatchCodec.DecodingError.recordCountMismatch(baseOffset: 7, header: 2, decoded: 1)) {
             try RecordBatchCodec.records(of: miscounted)
         }
-        var compressed = good
-        compressed.attributes = 1
-        #expect(throws: RecordBatchCodec.DecodingError.unsupportedCompression(baseOffset: 7, attributes: 1)) {
-            try RecordBatchCodec.records(of: compressed)
+        // Plain records labelled zstd are not a Zstandard frame; codec 3 names no codec.
+        var mislabelled = good
+        mislabelled.attributes = 1
+        #expect(throws: RecordBatchCodec.DecodingError.decompressionFailed(
+            baseOffset: 7, .corrupt(.zstd, "not a Zstandard frame"))) {
+            try RecordBatchCodec.records(of: mislabelled)
+        }
+        var unknownCodec = good
+        unknownCodec.attributes = 3
+        #expect(throws: RecordBatchCodec.DecodingError.unsupportedCompression(baseOffset: 7, attributes: 3)) {
+            try RecordBatchCodec.records(of: unknownCodec)
         }
     }
 

@@ -192,4 +192,27 @@ import Testing
         #expect(fileSystem.openFiles <= 3 + 3)
         try await log.close()
     }
+
+    @Test func anIdlePartitionHoldsOneDescriptor() async throws {
+        // The active segment's index files are written only on seal and close, so they are
+        // not held open: 10,000 idle partitions cost 10,000 descriptors, not 30,000.
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        var log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig(segmentBytes: 400))
+        #expect(fileSystem.openFiles == 1)
+        for index in 0..<2 { _ = try log.appendBuffered(makeBatch(pattern(index, 100)), leaderEpoch: 0) }
+        #expect(fileSystem.openFiles == 1)
+        // Rolling seals the first segment (its log stays open for reads) and starts another.
+        for index in 2..<4 { _ = try log.appendBuffered(makeBatch(pattern(index, 100)), leaderEpoch: 0) }
+        #expect(log.segmentCount == 2)
+        #expect(fileSystem.openFiles == 2)
+        try await log.close()
+        #expect(fileSystem.openFiles == 0)
+        log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig(segmentBytes: 400))
+        #expect(fileSystem.openFiles == 1)
+        #expect(try readAllBatches(log).count == 4)
+        try await log.close()
+        #expect(fileSystem.openFiles == 0)
+    }
 }

@@ -9,6 +9,8 @@ public struct StorageSettings: Sendable {
     /// When logs fdatasync (`sluice serve --fsync`). `ACKS_DURABLE` forces a sync
     /// covering its batch whatever this is.
     public var fsyncPolicy: FsyncPolicy = .always
+    /// `LogConfig.groupCommitWindow` for every partition (`sluice serve --group-commit-window-ms`).
+    public var groupCommitWindow: Duration = .zero
     /// Wall clock for rolling and retention by age (injectable for tests).
     public var clock: any LogClock = SystemLogClock()
     /// Sealed segments each partition keeps open (one descriptor each) besides its
@@ -38,6 +40,7 @@ public struct StorageSettings: Sendable {
         config.retentionMs = topic.retentionMs
         config.retentionBytes = topic.retentionBytes
         config.fsyncPolicy = fsyncPolicy
+        config.groupCommitWindow = groupCommitWindow
         config.maxOpenSealedSegments = maxOpenSealedSegmentsPerPartition
         return config
     }

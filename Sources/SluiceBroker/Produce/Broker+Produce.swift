@@ -11,6 +11,11 @@ public struct ProduceLimits: Sendable {
     public var maxOutstanding: Int = 256
     /// The time allowed to satisfy `acks` when a request's `timeout_ms` is 0.
     public var defaultTimeout: Duration = .seconds(30)
+    /// The broker-wide bound on produce bytes received and not yet answered, shared by
+    /// every stream given these limits (ProduceMemoryBudget.swift); nil is unbounded.
+    public var memoryBudget: ProduceMemoryBudget? = ProduceMemoryBudget(limitBytes: ProduceLimits.defaultMemoryBudgetBytes)
+    /// `sluice serve --max-inflight-bytes`'s default: 256 MiB.
+    public static let defaultMemoryBudgetBytes = 256 * 1024 * 1024
 
     public init() {}
 }
@@ -36,16 +41,24 @@ extension Broker {
         defer { counters.produceStream(started: false) }
         let queue = ProduceAnswerQueue(capacity: limits.maxOutstanding)
         defer { queue.finish() }
+        let lease = ProduceMemoryLease(limits.memoryBudget)
+        defer { lease.releaseAll() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for try await request in requests {
                     try await queue.waitForRoom()
-                    queue.push(self.accept(request, defaultTimeout: limits.defaultTimeout))
+                    guard let held = try await lease.acquire(for: request) else {
+                        queue.push(self.throttled(request, limit: limits.memoryBudget?.limitBytes ?? 0))
+                        continue
+                    }
+                    var pending = self.accept(request, defaultTimeout: limits.defaultTimeout)
+                    pending.heldBytes = held
+                    queue.push(pending)
                 }
                 queue.finish()
             }
             group.addTask {
-                try await self.answer(queue, respond: respond)
+                try await self.answer(queue, lease: lease, respond: respond)
             }
             while try await group.next() != nil {}
         }
@@ -128,7 +141,7 @@ extension Broker {
     /// Answers queued requests in order, waiting for each one's durability (with its
     /// deadline) on the stream's doorbell.
     private func answer(
-        _ queue: ProduceAnswerQueue, respond: @Sendable (ProduceResponse) async throws -> Void
+        _ queue: ProduceAnswerQueue, lease: ProduceMemoryLease, respond: @Sendable (ProduceResponse) async throws -> Void
     ) async throws {
         let streamID = makeStreamID()
         var watched: [ObjectIdentifier: Partition] = [:]
@@ -181,6 +194,7 @@ extension Broker {
                 }
             }
             queue.pop()
+            lease.release(head.heldBytes)
             if !head.silent || answer.error != .none {
                 try await respond(answer)
             }
@@ -201,6 +215,8 @@ struct PendingAnswer: Sendable {
     var durability: Durability?
     /// ACKS_NONE: answered only if it fails.
     var silent = false
+    /// Bytes charged to the memory budget until this answer is sent.
+    var heldBytes = 0
 }
 
 /// The bounded, ordered hand-over between a Produce stream's reader and responder.

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceAPI
+import SluiceCompression
 internal import SluiceStorage
 
 /// Building the `RecordBatch` a producer sends and reading the records out of a batch a
@@ -15,7 +16,8 @@ internal import SluiceStorage
 ///                *(0x22 varint length, RecordHeader)
 ///     RecordHeader = [0x0a varint length, UTF-8 key] [0x12 varint length, value]   each omitted when empty
 ///
-/// and `records_crc32c` is CRC32C (Castagnoli, reflected 0x82f63b78, init and final xor
+/// compressed as attribute bits 0-2 say (`RecordCompression`: none, zstd or lz4; one standard
+/// frame of the serialized `Records`), and `records_crc32c` is CRC32C (Castagnoli, reflected 0x82f63b78, init and final xor
 /// 0xffffffff) of exactly those bytes. Record i has offset `base_offset + i` and timestamp
 /// `first_timestamp_ms + timestamp_delta_ms`, unless attribute bit 3 (LogAppendTime) is set,
 /// when every record's timestamp is the broker's `first_timestamp_ms`.
@@ -47,16 +49,29 @@ public enum RecordBatchCodec {
         CRC32C.checksum(records)
     }
 
-    /// An uncompressed, non-idempotent batch of `entries` (at least one).
-    public static func makeBatch(_ entries: [Entry]) -> RecordBatch {
+    /// The default bound on one batch's decompressed records (a reader's defence against a
+    /// compression bomb); `ConsumerConfiguration.maxDecompressedBatchBytes` sets it.
+    public static let defaultMaxDecompressedBytes = 64 * 1024 * 1024
+
+    /// A non-idempotent batch of `entries` (at least one), its records compressed with
+    /// `compression` at `level` (nil: the codec's default). If the library fails to
+    /// compress (it can only run out of memory), the batch goes uncompressed: the
+    /// attributes always say what the bytes are.
+    public static func makeBatch(_ entries: [Entry], compression: RecordCompression = .none, level: Int? = nil) -> RecordBatch {
         precondition(!entries.isEmpty, "a batch holds at least one record")
         let first = entries[0].timestampMs
         let records = Records(records: entries.map {
             Record(timestampDeltaMs: $0.timestampMs &- first, key: $0.key, value: $0.value, headers: $0.headers)
         })
-        let bytes = records.protobufBytes()
+        let serialized = records.protobufBytes()
+        var bytes = serialized
+        var attributes: UInt32 = 0
+        if compression != .none, let compressed = try? compression.compress(serialized, level: level) {
+            bytes = compressed
+            attributes = compression.rawValue
+        }
         return RecordBatch(
-            formatVersion: formatVersion, attributes: 0, baseOffset: 0, recordCount: UInt32(entries.count),
+            formatVersion: formatVersion, attributes: attributes, baseOffset: 0, recordCount: UInt32(entries.count),
             firstTimestampMs: first, maxTimestampMs: entries.map(\.timestampMs).max() ?? first,
             recordsCrc32c: checksum(bytes), records: bytes)
     }
@@ -100,6 +115,8 @@ public enum RecordBatchCodec {
         case checksumMismatch(baseOffset: Int64, expected: UInt32, actual: UInt32)
         case unsupportedCompression(baseOffset: Int64, attributes: UInt32)
         case malformedRecords(baseOffset: Int64)
+        /// The compressed records are corrupt or decompress past the reader's limit.
+        case decompressionFailed(baseOffset: Int64, RecordCompressionError)
         case recordCountMismatch(baseOffset: Int64, header: UInt32, decoded: Int)
 
         public var description: String {
@@ -108,6 +125,8 @@ public enum RecordBatchCodec {
                 "batch at offset \(offset): records CRC32C is \(hex(actual)), the batch says \(hex(expected))"
             case .unsupportedCompression(let offset, let attributes):
                 "batch at offset \(offset): compression \(attributes & RecordBatchCodec.compressionMask) is not supported by this client"
+            case .decompressionFailed(let offset, let error):
+                "batch at offset \(offset): \(error)"
             case .malformedRecords(let offset):
                 "batch at offset \(offset): records are not a valid sluice.v1.Records message"
             case .recordCountMismatch(let offset, let header, let decoded):
@@ -121,18 +140,27 @@ public enum RecordBatchCodec {
         }
     }
 
-    /// The records of `batch`, checked against its CRC and record count.
-    public static func records(of batch: RecordBatch) throws(DecodingError) -> [DecodedRecord] {
+    /// The records of `batch`, checked against its CRC and record count, decompressed
+    /// (refusing more than `maxDecompressedBytes` of records).
+    public static func records(
+        of batch: RecordBatch, maxDecompressedBytes: Int = defaultMaxDecompressedBytes
+    ) throws(DecodingError) -> [DecodedRecord] {
         let actual = checksum(batch.records)
         guard actual == batch.recordsCrc32c else {
             throw .checksumMismatch(baseOffset: batch.baseOffset, expected: batch.recordsCrc32c, actual: actual)
         }
-        guard batch.attributes & compressionMask == 0 else {
+        guard let compression = RecordCompression(attributes: batch.attributes) else {
             throw .unsupportedCompression(baseOffset: batch.baseOffset, attributes: batch.attributes)
+        }
+        let serialized: ByteBuffer
+        do {
+            serialized = try compression.decompress(batch.records, maxBytes: maxDecompressedBytes)
+        } catch {
+            throw .decompressionFailed(baseOffset: batch.baseOffset, error)
         }
         let decoded: Records
         do {
-            decoded = try Records(protobuf: batch.records)
+            decoded = try Records(protobuf: serialized)
         } catch {
             throw .malformedRecords(baseOffset: batch.baseOffset)
         }

@@ -150,7 +150,8 @@ final class Subscription {
         for batch in response.batches {
             let records: [RecordBatchCodec.DecodedRecord]
             do {
-                records = try RecordBatchCodec.records(of: batch)
+                records = try RecordBatchCodec.records(
+                    of: batch, maxDecompressedBytes: consumer.configuration.maxDecompressedBatchBytes)
             } catch {
                 finished = true
                 throw ConsumerError.corruptBatch(partition: partition, error)

@@ -54,6 +54,9 @@ public struct ConsumerConfiguration: Sendable {
     public var maxWait: Duration = .zero
     /// Upper bound on one push; 0 is the broker's default (1 MiB).
     public var maxBytes: UInt32 = 0
+    /// Largest decompressed `records` of one batch the consumer accepts: a zstd or lz4
+    /// batch that would inflate past it is a `corruptBatch` error, not an allocation.
+    public var maxDecompressedBatchBytes: Int = RecordBatchCodec.defaultMaxDecompressedBytes
     /// Reconnects in a row without receiving anything before giving up.
     public var maxReconnectAttempts = 8
     /// Pause before the first reconnect; doubles per attempt up to `maxReconnectBackoff`.
@@ -61,6 +64,26 @@ public struct ConsumerConfiguration: Sendable {
     public var maxReconnectBackoff: Duration = .seconds(5)
 
     public init() {}
+
+    /// The defaults above with `profile`'s push batching on top (docs/profiles.md); set
+    /// fields afterwards to override single settings.
+    ///
+    /// | setting  | default       | latency | throughput        |
+    /// |----------|---------------|---------|-------------------|
+    /// | minBytes | 0             | 0       | 64 KiB            |
+    /// | maxWait  | 0             | 0       | 10 ms             |
+    /// | maxBytes | 0 (1 MiB)     | 0       | 4 MiB - 64 KiB    |
+    public init(profile: PerformanceProfile) {
+        switch profile {
+        case .latency:
+            minBytes = 0
+            maxWait = .zero
+        case .throughput:
+            minBytes = 64 * 1024
+            maxWait = .milliseconds(10)
+            maxBytes = 4 * 1024 * 1024 - 64 * 1024
+        }
+    }
 }
 
 /// Why a subscription ended.

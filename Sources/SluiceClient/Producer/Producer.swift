@@ -216,7 +216,8 @@ public actor Producer {
         }
         let correlationID = nextCorrelationID
         nextCorrelationID += 1
-        var records = RecordBatchCodec.makeBatch(batch.items.map(\.entry))
+        var records = RecordBatchCodec.makeBatch(
+            batch.items.map(\.entry), compression: configuration.compression, level: configuration.compressionLevel)
         if let sequence = batch.sequence {
             records.producerId = sequence.identity.id
             records.producerEpoch = sequence.identity.epoch

@@ -1,4 +1,5 @@
 import SluiceAPI
+import SluiceCompression
 
 /// How a `Producer` batches, waits and retries (docs/client.md lists every setting).
 public struct ProducerConfiguration: Sendable {
@@ -12,6 +13,11 @@ public struct ProducerConfiguration: Sendable {
     /// A batch is closed once its serialized records reach this size. A single record
     /// bigger than this travels alone (the broker's `max.message.bytes` is the hard limit).
     public var maxBatchBytes: Int = 64 * 1024
+    /// Compression of each batch's records (attribute bits 0-2); the broker stores the
+    /// compressed bytes as they arrive and consumers decompress.
+    public var compression: RecordCompression = .none
+    /// The codec's level; nil is its default (zstd 3, lz4 0). Clamped to `compression.levels`.
+    public var compressionLevel: Int?
     /// Bound on record bytes accepted but not yet answered, across all partitions.
     public var maxBufferedBytes: Int = 32 * 1024 * 1024
     /// What `send`/`enqueue` do when `maxBufferedBytes` is reached.
@@ -34,22 +40,33 @@ public struct ProducerConfiguration: Sendable {
 
     public init() {}
 
-    /// Low latency: no linger, small batches, leader acks.
-    public static var latency: ProducerConfiguration {
-        var configuration = ProducerConfiguration()
-        configuration.linger = .zero
-        configuration.maxBatchBytes = 16 * 1024
-        return configuration
+    /// The defaults above with `profile`'s settings on top (docs/profiles.md); set fields
+    /// afterwards to override single settings. `acks` is never changed by a profile.
+    ///
+    /// | setting          | default | latency | throughput |
+    /// |------------------|---------|---------|------------|
+    /// | linger           | 5 ms    | 0       | 20 ms      |
+    /// | maxBatchBytes    | 64 KiB  | 16 KiB  | 512 KiB    |
+    /// | compression      | none    | none    | lz4        |
+    /// | maxBufferedBytes | 32 MiB  | 32 MiB  | 128 MiB    |
+    public init(profile: PerformanceProfile) {
+        switch profile {
+        case .latency:
+            linger = .zero
+            maxBatchBytes = 16 * 1024
+        case .throughput:
+            linger = .milliseconds(20)
+            maxBatchBytes = 512 * 1024
+            compression = .lz4
+            maxBufferedBytes = 128 * 1024 * 1024
+        }
     }
 
-    /// High throughput: a longer linger and large batches.
-    public static var throughput: ProducerConfiguration {
-        var configuration = ProducerConfiguration()
-        configuration.linger = .milliseconds(20)
-        configuration.maxBatchBytes = 512 * 1024
-        configuration.maxBufferedBytes = 128 * 1024 * 1024
-        return configuration
-    }
+    /// `init(profile: .latency)`.
+    public static var latency: ProducerConfiguration { ProducerConfiguration(profile: .latency) }
+
+    /// `init(profile: .throughput)`.
+    public static var throughput: ProducerConfiguration { ProducerConfiguration(profile: .throughput) }
 
     /// Exactly-once publish (docs/idempotence.md): the broker deduplicates retried batches
     /// by a per-partition sequence, so a retry after a lost answer is stored once. Forces

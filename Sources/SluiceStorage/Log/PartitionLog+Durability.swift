@@ -46,6 +46,8 @@ extension PartitionLog {
 
     /// Syncs until everything appended before the last sync began is durable.
     func syncRound() async {
+        // Appends arriving during the window join this round's sync.
+        if config.groupCommitWindow > .zero { try? await Task.sleep(for: config.groupCommitWindow) }
         while true {
             let job = state.withLock { s -> SyncJob? in
                 if let error = s.fenceError {

@@ -83,8 +83,7 @@ extension Segment {
             size = fileSize
             let storedIndex = readIndexFile(indexPath, fileSystem) ?? []
             let storedTimeIndex = readIndexFile(timeIndexPath, fileSystem) ?? []
-            indexFile = try openOrCreate(indexPath, fileSystem)
-            timeIndexFile = try openOrCreate(timeIndexPath, fileSystem)
+            activeFileSystem = fileSystem
 
             var start: Int64 = 0
             var expected = baseOffset
@@ -109,7 +108,7 @@ extension Segment {
             maxTimestamp = indexer.maxTimestamp
             lastLeaderEpoch = scan.lastBatch?.leaderEpoch
             if storedIndex != indexer.offsetIndex.encoded() || storedTimeIndex != indexer.timeIndex.encoded() {
-                try rewriteActiveIndexes()
+                try rewriteActiveIndexes(fileSystem)
                 scan.indexesRewritten = true
             }
             offsetEntriesWritten = indexer.offsetIndex.entries.count
@@ -161,16 +160,13 @@ extension Segment {
         nextOffset = newNextOffset
     }
 
-    func rewriteActiveIndexes() throws(StorageIOError) {
-        let offsetBytes = indexer.offsetIndex.encoded()
-        let timeBytes = indexer.timeIndex.encoded()
-        if let indexFile {
-            try indexFile.truncate(to: 0)
-            try indexFile.writeFully(offsetBytes, at: 0)
-        }
-        if let timeIndexFile {
-            try timeIndexFile.truncate(to: 0)
-            try timeIndexFile.writeFully(timeBytes, at: 0)
+    func rewriteActiveIndexes(_ fileSystem: any StorageFileSystem) throws(StorageIOError) {
+        for (path, bytes) in [(indexPath, indexer.offsetIndex.encoded()), (timeIndexPath, indexer.timeIndex.encoded())] {
+            let file = try openOrCreate(path, fileSystem)
+            defer { file.close() }
+            try file.truncate(to: 0)
+            try file.writeFully(bytes, at: 0)
+            try file.sync()
         }
     }
 
@@ -185,8 +181,10 @@ extension Segment {
         segment.size = 0
         segment.maxTimestamp = Int64.min
         do throws(StorageIOError) {
-            segment.indexFile = try openOrCreate(segment.indexPath, fileSystem)
-            segment.timeIndexFile = try openOrCreate(segment.timeIndexPath, fileSystem)
+            // Created now so the caller's directory sync covers them; closed at once.
+            try openOrCreate(segment.indexPath, fileSystem).close()
+            try openOrCreate(segment.timeIndexPath, fileSystem).close()
+            segment.activeFileSystem = fileSystem
         } catch {
             segment.unload()
             throw error
@@ -202,7 +200,7 @@ private func readIndexFile(_ path: String, _ fileSystem: any StorageFileSystem) 
     return try? file.readAll()
 }
 
-private func openOrCreate(_ path: String, _ fileSystem: any StorageFileSystem) throws(StorageIOError) -> any StorageFile {
+func openOrCreate(_ path: String, _ fileSystem: any StorageFileSystem) throws(StorageIOError) -> any StorageFile {
     if fileSystem.fileExists(path) { return try fileSystem.open(path, mode: .readWrite) }
     return try fileSystem.open(path, mode: .createNew)
 }

@@ -30,9 +30,10 @@ final class Segment {
 
     var log: SegmentFile?
     var indexer: SegmentIndexer
-    /// Open only while active.
-    var indexFile: (any StorageFile)?
-    var timeIndexFile: (any StorageFile)?
+    /// Set while this is the active segment. Its index files are opened only to write
+    /// and sync pending entries (on seal and on a clean close), never held open, so an
+    /// idle partition costs one descriptor (its `.log`), not three.
+    var activeFileSystem: (any StorageFileSystem)?
     /// Index entries already in the files. The active segment's entries are written
     /// when it is sealed or closed, not per append: after a crash recovery rebuilds
     /// them from the batches anyway, so writing them earlier would buy nothing.
@@ -89,16 +90,16 @@ final class Segment {
     }
 
     /// Writes the index entries not yet in the files, one write per file.
-    func writePendingIndexEntries() throws(StorageIOError) {
+    private func writePendingIndexEntries(_ indexFile: any StorageFile, _ timeIndexFile: any StorageFile) throws(StorageIOError) {
         let offsetEntries = indexer.offsetIndex.entries
-        if let indexFile, offsetEntriesWritten < offsetEntries.count {
+        if offsetEntriesWritten < offsetEntries.count {
             var bytes: [UInt8] = []
             for entry in offsetEntries[offsetEntriesWritten...] { OffsetIndex.encode(entry, into: &bytes) }
             try indexFile.writeFully(bytes, at: Int64(offsetEntriesWritten * OffsetIndex.entrySize))
             offsetEntriesWritten = offsetEntries.count
         }
         let timeEntries = indexer.timeIndex.entries
-        if let timeIndexFile, timeEntriesWritten < timeEntries.count {
+        if timeEntriesWritten < timeEntries.count {
             var bytes: [UInt8] = []
             for entry in timeEntries[timeEntriesWritten...] { TimeIndex.encode(entry, into: &bytes) }
             try timeIndexFile.writeFully(bytes, at: Int64(timeEntriesWritten * TimeIndex.entrySize))
@@ -110,32 +111,32 @@ final class Segment {
     /// indexes fdatasynced, index files closed. The log file stays open for reads.
     func seal() throws(StorageIOError) {
         _ = indexer.seal()
-        try writePendingIndexEntries()
-        try log?.file.sync()
-        try indexFile?.sync()
-        try timeIndexFile?.sync()
-        indexFile?.close()
-        timeIndexFile?.close()
-        indexFile = nil
-        timeIndexFile = nil
+        try syncAll()
+        activeFileSystem = nil
     }
 
-    /// Writes pending index entries and syncs the log and index files (a clean close).
+    /// Writes pending index entries and syncs the log and index files (a clean close),
+    /// in that order: the log before the entries that point into it.
     func syncAll() throws(StorageIOError) {
-        try writePendingIndexEntries()
+        guard let fileSystem = activeFileSystem else {
+            try log?.file.sync()
+            return
+        }
+        let indexFile = try openOrCreate(indexPath, fileSystem)
+        defer { indexFile.close() }
+        let timeIndexFile = try openOrCreate(timeIndexPath, fileSystem)
+        defer { timeIndexFile.close() }
+        try writePendingIndexEntries(indexFile, timeIndexFile)
         try log?.file.sync()
-        try indexFile?.sync()
-        try timeIndexFile?.sync()
+        try indexFile.sync()
+        try timeIndexFile.sync()
     }
 
     /// Closes every file and drops the in-memory indexes; size and timestamps stay known.
     func unload() {
         log?.close()
         log = nil
-        indexFile?.close()
-        timeIndexFile?.close()
-        indexFile = nil
-        timeIndexFile = nil
+        activeFileSystem = nil
         indexer = SegmentIndexer(baseOffset: baseOffset, intervalBytes: indexer.intervalBytes)
         offsetEntriesWritten = 0
         timeEntriesWritten = 0

@@ -1,0 +1,75 @@
+import SluiceAPI
+import SluiceBroker
+import SluiceWire
+
+/// The broker's throughput/latency settings, each optional: what `sluice serve` was told
+/// explicitly, or what a profile sets. `BrokerServer.Configuration.apply(profile:overrides:)`
+/// lays a profile over the defaults and the explicit settings over both.
+///
+/// | setting                 | flag                          | default | latency | throughput       |
+/// |-------------------------|-------------------------------|---------|---------|------------------|
+/// | groupCommitWindow       | --group-commit-window-ms      | 0       | 0       | 2 ms             |
+/// | initialWindowBytes      | --initial-window-bytes        | 1 MiB   | 1 MiB   | 4 MiB            |
+/// | connectionWindowBytes   | --connection-window-bytes     | 8 MiB   | 8 MiB   | 32 MiB           |
+/// | maxFrameBytes           | --max-frame-bytes             | 16 KiB  | 16 KiB  | 64 KiB           |
+/// | inboundBufferBytes      | --inbound-buffer-bytes        | 256 KiB | 256 KiB | 1 MiB            |
+/// | subscribeDefaultMaxBytes| --subscribe-default-max-bytes | 1 MiB   | 256 KiB | 4 MiB - 64 KiB   |
+///
+/// Never part of a profile: the fsync policy, acks (the producer's), the memory budget.
+public struct BrokerTuning: Sendable, Equatable {
+    public var groupCommitWindow: Duration?
+    public var initialWindowBytes: Int?
+    public var connectionWindowBytes: Int?
+    public var maxFrameBytes: Int?
+    public var inboundBufferBytes: Int?
+    /// A subscription's `max_bytes` when its request says 0.
+    public var subscribeDefaultMaxBytes: Int?
+
+    public init() {}
+
+    /// The settings `profile` chooses (every field set).
+    public init(profile: PerformanceProfile) {
+        switch profile {
+        case .latency:
+            groupCommitWindow = .zero
+            initialWindowBytes = 1024 * 1024
+            connectionWindowBytes = 8 * 1024 * 1024
+            maxFrameBytes = 16 * 1024
+            inboundBufferBytes = 256 * 1024
+            subscribeDefaultMaxBytes = 256 * 1024
+        case .throughput:
+            groupCommitWindow = .milliseconds(2)
+            initialWindowBytes = 4 * 1024 * 1024
+            connectionWindowBytes = 32 * 1024 * 1024
+            maxFrameBytes = 64 * 1024
+            inboundBufferBytes = 1024 * 1024
+            subscribeDefaultMaxBytes = 4 * 1024 * 1024 - 64 * 1024
+        }
+    }
+
+    /// Each field of `other` that is set replaces this one's.
+    func overridden(by other: BrokerTuning) -> BrokerTuning {
+        var result = self
+        if let value = other.groupCommitWindow { result.groupCommitWindow = value }
+        if let value = other.initialWindowBytes { result.initialWindowBytes = value }
+        if let value = other.connectionWindowBytes { result.connectionWindowBytes = value }
+        if let value = other.maxFrameBytes { result.maxFrameBytes = value }
+        if let value = other.inboundBufferBytes { result.inboundBufferBytes = value }
+        if let value = other.subscribeDefaultMaxBytes { result.subscribeDefaultMaxBytes = value }
+        return result
+    }
+}
+
+extension BrokerServer.Configuration {
+    /// Applies `profile` (if any), then every setting `overrides` holds, to this
+    /// configuration; settings neither names keep their values.
+    public mutating func apply(profile: PerformanceProfile?, overrides: BrokerTuning = BrokerTuning()) {
+        let tuning = (profile.map(BrokerTuning.init(profile:)) ?? BrokerTuning()).overridden(by: overrides)
+        if let value = tuning.groupCommitWindow { storage.groupCommitWindow = value }
+        if let value = tuning.initialWindowBytes { transport.initialWindowBytes = value }
+        if let value = tuning.connectionWindowBytes { transport.connectionWindowBytes = value }
+        if let value = tuning.maxFrameBytes { transport.maxFrameBytes = value }
+        if let value = tuning.inboundBufferBytes { transport.inboundBufferBytes = value }
+        if let value = tuning.subscribeDefaultMaxBytes { subscribeLimits.defaultMaxBytes = value }
+    }
+}
