@@ -49,7 +49,17 @@ public struct BenchRunner: Sendable {
     /// Describes the topic, creating it with `settings.partitions` when it does not exist.
     func prepareTopic() async throws -> TopicDescription {
         let admin = try await SluiceAdminClient.connect(host: settings.host, port: settings.port, logger: logger)
-        defer { Task { await admin.close() } }
+        do {
+            let topic = try await describeOrCreate(admin)
+            await admin.close()
+            return topic
+        } catch {
+            await admin.close()
+            throw error
+        }
+    }
+
+    private func describeOrCreate(_ admin: SluiceAdminClient) async throws -> TopicDescription {
         do {
             return try await admin.describeTopic(named: settings.topic)
         } catch let status as GRPCStatus where status.code == .notFound && settings.mode != .consume {
