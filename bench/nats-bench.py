@@ -142,13 +142,16 @@ async def main():
     start = time.perf_counter_ns()
     stop = start + int(args.duration * 1e9)
     interval = 1e9 / args.rate
+    total = int(args.duration * args.rate)
     sent = 0
     while True:
         now = time.perf_counter_ns()
-        if now >= stop:
-            break
         if args.mode == "e2e":
-            due_count = min(int((now - start) / interval) + 1, int((stop - start) / interval))
+            # Open loop: everything due by now goes out at once, timed from its due time,
+            # so a publisher that fell behind does not lower the offered load.
+            if sent >= total:
+                break
+            due_count = min(int((now - start) / interval) + 1, total)
             burst = []
             while sent < due_count:
                 due = start + int(sent * interval)
@@ -157,8 +160,11 @@ async def main():
                 sent += 1
             if burst:
                 nc.writer.write(b"".join(burst))
+                await nc.writer.drain()
             await asyncio.sleep(max(start + sent * interval - time.perf_counter_ns(), 0) / 1e9)
         else:
+            if now >= stop:
+                break
             while sent - state["acked"] >= args.window:
                 acked_event.clear()
                 await acked_event.wait()
