@@ -39,11 +39,11 @@ memory = sh("free -g | awk '/Mem:/ {print $2}'")
 load_average = sh("cut -d' ' -f1-3 /proc/loadavg")
 cores = sh("nproc")
 disk = sh("df -T " + results + " | awk 'NR==2 {print $1\" (\"$2\")\"}'")
-rota = sh("lsblk -d -o NAME,ROTA,SIZE | awk 'NR>1' | tr '\\n' ';'")
+rota = sh("lsblk -d -n -o NAME,SIZE,ROTA | awk '$2 != \"0B\" {printf \"%s %s%s \", $1, $2, ($3 == 1 ? \" (rotational flag set)\" : \"\")}'")
 commit = sh("git rev-parse --short HEAD")
 print(f"### Run of bench/run-all.sh, {started} UTC (commit {commit})\n")
 print(f"Machine: `nproc` = {cores}, {cpu}, {memory} GiB RAM, "
-      f"data on {disk}, block devices {rota} load average at the end {load_average}. "
+      f"data on {disk}, block devices: {rota.strip()}; load average at the end {load_average}. "
       f"Release build; {seconds} s measured per run after a 2 s warm-up; fio files of {fio_size}. "
       "MB/s are 10^6 bytes of message values (1 KiB = 1024 B messages).\n")
 
