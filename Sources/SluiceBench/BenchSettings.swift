@@ -29,6 +29,9 @@ public struct BenchSettings: Sendable {
     /// Overrides of the profile's (or the client's default) batching.
     public var batchBytes: Int?
     public var lingerMilliseconds: Int?
+    /// Bound on each producer's unanswered bytes (`maxBufferedBytes`); once reached the
+    /// sender blocks, and under `rate` its overdue messages keep their due times.
+    public var bufferBytes: Int?
     /// Messages per second across all producers (open loop); nil sends as fast as possible.
     public var rate: Double?
     /// Measured time, after the warm-up. With `messages` as well, whichever ends first.
@@ -63,6 +66,9 @@ public struct BenchSettings: Sendable {
         if warmup < .zero { return "--warmup must be 0 or more" }
         if let batchBytes, batchBytes < 1 { return "--batch-bytes must be at least 1" }
         if let lingerMilliseconds, lingerMilliseconds < 0 { return "--linger-ms must be 0 or more" }
+        if let bufferBytes, bufferBytes < messageSize + 256 {
+            return "--buffer-bytes must hold at least one message (--message-size + 256)"
+        }
         if timeLimit <= .zero { return "--time-limit must be positive" }
         return nil
     }
@@ -73,6 +79,7 @@ public struct BenchSettings: Sendable {
         configuration.acks = acks
         if let batchBytes { configuration.maxBatchBytes = batchBytes }
         if let lingerMilliseconds { configuration.linger = .milliseconds(lingerMilliseconds) }
+        if let bufferBytes { configuration.maxBufferedBytes = bufferBytes }
         // A stalled broker must not hold a run past its time limit.
         configuration.deliveryTimeout = min(configuration.deliveryTimeout, timeLimit)
         return configuration
