@@ -49,7 +49,7 @@ print(f"Machine: `nproc` = {cores}, {cpu}, {memory} GiB RAM, "
 
 rows = []
 def row(what, figure, target, how):
-    rows.append(f"| {what} | {figure} | {target} | `{how}` |")
+    rows.append(f"| {what} | {figure} | {target} | {'`' + how + '`' if how else ''} |")
 
 buffered = fio("buffered")
 fio_buffered = buffered["write"]["bw_bytes"] / 1e6 if buffered else None
