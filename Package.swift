@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // C shims: the only places that include C headers.
@@ -59,9 +60,15 @@ let package = Package(
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceStorage", "SluiceCompression", nioCore, nioPosix, logging,
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
+        // `sluice bench`: load generation, open-loop schedules and HDR latency summaries.
+        .target(
+            name: "SluiceBench",
+            dependencies: ["SluiceClient", "SluiceAPI", "SluiceWire", nioCore, logging,
+                           .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "sluice",
-            dependencies: ["SluiceService", "SluiceClient", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
+            dependencies: ["SluiceService", "SluiceClient", "SluiceBench", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
@@ -86,6 +93,12 @@ let package = Package(
         // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
         .testTarget(
             name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceCompression", "SluiceAPI", "SluiceWire", nioCore, logging],
+            swiftSettings: swiftSettings),
+        // The bench tool's own correctness (percentiles, open-loop schedule, counts against a
+        // real `sluice serve`), never its speed.
+        .testTarget(
+            name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceClient", "SluiceAPI", nioCore,
+                                                     .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swiftSettings),
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# One sitting of every broker figure of issue 6 and its ceilings and peer: fio (buffered
+# sequential write, fdatasync every 1 MiB, fdatasync latency), NATS JetStream (file stream,
+# one replica, 1 KiB, pipelined), and Sluice (ingest, durable ingest with syncs counted,
+# catch-up read of a 2 GiB backlog, end-to-end latency at 10k msgs/s). Builds release first.
+# Prints a Markdown section ready to paste into docs/benchmarks.md (progress goes to stderr;
+# raw JSON and logs stay in $dir/results).
+#
+# Usage: bench/run-all.sh > figures.md
+# Env: SLUICE_BENCH_DIR (default /tmp/sluice-bench; the disk measured), SLUICE_RUN_SECONDS
+# (seconds per measured run, default 10), SLUICE_BACKLOG_MESSAGES (catch-up backlog in 1 KiB
+# records, default 2097152 = 2 GiB), SLUICE_FIO_SIZE (default 1G), SLUICE_SKIP_BUILD=1.
+# Needs fio, nats-server (apt-get install -y fio nats-server), python3; perf for sync counts
+# (optional). Every step is bounded by `timeout` or the bench's --time-limit; the whole
+# script takes about 6-10 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+dir="${SLUICE_BENCH_DIR:-/tmp/sluice-bench}"
+seconds="${SLUICE_RUN_SECONDS:-10}"
+backlog="${SLUICE_BACKLOG_MESSAGES:-2097152}"
+fio_size="${SLUICE_FIO_SIZE:-1G}"
+results="$dir/results"
+mkdir -p "$results"
+rm -f "$results"/*.json
+log() { echo "run-all: $*" >&2; }
+
+for tool in fio nats-server python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y fio nats-server python3" >&2; exit 1; }
+done
+if [[ "${SLUICE_SKIP_BUILD:-}" != 1 ]]; then
+    log "building release"
+    swift build -c release --product sluice >&2
+fi
+sluice="$root/.build/release/sluice"
+started=$(date -u +"%Y-%m-%d %H:%M")
+
+# --- fio: the disk's ceilings, same file system as the broker's data directory ---------------
+fio_dir="$dir/fio"
+mkdir -p "$fio_dir"
+fio_job() { # name, fio options...
+    local name="$1"; shift
+    rm -f "$fio_dir/$name"
+    log "fio $name"
+    timeout 120 fio --name="$name" --filename="$fio_dir/$name" --size="$fio_size" --ioengine=psync \
+        --runtime=60 --output-format=json "$@" > "$results/fio-$name.json"
+    rm -f "$fio_dir/$name"
+}
+# Buffered sequential write of 64 KiB blocks, one fsync at the end (counted in fio's time).
+fio_job buffered --rw=write --bs=64k --end_fsync=1
+# The same bytes in 64 KiB writes with an fdatasync after every 1 MiB (16 writes), file not
+# preallocated: what group commit should approach under fsync always.
+fio_job fdatasync-1m --rw=write --bs=64k --fdatasync=16 --fallocate=none
+# The cost of one fdatasync: 4 KiB appends, each followed by fdatasync, 15 s.
+fio_job fdatasync-latency --rw=write --bs=4k --fdatasync=1 --fallocate=none --runtime=15 --time_based
+
+# --- NATS JetStream ----------------------------------------------------------------------------
+nats_port=14222
+rm -rf "$dir/nats"
+nats-server -js -sd "$dir/nats" -a 127.0.0.1 -p "$nats_port" > "$results/nats-server.log" 2>&1 &
+nats_pid=$!
+trap 'kill $nats_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$nats_port) 2>/dev/null && break; sleep 0.1; done
+log "nats ingest"
+timeout 120 python3 bench/nats-bench.py ingest --port "$nats_port" --duration "$seconds" > "$results/nats-ingest.json"
+log "nats end-to-end at 10k msgs/s"
+timeout 120 python3 bench/nats-bench.py e2e --port "$nats_port" --duration "$seconds" --rate 10000 > "$results/nats-e2e.json"
+kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true
+trap - EXIT
+
+# --- Sluice ------------------------------------------------------------------------------------
+broker_pid=""
+broker_port=""
+start_broker() { # fsync policy
+    rm -rf "$dir/sluice-data"
+    : > "$results/serve.out"
+    "$sluice" serve --listen 127.0.0.1:0 --data-dir "$dir/sluice-data" --log-level warning --fsync "$1" \
+        > "$results/serve.out" 2>> "$results/serve.err" &
+    broker_pid=$!
+    for _ in $(seq 200); do
+        broker_port=$(sed -n 's/^sluice listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$results/serve.out")
+        [[ -n "$broker_port" ]] && return
+        sleep 0.1
+    done
+    echo "sluice serve did not start" >&2; exit 1
+}
+stop_broker() {
+    kill "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+}
+trap 'stop_broker' EXIT
+bench() { # name, bench arguments...
+    local name="$1"; shift
+    log "sluice $name: $*"
+    echo "sluice bench $*" > "$results/$name.cmd"
+    # A failed check (exit 1) still writes its JSON; the table shows it.
+    "$sluice" bench "$@" --broker "127.0.0.1:$broker_port" --json --progress-interval 5 \
+        --time-limit $((seconds * 3 + 120)) > "$results/$name.json" 2> "$results/$name.err" || true
+}
+count_syncs() { # name, then the bench arguments: counts fdatasync/fsync calls of the broker
+    local name="$1"; shift
+    if perf stat -e syscalls:sys_enter_fdatasync -a -- true >/dev/null 2>&1; then
+        perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "$broker_pid" \
+            -o "$results/$name.perf" &
+        local perf_pid=$!
+        local before=$(date +%s.%N)
+        bench "$name" "$@"
+        local after=$(date +%s.%N)
+        kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+        echo "$before $after" > "$results/$name.window"
+    else
+        bench "$name" "$@"
+    fi
+}
+
+start_broker never
+bench ingest-1 produce --topic ingest-1 --partitions 1 --acks leader --profile throughput --warmup 2 --duration "$seconds"
+bench ingest-8 produce --topic ingest-8 --partitions 8 --acks leader --profile throughput --warmup 2 --duration "$seconds"
+bench e2e-leader end-to-end --topic e2e-leader --partitions 1 --acks leader --profile latency --rate 10000 --warmup 2 --duration "$seconds"
+bench backlog-fill produce --topic backlog --partitions 1 --acks leader --profile throughput --messages "$backlog"
+bench catch-up consume --topic backlog --consumers 1
+stop_broker
+
+start_broker always
+count_syncs durable-8 produce --topic durable-8 --partitions 8 --acks durable --profile throughput --warmup 2 --duration "$seconds"
+bench e2e-durable end-to-end --topic e2e-durable --partitions 1 --acks durable --profile latency --rate 10000 --warmup 2 --duration "$seconds"
+stop_broker
+trap - EXIT
+
+# --- The Markdown --------------------------------------------------------------------------------
+python3 bench/run-all-report.py "$results" "$started" "$seconds" "$fio_size"
