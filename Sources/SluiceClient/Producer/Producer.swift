@@ -118,7 +118,9 @@ public actor Producer {
         }
         let place = TopicPartition(topic: topic, partition: target)
         let delivery = Delivery()
-        var accumulator = accumulators[place] ?? PartitionAccumulator(maxBatchBytes: configuration.maxBatchBytes)
+        // Taken out of the dictionary while it changes: a copy left behind would share the
+        // open batch's storage and make every append copy the whole batch.
+        var accumulator = accumulators.removeValue(forKey: place) ?? PartitionAccumulator(maxBatchBytes: configuration.maxBatchBytes)
         if accumulator.append(Item(entry: entry, delivery: delivery, bytes: bytes), bytes: bytes, now: .now) {
             batchClosed(place, partitionCount: count)
         }
@@ -132,7 +134,7 @@ public actor Producer {
     public func flush() async {
         var pending: [Delivery] = inFlight.values.flatMap { $0.batch.items.map(\.delivery) }
         for place in Array(accumulators.keys) {
-            guard var accumulator = accumulators[place] else { continue }
+            guard var accumulator = accumulators.removeValue(forKey: place) else { continue }
             pending += accumulator.waitingItems.map(\.delivery)
             accumulator.closeOpenBatch()
             accumulators[place] = accumulator
@@ -163,7 +165,7 @@ public actor Producer {
 
     /// Sends the partition's next batch if one may go, else arranges to be woken when one can.
     private func drive(_ place: TopicPartition) {
-        guard var accumulator = accumulators[place] else { return }
+        guard var accumulator = accumulators.removeValue(forKey: place) else { return }
         let now = ContinuousClock.now
         for batch in accumulator.expire(now: now, deliveryTimeout: configuration.deliveryTimeout) {
             fail(batch, .deliveryTimedOut(last: lastError[place] ?? "it waited in the producer's buffer"))
