@@ -14,16 +14,22 @@ import Synchronization
 public final class Broker: Sendable {
     public let registry: TopicRegistry
     public let counters: BrokerCounters
+    /// Consumer groups and their committed offsets (Groups/).
+    public let groups: GroupCoordinator
     let partitions: PartitionManager
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
+    private let groupExpiry = Mutex<Task<Void, Never>?>(nil)
     private let nextStreamID = Atomic<UInt64>(1)
     private let shuttingDown = Atomic<Bool>(false)
 
-    /// Loads the topics from `directory` and opens (recovering) every partition log.
+    /// Loads the topics from `directory`, opens (recovering) every partition log, and
+    /// loads the committed offsets of consumer groups from `__consumer_offsets` (created
+    /// on first start).
     public init(
         directory: DataDirectory, registryConfiguration: TopicRegistry.Configuration = .init(),
-        storage: StorageSettings = StorageSettings(), logger: Logger
+        storage: StorageSettings = StorageSettings(), groupSettings: GroupSettings = GroupSettings(),
+        groupClock: any GroupClock = SystemGroupClock(), logger: Logger
     ) throws(BrokerError) {
         let counters = BrokerCounters()
         let partitions = PartitionManager(
@@ -34,13 +40,52 @@ public final class Broker: Sendable {
         self.counters = counters
         self.logger = logger
         try partitions.openAll(registry.topics())
+        groups = try GroupCoordinator(
+            settings: groupSettings, clock: groupClock, topics: BrokerTopicSource(registry: registry, partitions: partitions),
+            journal: Self.openOffsetLog(registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock,
+                                        logger: logger))
+    }
+
+    /// The offsets log: partition 0 of `__consumer_offsets`, without time retention
+    /// (OffsetLog compacts it).
+    private static func openOffsetLog(
+        registry: TopicRegistry, partitions: PartitionManager, settings: GroupSettings, clock: any GroupClock, logger: Logger
+    ) throws(BrokerError) -> OffsetLog {
+        let topic = try registry.ensureInternalTopic(
+            named: InternalTopics.consumerOffsets, partitions: 1,
+            configs: ["retention.ms": "-1", "segment.bytes": "\(settings.offsetsSegmentBytes)"])
+        partitions.createPartitions(of: topic, range: 0..<1)
+        switch partitions.slot(topicID: topic.topicID, partition: 0) {
+        case .online(let partition)?:
+            return OffsetLog(
+                log: partition.log, compactionBytes: settings.offsetsCompactionBytes, clock: clock, logger: logger,
+                appended: { last in
+                    partition.requestDurability(upTo: last)
+                    partition.ringAll()
+                })
+        case .offline(let reason)?:
+            throw BrokerError(.storageFailed, "the consumer offsets log cannot be opened: \(reason)")
+        case nil:
+            throw BrokerError(.storageFailed, "the consumer offsets log was not created")
+        }
     }
 
     public var storage: StorageSettings { partitions.settings }
 
-    /// Starts the periodic maintenance task (retention, rolling by age), if the
-    /// storage settings ask for one.
+    /// Starts the expiry of silent group members (always) and the periodic maintenance
+    /// task (retention, rolling by age), if the storage settings ask for one.
     public func startMaintenance() {
+        let expiry = Task { [groups] in
+            while !Task.isCancelled {
+                do {
+                    try await Task.sleep(for: groups.settings.expiryCheckInterval)
+                } catch {
+                    return
+                }
+                groups.expireSilentMembers()
+            }
+        }
+        groupExpiry.withLock { $0 = expiry }
         guard let interval = storage.maintenanceInterval else { return }
         let task = Task { [partitions] in
             while !Task.isCancelled {
@@ -64,6 +109,7 @@ public final class Broker: Sendable {
     /// data indefinitely); Produce streams carry on, so answers in flight are delivered.
     public func beginShutdown() {
         shuttingDown.store(true, ordering: .sequentiallyConsistent)
+        groups.shutdown()
         for partition in partitions.allPartitions() { partition.ringAll() }
     }
 
@@ -78,6 +124,13 @@ public final class Broker: Sendable {
         }
         task?.cancel()
         await task?.value
+        let expiry = groupExpiry.withLock { task -> Task<Void, Never>? in
+            defer { task = nil }
+            return task
+        }
+        expiry?.cancel()
+        await expiry?.value
+        groups.shutdown()
         await partitions.closeAll()
     }
 
@@ -95,17 +148,20 @@ public final class Broker: Sendable {
     }
 
     public func deleteTopic(named name: String) async throws(BrokerError) {
+        try InternalTopics.refuseChange(name, "deleted")
         let topic = try registry.deleteTopic(named: name)
         await partitions.removeTopic(topic)
     }
 
     public func alterTopicConfig(named name: String, set: [String: String], reset: [String]) throws(BrokerError) -> TopicMetadata {
+        try InternalTopics.refuseChange(name, "altered")
         let topic = try registry.alterTopicConfig(named: name, set: set, reset: reset)
         partitions.reconfigure(topic)
         return topic
     }
 
     public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
+        try InternalTopics.refuseChange(name, "grown")
         let before = try registry.topic(named: name).partitionCount
         let topic = try registry.createPartitions(named: name, totalCount: totalCount)
         partitions.createPartitions(of: topic, range: min(before, topic.partitionCount)..<topic.partitionCount)

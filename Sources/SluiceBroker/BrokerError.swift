@@ -32,6 +32,11 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidRequest
         /// A partition's log failed (I/O error, corrupt data) or could not be opened.
         case storageFailed
+        /// Consumer groups: no group of that name, or no member of that id in it.
+        case groupNotFound
+        /// Consumer groups: the group's state forbids the request (a stale generation or
+        /// expired session: rejoin; an admin change while the group has members).
+        case groupStateConflict
     }
 
     public var code: Code

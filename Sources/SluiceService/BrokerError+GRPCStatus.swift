@@ -17,6 +17,8 @@ extension BrokerError {
         case .offsetOutOfRange: .outOfRange
         case .invalidRequest: .invalidArgument
         case .storageFailed: .internalError
+        case .groupNotFound: .notFound
+        case .groupStateConflict: .failedPrecondition
         }
         return GRPCStatus(code, message)
     }

@@ -16,6 +16,8 @@ public final class BrokerServer: Sendable {
         public var storage = StorageSettings()
         public var produceLimits = ProduceLimits()
         public var subscribeLimits = SubscribeLimits()
+        /// Consumer groups: session timeouts, queues, the offsets log's bounds.
+        public var groups = GroupSettings()
 
         public init(dataDirectory: String, transport: GRPCServerConfiguration) {
             self.dataDirectory = dataDirectory
@@ -51,12 +53,14 @@ public final class BrokerServer: Sendable {
         registryConfiguration.maxMessageBytesCeiling = ceiling
         broker = try Broker(
             directory: directory, registryConfiguration: registryConfiguration, storage: configuration.storage,
-            logger: logger)
+            groupSettings: configuration.groups, logger: logger)
 
         var names = [BrokerService.serviceName]
         var methods = BrokerService(
             broker: broker, produceLimits: configuration.produceLimits, subscribeLimits: configuration.subscribeLimits
         ).methods
+        names.append(GroupsService.serviceName)
+        methods += GroupsService(groups: broker.groups).methods
         if configuration.testServices {
             names.append(EchoService.serviceName)
             methods += EchoService().methods

@@ -57,7 +57,9 @@ public struct BrokerService: Sendable {
                 return DeleteTopicResponse()
             },
             ProtobufRoute.unary(prefix + "ListTopics") { (_: ListTopicsRequest, _) in
-                ListTopicsResponse(topics: registry.topics().map { TopicDescription($0, partitions: []) })
+                ListTopicsResponse(topics: registry.topics().filter { !InternalTopics.isInternal($0.name) }.map {
+                    TopicDescription($0, partitions: [])
+                })
             },
             ProtobufRoute.unary(prefix + "DescribeTopic") { (request: DescribeTopicRequest, _) in
                 let details = try mappingBrokerErrors { () throws(BrokerError) in try registry.describeTopic(named: request.name) }

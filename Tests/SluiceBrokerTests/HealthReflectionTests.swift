@@ -130,7 +130,7 @@ import Testing
             Issue.record("not a service list")
             return
         }
-        #expect(list.service.map(\.name) == ["sluice.v1.Broker", "grpc.health.v1.Health",
+        #expect(list.service.map(\.name) == ["sluice.v1.Broker", "sluice.v1.Groups", "grpc.health.v1.Health",
                                               "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])
         await broker.stopAndRemove()
     }

@@ -42,16 +42,21 @@ extension Broker {
 
         let streamID = makeStreamID()
         let (doorbells, bell) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let reader = try groupReader(request, cursors: cursors)
+        if let reader { groups.watchGroup(reader.group, id: streamID, doorbell: bell) }
         for cursor in cursors { cursor.partition.addDoorbell(streamID, bell) }
         var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
         defer {
             for cursor in cursors { cursor.partition.removeDoorbell(streamID) }
+            if let reader { groups.unwatchGroup(reader.group, id: streamID) }
             timer?.task.cancel()
         }
         var doorbell = doorbells.makeAsyncIterator()
 
         while true {
             if isShuttingDown { throw Self.shutdownError }
+            // A group member reads only while it holds every partition it asked for.
+            if let reader { try reader.check(groups) }
             var sent = false
             var earliestDeadline: ContinuousClock.Instant?
             for index in cursors.indices {
@@ -102,6 +107,31 @@ extension Broker {
             }
             guard await doorbell.next() != nil else { throw CancellationError() }
         }
+    }
+
+    /// A consumer-group member's subscription: who reads, and which partitions it must hold.
+    struct GroupReaderCheck: Sendable {
+        let group: String
+        let member: String
+        let generation: Int32
+        let partitions: [GroupPartition]
+
+        func check(_ groups: GroupCoordinator) throws(BrokerError) {
+            try groups.checkReader(group: group, member: member, generation: generation, partitions: partitions)
+        }
+    }
+
+    /// The group check of a request with `group_reader`, verified once now; nil without.
+    private func groupReader(_ request: SubscribeRequest, cursors: [SubscriptionCursor]) throws(BrokerError) -> GroupReaderCheck? {
+        guard let reader = request.groupReader else { return nil }
+        guard !reader.group.isEmpty, !reader.memberId.isEmpty else {
+            throw BrokerError(.invalidRequest, "group_reader needs a group and a member id")
+        }
+        let check = GroupReaderCheck(
+            group: reader.group, member: reader.memberId, generation: reader.generation,
+            partitions: cursors.map { GroupPartition(request.topic, $0.partition.index) })
+        try check.check(groups)
+        return check
     }
 
     /// Where a subscription reads from, per partition.

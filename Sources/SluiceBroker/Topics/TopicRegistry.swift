@@ -104,6 +104,25 @@ public final class TopicRegistry: Sendable {
     /// everything is checked and the would-be topic returned, but nothing is stored.
     public func createTopic(named name: String, partitions: UInt32, replicationFactor: UInt32 = 0,
                             configs: [String: String] = [:], validateOnly: Bool = false) throws(BrokerError) -> TopicMetadata {
+        if InternalTopics.isInternal(name) {
+            throw BrokerError(
+                .invalidTopicName,
+                "topic names starting with \"\(InternalTopics.reservedPrefix)\" are reserved for the broker's internal topics")
+        }
+        return try create(named: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs,
+                          validateOnly: validateOnly)
+    }
+
+    /// The internal topic `name` (see `InternalTopics`), created with these settings if
+    /// it does not exist yet.
+    public func ensureInternalTopic(named name: String, partitions: UInt32, configs: [String: String]) throws(BrokerError) -> TopicMetadata {
+        precondition(InternalTopics.isInternal(name), "\(name) is not an internal topic name")
+        if let existing = topicsByName.withLock({ $0[name] }) { return existing }
+        return try create(named: name, partitions: partitions, replicationFactor: 0, configs: configs, validateOnly: false)
+    }
+
+    private func create(named name: String, partitions: UInt32, replicationFactor: UInt32,
+                        configs: [String: String], validateOnly: Bool) throws(BrokerError) -> TopicMetadata {
         try TopicName.validate(name)
         try checkPartitionCount(partitions, topic: name)
         let replicas = replicationFactor == 0 ? 1 : replicationFactor

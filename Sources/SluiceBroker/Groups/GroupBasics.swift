@@ -1,0 +1,134 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluiceAPI
+
+/// One partition of one topic, as groups assign and commit them.
+public struct GroupPartition: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var topic: String
+    public var partition: UInt32
+
+    public init(_ topic: String, _ partition: UInt32) {
+        self.topic = topic
+        self.partition = partition
+    }
+
+    public static func < (lhs: GroupPartition, rhs: GroupPartition) -> Bool {
+        (lhs.topic, lhs.partition) < (rhs.topic, rhs.partition)
+    }
+
+    public var description: String { "\(topic)/\(partition)" }
+}
+
+extension Collection where Element == GroupPartition {
+    /// As the protocol lists partitions: grouped by topic, both sorted.
+    var byTopic: [TopicPartitions] {
+        var grouped: [String: [UInt32]] = [:]
+        for tp in self { grouped[tp.topic, default: []].append(tp.partition) }
+        return grouped.keys.sorted().map { TopicPartitions(topic: $0, partitions: grouped[$0, default: []].sorted()) }
+    }
+}
+
+extension Array where Element == TopicPartitions {
+    /// One entry per partition, in the order listed.
+    public var groupPartitions: [GroupPartition] { flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } } }
+}
+
+/// Settings of the group coordinator. Times in milliseconds.
+public struct GroupSettings: Sendable {
+    /// A member's session timeout when its join says 0.
+    public var defaultSessionTimeoutMs: UInt32 = 10_000
+    /// The session timeouts a join may ask for.
+    public var sessionTimeoutRangeMs: ClosedRange<UInt32> = 100...300_000
+    /// Messages waiting on one member's stream. A member that lets this many pile up is
+    /// not reading: it is expired rather than buffered for.
+    public var memberQueueCapacity: Int = 64
+    /// How often silent members are looked for (the expiry is late by at most this).
+    public var expiryCheckInterval: Duration = .milliseconds(50)
+    /// The offsets log's segment size (`segment.bytes` of `__consumer_offsets`).
+    public var offsetsSegmentBytes: Int64 = 1 << 20
+    /// The offsets log is compacted (a snapshot of every live offset, then the segments
+    /// wholly before it dropped) once this many bytes were written since the last
+    /// snapshot on top of the snapshot's own size.
+    public var offsetsCompactionBytes: Int64 = 16 << 20
+    /// Largest metadata string kept with a committed offset.
+    public var maxMetadataBytes: Int = 4096
+
+    public init() {}
+
+    /// The heartbeat interval advised to a member: a third of its session timeout, so two
+    /// heartbeats may be lost before it expires.
+    func heartbeatIntervalMs(sessionTimeoutMs: UInt32) -> UInt32 { max(1, sessionTimeoutMs / 3) }
+}
+
+/// Time as the coordinator sees it, injectable so the state machine is tested without
+/// waiting: a monotonic clock for sessions, a wall clock for commit times.
+public protocol GroupClock: Sendable {
+    /// Milliseconds on a clock that never goes back.
+    func monotonicMilliseconds() -> Int64
+    /// Milliseconds since the Unix epoch.
+    func wallMilliseconds() -> Int64
+}
+
+public struct SystemGroupClock: GroupClock {
+    private let origin = ContinuousClock.now
+
+    public init() {}
+
+    public func monotonicMilliseconds() -> Int64 {
+        let elapsed = ContinuousClock.now - origin
+        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    public func wallMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}
+
+/// What the coordinator needs to know about topics: their partition counts and offsets.
+/// The broker answers from its registry and logs; tests answer from a table.
+public protocol GroupTopicSource: Sendable {
+    /// Nil when the topic does not exist.
+    func partitionCount(ofTopic topic: String) -> UInt32?
+    /// Nil when the partition is not open.
+    func offsets(of partition: GroupPartition) -> GroupPartitionOffsets?
+    /// The first offset whose timestamp is at or after `timestampMs`; nil for none.
+    func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64?
+}
+
+public struct GroupPartitionOffsets: Sendable, Equatable {
+    public var logStartOffset: Int64
+    public var logEndOffset: Int64
+    public var highWatermark: Int64
+
+    public init(logStartOffset: Int64, logEndOffset: Int64, highWatermark: Int64) {
+        self.logStartOffset = logStartOffset
+        self.logEndOffset = logEndOffset
+        self.highWatermark = highWatermark
+    }
+}
+
+/// Group naming rules: those of topics (1-249 characters of [a-zA-Z0-9._-]), so a group
+/// name never needs escaping in the offsets log's keys ("group/topic/partition").
+public enum GroupName {
+    public static func validate(_ name: String) throws(BrokerError) {
+        if name.isEmpty { throw BrokerError(.invalidRequest, "group name is empty") }
+        if name.utf8.count > TopicName.maxLength {
+            throw BrokerError(.invalidRequest, "group name is \(name.utf8.count) characters long; the limit is \(TopicName.maxLength)")
+        }
+        if let bad = name.unicodeScalars.first(where: { !isAllowed($0) }) {
+            throw BrokerError(
+                .invalidRequest,
+                "group name \"\(name)\" contains \"\(bad.escaped(asASCII: true))\"; allowed are ASCII letters, digits, '.', '_' and '-'")
+        }
+    }
+
+    private static func isAllowed(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "a"..."z", "A"..."Z", "0"..."9", ".", "_", "-": return true
+        default: return false
+        }
+    }
+}
