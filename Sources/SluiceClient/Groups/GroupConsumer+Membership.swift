@@ -137,12 +137,9 @@ extension GroupConsumer {
     private func apply(_ assignment: Assignment) async throws {
         guard let memberId else { throw GRPCStatus(.internalError, "an Assignment arrived before Joined") }
         generation = assignment.generation
+        // A partition held but missing here is about to be revoked (the coordinator sends the
+        // new generation's Assignment first): it stays ours, and is read, until the Revocation.
         let target = Set(TopicPartition.from(assignment.partitions))
-        for partition in owned.keys where !target.contains(partition) && owned[partition]?.revoking == false {
-            // Not in the assignment and never revoked: the coordinator no longer counts it as ours.
-            stopReading(partition)
-            owned[partition] = nil
-        }
         let added = target.filter { owned[$0] == nil }.sorted()
         let starts = try await startPositions(for: added)
         // A revocation or the session's end may have come while the offsets were fetched.
@@ -209,10 +206,11 @@ extension GroupConsumer {
             _ = await commit(offsets, memberId: memberId, generation: generation)
         }
         for partition in revoked { owned[partition] = nil }
-        let ack = RevokeAck(generation: revocation.generation, partitions: revocation.partitions)
-        try await sendToCoordinator(MemberMessage(kind: .revokeAck(ack)))
+        // Reported before the acknowledgement, so whoever sees the rebalance finish has seen this.
         logger.debug("revoked", metadata: ["generation": "\(revocation.generation)", "partitions": "\(revoked.sorted())"])
         onEvent(.revoked(generation: revocation.generation, partitions: revoked.sorted()))
+        let ack = RevokeAck(generation: revocation.generation, partitions: revocation.partitions)
+        try await sendToCoordinator(MemberMessage(kind: .revokeAck(ack)))
     }
 
     /// The session is over: every partition is lost (others may own them already).
