@@ -124,9 +124,11 @@ struct ConsumerGroupProcessTests {
         try await withBroker { broker, admin in
             let topic = "orders"
             try await createTopic(topic, partitions: 6, admin)
+            // A SIGKILLed dynamic member's stream breaks, which removes it at once; the long
+            // session timeout only keeps a member stalled by a loaded machine from expiring.
             let member = { (name: String, group: String) in
                 try GroupMemberProcess(name: name, broker: broker, arguments: [
-                    "--topic", topic, "--group", group, "--delivery", delivery, "--session-timeout-ms", "2000",
+                    "--topic", topic, "--group", group, "--delivery", delivery, "--session-timeout-ms", "10000",
                     "--processing-delay-ms", "3",
                 ])
             }
@@ -248,7 +250,7 @@ struct ConsumerGroupProcessTests {
         try await withBroker { broker, admin in
             try await createTopic("payments", partitions: 1, admin)
             let zombie = try GroupMemberProcess(name: "zombie", broker: broker, arguments: [
-                "--topic", "payments", "--group", "pay", "--session-timeout-ms", "1000", "--processing-delay-ms", "2000",
+                "--topic", "payments", "--group", "pay", "--session-timeout-ms", "3000", "--processing-delay-ms", "2000",
             ])
             try await waitForStable("pay", members: [zombie], partitions: 1, admin)
             try await produce("payments", from: 0, count: 3, to: broker)

@@ -15,9 +15,12 @@ extension GroupConsumer {
                 // The coordinator ended the stream without a status: treat it as lost.
                 endSession(reason: stopping ? "left the group" : "the coordinator ended the membership stream")
             } catch let status as GRPCStatus where status.code == .failedPrecondition {
-                // Session expired: the partitions already belong to others. Rejoin at once.
-                endSession(reason: "session expired: \(status.message)")
+                // Session expired or fenced: the partitions already belong to others. Rejoin
+                // after the shortest backoff, so two processes sharing an instance id cannot
+                // fence each other in a tight loop.
+                endSession(reason: status.message)
                 failures = 0
+                try? await Task.sleep(for: configuration.reconnectBackoff)
                 continue
             } catch let status as GRPCStatus where Self.isRetriable(status.code) {
                 endSession(reason: "\(status.message) (\(status.code))")
