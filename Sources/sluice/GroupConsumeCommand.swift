@@ -113,7 +113,7 @@ extension ConsumeCommand {
             partitions.isEmpty ? "-" : partitions.map(\.description).joined(separator: ",")
         }
         switch event {
-        case .joined(let memberId, _): return "joined group \(group) as \(memberId)"
+        case .joined(let memberId): return "joined group \(group) as \(memberId)"
         case .assigned(let generation, let partitions, let added):
             return "assigned generation \(generation): \(list(partitions)) (new: \(list(added)))"
         case .revoked(let generation, let partitions): return "revoked generation \(generation): \(list(partitions))"

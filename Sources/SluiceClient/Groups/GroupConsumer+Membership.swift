@@ -77,7 +77,7 @@ extension GroupConsumer {
                 joinedInSession = true
                 startHeartbeats(every: .milliseconds(max(Int64(joined.heartbeatIntervalMs), 10)))
                 logger.debug("joined", metadata: ["member": "\(joined.memberId)"])
-                onEvent(.joined(memberId: joined.memberId, generation: nil))
+                onEvent(.joined(memberId: joined.memberId))
             case .assignment(let assignment)?:
                 try await apply(assignment)
             case .revocation(let revocation)?:

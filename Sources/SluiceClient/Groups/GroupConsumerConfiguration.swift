@@ -105,7 +105,7 @@ public struct GroupBatch: Sendable {
 /// What happened to the member's partitions, for logs (`GroupConsumer.onRebalance`).
 public enum RebalanceEvent: Sendable, Equatable {
     /// The coordinator accepted the member.
-    case joined(memberId: String, generation: Int32?)
+    case joined(memberId: String)
     /// The member's whole assignment after this message; `added` are new to it.
     case assigned(generation: Int32, partitions: [TopicPartition], added: [TopicPartition])
     /// The member gave these partitions up after committing (cooperative revocation).
