@@ -67,6 +67,7 @@ actor FakeGroupsBroker {
 
     func stop() async {
         stopped = true
+        releaseCommits()
         for waiter in appendWaiters { waiter.resume() }
         appendWaiters.removeAll()
         for session in sessions { session.finish() }
@@ -136,7 +137,24 @@ actor FakeGroupsBroker {
         return (commands, continuation)
     }
 
-    private func commit(_ request: CommitOffsetsRequest) -> CommitOffsetsResponse {
+    /// While true, commits wait (unanswered) until `releaseCommits()`.
+    private var holdCommits = false
+    private var heldCommits: [CheckedContinuation<Void, Never>] = []
+    private(set) var heldCommitCount = 0
+
+    func setHoldCommits(_ hold: Bool) { holdCommits = hold }
+
+    func releaseCommits() {
+        holdCommits = false
+        for commit in heldCommits { commit.resume() }
+        heldCommits.removeAll()
+    }
+
+    private func commit(_ request: CommitOffsetsRequest) async -> CommitOffsetsResponse {
+        if holdCommits {
+            heldCommitCount += 1
+            await withCheckedContinuation { heldCommits.append($0) }
+        }
         var results: [OffsetCommitResult] = []
         var parts: [String] = []
         for offset in request.offsets {

@@ -164,6 +164,27 @@ struct GroupConsumerTests {
         try await finish(running)
     }
 
+    @Test("at-most-once: a revocation arriving while a batch's commit is in flight waits, and the batch is still handed out")
+    func atMostOnceRevocationDuringCommit() async throws {
+        let running = try await start(delivery: .atMostOnce)
+        let fake = running.fake
+        await fake.send(Self.joined("m-1"), session: 0)
+        await fake.send(Self.assignment(1, [0]), session: 0)
+        await fake.setHoldCommits(true)
+        await fake.append(partition: 0, values: ["a", "b"])
+        try await eventually("the commit before delivery is in flight") { await fake.heldCommitCount == 1 }
+        await fake.send(.revocation(Revocation(generation: 2, partitions: [TopicPartitions(topic: "t", partitions: [0])])), session: 0)
+        await fake.send(Self.assignment(2, []), session: 0)
+        await fake.releaseCommits()
+        try await eventually("the revocation is acknowledged") { await fake.events.contains("ack g=2 p=0") }
+        #expect(running.seen.values == ["p0@0=a", "p0@1=b"], "a committed batch is never dropped (that would lose it)")
+        let events = await fake.events
+        let commit = events.firstIndex { $0.contains("p0=2") }
+        let ack = events.firstIndex(of: "ack g=2 p=0")
+        #expect(commit != nil && ack != nil && commit! < ack!, "\(events)")
+        try await finish(running)
+    }
+
     @Test("an expired session (FAILED_PRECONDITION) loses the partitions and rejoins with a fresh member id")
     func rejoinAfterExpiry() async throws {
         let running = try await start(instanceId: "worker-1")

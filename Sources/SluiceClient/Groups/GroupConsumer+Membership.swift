@@ -12,8 +12,10 @@ extension GroupConsumer {
             joinedInSession = false
             do {
                 try await session()
-                // The coordinator ended the stream without a status: treat it as lost.
+                // The coordinator ended the stream without a status: treat it as lost, and
+                // pause before rejoining so a coordinator that keeps doing so is not hammered.
                 endSession(reason: stopping ? "left the group" : "the coordinator ended the membership stream")
+                if !stopping { try? await Task.sleep(for: configuration.reconnectBackoff) }
             } catch let status as GRPCStatus where status.code == .failedPrecondition {
                 // Session expired or fenced: the partitions already belong to others. Rejoin
                 // after the shortest backoff, so two processes sharing an instance id cannot

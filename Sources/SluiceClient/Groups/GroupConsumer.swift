@@ -155,20 +155,21 @@ public actor GroupConsumer {
     private func deliver(_ entry: BufferedBatch, to handler: @Sendable (GroupBatch) async throws -> Void) async throws {
         let batch = entry.batch
         let partition = batch.topicPartition
-        if configuration.delivery == .atMostOnce {
-            let committed = await commit([partition: batch.nextOffset], memberId: entry.memberId, generation: batch.generation)
-            // A refused commit means the partition may be someone else's: handing the
-            // records out could process them twice.
-            guard committed[partition] != nil else { return }
-        }
-        guard owned[partition]?.token == entry.token else { return }
-        owned[partition]?.delivered = batch.nextOffset
+        // Held from before an at-most-once commit until the handler returns: a revocation
+        // waits for all of it, so a batch committed here is always handed out.
         inFlight = entry
         defer {
             inFlight = nil
             for waiter in inFlightWaiters { waiter.resume() }
             inFlightWaiters.removeAll()
         }
+        if configuration.delivery == .atMostOnce {
+            let committed = await commit([partition: batch.nextOffset], memberId: entry.memberId, generation: batch.generation)
+            // A refused commit means the partition may be someone else's: handing the
+            // records out could process them twice.
+            guard committed[partition] != nil else { return }
+        }
+        if owned[partition]?.token == entry.token { owned[partition]?.delivered = batch.nextOffset }
         try await handler(batch)
         guard configuration.delivery == .atLeastOnce(commit: .auto) else { return }
         if let state = owned[partition], state.token == entry.token {
