@@ -31,6 +31,7 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
     @Option(help: "Without --follow: seconds without a record after which reading stops.") var idleTimeout: Double = 5
     @OptionGroup(title: "Push batching (docs/profiles.md)") var tuning: ConsumeTuningOptions
+    @OptionGroup(title: "Consumer group (see docs/consumer-groups.md)") var groupOptions: GroupConsumeOptions
 
     enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
         case text, json
@@ -40,9 +41,14 @@ struct ConsumeCommand: AsyncParsableCommand {
         if let maxMessages, maxMessages < 1 { throw ValidationError("--max-messages must be at least 1") }
         if partitions.contains(where: { $0 < 0 }) { throw ValidationError("--partition must be 0 or more") }
         guard idleTimeout > 0, idleTimeout.isFinite else { throw ValidationError("--idle-timeout must be positive") }
+        try validateGroupOptions()
     }
 
     func run() async throws {
+        if groupOptions.group != nil {
+            try await runInGroup()
+            return
+        }
         let description = await options.withAdminClient { try await $0.describeTopic(named: topic) }
         let count = Int(description.partitionCount)
         for partition in partitions where partition >= count {
