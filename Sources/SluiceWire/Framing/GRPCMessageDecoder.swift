@@ -44,7 +44,19 @@ struct GRPCMessageDecoder {
         guard length <= maxPayloadBytes else {
             return try fail(.messageTooLarge(length: length, limit: maxPayloadBytes))
         }
-        guard buffer.readableBytes >= GRPCMessageFrame.prefixBytes + Int(length) else { return nil }
+        let framedLength = GRPCMessageFrame.prefixBytes + Int(length)
+        guard buffer.readableBytes >= framedLength else {
+            if buffer.readerIndex > 0 || buffer.writableBytes < framedLength - buffer.readableBytes {
+                // Room for the whole message at once (bounded: `length` passed the limit), so
+                // a large message is not copied again each time the buffer doubles, nor when
+                // the storage it starts in is shared with earlier messages' slices (copy on
+                // write). Only the partial message moves.
+                var room = ByteBufferAllocator().buffer(capacity: framedLength)
+                room.writeImmutableBuffer(buffer)
+                buffer = room
+            }
+            return nil
+        }
         buffer.moveReaderIndex(forwardBy: GRPCMessageFrame.prefixBytes)
         // A slice shares storage with the receive buffer; no copy per message.
         guard let message = buffer.readSlice(length: Int(length)) else { return nil }
