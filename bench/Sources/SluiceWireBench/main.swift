@@ -13,7 +13,8 @@
 // SLUICE_WIRE_PHASES (produce,read,consume: which phases run; read counts raw batch bytes
 // on a Subscribe stream, consume decodes every record through `Consumer`),
 // SLUICE_WIRE_CLIENT_WINDOW / _BUFFER / _FRAME (the client's initialWindowBytes,
-// inboundBufferBytes, maxFrameBytes).
+// inboundBufferBytes, maxFrameBytes), SLUICE_WIRE_READ_MAX_BYTES (the read phase's
+// SubscribeRequest.max_bytes; 0, the default, is the broker's 1 MiB).
 import Glibc
 import Logging
 import NIOCore
@@ -91,7 +92,9 @@ func runBenchmark() async throws {
         let connection = try await address.connect(logger: logger)
         let start = ContinuousClock.now
         let call = try await ProtobufCall<SubscribeRequest, SubscribeResponse>(connection, path: "/sluice.v1.Broker/Subscribe")
-        try await call.send(SubscribeRequest(topic: topic, defaultStart: StartPosition(position: .earliest(true))))
+        try await call.send(SubscribeRequest(
+            topic: topic, defaultStart: StartPosition(position: .earliest(true)),
+            maxBytes: UInt32(setting("SLUICE_WIRE_READ_MAX_BYTES", 0))))
         try await call.finishSending()
         var records = 0
         var bytes = 0
