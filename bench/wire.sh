@@ -12,6 +12,9 @@ broker_binary=${SLUICE_WIRE_BROKER:-.build/release/sluice}
 bench_binary=${SLUICE_WIRE_BENCH:-bench/.build/release/SluiceWireBench}
 if [[ -z "${SLUICE_WIRE_BROKER:-}" ]]; then swift build -c release --product sluice >/dev/null; fi
 if [[ -z "${SLUICE_WIRE_BENCH:-}" ]]; then
+    # SwiftPM does not notice source files added to the root package (a path dependency
+    # here) until the bench manifest changes; without this the harness silently links stale code.
+    touch bench/Package.swift
     swift build -c release --package-path bench --product SluiceWireBench >/dev/null
 fi
 dir=$(mktemp -d /tmp/sluice-wirebench.XXXXXX)

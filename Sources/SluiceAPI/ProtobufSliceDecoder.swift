@@ -1,10 +1,11 @@
 import NIOCore
 
 /// Zero-copy decoding of the messages that carry record batches (`RecordBatch`,
-/// `ProduceRequest`, `SubscribeResponse`): `RecordBatch.records` becomes a slice of the
-/// received buffer instead of two copies (protobuf-c's unpack copies every `bytes` field,
-/// and the Swift value copies it again). On the broker's produce path and the consumer's
-/// read path those bytes are nearly everything a message holds.
+/// `ProduceRequest`, `SubscribeResponse`) and of the records inside a batch (`Records`,
+/// `Record`, `RecordHeader`): `bytes` fields become slices of the received buffer instead
+/// of two copies (protobuf-c's unpack copies every `bytes` field, and the Swift value
+/// copies it again). On the broker's produce path and the consumer's read path those bytes
+/// are nearly everything a message holds.
 ///
 /// Only the canonical encoding is handled here: every field a known number with its
 /// expected wire type, each singular field at most once, strings without NUL. Anything
@@ -192,5 +193,86 @@ extension SubscribeResponse {
             }
         }
         return response
+    }
+}
+
+extension Records {
+    /// The consumer's per-record path: every key, value and header value is a slice of the
+    /// batch's `records` bytes (protobuf-c made two copies of each, with a malloc apiece).
+    static func decodeSlicing(_ bytes: ByteBuffer) -> Records? {
+        var decoder = ProtobufSliceDecoder(bytes)
+        var records: [Record] = []
+        while !decoder.isAtEnd {
+            guard let (number, wireType) = decoder.key(), number == 1, wireType == 2,
+                var nested = decoder.message(), let record = Record.decodeSlicing(&nested)
+            else { return nil }
+            records.append(record)
+        }
+        return Records(records: records)
+    }
+}
+
+extension Record {
+    static func decodeSlicing(_ bytes: ByteBuffer) -> Record? {
+        var decoder = ProtobufSliceDecoder(bytes)
+        return decodeSlicing(&decoder)
+    }
+
+    static func decodeSlicing(_ decoder: inout ProtobufSliceDecoder) -> Record? {
+        var record = Record()
+        var seen: UInt32 = 0
+        while !decoder.isAtEnd {
+            guard let (number, wireType) = decoder.key(), (1...4).contains(number) else { return nil }
+            // `headers` is repeated: each occurrence is one more header.
+            guard number == 4 || seen & (1 << number) == 0 else { return nil }
+            seen |= 1 << number
+            switch (number, wireType) {
+            case (1, 0):
+                // sint64: zigzag, n -> (n >> 1) ^ -(n & 1).
+                guard let value = decoder.varint() else { return nil }
+                record.timestampDeltaMs = Int64(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
+            case (2, 2):
+                // proto3 `optional`: present, even when empty.
+                guard let value = decoder.slice() else { return nil }
+                record.key = value
+            case (3, 2):
+                guard let value = decoder.slice() else { return nil }
+                record.value = value
+            case (4, 2):
+                guard var nested = decoder.message(), let header = RecordHeader.decodeSlicing(&nested) else { return nil }
+                record.headers.append(header)
+            default:
+                return nil
+            }
+        }
+        return record
+    }
+}
+
+extension RecordHeader {
+    static func decodeSlicing(_ bytes: ByteBuffer) -> RecordHeader? {
+        var decoder = ProtobufSliceDecoder(bytes)
+        return decodeSlicing(&decoder)
+    }
+
+    static func decodeSlicing(_ decoder: inout ProtobufSliceDecoder) -> RecordHeader? {
+        var header = RecordHeader()
+        var seen: UInt32 = 0
+        while !decoder.isAtEnd {
+            guard let (number, wireType) = decoder.key(), (1...2).contains(number) else { return nil }
+            guard seen & (1 << number) == 0 else { return nil }
+            seen |= 1 << number
+            switch (number, wireType) {
+            case (1, 2):
+                guard let value = decoder.string() else { return nil }
+                header.key = value
+            case (2, 2):
+                guard let value = decoder.slice() else { return nil }
+                header.value = value
+            default:
+                return nil
+            }
+        }
+        return header
     }
 }

@@ -47,6 +47,23 @@ import Testing
             batch: random.next() % 5 == 0 ? nil : batch(&random))
     }
 
+    static func bytes(_ random: inout Generator, upTo count: UInt64) -> ByteBuffer {
+        ByteBuffer(bytes: (0..<Int(random.next() % count)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+    }
+
+    static func records(_ random: inout Generator) -> Records {
+        Records(records: (0..<Int(random.next() % 5)).map { _ in
+            Record(
+                timestampDeltaMs: [0, 1, -1, .max, .min, Int64(bitPattern: random.next() >> 9)][Int(random.next() % 6)],
+                // nil, present and empty, present with bytes: three different encodings.
+                key: [nil, ByteBuffer(), bytes(&random, upTo: 40)][Int(random.next() % 3)],
+                value: bytes(&random, upTo: 200),
+                headers: (0..<Int(random.next() % 3)).map { _ in
+                    RecordHeader(key: ["", "trace", "ключ"][Int(random.next() % 3)], value: bytes(&random, upTo: 20))
+                })
+        })
+    }
+
     static func subscribeResponse(_ random: inout Generator) -> SubscribeResponse {
         SubscribeResponse(
             partition: UInt32(truncatingIfNeeded: random.next()), batches: (0..<Int(random.next() % 4)).map { _ in batch(&random) },
@@ -83,6 +100,7 @@ import Testing
             Self.expectAgreement(Self.produceRequest(&random).protobufBytes(), ProduceRequest.self, mustAccept: true)
             Self.expectAgreement(Self.subscribeResponse(&random).protobufBytes(), SubscribeResponse.self, mustAccept: true)
             Self.expectAgreement(Self.batch(&random).protobufBytes(), RecordBatch.self, mustAccept: true)
+            Self.expectAgreement(Self.records(&random).protobufBytes(), Records.self, mustAccept: true)
         }
     }
 
@@ -93,7 +111,20 @@ import Testing
             Self.expectAgreement(request, ProduceRequest.self, mustAccept: false)
             let response = Self.corrupt(Self.subscribeResponse(&random).protobufBytes(), &random)
             Self.expectAgreement(response, SubscribeResponse.self, mustAccept: false)
+            let records = Self.corrupt(Self.records(&random).protobufBytes(), &random)
+            Self.expectAgreement(records, Records.self, mustAccept: false)
         }
+    }
+
+    @Test func aProducersBatchOfRecordsDecodesBySlicing() throws {
+        // What the Swift producer sends: 1 KiB values, no key, timestamps a few ms apart.
+        let records = Records(records: (0..<500).map {
+            Record(timestampDeltaMs: Int64($0 / 7), value: ByteBuffer(repeating: 0x5A, count: 1024))
+        })
+        let bytes = records.protobufBytes()
+        let sliced = try #require(Records.decodeSlicing(bytes))
+        #expect(sliced == records)
+        #expect(try Records(protobuf: bytes) == records)
     }
 
     @Test func recordsAreSlicesOfTheInputAndIrregularInputIsDeclined() throws {
