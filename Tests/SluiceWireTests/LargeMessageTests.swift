@@ -83,16 +83,28 @@ import Testing
         guard case .deferred = queue.peek(limit: 16) else { Issue.record("expected deferred"); return }
     }
 
+    @Test func aPrefixAloneReservesAtMostTheEagerLimit() throws {
+        // A 4 MiB message announced by its prefix and nothing more: the buffer waits for
+        // bytes instead of taking the whole size on the peer's word.
+        var decoder = GRPCMessageDecoder(maxPayloadBytes: 4 << 20)
+        let prefix = GRPCMessageFrame.prefix(for: ByteBuffer(repeating: 0, count: 4 << 20))
+        prefix.withUnsafeReadableBytes { decoder.append($0) }
+        #expect(try decoder.next() == nil)
+        // NIO rounds a capacity up to a power of two: 1 MiB + 5 bytes take 2 MiB.
+        #expect(decoder.reservedBytes <= 2 * GRPCMessageDecoder.eagerReserveBytes)
+        #expect(decoder.reservedBytes < 4 << 20)
+    }
+
     @Test func decoderReassemblesLargeMessagesAfterSharedStorage() throws {
         // Big messages that start in the middle of a buffer whose earlier bytes were handed
         // out as slices: the partial message moves to its own buffer, the slices stay intact.
-        let payloads = [100, 70_000, 3, 300_000, 0, 5_000].enumerated().map {
+        let payloads = [100, 70_000, 3, 300_000, 0, 5_000, 2_500_000, 7].enumerated().map {
             LargeMessageTests.payload($0.offset, size: $0.element)
         }
         var stream = ByteBuffer()
         for payload in payloads { stream.writeImmutableBuffer(GRPCMessageFrame.encode(payload)) }
         for chunk in [1_000, 16_387, 65_536] {
-            var decoder = GRPCMessageDecoder(maxPayloadBytes: 1 << 20)
+            var decoder = GRPCMessageDecoder(maxPayloadBytes: 4 << 20)
             var decoded: [ByteBuffer] = []
             var rest = stream
             while rest.readableBytes > 0, let piece = rest.readSlice(length: min(chunk, rest.readableBytes)) {

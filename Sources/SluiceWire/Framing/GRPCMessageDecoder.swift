@@ -7,6 +7,8 @@ import NIOCore
 /// `maxPayloadBytes` as soon as the 5-byte prefix is complete, so a lying prefix
 /// (e.g. 0xFFFFFFFF) fails before a single payload byte is stored. A plain struct: no I/O.
 struct GRPCMessageDecoder {
+    /// How far ahead of the received bytes a partial message's buffer is sized (`next`).
+    static let eagerReserveBytes = 1 << 20
     let maxPayloadBytes: Int
     private var buffer: ByteBuffer
     /// Set once a framing error was reported; every later call reports it again.
@@ -19,6 +21,9 @@ struct GRPCMessageDecoder {
 
     /// Bytes received but not yet returned as messages.
     var bufferedBytes: Int { buffer.readableBytes }
+
+    /// The receive buffer's capacity (tests: what a partial message holds).
+    var reservedBytes: Int { buffer.capacity }
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard failure == nil else { return }
@@ -46,12 +51,15 @@ struct GRPCMessageDecoder {
         }
         let framedLength = GRPCMessageFrame.prefixBytes + Int(length)
         guard buffer.readableBytes >= framedLength else {
-            if buffer.readerIndex > 0 || buffer.writableBytes < framedLength - buffer.readableBytes {
-                // Room for the whole message at once (bounded: `length` passed the limit), so
-                // a large message is not copied again each time the buffer doubles, nor when
-                // the storage it starts in is shared with earlier messages' slices (copy on
-                // write). Only the partial message moves.
-                var room = ByteBufferAllocator().buffer(capacity: framedLength)
+            // Room for the whole message at once, so a large message is neither copied again
+            // each time the buffer doubles nor copied on write because earlier messages'
+            // slices share the storage it starts in; only the partial message moves. At most
+            // `eagerReserveBytes` ahead of what arrived: the size is the peer's word, and a
+            // prefix alone must not make us hold megabytes (beyond it the buffer grows as
+            // bytes come, as before).
+            if buffer.readerIndex > 0 || buffer.capacity < min(framedLength, Self.eagerReserveBytes) {
+                let capacity = min(framedLength, buffer.readableBytes + Self.eagerReserveBytes)
+                var room = ByteBufferAllocator().buffer(capacity: capacity)
                 room.writeImmutableBuffer(buffer)
                 buffer = room
             }
