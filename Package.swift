@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "SluiceClient", targets: ["SluiceClient"]),
         // For bench/ (a separate package, so the main build does not build benchmarks).
         .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
+        .library(name: "SluiceAPI", targets: ["SluiceAPI"]),
+        .library(name: "SluiceWire", targets: ["SluiceWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

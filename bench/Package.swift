@@ -3,6 +3,7 @@
 // them. Run from the repository root:
 //   swift run -c release --package-path bench SluiceStorageBench [directory]
 // and bench/fio.sh in the same sitting. Results: docs/benchmarks.md.
+// Transport: bench/wire.sh (SluiceWireBench against a release `sluice serve`).
 import PackageDescription
 
 let package = Package(
@@ -11,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(name: "sluice", path: ".."),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -18,6 +20,17 @@ let package = Package(
             dependencies: [
                 .product(name: "SluiceStorage", package: "sluice"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
+        // The gRPC transport and broker hot paths end to end; bench/wire.sh runs it.
+        .executableTarget(
+            name: "SluiceWireBench",
+            dependencies: [
+                .product(name: "SluiceClient", package: "sluice"),
+                .product(name: "SluiceAPI", package: "sluice"),
+                .product(name: "SluiceWire", package: "sluice"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]),
     ]

@@ -18,11 +18,27 @@ protocol ProtobufCConvertible: ProtobufMessage {
     init(cMessage message: UnsafePointer<CMessage>)
     /// Points an initialised struct at `arena`-owned C copies of this value's fields.
     func fill(_ message: UnsafeMutablePointer<CMessage>, arena: ProtobufCArena)
+    /// A hand-written decoder that slices `bytes` fields out of the input instead of
+    /// copying them, for the messages that carry record batches (ProtobufSliceDecoder.swift);
+    /// nil declines, and protobuf-c decodes.
+    static func decodeSlicing(_ bytes: ByteBuffer) -> Self?
+}
+
+extension ProtobufCConvertible {
+    static func decodeSlicing(_ bytes: ByteBuffer) -> Self? { nil }
 }
 
 /// Packing and unpacking through protobuf-c. Nothing allocated here outlives the call.
 enum ProtobufCCodec {
     static func decode<Message: ProtobufCConvertible>(
+        _ bytes: ByteBuffer, as _: Message.Type = Message.self
+    ) throws(ProtobufDecodingError) -> Message {
+        if let sliced = Message.decodeSlicing(bytes) { return sliced }
+        return try decodeWithProtobufC(bytes)
+    }
+
+    /// protobuf-c's unpack, then a copy into Swift values.
+    static func decodeWithProtobufC<Message: ProtobufCConvertible>(
         _ bytes: ByteBuffer, as _: Message.Type = Message.self
     ) throws(ProtobufDecodingError) -> Message {
         let message: Message? = bytes.withUnsafeReadableBytes { raw in

@@ -44,9 +44,9 @@ struct PartitionAccumulator<Item> {
     @discardableResult
     mutating func append(_ item: Item, bytes: Int, now: ContinuousClock.Instant) -> Bool {
         var closedOne = false
-        if let current = open, current.bytes + bytes > maxBatchBytes {
-            closed.append(current)
-            open = nil
+        // Tests `open` in place: a copy of it would share its items and make the append below copy them.
+        if let openBytes = open?.bytes, openBytes + bytes > maxBatchBytes {
+            closeOpenBatch()
             closedOne = true
         }
         if open == nil {

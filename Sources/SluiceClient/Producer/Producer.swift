@@ -118,9 +118,10 @@ public actor Producer {
         }
         let place = TopicPartition(topic: topic, partition: target)
         let delivery = Delivery()
-        // Taken out of the dictionary while it changes: a copy left behind would share the
-        // open batch's storage and make every append copy the whole batch.
-        var accumulator = accumulators.removeValue(forKey: place) ?? PartitionAccumulator(maxBatchBytes: configuration.maxBatchBytes)
+        // Taken out of the dictionary so it is uniquely referenced: appending to a copy would
+        // copy the open batch's items on every record.
+        var accumulator =
+            accumulators.removeValue(forKey: place) ?? PartitionAccumulator(maxBatchBytes: configuration.maxBatchBytes)
         if accumulator.append(Item(entry: entry, delivery: delivery, bytes: bytes), bytes: bytes, now: .now) {
             batchClosed(place, partitionCount: count)
         }
@@ -165,6 +166,7 @@ public actor Producer {
 
     /// Sends the partition's next batch if one may go, else arranges to be woken when one can.
     private func drive(_ place: TopicPartition) {
+        // Taken out (and put back below) so mutating it does not copy its batches.
         guard var accumulator = accumulators.removeValue(forKey: place) else { return }
         let now = ContinuousClock.now
         for batch in accumulator.expire(now: now, deliveryTimeout: configuration.deliveryTimeout) {

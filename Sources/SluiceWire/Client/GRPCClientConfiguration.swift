@@ -15,6 +15,8 @@ public struct GRPCClientConfiguration: Sendable {
     /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: response bytes per stream before we read.
     public var initialWindowBytes: Int = 1024 * 1024
     public var connectionWindowBytes: Int = 8 * 1024 * 1024
+    /// SETTINGS_MAX_FRAME_SIZE we accept; also the largest DATA frame we send when the
+    /// server accepts it (it bounds nghttp2's frame buffer).
     public var maxFrameBytes: Int = 16 * 1024
     public var maxHeaderListBytes: Int = 16 * 1024
     /// Decoded responses held per call for a reader that has not taken them yet.

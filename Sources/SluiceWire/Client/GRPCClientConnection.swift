@@ -100,7 +100,7 @@ public final class GRPCClientConnection: Sendable {
     {
         // One hop opens the stream and queues the request with END_STREAM when there is room.
         let (call, sent) = try await open(
-            path: path, metadata: metadata, timeout: timeout, onlyMessage: GRPCMessageFrame.encode(request))
+            path: path, metadata: metadata, timeout: timeout, onlyMessage: request)
         if !sent {
             try await call.send(request)
             try await call.finishSending()

@@ -9,7 +9,7 @@ extension GRPCConnectionHandler {
         var trailers: GRPCMetadata
     }
 
-    /// Opens a call. With `onlyMessage`, a unary-style request (one message, then END_STREAM)
+    /// Opens a call. With `onlyMessage` (unframed), a unary-style request (one message, then END_STREAM)
     /// is queued in the same hop when the send budget has room; `sent` says whether it was.
     func startClientCall(path: String, metadata: GRPCMetadata, timeout: Duration?, onlyMessage: ByteBuffer? = nil)
         throws(GRPCStatus) -> (stream: GRPCStreamContext, sent: Bool)
@@ -43,8 +43,7 @@ extension GRPCConnectionHandler {
         }
         var sent = false
         if let onlyMessage, budget.hasRoom {
-            stream.outbound.append(onlyMessage)
-            budget.add(onlyMessage.readableBytes)
+            enqueue(onlyMessage, on: stream)
             stream.outbound.finish(.endStream)
             sent = true
         }

@@ -135,6 +135,22 @@ extension GRPCConnectionHandler: HTTP2SessionDelegate {
         return result
     }
 
+    func sessionPeekData(stream id: Int32, limit: Int) -> HTTP2DataSourceResult {
+        guard let stream = streams[id] else { return .data(count: 0, end: .endStream) }
+        return stream.outbound.peek(limit: limit)
+    }
+
+    func sessionTakeData(stream id: Int32, count: Int, into pieces: inout [ByteBuffer]) -> Bool {
+        // nghttp2 drops a closed stream's frame before asking, so this is only a safeguard.
+        guard let stream = streams[id], count <= stream.outbound.queuedBytes else { return false }
+        stream.outbound.take(count, into: &pieces)
+        if count > 0 {
+            budget.remove(count)
+            sendProgress = true
+        }
+        return true
+    }
+
     /// RFC 9113 error codes to what a caller sees.
     static func status(forReset errorCode: UInt32) -> GRPCStatus {
         switch errorCode {

@@ -184,14 +184,18 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             var wrote = false
             repeat {
                 while context.channel.isWritable {
-                    var buffer = context.channel.allocator.buffer(capacity: 16 * 1024)
-                    if let error = session.produceOutput(into: &buffer, limit: limits.outputChunkBytes) {
+                    // Serialised frames and, in between, large DATA payloads as the very
+                    // buffers handlers wrote (no copy); NIO gathers them into one writev.
+                    var pieces: [ByteBuffer] = []
+                    if let error = session.produceOutput(
+                        into: &pieces, allocator: context.channel.allocator, limit: limits.outputChunkBytes)
+                    {
                         logger.info("closing connection: HTTP/2 send error", metadata: ["error": "\(error)"])
                         close()
                         return
                     }
-                    guard buffer.readableBytes > 0 else { break }
-                    context.write(wrapOutboundOut(buffer), promise: nil)
+                    guard !pieces.isEmpty else { break }
+                    for piece in pieces { context.write(wrapOutboundOut(piece), promise: nil) }
                     wrote = true
                 }
             } while admitBlockedWriters()
@@ -255,7 +259,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    func write(_ framed: ByteBuffer, to stream: GRPCStreamContext) -> EventLoopFuture<Void> {
+    /// Queues `message` (unframed) on `stream`, or parks the writer while the budget is used up.
+    func write(_ message: ByteBuffer, to stream: GRPCStreamContext) -> EventLoopFuture<Void> {
         if let status = stream.status {
             let failure = status.code == .ok ? GRPCStatus(.cancelled, "the call already ended") : status
             return eventLoop.makeFailedFuture(failure)
@@ -268,21 +273,25 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         }
         if isServer && !stream.responseHeadersSent { sendResponseHeaders(stream) }
         if budget.hasRoom {
-            enqueue(framed, on: stream)
+            enqueue(message, on: stream)
             flush()
             return eventLoop.makeSucceededFuture(())
         }
         let promise = eventLoop.makePromise(of: Void.self)
-        stream.pendingWrite = (framed, promise)
+        stream.pendingWrite = (message, promise)
         blockedWriters.append(stream)
         armStallTimer()
         limits.onWriterBlocked?()
         return promise.futureResult
     }
 
-    private func enqueue(_ framed: ByteBuffer, on stream: GRPCStreamContext) {
-        stream.outbound.append(framed)
-        budget.add(framed.readableBytes)
+    /// The 5-byte prefix and the message go in as two buffers: the message is never copied
+    /// to be framed (and large DATA frames take it by reference, `HTTP2Session`).
+    func enqueue(_ message: ByteBuffer, on stream: GRPCStreamContext) {
+        let prefix = GRPCMessageFrame.prefix(for: message, allocator: context?.channel.allocator ?? ByteBufferAllocator())
+        stream.outbound.append(prefix)
+        stream.outbound.append(message)
+        budget.add(prefix.readableBytes + message.readableBytes)
         session.resumeData(stream: stream.id)
     }
 
@@ -291,7 +300,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         while budget.hasRoom, let stream = blockedWriters.popFirst() {
             guard let pending = stream.pendingWrite else { continue }
             stream.pendingWrite = nil
-            enqueue(pending.framed, on: stream)
+            enqueue(pending.message, on: stream)
             pending.promise.succeed(())
             admitted = true
         }

@@ -9,8 +9,9 @@ final class GRPCStreamContext {
     var outbound = OutboundMessageQueue()
     /// A reader waiting for the next message (at most one: streams have a single consumer).
     var readWaiter: EventLoopPromise<ByteBuffer?>?
-    /// A writer waiting for room in the send budget (at most one per stream).
-    var pendingWrite: (framed: ByteBuffer, promise: EventLoopPromise<Void>)?
+    /// A writer waiting for room in the send budget (at most one per stream), with its
+    /// message (not yet framed).
+    var pendingWrite: (message: ByteBuffer, promise: EventLoopPromise<Void>)?
     /// The call's outcome, once known. Server: the status sent. Client: the status received
     /// (or made up locally on cancel, deadline, reset). Set exactly once.
     var status: GRPCStatus?

@@ -32,6 +32,33 @@ struct OutboundMessageQueue {
         return queuedBytes
     }
 
+    /// What the next DATA frame would carry, without dequeuing: up to `limit` bytes, and the
+    /// end of the body if those are the last. For the no-copy path, where nghttp2 asks for the
+    /// length first and takes the bytes (`take`) only when it writes the frame.
+    func peek(limit: Int) -> HTTP2DataSourceResult {
+        let count = min(queuedBytes, limit)
+        if count == queuedBytes, let end { return .data(count: count, end: end) }
+        return count == 0 ? .deferred : .data(count: count, end: nil)
+    }
+
+    /// Dequeues exactly `count` bytes as slices of the queued buffers (no copy), appending
+    /// them to `pieces`.
+    mutating func take(_ count: Int, into pieces: inout [ByteBuffer]) {
+        precondition(count <= queuedBytes, "nghttp2 takes no more than peek offered")
+        var remaining = count
+        while remaining > 0, var chunk = chunks.popFirst() {
+            if chunk.readableBytes <= remaining {
+                remaining -= chunk.readableBytes
+                pieces.append(chunk)
+            } else if let head = chunk.readSlice(length: remaining) {
+                pieces.append(head)
+                chunks.prepend(chunk)
+                remaining = 0
+            }
+        }
+        queuedBytes -= count
+    }
+
     /// Copies up to `buffer.count` queued bytes into `buffer` (nghttp2's frame buffer).
     mutating func read(into buffer: UnsafeMutableRawBufferPointer) -> HTTP2DataSourceResult {
         var written = 0

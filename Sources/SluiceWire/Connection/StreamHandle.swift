@@ -45,8 +45,7 @@ struct StreamHandle: @unchecked Sendable {
 
     /// Queues one message; suspends while the connection's send budget is used up.
     func write(_ message: ByteBuffer) async throws {
-        let framed = GRPCMessageFrame.encode(message)
-        let future = loop.flatSubmit { self.connection.write(framed, to: self.stream) }
+        let future = loop.flatSubmit { self.connection.write(message, to: self.stream) }
         try await withTaskCancellationHandler {
             try await future.get()
         } onCancel: {

@@ -7,6 +7,8 @@ import NIOCore
 /// `maxPayloadBytes` as soon as the 5-byte prefix is complete, so a lying prefix
 /// (e.g. 0xFFFFFFFF) fails before a single payload byte is stored. A plain struct: no I/O.
 struct GRPCMessageDecoder {
+    /// How far ahead of the received bytes a partial message's buffer is sized (`next`).
+    static let eagerReserveBytes = 1 << 20
     let maxPayloadBytes: Int
     private var buffer: ByteBuffer
     /// Set once a framing error was reported; every later call reports it again.
@@ -19,6 +21,9 @@ struct GRPCMessageDecoder {
 
     /// Bytes received but not yet returned as messages.
     var bufferedBytes: Int { buffer.readableBytes }
+
+    /// The receive buffer's capacity (tests: what a partial message holds).
+    var reservedBytes: Int { buffer.capacity }
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard failure == nil else { return }
@@ -44,7 +49,22 @@ struct GRPCMessageDecoder {
         guard length <= maxPayloadBytes else {
             return try fail(.messageTooLarge(length: length, limit: maxPayloadBytes))
         }
-        guard buffer.readableBytes >= GRPCMessageFrame.prefixBytes + Int(length) else { return nil }
+        let framedLength = GRPCMessageFrame.prefixBytes + Int(length)
+        guard buffer.readableBytes >= framedLength else {
+            // Room for the whole message at once, so a large message is neither copied again
+            // each time the buffer doubles nor copied on write because earlier messages'
+            // slices share the storage it starts in; only the partial message moves. At most
+            // `eagerReserveBytes` ahead of what arrived: the size is the peer's word, and a
+            // prefix alone must not make us hold megabytes (beyond it the buffer grows as
+            // bytes come, as before).
+            if buffer.readerIndex > 0 || buffer.capacity < min(framedLength, Self.eagerReserveBytes) {
+                let capacity = min(framedLength, buffer.readableBytes + Self.eagerReserveBytes)
+                var room = ByteBufferAllocator().buffer(capacity: capacity)
+                room.writeImmutableBuffer(buffer)
+                buffer = room
+            }
+            return nil
+        }
         buffer.moveReaderIndex(forwardBy: GRPCMessageFrame.prefixBytes)
         // A slice shares storage with the receive buffer; no copy per message.
         guard let message = buffer.readSlice(length: Int(length)) else { return nil }

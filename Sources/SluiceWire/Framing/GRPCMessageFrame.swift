@@ -13,13 +13,19 @@ import NIOCore
 enum GRPCMessageFrame {
     static let prefixBytes = 5
 
-    /// Frames `message` into one buffer (prefix + payload). Sluice never compresses, so the
-    /// flag is always 0.
-    static func encode(_ message: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    /// The 5-byte prefix of `message`. Senders queue it and the message as two buffers, so
+    /// the payload is never copied to be framed. Sluice never compresses: the flag is 0.
+    static func prefix(for message: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         precondition(message.readableBytes <= Int(UInt32.max), "a gRPC message is at most 4 GiB")
-        var framed = allocator.buffer(capacity: prefixBytes + message.readableBytes)
-        framed.writeInteger(UInt8(0))
-        framed.writeInteger(UInt32(message.readableBytes), endianness: .big)
+        var prefix = allocator.buffer(capacity: prefixBytes)
+        prefix.writeInteger(UInt8(0))
+        prefix.writeInteger(UInt32(message.readableBytes), endianness: .big)
+        return prefix
+    }
+
+    /// Frames `message` into one buffer (prefix + payload), copying it.
+    static func encode(_ message: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var framed = prefix(for: message, allocator: allocator)
         framed.writeImmutableBuffer(message)
         return framed
     }

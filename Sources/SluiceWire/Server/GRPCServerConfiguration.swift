@@ -15,7 +15,8 @@ public struct GRPCServerConfiguration: Sendable {
     public var initialWindowBytes: Int = 1024 * 1024
     /// The connection-level receive window (all streams together).
     public var connectionWindowBytes: Int = 8 * 1024 * 1024
-    /// SETTINGS_MAX_FRAME_SIZE.
+    /// SETTINGS_MAX_FRAME_SIZE we accept; also the largest DATA frame we send when the
+    /// client accepts it (it bounds nghttp2's frame buffer).
     public var maxFrameBytes: Int = 16 * 1024
     /// Decoded request messages held per stream for a handler that has not read them yet;
     /// beyond it the stream's window is no longer replenished.

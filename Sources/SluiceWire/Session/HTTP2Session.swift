@@ -21,6 +21,13 @@ protocol HTTP2SessionDelegate: AnyObject {
     /// nghttp2 asks for up to `buffer.count` bytes of DATA for `stream` (flow-control windows
     /// already applied). Copy them into `buffer`.
     func sessionReadData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2DataSourceResult
+    /// What `sessionReadData` would answer for up to `limit` bytes, without taking them (the
+    /// no-copy path decides on the length first).
+    func sessionPeekData(stream: Int32, limit: Int) -> HTTP2DataSourceResult
+    /// Takes exactly `count` bytes of `stream`'s DATA, which a peek offered, as buffers
+    /// appended to `pieces` (no copy: they go to the socket as they are). False if they are
+    /// not there (the stream is gone): nghttp2 then resets the stream.
+    func sessionTakeData(stream: Int32, count: Int, into pieces: inout [ByteBuffer]) -> Bool
 }
 
 enum HTTP2DataSourceResult {
@@ -50,7 +57,8 @@ struct HTTP2SessionSettings {
     var initialStreamWindowBytes: Int
     /// Our connection-level receive window (sum over all streams).
     var connectionWindowBytes: Int
-    /// SETTINGS_MAX_FRAME_SIZE we accept.
+    /// SETTINGS_MAX_FRAME_SIZE we accept; also the largest DATA frame we send (when the
+    /// peer accepts it), which bounds nghttp2's frame buffer.
     var maxFrameBytes: Int
     /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise; also enforced per stream by the delegate.
     var maxHeaderListBytes: Int
@@ -64,6 +72,11 @@ struct HTTP2SessionSettings {
     var maxContinuations: Int = 8
     /// Entries in the received SETTINGS frame nghttp2 accepts.
     var maxSettingsEntries: Int = 32
+    /// DATA frames carrying at least this many bytes are sent without copying (nghttp2's
+    /// NGHTTP2_DATA_FLAG_NO_COPY): the frame header is serialised and the payload goes to
+    /// the socket as the application's own buffers. Smaller ones are copied into nghttp2's
+    /// frame buffer, which costs less than an extra buffer per frame.
+    var noCopyMinimumBytes: Int = 4096
 }
 
 /// The C-interop shell around one `nghttp2_session`. Owns the pointer; nothing outside this
@@ -91,6 +104,16 @@ final class HTTP2Session {
     private var refusedStreams: Set<Int32> = []
     /// The cap to write over nghttp2's ceiling in our first SETTINGS frame, until written.
     private var advertisedCapPatch: UInt32?
+    private let maxSendFrameBytes: Int
+    private let noCopyMinimumBytes: Int
+    /// While `produceOutput` runs: frames serialised since the last no-copy DATA payload,
+    /// the buffers already in order, their bytes, and the pass's limit (the no-copy
+    /// callback pauses nghttp2 once the limit is reached).
+    private var outputFrames = ByteBuffer()
+    private var outputAllocator = ByteBufferAllocator()
+    private var outputPieces: [ByteBuffer] = []
+    private var outputBytes = 0
+    private var outputLimit = 0
 
     init(settings: HTTP2SessionSettings) throws(HTTP2SessionError) {
         // Values outside what RFC 9113 allows are clamped rather than trusted (§6.5.2, §6.9.1).
@@ -103,6 +126,8 @@ final class HTTP2Session {
         settings.streamCapHeadroom = max(settings.streamCapHeadroom, 0)
         isServer = settings.isServer
         streamCap = settings.maxConcurrentStreams
+        maxSendFrameBytes = settings.maxFrameBytes
+        noCopyMinimumBytes = max(settings.noCopyMinimumBytes, 1)
         // What nghttp2 enforces: the cap plus headroom for a server (see "Stream cap" above).
         let streamCeiling =
             settings.isServer
@@ -178,22 +203,72 @@ final class HTTP2Session {
         return rc < 0 ? .nghttp2(Int32(truncatingIfNeeded: rc)) : nil
     }
 
-    /// Serialises queued frames, appending them to `buffer` until nothing is queued or
-    /// `limit` bytes were added. Returns an error for a fatal session failure.
-    func produceOutput(into buffer: inout ByteBuffer, limit: Int) -> HTTP2SessionError? {
+    /// Serialises queued frames, appending the bytes to send to `pieces` in order, until
+    /// nothing is queued or about `limit` bytes were produced (a no-copy DATA frame may pass
+    /// it by one frame). Frames nghttp2 serialises are copied into buffers from `allocator`;
+    /// large DATA payloads are the application's own buffers (`sessionTakeData`). Returns
+    /// an error for a fatal session failure.
+    func produceOutput(
+        into pieces: inout [ByteBuffer], allocator: ByteBufferAllocator, limit: Int
+    ) -> HTTP2SessionError? {
         guard let session else { return .closed }
-        var produced = 0
-        let start = buffer.writerIndex
-        defer { if advertisedCapPatch != nil { patchAdvertisedCap(in: &buffer, from: start) } }
-        while produced < limit {
+        precondition(outputPieces.isEmpty && outputBytes == 0, "produceOutput is not re-entered")
+        outputAllocator = allocator
+        outputFrames = allocator.buffer(capacity: 16 * 1024)
+        outputLimit = limit
+        defer {
+            sealOutputFrames()
+            pieces.append(contentsOf: outputPieces)
+            outputPieces.removeAll(keepingCapacity: true)
+            outputFrames = ByteBuffer()
+            outputBytes = 0
+        }
+        while outputBytes < limit {
             var chunk: UnsafePointer<UInt8>?
             let count = nghttp2_session_mem_send(session, &chunk)
             if count < 0 { return .nghttp2(Int32(truncatingIfNeeded: count)) }
+            // 0 also after the no-copy callback paused the session at the limit.
             guard count > 0, let chunk else { break }
-            buffer.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
-            produced += count
+            outputFrames.writeBytes(UnsafeRawBufferPointer(start: chunk, count: count))
+            outputBytes += count
         }
         return nil
+    }
+
+    /// Moves the serialised frames gathered so far into `outputPieces` (before a no-copy
+    /// payload, and at the end of a pass).
+    private func sealOutputFrames() {
+        guard outputFrames.readableBytes > 0 else { return }
+        if advertisedCapPatch != nil { patchAdvertisedCap(in: &outputFrames, from: outputFrames.readerIndex) }
+        outputPieces.append(outputFrames)
+        // A new buffer: writing on into one whose storage a piece shares would copy it.
+        outputFrames = outputAllocator.buffer(capacity: 256)
+    }
+
+    /// nghttp2's send_data_callback for a NO_COPY DATA frame (layout: RFC 9113 §6.1): the
+    /// 9-byte frame header nghttp2 serialised, the pad length byte if padded, the payload,
+    /// the padding. nghttp2 never pads here (no padding callback is set), but the layout is
+    /// honoured anyway.
+    fileprivate func sendDataFrame(stream: Int32, header: UnsafePointer<UInt8>, length: Int, padding: Int) -> Int32 {
+        guard let delegate else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+        let headerLength = padding > 0 ? 10 : 9
+        outputFrames.writeBytes(UnsafeRawBufferPointer(start: header, count: 9))
+        if padding > 0 { outputFrames.writeInteger(UInt8(padding - 1)) }
+        sealOutputFrames()
+        let before = outputPieces.count
+        guard delegate.sessionTakeData(stream: stream, count: length, into: &outputPieces) else {
+            // Take the header back (the last piece ends with it); nghttp2 resets the stream.
+            outputPieces[before - 1].moveWriterIndex(to: outputPieces[before - 1].writerIndex - headerLength)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        }
+        precondition(
+            outputPieces[before...].reduce(0) { $0 + $1.readableBytes } == length,
+            "the delegate hands over exactly the bytes it offered")
+        if padding > 1 { outputFrames.writeRepeatingByte(0, count: padding - 1) }
+        outputBytes += 9 + length + padding
+        // Stops mem_send after this frame once the pass has its bytes; else nghttp2 would
+        // go on serialising every DATA frame the windows allow in one call.
+        return outputBytes >= outputLimit ? NGHTTP2_ERR_PAUSE.rawValue : 0
     }
 
     /// Writes the cap over nghttp2's ceiling in the first non-ACK SETTINGS frame among the
@@ -338,9 +413,15 @@ final class HTTP2Session {
             read_callback: { session, stream, buffer, length, flags, _, userData -> Int in
                 guard let owner = HTTP2Session.owner(userData), let delegate = owner.delegate, let buffer, let flags
                 else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-                switch delegate.sessionReadData(
-                    stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
-                {
+                var result = delegate.sessionPeekData(stream: stream, limit: length)
+                if case .data(let count, _) = result, count >= owner.noCopyMinimumBytes {
+                    // The bytes are taken when nghttp2 writes the frame (`sendDataFrame`).
+                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+                } else {
+                    result = delegate.sessionReadData(
+                        stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
+                }
+                switch result {
                 case .deferred:
                     return Int(NGHTTP2_ERR_DEFERRED.rawValue)
                 case .data(let count, nil):
@@ -362,6 +443,20 @@ final class HTTP2Session {
     }
 
     private static func install(_ callbacks: OpaquePointer) {
+        nghttp2_session_callbacks_set_send_data_callback(callbacks) { _, frame, header, length, _, userData in
+            guard let frame, let header, let owner = HTTP2Session.owner(userData) else {
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
+            return owner.sendDataFrame(
+                stream: frame.pointee.hd.stream_id, header: header, length: length, padding: frame.pointee.data.padlen)
+        }
+        // DATA frames as large as the peer accepts, up to our own maxFrameBytes (nghttp2
+        // sizes its frame buffer to this, and clamps it to the flow-control windows).
+        nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks) {
+            _, _, _, _, _, peerMaxFrameBytes, userData in
+            guard let owner = HTTP2Session.owner(userData) else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+            return max(min(Int(peerMaxFrameBytes), owner.maxSendFrameBytes), 1)
+        }
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
             guard let frame, let owner = HTTP2Session.owner(userData) else { return 0 }
             let stream = frame.pointee.hd.stream_id
