@@ -6,8 +6,13 @@
 # Prints a Markdown section ready to paste into docs/benchmarks.md (progress goes to stderr;
 # raw JSON and logs stay in $dir/results).
 #
-# Usage: bench/run-all.sh > figures.md
-# Env: SLUICE_BENCH_DIR (default /tmp/sluice-bench; the disk measured), SLUICE_RUN_SECONDS
+# Usage: bench/run-all.sh [all|surge|scale] > figures.md
+#   all (default): every figure below, then the surge row (about 6-12 minutes in all);
+#   surge: only the surge row (a brief durable-rate measurement, then the surge);
+#   scale: only the scale row (bench/partitions-scale.sh, 10-20 minutes; SLUICE_SCALE=1 adds it to all).
+# Env: SLUICE_SURGE_SECONDS (surge length, default 60), SLUICE_SURGE_BUDGET (broker
+# --max-inflight-bytes in the surge, default 67108864), SLUICE_SCALE_PARTITIONS (default 10000),
+# SLUICE_BENCH_DIR (default /tmp/sluice-bench; the disk measured), SLUICE_RUN_SECONDS
 # (seconds per measured run, default 10), SLUICE_BACKLOG_MESSAGES (catch-up backlog in 1 KiB
 # records, default 2097152 = 2 GiB), SLUICE_FIO_SIZE (default 1G), SLUICE_SKIP_BUILD=1.
 # Needs fio, nats-server (apt-get install -y fio nats-server), python3; perf for sync counts
@@ -21,8 +26,10 @@ seconds="${SLUICE_RUN_SECONDS:-10}"
 backlog="${SLUICE_BACKLOG_MESSAGES:-2097152}"
 fio_size="${SLUICE_FIO_SIZE:-1G}"
 results="$dir/results"
+mode="${1:-all}"
+case "$mode" in all|surge|scale) ;; *) echo "usage: $0 [all|surge|scale]" >&2; exit 2 ;; esac
 mkdir -p "$results"
-rm -f "$results"/*.json
+if [[ "$mode" == all ]]; then rm -f "$results"/*.json "$results"/surge* "$results"/scale*; fi
 log() { echo "run-all: $*" >&2; }
 
 for tool in fio nats-server python3; do
@@ -35,6 +42,7 @@ fi
 sluice="$root/.build/release/sluice"
 started=$(date -u +"%Y-%m-%d %H:%M")
 
+if [[ "$mode" == all ]]; then
 # --- fio: the disk's ceilings, same file system as the broker's data directory ---------------
 fio_dir="$dir/fio"
 mkdir -p "$fio_dir"
@@ -67,14 +75,16 @@ log "nats end-to-end at 10k msgs/s"
 timeout 120 python3 bench/nats-bench.py e2e --port "$nats_port" --duration "$seconds" --rate 10000 > "$results/nats-e2e.json"
 kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true
 trap - EXIT
+fi
 
 # --- Sluice ------------------------------------------------------------------------------------
 broker_pid=""
 broker_port=""
-start_broker() { # fsync policy
+start_broker() { # fsync policy, extra serve options...
+    local fsync="$1"; shift
     rm -rf "$dir/sluice-data"
     : > "$results/serve.out"
-    "$sluice" serve --listen 127.0.0.1:0 --data-dir "$dir/sluice-data" --log-level warning --fsync "$1" \
+    "$sluice" serve --listen 127.0.0.1:0 --data-dir "$dir/sluice-data" --log-level warning --fsync "$fsync" "$@" \
         > "$results/serve.out" 2>> "$results/serve.err" &
     broker_pid=$!
     for _ in $(seq 200); do
@@ -113,6 +123,7 @@ count_syncs() { # name, then the bench arguments: counts fdatasync/fsync calls o
     fi
 }
 
+if [[ "$mode" == all ]]; then
 start_broker never
 bench ingest-1 produce --topic ingest-1 --partitions 1 --acks leader --profile throughput --warmup 2 --duration "$seconds"
 bench ingest-8 produce --topic ingest-8 --partitions 8 --acks leader --profile throughput --warmup 2 --duration "$seconds"
@@ -125,7 +136,53 @@ start_broker always
 count_syncs durable-8 produce --topic durable-8 --partitions 8 --acks durable --profile throughput --warmup 2 --duration "$seconds"
 bench e2e-durable end-to-end --topic e2e-durable --partitions 1 --acks durable --profile latency --rate 10000 --warmup 2 --duration "$seconds"
 stop_broker
+fi
+
+# --- Surge: 10x the sustainable durable rate against a bounded broker ---------------------------
+# The broker syncs every append (--fsync always) and holds at most $budget bytes of produce
+# data between reading a batch and answering it. Its sustainable rate is the durable-8 figure of
+# this sitting (or, run alone, a 5 s measurement on the same broker); the surge offers 10x that,
+# open loop, from 4 producers (each its own connection and 128 MiB client buffer: the client's
+# bound decides how much of the offer ever reaches the broker), with subscribers reading
+# everything back. VmRSS of the broker is sampled every second.
+if [[ "$mode" == all || "$mode" == surge ]]; then
+surge_seconds="${SLUICE_SURGE_SECONDS:-60}"
+budget="${SLUICE_SURGE_BUDGET:-67108864}"
+errors_before=$(grep -c . "$results/serve.err" 2>/dev/null || true)
+start_broker always --max-inflight-bytes "$budget"
+sleep 1  # the idle sample below is a sample after start-up, not synchronisation
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$broker_pid/status"; }
+echo "$(rss_kib)" > "$results/surge-idle-rss"
+if [[ "$mode" == surge || ! -s "$results/durable-8.json" ]]; then
+    bench surge-rate produce --topic surge-rate --partitions 8 --acks durable --profile throughput --warmup 1 --duration 5
+    rate_from=surge-rate
+else
+    rate_from=durable-8
+fi
+sustained=$(python3 -c "import json,sys; print(int(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])['messagesPerSecond']))" "$results/$rate_from.json")
+echo "$rate_from $sustained $budget $surge_seconds" > "$results/surge-params"
+: > "$results/surge-rss"
+( while kill -0 "$broker_pid" 2>/dev/null; do
+      echo "$(date +%s) $(rss_kib)" >> "$results/surge-rss"; sleep 1
+  done ) 2>/dev/null &
+sampler_pid=$!
+seconds_saved="$seconds"; seconds="$surge_seconds"  # bench's --time-limit follows the run length
+bench surge end-to-end --topic surge --partitions 8 --producers 4 --consumers 2 --acks durable \
+    --profile throughput --rate $((sustained * 10)) --duration "$surge_seconds" --drain-timeout 120
+seconds="$seconds_saved"
+kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true
+echo $(( $(grep -c . "$results/serve.err" 2>/dev/null || true) - ${errors_before:-0} )) > "$results/surge-serve-errors"
+stop_broker
+fi
 trap - EXIT
 
+# --- Scale: 10,000 partitions (bench/partitions-scale.sh) ----------------------------------------
+if [[ "$mode" == scale || ( "$mode" == all && "${SLUICE_SCALE:-}" == 1 ) ]]; then
+    log "scale: bench/partitions-scale.sh ${SLUICE_SCALE_PARTITIONS:-10000}"
+    echo "bench/partitions-scale.sh ${SLUICE_SCALE_PARTITIONS:-10000} $sluice" > "$results/scale.cmd"
+    SLUICE_BENCH_DIR="$dir" timeout 3600 bench/partitions-scale.sh "${SLUICE_SCALE_PARTITIONS:-10000}" "$sluice" \
+        > "$results/scale.txt" 2> "$results/scale.err" || echo "exit status $?" >> "$results/scale.txt"
+fi
+
 # --- The Markdown --------------------------------------------------------------------------------
-python3 bench/run-all-report.py "$results" "$started" "$seconds" "$fio_size"
+python3 bench/run-all-report.py "$results" "$started" "$seconds" "$fio_size" "$mode"
