@@ -153,7 +153,11 @@ public struct BenchRunner: Sendable {
             let due: Int64
             if let schedule {
                 due = schedule.dueTime(of: sequence)
-                if due >= plan.stopAt { break }
+                // The offer ends with the run: a sender still behind at the end (the broker
+                // took less than the rate) stops there rather than sending the whole overdue
+                // backlog; what it never sent is offered but not accepted (rate x duration
+                // against `sent`), which is how a surge above capacity must be read.
+                if due >= plan.stopAt || clock.now >= plan.stopAt { break }
                 if due > clock.now {
                     // About to wait: hand over what was sent so its answers are timed promptly.
                     if !chunk.isEmpty { continuation.yield(chunk); chunk = [] }

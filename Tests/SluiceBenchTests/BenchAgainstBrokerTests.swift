@@ -72,6 +72,27 @@ struct BenchAgainstBrokerTests {
         #expect(result.passed)
     }
 
+    /// A surge: an open-loop offer far above what a debug broker on this machine takes
+    /// (a million messages per second) ends with its duration. The sender falls behind at
+    /// once and stops at the end instead of sending the whole overdue backlog (which would
+    /// take minutes), and everything it did send is acknowledged and received once.
+    @Test func anOfferAboveCapacityEndsWithItsDuration() async throws {
+        let broker = try await BenchBroker()
+        defer { Task { await broker.remove() } }
+        var settings = BenchSettings(mode: .endToEnd)
+        settings.port = broker.port
+        settings.topic = "surge"
+        settings.producers = 2
+        settings.rate = 1_000_000
+        settings.duration = .seconds(2)
+        settings.timeLimit = .seconds(120)
+        let result = try await BenchRunner(settings: settings).run()
+        #expect(result.sent > 0 && result.sent < 2_000_000, "sent \(result.sent) of the 2,000,000 offered")
+        #expect(result.acked == result.sent && result.failed == 0)
+        #expect(result.missing == 0 && result.duplicates == 0)
+        #expect(!result.timeLimitReached && result.passed)
+    }
+
     /// Open-loop honesty: the broker is stopped for a measured time while the bench sends
     /// at a fixed rate; the messages due meanwhile must carry that stall in their latency.
     /// The producer's buffer (64 KiB) fills within the first ~32 ms of the pause, so the

@@ -81,6 +81,27 @@ struct ProducerConsumerTests {
         }
     }
 
+    @Test("keyless records stick to one partition while their batch is open")
+    func keylessRecordsStick() async throws {
+        try await withBroker(partitions: 4) { broker, address in
+            // The batch closes only when flushed: every record below joins the same open batch.
+            // (Reading the sticky choice without storing it once sent each record to a random
+            // partition: all 40 on one of 4 would then happen with probability 4^-39.)
+            let producer = Producer(address: address, configuration: quickRetries { $0.linger = .seconds(3600) })
+            var deliveries: [Delivery] = []
+            for sequence in 0..<40 {
+                deliveries.append(try await producer.enqueue(topic: "orders", value: ByteBuffer(string: "r-\(sequence)")))
+            }
+            await producer.flush()
+            var partitions: [Int] = []
+            for delivery in deliveries { partitions.append(try await delivery.result().partition) }
+            await producer.close()
+            let first = try #require(partitions.first)
+            #expect(partitions.allSatisfy { $0 == first }, "spread over \(Set(partitions))")
+            #expect(try await broker.values(of: first) == (0..<40).map { "r-\($0)" })
+        }
+    }
+
     @Test("retriable errors and a dropped stream are retried in place: nothing lost, nothing reordered")
     func retriesKeepOrder() async throws {
         try await withBroker(partitions: 2) { broker, address in

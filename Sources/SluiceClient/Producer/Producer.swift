@@ -114,7 +114,12 @@ public actor Producer {
         } else if let key {
             target = Partitioner.partition(forKey: key.readableBytesView, partitionCount: count)
         } else {
-            target = sticky[topic, default: StickyPartition(start: Int.random(in: 0..<count))].partition(partitionCount: count)
+            // Stored on first use: reading `sticky[topic, default: ...]` alone never inserts,
+            // which sent every keyless record to a fresh random partition (a getrandom call
+            // per record, and batches filling `count` times slower).
+            let current = sticky[topic] ?? StickyPartition(start: Int.random(in: 0..<count))
+            if sticky[topic] == nil { sticky[topic] = current }
+            target = current.partition(partitionCount: count)
         }
         let place = TopicPartition(topic: topic, partition: target)
         let delivery = Delivery()
