@@ -17,7 +17,7 @@
 # records, default 2097152 = 2 GiB), SLUICE_FIO_SIZE (default 1G), SLUICE_SKIP_BUILD=1.
 # Needs fio, nats-server (apt-get install -y fio nats-server), python3; perf for sync counts
 # (optional). Every step is bounded by `timeout` or the bench's --time-limit; the whole
-# script takes about 6-10 minutes.
+# script takes about 6-10 minutes plus the surge (about 1.5 minutes at the default 60 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
