@@ -14,24 +14,7 @@ extension PartitionLog {
             try checkWritable(s)
             var doomed = 0
             while doomed < s.segments.count - 1 && s.segments[doomed + 1].baseOffset <= offset { doomed += 1 }
-            var result = RetentionResult(segmentsDeleted: doomed, bytesDeleted: 0, logStartOffset: s.logStartOffset)
-            guard doomed > 0 else { return result }
-            for index in 0..<doomed { result.bytesDeleted += try segmentSize(&s, index) }
-            s.logStartOffset = max(s.logStartOffset, s.segments[doomed].baseOffset)
-            s.recoveryPoint = max(s.recoveryPoint, s.logStartOffset)
-            do throws(StorageIOError) {
-                try writeCheckpoint(s)
-                for segment in s.segments[0..<doomed] {
-                    forget(&s, segment)
-                    try removeFiles(of: segment)
-                }
-                s.segments.removeFirst(doomed)
-                try fileSystem.syncDirectory(directory)
-            } catch {
-                throw fence(&s, LogError(error))
-            }
-            result.logStartOffset = s.logStartOffset
-            return result
+            return try deleteLeadingSegments(&s, count: doomed)
         }
     }
 }

@@ -150,26 +150,33 @@ extension PartitionLog {
                     doomed += 1
                 }
             }
-            var result = RetentionResult(segmentsDeleted: doomed, bytesDeleted: 0, logStartOffset: s.logStartOffset)
-            guard doomed > 0 else { return result }
-            for index in 0..<doomed { result.bytesDeleted += try segmentSize(&s, index) }
-            let newStart = s.segments[doomed].baseOffset
-            s.logStartOffset = max(s.logStartOffset, newStart)
-            s.recoveryPoint = max(s.recoveryPoint, s.logStartOffset)
-            do throws(StorageIOError) {
-                try writeCheckpoint(s)
-                for segment in s.segments[0..<doomed] {
-                    forget(&s, segment)
-                    try removeFiles(of: segment)
-                }
-                s.segments.removeFirst(doomed)
-                try fileSystem.syncDirectory(directory)
-            } catch {
-                throw fence(&s, LogError(error))
-            }
-            result.logStartOffset = s.logStartOffset
-            return result
+            return try deleteLeadingSegments(&s, count: doomed)
         }
+    }
+
+    /// Deletes the first `count` segments (all sealed) and moves the log start to the
+    /// next one's base offset. The new log start is checkpointed before any file is
+    /// removed, so a crash midway finishes the deletion on open; a failure fences the log.
+    func deleteLeadingSegments(_ s: inout LogState, count: Int) throws(LogError) -> RetentionResult {
+        precondition(count < s.segments.count, "the active segment is never deleted")
+        var result = RetentionResult(segmentsDeleted: count, bytesDeleted: 0, logStartOffset: s.logStartOffset)
+        guard count > 0 else { return result }
+        for index in 0..<count { result.bytesDeleted += try segmentSize(&s, index) }
+        s.logStartOffset = max(s.logStartOffset, s.segments[count].baseOffset)
+        s.recoveryPoint = max(s.recoveryPoint, s.logStartOffset)
+        do throws(StorageIOError) {
+            try writeCheckpoint(s)
+            for segment in s.segments[0..<count] {
+                forget(&s, segment)
+                try removeFiles(of: segment)
+            }
+            s.segments.removeFirst(count)
+            try fileSystem.syncDirectory(directory)
+        } catch {
+            throw fence(&s, LogError(error))
+        }
+        result.logStartOffset = s.logStartOffset
+        return result
     }
 
     // MARK: Truncation
