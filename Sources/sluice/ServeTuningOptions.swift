@@ -83,52 +83,12 @@ struct ServeTuningOptions: ParsableArguments {
         configuration.produceLimits.memoryBudget = ProduceMemoryBudget(limitBytes: maxInflightBytes)
         if let testSyncDelayMs {
             // Test only: a slow disk, for the surge test.
-            configuration.storage.fileSystem = SlowSyncFileSystem(
-                wrapping: configuration.storage.fileSystem, delayMicroseconds: UInt32(clamping: testSyncDelayMs * 1000))
+            // Syncs run on the storage's sync threads, never on the Swift concurrency pool,
+            // so sleeping there is what a slow fdatasync does too.
+            let delayMicroseconds = UInt32(clamping: testSyncDelayMs * 1000)
+            configuration.storage.fileSystem = SyncHookFileSystem(wrapping: configuration.storage.fileSystem) {
+                usleep(delayMicroseconds)
+            }
         }
     }
-}
-
-/// Test only (`--test-sync-delay-ms`): every file sync takes this much longer, as on a
-/// slow disk. Syncs run on the storage's blocking-I/O threads, never on the Swift
-/// concurrency pool, so sleeping there is what a slow fdatasync does too.
-final class SlowSyncFileSystem: StorageFileSystem {
-    let inner: any StorageFileSystem
-    let delayMicroseconds: UInt32
-
-    init(wrapping inner: any StorageFileSystem, delayMicroseconds: UInt32) {
-        self.inner = inner
-        self.delayMicroseconds = delayMicroseconds
-    }
-
-    func open(_ path: String, mode: StorageOpenMode) throws(StorageIOError) -> any StorageFile {
-        SlowSyncFile(try inner.open(path, mode: mode), delayMicroseconds: delayMicroseconds)
-    }
-    func listDirectory(_ path: String) throws(StorageIOError) -> [String] { try inner.listDirectory(path) }
-    func createDirectory(_ path: String) throws(StorageIOError) { try inner.createDirectory(path) }
-    func rename(_ source: String, to destination: String) throws(StorageIOError) { try inner.rename(source, to: destination) }
-    func remove(_ path: String) throws(StorageIOError) { try inner.remove(path) }
-    func syncDirectory(_ path: String) throws(StorageIOError) { try inner.syncDirectory(path) }
-    func fileExists(_ path: String) -> Bool { inner.fileExists(path) }
-}
-
-private final class SlowSyncFile: StorageFile {
-    let inner: any StorageFile
-    let delayMicroseconds: UInt32
-
-    init(_ inner: any StorageFile, delayMicroseconds: UInt32) {
-        self.inner = inner
-        self.delayMicroseconds = delayMicroseconds
-    }
-
-    var path: String { inner.path }
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int { try inner.write(bytes, at: offset) }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int { try inner.read(into: buffer, at: offset) }
-    func size() throws(StorageIOError) -> Int64 { try inner.size() }
-    func truncate(to length: Int64) throws(StorageIOError) { try inner.truncate(to: length) }
-    func sync() throws(StorageIOError) {
-        usleep(delayMicroseconds)
-        try inner.sync()
-    }
-    func close() { inner.close() }
 }

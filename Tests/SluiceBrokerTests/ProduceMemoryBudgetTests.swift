@@ -48,7 +48,7 @@ import Testing
         let fileSystem = GatedFileSystem()
         let budget = ProduceMemoryBudget(limitBytes: 64 * 1024)
         let broker = try await InProcessBroker.start {
-            $0.storage.fileSystem = fileSystem
+            $0.storage.fileSystem = fileSystem.fileSystem
             $0.produceLimits.memoryBudget = budget
         }
         _ = try await broker.admin.createTopic(CreateTopicRequest(name: "surge", partitions: 1))

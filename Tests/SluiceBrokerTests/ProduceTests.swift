@@ -180,7 +180,7 @@ import Testing
 
     @Test func appendsContinueWhileASyncIsInFlightAndTimeoutsAreAnswered() async throws {
         let fileSystem = GatedFileSystem()
-        let broker = try await InProcessBroker.start { $0.storage.fileSystem = fileSystem }
+        let broker = try await InProcessBroker.start { $0.storage.fileSystem = fileSystem.fileSystem }
         _ = try await broker.admin.createTopic(CreateTopicRequest(name: "slow", partitions: 1))
         fileSystem.closeGate()
         var producer = try await ProduceStream(broker.connection)
