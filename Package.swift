@@ -65,7 +65,7 @@ let package = Package(
         // `sluice bench`: load generation, open-loop schedules and HDR latency summaries.
         .target(
             name: "SluiceBench",
-            dependencies: ["SluiceClient", "SluiceAPI", "SluiceWire", nioCore, logging,
+            dependencies: ["SluiceClient", "SluiceAPI", "SluiceCompression", "SluiceWire", nioCore, logging,
                            .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swiftSettings),
         .executableTarget(

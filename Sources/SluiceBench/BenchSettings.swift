@@ -1,5 +1,6 @@
 import SluiceAPI
 import SluiceClient
+import SluiceCompression
 
 /// What one `sluice bench` run does (docs/bench.md lists every option).
 public struct BenchSettings: Sendable {
@@ -29,6 +30,8 @@ public struct BenchSettings: Sendable {
     /// Overrides of the profile's (or the client's default) batching.
     public var batchBytes: Int?
     public var lingerMilliseconds: Int?
+    /// Override of the profile's codec, so ingest can be compared with and without it.
+    public var compression: RecordCompression?
     /// Bound on each producer's unanswered bytes (`maxBufferedBytes`); once reached the
     /// sender blocks, and under `rate` its overdue messages keep their due times.
     public var bufferBytes: Int?
@@ -51,6 +54,11 @@ public struct BenchSettings: Sendable {
     }
 
     public var address: BrokerAddress { BrokerAddress(host: host, port: port) }
+
+    /// `--compression`'s codec: none, zstd or lz4; nil for any other name.
+    public static func compression(named name: String) -> RecordCompression? {
+        RecordCompression(name: name)
+    }
 
     /// Why these settings cannot run, or nil.
     public var problem: String? {
@@ -79,6 +87,7 @@ public struct BenchSettings: Sendable {
         configuration.acks = acks
         if let batchBytes { configuration.maxBatchBytes = batchBytes }
         if let lingerMilliseconds { configuration.linger = .milliseconds(lingerMilliseconds) }
+        if let compression { configuration.compression = compression }
         if let bufferBytes { configuration.maxBufferedBytes = bufferBytes }
         // A stalled broker must not hold a run past its time limit.
         configuration.deliveryTimeout = min(configuration.deliveryTimeout, timeLimit)

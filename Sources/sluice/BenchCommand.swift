@@ -33,6 +33,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Client profile: throughput or latency (default: the client's defaults).") var profile: BenchProfile?
     @Option(help: "Largest producer batch in bytes (overrides the profile).") var batchBytes: Int?
     @Option(help: "Milliseconds a producer batch waits for more records (overrides the profile).") var lingerMs: Int?
+    @Option(help: "Producer compression: none, zstd or lz4 (overrides the profile).") var compression: String?
     @Option(help: "Bound on each producer's unanswered bytes; the sender blocks when it is reached (default: the profile's).") var bufferBytes: Int?
     @Option(help: "Messages per second over all producers, open loop (default: as fast as possible).") var rate: Double?
     @Option(help: "Seconds measured after the warm-up (default 10 when --messages is not given).") var duration: Double?
@@ -79,6 +80,12 @@ struct BenchCommand: AsyncParsableCommand {
         settings.profile = profile
         settings.batchBytes = batchBytes
         settings.lingerMilliseconds = lingerMs
+        if let compression {
+            guard let codec = BenchSettings.compression(named: compression) else {
+                throw ValidationError("--compression must be none, zstd or lz4")
+            }
+            settings.compression = codec
+        }
         settings.bufferBytes = bufferBytes
         settings.messages = messages
         for (name, seconds) in [("--duration", duration), ("--warmup", warmup), ("--drain-timeout", drainTimeout),
