@@ -32,6 +32,10 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidRequest
         /// A partition's log failed (I/O error, corrupt data) or could not be opened.
         case storageFailed
+        /// Stored bytes a read was about to serve fail their check (a damaged batch
+        /// header in a segment): they are not served, since what would reach the client
+        /// is not what was acknowledged.
+        case dataLoss
         /// Consumer groups: no group of that name, or no member of that id in it.
         case groupNotFound
         /// Consumer groups: the group's state forbids the request (a stale generation or

@@ -17,6 +17,7 @@ extension BrokerError {
         case .offsetOutOfRange: .outOfRange
         case .invalidRequest: .invalidArgument
         case .storageFailed: .internalError
+        case .dataLoss: .dataLoss
         case .groupNotFound: .notFound
         case .groupStateConflict: .failedPrecondition
         }

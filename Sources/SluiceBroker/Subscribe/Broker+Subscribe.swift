@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import SluiceAPI
 import SluiceStorage
@@ -69,7 +70,9 @@ extension Broker {
                 do throws(LogError) {
                     read = try partition.log.read(from: cursor.position, maxBytes: maxBytes, upTo: highWatermark)
                 } catch {
-                    throw Self.readFailure(error, partition: partition, position: cursor.position)
+                    let failure = Self.readFailure(error, partition: partition, position: cursor.position)
+                    if failure.code == .dataLoss { logger.error("\(failure.message)") }
+                    throw failure
                 }
                 var batches: [RecordBatch] = []
                 var next = cursor.position
@@ -218,6 +221,10 @@ extension Broker {
             return outOfRange(partition, offset: offset, logStart: start, logEnd: end)
         case .closed:
             return deleted(partition)
+        case .corruptSegment:
+            return BrokerError(
+                .dataLoss,
+                "partition \(partition.index) of topic \"\(partition.topicName)\" cannot be read at offset \(position): \(error)")
         default:
             return BrokerError(
                 .storageFailed,

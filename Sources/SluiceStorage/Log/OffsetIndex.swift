@@ -32,15 +32,17 @@ struct OffsetIndex: Equatable {
         entries.append(Entry(relativeOffset: relativeOffset, position: position))
     }
 
-    /// Position of the last indexed batch whose relative offset is at most `relativeOffset`; 0 if none.
-    func position(atOrBefore relativeOffset: UInt32) -> UInt32 {
+    /// The last entry whose relative offset is at most `relativeOffset`; the implied
+    /// entry (0, 0) of the segment's first batch if none. Readers also use its relative
+    /// offset: the batch at that position must start there.
+    func entry(atOrBefore relativeOffset: UInt32) -> Entry {
         var low = 0
         var high = entries.count
         while low < high {
             let middle = (low + high) / 2
             if entries[middle].relativeOffset <= relativeOffset { low = middle + 1 } else { high = middle }
         }
-        return low == 0 ? 0 : entries[low - 1].position
+        return low == 0 ? Entry(relativeOffset: 0, position: 0) : entries[low - 1]
     }
 
     /// Drops entries for batches at or after `position` (a truncation).

@@ -163,15 +163,71 @@ final class Segment {
     }
 
     /// Position of the batch holding `offset` (which must lie in this segment), found
-    /// by an index lookup and a short forward scan, with that batch's header.
+    /// by an index lookup and a short forward scan, with that batch's header. Every
+    /// header walked is checked (`checkedHeader`): a damaged one would send the scan
+    /// to a wrong position or hand out a changed field.
     func locate(offset: Int64) throws(LogError) -> (position: Int64, header: BatchHeader)? {
-        var position = Int64(indexer.offsetIndex.position(atOrBefore: indexer.relativeOffset(offset)))
-        while let header = try header(at: position) {
-            guard header.storedSize > 0, header.recordCount > 0 else { break }
+        let entry = indexer.offsetIndex.entry(atOrBefore: indexer.relativeOffset(offset))
+        var position = Int64(entry.position)
+        var expected = baseOffset + Int64(entry.relativeOffset)
+        while let header = try checkedHeader(at: position, expectedBaseOffset: expected) {
             if header.lastOffset >= offset { return (position, header) }
             position += Int64(header.storedSize)
+            expected = header.nextOffset
         }
         return nil
+    }
+
+    /// The header stored at `position`, checked (`checkHeader`); nil past the end.
+    /// A header that fails is `corruptSegment`: whatever the segment, the bytes read
+    /// were whole when the read was planned, so a torn write cannot explain them.
+    func checkedHeader(at position: Int64, expectedBaseOffset: Int64) throws(LogError) -> BatchHeader? {
+        guard let log, let size, position + Int64(BatchHeader.size) <= size else { return nil }
+        let file = log.file
+        let checked: Result<BatchHeader, HeaderDamage>
+        do throws(StorageIOError) {
+            checked = try withUnsafeTemporaryAllocation(byteCount: BatchHeader.size, alignment: 8) {
+                (scratch) throws(StorageIOError) -> Result<BatchHeader, HeaderDamage> in
+                let read = try file.readFully(into: scratch, at: position)
+                guard read == BatchHeader.size else { return .failure(HeaderDamage("\(BatchDefect.truncated)")) }
+                return Self.checkHeader(UnsafeRawBufferPointer(scratch), expectedBaseOffset: expectedBaseOffset)
+            }
+        } catch {
+            throw LogError(error)
+        }
+        switch checked {
+        case .success(let header): return header
+        case .failure(let damage):
+            throw Self.damagedHeader(path: logPath, position: position, expected: expectedBaseOffset, damage)
+        }
+    }
+
+    /// A stored header that passes every check a reader can make on it alone (format
+    /// version, reserved bytes, header CRC, field relations) and carries the base offset
+    /// its position implies: the segment's base offset, an index entry's, or the end of
+    /// the batch before it. The second check catches what a CRC cannot (a whole header
+    /// copied from elsewhere).
+    static func checkHeader(_ raw: UnsafeRawBufferPointer, expectedBaseOffset: Int64) -> Result<BatchHeader, HeaderDamage> {
+        switch BatchHeader.checked(raw, maxRecordsLength: PartitionLog.maxStoredRecordsLength) {
+        case .success(let header) where header.baseOffset == expectedBaseOffset: return .success(header)
+        case .success(let header): return .failure(HeaderDamage("its base offset is \(header.baseOffset)"))
+        case .failure(let defect): return .failure(HeaderDamage("\(defect)"))
+        }
+    }
+
+    static func checkHeader(_ buffer: ByteBuffer, at index: Int, expectedBaseOffset: Int64) -> Result<BatchHeader, HeaderDamage> {
+        guard let view = buffer.viewBytes(at: index, length: BatchHeader.size) else {
+            return .failure(HeaderDamage("\(BatchDefect.truncated)"))
+        }
+        return view.withUnsafeBytes { checkHeader($0, expectedBaseOffset: expectedBaseOffset) }
+    }
+
+    /// The error for a stored header that failed `checkHeader`: DATA_LOSS to a
+    /// subscriber, naming the segment file, the byte and the offset the batch holds.
+    static func damagedHeader(path: String, position: Int64, expected: Int64, _ damage: HeaderDamage) -> LogError {
+        .corruptSegment(
+            path: path, position: position,
+            reason: "the header of the batch at offset \(expected) is damaged (\(damage.reason)); it is not served")
     }
 
     /// Plans reading whole batches from `position`: the first one whatever its
@@ -183,18 +239,26 @@ final class Segment {
         return ReadPlan(
             file: log, path: logPath, position: position,
             length: Int(min(Int64(max(maxBytes, first.storedSize)), size - position)),
-            firstStoredSize: first.storedSize, endOffset: endOffset, truncations: truncations)
+            firstBaseOffset: first.baseOffset, firstStoredSize: first.storedSize, endOffset: endOffset,
+            truncations: truncations)
     }
 
     /// Base offset of the first batch in this segment whose maxTimestamp is at
     /// least `timestamp` (one time-index lookup, then a forward scan), or nil.
     func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(LogError) -> Int64? {
         let startRelative = indexer.timeIndex.scanStart(forTimestamp: timestamp)
-        guard var (position, _) = try locate(offset: baseOffset + Int64(startRelative)) else { return nil }
-        while let header = try header(at: position) {
+        guard var (position, header) = try locate(offset: baseOffset + Int64(startRelative)) else { return nil }
+        while true {
             if header.maxTimestamp >= timestamp { return header.baseOffset }
             position += Int64(header.storedSize)
+            guard let next = try checkedHeader(at: position, expectedBaseOffset: header.nextOffset) else { return nil }
+            header = next
         }
-        return nil
     }
+}
+
+/// Why a stored header failed `Segment.checkHeader`.
+struct HeaderDamage: Error, Sendable {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
 }

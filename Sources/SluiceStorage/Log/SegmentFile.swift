@@ -37,12 +37,26 @@ struct ReadPlan: Sendable {
     let path: String
     let position: Int64
     let length: Int
+    /// The base offset the batch at `position` must carry (found by `locate`).
+    let firstBaseOffset: Int64
     let firstStoredSize: Int
     let endOffset: Int64
     let truncations: UInt64
 
     /// Whole batches from `position`: the first one, then more while they fit in
     /// `length` and end before `endOffset`.
+    ///
+    /// Every header handed out is checked here, on the bytes that leave, not on an
+    /// earlier read of them: format version, reserved bytes, the header CRC, the field
+    /// relations, and that its base offset is the one the previous batch ends at. Only
+    /// `recordsCRC` reaches a subscriber, so a header field that changed on disk
+    /// (a timestamp, a base offset, which would move a record to another offset) could
+    /// not be noticed anywhere else. A bad header after good ones ends the read before
+    /// it: the good ones are served and the next read, starting at the bad one, fails
+    /// in `Segment.locate`; a bad first header fails this read. Both name the segment,
+    /// the byte position and the offset expected there. Records bytes are not checked
+    /// (the subscriber checks `recordsCRC` end to end; checking them here would cost a
+    /// CRC pass over everything served).
     func execute() throws(LogError) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: length)
         let file = self.file.file
@@ -56,11 +70,25 @@ struct ReadPlan: Sendable {
         } catch {
             throw LogError(error)
         }
-        // Keep whole batches only: walk the headers now in memory.
+        // Keep whole, checked batches only: walk the headers now in memory.
         var kept = 0
-        while let header = BatchHeader.decode(buffer, at: kept), kept + header.storedSize <= buffer.readableBytes {
+        var expected = firstBaseOffset
+        while kept + BatchHeader.size <= buffer.readableBytes {
+            let header: BatchHeader
+            switch Segment.checkHeader(buffer, at: kept, expectedBaseOffset: expected) {
+            case .success(let checked): header = checked
+            case .failure(let damage):
+                if kept == 0 {
+                    throw Segment.damagedHeader(path: path, position: position, expected: expected, damage)
+                }
+                // Serve the batches before it; the next read starts here and fails in `locate`.
+                buffer.moveWriterIndex(to: kept)
+                return buffer
+            }
+            guard kept + header.storedSize <= buffer.readableBytes else { break }
             if kept > 0 && header.nextOffset > endOffset { break }
             kept += header.storedSize
+            expected = header.nextOffset
         }
         guard kept >= firstStoredSize else {
             throw LogError.corruptSegment(path: path, position: position, reason: "batch shorter than its header says")
@@ -129,12 +157,8 @@ struct SegmentScan {
         var scan = SegmentScan(validEnd: position, nextOffset: expectedOffset, lastBatch: nil, defect: nil)
         while scan.validEnd < fileSize {
             let at = scan.validEnd
-            let checked = try reader.withBytes(at: at, count: BatchHeader.size) { raw -> Result<BatchHeader, BatchDefect> in
-                if let defect = BatchHeader.defect(ofEncoded: raw, maxRecordsLength: maxRecordsLength) {
-                    return .failure(defect)
-                }
-                // decode cannot fail on 64 bytes; the fallback keeps the path total.
-                return BatchHeader.decode(raw).map { .success($0) } ?? .failure(.truncated)
+            let checked = try reader.withBytes(at: at, count: BatchHeader.size) { raw in
+                BatchHeader.checked(raw, maxRecordsLength: maxRecordsLength)
             }
             guard let checked else {
                 scan.defect = "\(fileSize - at) trailing bytes, less than a batch header"
