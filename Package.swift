@@ -51,7 +51,7 @@ let package = Package(
         // Batch compression (zstd, lz4) over the two shims above; the client uses it.
         .target(name: "SluiceCompression", dependencies: ["CZstd", "CLZ4", nioCore], swiftSettings: swiftSettings),
         .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
-        .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
+        .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", "SluiceCompression", nioCore, logging], swiftSettings: swiftSettings),
         .target(
             name: "SluiceService",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix],
+            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix],
             swiftSettings: swiftSettings),
     ]
 )

@@ -1,5 +1,8 @@
 """What the broker stores is what was sent, as a stock grpcio client sees it.
 
+- A batch whose `record_count` is not the number of records in `records` is refused with
+  INVALID_BATCH (offsets are assigned from the count: a lying batch would give two records
+  one offset, or take offsets no record holds).
 - One bit flipped in a stored batch header of a sealed segment, after a clean shutdown, is
   never served as a changed value: Subscribe serves the batch before it, then ends with
   DATA_LOSS naming the segment and the offset, and the broker logs it.
@@ -8,12 +11,53 @@
 from __future__ import annotations
 
 import grpc
-from test_produce_subscribe import BOUND_S, ProduceStream, crc32c, earliest, make_batch, unique
-from sluice.v1 import broker_pb2, broker_pb2_grpc
+from test_produce_subscribe import BOUND_S, ProduceStream, broker, crc32c, earliest, make_batch, unique  # noqa: F401 (broker is a fixture)
+from sluice.v1 import broker_pb2, broker_pb2_grpc, records_pb2
 
 HEADER_SIZE = 64
 # docs/storage-format.md: firstTimestamp is the 8 bytes at header offset 24.
 FIRST_TIMESTAMP_LAST_BYTE = 24 + 7
+
+
+def lying(records: list[tuple[bytes | None, bytes]], claimed: int) -> records_pb2.RecordBatch:
+    batch = make_batch(records, first_ms=1_700_000_000_000)
+    batch.record_count = claimed
+    return batch
+
+
+def test_a_batch_that_miscounts_its_records_is_refused(broker):
+    topic = unique("count")
+    broker.CreateTopic(broker_pb2.CreateTopicRequest(name=topic, partitions=1), timeout=10)
+    three = [(None, b"a"), (None, b"b"), (None, b"c")]
+    stream = ProduceStream(broker)
+    for batch, text in [
+        (lying(three, 1), "record_count is 1 but records holds 3 records"),
+        (lying(three[:2], 5), "record_count is 5 but records holds 2 records"),
+    ]:
+        stream.send(topic, 0, batch)
+        answer = stream.answer()
+        assert answer.error == broker_pb2.ERROR_CODE_INVALID_BATCH, answer
+        assert text in answer.error_message
+    # Nothing was taken: honest batches get offsets 0 and 3, and each record one offset.
+    for expected in (0, 3):
+        stream.send(topic, 0, lying(three, 3))
+        answer = stream.answer()
+        assert answer.error == broker_pb2.ERROR_CODE_NONE and answer.base_offset == expected, answer
+    stream.close()
+    call = broker.Subscribe(broker_pb2.SubscribeRequest(
+        topic=topic, partitions=[broker_pb2.PartitionSubscription(partition=0, start=earliest())]), timeout=BOUND_S)
+    offsets = []
+    try:
+        for response in call:
+            for batch in response.batches:
+                message = records_pb2.Records.FromString(batch.records)
+                assert len(message.records) == batch.record_count
+                offsets += [batch.base_offset + i for i in range(batch.record_count)]
+            if len(offsets) >= 6:
+                break
+    finally:
+        call.cancel()
+    assert offsets == list(range(6))
 
 
 def test_a_flipped_header_bit_in_a_sealed_segment_is_data_loss(make_server):

@@ -62,7 +62,7 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
     /// `records_crc32c` does not match the `records` bytes.
     case corruptBatch
     /// The batch is malformed: unknown format version, zero records, reserved bits set,
-    /// timestamps out of range.
+    /// timestamps out of range, `record_count` not the number of records in `records`.
     case invalidBatch
     /// This broker does not lead the partition (retriable after a metadata refresh).
     case notLeader

@@ -178,7 +178,8 @@ public struct RecordBatch: ProtobufMessage {
     public var attributes: UInt32
     /// Broker-set: offset of the first record of the batch.
     public var baseOffset: Int64
-    /// Number of records in `records`; at least 1.
+    /// Number of records in `records`; at least 1. The broker counts them and refuses a
+    /// batch whose count differs (INVALID_BATCH): offsets are assigned from this number.
     public var recordCount: UInt32
     /// Timestamp of the first record, milliseconds since the Unix epoch (CreateTime);
     /// with LogAppendTime the broker's append time.

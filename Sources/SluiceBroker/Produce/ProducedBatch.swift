@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceAPI
+import SluiceCompression
 import SluiceStorage
 
 /// A per-batch refusal: the error code and message a ProduceResponse carries.
@@ -14,7 +15,8 @@ struct ProduceFailure: Error, Sendable {
 }
 
 /// Checks a produced `RecordBatch` against the batch rules and the topic's settings
-/// and turns it into the log's `NewBatch`, without looking inside `records`.
+/// and turns it into the log's `NewBatch`. Of `records` it only counts the records
+/// (walking the top-level fields of `Records`); it never decodes one.
 ///
 /// Rules (docs/produce-subscribe.md):
 /// - `format_version` 1; `record_count` >= 1; `records` not empty;
@@ -30,7 +32,13 @@ struct ProduceFailure: Error, Sendable {
 ///   (the end of year 9999); LogAppendTime: the producer's timestamps are replaced
 ///   by the append time and bit 3 is set;
 /// - `records_crc32c` matches `records` (checked by the log as it appends:
-///   CORRUPT_BATCH).
+///   CORRUPT_BATCH);
+/// - `record_count` is the number of records in `records` (decompressed first when
+///   compressed, refused as MESSAGE_TOO_LARGE past `max.message.bytes`): INVALID_BATCH.
+///   Offsets are assigned from `record_count`, so a batch claiming fewer records than it
+///   holds would give two records one offset, and one claiming more would take offsets
+///   no record holds. When this check fails the CRC is checked first, so a batch
+///   damaged on the way is CORRUPT_BATCH, as it would be without the count.
 enum ProducedBatch {
     static let formatVersion: UInt32 = 1
     static let codecMask: UInt32 = 0x07
@@ -95,6 +103,7 @@ enum ProducedBatch {
             last = nowMs
             appendTime = nowMs
         }
+        if let failure = countFailure(batch, topic: topic, config: config) { return .failure(failure) }
         let newBatch = NewBatch(
             attributes: UInt16(attributes), recordCount: Int32(batch.recordCount), firstTimestamp: first,
             maxTimestamp: last, producerId: idempotent ? batch.producerId : -1,
@@ -103,13 +112,45 @@ enum ProducedBatch {
         return .success((newBatch, appendTime))
     }
 
+    /// Why `record_count` cannot be trusted, or nil when it is the number of records
+    /// `records` holds. A compressed batch is decompressed for this, at most to the
+    /// topic's `max.message.bytes` (a bomb stops there), and the output is dropped.
+    static func countFailure(_ batch: RecordBatch, topic: String, config: TopicConfig) -> ProduceFailure? {
+        func refused(_ code: ErrorCode, _ message: String) -> ProduceFailure {
+            CRC32C.checksum(batch.records) == batch.recordsCrc32c ? .init(code, message) : corruptBatch
+        }
+        guard let codec = RecordCompression(attributes: batch.attributes) else {
+            preconditionFailure("the codec was validated before counting")
+        }
+        var serialized = batch.records
+        if codec != .none {
+            do throws(RecordCompressionError) {
+                serialized = try codec.decompress(batch.records, maxBytes: config.maxMessageBytes)
+            } catch {
+                if case .tooLarge = error {
+                    return refused(.messageTooLarge, "records decompress (\(codec)) to more than max.message.bytes \(config.maxMessageBytes) of topic \"\(topic)\"")
+                }
+                return refused(.invalidBatch, "records cannot be decompressed: \(error)")
+            }
+        }
+        guard let count = Records.count(inSerialized: serialized) else {
+            return refused(.invalidBatch, "records is not a serialized Records message (proto/sluice/v1/records.proto)\(codec == .none ? "" : " after \(codec) decompression")")
+        }
+        guard count == Int(batch.recordCount) else {
+            return refused(.invalidBatch, "record_count is \(batch.recordCount) but records holds \(count) record\(count == 1 ? "" : "s")")
+        }
+        return nil
+    }
+
+    static let corruptBatch = ProduceFailure(.corruptBatch, "records_crc32c does not match the CRC32C of the records bytes")
+
     /// The per-batch answer for an append the log refused.
     static func failure(for error: LogError, topic: String, partition: UInt32) -> ProduceFailure {
         switch error {
         case .batchTooLarge(let bytes, let limit):
             return .init(.messageTooLarge, "batch of \(bytes) bytes exceeds the limit of \(limit) bytes (a batch must fit in one segment: segment.bytes)")
         case .invalidBatch(.recordsChecksumMismatch):
-            return .init(.corruptBatch, "records_crc32c does not match the CRC32C of the records bytes")
+            return corruptBatch
         case .invalidBatch(let defect):
             return .init(.invalidBatch, "\(defect)")
         case .closed:

@@ -101,7 +101,7 @@ typedef enum _Sluice__V1__ErrorCode {
   SLUICE__V1__ERROR_CODE__ERROR_CODE_CORRUPT_BATCH = 4,
   /*
    * The batch is malformed: unknown format version, zero records, reserved bits set,
-   * timestamps out of range.
+   * timestamps out of range, `record_count` not the number of records in `records`.
    */
   SLUICE__V1__ERROR_CODE__ERROR_CODE_INVALID_BATCH = 5,
   /*

@@ -118,7 +118,8 @@ struct  Sluice__V1__RecordBatch
    */
   int64_t base_offset;
   /*
-   * Number of records in `records`; at least 1.
+   * Number of records in `records`; at least 1. The broker counts them and refuses a
+   * batch whose count differs (INVALID_BATCH): offsets are assigned from this number.
    */
   uint32_t record_count;
   /*
