@@ -113,8 +113,10 @@ public enum RecordCompression: UInt32, Sendable, CaseIterable, CustomStringConve
         let unknown = UInt64.max, invalid = UInt64.max - 1  // ZSTD_CONTENTSIZE_UNKNOWN / _ERROR
         if declared == invalid { return .failure(.corrupt(.zstd, "not a Zstandard frame")) }
         if declared != unknown, declared > UInt64(maxBytes) { return .failure(.tooLarge(.zstd, limit: maxBytes)) }
-        guard let context = ZSTD_createDCtx() else { return .failure(.failed(.zstd, "cannot allocate a decompression context")) }
-        defer { ZSTD_freeDCtx(context) }
+        guard let context = ZstdDecompressionContexts.shared.take() else {
+            return .failure(.failed(.zstd, "cannot allocate a decompression context"))
+        }
+        defer { ZstdDecompressionContexts.shared.give(back: context) }
         let hint = declared != unknown ? Int(declared) : 4 * source.count
         return boundedLoop(codec: .zstd, inputBytes: source.count, maxBytes: maxBytes, sizeHint: hint) { inputOffset, destination in
             var input = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: inputOffset)

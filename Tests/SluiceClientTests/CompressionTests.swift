@@ -116,6 +116,37 @@ struct CompressionTests {
         }
     }
 
+    /// zstd decompression contexts are reused (`ZstdDecompressionContexts`): one that a cut
+    /// frame or a bomb left mid-frame must start the next frame clean, in turn and from
+    /// many tasks at once.
+    @Test("a reused zstd context left mid-frame decodes the next frame whole")
+    func zstdContextReuse() async throws {
+        let input = Self.sample(200_000)
+        let frame = try RecordCompression.zstd.compress(input)
+        let cut = ByteBuffer(bytes: Array(frame.readableBytesView)[..<(frame.readableBytes / 2)])
+        let bomb = try RecordCompression.zstd.compress(ByteBuffer(repeating: 0, count: 4 << 20))
+        for _ in 0..<20 {
+            #expect(throws: RecordCompressionError.self) { _ = try RecordCompression.zstd.decompress(cut, maxBytes: 1 << 20) }
+            #expect(throws: RecordCompressionError.self) { _ = try RecordCompression.zstd.decompress(bomb, maxBytes: 1 << 20) }
+            #expect(try RecordCompression.zstd.decompress(frame, maxBytes: 1 << 20) == input)
+        }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for task in 0..<16 {
+                group.addTask {
+                    for round in 0..<20 {
+                        if (task + round) % 3 == 0 {
+                            _ = try? RecordCompression.zstd.decompress(cut, maxBytes: 1 << 20)
+                        } else if try RecordCompression.zstd.decompress(frame, maxBytes: 1 << 20) != input {
+                            return false
+                        }
+                    }
+                    return true
+                }
+            }
+            for try await whole in group { #expect(whole) }
+        }
+    }
+
     @Test("zstd frames whose declared sizes each fit are still stopped when together they do not")
     func zstdBombPastTheDeclaredSize() throws {
         // The first frame's header claims 600 KB, under the limit; the second frame brings
