@@ -21,7 +21,7 @@ struct ProduceFailure: Error, Sendable {
 /// Rules (docs/produce-subscribe.md):
 /// - `format_version` 1; `record_count` >= 1; `records` not empty;
 /// - attributes: bits 0-2 a known codec (0 none, 1 zstd, 2 lz4; the broker stores
-///   them without decompressing), bit 3 is broker-set (ignored on produce), bits 4
+///   the bytes as sent), bit 3 is broker-set (ignored on produce), bits 4
 ///   and up must be 0 (transactional and control batches are not supported yet);
 /// - `producer_id` 0 (not idempotent), or > 0 with `producer_epoch` in 0...32767 and
 ///   `base_sequence` >= 0 (idempotent: the sequence and epoch rules are checked by the
