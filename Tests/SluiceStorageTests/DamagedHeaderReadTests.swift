@@ -85,6 +85,28 @@ import Testing
         try await expectDamageReported(path, pristine: pristine, "base offset 3 with a good CRC")
     }
 
+    /// The offset index is derived data without a checksum: an entry that points at the
+    /// wrong batch costs a scan from the segment's start, not a failed read (the header
+    /// check would otherwise refuse the batch it finds there).
+    @Test func aWrongIndexEntryCostsAScanNotARead() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        var files = try await cleanLog(path)
+        // One entry, for batch 3 (offset 6 at byte 312): point it at batch 2's byte 208.
+        let index = "00000000000000000000.index"
+        #expect(files[index] == [0, 0, 0, 6, 0, 0, 1, 56])
+        files[index] = [0, 0, 0, 6, 0, 0, 0, 208]
+        try restore(files, to: path)
+        let log = try PartitionLog.open(directory: path, config: Self.config)
+        for offset: Int64 in 0..<12 {
+            let served = Array(StoredBatches(try log.read(from: offset, maxBytes: 1).batches))
+            #expect(served.map(\.header.baseOffset) == [offset & ~1], "from \(offset)")
+        }
+        #expect(try log.offset(forTimestamp: 1003) == 6)
+        try await log.close()
+    }
+
     /// Undamaged, the same reads serve everything (the checks refuse nothing whole).
     @Test func anUndamagedLogIsServedWhole() async throws {
         let directory = TemporaryDirectory()

@@ -166,10 +166,28 @@ final class Segment {
     /// by an index lookup and a short forward scan, with that batch's header. Every
     /// header walked is checked (`checkedHeader`): a damaged one would send the scan
     /// to a wrong position or hand out a changed field.
+    ///
+    /// The index is derived data without a checksum, so when the scan from its entry
+    /// fails, the segment is scanned again from its start: an entry that does not point
+    /// at the batch it names costs a scan, never a failed read. A damaged batch header
+    /// on the way fails that scan too.
     func locate(offset: Int64) throws(LogError) -> (position: Int64, header: BatchHeader)? {
         let entry = indexer.offsetIndex.entry(atOrBefore: indexer.relativeOffset(offset))
-        var position = Int64(entry.position)
-        var expected = baseOffset + Int64(entry.relativeOffset)
+        do throws(LogError) {
+            return try scan(to: offset, from: Int64(entry.position), expected: baseOffset + Int64(entry.relativeOffset))
+        } catch {
+            guard entry.position > 0 else { throw error }
+            return try scan(to: offset, from: 0, expected: baseOffset)
+        }
+    }
+
+    /// Walks checked headers from `position`, where the batch with base offset `expected`
+    /// must start, to the batch holding `offset`.
+    private func scan(
+        to offset: Int64, from position: Int64, expected: Int64
+    ) throws(LogError) -> (position: Int64, header: BatchHeader)? {
+        var position = position
+        var expected = expected
         while let header = try checkedHeader(at: position, expectedBaseOffset: expected) {
             if header.lastOffset >= offset { return (position, header) }
             position += Int64(header.storedSize)
