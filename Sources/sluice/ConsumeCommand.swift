@@ -236,5 +236,15 @@ struct StartArgument: ExpressibleByArgument, Sendable {
         }
     }
 
-    static var defaultValueDescription: String { "earliest" }
+    static var defaultValueDescription: String { "earliest|latest|OFFSET|time:MS" }
+
+    /// What `--help` shows as the default: the word a user types, not the Swift value.
+    var defaultValueDescription: String {
+        switch start {
+        case .earliest: "earliest"
+        case .latest: "latest"
+        case .offset(let offset): "\(offset)"
+        case .timestamp(let milliseconds): "time:\(milliseconds)"
+        }
+    }
 }
