@@ -222,12 +222,7 @@ final class PartitionManager: PartitionOffsetsSource {
                 let log = try PartitionLog.open(
                     directory: directory + "/" + String(index), fileSystem: settings.fileSystem, config: config,
                     clock: settings.clock)
-                if !log.recovery.cleanShutdown && log.recovery.segmentsChecked > 0 {
-                    logger.notice("partition recovered after an unclean shutdown", metadata: [
-                        "topic": "\(topic.name)", "partition": "\(index)",
-                        "segmentsChecked": "\(log.recovery.segmentsChecked)",
-                        "bytesTruncated": "\(log.recovery.bytesTruncated)"])
-                }
+                logRecovery(log.recovery, topic: topic.name, index: index)
                 let producers = try recoverProducers(log, topic: topic, index: index)
                 store(topic, index, .online(Partition(
                     topicName: topic.name, topicID: topic.topicID, index: index, log: log, producerState: producers,
@@ -237,6 +232,26 @@ final class PartitionManager: PartitionOffsetsSource {
                     "topic": "\(topic.name)", "partition": "\(index)", "error": "\(error)"])
                 store(topic, index, .offline(reason: "\(error)"))
             }
+        }
+    }
+
+    /// One line per opened log, at a level an operator can alert on: a warning only when
+    /// recovery cut bytes, info for an unclean shutdown that lost nothing, and nothing above
+    /// debug for a log created now (a new partition or a first start is not a recovery).
+    private func logRecovery(_ recovery: LogRecoveryReport, topic: String, index: UInt32) {
+        let metadata: Logger.Metadata = [
+            "topic": "\(topic)", "partition": "\(index)",
+            "segmentsChecked": "\(recovery.segmentsChecked)", "bytesTruncated": "\(recovery.bytesTruncated)"]
+        if recovery.created {
+            logger.debug("partition log created", metadata: metadata)
+        } else if recovery.cleanShutdown {
+            return
+        } else if recovery.bytesTruncated > 0 {
+            var metadata = metadata
+            metadata["reason"] = "\(recovery.truncationReason ?? "unknown")"
+            logger.warning("partition recovered after an unclean shutdown: a torn tail was cut", metadata: metadata)
+        } else {
+            logger.info("partition recovered after an unclean shutdown: every batch checked, nothing cut", metadata: metadata)
         }
     }
 
