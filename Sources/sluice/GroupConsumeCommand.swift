@@ -119,6 +119,8 @@ extension ConsumeCommand {
             return "assigned generation \(generation): \(list(partitions)) (new: \(list(added)))"
         case .revoked(let generation, let partitions): return "revoked generation \(generation): \(list(partitions))"
         case .lost(let partitions, let reason): return "lost \(list(partitions)): \(reason)"
+        case .left(let partitions):
+            return partitions.isEmpty ? "left group \(group)" : "left group \(group), releasing \(list(partitions))"
         case .commitRefused(let partitions, let reason): return "commit refused for \(list(partitions)): \(reason)"
         }
     }

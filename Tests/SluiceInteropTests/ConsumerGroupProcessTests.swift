@@ -294,6 +294,8 @@ struct ConsumerGroupProcessTests {
             let once = try await runSluice(["consume", "--topic", "stock", "--group", "inventory", "--max-messages", "10"] + server, in: broker.root)
             #expect(once.status == 0, "\(once.stderr)")
             #expect(once.stdout.split(separator: "\n").count == 10)
+            #expect(!once.stderr.contains("sluice: lost") && once.stderr.contains("sluice: left group inventory"),
+                    "a graceful exit leaves the group, it does not lose it: \(once.stderr)")
 
             let list = try await runSluice(["group", "list"] + server, in: broker.root)
             #expect(list.status == 0 && list.stdout.contains("inventory") && list.stdout.contains("Empty"), "\(list.stdout)\(list.stderr)")
