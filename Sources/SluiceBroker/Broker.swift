@@ -43,20 +43,30 @@ public final class Broker: Sendable {
         self.counters = counters
         self.logger = logger
         try partitions.openAll(registry.topics())
-        groups = try GroupCoordinator(
+        // A broker whose offsets log cannot open still starts (docs/operations.md): topics
+        // serve, group calls answer UNAVAILABLE with the reason until the log opens.
+        groups = GroupCoordinator(
             settings: groupSettings, clock: groupClock, topics: BrokerTopicSource(registry: registry, partitions: partitions),
-            journal: Self.openOffsetLog(registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock,
-                                        logger: logger))
+            openJournal: { [registry, partitions] () throws(BrokerError) -> any OffsetJournal in
+                try Self.openOffsetLog(
+                    registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock, logger: logger)
+            })
+        if let reason = groups.offsetsUnavailableReason {
+            logger.error("consumer groups are unavailable until the consumer offsets log opens; topics serve meanwhile", metadata: [
+                "reason": "\(reason)"])
+        }
     }
 
     /// The offsets log: partition 0 of `__consumer_offsets`, without time retention
-    /// (OffsetLog compacts it).
+    /// (OffsetLog compacts it). Called again by the coordinator while it fails, so an
+    /// offline log is given another chance to open each time.
     private static func openOffsetLog(
         registry: TopicRegistry, partitions: PartitionManager, settings: GroupSettings, clock: any GroupClock, logger: Logger
     ) throws(BrokerError) -> OffsetLog {
         let topic = try registry.ensureInternalTopic(
             named: InternalTopics.consumerOffsets, partitions: 1,
             configs: ["retention.ms": "-1", "segment.bytes": "\(settings.offsetsSegmentBytes)"])
+        partitions.reopenIfOffline(topic, index: 0)
         partitions.createPartitions(of: topic, range: 0..<1)
         switch partitions.slot(topicID: topic.topicID, partition: 0) {
         case .online(let partition)?:
@@ -67,9 +77,9 @@ public final class Broker: Sendable {
                     partition.ringAll()
                 })
         case .offline(let reason)?:
-            throw BrokerError(.storageFailed, "the consumer offsets log cannot be opened: \(reason)")
+            throw BrokerError(.offline, reason)
         case nil:
-            throw BrokerError(.storageFailed, "the consumer offsets log was not created")
+            throw BrokerError(.offline, "its partition was not created")
         }
     }
 
@@ -242,7 +252,7 @@ extension Broker {
             switch error {
             case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
             case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-            case .offline(let message): throw BrokerError(.storageFailed, message)
+            case .offline(let message): throw BrokerError(.offline, message)
             case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
             }
         }

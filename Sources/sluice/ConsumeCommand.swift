@@ -55,6 +55,10 @@ struct ConsumeCommand: AsyncParsableCommand {
             fail("topic \(topic) has no partition \(partition) (it has \(count))")
         }
         let chosen = partitions.isEmpty ? Array(0..<count) : Array(Set(partitions)).sorted()
+        // An offline partition is not empty: its records are there but cannot be read.
+        for partition in description.partitions where partition.offline && chosen.contains(Int(partition.partition)) {
+            fail("partition \(partition.partition) of topic \(topic) is offline: \(partition.offlineReason)")
+        }
         // Without --follow: the end of each partition now, and the offset reading starts at,
         // when known, decide when there is nothing more to read.
         var remaining: [Int: Int64] = [:]

@@ -53,6 +53,11 @@ public struct GroupSettings: Sendable {
     public var offsetsCompactionBytes: Int64 = 16 << 20
     /// Largest metadata string kept with a committed offset.
     public var maxMetadataBytes: Int = 4096
+    /// When the offsets log could not be opened: the wait before a group call tries
+    /// again, doubling per failure up to `offsetsLogMaxRetryMs` (calls in between answer
+    /// UNAVAILABLE at once, so a flood of them does not hammer a failing disk).
+    public var offsetsLogRetryMs: Int64 = 100
+    public var offsetsLogMaxRetryMs: Int64 = 5_000
 
     public init() {}
 

@@ -3,7 +3,8 @@ import Synchronization
 
 /// Listing and describing groups, with lag.
 extension GroupCoordinator {
-    /// Every group with members or committed offsets, sorted by name.
+    /// Every group with members or committed offsets, sorted by name. Callers check
+    /// `requireOffsets()` first: without the offsets the list would be silently short.
     public func listGroups() -> [GroupSummary] {
         state.withLock { s in
             let names = Set(s.groups.keys).union(s.offsets.offsets.keys)
@@ -20,7 +21,8 @@ extension GroupCoordinator {
     /// A group's members, assignment and per-partition lag. The partitions described are
     /// those of the topics members read plus those the group has offsets for.
     public func describeGroup(_ name: String) throws(BrokerError) -> GroupDescription {
-        try state.withLock { s throws(BrokerError) -> GroupDescription in
+        try requireOffsets()
+        return try state.withLock { s throws(BrokerError) -> GroupDescription in
             guard s.groups[name] != nil || s.offsets.hasOffsets(name) else {
                 throw BrokerError(.groupNotFound, "group \"\(name)\" does not exist")
             }

@@ -14,8 +14,11 @@ import Synchronization
 /// `topics.json` has is left over from a delete that crashed midway: startup removes it.
 ///
 /// A partition whose log cannot be opened (I/O error, corruption the log refuses to
-/// repair) stays offline with the reason; produce answers STORAGE_ERROR for it,
-/// subscribe INTERNAL, and the rest of the broker runs.
+/// repair) stays offline with the reason; describe reports it offline with the reason,
+/// produce answers STORAGE_ERROR for it, subscribe UNAVAILABLE, and the rest of the
+/// broker runs. Only the consumer offsets log is opened again later (`reopenIfOffline`,
+/// driven by the group coordinator); any other offline partition stays so until the
+/// operator fixes the cause and restarts the broker.
 final class PartitionManager: PartitionOffsetsSource {
     let root: String
     let settings: StorageSettings
@@ -63,7 +66,12 @@ final class PartitionManager: PartitionOffsetsSource {
     }
 
     func offsets(topicID: String, partition: UInt32) -> PartitionOffsets {
-        guard case .online(let log)? = slot(topicID: topicID, partition: partition).map({ $0 }) else { return .empty }
+        let log: Partition
+        switch slot(topicID: topicID, partition: partition) {
+        case .online(let partition)?: log = partition
+        case .offline(let reason)?: return .offline(reason)
+        case nil: return .empty  // created a moment ago, not open yet
+        }
         let start = log.log.logStartOffset
         let end = log.log.logEndOffset
         let size = (try? log.log.sizeInBytes()) ?? 0
@@ -99,6 +107,20 @@ final class PartitionManager: PartitionOffsetsSource {
     /// Creates (or opens, if a crash left them) the logs of partitions `range`.
     func createPartitions(of topic: TopicMetadata, range: Range<UInt32>) {
         adminLock.withLock { _ in openPartitions(of: topic, range: range) }
+    }
+
+    /// Tries once more to open partition `index` of `topic` if it is offline (the cause
+    /// may be gone: space freed, a file repaired). An online partition is left alone.
+    func reopenIfOffline(_ topic: TopicMetadata, index: UInt32) {
+        adminLock.withLock { _ in
+            let key = PartitionKey(topicID: topic.topicID, partition: index)
+            let wasOffline = partitions.withLock { slots -> Bool in
+                guard case .offline? = slots[key] else { return false }
+                slots[key] = nil
+                return true
+            }
+            if wasOffline { openPartitions(of: topic, range: index..<(index + 1)) }
+        }
     }
 
     /// Applies the topic's (altered) settings to its open logs.

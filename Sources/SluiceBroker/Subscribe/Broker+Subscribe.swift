@@ -164,7 +164,7 @@ extension Broker {
                 switch error {
                 case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
                 case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-                case .offline(let message): throw BrokerError(.storageFailed, message)
+                case .offline(let message): throw BrokerError(.offline, message)
                 case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
                 }
             }
