@@ -19,6 +19,8 @@ public final class Broker: Sendable {
     /// Idempotent producers' ids and epochs (`producers.json`).
     public let producerIDs: ProducerIDRegistry
     let partitions: PartitionManager
+    /// Whole-topic Subscribe streams, woken when partitions are added.
+    let topicDoorbells = TopicDoorbells()
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let groupExpiry = Mutex<Task<Void, Never>?>(nil)
@@ -178,6 +180,8 @@ public final class Broker: Sendable {
         let before = try registry.topic(named: name).partitionCount
         let topic = try registry.createPartitions(named: name, totalCount: totalCount)
         partitions.createPartitions(of: topic, range: min(before, topic.partitionCount)..<topic.partitionCount)
+        // After the logs exist, so a woken stream finds them open.
+        topicDoorbells.ring(topicID: topic.topicID)
         return topic
     }
 

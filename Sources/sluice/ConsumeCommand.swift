@@ -78,10 +78,17 @@ struct ConsumeCommand: AsyncParsableCommand {
 
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
+        // Without --partition the subscription names none, so with --follow it also reads
+        // partitions added while it runs. An offset or time start is listed per partition:
+        // the consumer skips the records before it in the first batch only for those.
+        let followsTopic: Bool = switch from.start {
+        case .earliest, .latest: partitions.isEmpty
+        case .offset, .timestamp: false
+        }
         let consumer = Consumer(
             address: tuning.address(options.broker), topic: topic,
-            partitions: Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }), defaultStart: from.start,
-            configuration: tuning.configuration, logger: logger)
+            partitions: followsTopic ? nil : Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }),
+            defaultStart: from.start, configuration: tuning.configuration, logger: logger)
         let lastRecord = LastRecordClock()
         let follow = follow
         let maxMessages = maxMessages

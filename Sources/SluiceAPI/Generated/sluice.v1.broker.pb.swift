@@ -385,7 +385,8 @@ extension PartitionSubscription: ProtobufCConvertible {
 public struct SubscribeRequest: ProtobufMessage {
     public var topic: String
     /// Partitions to read, each from its own position; empty means all partitions from
-    /// `default_start`.
+    /// `default_start`, including partitions CreatePartitions adds while the stream is
+    /// open (each of those is read from its beginning, so nothing produced to it is missed).
     public var partitions: [PartitionSubscription]
     public var defaultStart: StartPosition?
     /// Push batching: the broker waits until at least `min_bytes` are available or

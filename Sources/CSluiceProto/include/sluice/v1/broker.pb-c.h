@@ -273,7 +273,8 @@ struct  Sluice__V1__SubscribeRequest
   char *topic;
   /*
    * Partitions to read, each from its own position; empty means all partitions from
-   * `default_start`.
+   * `default_start`, including partitions CreatePartitions adds while the stream is
+   * open (each of those is read from its beginning, so nothing produced to it is missed).
    */
   size_t n_partitions;
   Sluice__V1__PartitionSubscription **partitions;
