@@ -74,6 +74,36 @@ struct OfflinePartitionTests {
         await broker.stop()
     }
 
+    @Test("a group's describe marks an offline partition's lag unknown with the reason; a reset of it is UNAVAILABLE")
+    func groupsNameOfflinePartitions() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        var broker = try await InProcessBroker.start(directory: directory)
+        let topic = try await broker.admin.createTopic(CreateTopicRequest(name: "orders", partitions: 2))
+        try await produce(broker, "orders", partition: 0, ["a0", "a1"])
+        try await produce(broker, "orders", partition: 1, ["b0", "b1", "b2"])
+        let _: CommitOffsetsResponse = try await broker.unary(Self.groups + "CommitOffsets", CommitOffsetsRequest(
+            group: "g", memberId: "", generation: -1,
+            offsets: [OffsetCommit(topic: "orders", partition: 0, offset: 1), OffsetCommit(topic: "orders", partition: 1, offset: 1)]))
+        await broker.stop()
+        let checkpoint = Self.partitionDirectory(directory.path + "/data", topic: topic, index: 1) + "/" + LogCheckpoint.fileName
+        try Data(repeating: 0x5A, count: 28).write(to: URL(fileURLWithPath: checkpoint))
+
+        broker = try await InProcessBroker.start(directory: directory)
+        let described: DescribeGroupResponse = try await broker.unary(Self.groups + "DescribeGroup", DescribeGroupRequest(group: "g"))
+        let lags = try #require(described.group).partitions
+        let offline = try #require(lags.first { $0.partition == 1 })
+        #expect(offline.offline && offline.offlineReason.contains("corrupt checkpoint"), "\(offline)")
+        #expect(offline.committedOffset == 1)
+        let online = try #require(lags.first { $0.partition == 0 })
+        #expect(!online.offline && online.lag == 1)
+        await expectStatus(.unavailable, containing: "orders/1 is offline: corrupt checkpoint") {
+            let _: ResetOffsetsResponse = try await broker.unary(Self.groups + "ResetOffsets", ResetOffsetsRequest(
+                group: "g", topic: "orders", target: .earliest(true)))
+        }
+        await broker.stop()
+    }
+
     @Test("a segment cut short after a clean shutdown is offline with the reason")
     func cutSegmentIsOffline() async throws {
         let directory = TemporaryDirectory()

@@ -99,8 +99,15 @@ public protocol GroupTopicSource: Sendable {
     func partitionCount(ofTopic topic: String) -> UInt32?
     /// Nil when the partition is not open.
     func offsets(of partition: GroupPartition) -> GroupPartitionOffsets?
+    /// Why the partition's log could not be opened; nil when it is open (or unknown).
+    func offlineReason(of partition: GroupPartition) -> String?
     /// The first offset whose timestamp is at or after `timestampMs`; nil for none.
     func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64?
+}
+
+extension GroupTopicSource {
+    /// Sources without logs that can fail (test tables) have no offline partitions.
+    public func offlineReason(of partition: GroupPartition) -> String? { nil }
 }
 
 public struct GroupPartitionOffsets: Sendable, Equatable {

@@ -38,10 +38,13 @@ extension GroupCoordinator {
                 let committedOffset = committed[partition]?.offset ?? -1
                 let highWatermark = offsets?.highWatermark ?? 0
                 let base = committedOffset >= 0 ? committedOffset : (offsets?.logStartOffset ?? 0)
+                // An offline partition's lag is unknown, not 0: say so, and why.
+                let offlineReason = offsets == nil ? topics.offlineReason(of: partition) : nil
                 return PartitionLag(
                     topic: partition.topic, partition: partition.partition, committedOffset: committedOffset,
                     logEndOffset: offsets?.logEndOffset ?? 0, highWatermark: highWatermark,
-                    lag: max(0, highWatermark - base), owner: holders[partition] ?? "")
+                    lag: offsets == nil ? 0 : max(0, highWatermark - base), owner: holders[partition] ?? "",
+                    offline: offlineReason != nil, offlineReason: offlineReason ?? "")
             }
             let members = group.members.values.sorted { $0.id < $1.id }.map { member in
                 GroupMemberDescription(

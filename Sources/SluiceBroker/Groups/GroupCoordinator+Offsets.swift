@@ -186,6 +186,9 @@ extension GroupCoordinator {
             for index in Set(indexes).sorted() {
                 let partition = GroupPartition(topic, index)
                 guard let offsets = topics.offsets(of: partition) else {
+                    if let reason = topics.offlineReason(of: partition) {
+                        throw BrokerError(.offline, "\(partition) is offline: \(reason)")
+                    }
                     throw BrokerError(.storageFailed, "\(partition) is not open on this broker")
                 }
                 let low = offsets.logStartOffset
