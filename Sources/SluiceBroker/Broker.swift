@@ -49,9 +49,10 @@ public final class Broker: Sendable {
         // serve, group calls answer UNAVAILABLE with the reason until the log opens.
         groups = GroupCoordinator(
             settings: groupSettings, clock: groupClock, topics: BrokerTopicSource(registry: registry, partitions: partitions),
-            openJournal: { [registry, partitions] () throws(BrokerError) -> any OffsetJournal in
+            openJournal: { [registry, partitions] (attempt: Int) throws(BrokerError) -> any OffsetJournal in
                 try Self.openOffsetLog(
-                    registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock, logger: logger)
+                    registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock, logger: logger,
+                    retrying: attempt > 0)
             })
         if let reason = groups.offsetsUnavailableReason {
             logger.error("consumer groups are unavailable until the consumer offsets log opens; topics serve meanwhile", metadata: [
@@ -60,15 +61,17 @@ public final class Broker: Sendable {
     }
 
     /// The offsets log: partition 0 of `__consumer_offsets`, without time retention
-    /// (OffsetLog compacts it). Called again by the coordinator while it fails, so an
-    /// offline log is given another chance to open each time.
+    /// (OffsetLog compacts it). Called again by the coordinator while it fails; each
+    /// retry gives the offline log another chance to open (the first call follows the
+    /// startup's own attempt, so it does not repeat it).
     private static func openOffsetLog(
-        registry: TopicRegistry, partitions: PartitionManager, settings: GroupSettings, clock: any GroupClock, logger: Logger
+        registry: TopicRegistry, partitions: PartitionManager, settings: GroupSettings, clock: any GroupClock, logger: Logger,
+        retrying: Bool
     ) throws(BrokerError) -> OffsetLog {
         let topic = try registry.ensureInternalTopic(
             named: InternalTopics.consumerOffsets, partitions: 1,
             configs: ["retention.ms": "-1", "segment.bytes": "\(settings.offsetsSegmentBytes)"])
-        partitions.reopenIfOffline(topic, index: 0)
+        if retrying { partitions.reopenIfOffline(topic, index: 0) }
         partitions.createPartitions(of: topic, range: 0..<1)
         switch partitions.slot(topicID: topic.topicID, partition: 0) {
         case .online(let partition)?:

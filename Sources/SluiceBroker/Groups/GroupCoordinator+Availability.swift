@@ -1,7 +1,8 @@
 import Synchronization
 
-/// Opens the journal of committed offsets; throws why it cannot (yet).
-public typealias OffsetJournalOpener = @Sendable () throws(BrokerError) -> any OffsetJournal
+/// Opens the journal of committed offsets; throws why it cannot (yet). `attempt` counts
+/// from 0, so a retry can redo what the first attempt found already done.
+public typealias OffsetJournalOpener = @Sendable (_ attempt: Int) throws(BrokerError) -> any OffsetJournal
 
 /// The coordinator without its offsets: when the offsets log cannot be opened (a full
 /// disk at startup, a damaged segment), the broker still starts and serves topics, and
@@ -18,6 +19,7 @@ extension GroupCoordinator {
         let open: OffsetJournalOpener
         /// Why the last attempt failed; nil once the journal is open.
         var failure: String?
+        var attempts = 0
         /// The coordinator clock's monotonic time before which no new attempt is made.
         var nextAttemptMs: Int64
         var backoffMs: Int64
@@ -33,7 +35,8 @@ extension GroupCoordinator {
             let now = clock.monotonicMilliseconds()
             guard now >= opening.nextAttemptMs else { throw Self.offsetsOffline(failure) }
             do throws(BrokerError) {
-                let journal = try opening.open()
+                opening.attempts += 1
+                let journal = try opening.open(opening.attempts - 1)
                 let loaded = try journal.load()
                 // Lock order: journalOpening, then state (never the other way).
                 state.withLock { s in
