@@ -50,6 +50,32 @@ struct GrowingTopicTests {
         stream.call.cancel()
     }
 
+    @Test("a Consumer of every partition (partitions nil) reads partitions added while it iterates")
+    func consumerFollowsNewPartitions() async throws {
+        let broker = try await InProcessBroker.start()
+        defer { Task { await broker.stopAndRemove() } }
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "growing", partitions: 1))
+        try await produce(broker, "growing", partition: 0, ["p0"])
+        let consumer = Consumer(address: BrokerAddress(host: "127.0.0.1", port: broker.port), topic: "growing")
+        var records = consumer.makeAsyncIterator()
+        // The subscription is open once its first record arrived.
+        #expect(try await records.next().map { String(buffer: $0.value) } == "p0")
+        _ = try await broker.admin.createPartitions(named: "growing", totalCount: 2)
+        try await produce(broker, "growing", partition: 1, ["p1"])
+        // A generous bound on waiting for a record that, without the fix, never comes.
+        let reading = Task {
+            var records = records
+            return try await records.next().map { ($0.partition, String(buffer: $0.value)) }
+        }
+        let deadline = Task {
+            try await Task.sleep(for: .seconds(30))
+            reading.cancel()
+        }
+        let next = try? await reading.value
+        deadline.cancel()
+        #expect(next?.0 == 1 && next?.1 == "p1")
+    }
+
     @Test("a Producer re-reads the partition count once its metadata is older than metadataMaxAge")
     func producerSeesNewPartitions() async throws {
         let broker = try await InProcessBroker.start()
