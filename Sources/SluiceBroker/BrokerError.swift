@@ -30,12 +30,16 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         case offsetOutOfRange
         /// A request that is well-formed protobuf but asks for something meaningless.
         case invalidRequest
-        /// A partition's log failed (I/O error, corrupt data) or could not be opened.
+        /// A partition's log failed (I/O error, corrupt data) while serving.
         case storageFailed
         /// Stored bytes a read was about to serve fail their check (a damaged batch
         /// header in a segment): they are not served, since what would reach the client
         /// is not what was acknowledged.
         case dataLoss
+        /// A log could not be opened (a partition, or the consumer offsets log): what
+        /// needs it waits until an operator fixes the cause. Retriable, like Kafka's
+        /// LEADER_NOT_AVAILABLE; the message names the log and the reason.
+        case offline
         /// Consumer groups: no group of that name, or no member of that id in it.
         case groupNotFound
         /// Consumer groups: the group's state forbids the request (a stale generation or

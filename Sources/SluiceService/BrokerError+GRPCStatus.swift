@@ -18,6 +18,7 @@ extension BrokerError {
         case .invalidRequest: .invalidArgument
         case .storageFailed: .internalError
         case .dataLoss: .dataLoss
+        case .offline: .unavailable
         case .groupNotFound: .notFound
         case .groupStateConflict: .failedPrecondition
         }
