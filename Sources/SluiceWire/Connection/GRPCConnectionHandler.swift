@@ -137,6 +137,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
         while input.readableBytes > 0, !isInactive {
             guard session.acceptsNewStreams else {
                 heldInput = input
+                limits.onInputHeld?()
                 return
             }
             isReceiving = true

@@ -105,6 +105,10 @@ final class HTTP2Session {
     static let internalError = NGHTTP2_INTERNAL_ERROR.rawValue
 
     private var session: OpaquePointer?
+    /// nghttp2 could not even queue the GOAWAY that ends the session (out of memory): no
+    /// more I/O, and the caller closes the connection. (The session itself is freed in
+    /// deinit; this may be set from inside an nghttp2 callback, where freeing it is not safe.)
+    private var hasFailed = false
     weak var delegate: (any HTTP2SessionDelegate)?
     let isServer: Bool
     /// The advertised cap on request streams (server sessions).
@@ -220,10 +224,10 @@ final class HTTP2Session {
     /// (bad preface, protocol violation, flood limit): the caller closes the connection
     /// after sending what is queued.
     func receive(_ bytes: ByteBuffer) -> (consumed: Int, error: HTTP2SessionError?) {
-        guard let session else { return (0, .closed) }
+        guard let session, !hasFailed else { return (0, .closed) }
         return bytes.withUnsafeReadableBytes { raw -> (consumed: Int, error: HTTP2SessionError?) in
             var consumed = 0
-            while consumed < raw.count, acceptsNewStreams {
+            while consumed < raw.count, acceptsNewStreams, !hasFailed {
                 let rest = UnsafeRawBufferPointer(rebasing: raw[consumed...])
                 let length =
                     isServer
@@ -276,7 +280,7 @@ final class HTTP2Session {
     func produceOutput(
         into pieces: inout [ByteBuffer], allocator: ByteBufferAllocator, limit: Int
     ) -> HTTP2SessionError? {
-        guard let session else { return .closed }
+        guard let session, !hasFailed else { return .closed }
         precondition(outputPieces.isEmpty && outputBytes == 0, "produceOutput is not re-entered")
         outputAllocator = allocator
         outputFrames = allocator.buffer(capacity: 16 * 1024)
@@ -288,7 +292,7 @@ final class HTTP2Session {
             outputFrames = ByteBuffer()
             outputBytes = 0
         }
-        while outputBytes < limit {
+        while outputBytes < limit, !hasFailed {
             var chunk: UnsafePointer<UInt8>?
             let count = nghttp2_session_mem_send(session, &chunk)
             if count < 0 { return .nghttp2(Int32(truncatingIfNeeded: count)) }
@@ -367,7 +371,7 @@ final class HTTP2Session {
 
     /// False once both sides are done (after GOAWAY both ways, or a fatal error).
     var isAlive: Bool {
-        guard let session else { return false }
+        guard let session, !hasFailed else { return false }
         return nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0
     }
 
@@ -460,14 +464,11 @@ final class HTTP2Session {
     }
 
     /// Sends GOAWAY and makes the session want no more I/O once it is written. If nghttp2
-    /// cannot even queue that, the session is dropped: `isAlive` turns false and the caller
-    /// closes the connection, which ends every stream (the peer sees the close).
+    /// cannot even queue that, the session is done at once (`hasFailed`): `isAlive` turns
+    /// false and the caller closes the connection, which ends every stream.
     func terminate(errorCode: UInt32) {
         guard let session else { return }
-        if nghttp2_session_terminate_session(session, errorCode) != 0 {
-            nghttp2_session_del(session)
-            self.session = nil
-        }
+        if nghttp2_session_terminate_session(session, errorCode) != 0 { hasFailed = true }
     }
 
     /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE (unlimited until its SETTINGS say otherwise).
