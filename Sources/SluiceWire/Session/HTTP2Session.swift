@@ -84,8 +84,9 @@ struct HTTP2SessionSettings {
 }
 
 /// The C-interop shell around one `nghttp2_session`. Owns the pointer; nothing outside this
-/// file sees it. Confined to one event loop (not Sendable). nghttp2 calls back through C
-/// function pointers that recover `self` from `user_data`; they never capture.
+/// file and its callbacks (`HTTP2Session+Callbacks.swift`) sees it. Confined to one event
+/// loop (not Sendable). nghttp2 calls back through C function pointers that recover `self`
+/// from `user_data`; they never capture.
 ///
 /// Stream cap: once SETTINGS are acknowledged, nghttp2 treats a request stream above its
 /// local SETTINGS_MAX_CONCURRENT_STREAMS as a connection error (GOAWAY PROTOCOL_ERROR); only
