@@ -5,6 +5,8 @@
 # minute to the next), so only adjacent, repeated, paired runs give a usable ratio.
 # Usage: bench/compare.sh [rounds]   (env: SLUICE_BENCH_DIR, SLUICE_COMPARE_SIZE=128M)
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 size="${SLUICE_COMPARE_SIZE:-128M}"

@@ -5,6 +5,8 @@
 # use the same directory as the Swift benchmark so both hit the same file system).
 # Prints one line per job: name, MB/s (10^6 bytes), operations/s, fdatasync p50 in ms.
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 dir="${1:-${SLUICE_BENCH_DIR:-/tmp/sluice-bench}}/fio"
 size="${SLUICE_FIO_SIZE:-512M}"

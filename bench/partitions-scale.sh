@@ -9,6 +9,8 @@
 # directory is a fresh one under ${SLUICE_BENCH_DIR:-/tmp/sluice-bench}, removed at exit.
 # Prints one "name: value" line per figure.
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 
 partitions="${1:-10000}"

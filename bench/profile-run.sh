@@ -13,6 +13,8 @@
 # backlog: "produce --topic backlog --partitions 1 --acks leader --messages 1048576").
 # Every step is bounded by timeout or the bench's --time-limit.
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 name="$1"; fsync="$2"; shift 2
 [[ "${1:-}" == "--" ]] && shift

@@ -19,6 +19,8 @@
 # (optional). Every step is bounded by `timeout` or the bench's --time-limit; the whole
 # script takes about 6-10 minutes plus the surge (about 1.5 minutes at the default 60 s).
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 root=$(pwd)
 dir="${SLUICE_BENCH_DIR:-/tmp/sluice-bench}"

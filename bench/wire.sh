@@ -7,6 +7,8 @@
 #   SLUICE_WIRE_BROKER, SLUICE_WIRE_BENCH  binaries to use instead of building (to compare
 #                               commits: save both binaries of each commit aside)
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 broker_binary=${SLUICE_WIRE_BROKER:-.build/release/sluice}
 bench_binary=${SLUICE_WIRE_BENCH:-bench/.build/release/SluiceWireBench}

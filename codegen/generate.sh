@@ -17,6 +17,8 @@
 # The output depends only on proto/, codegen/ and those tool versions: files are listed in
 # sorted order and nothing time- or path-dependent is written.
 set -euo pipefail
+# A failed command names itself: a script never ends without saying why.
+trap 'echo "$(basename "$0"): failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 mode="write"

@@ -10,8 +10,20 @@ if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
     export PATH="$PATH:/opt/swift/usr/bin"
 fi
 
+step="starting"
+trap 'status=$?; echo "run-broker: failed while ${step} (exit ${status})" >&2' ERR
+
+if ! command -v swift >/dev/null; then
+    echo "run-broker: no swift toolchain on PATH (looked in PATH and /opt/swift/usr/bin)" >&2
+    exit 1
+fi
+step="installing dependencies (scripts/install-deps.sh)"
+echo "run-broker: ${step}"
 scripts/install-deps.sh
+step="building the release sluice binary (swift build -c release --product sluice)"
+echo "run-broker: ${step}"
 swift build -c release --product sluice
+step="finding the built binary"
 bin="$(swift build -c release --show-bin-path)/sluice"
 
 args=("$@")
@@ -26,4 +38,5 @@ defaults=()
 if ! has_flag --data-dir; then defaults+=(--data-dir ./sluice-data); fi
 if ! has_flag --listen; then defaults+=(--listen 127.0.0.1:9092); fi
 
+echo "run-broker: exec $bin serve ${defaults[*]} ${args[*]}"
 exec "$bin" serve "${defaults[@]}" "${args[@]}"

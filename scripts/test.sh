@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
     export PATH="$PATH:/opt/swift/usr/bin"
 fi
+if ! command -v swift >/dev/null; then
+    echo "test.sh: no swift toolchain on PATH (looked in PATH and /opt/swift/usr/bin)" >&2
+    exit 1
+fi
 
 failed=()
 step() { echo; echo "=== $*"; }
@@ -31,7 +35,7 @@ bounded() {
 }
 
 step "dependencies"
-deps_out="$(scripts/install-deps.sh)" || { echo "$deps_out"; echo "install-deps failed"; exit 1; }
+deps_out="$(scripts/install-deps.sh)" || { echo "$deps_out"; echo "test.sh: scripts/install-deps.sh failed (its reason is above); nothing was tested" >&2; exit 1; }
 echo "$deps_out"
 python="$(echo "$deps_out" | sed -n 's/^python: //p' | tail -n 1)"
 
@@ -92,9 +96,9 @@ if [[ $swift_status != 0 ]]; then
 fi
 rm -f "$swift_log"
 
-step "python interop suite"
+step "python suites: setup scripts (tests/setup) and interop (tests/interop)"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
-bounded 900 "$python" -m pytest tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
+bounded 900 "$python" -m pytest tests/setup tests/interop -q --tb=short -p no:cacheprovider ${SLUICE_TEST_PYTEST_ARGS:-}
 pytest_status=$?
 if [[ $pytest_status != 0 ]]; then failed+=("pytest (exit $pytest_status)"); fi
 

@@ -26,8 +26,9 @@ final class ProtobufCArena {
         return raw.bindMemory(to: T.self, capacity: count)
     }
 
-    /// A NUL-terminated copy. A Swift string containing NUL would be cut there by
-    /// protobuf-c (it measures with strlen); no Sluice field carries NULs.
+    /// A NUL-terminated copy. A Swift string containing NUL is cut there by protobuf-c's
+    /// pack (it measures with strlen); decoding refuses such strings (ProtobufStringCheck),
+    /// so no Sluice field carries one, but an encoder given one cannot say so.
     func string(_ string: String) -> UnsafeMutablePointer<CChar>? {
         var string = string
         return string.withUTF8 { utf8 in

@@ -37,20 +37,33 @@ enum ProtobufCCodec {
         return try decodeWithProtobufC(bytes)
     }
 
-    /// protobuf-c's unpack, then a copy into Swift values.
+    /// protobuf-c's unpack, the string check on the wire bytes (ProtobufStringCheck: the
+    /// unpacked `char *` strings have lost their length), then a copy into Swift values.
     static func decodeWithProtobufC<Message: ProtobufCConvertible>(
         _ bytes: ByteBuffer, as _: Message.Type = Message.self
     ) throws(ProtobufDecodingError) -> Message {
-        let message: Message? = bytes.withUnsafeReadableBytes { raw in
+        let decoded: Result<Message, ProtobufDecodingError> = bytes.withUnsafeReadableBytes { raw in
             let start = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
-            guard let unpacked = Message.cUnpack(raw.count, start) else { return nil }
-            defer { protobuf_c_message_free_unpacked(base(of: unpacked), nil) }
-            return Message(cMessage: UnsafePointer(unpacked))
+            guard let unpacked = Message.cUnpack(raw.count, start) else {
+                return .failure(ProtobufDecodingError(messageName: messageName(Message.self), byteCount: raw.count))
+            }
+            let header = base(of: unpacked)
+            defer { protobuf_c_message_free_unpacked(header, nil) }
+            guard let descriptor = header.pointee.descriptor else {
+                preconditionFailure("protobuf-c unpacked a \(Message.self) without a descriptor")
+            }
+            switch ProtobufStringCheck.check(bytes, descriptor: descriptor) {
+            case .accepted:
+                return .success(Message(cMessage: UnsafePointer(unpacked)))
+            case .refused(let refused):
+                return .failure(ProtobufDecodingError(
+                    messageName: String(cString: descriptor.pointee.name), byteCount: raw.count, refusedString: refused))
+            case .malformed:
+                return .failure(ProtobufDecodingError(
+                    messageName: String(cString: descriptor.pointee.name), byteCount: raw.count))
+            }
         }
-        guard let message else {
-            throw ProtobufDecodingError(messageName: messageName(Message.self), byteCount: bytes.readableBytes)
-        }
-        return message
+        return try decoded.get()
     }
 
     static func encode<Message: ProtobufCConvertible>(_ value: Message) -> ByteBuffer {
@@ -93,8 +106,10 @@ enum ProtobufCCodec {
 enum ProtobufC {
     static func string(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
         guard let pointer else { return "" }
-        // Proto strings are UTF-8; protobuf-c does not validate, so invalid sequences are
-        // repaired (U+FFFD) rather than trusted.
+        // Exact only because ProtobufStringCheck refused, on the wire bytes, every string
+        // with a NUL (strlen would stop there: the rest of the name silently lost) or with
+        // bytes that are not UTF-8 (String(cString:) would repair them to U+FFFD) before
+        // this conversion runs.
         return String(cString: pointer)
     }
 

@@ -15,20 +15,55 @@ public protocol ProtobufMessage: Sendable, Equatable {
     func protobufBytes() -> ByteBuffer
 }
 
-/// Bytes that are not a valid encoding of the expected message: truncated, a malformed
-/// varint or length, a wrong wire type for a known field, or an out-of-range field number.
+/// Bytes that cannot be taken as the expected message: either not a valid encoding
+/// (truncated, a malformed varint or length, a wrong wire type for a known field, an
+/// out-of-range field number), or a valid one whose string field Sluice refuses
+/// (`refusedString`: a NUL byte, or bytes that are not UTF-8).
 public struct ProtobufDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The proto message that was being decoded, e.g. `sluice.v1.ProduceRequest`.
     public var messageName: String
     /// How many bytes were offered.
     public var byteCount: Int
+    /// Set when the encoding is well formed but a string field cannot be taken as sent.
+    public var refusedString: RefusedString?
 
-    public init(messageName: String, byteCount: Int) {
+    public init(messageName: String, byteCount: Int, refusedString: RefusedString? = nil) {
         self.messageName = messageName
         self.byteCount = byteCount
+        self.refusedString = refusedString
     }
 
     public var description: String {
-        "\(byteCount) bytes are not a valid \(messageName) protobuf encoding"
+        guard let refusedString else {
+            return "\(byteCount) bytes are not a valid \(messageName) protobuf encoding"
+        }
+        return "string field \(refusedString.field) of \(messageName) \(refusedString.reason)"
+    }
+}
+
+/// A string field refused on its wire bytes (ProtobufStringCheck.swift says why each is).
+public struct RefusedString: Sendable, Equatable {
+    public enum Reason: Sendable, Equatable, CustomStringConvertible {
+        /// protobuf-c's strings end at the first NUL, so the rest would be lost silently.
+        case containsNUL
+        /// A proto `string` must be UTF-8; repairing it (U+FFFD) would change the name.
+        case notUTF8
+
+        public var description: String {
+            switch self {
+            case .containsNUL: "contains a NUL byte"
+            case .notUTF8: "is not valid UTF-8"
+            }
+        }
+    }
+
+    /// The proto field names from the decoded message down to the string, joined by dots:
+    /// `name`, `configs.key` (a map entry's key), `join.group`, `offsets.topic`.
+    public var field: String
+    public var reason: Reason
+
+    public init(field: String, reason: Reason) {
+        self.field = field
+        self.reason = reason
     }
 }

@@ -8,10 +8,12 @@ import NIOCore
 /// are nearly everything a message holds.
 ///
 /// Only the canonical encoding is handled here: every field a known number with its
-/// expected wire type, each singular field at most once, strings without NUL. Anything
-/// else (an unknown or repeated field, a field added to the proto later, a malformed
-/// varint) returns nil and the message goes through protobuf-c, so the result always
-/// equals protobuf-c's (`ProtobufSliceDecoderTests` checks it on valid and corrupted input).
+/// expected wire type, each singular field at most once, strings Sluice accepts (no NUL,
+/// valid UTF-8: ProtobufStringCheck). Anything else (an unknown or repeated field, a field
+/// added to the proto later, a malformed varint, a refused string) returns nil and the
+/// message goes through protobuf-c and the string check, so the result always equals
+/// theirs (`ProtobufSliceDecoderTests` checks it on valid and corrupted input), and a
+/// refused string is reported, with its field, in one place.
 ///
 /// Wire format (protobuf encoding): a key varint `(field number << 3) | wire type`, then
 /// wire type 0 a varint (7 bits per byte, low group first, high bit = more follows, at most
@@ -76,11 +78,27 @@ struct ProtobufSliceDecoder {
         return slice
     }
 
-    /// A string field; nil if it holds a NUL (protobuf-c's strings end at the first NUL).
+    /// A string field; nil if Sluice refuses it (a NUL, or not UTF-8), so that the general
+    /// path reports it (ProtobufStringCheck).
     mutating func string() -> String? {
         guard let bytes = slice() else { return nil }
         return bytes.withUnsafeReadableBytes { raw in
-            raw.contains(0) ? nil : String(decoding: raw, as: UTF8.self)
+            ProtobufStringCheck.problem(in: raw) == nil ? String(decoding: raw, as: UTF8.self) : nil
+        }
+    }
+
+    /// Steps over one field's value. Groups (wire types 3 and 4) are obsolete and
+    /// protobuf-c refuses them, so they are malformed here too (false).
+    mutating func skip(wireType: UInt64) -> Bool {
+        switch wireType {
+        case 0: return varint() != nil
+        case 1:
+            guard end - position >= 8 else { return false }
+            position += 8
+            return true
+        case 2: return slice() != nil
+        case 5: return fixed32() != nil
+        default: return false
         }
     }
 

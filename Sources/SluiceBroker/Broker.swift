@@ -19,6 +19,8 @@ public final class Broker: Sendable {
     /// Idempotent producers' ids and epochs (`producers.json`).
     public let producerIDs: ProducerIDRegistry
     let partitions: PartitionManager
+    /// Whole-topic Subscribe streams, woken when partitions are added.
+    let topicDoorbells = TopicDoorbells()
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let groupExpiry = Mutex<Task<Void, Never>?>(nil)
@@ -43,20 +45,33 @@ public final class Broker: Sendable {
         self.counters = counters
         self.logger = logger
         try partitions.openAll(registry.topics())
-        groups = try GroupCoordinator(
+        // A broker whose offsets log cannot open still starts (docs/operations.md): topics
+        // serve, group calls answer UNAVAILABLE with the reason until the log opens.
+        groups = GroupCoordinator(
             settings: groupSettings, clock: groupClock, topics: BrokerTopicSource(registry: registry, partitions: partitions),
-            journal: Self.openOffsetLog(registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock,
-                                        logger: logger))
+            openJournal: { [registry, partitions] (attempt: Int) throws(BrokerError) -> any OffsetJournal in
+                try Self.openOffsetLog(
+                    registry: registry, partitions: partitions, settings: groupSettings, clock: groupClock, logger: logger,
+                    retrying: attempt > 0)
+            })
+        if let reason = groups.offsetsUnavailableReason {
+            logger.error("consumer groups are unavailable until the consumer offsets log opens; topics serve meanwhile", metadata: [
+                "reason": "\(reason)"])
+        }
     }
 
     /// The offsets log: partition 0 of `__consumer_offsets`, without time retention
-    /// (OffsetLog compacts it).
+    /// (OffsetLog compacts it). Called again by the coordinator while it fails; each
+    /// retry gives the offline log another chance to open (the first call follows the
+    /// startup's own attempt, so it does not repeat it).
     private static func openOffsetLog(
-        registry: TopicRegistry, partitions: PartitionManager, settings: GroupSettings, clock: any GroupClock, logger: Logger
+        registry: TopicRegistry, partitions: PartitionManager, settings: GroupSettings, clock: any GroupClock, logger: Logger,
+        retrying: Bool
     ) throws(BrokerError) -> OffsetLog {
         let topic = try registry.ensureInternalTopic(
             named: InternalTopics.consumerOffsets, partitions: 1,
             configs: ["retention.ms": "-1", "segment.bytes": "\(settings.offsetsSegmentBytes)"])
+        if retrying { partitions.reopenIfOffline(topic, index: 0) }
         partitions.createPartitions(of: topic, range: 0..<1)
         switch partitions.slot(topicID: topic.topicID, partition: 0) {
         case .online(let partition)?:
@@ -67,9 +82,9 @@ public final class Broker: Sendable {
                     partition.ringAll()
                 })
         case .offline(let reason)?:
-            throw BrokerError(.storageFailed, "the consumer offsets log cannot be opened: \(reason)")
+            throw BrokerError(.offline, reason)
         case nil:
-            throw BrokerError(.storageFailed, "the consumer offsets log was not created")
+            throw BrokerError(.offline, "its partition was not created")
         }
     }
 
@@ -168,6 +183,8 @@ public final class Broker: Sendable {
         let before = try registry.topic(named: name).partitionCount
         let topic = try registry.createPartitions(named: name, totalCount: totalCount)
         partitions.createPartitions(of: topic, range: min(before, topic.partitionCount)..<topic.partitionCount)
+        // After the logs exist, so a woken stream finds them open.
+        topicDoorbells.ring(topicID: topic.topicID)
         return topic
     }
 
@@ -242,7 +259,7 @@ extension Broker {
             switch error {
             case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
             case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-            case .offline(let message): throw BrokerError(.storageFailed, message)
+            case .offline(let message): throw BrokerError(.offline, message)
             case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
             }
         }

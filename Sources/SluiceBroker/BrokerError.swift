@@ -30,8 +30,12 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         case offsetOutOfRange
         /// A request that is well-formed protobuf but asks for something meaningless.
         case invalidRequest
-        /// A partition's log failed (I/O error, corrupt data) or could not be opened.
+        /// A partition's log failed (I/O error, corrupt data) while serving.
         case storageFailed
+        /// A log could not be opened (a partition, or the consumer offsets log): what
+        /// needs it waits until an operator fixes the cause. Retriable, like Kafka's
+        /// LEADER_NOT_AVAILABLE; the message names the log and the reason.
+        case offline
         /// Consumer groups: no group of that name, or no member of that id in it.
         case groupNotFound
         /// Consumer groups: the group's state forbids the request (a stale generation or

@@ -17,6 +17,7 @@ extension BrokerError {
         case .offsetOutOfRange: .outOfRange
         case .invalidRequest: .invalidArgument
         case .storageFailed: .internalError
+        case .offline: .unavailable
         case .groupNotFound: .notFound
         case .groupStateConflict: .failedPrecondition
         }

@@ -102,6 +102,7 @@ extension PartitionDescription {
             partition: partition.partition, leader: partition.leader, replicas: partition.replicas,
             inSyncReplicas: partition.inSyncReplicas, logStartOffset: partition.offsets.logStartOffset,
             logEndOffset: partition.offsets.logEndOffset, highWatermark: partition.offsets.highWatermark,
-            sizeBytes: partition.offsets.sizeBytes, leaderEpoch: partition.offsets.leaderEpoch)
+            sizeBytes: partition.offsets.sizeBytes, leaderEpoch: partition.offsets.leaderEpoch,
+            offline: partition.offsets.offlineReason != nil, offlineReason: partition.offsets.offlineReason ?? "")
     }
 }

@@ -9,7 +9,8 @@ import SluiceWire
 /// coordinator queues on the member's channel. The stream ends OK after a leave or
 /// half-close, FAILED_PRECONDITION when the coordinator expelled the member (session
 /// expired, fenced by a newer static instance, not reading its stream), INVALID_ARGUMENT
-/// for a bad first message or join, UNAVAILABLE at shutdown.
+/// for a bad first message or join, UNAVAILABLE at shutdown. Every call answers
+/// UNAVAILABLE with the reason while the consumer offsets log cannot be opened.
 public struct GroupsService: Sendable {
     public static let serviceName = "sluice.v1.Groups"
     private let groups: GroupCoordinator
@@ -45,7 +46,8 @@ public struct GroupsService: Sendable {
                 return FetchOffsetsResponse(offsets: offsets)
             },
             ProtobufRoute.unary(prefix + "ListGroups") { (_: ListGroupsRequest, _) in
-                ListGroupsResponse(groups: groups.listGroups())
+                try mappingBrokerErrors { () throws(BrokerError) in try groups.requireOffsets() }
+                return ListGroupsResponse(groups: groups.listGroups())
             },
             ProtobufRoute.unary(prefix + "DescribeGroup") { (request: DescribeGroupRequest, _) in
                 let description = try mappingBrokerErrors { () throws(BrokerError) in try groups.describeGroup(request.group) }

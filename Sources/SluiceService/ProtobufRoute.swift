@@ -3,8 +3,9 @@ import SluiceAPI
 import SluiceWire
 
 /// Builds `GRPCMethod`s from handlers written against SluiceAPI message types, so no
-/// service touches bytes: requests are decoded here (bad protobuf ends the call with
-/// INVALID_ARGUMENT naming the message) and responses encoded here.
+/// service touches bytes: requests are decoded here (bad protobuf, or a string field with a
+/// NUL byte or invalid UTF-8, ends the call with INVALID_ARGUMENT naming the message and
+/// the field) and responses encoded here.
 enum ProtobufRoute {
     static func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
         _ path: String, _ handler: @escaping @Sendable (Request, ServerCallContext) async throws -> Response
@@ -44,7 +45,9 @@ enum ProtobufRoute {
         do {
             return try Message(protobuf: bytes)
         } catch {
-            throw GRPCStatus(.invalidArgument, "request to \(path) is not valid protobuf: \(error)")
+            // The one mapping of SluiceAPI's decoding errors: both kinds are the client's input.
+            let verdict = error.refusedString == nil ? "is not valid protobuf" : "is refused"
+            throw GRPCStatus(.invalidArgument, "request to \(path) \(verdict): \(error)")
         }
     }
 

@@ -55,6 +55,10 @@ struct ConsumeCommand: AsyncParsableCommand {
             fail("topic \(topic) has no partition \(partition) (it has \(count))")
         }
         let chosen = partitions.isEmpty ? Array(0..<count) : Array(Set(partitions)).sorted()
+        // An offline partition is not empty: its records are there but cannot be read.
+        for partition in description.partitions where partition.offline && chosen.contains(Int(partition.partition)) {
+            fail("partition \(partition.partition) of topic \(topic) is offline: \(partition.offlineReason)")
+        }
         // Without --follow: the end of each partition now, and the offset reading starts at,
         // when known, decide when there is nothing more to read.
         var remaining: [Int: Int64] = [:]
@@ -74,10 +78,17 @@ struct ConsumeCommand: AsyncParsableCommand {
 
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
+        // Without --partition the subscription names none, so with --follow it also reads
+        // partitions added while it runs. An offset or time start is listed per partition:
+        // the consumer skips the records before it in the first batch only for those.
+        let followsTopic: Bool = switch from.start {
+        case .earliest, .latest: partitions.isEmpty
+        case .offset, .timestamp: false
+        }
         let consumer = Consumer(
             address: tuning.address(options.broker), topic: topic,
-            partitions: Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }), defaultStart: from.start,
-            configuration: tuning.configuration, logger: logger)
+            partitions: followsTopic ? nil : Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }),
+            defaultStart: from.start, configuration: tuning.configuration, logger: logger)
         let lastRecord = LastRecordClock()
         let follow = follow
         let maxMessages = maxMessages
@@ -236,5 +247,15 @@ struct StartArgument: ExpressibleByArgument, Sendable {
         }
     }
 
-    static var defaultValueDescription: String { "earliest" }
+    static var defaultValueDescription: String { "earliest|latest|OFFSET|time:MS" }
+
+    /// What `--help` shows as the default: the word a user types, not the Swift value.
+    var defaultValueDescription: String {
+        switch start {
+        case .earliest: "earliest"
+        case .latest: "latest"
+        case .offset(let offset): "\(offset)"
+        case .timestamp(let milliseconds): "time:\(milliseconds)"
+        }
+    }
 }

@@ -6,7 +6,6 @@ struct DebugCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "debug",
         abstract: "Test and investigation tools (not for production data).",
-        shouldDisplay: false,
         subcommands: [CutToSynced.self])
 
     /// After `sluice serve --test-sync-journal J` was killed with SIGKILL, makes the

@@ -143,12 +143,17 @@ enum GroupText {
         var text = "group \(group.group)  state \(state(group.state))  generation \(group.generation)  strategy \(strategy(group.strategy))  members \(group.members.count)\n\n"
         var partitions = [["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "OWNER"]]
         for lag in group.partitions.sorted(by: { ($0.topic, $0.partition) < ($1.topic, $1.partition) }) {
+            // An offline partition's log end and lag are unknown, not 0.
             partitions.append([
                 lag.topic, "\(lag.partition)", lag.committedOffset < 0 ? "-" : "\(lag.committedOffset)",
-                "\(lag.logEndOffset)", "\(lag.lag)", lag.owner.isEmpty ? "-" : lag.owner,
+                lag.offline ? "OFFLINE" : "\(lag.logEndOffset)", lag.offline ? "?" : "\(lag.lag)",
+                lag.owner.isEmpty ? "-" : lag.owner,
             ])
         }
         text += table(partitions)
+        for lag in group.partitions where lag.offline {
+            text += "\(lag.topic)/\(lag.partition) is offline: \(lag.offlineReason)\n"
+        }
         if !group.members.isEmpty {
             text += "\n"
             var members = [["MEMBER", "INSTANCE", "CLIENT", "HOST", "ASSIGNED", "PENDING-REVOCATION"]]

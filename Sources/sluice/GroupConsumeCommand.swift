@@ -19,7 +19,8 @@ struct GroupConsumeOptions: ParsableArguments {
     var strategy: StrategyArgument = .sticky
     @Option(help: "With --group: where a partition without a committed offset starts: earliest, latest or error.")
     var resetPolicy: ResetPolicyArgument = .earliest
-    @Option(help: .hidden) var processingDelayMs: UInt32 = 0
+    @Option(help: "For tests only: with --group, pause this many milliseconds after printing each record (a slow consumer).")
+    var processingDelayMs: UInt32 = 0
 
     enum DeliveryArgument: String, ExpressibleByArgument, CaseIterable {
         case atLeastOnce = "at-least-once"
@@ -118,6 +119,8 @@ extension ConsumeCommand {
             return "assigned generation \(generation): \(list(partitions)) (new: \(list(added)))"
         case .revoked(let generation, let partitions): return "revoked generation \(generation): \(list(partitions))"
         case .lost(let partitions, let reason): return "lost \(list(partitions)): \(reason)"
+        case .left(let partitions):
+            return partitions.isEmpty ? "left group \(group)" : "left group \(group), releasing \(list(partitions))"
         case .commitRefused(let partitions, let reason): return "commit refused for \(list(partitions)): \(reason)"
         }
     }

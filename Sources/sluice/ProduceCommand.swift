@@ -143,6 +143,17 @@ struct AcksArgument: ExpressibleByArgument, Sendable {
     }
 
     static var allValueStrings: [String] { ["none", "leader", "durable", "all"] }
+
+    /// What `--help` shows as the default: the word a user types, not the Swift value.
+    var defaultValueDescription: String {
+        switch acks {
+        case .none: "none"
+        case .leader: "leader"
+        case .durable: "durable"
+        case .all, .unspecified: "all"
+        case .unrecognized(let value): "\(value)"
+        }
+    }
 }
 
 /// The lines of stdin, read on a thread of their own (a blocking read must not hold one

@@ -70,7 +70,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds after which a partition forgets an idempotent producer that stopped appending to it (default 7 days).")
     var producerIdExpiryMs: Int64 = 7 * 24 * 3600 * 1000
 
-    @Option(help: .hidden)
+    @Option(help: "For crash tests only: journal every fdatasync to this file, so a killed broker's logs can be cut back to what was synced (`sluice debug cut-to-synced`).")
     var testSyncJournal: String?
 
     @OptionGroup(title: "Throughput, latency and memory (docs/profiles.md)")

@@ -41,7 +41,7 @@ struct ServeTuningOptions: ParsableArguments {
         discussion: "When reached, the broker stops reading from producers (HTTP/2 flow control) until answers free room. At least --max-message-bytes. Not part of any profile."))
     var maxInflightBytes: Int = ProduceLimits.defaultMemoryBudgetBytes
 
-    @Option(help: .hidden)
+    @Option(help: "For tests only: make every fdatasync take this many more milliseconds (a slow disk).")
     var testSyncDelayMs: Int?
 
     var overrides: BrokerTuning {

@@ -170,7 +170,11 @@ enum TopicText {
             for partition in topic.partitions {
                 let replicas = partition.replicas.map(String.init).joined(separator: ",")
                 let inSync = partition.inSyncReplicas.map(String.init).joined(separator: ",")
-                text += "  \(partition.partition)  \(partition.leader)  \(replicas)  \(inSync)  \(partition.logStartOffset)  \(partition.logEndOffset)  \(partition.highWatermark)  \(partition.sizeBytes)\n"
+                // An offline partition's offsets are unknown, not 0: say so, and why.
+                let positions = partition.offline
+                    ? "OFFLINE: \(partition.offlineReason)"
+                    : "\(partition.logStartOffset)  \(partition.logEndOffset)  \(partition.highWatermark)  \(partition.sizeBytes)"
+                text += "  \(partition.partition)  \(partition.leader)  \(replicas)  \(inSync)  \(positions)\n"
             }
         }
         return text

@@ -99,6 +99,15 @@ struct GroupConsumerTests {
         #expect(events.filter { $0.hasPrefix("commit") }.allSatisfy { $0.hasPrefix("commit member=m-1 g=1 ") })
         try await finish(running)
         #expect(await fake.events.last == "leave", "close() leaves the group")
+        let sessionEnds = running.seen.reported.filter {
+            switch $0 {
+            case .left, .lost: true
+            default: false
+            }
+        }
+        #expect(sessionEnds.count == 1, "\(sessionEnds)")
+        #expect(sessionEnds.allSatisfy { if case .left = $0 { true } else { false } },
+                "a graceful close is reported as leaving, never as a loss: \(sessionEnds)")
     }
 
     @Test("a revocation waits for the handler, commits, then acknowledges; a kept partition keeps its stream")

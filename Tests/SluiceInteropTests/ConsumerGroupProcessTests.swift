@@ -294,6 +294,8 @@ struct ConsumerGroupProcessTests {
             let once = try await runSluice(["consume", "--topic", "stock", "--group", "inventory", "--max-messages", "10"] + server, in: broker.root)
             #expect(once.status == 0, "\(once.stderr)")
             #expect(once.stdout.split(separator: "\n").count == 10)
+            #expect(!once.stderr.contains("sluice: lost") && once.stderr.contains("sluice: left group inventory"),
+                    "a graceful exit leaves the group, it does not lose it: \(once.stderr)")
 
             let list = try await runSluice(["group", "list"] + server, in: broker.root)
             #expect(list.status == 0 && list.stdout.contains("inventory") && list.stdout.contains("Empty"), "\(list.stdout)\(list.stderr)")
@@ -321,8 +323,17 @@ struct ConsumerGroupProcessTests {
             let again = try await runSluice(["consume", "--topic", "stock", "--group", "inventory", "--max-messages", "10"] + server, in: broker.root)
             #expect(again.stdout.split(separator: "\n").count == 10, "after the reset the group reads everything again")
 
+            // A negative number after a flag is its value, not a missing one.
+            let before = try await admin.fetchOffsets(group: "inventory")
+            let shifted = try await runSluice(
+                ["group", "reset-offsets", "inventory", "--topic", "stock", "--shift-by", "-2"] + server, in: broker.root)
+            #expect(shifted.status == 0, "\(shifted.stderr)")
+            let after = try await admin.fetchOffsets(group: "inventory")
+            let expected = Dictionary(uniqueKeysWithValues: before.map { ($0.partition, max(0, $0.offset - 2)) })
+            #expect(Dictionary(uniqueKeysWithValues: after.map { ($0.partition, $0.offset) }) == expected, "\(before) -> \(after)")
+
             let noTarget = try await runSluice(["group", "reset-offsets", "inventory", "--topic", "stock"] + server, in: broker.root)
-            #expect(noTarget.status != 0)
+            #expect(noTarget.status == 2, "a usage error exits 2: \(noTarget.stderr)")
             let deleted = try await runSluice(["group", "delete", "inventory"] + server, in: broker.root)
             #expect(deleted.status == 0, "\(deleted.stderr)")
             let gone = try await runSluice(["group", "describe", "inventory"] + server, in: broker.root)

@@ -126,6 +126,27 @@ import Testing
         try await reopened.close()
     }
 
+    @Test("a file system gone read-only is named as such, not as a permission problem")
+    func readOnlyFileSystemIsNamed() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let fileSystem = InstrumentedFileSystem()
+        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+        _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
+        fileSystem.update { $0.failWritesWith = EROFS }
+        let error = StorageIOError(errno: EROFS, operation: "pwrite", path: directory.path + "/00000000000000000000.log")
+        await #expect(throws: LogError.readOnlyFileSystem(error)) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
+        let text = "\(LogError.readOnlyFileSystem(error))"
+        #expect(text.hasPrefix("read-only file system: pwrite "), "\(text)")
+        #expect(text.hasSuffix(": Read-only file system (errno 30)"), "\(text)")
+        #expect(!text.contains("permission"), "\(text)")
+        #expect("\(LogError(StorageIOError(errno: EACCES, operation: "open", path: "/x")))"
+            == "permission denied: open /x: Permission denied (errno 13)")
+        #expect("\(LogError(StorageIOError(errno: ENOSPC, operation: "pwrite", path: "/x")))"
+            == "disk full: pwrite /x: No space left on device (errno 28)")
+        try? await log.close()
+    }
+
     @Test func failedSyncIsNeverAcknowledged() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

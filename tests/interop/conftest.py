@@ -56,8 +56,14 @@ def _generate_stubs() -> Path:
     atexit.register(shutil.rmtree, out, True)
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "sluice").rglob("*.proto"))
     assert protos, f"no .proto files under {PROTO_DIR / 'sluice'}"
+    # grpclib's protoc plugin is a script beside the venv's python. The venv is never
+    # activated (scripts/test.sh runs its python directly), so it is not on PATH: on a
+    # fresh machine, with no grpclib installed elsewhere, protoc could not find it.
+    plugin = Path(sys.executable).parent / "protoc-gen-grpclib_python"
+    plugin_args = [f"--plugin=protoc-gen-grpclib_python={plugin}"] if plugin.exists() else []
     command = [
         sys.executable, "-m", "grpc_tools.protoc",
+        *plugin_args,
         f"-I{PROTO_DIR}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",

@@ -385,7 +385,8 @@ extension PartitionSubscription: ProtobufCConvertible {
 public struct SubscribeRequest: ProtobufMessage {
     public var topic: String
     /// Partitions to read, each from its own position; empty means all partitions from
-    /// `default_start`.
+    /// `default_start`, including partitions CreatePartitions adds while the stream is
+    /// open (each of those is read from its beginning, so nothing produced to it is missed).
     public var partitions: [PartitionSubscription]
     public var defaultStart: StartPosition?
     /// Push batching: the broker waits until at least `min_bytes` are available or
@@ -496,7 +497,10 @@ extension GroupReader: ProtobufCConvertible {
 }
 
 /// Batches of one partition, in offset order. A stream ends with OUT_OF_RANGE when a
-/// position is below the log start (retention deleted it) or past the log end.
+/// position is below the log start (retention deleted it) or past the log end, and with
+/// UNAVAILABLE naming the partition and the reason when a partition it reads is offline
+/// (its log could not be opened; see PartitionDescription.offline): retriable once an
+/// operator fixed the cause, like Kafka's LEADER_NOT_AVAILABLE.
 public struct SubscribeResponse: ProtobufMessage {
     public var partition: UInt32
     public var batches: [RecordBatch]
@@ -755,8 +759,15 @@ public struct PartitionDescription: ProtobufMessage {
     /// Bytes on disk across the partition's segments.
     public var sizeBytes: Int64
     public var leaderEpoch: Int32
+    /// The partition's log could not be opened (a corrupt checkpoint, a segment cut short,
+    /// an I/O error, a full disk): it serves nothing until the cause is fixed and the broker
+    /// restarts. Its offsets and size above are then 0, meaning unknown, not empty.
+    /// Produce answers STORAGE_ERROR and Subscribe UNAVAILABLE, both with `offline_reason`.
+    public var offline: Bool
+    /// Why it could not be opened; empty when online.
+    public var offlineReason: String
 
-    public init(partition: UInt32 = 0, leader: UInt32 = 0, replicas: [UInt32] = [], inSyncReplicas: [UInt32] = [], logStartOffset: Int64 = 0, logEndOffset: Int64 = 0, highWatermark: Int64 = 0, sizeBytes: Int64 = 0, leaderEpoch: Int32 = 0) {
+    public init(partition: UInt32 = 0, leader: UInt32 = 0, replicas: [UInt32] = [], inSyncReplicas: [UInt32] = [], logStartOffset: Int64 = 0, logEndOffset: Int64 = 0, highWatermark: Int64 = 0, sizeBytes: Int64 = 0, leaderEpoch: Int32 = 0, offline: Bool = false, offlineReason: String = "") {
         self.partition = partition
         self.leader = leader
         self.replicas = replicas
@@ -766,6 +777,8 @@ public struct PartitionDescription: ProtobufMessage {
         self.highWatermark = highWatermark
         self.sizeBytes = sizeBytes
         self.leaderEpoch = leaderEpoch
+        self.offline = offline
+        self.offlineReason = offlineReason
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -797,6 +810,8 @@ extension PartitionDescription: ProtobufCConvertible {
         self.highWatermark = c.high_watermark
         self.sizeBytes = c.size_bytes
         self.leaderEpoch = c.leader_epoch
+        self.offline = c.offline != 0
+        self.offlineReason = ProtobufC.string(c.offline_reason)
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__PartitionDescription>, arena: ProtobufCArena) {
@@ -811,6 +826,8 @@ extension PartitionDescription: ProtobufCConvertible {
         message.pointee.high_watermark = highWatermark
         message.pointee.size_bytes = sizeBytes
         message.pointee.leader_epoch = leaderEpoch
+        message.pointee.offline = offline ? 1 : 0
+        message.pointee.offline_reason = arena.string(offlineReason)
     }
 }
 

@@ -1050,8 +1050,13 @@ public struct PartitionLag: ProtobufMessage {
     public var lag: Int64
     /// Member id of the owner; empty when unassigned.
     public var owner: String
+    /// The partition's log could not be opened (see PartitionDescription.offline): its log
+    /// end, high watermark and lag above are 0, meaning unknown.
+    public var offline: Bool
+    /// Why; empty when online.
+    public var offlineReason: String
 
-    public init(topic: String = "", partition: UInt32 = 0, committedOffset: Int64 = 0, logEndOffset: Int64 = 0, highWatermark: Int64 = 0, lag: Int64 = 0, owner: String = "") {
+    public init(topic: String = "", partition: UInt32 = 0, committedOffset: Int64 = 0, logEndOffset: Int64 = 0, highWatermark: Int64 = 0, lag: Int64 = 0, owner: String = "", offline: Bool = false, offlineReason: String = "") {
         self.topic = topic
         self.partition = partition
         self.committedOffset = committedOffset
@@ -1059,6 +1064,8 @@ public struct PartitionLag: ProtobufMessage {
         self.highWatermark = highWatermark
         self.lag = lag
         self.owner = owner
+        self.offline = offline
+        self.offlineReason = offlineReason
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -1088,6 +1095,8 @@ extension PartitionLag: ProtobufCConvertible {
         self.highWatermark = c.high_watermark
         self.lag = c.lag
         self.owner = ProtobufC.string(c.owner)
+        self.offline = c.offline != 0
+        self.offlineReason = ProtobufC.string(c.offline_reason)
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__PartitionLag>, arena: ProtobufCArena) {
@@ -1098,6 +1107,8 @@ extension PartitionLag: ProtobufCConvertible {
         message.pointee.high_watermark = highWatermark
         message.pointee.lag = lag
         message.pointee.owner = arena.string(owner)
+        message.pointee.offline = offline ? 1 : 0
+        message.pointee.offline_reason = arena.string(offlineReason)
     }
 }
 

@@ -21,6 +21,13 @@ struct BrokerTopicSource: GroupTopicSource {
         return try? open.log.offset(forTimestamp: timestampMs)
     }
 
+    func offlineReason(of partition: GroupPartition) -> String? {
+        guard let topic = try? registry.topic(named: partition.topic),
+              case .offline(let reason)? = partitions.slot(topicID: topic.topicID, partition: partition.partition)
+        else { return nil }
+        return reason
+    }
+
     private func partition(_ partition: GroupPartition) -> Partition? {
         guard let topic = try? registry.topic(named: partition.topic),
               case .online(let open)? = partitions.slot(topicID: topic.topicID, partition: partition.partition)

@@ -53,6 +53,11 @@ public struct GroupSettings: Sendable {
     public var offsetsCompactionBytes: Int64 = 16 << 20
     /// Largest metadata string kept with a committed offset.
     public var maxMetadataBytes: Int = 4096
+    /// When the offsets log could not be opened: the wait before a group call tries
+    /// again, doubling per failure up to `offsetsLogMaxRetryMs` (calls in between answer
+    /// UNAVAILABLE at once, so a flood of them does not hammer a failing disk).
+    public var offsetsLogRetryMs: Int64 = 100
+    public var offsetsLogMaxRetryMs: Int64 = 5_000
 
     public init() {}
 
@@ -94,8 +99,15 @@ public protocol GroupTopicSource: Sendable {
     func partitionCount(ofTopic topic: String) -> UInt32?
     /// Nil when the partition is not open.
     func offsets(of partition: GroupPartition) -> GroupPartitionOffsets?
+    /// Why the partition's log could not be opened; nil when it is open (or unknown).
+    func offlineReason(of partition: GroupPartition) -> String?
     /// The first offset whose timestamp is at or after `timestampMs`; nil for none.
     func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64?
+}
+
+extension GroupTopicSource {
+    /// Sources without logs that can fail (test tables) have no offline partitions.
+    public func offlineReason(of partition: GroupPartition) -> String? { nil }
 }
 
 public struct GroupPartitionOffsets: Sendable, Equatable {

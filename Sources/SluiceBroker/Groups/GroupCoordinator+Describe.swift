@@ -3,7 +3,8 @@ import Synchronization
 
 /// Listing and describing groups, with lag.
 extension GroupCoordinator {
-    /// Every group with members or committed offsets, sorted by name.
+    /// Every group with members or committed offsets, sorted by name. Callers check
+    /// `requireOffsets()` first: without the offsets the list would be silently short.
     public func listGroups() -> [GroupSummary] {
         state.withLock { s in
             let names = Set(s.groups.keys).union(s.offsets.offsets.keys)
@@ -20,7 +21,8 @@ extension GroupCoordinator {
     /// A group's members, assignment and per-partition lag. The partitions described are
     /// those of the topics members read plus those the group has offsets for.
     public func describeGroup(_ name: String) throws(BrokerError) -> GroupDescription {
-        try state.withLock { s throws(BrokerError) -> GroupDescription in
+        try requireOffsets()
+        return try state.withLock { s throws(BrokerError) -> GroupDescription in
             guard s.groups[name] != nil || s.offsets.hasOffsets(name) else {
                 throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(name)) does not exist")
             }
@@ -36,10 +38,13 @@ extension GroupCoordinator {
                 let committedOffset = committed[partition]?.offset ?? -1
                 let highWatermark = offsets?.highWatermark ?? 0
                 let base = committedOffset >= 0 ? committedOffset : (offsets?.logStartOffset ?? 0)
+                // An offline partition's lag is unknown, not 0: say so, and why.
+                let offlineReason = offsets == nil ? topics.offlineReason(of: partition) : nil
                 return PartitionLag(
                     topic: partition.topic, partition: partition.partition, committedOffset: committedOffset,
                     logEndOffset: offsets?.logEndOffset ?? 0, highWatermark: highWatermark,
-                    lag: max(0, highWatermark - base), owner: holders[partition] ?? "")
+                    lag: offsets == nil ? 0 : max(0, highWatermark - base), owner: holders[partition] ?? "",
+                    offline: offlineReason != nil, offlineReason: offlineReason ?? "")
             }
             let members = group.members.values.sorted { $0.id < $1.id }.map { member in
                 GroupMemberDescription(

@@ -23,6 +23,7 @@ extension GroupCoordinator {
     /// replaced member, never overwrites a newer owner's offset.
     public func commit(_ request: CommitOffsetsRequest) throws(BrokerError) -> CommitOutcome {
         try GroupName.validate(request.group)
+        try requireOffsets()
         for entry in request.offsets where entry.metadata.utf8.count > settings.maxMetadataBytes {
             throw BrokerError(
                 .invalidRequest,
@@ -82,7 +83,7 @@ extension GroupCoordinator {
 
     /// Waits until a commit's changes are durable.
     public func waitUntilDurable(_ token: Int64?) async throws(BrokerError) {
-        guard let token, let journal else { return }
+        guard let token, let journal = state.withLock({ $0.journal }) else { return }
         try await journal.waitUntilDurable(token)
     }
 
@@ -118,9 +119,9 @@ extension GroupCoordinator {
     /// journal if it grew enough. Nil when there was nothing to append.
     func record(_ changes: [OffsetChange], in s: inout CoordinatorState) throws(BrokerError) -> Int64? {
         guard !changes.isEmpty else { return nil }
-        let token = try journal?.append(changes)
+        let token = try s.journal?.append(changes)
         for change in changes { s.offsets.apply(change) }
-        if let journal {
+        if let journal = s.journal {
             let offsets = s.offsets
             journal.compactIfNeeded { offsets.live }
         }
@@ -129,7 +130,8 @@ extension GroupCoordinator {
 
     /// Committed offsets of a group: the listed partitions (-1 where none), or all.
     public func fetchOffsets(group: String, partitions: [GroupPartition]) throws(BrokerError) -> [CommittedOffset] {
-        try state.withLock { s throws(BrokerError) -> [CommittedOffset] in
+        try requireOffsets()
+        return try state.withLock { s throws(BrokerError) -> [CommittedOffset] in
             guard s.groups[group] != nil || s.offsets.hasOffsets(group) else {
                 throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(group)) does not exist")
             }
@@ -160,6 +162,7 @@ extension GroupCoordinator {
         group name: String, topic: String, partitions requested: [UInt32], to target: ResetTarget, dryRun: Bool
     ) throws(BrokerError) -> ([CommittedOffset], durabilityToken: Int64?) {
         try GroupName.validate(name)
+        try requireOffsets()
         let commitTime = clock.wallMilliseconds()
         return try state.withLock { s throws(BrokerError) -> ([CommittedOffset], durabilityToken: Int64?) in
             guard let group = s.groups[name] ?? (s.offsets.hasOffsets(name) ? ConsumerGroup(name: name) : nil) else {
@@ -183,6 +186,9 @@ extension GroupCoordinator {
             for index in Set(indexes).sorted() {
                 let partition = GroupPartition(topic, index)
                 guard let offsets = topics.offsets(of: partition) else {
+                    if let reason = topics.offlineReason(of: partition) {
+                        throw BrokerError(.offline, "\(partition) is offline: \(reason)")
+                    }
                     throw BrokerError(.storageFailed, "\(partition) is not open on this broker")
                 }
                 let low = offsets.logStartOffset
@@ -210,7 +216,8 @@ extension GroupCoordinator {
     /// Deletes a group's offsets (tombstones in the journal) and the group. Only while it
     /// has no members.
     public func deleteGroup(_ name: String) throws(BrokerError) -> Int64? {
-        try state.withLock { s throws(BrokerError) -> Int64? in
+        try requireOffsets()
+        return try state.withLock { s throws(BrokerError) -> Int64? in
             let group = s.groups[name]
             guard group != nil || s.offsets.hasOffsets(name) else {
                 throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(name)) does not exist")

@@ -16,12 +16,19 @@ public final class GroupCoordinator: Sendable {
     public let settings: GroupSettings
     let clock: any GroupClock
     let topics: any GroupTopicSource
-    let journal: (any OffsetJournal)?
     let state: Mutex<CoordinatorState>
+    /// Set when the journal comes from an opener that may fail (the broker's offsets
+    /// log); `GroupCoordinator+Availability.swift`.
+    let journalOpening: Mutex<JournalOpening?>
+    /// True once committed offsets are loaded; every group call checks it first.
+    let offsetsLoaded: Atomic<Bool>
 
     struct CoordinatorState {
         var groups: [String: ConsumerGroup] = [:]
         var offsets: OffsetStore
+        /// Where offset changes are recorded; nil for a coordinator without durability
+        /// (tests) and while an opener has not succeeded yet.
+        var journal: (any OffsetJournal)?
         var membersCreated: UInt64 = 0
         var shutDown = false
         /// Group readers (Subscribe with group_reader) to wake when a group changes.
@@ -59,9 +66,30 @@ public final class GroupCoordinator: Sendable {
         self.settings = settings
         self.clock = clock
         self.topics = topics
-        self.journal = journal
         let loaded = try journal?.load() ?? [:]
-        state = Mutex(CoordinatorState(offsets: OffsetStore(loaded)))
+        state = Mutex(CoordinatorState(offsets: OffsetStore(loaded), journal: journal))
+        journalOpening = Mutex(nil)
+        offsetsLoaded = Atomic(true)
+    }
+
+    /// Opens the journal with `openJournal` now, and if that fails keeps serving
+    /// everything but groups: group calls throw `.offline` with the reason, and a later
+    /// group call tries the opener again (with backoff), so groups come back once the
+    /// cause is gone (space freed, a file repaired) without a restart.
+    public init(
+        settings: GroupSettings = GroupSettings(), clock: any GroupClock = SystemGroupClock(),
+        topics: any GroupTopicSource, openJournal: @escaping OffsetJournalOpener
+    ) {
+        precondition(settings.memberQueueCapacity >= 3, "a member's queue must hold Joined, Assignment and Revocation")
+        precondition(settings.sessionTimeoutRangeMs.contains(settings.defaultSessionTimeoutMs), "the default session timeout must be allowed")
+        self.settings = settings
+        self.clock = clock
+        self.topics = topics
+        state = Mutex(CoordinatorState(offsets: OffsetStore()))
+        journalOpening = Mutex(JournalOpening(
+            open: openJournal, failure: "not opened yet", nextAttemptMs: .min, backoffMs: settings.offsetsLogRetryMs))
+        offsetsLoaded = Atomic(false)
+        _ = try? requireOffsets()
     }
 
     // MARK: Membership
@@ -72,6 +100,7 @@ public final class GroupCoordinator: Sendable {
     public func join(_ request: JoinRequest, channel: MemberChannel) throws(BrokerError) -> String {
         precondition(channel.capacity >= 3, "a member channel must hold Joined, Assignment and Revocation")
         try GroupName.validate(request.group)
+        try requireOffsets()
         let topicNames = try validateTopics(request.topics)
         let timeout = request.sessionTimeoutMs == 0 ? settings.defaultSessionTimeoutMs : request.sessionTimeoutMs
         guard settings.sessionTimeoutRangeMs.contains(timeout) else {

@@ -14,8 +14,11 @@ import Synchronization
 /// `topics.json` has is left over from a delete that crashed midway: startup removes it.
 ///
 /// A partition whose log cannot be opened (I/O error, corruption the log refuses to
-/// repair) stays offline with the reason; produce answers STORAGE_ERROR for it,
-/// subscribe INTERNAL, and the rest of the broker runs.
+/// repair) stays offline with the reason; describe reports it offline with the reason,
+/// produce answers STORAGE_ERROR for it, subscribe UNAVAILABLE, and the rest of the
+/// broker runs. Only the consumer offsets log is opened again later (`reopenIfOffline`,
+/// driven by the group coordinator); any other offline partition stays so until the
+/// operator fixes the cause and restarts the broker.
 final class PartitionManager: PartitionOffsetsSource {
     let root: String
     let settings: StorageSettings
@@ -63,7 +66,12 @@ final class PartitionManager: PartitionOffsetsSource {
     }
 
     func offsets(topicID: String, partition: UInt32) -> PartitionOffsets {
-        guard case .online(let log)? = slot(topicID: topicID, partition: partition).map({ $0 }) else { return .empty }
+        let log: Partition
+        switch slot(topicID: topicID, partition: partition) {
+        case .online(let partition)?: log = partition
+        case .offline(let reason)?: return .offline(reason)
+        case nil: return .empty  // created a moment ago, not open yet
+        }
         let start = log.log.logStartOffset
         let end = log.log.logEndOffset
         let size = (try? log.log.sizeInBytes()) ?? 0
@@ -99,6 +107,20 @@ final class PartitionManager: PartitionOffsetsSource {
     /// Creates (or opens, if a crash left them) the logs of partitions `range`.
     func createPartitions(of topic: TopicMetadata, range: Range<UInt32>) {
         adminLock.withLock { _ in openPartitions(of: topic, range: range) }
+    }
+
+    /// Tries once more to open partition `index` of `topic` if it is offline (the cause
+    /// may be gone: space freed, a file repaired). An online partition is left alone.
+    func reopenIfOffline(_ topic: TopicMetadata, index: UInt32) {
+        adminLock.withLock { _ in
+            let key = PartitionKey(topicID: topic.topicID, partition: index)
+            let wasOffline = partitions.withLock { slots -> Bool in
+                guard case .offline? = slots[key] else { return false }
+                slots[key] = nil
+                return true
+            }
+            if wasOffline { openPartitions(of: topic, range: index..<(index + 1)) }
+        }
     }
 
     /// Applies the topic's (altered) settings to its open logs.
@@ -222,12 +244,7 @@ final class PartitionManager: PartitionOffsetsSource {
                 let log = try PartitionLog.open(
                     directory: directory + "/" + String(index), fileSystem: settings.fileSystem, config: config,
                     clock: settings.clock)
-                if !log.recovery.cleanShutdown && log.recovery.segmentsChecked > 0 {
-                    logger.notice("partition recovered after an unclean shutdown", metadata: [
-                        "topic": "\(topic.name)", "partition": "\(index)",
-                        "segmentsChecked": "\(log.recovery.segmentsChecked)",
-                        "bytesTruncated": "\(log.recovery.bytesTruncated)"])
-                }
+                logRecovery(log.recovery, topic: topic.name, index: index)
                 let producers = try recoverProducers(log, topic: topic, index: index)
                 store(topic, index, .online(Partition(
                     topicName: topic.name, topicID: topic.topicID, index: index, log: log, producerState: producers,
@@ -237,6 +254,26 @@ final class PartitionManager: PartitionOffsetsSource {
                     "topic": "\(topic.name)", "partition": "\(index)", "error": "\(error)"])
                 store(topic, index, .offline(reason: "\(error)"))
             }
+        }
+    }
+
+    /// One line per opened log, at a level an operator can alert on: a warning only when
+    /// recovery cut bytes, info for an unclean shutdown that lost nothing, and nothing above
+    /// debug for a log created now (a new partition or a first start is not a recovery).
+    private func logRecovery(_ recovery: LogRecoveryReport, topic: String, index: UInt32) {
+        let metadata: Logger.Metadata = [
+            "topic": "\(topic)", "partition": "\(index)",
+            "segmentsChecked": "\(recovery.segmentsChecked)", "bytesTruncated": "\(recovery.bytesTruncated)"]
+        if recovery.created {
+            logger.debug("partition log created", metadata: metadata)
+        } else if recovery.cleanShutdown {
+            return
+        } else if recovery.bytesTruncated > 0 {
+            var metadata = metadata
+            metadata["reason"] = "\(recovery.truncationReason ?? "unknown")"
+            logger.warning("partition recovered after an unclean shutdown: a torn tail was cut", metadata: metadata)
+        } else {
+            logger.info("partition recovered after an unclean shutdown: every batch checked, nothing cut", metadata: metadata)
         }
     }
 

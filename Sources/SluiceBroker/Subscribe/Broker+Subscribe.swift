@@ -29,6 +29,11 @@ extension Broker {
     /// timer rings for `max_wait_ms`): no polling. `send` suspends while the
     /// client's flow-control window is closed, and the next read only happens after
     /// it returns, so a slow subscriber costs the broker at most one response.
+    ///
+    /// A request naming no partitions (and no group reader) follows the topic: each
+    /// round first looks for partitions CreatePartitions added, and reads each new one
+    /// from its log start (it was created empty, so nothing produced to it is missed);
+    /// CreatePartitions rings the stream, so it notices at once.
     public func subscribe(
         _ request: SubscribeRequest, limits: SubscribeLimits = SubscribeLimits(),
         send: @escaping @Sendable (SubscribeResponse) async throws -> Void
@@ -45,16 +50,24 @@ extension Broker {
         let reader = try groupReader(request, cursors: cursors)
         if let reader { groups.watchGroup(reader.group, id: streamID, doorbell: bell) }
         for cursor in cursors { cursor.partition.addDoorbell(streamID, bell) }
+        // Registered before the first round looks for new partitions, so none added from
+        // here on goes unnoticed.
+        let followedTopicID = request.partitions.isEmpty && reader == nil ? cursors.first?.partition.topicID : nil
+        if let followedTopicID { topicDoorbells.add(topicID: followedTopicID, id: streamID, bell) }
         var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
         defer {
             for cursor in cursors { cursor.partition.removeDoorbell(streamID) }
             if let reader { groups.unwatchGroup(reader.group, id: streamID) }
+            if let followedTopicID { topicDoorbells.remove(topicID: followedTopicID, id: streamID) }
             timer?.task.cancel()
         }
         var doorbell = doorbells.makeAsyncIterator()
 
         while true {
             if isShuttingDown { throw Self.shutdownError }
+            if let followedTopicID {
+                try addedPartitions(of: request.topic, topicID: followedTopicID, to: &cursors, streamID: streamID, doorbell: bell)
+            }
             // A group member reads only while it holds every partition it asked for.
             if let reader { try reader.check(groups) }
             var sent = false
@@ -106,6 +119,29 @@ extension Broker {
                 })
             }
             guard await doorbell.next() != nil else { throw CancellationError() }
+        }
+    }
+
+    /// Appends a cursor at the log start for every partition of the followed topic past
+    /// `cursors` (which hold partitions 0..<count in order). One not open yet is left for
+    /// the ring that follows its opening; an offline one ends the stream like at the start.
+    private func addedPartitions(
+        of name: String, topicID: String, to cursors: inout [SubscriptionCursor], streamID: UInt64,
+        doorbell: AsyncStream<Void>.Continuation
+    ) throws(BrokerError) {
+        // A deleted topic ends the stream through its closed partitions, not here.
+        guard let topic = try? registry.topic(named: name), topic.topicID == topicID else { return }
+        while cursors.count < Int(topic.partitionCount) {
+            let index = UInt32(cursors.count)
+            switch partitions.slot(topicID: topicID, partition: index) {
+            case .online(let partition)?:
+                partition.addDoorbell(streamID, doorbell)
+                cursors.append(SubscriptionCursor(partition: partition, position: partition.log.logStartOffset))
+            case .offline(let reason)?:
+                throw BrokerError(.offline, "partition \(index) of topic \"\(name)\" is offline: \(reason)")
+            case nil:
+                return
+            }
         }
     }
 
@@ -164,7 +200,7 @@ extension Broker {
                 switch error {
                 case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
                 case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-                case .offline(let message): throw BrokerError(.storageFailed, message)
+                case .offline(let message): throw BrokerError(.offline, message)
                 case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
                 }
             }

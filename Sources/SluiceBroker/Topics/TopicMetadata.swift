@@ -48,17 +48,29 @@ public struct PartitionOffsets: Sendable, Equatable {
     public var highWatermark: Int64
     public var sizeBytes: Int64
     public var leaderEpoch: Int32
+    /// Why the partition's log could not be opened; nil when it is open. The offsets
+    /// of an offline partition are unknown and reported as 0.
+    public var offlineReason: String?
 
-    public init(logStartOffset: Int64, logEndOffset: Int64, highWatermark: Int64, sizeBytes: Int64, leaderEpoch: Int32) {
+    public init(
+        logStartOffset: Int64, logEndOffset: Int64, highWatermark: Int64, sizeBytes: Int64, leaderEpoch: Int32,
+        offlineReason: String? = nil
+    ) {
         self.logStartOffset = logStartOffset
         self.logEndOffset = logEndOffset
         self.highWatermark = highWatermark
         self.sizeBytes = sizeBytes
         self.leaderEpoch = leaderEpoch
+        self.offlineReason = offlineReason
     }
 
     /// An empty log that has never been written.
     public static let empty = PartitionOffsets(logStartOffset: 0, logEndOffset: 0, highWatermark: 0, sizeBytes: 0, leaderEpoch: 0)
+
+    /// A partition whose log could not be opened: nothing about it is known but why.
+    public static func offline(_ reason: String) -> PartitionOffsets {
+        PartitionOffsets(logStartOffset: 0, logEndOffset: 0, highWatermark: 0, sizeBytes: 0, leaderEpoch: 0, offlineReason: reason)
+    }
 }
 
 /// The seam to the storage engine for describe: where a partition's offsets come from.

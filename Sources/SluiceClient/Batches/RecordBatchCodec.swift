@@ -57,7 +57,13 @@ public enum RecordBatchCodec {
     /// `compression` at `level` (nil: the codec's default). If the library fails to
     /// compress (it can only run out of memory), the batch goes uncompressed: the
     /// attributes always say what the bytes are.
-    public static func makeBatch(_ entries: [Entry], compression: RecordCompression = .none, level: Int? = nil) -> RecordBatch {
+    ///
+    /// With `uncompressedAbove`, compressed records larger than that (incompressible
+    /// input grows a little) are sent uncompressed when those fit: a batch sized to a
+    /// topic's limit must not be pushed over it by its codec.
+    public static func makeBatch(
+        _ entries: [Entry], compression: RecordCompression = .none, level: Int? = nil, uncompressedAbove limit: Int? = nil
+    ) -> RecordBatch {
         precondition(!entries.isEmpty, "a batch holds at least one record")
         let first = entries[0].timestampMs
         let records = Records(records: entries.map {
@@ -66,7 +72,8 @@ public enum RecordBatchCodec {
         let serialized = records.protobufBytes()
         var bytes = serialized
         var attributes: UInt32 = 0
-        if compression != .none, let compressed = try? compression.compress(serialized, level: level) {
+        if compression != .none, let compressed = try? compression.compress(serialized, level: level),
+           limit.map({ compressed.readableBytes <= $0 || serialized.readableBytes > $0 }) ?? true {
             bytes = compressed
             attributes = compression.rawValue
         }

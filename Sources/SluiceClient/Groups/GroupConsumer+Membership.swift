@@ -14,7 +14,11 @@ extension GroupConsumer {
                 try await session()
                 // The coordinator ended the stream without a status: treat it as lost, and
                 // pause before rejoining so a coordinator that keeps doing so is not hammered.
-                endSession(reason: stopping ? "left the group" : "the coordinator ended the membership stream")
+                if stopping {
+                    endSession(leaving: true)
+                } else {
+                    endSession(reason: "the coordinator ended the membership stream")
+                }
                 if !stopping { try? await Task.sleep(for: configuration.reconnectBackoff) }
             } catch let status as GRPCStatus where status.code == .failedPrecondition {
                 // Session expired or fenced: the partitions already belong to others. Rejoin
@@ -218,8 +222,10 @@ extension GroupConsumer {
         try await sendToCoordinator(MemberMessage(kind: .revokeAck(ack)))
     }
 
-    /// The session is over: every partition is lost (others may own them already).
-    func endSession(reason: String) {
+    /// The session is over: every partition is lost (others may own them already), or,
+    /// `leaving`, given up because the member stops: a leave is not a loss, and a command
+    /// line that reports it as one makes every graceful exit look like a failure.
+    func endSession(reason: String = "left the group", leaving: Bool = false) {
         heartbeats?.cancel()
         heartbeats = nil
         joinCall?.cancel()
@@ -228,8 +234,13 @@ extension GroupConsumer {
         for partition in lost { stopReading(partition) }
         owned.removeAll()
         if memberId != nil || !lost.isEmpty {
-            logger.debug("membership lost", metadata: ["reason": "\(reason)"])
-            onEvent(.lost(partitions: lost, reason: reason))
+            if leaving {
+                logger.debug("left the group")
+                onEvent(.left(partitions: lost))
+            } else {
+                logger.debug("membership lost", metadata: ["reason": "\(reason)"])
+                onEvent(.lost(partitions: lost, reason: reason))
+            }
         }
         memberId = nil
         generation = -1
@@ -251,7 +262,7 @@ extension GroupConsumer {
             }
         }
         membership.cancel()
-        endSession(reason: "left the group")
+        endSession(leaving: true)
         await dropConnection()
     }
 

@@ -112,6 +112,9 @@ public enum RebalanceEvent: Sendable, Equatable {
     case revoked(generation: Int32, partitions: [TopicPartition])
     /// The session ended (expired, connection lost): every partition is gone; the member rejoins.
     case lost(partitions: [TopicPartition], reason: String)
+    /// The member left the group because it was stopped (`close`, cancellation, the end of
+    /// `run`): `partitions` are released for the others at once.
+    case left(partitions: [TopicPartition])
     /// A commit was refused; `partitions` keep their previous committed offsets.
     case commitRefused(partitions: [TopicPartition], reason: String)
 }

@@ -25,7 +25,10 @@ struct PartitionAccumulator<Item> {
         var sequence: BatchSequence?
     }
 
-    let maxBatchBytes: Int
+    /// Changed by the producer when the topic's limits change; batches already closed keep their size.
+    var maxBatchBytes: Int {
+        didSet { precondition(maxBatchBytes > 0) }
+    }
     private(set) var open: Batch?
     private(set) var closed: Deque<Batch> = []
     private(set) var inFlight = false

@@ -48,7 +48,7 @@ public actor Producer {
     private var connecting: Task<GRPCClientConnection, any Error>?
     private var session: ProduceSession?
     private var sessionCount = 0
-    private var partitionCounts: [String: Int] = [:]
+    private var topicMetadata: [String: ProducerTopicMetadata] = [:]
     private var accumulators: [TopicPartition: PartitionAccumulator<Item>] = [:]
     private var sticky: [String: StickyPartition] = [:]
     private var inFlight: [UInt64: InFlight] = [:]
@@ -90,7 +90,8 @@ public actor Producer {
         partition: Int? = nil, timestampMs: Int64? = nil
     ) async throws -> Delivery {
         guard !isClosed else { throw ProducerError.closed }
-        let count = try await partitionCount(of: topic)
+        let metadata = try await metadata(of: topic)
+        let count = metadata.partitionCount
         if let partition, !(0..<count).contains(partition) {
             throw ProducerError.unknownPartition(topic: topic, partition: partition, partitionCount: count)
         }
@@ -125,8 +126,10 @@ public actor Producer {
         let delivery = Delivery()
         // Taken out of the dictionary so it is uniquely referenced: appending to a copy would
         // copy the open batch's items on every record.
-        var accumulator =
-            accumulators.removeValue(forKey: place) ?? PartitionAccumulator(maxBatchBytes: configuration.maxBatchBytes)
+        let batchBytes = metadata.batchBytes(producerMaximum: configuration.maxBatchBytes)
+        var accumulator = accumulators.removeValue(forKey: place) ?? PartitionAccumulator(maxBatchBytes: batchBytes)
+        // The topic's limits may have changed since the accumulator was made.
+        accumulator.maxBatchBytes = batchBytes
         if accumulator.append(Item(entry: entry, delivery: delivery, bytes: bytes), bytes: bytes, now: .now) {
             batchClosed(place, partitionCount: count)
         }
@@ -180,7 +183,7 @@ public actor Producer {
         let wasOpenOnly = accumulator.closed.isEmpty && accumulator.open != nil
         if let batch = accumulator.takeSendable(now: now, linger: configuration.linger) {
             accumulators[place] = accumulator
-            if wasOpenOnly, let count = partitionCounts[place.topic] { batchClosed(place, partitionCount: count) }
+            if wasOpenOnly, let count = topicMetadata[place.topic]?.partitionCount { batchClosed(place, partitionCount: count) }
             Task { await self.transmit(batch, to: place) }
         } else {
             accumulators[place] = accumulator
@@ -226,7 +229,8 @@ public actor Producer {
         let correlationID = nextCorrelationID
         nextCorrelationID += 1
         var records = RecordBatchCodec.makeBatch(
-            batch.items.map(\.entry), compression: configuration.compression, level: configuration.compressionLevel)
+            batch.items.map(\.entry), compression: configuration.compression, level: configuration.compressionLevel,
+            uncompressedAbove: topicMetadata[place.topic]?.topicBatchLimit)
         if let sequence = batch.sequence {
             records.producerId = sequence.identity.id
             records.producerEpoch = sequence.identity.epoch
@@ -280,7 +284,9 @@ public actor Producer {
         case let code where recoversBySequenceReset(code, batch: batch):
             retryOrFail(batch, at: place, reason: "\(code): \(response.errorMessage)")
         case let code:
-            if code == .unknownTopic || code == .unknownPartition { partitionCounts[place.topic] = nil }
+            // The topic changed under the cached description (deleted, shrunk limits):
+            // the next enqueue describes it again.
+            if [.unknownTopic, .unknownPartition, .messageTooLarge].contains(code) { topicMetadata[place.topic] = nil }
             fail(batch, .refused(code, response.errorMessage))
             accumulators[place]?.completed()
             drive(place)
@@ -392,22 +398,40 @@ public actor Producer {
         return opened
     }
 
-    private func partitionCount(of topic: String) async throws -> Int {
-        if let count = partitionCounts[topic] { return count }
+    /// The topic's partition count and batch limit, described again once older than
+    /// `metadataMaxAge` (ProducerTopicMetadata). While a refresh fails, the last
+    /// description is kept and the next try waits `maxRetryBackoff`, so records keep
+    /// flowing to the partitions known and a broker outage does not stall every enqueue.
+    private func metadata(of topic: String) async throws -> ProducerTopicMetadata {
+        let known = topicMetadata[topic]
+        if let known, known.isFresh(now: .now, maxAge: configuration.metadataMaxAge) { return known }
         let description: TopicDescription
         do {
             let connection = try await openConnection()
             description = try await SluiceAdminClient(connection: connection, timeout: configuration.requestTimeout)
                 .describeTopic(named: topic)
         } catch let status as GRPCStatus where status.code == .notFound {
+            topicMetadata[topic] = nil
             throw ProducerError.unknownTopic(topic)
-        } catch let status as GRPCStatus {
-            throw ProducerError.transport("cannot look up topic \(topic): \(status.message) (\(status.code))")
+        } catch {
+            guard var known else {
+                if let status = error as? GRPCStatus {
+                    throw ProducerError.transport("cannot look up topic \(topic): \(status.message) (\(status.code))")
+                }
+                throw error
+            }
+            logger.debug("refreshing a topic's metadata failed; keeping the last", metadata: [
+                "topic": "\(topic)", "error": "\(error)"])
+            known.fetchedAt = ContinuousClock.now.advanced(by: configuration.maxRetryBackoff - configuration.metadataMaxAge)
+            topicMetadata[topic] = known
+            return known
         }
-        let count = Int(description.partitionCount)
-        guard count > 0 else { throw ProducerError.transport("the broker reports topic \(topic) with no partitions") }
-        partitionCounts[topic] = count
-        return count
+        let fresh = ProducerTopicMetadata(description, fetchedAt: .now)
+        guard fresh.partitionCount > 0 else {
+            throw ProducerError.transport("the broker reports topic \(topic) with no partitions")
+        }
+        topicMetadata[topic] = fresh
+        return fresh
     }
 
     static func nowMilliseconds() -> Int64 {

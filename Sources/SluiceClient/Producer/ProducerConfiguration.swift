@@ -10,9 +10,15 @@ public struct ProducerConfiguration: Sendable {
     /// How long a partition's open batch waits for more records before it is sent. 0 sends
     /// as soon as the partition has no batch in flight (records still gather meanwhile).
     public var linger: Duration = .milliseconds(5)
-    /// A batch is closed once its serialized records reach this size. A single record
-    /// bigger than this travels alone (the broker's `max.message.bytes` is the hard limit).
+    /// A batch is closed once its serialized records reach this size, or the topic's
+    /// limit if that is smaller: `max.message.bytes` and `segment.bytes` less the 64-byte
+    /// stored header, read from DescribeTopic. A single record bigger than that travels
+    /// alone (and the broker refuses it if it exceeds the topic's limit).
     public var maxBatchBytes: Int = 64 * 1024
+    /// How long a topic's description (partition count, batch limits) is used before it
+    /// is read again, like Kafka's `metadata.max.age.ms`: partitions added by
+    /// CreatePartitions receive records at most this long after they exist.
+    public var metadataMaxAge: Duration = .seconds(300)
     /// Compression of each batch's records (attribute bits 0-2); the broker stores the
     /// compressed bytes as they arrive and consumers decompress.
     public var compression: RecordCompression = .none

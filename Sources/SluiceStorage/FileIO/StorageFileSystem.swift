@@ -1,3 +1,5 @@
+import Glibc
+
 // Every byte the storage engine reads or writes goes through these two protocols, so
 // that tests can swap the real file system for one that injects faults (EIO, ENOSPC,
 // short writes) and power cuts deterministically from a seed, and so that a real
@@ -22,7 +24,9 @@ public struct StorageIOError: Error, Sendable, Equatable, CustomStringConvertibl
         self.path = path
     }
 
-    public var description: String { "\(operation) \(path): errno \(errno)" }
+    /// "pwrite /data/t/0/00000000000000000000.log: Read-only file system (errno 30)":
+    /// the system's words for the errno, so an operator need not look the number up.
+    public var description: String { "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))" }
 }
 
 public enum StorageOpenMode: Sendable, Equatable {

@@ -11,6 +11,9 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
     case staleLeaderEpoch(epoch: Int32, latestEpoch: Int32)
     case diskFull(StorageIOError)
     case permissionDenied(StorageIOError)
+    /// EROFS: the file system was mounted (or remounted, after errors) read-only. Not a
+    /// permission problem: chmod will not help, the mount has to be fixed.
+    case readOnlyFileSystem(StorageIOError)
     case directoryMissing(String)
     case io(StorageIOError)
     /// Stored bytes that fail verification where a torn write cannot explain them
@@ -31,6 +34,7 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
         case .staleLeaderEpoch(let epoch, let latest): "leader epoch \(epoch) is older than the log's \(latest)"
         case .diskFull(let error): "disk full: \(error)"
         case .permissionDenied(let error): "permission denied: \(error)"
+        case .readOnlyFileSystem(let error): "read-only file system: \(error)"
         case .directoryMissing(let path): "log directory \(path) does not exist"
         case .io(let error): "I/O error: \(error)"
         case .corruptSegment(let path, let position, let reason): "corrupt segment \(path) at byte \(position): \(reason)"
@@ -45,7 +49,8 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
     init(_ error: StorageIOError) {
         switch error.errno {
         case ENOSPC, EDQUOT: self = .diskFull(error)
-        case EACCES, EPERM, EROFS: self = .permissionDenied(error)
+        case EACCES, EPERM: self = .permissionDenied(error)
+        case EROFS: self = .readOnlyFileSystem(error)
         default: self = .io(error)
         }
     }

@@ -33,7 +33,9 @@ extension PartitionLog {
         var segments = try discoverSegments(
             directory: directory, names: names, fileSystem: fileSystem, config: config, report: &report)
         report.cleanShutdown = names.contains(cleanShutdownMarker)
-        var checkpoint = try readCheckpoint(directory: directory, names: names, fileSystem: fileSystem)
+        let storedCheckpoint = try readCheckpoint(directory: directory, names: names, fileSystem: fileSystem)
+        report.created = segments.isEmpty && storedCheckpoint == nil
+        var checkpoint = storedCheckpoint
             ?? LogCheckpoint(logStartOffset: segments.first?.baseOffset ?? 0, recoveryPoint: segments.first?.baseOffset ?? 0)
 
         // Segments wholly below the log start are left from an interrupted retention.

@@ -287,6 +287,9 @@ public struct LogReadResult: Sendable {
 /// What `PartitionLog.open` found.
 public struct LogRecoveryReport: Sendable, Equatable {
     public var cleanShutdown: Bool
+    /// The log was created by this open: its directory held no segment and no checkpoint.
+    /// A new log has no clean-shutdown marker either, and is not a recovery.
+    public var created: Bool = false
     /// Segments checked batch by batch.
     public var segmentsChecked: Int = 0
     /// Bytes cut from the end of the last segment (a torn or corrupt tail).

@@ -2076,7 +2076,7 @@ const ProtobufCMessageDescriptor sluice__v1__replicate_response__descriptor =
   (ProtobufCMessageInit) sluice__v1__replicate_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sluice__v1__partition_description__field_descriptors[9] =
+static const ProtobufCFieldDescriptor sluice__v1__partition_description__field_descriptors[11] =
 {
   {
     "partition",
@@ -2186,6 +2186,30 @@ static const ProtobufCFieldDescriptor sluice__v1__partition_description__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "offline",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__PartitionDescription, offline),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offline_reason",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__PartitionDescription, offline_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sluice__v1__partition_description__field_indices_by_name[] = {
   6,   /* field[6] = high_watermark */
@@ -2194,6 +2218,8 @@ static const unsigned sluice__v1__partition_description__field_indices_by_name[]
   8,   /* field[8] = leader_epoch */
   5,   /* field[5] = log_end_offset */
   4,   /* field[4] = log_start_offset */
+  9,   /* field[9] = offline */
+  10,   /* field[10] = offline_reason */
   0,   /* field[0] = partition */
   2,   /* field[2] = replicas */
   7,   /* field[7] = size_bytes */
@@ -2201,7 +2227,7 @@ static const unsigned sluice__v1__partition_description__field_indices_by_name[]
 static const ProtobufCIntRange sluice__v1__partition_description__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor sluice__v1__partition_description__descriptor =
 {
@@ -2211,7 +2237,7 @@ const ProtobufCMessageDescriptor sluice__v1__partition_description__descriptor =
   "Sluice__V1__PartitionDescription",
   "sluice.v1",
   sizeof(Sluice__V1__PartitionDescription),
-  9,
+  11,
   sluice__v1__partition_description__field_descriptors,
   sluice__v1__partition_description__field_indices_by_name,
   1,  sluice__v1__partition_description__number_ranges,

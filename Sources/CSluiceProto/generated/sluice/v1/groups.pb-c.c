@@ -2571,7 +2571,7 @@ const ProtobufCMessageDescriptor sluice__v1__group_member_description__descripto
   (ProtobufCMessageInit) sluice__v1__group_member_description__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sluice__v1__partition_lag__field_descriptors[7] =
+static const ProtobufCFieldDescriptor sluice__v1__partition_lag__field_descriptors[9] =
 {
   {
     "topic",
@@ -2657,12 +2657,38 @@ static const ProtobufCFieldDescriptor sluice__v1__partition_lag__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "offline",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__PartitionLag, offline),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offline_reason",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__PartitionLag, offline_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sluice__v1__partition_lag__field_indices_by_name[] = {
   2,   /* field[2] = committed_offset */
   4,   /* field[4] = high_watermark */
   5,   /* field[5] = lag */
   3,   /* field[3] = log_end_offset */
+  7,   /* field[7] = offline */
+  8,   /* field[8] = offline_reason */
   6,   /* field[6] = owner */
   1,   /* field[1] = partition */
   0,   /* field[0] = topic */
@@ -2670,7 +2696,7 @@ static const unsigned sluice__v1__partition_lag__field_indices_by_name[] = {
 static const ProtobufCIntRange sluice__v1__partition_lag__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor sluice__v1__partition_lag__descriptor =
 {
@@ -2680,7 +2706,7 @@ const ProtobufCMessageDescriptor sluice__v1__partition_lag__descriptor =
   "Sluice__V1__PartitionLag",
   "sluice.v1",
   sizeof(Sluice__V1__PartitionLag),
-  7,
+  9,
   sluice__v1__partition_lag__field_descriptors,
   sluice__v1__partition_lag__field_indices_by_name,
   1,  sluice__v1__partition_lag__number_ranges,

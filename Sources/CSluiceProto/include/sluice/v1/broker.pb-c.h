@@ -273,7 +273,8 @@ struct  Sluice__V1__SubscribeRequest
   char *topic;
   /*
    * Partitions to read, each from its own position; empty means all partitions from
-   * `default_start`.
+   * `default_start`, including partitions CreatePartitions adds while the stream is
+   * open (each of those is read from its beginning, so nothing produced to it is missed).
    */
   size_t n_partitions;
   Sluice__V1__PartitionSubscription **partitions;
@@ -315,7 +316,10 @@ struct  Sluice__V1__GroupReader
 
 /*
  * Batches of one partition, in offset order. A stream ends with OUT_OF_RANGE when a
- * position is below the log start (retention deleted it) or past the log end.
+ * position is below the log start (retention deleted it) or past the log end, and with
+ * UNAVAILABLE naming the partition and the reason when a partition it reads is offline
+ * (its log could not be opened; see PartitionDescription.offline): retriable once an
+ * operator fixed the cause, like Kafka's LEADER_NOT_AVAILABLE.
  */
 struct  Sluice__V1__SubscribeResponse
 {
@@ -423,10 +427,21 @@ struct  Sluice__V1__PartitionDescription
    */
   int64_t size_bytes;
   int32_t leader_epoch;
+  /*
+   * The partition's log could not be opened (a corrupt checkpoint, a segment cut short,
+   * an I/O error, a full disk): it serves nothing until the cause is fixed and the broker
+   * restarts. Its offsets and size above are then 0, meaning unknown, not empty.
+   * Produce answers STORAGE_ERROR and Subscribe UNAVAILABLE, both with `offline_reason`.
+   */
+  protobuf_c_boolean offline;
+  /*
+   * Why it could not be opened; empty when online.
+   */
+  char *offline_reason;
 };
 #define SLUICE__V1__PARTITION_DESCRIPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__partition_description__descriptor) \
-    , 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
+    , 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Sluice__V1__TopicDescription__ConfigsEntry

@@ -462,10 +462,19 @@ struct  Sluice__V1__PartitionLag
    * Member id of the owner; empty when unassigned.
    */
   char *owner;
+  /*
+   * The partition's log could not be opened (see PartitionDescription.offline): its log
+   * end, high watermark and lag above are 0, meaning unknown.
+   */
+  protobuf_c_boolean offline;
+  /*
+   * Why; empty when online.
+   */
+  char *offline_reason;
 };
 #define SLUICE__V1__PARTITION_LAG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__partition_lag__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Sluice__V1__GroupDescription
