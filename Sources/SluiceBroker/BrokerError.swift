@@ -56,4 +56,15 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// Client input (a topic, group, member or setting name, a setting's value) as a message
+    /// quotes it: in double quotes, and if longer than `limit` characters only its first
+    /// `limit`, marked and followed by its length, so that a 20 KB name still makes a short
+    /// message. (SluiceWire's `GRPCStatus.quoting` is the same rule; the wire also caps a
+    /// whole status message at 1 KiB, but a message should not rely on that.)
+    public static func quoting(_ text: String, limit: Int = 64) -> String {
+        let head = text.prefix(limit)
+        guard head.endIndex < text.endIndex else { return "\"\(text)\"" }
+        return "\"\(head)...\" (\(text.utf8.count) bytes)"
+    }
 }

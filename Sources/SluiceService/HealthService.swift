@@ -59,7 +59,7 @@ public final class HealthService: Sendable {
         return [
             ProtobufRoute.unary(prefix + "Check") { [self] (request: HealthCheckRequest, _) in
                 guard let status = status(ofService: request.service) else {
-                    throw GRPCStatus(.notFound, "unknown service \"\(request.service)\"")
+                    throw GRPCStatus(.notFound, "unknown service \(GRPCStatus.quoting(request.service))")
                 }
                 return HealthCheckResponse(status: status)
             },

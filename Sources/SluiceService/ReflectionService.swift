@@ -42,18 +42,18 @@ public struct ReflectionService: Sendable {
         case .listServices?:
             return .listServicesResponse(.init(service: servedServices.map { .init(name: $0) }))
         case .fileByFilename(let name)?:
-            return files(startingAt: name) ?? notFound("file \"\(name)\" is not known to this server")
+            return files(startingAt: name) ?? notFound("file \(GRPCStatus.quoting(name)) is not known to this server")
         case .fileContainingSymbol(let symbol)?:
             guard let file = ServiceDescriptors.fileContaining(symbol: symbol) else {
-                return notFound("symbol \"\(symbol)\" is not known to this server")
+                return notFound("symbol \(GRPCStatus.quoting(symbol)) is not known to this server")
             }
-            return files(startingAt: file) ?? notFound("symbol \"\(symbol)\" is not known to this server")
+            return files(startingAt: file) ?? notFound("symbol \(GRPCStatus.quoting(symbol)) is not known to this server")
         case .fileContainingExtension(let request)?:
             // proto3 files declare no extensions.
-            return notFound("no extension \(request.extensionNumber) of \"\(request.containingType)\"")
+            return notFound("no extension \(request.extensionNumber) of \(GRPCStatus.quoting(request.containingType))")
         case .allExtensionNumbersOfType(let type)?:
             guard ServiceDescriptors.fileContaining(symbol: type) != nil else {
-                return notFound("type \"\(type)\" is not known to this server")
+                return notFound("type \(GRPCStatus.quoting(type)) is not known to this server")
             }
             return .allExtensionNumbersResponse(.init(baseTypeName: type, extensionNumber: []))
         case nil:

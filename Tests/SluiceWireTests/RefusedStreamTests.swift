@@ -124,4 +124,104 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
             try await channel.close()
         }
     }
+
+    /// Far more HEADERS than nghttp2's ceiling (cap + headroom) in one write: every stream
+    /// above the cap is refused on its own, none is left unanswered, and no GOAWAY ends
+    /// the connection (RFC 9113 §5.1.2).
+    @Test func aFloodOfHeadersIsRefusedStreamByStream() async throws {
+        let hold = GRPCMethod.bidirectional("/test.Raw/Hold") { requests, _, _ in
+            for try await _ in requests {}
+        }
+        let streams: UInt32 = 1_000
+        try await withServerAndClient([hold], configure: { $0.maxConcurrentStreams = 2 }) { server, _ in
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let peer = RawHTTP2Peer()
+            let channel = try await ClientBootstrap(group: loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
+                }
+                .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
+            try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
+            _ = try await loop.flatSubmit {
+                peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
+            }.get()
+            var bytes = RawHTTP2Peer.frame(type: 4, flags: 1, stream: 0, [])
+            for index in 0..<streams {
+                bytes += RawHTTP2Peer.requestHeaders(stream: 1 + 2 * index, path: "/test.Raw/Hold")
+            }
+            bytes += RawHTTP2Peer.frame(type: 6, flags: 0, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+            let frames = try await loop.flatSubmit {
+                peer.wait(on: loop) { frames in
+                    frames.contains { $0.type == 7 }
+                        || (frames.filter { $0.type == 3 }.count >= Int(streams) - 2
+                            && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
+                }
+            }.get()
+            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
+            let resets = frames.filter { $0.type == 3 }
+            #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
+            // The two streams under the cap stay open; every other one is refused, once.
+            #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
+            try await channel.close()
+        }
+    }
+
+    /// The same flood from a peer that does not read: the refusals cannot be written, so
+    /// the server holds the rest of the input back and stops reading (TCP slows the peer)
+    /// rather than queue refusals without bound. Once the peer reads, every stream above
+    /// the cap is refused, in order, and the connection is still there.
+    @Test func aFloodFromAPeerThatDoesNotReadIsHeldBackThenRefused() async throws {
+        let hold = GRPCMethod.bidirectional("/test.Raw/Hold") { requests, _, _ in
+            for try await _ in requests {}
+        }
+        let held = Signal()
+        // Enough refusals (13 bytes each) to fill small socket buffers on both sides and
+        // NIO's 64 KiB of pending writes on top, several times over.
+        let streams: UInt32 = 50_000
+        try await withServerAndClient(
+            [hold],
+            configure: {
+                $0.maxConcurrentStreams = 2
+                $0.onInputHeld = { Task { await held.fire() } }
+                $0.socketSendBufferBytes = 4096
+            }
+        ) { server, _ in
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let peer = RawHTTP2Peer()
+            let channel = try await ClientBootstrap(group: loop)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
+                }
+                .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
+            try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
+            _ = try await loop.flatSubmit {
+                peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
+            }.get()
+            try await channel.setOption(ChannelOptions.autoRead, value: false).get()
+            var bytes = RawHTTP2Peer.frame(type: 4, flags: 1, stream: 0, [])
+            bytes.reserveCapacity(Int(streams) * 64)
+            for index in 0..<streams {
+                bytes += RawHTTP2Peer.requestHeaders(stream: 1 + 2 * index, path: "/test.Raw/Hold")
+            }
+            bytes += RawHTTP2Peer.frame(type: 6, flags: 0, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
+            // Not awaited: the server stops reading before it has taken all of it.
+            channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+            await held.wait()
+            try await channel.setOption(ChannelOptions.autoRead, value: true).get()
+            let frames = try await loop.flatSubmit {
+                peer.wait(on: loop) { frames in
+                    frames.contains { $0.type == 7 }
+                        || (frames.lazy.filter { $0.type == 3 }.count >= Int(streams) - 2
+                            && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
+                }
+            }.get()
+            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
+            let resets = frames.filter { $0.type == 3 }
+            #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
+            #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
+            try await channel.close()
+        }
+    }
 }

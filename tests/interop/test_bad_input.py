@@ -17,6 +17,7 @@ import struct
 import time
 
 import grpc
+import hpack
 import pytest
 from conftest import (
     SluiceServer,
@@ -444,5 +445,67 @@ def test_more_streams_than_the_cap_are_refused(victim, bystander):
                 if isinstance(frame, HeadersFrame) and frame.stream_id == 1 and "END_STREAM" in frame.flags:
                     answered = True
         assert answered, "the first stream never completed"
+    wait_for_idle_handlers(victim)
+    assert_still_serving(victim, bystander)
+
+
+def test_a_flood_of_headers_is_refused_stream_by_stream(victim, bystander):
+    """Thousands of HEADERS opened at once (RFC 9113 §5.1.2, §6.8): every stream above the
+    cap is refused with REFUSED_STREAM, every other one completes with a status, and a
+    GOAWAY, if the server sends one, names only streams it answered. It used to send 29
+    refusals, then GOAWAY(PROTOCOL_ERROR), leaving hundreds of streams at or below its
+    last-stream-id neither answered nor refused."""
+    total = count("SLUICE_HEADERS_FLOOD_STREAMS", 2_000, 10_000)
+    per_write = 500
+    wait_for_idle_handlers(victim)
+    decoder = hpack.Decoder()
+    statuses: dict[int, int] = {}
+    resets: dict[int, int] = {}
+    goaways: list[GoAwayFrame] = []
+
+    def take(frames) -> None:
+        for frame in frames:
+            if isinstance(frame, HeadersFrame):
+                # Every block goes through the decoder, in order, to keep its table in step.
+                fields = dict(decoder.decode(frame.data, raw=False))
+                if "END_STREAM" in frame.flags and "grpc-status" in fields:
+                    statuses.setdefault(frame.stream_id, int(fields["grpc-status"]))
+            elif isinstance(frame, RstStreamFrame):
+                if frame.stream_id not in statuses:
+                    resets.setdefault(frame.stream_id, frame.error_code)
+            elif isinstance(frame, GoAwayFrame):
+                goaways.append(frame)
+
+    stream_ids = [1 + 2 * index for index in range(total)]
+    with RawFrames(victim.host, victim.port, timeout_s=10) as raw:
+        raw.handshake()
+        body = grpc_frame(health_pb2.HealthCheckRequest().SerializeToString())
+        for start in range(0, total, per_write):
+            chunk = b"".join(
+                HeadersFrame(stream_id, data=raw.header_block(grpc_headers(victim.host, victim.port, HEALTH_CHECK)),
+                             flags=["END_HEADERS"]).serialize()
+                + DataFrame(stream_id, data=body, flags=["END_STREAM"]).serialize()
+                for stream_id in stream_ids[start : start + per_write]
+            )
+            if not raw.send(chunk):
+                break
+            # What arrived so far, without waiting: the server's answers must not pile up.
+            while not raw.closed and select.select([raw.sock], [], [], 0)[0]:
+                take(raw.read_frames(0.05))
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not raw.closed and len(statuses) + len(resets) < total:
+            take(raw.read_frames(0.5))
+
+    last = min((frame.last_stream_id for frame in goaways), default=stream_ids[-1])
+    unanswered = [s for s in stream_ids if s <= last and s not in statuses and s not in resets]
+    assert not unanswered, (
+        f"{len(unanswered)} streams at or below {last} neither answered nor refused "
+        f"(first {unanswered[:5]}); GOAWAYs {[(g.error_code, g.last_stream_id) for g in goaways]}"
+    )
+    assert all(code == REFUSED_STREAM for code in resets.values()), sorted(set(resets.values()))
+    assert all(code == 0 for code in statuses.values()), sorted(set(statuses.values()))
+    # nghttpd's behaviour, and ours: no GOAWAY at all, every stream accounted for.
+    assert not goaways, [(g.error_code, g.last_stream_id) for g in goaways]
+    assert len(statuses) >= STREAM_CAP and len(statuses) + len(resets) == total
     wait_for_idle_handlers(victim)
     assert_still_serving(victim, bystander)

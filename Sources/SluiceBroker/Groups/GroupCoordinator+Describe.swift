@@ -24,7 +24,7 @@ extension GroupCoordinator {
         try requireOffsets()
         return try state.withLock { s throws(BrokerError) -> GroupDescription in
             guard s.groups[name] != nil || s.offsets.hasOffsets(name) else {
-                throw BrokerError(.groupNotFound, "group \"\(name)\" does not exist")
+                throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(name)) does not exist")
             }
             let group = s.groups[name] ?? ConsumerGroup(name: name)
             let committed = s.offsets.committed(name)
@@ -64,10 +64,10 @@ extension GroupCoordinator {
     /// under a grant no newer than `generation` (the same fence as commits).
     public func checkReader(group name: String, member: String, generation: Int32, partitions: [GroupPartition]) throws(BrokerError) {
         try state.withLock { s throws(BrokerError) in
-            guard let group = s.groups[name] else { throw BrokerError(.groupNotFound, "group \"\(name)\" does not exist") }
+            guard let group = s.groups[name] else { throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(name)) does not exist") }
             guard let holder = group.members[member] else {
                 throw BrokerError(
-                    .groupStateConflict, "member \"\(member)\" is not in group \"\(name)\" (its session may have expired); rejoin")
+                    .groupStateConflict, "member \(BrokerError.quoting(member)) is not in group \"\(name)\" (its session may have expired); rejoin")
             }
             guard generation >= holder.joinedGeneration, generation <= group.generation else {
                 throw BrokerError(.groupStateConflict, "generation \(generation) is stale (current \(group.generation)); rejoin")

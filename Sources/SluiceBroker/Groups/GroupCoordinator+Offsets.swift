@@ -27,7 +27,7 @@ extension GroupCoordinator {
         for entry in request.offsets where entry.metadata.utf8.count > settings.maxMetadataBytes {
             throw BrokerError(
                 .invalidRequest,
-                "metadata for \(entry.topic)/\(entry.partition) is \(entry.metadata.utf8.count) bytes; the limit is \(settings.maxMetadataBytes)")
+                "metadata for \(BrokerError.quoting(entry.topic))/\(entry.partition) is \(entry.metadata.utf8.count) bytes; the limit is \(settings.maxMetadataBytes)")
         }
         let now = clock.monotonicMilliseconds()
         let commitTime = clock.wallMilliseconds()
@@ -44,11 +44,11 @@ extension GroupCoordinator {
                         "group \"\(request.group)\" has \(group.members.count) member(s); only they may commit while it does")
                 }
             } else {
-                guard let group else { throw BrokerError(.groupNotFound, "group \"\(request.group)\" does not exist") }
+                guard let group else { throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(request.group)) does not exist") }
                 guard let member = group.members[request.memberId] else {
                     throw BrokerError(
                         .groupNotFound,
-                        "member \"\(request.memberId)\" is not in group \"\(request.group)\" (its session may have expired); rejoin")
+                        "member \(BrokerError.quoting(request.memberId)) is not in group \"\(request.group)\" (its session may have expired); rejoin")
                 }
                 guard request.generation >= member.joinedGeneration, request.generation <= group.generation else {
                     throw BrokerError(
@@ -92,7 +92,7 @@ extension GroupCoordinator {
         holders: [GroupPartition: String]
     ) -> (code: ErrorCode, message: String)? {
         guard let count = topics.partitionCount(ofTopic: entry.topic), !InternalTopics.isInternal(entry.topic) else {
-            return (.unknownTopic, "topic \"\(entry.topic)\" does not exist")
+            return (.unknownTopic, "topic \(BrokerError.quoting(entry.topic)) does not exist")
         }
         guard entry.partition < count else {
             return (.unknownPartition, "topic \"\(entry.topic)\" has \(count) partition(s); partition \(entry.partition) does not exist")
@@ -133,7 +133,7 @@ extension GroupCoordinator {
         try requireOffsets()
         return try state.withLock { s throws(BrokerError) -> [CommittedOffset] in
             guard s.groups[group] != nil || s.offsets.hasOffsets(group) else {
-                throw BrokerError(.groupNotFound, "group \"\(group)\" does not exist")
+                throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(group)) does not exist")
             }
             let committed = s.offsets.committed(group)
             let wanted = partitions.isEmpty ? committed.keys.sorted() : partitions
@@ -166,7 +166,7 @@ extension GroupCoordinator {
         let commitTime = clock.wallMilliseconds()
         return try state.withLock { s throws(BrokerError) -> ([CommittedOffset], durabilityToken: Int64?) in
             guard let group = s.groups[name] ?? (s.offsets.hasOffsets(name) ? ConsumerGroup(name: name) : nil) else {
-                throw BrokerError(.groupNotFound, "group \"\(name)\" does not exist")
+                throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(name)) does not exist")
             }
             guard group.members.isEmpty else {
                 throw BrokerError(
@@ -174,7 +174,7 @@ extension GroupCoordinator {
                     "group \"\(name)\" has \(group.members.count) member(s); stop them before resetting its offsets")
             }
             guard let count = topics.partitionCount(ofTopic: topic), !InternalTopics.isInternal(topic) else {
-                throw BrokerError(.topicNotFound, "topic \"\(topic)\" does not exist")
+                throw BrokerError(.topicNotFound, "topic \(BrokerError.quoting(topic)) does not exist")
             }
             let indexes = requested.isEmpty ? Array(0..<count) : requested
             if let bad = indexes.first(where: { $0 >= count }) {
@@ -220,7 +220,7 @@ extension GroupCoordinator {
         return try state.withLock { s throws(BrokerError) -> Int64? in
             let group = s.groups[name]
             guard group != nil || s.offsets.hasOffsets(name) else {
-                throw BrokerError(.groupNotFound, "group \"\(name)\" does not exist")
+                throw BrokerError(.groupNotFound, "group \(BrokerError.quoting(name)) does not exist")
             }
             if let group, !group.members.isEmpty {
                 throw BrokerError(

@@ -277,10 +277,10 @@ public final class GroupCoordinator: Sendable {
         guard !names.isEmpty else { throw BrokerError(.invalidRequest, "the join names no topics; a member reads at least one") }
         for name in names {
             if InternalTopics.isInternal(name) {
-                throw BrokerError(.invalidRequest, "topic \"\(name)\" is internal; groups cannot read it")
+                throw BrokerError(.invalidRequest, "topic \(BrokerError.quoting(name)) is internal; groups cannot read it")
             }
             guard topics.partitionCount(ofTopic: name) != nil else {
-                throw BrokerError(.topicNotFound, "topic \"\(name)\" does not exist")
+                throw BrokerError(.topicNotFound, "topic \(BrokerError.quoting(name)) does not exist")
             }
         }
         return Set(names)

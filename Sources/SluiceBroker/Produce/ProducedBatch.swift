@@ -52,7 +52,7 @@ enum ProducedBatch {
         _ batch: RecordBatch, topic: String, config: TopicConfig, nowMs: Int64
     ) -> Result<(batch: NewBatch, logAppendTimeMs: Int64?), ProduceFailure> {
         guard !InternalTopics.isInternal(topic) else {
-            return .failure(.init(.invalidBatch, "topic \"\(topic)\" is internal to the broker; only the broker writes it"))
+            return .failure(.init(.invalidBatch, "topic \(BrokerError.quoting(topic)) is internal to the broker; only the broker writes it"))
         }
         guard batch.formatVersion == formatVersion else {
             return .failure(.init(.invalidBatch, "unsupported batch format_version \(batch.formatVersion); 1 is the only one defined"))

@@ -11,6 +11,6 @@ public enum InternalTopics {
     /// Refuses a client's change to an internal topic.
     static func refuseChange(_ name: String, _ what: String) throws(BrokerError) {
         guard isInternal(name) else { return }
-        throw BrokerError(.invalidRequest, "topic \"\(name)\" is internal to the broker; it cannot be \(what)")
+        throw BrokerError(.invalidRequest, "topic \(BrokerError.quoting(name)) is internal to the broker; it cannot be \(what)")
     }
 }

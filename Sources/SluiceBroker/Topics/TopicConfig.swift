@@ -95,7 +95,7 @@ public enum TopicSetting: String, Sendable, CaseIterable {
     public static func named(_ name: String) throws(BrokerError) -> TopicSetting {
         guard let setting = TopicSetting(rawValue: name) else {
             let known = allCases.map(\.rawValue).joined(separator: ", ")
-            throw BrokerError(.invalidConfig, "unknown topic setting \"\(name)\"; known settings are \(known)")
+            throw BrokerError(.invalidConfig, "unknown topic setting \(BrokerError.quoting(name)); known settings are \(known)")
         }
         return setting
     }
@@ -138,7 +138,7 @@ public enum TopicSetting: String, Sendable, CaseIterable {
     }
 
     private func invalid(_ value: String, _ reason: String) -> BrokerError {
-        BrokerError(.invalidConfig, "invalid value \"\(value)\" for \(rawValue): \(reason)")
+        BrokerError(.invalidConfig, "invalid value \(BrokerError.quoting(value)) for \(rawValue): \(reason)")
     }
 
     /// Stores normalised text into the typed config.

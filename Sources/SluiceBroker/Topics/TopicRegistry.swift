@@ -230,7 +230,7 @@ public final class TopicRegistry: Sendable {
 
     private func checkPartitionCount(_ count: UInt32, topic: String) throws(BrokerError) {
         guard count >= 1 else {
-            throw BrokerError(.invalidPartitionCount, "topic \"\(topic)\" needs at least 1 partition")
+            throw BrokerError(.invalidPartitionCount, "topic \(BrokerError.quoting(topic)) needs at least 1 partition")
         }
         guard count <= configuration.maxPartitionsPerTopic else {
             throw BrokerError(
@@ -249,11 +249,11 @@ public final class TopicRegistry: Sendable {
     }
 
     private static func notFound(_ name: String) -> BrokerError {
-        BrokerError(.topicNotFound, "topic \"\(name)\" does not exist")
+        BrokerError(.topicNotFound, "topic \(BrokerError.quoting(name)) does not exist")
     }
 
     private static func alreadyExists(_ name: String) -> BrokerError {
-        BrokerError(.topicAlreadyExists, "topic \"\(name)\" already exists")
+        BrokerError(.topicAlreadyExists, "topic \(BrokerError.quoting(name)) already exists")
     }
 
     private static func nowMs() -> Int64 {

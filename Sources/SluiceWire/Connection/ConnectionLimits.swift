@@ -15,6 +15,8 @@ struct ConnectionLimits {
     var outputChunkBytes = 64 * 1024
     /// Tests only: observes the moment a writer blocks on the send budget.
     var onWriterBlocked: (@Sendable () -> Void)?
+    /// Tests only: observes the moment received input is held back (`heldInput`).
+    var onInputHeld: (@Sendable () -> Void)?
 }
 
 extension TimeAmount {

@@ -19,16 +19,16 @@ extension GRPCConnectionHandler {
                 stream, httpStatus: 415, GRPCStatus(.internalError, "content-type must be application/grpc"))
         }
         if let encoding = value("grpc-encoding"), encoding != "identity" {
-            return rejectEarly(stream, httpStatus: 200, GRPCStatus(.unimplemented, "grpc-encoding \(encoding) is not supported"))
+            return rejectEarly(stream, httpStatus: 200, GRPCStatus(.unimplemented, "grpc-encoding \(GRPCStatus.quoting(encoding)) is not supported"))
         }
         let path = value(":path") ?? ""
         guard let method = routes[path] else {
-            return rejectEarly(stream, httpStatus: 200, GRPCStatus(.unimplemented, "unknown method \(path)"))
+            return rejectEarly(stream, httpStatus: 200, GRPCStatus(.unimplemented, "unknown method \(GRPCStatus.quoting(path))"))
         }
         var deadline: ContinuousClock.Instant?
         if let text = value("grpc-timeout") {
             guard let timeout = GRPCTimeout.parse(text) else {
-                return rejectEarly(stream, httpStatus: 200, GRPCStatus(.internalError, "malformed grpc-timeout \(text)"))
+                return rejectEarly(stream, httpStatus: 200, GRPCStatus(.internalError, "malformed grpc-timeout \(GRPCStatus.quoting(text))"))
             }
             deadline = .now + timeout
             stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
@@ -73,14 +73,15 @@ extension GRPCConnectionHandler {
         stream.deadlineTimer = nil
         failWaiters(stream, with: status.code == .ok ? GRPCStatus(.cancelled, "the call already ended") : status)
         guard !stream.isClosed else { return }
-        let trailers = Self.trailers(for: status, metadata: stream.trailingMetadata)
         if stream.responseHeadersSent {
+            let trailers = statusFields(status, metadata: stream.trailingMetadata, after: [])
             stream.outbound.finish(.trailers(trailers))
             session.resumeData(stream: stream.id)
         } else {
             stream.responseHeadersSent = true
-            let headers = [(":status", "200"), ("content-type", "application/grpc")] + trailers
-            _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: false)
+            let leading = [(name: ":status", value: "200"), (name: "content-type", value: "application/grpc")]
+            let headers = leading + statusFields(status, metadata: stream.trailingMetadata, after: leading)
+            submitResponse(stream, headers: headers, hasBody: false)
         }
     }
 
@@ -90,7 +91,7 @@ extension GRPCConnectionHandler {
         for (name, value) in stream.initialMetadata where !GRPCMetadata.isReserved(name) {
             headers.append((name, value))
         }
-        _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: true)
+        submitResponse(stream, headers: headers, hasBody: true)
     }
 
     /// A request refused before any handler ran: one HEADERS frame carrying the status.
@@ -98,18 +99,41 @@ extension GRPCConnectionHandler {
         logger.debug("rejecting call", metadata: ["stream": "\(stream.id)", "status": "\(status)"])
         stream.status = status
         stream.responseHeadersSent = true
-        let headers = [(":status", "\(httpStatus)"), ("content-type", "application/grpc")]
-            + Self.trailers(for: status, metadata: [:])
-        _ = session.submitResponse(stream: stream.id, headers: headers, hasBody: false)
+        let leading = [(name: ":status", value: "\(httpStatus)"), (name: "content-type", value: "application/grpc")]
+        submitResponse(stream, headers: leading + statusFields(status, metadata: [:], after: leading), hasBody: false)
     }
 
-    static func trailers(for status: GRPCStatus, metadata: GRPCMetadata) -> [(name: String, value: String)] {
-        var trailers = [(name: "grpc-status", value: "\(status.code.rawValue)")]
+    /// Every call ends with an answer: a response nghttp2 will not take is replaced by
+    /// RST_STREAM(INTERNAL_ERROR), so the client never waits for a status that cannot come.
+    /// (One that nghttp2 takes but then cannot send, say a header block over its limit, is
+    /// reset from `sessionCouldNotSendHeaders`.)
+    private func submitResponse(_ stream: GRPCStreamContext, headers: [(name: String, value: String)], hasBody: Bool) {
+        guard !session.submitResponse(stream: stream.id, headers: headers, hasBody: hasBody) else { return }
+        logger.warning("resetting stream: the response could not be submitted", metadata: ["stream": "\(stream.id)"])
+        session.resetStream(stream.id, errorCode: HTTP2Session.internalError)
+    }
+
+    /// grpc-status, grpc-message and the trailing metadata, to follow `leading` in one header
+    /// block (the response headers of a trailers-only answer). The message is capped at
+    /// `GRPCStatusMessageCoding.maxEncodedBytes`, and cut further if the peer advertised a
+    /// SETTINGS_MAX_HEADER_LIST_SIZE the block would otherwise pass (left out if not even a
+    /// marked cut fits): a client always gets a status it accepts. The metadata is the
+    /// handler's and is sent as it is; a block nghttp2 cannot send resets the stream.
+    func statusFields(
+        _ status: GRPCStatus, metadata: GRPCMetadata, after leading: [(name: String, value: String)]
+    ) -> [(name: String, value: String)] {
+        var fields = [(name: "grpc-status", value: "\(status.code.rawValue)")]
+        var custom: [(name: String, value: String)] = []
+        for (name, value) in metadata where !GRPCMetadata.isReserved(name) { custom.append((name, value)) }
         if !status.message.isEmpty {
-            trailers.append(("grpc-message", GRPCStatusMessageCoding.encode(status.message)))
+            // RFC 9113 §6.5.2: a field costs its name and value octets plus 32.
+            let listBytes = (leading + fields + custom).reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
+            let room = session.peerMaxHeaderListBytes - listBytes - ("grpc-message".utf8.count + 32)
+            let message = GRPCStatusMessageCoding.encode(
+                status.message, maxBytes: min(GRPCStatusMessageCoding.maxEncodedBytes, room))
+            if !message.isEmpty { fields.append(("grpc-message", message)) }
         }
-        for (name, value) in metadata where !GRPCMetadata.isReserved(name) { trailers.append((name, value)) }
-        return trailers
+        return fields + custom
     }
 
     // MARK: Graceful shutdown

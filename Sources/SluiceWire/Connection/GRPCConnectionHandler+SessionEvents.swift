@@ -123,6 +123,12 @@ extension GRPCConnectionHandler: HTTP2SessionDelegate {
         session.resetStream(id, errorCode: 0)
     }
 
+    func sessionCouldNotSendHeaders(stream id: Int32, reason: String) {
+        logger.warning(
+            "resetting stream: its response headers could not be sent",
+            metadata: ["stream": "\(id)", "reason": "\(reason)"])
+    }
+
     func sessionReadData(stream id: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2DataSourceResult {
         guard let stream = streams[id] else { return .data(count: 0, end: .endStream) }
         let before = stream.outbound.queuedBytes

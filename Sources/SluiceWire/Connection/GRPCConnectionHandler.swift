@@ -10,8 +10,9 @@ import NIOCore
 /// handler tasks and callers reach it through `StreamHandle` hops. The bounded pieces of
 /// state are plain structs: `InboundMessageBuffer`, `OutboundMessageQueue`, `SendBudget`,
 /// `KeepaliveStateMachine`.
-final class GRPCConnectionHandler: ChannelInboundHandler {
+final class GRPCConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     enum Role {
@@ -52,6 +53,12 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     /// Inside `session.receive`: nghttp2 forbids producing output from its callbacks, so
     /// `flush` waits until `channelRead` calls it after the input is processed.
     var isReceiving = false
+    /// Received bytes nghttp2 could not take yet: they would begin more request streams
+    /// than it has room for until the refusals already queued are written, and the socket
+    /// is not writable (`receiveHeldInput`). Reading from the socket stops meanwhile.
+    var heldInput: ByteBuffer?
+    /// A read the pipeline asked for while input was held; issued once it is taken.
+    var readDeferred = false
     var isInactive = false
     /// Server: GOAWAY sent, draining. Client: GOAWAY received, no new calls.
     var isDraining = false
@@ -106,21 +113,65 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
+        var bytes = unwrapInboundIn(data)
         if !firstBytesSeen {
             firstBytesSeen = true
             if isServer, rejectHTTP1(bytes, context: context) { return }
         }
-        isReceiving = true
-        let error = session.receive(bytes)
-        isReceiving = false
-        if let error {
-            logger.info("closing connection: HTTP/2 error", metadata: ["error": "\(error)"])
-            flush()
-            close()
+        if heldInput != nil {
+            // Bytes of a read already under way when input was held: they queue behind it.
+            heldInput!.writeBuffer(&bytes)
             return
         }
-        flush()
+        receive(bytes)
+    }
+
+    /// Feeds `input` to the session, writing output between passes: a server session takes
+    /// only as many new request streams per pass as nghttp2 has room for, and the room comes
+    /// back when the refusals it queued are written (`HTTP2Session`, "Stream cap"). If the
+    /// socket will not take them now, the rest of the input is held, and reading stops,
+    /// until it is writable again: a peer that floods HEADERS without reading is slowed by
+    /// TCP instead of growing the queue of refusals.
+    private func receive(_ input: ByteBuffer) {
+        var input = input
+        while input.readableBytes > 0, !isInactive {
+            guard session.acceptsNewStreams else {
+                heldInput = input
+                limits.onInputHeld?()
+                return
+            }
+            isReceiving = true
+            let (consumed, error) = session.receive(input)
+            isReceiving = false
+            input.moveReaderIndex(forwardBy: consumed)
+            if let error {
+                logger.info("closing connection: HTTP/2 error", metadata: ["error": "\(error)"])
+                flush()
+                close()
+                return
+            }
+            flush()
+        }
+    }
+
+    /// Takes the held input once the socket accepts output again (a fresh stack: this runs
+    /// from the event loop, never inside `flush`), then lets reading resume.
+    private func receiveHeldInput() {
+        guard let input = heldInput, !isInactive, let context else { return }
+        heldInput = nil
+        receive(input)
+        if heldInput == nil && readDeferred {
+            readDeferred = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if heldInput != nil {
+            readDeferred = true
+        } else {
+            context.read()
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -129,6 +180,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         // running flush to go round once more (else output would wait for the next read).
         if isFlushing { writableAgainWhileFlushing = true }
         flush()
+        if heldInput != nil && context.channel.isWritable {
+            eventLoop.assumeIsolated().execute { self.receiveHeldInput() }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -394,6 +448,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         stallTimer?.cancel()
         for timer in drainTimers { timer.cancel() }
         prefacePromise.fail(GRPCStatus(.unavailable, "connection closed"))
+        heldInput = nil
         let open = streams.values
         streams.removeAll()
         for stream in open {

@@ -50,6 +50,16 @@ public struct GRPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }
 
+    /// Client input (a name, a path, a header value) as a status message quotes it: in
+    /// double quotes, and if longer than `limit` characters only its first `limit`, marked
+    /// and followed by its length, so that a 20 KB name still makes a short message.
+    /// (SluiceBroker's `BrokerError.quoting` is the same rule for broker messages.)
+    public static func quoting(_ text: String, limit: Int = 64) -> String {
+        let head = text.prefix(limit)
+        guard head.endIndex < text.endIndex else { return "\"\(text)\"" }
+        return "\"\(head)...\" (\(text.utf8.count) bytes)"
+    }
+
     /// The status a client reports for a response whose HTTP status is not 200, per the gRPC
     /// spec's "HTTP to gRPC Status Code Mapping" (doc/http-grpc-status-mapping.md).
     static func fromHTTPStatus(_ status: Int) -> GRPCStatus {
@@ -68,19 +78,44 @@ public struct GRPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// `grpc-message` coding: the gRPC spec percent-encodes every byte of the UTF-8 message outside
 /// printable ASCII 0x20...0x7E, and `%` itself, as `%XX` (upper-case hex).
+///
+/// The encoded text is also capped, here and nowhere else: a status must always fit in a
+/// header block the peer accepts (stock grpcio refuses metadata over ~8 KiB; nghttp2 will
+/// not send a header block over 16 KiB), whatever a handler put in its message.
 enum GRPCStatusMessageCoding {
-    static func encode(_ message: String) -> String {
+    /// The most bytes an encoded `grpc-message` value takes, marker included.
+    static let maxEncodedBytes = 1024
+    /// Ends a message that was cut (ASCII, so it encodes as itself).
+    static let cutMarker = "..."
+
+    /// The encoded message, whole if it takes at most `maxBytes`; otherwise cut after the
+    /// last whole character (grapheme) that leaves room for `cutMarker`, then marked. A cut
+    /// never splits a `%XX` escape or a UTF-8 sequence, so the result decodes to a prefix
+    /// of the message. Empty if `maxBytes` cannot hold even the marker.
+    static func encode(_ message: String, maxBytes: Int = maxEncodedBytes) -> String {
         var out = [UInt8]()
-        out.reserveCapacity(message.utf8.count)
+        out.reserveCapacity(min(message.utf8.count, max(maxBytes, 0)) + 8)
         let hex = Array("0123456789ABCDEF".utf8)
-        for byte in message.utf8 {
-            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
-                out.append(byte)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
+        let keepBytes = maxBytes - cutMarker.utf8.count
+        // `out.count` after the last character that still leaves room for the marker.
+        var cutAt = 0
+        for character in message {
+            for byte in character.utf8 {
+                if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
+                    out.append(byte)
+                } else {
+                    out.append(UInt8(ascii: "%"))
+                    out.append(hex[Int(byte >> 4)])
+                    out.append(hex[Int(byte & 0x0F)])
+                }
             }
+            if out.count > maxBytes {
+                guard keepBytes >= 0 else { return "" }
+                out.removeSubrange(cutAt...)
+                out.append(contentsOf: cutMarker.utf8)
+                return String(decoding: out, as: UTF8.self)
+            }
+            if out.count <= keepBytes { cutAt = out.count }
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -51,13 +51,18 @@ public final class GRPCServer: Sendable {
             prefaceTimeout: configuration.prefaceTimeout, keepaliveInterval: configuration.keepaliveInterval,
             keepaliveTimeout: configuration.keepaliveTimeout)
         limits.onWriterBlocked = configuration.onWriterBlocked
+        limits.onInputHeld = configuration.onInputHeld
         let connectionLimits = limits
         let routes = routes
         let logger = logger
-        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        if let bytes = configuration.socketSendBufferBytes {
+            bootstrap = bootstrap.childChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(bytes))
+        }
+        let listener = try await bootstrap
             .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try GRPCConnectionHandler(

@@ -47,6 +47,12 @@ public struct GRPCServerConfiguration: Sendable {
 
     /// Tests only: called on the event loop each time a writer starts waiting for send room.
     var onWriterBlocked: (@Sendable () -> Void)?
+    /// Tests only: called on the event loop each time a connection holds received input
+    /// back (refusals wait for a writable socket; `GRPCConnectionHandler.heldInput`).
+    var onInputHeld: (@Sendable () -> Void)?
+    /// Tests only: SO_SNDBUF of accepted connections, so that a test can fill a socket's
+    /// send buffer without writing megabytes (nil: the kernel's default).
+    var socketSendBufferBytes: Int?
 
     public init(host: String = "127.0.0.1", port: Int = 0) {
         self.host = host

@@ -18,6 +18,10 @@ protocol HTTP2SessionDelegate: AnyObject {
     func sessionDidReceivePingAck()
     func sessionDidReceiveGoaway(lastStreamID: Int32, errorCode: UInt32)
     func sessionDidSendEndStream(stream: Int32)
+    /// A response HEADERS frame (headers or trailers) for `stream` was dropped by nghttp2
+    /// (`reason`: a header block over its limit, say). The session has already queued
+    /// RST_STREAM(INTERNAL_ERROR) for the stream so its peer is not left waiting.
+    func sessionCouldNotSendHeaders(stream: Int32, reason: String)
     /// nghttp2 asks for up to `buffer.count` bytes of DATA for `stream` (flow-control windows
     /// already applied). Copy them into `buffer`.
     func sessionReadData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> HTTP2DataSourceResult
@@ -80,8 +84,9 @@ struct HTTP2SessionSettings {
 }
 
 /// The C-interop shell around one `nghttp2_session`. Owns the pointer; nothing outside this
-/// file sees it. Confined to one event loop (not Sendable). nghttp2 calls back through C
-/// function pointers that recover `self` from `user_data`; they never capture.
+/// file and its callbacks (`HTTP2Session+Callbacks.swift`) sees it. Confined to one event
+/// loop (not Sendable). nghttp2 calls back through C function pointers that recover `self`
+/// from `user_data`; they never capture.
 ///
 /// Stream cap: once SETTINGS are acknowledged, nghttp2 treats a request stream above its
 /// local SETTINGS_MAX_CONCURRENT_STREAMS as a connection error (GOAWAY PROTOCOL_ERROR); only
@@ -90,22 +95,38 @@ struct HTTP2SessionSettings {
 /// session tells nghttp2 a ceiling of cap + headroom, rewrites that value in the SETTINGS
 /// frame on its way out so the peer is told the cap itself, and answers each request stream
 /// above the cap with RST_STREAM(REFUSED_STREAM) from the begin-headers callback, hiding the
-/// stream's later callbacks from the delegate. nghttp2's check is then only the last line
-/// of defence against a peer that ignores the refusals (docs/wire.md, "Stream cap").
+/// stream's later callbacks from the delegate. A refused stream still counts against
+/// nghttp2's ceiling until its RST_STREAM is written, and nothing is written while nghttp2
+/// parses input; so `receive` feeds nghttp2 only as many new streams at a time as the
+/// ceiling has room for (`HTTP2FrameScanner` finds where to cut) and leaves the rest to the
+/// caller, to pass again once output was produced. nghttp2's check is never reached
+/// (docs/wire.md, "Stream cap").
 final class HTTP2Session {
+    /// RST_STREAM / GOAWAY error code INTERNAL_ERROR (RFC 9113 §7).
+    static let internalError = NGHTTP2_INTERNAL_ERROR.rawValue
+
     private var session: OpaquePointer?
+    /// nghttp2 could not even queue the GOAWAY that ends the session (out of memory): no
+    /// more I/O, and the caller closes the connection. (The session itself is freed in
+    /// deinit; this may be set from inside an nghttp2 callback, where freeing it is not safe.)
+    private var hasFailed = false
     weak var delegate: (any HTTP2SessionDelegate)?
-    private let isServer: Bool
+    let isServer: Bool
     /// The advertised cap on request streams (server sessions).
     private let streamCap: Int
+    /// The value nghttp2 enforces as our SETTINGS_MAX_CONCURRENT_STREAMS: request streams
+    /// it holds open at once (accepted plus refused) above this end the connection.
+    private let streamCeiling: Int
+    /// Server sessions: where the next frame header starts in the input (see `receive`).
+    private var inputScanner: HTTP2FrameScanner
     /// Request streams the delegate was told about and that are not closed yet.
     private var acceptedStreams: Set<Int32> = []
     /// Request streams refused above the cap, until nghttp2 closes them (RST_STREAM sent).
     private var refusedStreams: Set<Int32> = []
     /// The cap to write over nghttp2's ceiling in our first SETTINGS frame, until written.
     private var advertisedCapPatch: UInt32?
-    private let maxSendFrameBytes: Int
-    private let noCopyMinimumBytes: Int
+    let maxSendFrameBytes: Int
+    let noCopyMinimumBytes: Int
     /// While `produceOutput` runs: frames serialised since the last no-copy DATA payload,
     /// the buffers already in order, their bytes, and the pass's limit (the no-copy
     /// callback pauses nghttp2 once the limit is reached).
@@ -129,10 +150,13 @@ final class HTTP2Session {
         maxSendFrameBytes = settings.maxFrameBytes
         noCopyMinimumBytes = max(settings.noCopyMinimumBytes, 1)
         // What nghttp2 enforces: the cap plus headroom for a server (see "Stream cap" above).
+        // The headroom is also how many refusals one pass of input may queue: at least 1.
         let streamCeiling =
             settings.isServer
-            ? min(settings.maxConcurrentStreams + settings.streamCapHeadroom, Int(UInt32.max))
+            ? min(settings.maxConcurrentStreams + max(settings.streamCapHeadroom, 1), Int(UInt32.max))
             : settings.maxConcurrentStreams
+        self.streamCeiling = streamCeiling
+        inputScanner = HTTP2FrameScanner(skipsClientMagic: settings.isServer)
         if streamCeiling != settings.maxConcurrentStreams {
             advertisedCapPatch = UInt32(settings.maxConcurrentStreams)
         }
@@ -192,16 +216,62 @@ final class HTTP2Session {
 
     // MARK: I/O
 
-    /// Feeds received bytes. A negative result is a connection error (bad preface, protocol
-    /// violation, flood limit): the caller closes the connection after sending what is queued.
-    func receive(_ bytes: ByteBuffer) -> HTTP2SessionError? {
-        guard let session else { return .closed }
-        let rc = bytes.withUnsafeReadableBytes { raw -> Int in
-            guard let base = raw.baseAddress else { return 0 }
-            return nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), raw.count)
+    /// Feeds received bytes to nghttp2, as many as it can take now: a server session stops
+    /// before a HEADERS frame that could begin a request stream nghttp2 has no room for
+    /// (refused streams wait for their RST_STREAM to be written; see "Stream cap"). Returns
+    /// how many bytes were taken; the caller produces output (which writes the refusals)
+    /// and passes the rest again, or holds it while the socket is not writable
+    /// (`acceptsNewStreams` says when it may pass it again). An error is a connection error
+    /// (bad preface, protocol violation, flood limit): the caller closes the connection
+    /// after sending what is queued.
+    func receive(_ bytes: ByteBuffer) -> (consumed: Int, error: HTTP2SessionError?) {
+        guard let session, !hasFailed else { return (0, .closed) }
+        return bytes.withUnsafeReadableBytes { raw -> (consumed: Int, error: HTTP2SessionError?) in
+            var consumed = 0
+            while consumed < raw.count, acceptsNewStreams, !hasFailed {
+                let rest = UnsafeRawBufferPointer(rebasing: raw[consumed...])
+                let length =
+                    isServer
+                    ? inputScanner.prefix(of: rest, completingAtMost: streamCeiling - openRequestStreams) : rest.count
+                guard length > 0, let base = rest.baseAddress else { break }
+                let rc = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), length)
+                if rc < 0 { return (consumed, .nghttp2(Int32(truncatingIfNeeded: rc))) }
+                // No callback pauses nghttp2, so it takes all it is given.
+                assert(rc == length, "nghttp2 consumed \(rc) of \(length) bytes")
+                consumed += length
+            }
+            return (consumed, nil)
         }
-        return rc < 0 ? .nghttp2(Int32(truncatingIfNeeded: rc)) : nil
     }
+
+    /// Request streams nghttp2 holds open: those the delegate was told about and those
+    /// refused whose RST_STREAM is not written yet.
+    private var openRequestStreams: Int { acceptedStreams.count + refusedStreams.count }
+
+    /// A request stream begins (server, begin-headers callback): true if it is within the
+    /// cap; otherwise RST_STREAM(REFUSED_STREAM) is queued and the delegate never hears of it.
+    func admitRequestStream(_ stream: Int32) -> Bool {
+        guard acceptedStreams.count < streamCap else {
+            refusedStreams.insert(stream)
+            resetStream(stream, errorCode: NGHTTP2_REFUSED_STREAM.rawValue)
+            return false
+        }
+        acceptedStreams.insert(stream)
+        return true
+    }
+
+    func isRefused(_ stream: Int32) -> Bool { refusedStreams.contains(stream) }
+
+    /// A stream closed: false if it was a refused one (its RST_STREAM is written now).
+    func forgetStream(_ stream: Int32) -> Bool {
+        guard refusedStreams.remove(stream) == nil else { return false }
+        acceptedStreams.remove(stream)
+        return true
+    }
+
+    /// False while nghttp2 could not take one more request stream without ending the
+    /// connection: input waits until output has written the pending refusals.
+    var acceptsNewStreams: Bool { !isServer || openRequestStreams < streamCeiling }
 
     /// Serialises queued frames, appending the bytes to send to `pieces` in order, until
     /// nothing is queued or about `limit` bytes were produced (a no-copy DATA frame may pass
@@ -211,7 +281,7 @@ final class HTTP2Session {
     func produceOutput(
         into pieces: inout [ByteBuffer], allocator: ByteBufferAllocator, limit: Int
     ) -> HTTP2SessionError? {
-        guard let session else { return .closed }
+        guard let session, !hasFailed else { return .closed }
         precondition(outputPieces.isEmpty && outputBytes == 0, "produceOutput is not re-entered")
         outputAllocator = allocator
         outputFrames = allocator.buffer(capacity: 16 * 1024)
@@ -223,7 +293,7 @@ final class HTTP2Session {
             outputFrames = ByteBuffer()
             outputBytes = 0
         }
-        while outputBytes < limit {
+        while outputBytes < limit, !hasFailed {
             var chunk: UnsafePointer<UInt8>?
             let count = nghttp2_session_mem_send(session, &chunk)
             if count < 0 { return .nghttp2(Int32(truncatingIfNeeded: count)) }
@@ -249,7 +319,7 @@ final class HTTP2Session {
     /// 9-byte frame header nghttp2 serialised, the pad length byte if padded, the payload,
     /// the padding. nghttp2 never pads here (no padding callback is set), but the layout is
     /// honoured anyway.
-    fileprivate func sendDataFrame(stream: Int32, header: UnsafePointer<UInt8>, length: Int, padding: Int) -> Int32 {
+    func sendDataFrame(stream: Int32, header: UnsafePointer<UInt8>, length: Int, padding: Int) -> Int32 {
         guard let delegate else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
         let headerLength = padding > 0 ? 10 : 9
         outputFrames.writeBytes(UnsafeRawBufferPointer(start: header, count: 9))
@@ -302,7 +372,7 @@ final class HTTP2Session {
 
     /// False once both sides are done (after GOAWAY both ways, or a fatal error).
     var isAlive: Bool {
-        guard let session else { return false }
+        guard let session, !hasFailed else { return false }
         return nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0
     }
 
@@ -339,12 +409,18 @@ final class HTTP2Session {
 
     func resumeData(stream: Int32) {
         guard let session else { return }
+        // Fails only for a stream that is gone or whose data is not deferred: nothing to resume.
         _ = nghttp2_session_resume_data(session, stream)
     }
 
+    /// Queues RST_STREAM. nghttp2 refuses only when it cannot allocate; then the stream
+    /// could be left without an answer, so the whole session ends instead (GOAWAY, and the
+    /// caller closes the connection once it is written, which ends every stream).
     func resetStream(_ stream: Int32, errorCode: UInt32) {
         guard let session else { return }
-        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
+        if nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode) != 0 {
+            terminate(errorCode: Self.internalError)
+        }
     }
 
     /// Tells nghttp2 the application has taken `bytes` of `stream`'s DATA; it sends
@@ -358,6 +434,8 @@ final class HTTP2Session {
         }
     }
 
+    /// Fails only when nghttp2 cannot allocate; each caller has a timer that acts as if the
+    /// PING went unanswered (keepalive closes the connection, shutdown sends the final GOAWAY).
     func ping(payload: UInt64) {
         guard let session else { return }
         var bytes = payload.bigEndian
@@ -369,22 +447,36 @@ final class HTTP2Session {
 
     /// GOAWAY naming the last stream we processed: streams above it were never seen and
     /// the peer may retry them elsewhere.
+    /// If it cannot be queued (nghttp2 out of memory) the session is terminated instead.
     func goaway(errorCode: UInt32) {
         guard let session else { return }
         let last = nghttp2_session_get_last_proc_stream_id(session)
-        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
+        if nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0) != 0 {
+            terminate(errorCode: errorCode)
+        }
     }
 
     /// GOAWAY naming stream 2^31-1: "stop opening streams", while those in flight still count.
+    /// Fails only when nghttp2 cannot allocate or a GOAWAY went out already; the final GOAWAY
+    /// follows on a timer either way.
     func shutdownNotice() {
         guard let session else { return }
         _ = nghttp2_submit_shutdown_notice(session)
     }
 
-    /// Sends GOAWAY and makes the session want no more I/O once it is written.
+    /// Sends GOAWAY and makes the session want no more I/O once it is written. If nghttp2
+    /// cannot even queue that, the session is done at once (`hasFailed`): `isAlive` turns
+    /// false and the caller closes the connection, which ends every stream.
     func terminate(errorCode: UInt32) {
         guard let session else { return }
-        _ = nghttp2_session_terminate_session(session, errorCode)
+        if nghttp2_session_terminate_session(session, errorCode) != 0 { hasFailed = true }
+    }
+
+    /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE (unlimited until its SETTINGS say otherwise).
+    /// nghttp2 does not enforce it on what we send; the server sizes status messages by it.
+    var peerMaxHeaderListBytes: Int {
+        guard let session else { return 0 }
+        return Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE))
     }
 
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2's default until its SETTINGS arrive).
@@ -398,168 +490,6 @@ final class HTTP2Session {
         guard let session else { return 0 }
         let streamWindow = Int(nghttp2_session_get_stream_remote_window_size(session, stream))
         return min(streamWindow, Int(nghttp2_session_get_remote_window_size(session)))
-    }
-
-    // MARK: C glue
-
-    private static func owner(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session? {
-        guard let userData else { return nil }
-        return Unmanaged<HTTP2Session>.fromOpaque(userData).takeUnretainedValue()
-    }
-
-    private static var dataProvider: nghttp2_data_provider {
-        nghttp2_data_provider(
-            source: nghttp2_data_source(ptr: nil),
-            read_callback: { session, stream, buffer, length, flags, _, userData -> Int in
-                guard let owner = HTTP2Session.owner(userData), let delegate = owner.delegate, let buffer, let flags
-                else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-                var result = delegate.sessionPeekData(stream: stream, limit: length)
-                if case .data(let count, _) = result, count >= owner.noCopyMinimumBytes {
-                    // The bytes are taken when nghttp2 writes the frame (`sendDataFrame`).
-                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
-                } else {
-                    result = delegate.sessionReadData(
-                        stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
-                }
-                switch result {
-                case .deferred:
-                    return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-                case .data(let count, nil):
-                    precondition(count <= length)
-                    return count
-                case .data(let count, .endStream?):
-                    precondition(count <= length)
-                    flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-                    return count
-                case .data(let count, .trailers(let trailers)?):
-                    precondition(count <= length)
-                    flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                    let rc = HTTP2Session.withNameValues(trailers) { nva, n in
-                        nghttp2_submit_trailer(session, stream, nva, n)
-                    }
-                    return rc == 0 ? count : Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
-                }
-            })
-    }
-
-    private static func install(_ callbacks: OpaquePointer) {
-        nghttp2_session_callbacks_set_send_data_callback(callbacks) { _, frame, header, length, _, userData in
-            guard let frame, let header, let owner = HTTP2Session.owner(userData) else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-            }
-            return owner.sendDataFrame(
-                stream: frame.pointee.hd.stream_id, header: header, length: length, padding: frame.pointee.data.padlen)
-        }
-        // DATA frames as large as the peer accepts, up to our own maxFrameBytes (nghttp2
-        // sizes its frame buffer to this, and clamps it to the flow-control windows).
-        nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks) {
-            _, _, _, _, _, peerMaxFrameBytes, userData in
-            guard let owner = HTTP2Session.owner(userData) else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-            return max(min(Int(peerMaxFrameBytes), owner.maxSendFrameBytes), 1)
-        }
-        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-            guard let frame, let owner = HTTP2Session.owner(userData) else { return 0 }
-            let stream = frame.pointee.hd.stream_id
-            if owner.isServer && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                guard owner.acceptedStreams.count < owner.streamCap else {
-                    owner.refusedStreams.insert(stream)
-                    owner.resetStream(stream, errorCode: NGHTTP2_REFUSED_STREAM.rawValue)
-                    return 0
-                }
-                owner.acceptedStreams.insert(stream)
-            }
-            owner.delegate?.sessionDidBeginHeaders(stream: stream)
-            return 0
-        }
-        nghttp2_session_callbacks_set_on_header_callback(callbacks) {
-            _, frame, name, nameLength, value, valueLength, _, userData in
-            guard let frame, let name, let value, let owner = HTTP2Session.owner(userData),
-                !owner.refusedStreams.contains(frame.pointee.hd.stream_id), let delegate = owner.delegate
-            else { return 0 }
-            let accepted = delegate.sessionDidReceiveHeader(
-                stream: frame.pointee.hd.stream_id,
-                name: String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
-                value: String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self))
-            return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
-        }
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-            guard let frame, let owner = HTTP2Session.owner(userData),
-                !owner.refusedStreams.contains(frame.pointee.hd.stream_id), let delegate = owner.delegate
-            else { return 0 }
-            let header = frame.pointee.hd
-            let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            let isAck = header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
-            switch UInt32(header.type) {
-            case NGHTTP2_HEADERS.rawValue:
-                delegate.sessionDidReceiveHeaders(stream: header.stream_id, endStream: endStream)
-            case NGHTTP2_DATA.rawValue where endStream:
-                delegate.sessionDidReceiveEndOfData(stream: header.stream_id)
-            case NGHTTP2_SETTINGS.rawValue where !isAck:
-                delegate.sessionDidReceiveSettings()
-            case NGHTTP2_PING.rawValue where isAck:
-                delegate.sessionDidReceivePingAck()
-            case NGHTTP2_GOAWAY.rawValue:
-                delegate.sessionDidReceiveGoaway(
-                    lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
-            default:
-                break
-            }
-            return 0
-        }
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
-            _, _, stream, data, length, userData in
-            guard let owner = HTTP2Session.owner(userData) else { return 0 }
-            if owner.refusedStreams.contains(stream) {
-                // Nobody reads a refused stream: hand its bytes back to the connection window.
-                owner.consume(stream: stream, bytes: length)
-                return 0
-            }
-            guard let data, let delegate = owner.delegate else { return 0 }
-            delegate.sessionDidReceiveData(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length))
-            return 0
-        }
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, stream, errorCode, userData in
-            guard let owner = HTTP2Session.owner(userData) else { return 0 }
-            guard owner.refusedStreams.remove(stream) == nil else { return 0 }
-            owner.acceptedStreams.remove(stream)
-            owner.delegate?.sessionStreamDidClose(stream: stream, errorCode: errorCode)
-            return 0
-        }
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            guard let frame, let delegate = HTTP2Session.owner(userData)?.delegate else { return 0 }
-            let header = frame.pointee.hd
-            let type = UInt32(header.type)
-            if type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue,
-                header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            {
-                delegate.sessionDidSendEndStream(stream: header.stream_id)
-            }
-            return 0
-        }
-    }
-
-    /// Builds a temporary `nghttp2_nv` array over copies of the strings; nghttp2 copies
-    /// name/value pairs during submit, so nothing outlives `body`.
-    private static func withNameValues<R>(
-        _ headers: [(name: String, value: String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
-    ) -> R {
-        let total = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-        let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))
-        defer { storage.deallocate() }
-        let nva = UnsafeMutablePointer<nghttp2_nv>.allocate(capacity: max(headers.count, 1))
-        defer { nva.deallocate() }
-        var offset = 0
-        for (index, header) in headers.enumerated() {
-            let name = storage + offset
-            for byte in header.name.utf8 { storage[offset] = byte; offset += 1 }
-            let value = storage + offset
-            for byte in header.value.utf8 { storage[offset] = byte; offset += 1 }
-            (nva + index).initialize(
-                to: nghttp2_nv(
-                    name: name, value: value, namelen: header.name.utf8.count, valuelen: header.value.utf8.count,
-                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
-        }
-        return body(nva, headers.count)
     }
 }
 
