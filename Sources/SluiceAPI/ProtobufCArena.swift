@@ -15,6 +15,9 @@ import NIOCore
 final class ProtobufCArena {
     private var blocks: [UnsafeMutableRawPointer] = []
     private var retainedStorages: [Unmanaged<AnyObject>] = []
+    /// The first string given to `string(_:)` that holds a NUL byte (its first 64
+    /// characters): protobuf-c will cut it there, so a checked encode refuses the message.
+    private(set) var firstStringWithNUL: String?
 
     /// Zeroed memory for `count` values of a C type (all-zero is a valid C struct).
     func allocate<T>(_: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
@@ -27,9 +30,10 @@ final class ProtobufCArena {
     }
 
     /// A NUL-terminated copy. A Swift string containing NUL is cut there by protobuf-c's
-    /// pack (it measures with strlen); decoding refuses such strings (ProtobufStringCheck),
-    /// so no Sluice field carries one, but an encoder given one cannot say so.
+    /// pack (it measures with strlen): decoding refuses such strings (ProtobufStringCheck),
+    /// and a checked encode refuses them through `firstStringWithNUL`.
     func string(_ string: String) -> UnsafeMutablePointer<CChar>? {
+        if firstStringWithNUL == nil, string.utf8.contains(0) { firstStringWithNUL = String(string.prefix(64)) }
         var string = string
         return string.withUTF8 { utf8 in
             let copy = allocate(CChar.self, count: utf8.count + 1)  // zeroed: the NUL is there

@@ -69,7 +69,21 @@ enum ProtobufCCodec {
     static func encode<Message: ProtobufCConvertible>(_ value: Message) -> ByteBuffer {
         let arena = ProtobufCArena()
         defer { arena.deallocateAll() }
+        return pack(arena.message(value))
+    }
+
+    /// `encode`, refusing a value with a string protobuf-c would cut at a NUL byte.
+    static func checkedEncode<Message: ProtobufCConvertible>(_ value: Message) throws(ProtobufEncodingError) -> ByteBuffer {
+        let arena = ProtobufCArena()
+        defer { arena.deallocateAll() }
         let message = arena.message(value)
+        if let refused = arena.firstStringWithNUL {
+            throw ProtobufEncodingError(messageName: messageName(Message.self), stringPrefix: refused)
+        }
+        return pack(message)
+    }
+
+    private static func pack<CMessage>(_ message: UnsafeMutablePointer<CMessage>) -> ByteBuffer {
         let base = base(of: message)
         let size = protobuf_c_message_get_packed_size(base)
         var buffer = ByteBufferAllocator().buffer(capacity: size)

@@ -13,6 +13,31 @@ public protocol ProtobufMessage: Sendable, Equatable {
     /// protobuf encoder does; map entries are written in key order so equal values encode
     /// to equal bytes.
     func protobufBytes() -> ByteBuffer
+
+    /// The serialized message, or an error when a string field holds a NUL byte: protobuf-c
+    /// measures strings with strlen, so `protobufBytes()` would send `"orders\0-staging"` as
+    /// `orders` and a request would act on another name than the caller gave. Clients encode
+    /// requests with this; the broker refuses such strings when it decodes them anyway.
+    func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer
+}
+
+/// A value that cannot be encoded as given: a string field holds a NUL byte, which
+/// protobuf-c would cut the string at.
+public struct ProtobufEncodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The proto message being encoded, e.g. `sluice.v1.DeleteTopicRequest`.
+    public var messageName: String
+    /// The start of the refused string (at most 64 characters), for the message.
+    public var stringPrefix: String
+
+    public init(messageName: String, stringPrefix: String) {
+        self.messageName = messageName
+        self.stringPrefix = stringPrefix
+    }
+
+    public var description: String {
+        let shown = stringPrefix.unicodeScalars.map { $0 == "\0" ? "\\0" : String($0) }.joined()
+        return "a string field of \(messageName) contains a NUL byte (\"\(shown)\"); it cannot be sent"
+    }
 }
 
 /// Bytes that cannot be taken as the expected message: either not a valid encoding

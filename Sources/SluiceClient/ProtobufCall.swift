@@ -2,6 +2,19 @@ import NIOCore
 import SluiceAPI
 import SluiceWire
 
+extension ProtobufMessage {
+    /// The request's bytes, or INVALID_ARGUMENT (raised here, before anything is sent)
+    /// when a string holds a NUL byte: protobuf-c would cut it there, and the broker
+    /// would act on the shortened name, e.g. delete `orders` for "orders\0-staging".
+    func checkedRequestBytes() throws(GRPCStatus) -> ByteBuffer {
+        do {
+            return try checkedProtobufBytes()
+        } catch {
+            throw GRPCStatus(.invalidArgument, "\(error)")
+        }
+    }
+}
+
 /// A streaming call with SluiceAPI messages: requests are encoded and responses decoded
 /// here, so callers never handle bytes. A response that does not decode ends the
 /// iteration with INTERNAL.
@@ -17,7 +30,7 @@ public struct ProtobufCall<Request: ProtobufMessage, Response: ProtobufMessage>:
 
     /// Sends one request; suspends while HTTP/2 flow control holds the call back.
     public func send(_ request: Request) async throws {
-        try await call.send(request.protobufBytes())
+        try await call.send(request.checkedRequestBytes())
     }
 
     /// Half-closes the call: no more requests.

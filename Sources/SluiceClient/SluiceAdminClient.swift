@@ -9,7 +9,7 @@ extension GRPCClientConnection {
         path: String, request: Request, as response: Response.Type = Response.self,
         metadata: GRPCMetadata = [:], timeout: Duration? = nil
     ) async throws -> Response {
-        let bytes = try await unary(path: path, request: request.protobufBytes(), metadata: metadata, timeout: timeout)
+        let bytes = try await unary(path: path, request: request.checkedRequestBytes(), metadata: metadata, timeout: timeout)
         do {
             return try Response(protobuf: bytes)
         } catch {

@@ -29,6 +29,10 @@ public struct EtcdResponseHeader: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension EtcdResponseHeader: ProtobufCConvertible {
@@ -86,6 +90,10 @@ public struct EtcdKeyValue: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -242,6 +250,10 @@ public struct EtcdRangeRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension EtcdRangeRequest: ProtobufCConvertible {
@@ -312,6 +324,10 @@ public struct EtcdRangeResponse: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension EtcdRangeResponse: ProtobufCConvertible {
@@ -371,6 +387,10 @@ public struct EtcdPutRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension EtcdPutRequest: ProtobufCConvertible {
@@ -420,6 +440,10 @@ public struct EtcdPutResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 

@@ -21,6 +21,10 @@ public struct HealthCheckRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension HealthCheckRequest: ProtobufCConvertible {
@@ -93,6 +97,10 @@ public struct HealthCheckResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 

@@ -37,6 +37,10 @@ public struct ServerReflectionRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension ServerReflectionRequest: ProtobufCConvertible {
@@ -105,6 +109,10 @@ extension ServerReflectionRequest {
         public func protobufBytes() -> ByteBuffer {
             ProtobufCCodec.encode(self)
         }
+
+        public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+            try ProtobufCCodec.checkedEncode(self)
+        }
     }
 }
 
@@ -162,6 +170,10 @@ public struct ServerReflectionResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -227,6 +239,10 @@ extension ServerReflectionResponse {
         public func protobufBytes() -> ByteBuffer {
             ProtobufCCodec.encode(self)
         }
+
+        public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+            try ProtobufCCodec.checkedEncode(self)
+        }
     }
 }
 
@@ -270,6 +286,10 @@ extension ServerReflectionResponse {
         public func protobufBytes() -> ByteBuffer {
             ProtobufCCodec.encode(self)
         }
+
+        public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+            try ProtobufCCodec.checkedEncode(self)
+        }
     }
 }
 
@@ -312,6 +332,10 @@ extension ServerReflectionResponse {
         public func protobufBytes() -> ByteBuffer {
             ProtobufCCodec.encode(self)
         }
+
+        public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+            try ProtobufCCodec.checkedEncode(self)
+        }
     }
 }
 
@@ -351,6 +375,10 @@ extension ServerReflectionResponse {
 
         public func protobufBytes() -> ByteBuffer {
             ProtobufCCodec.encode(self)
+        }
+
+        public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+            try ProtobufCCodec.checkedEncode(self)
         }
     }
 }
@@ -393,6 +421,10 @@ extension ServerReflectionResponse {
 
         public func protobufBytes() -> ByteBuffer {
             ProtobufCCodec.encode(self)
+        }
+
+        public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+            try ProtobufCCodec.checkedEncode(self)
         }
     }
 }

@@ -36,6 +36,10 @@ public struct EchoRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension EchoRequest: ProtobufCConvertible {
@@ -84,6 +88,10 @@ public struct EchoResponse: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension EchoResponse: ProtobufCConvertible {
@@ -117,6 +125,10 @@ public struct StatsRequest: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -160,6 +172,10 @@ public struct StatsResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 

@@ -91,6 +91,10 @@ public struct TopicPartitions: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension TopicPartitions: ProtobufCConvertible {
@@ -148,6 +152,10 @@ public struct JoinGroup: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension JoinGroup: ProtobufCConvertible {
@@ -191,6 +199,10 @@ public struct Heartbeat: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension Heartbeat: ProtobufCConvertible {
@@ -225,6 +237,10 @@ public struct RevokeAck: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -261,6 +277,10 @@ public struct LeaveGroup: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -302,6 +322,10 @@ public struct MemberMessage: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -367,6 +391,10 @@ public struct Joined: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension Joined: ProtobufCConvertible {
@@ -412,6 +440,10 @@ public struct Assignment: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension Assignment: ProtobufCConvertible {
@@ -452,6 +484,10 @@ public struct Revocation: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -498,6 +534,10 @@ public struct CoordinatorMessage: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -560,6 +600,10 @@ public struct OffsetCommit: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension OffsetCommit: ProtobufCConvertible {
@@ -610,6 +654,10 @@ public struct CommitOffsetsRequest: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -662,6 +710,10 @@ public struct OffsetCommitResult: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension OffsetCommitResult: ProtobufCConvertible {
@@ -705,6 +757,10 @@ public struct CommitOffsetsResponse: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension CommitOffsetsResponse: ProtobufCConvertible {
@@ -744,6 +800,10 @@ public struct FetchOffsetsRequest: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -793,6 +853,10 @@ public struct CommittedOffset: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension CommittedOffset: ProtobufCConvertible {
@@ -836,6 +900,10 @@ public struct FetchOffsetsResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -882,6 +950,10 @@ public struct GroupSummary: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension GroupSummary: ProtobufCConvertible {
@@ -923,6 +995,10 @@ public struct ListGroupsRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension ListGroupsRequest: ProtobufCConvertible {
@@ -955,6 +1031,10 @@ public struct ListGroupsResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -1003,6 +1083,10 @@ public struct GroupMemberDescription: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -1075,6 +1159,10 @@ public struct PartitionLag: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension PartitionLag: ProtobufCConvertible {
@@ -1137,6 +1225,10 @@ public struct GroupDescription: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension GroupDescription: ProtobufCConvertible {
@@ -1185,6 +1277,10 @@ public struct DescribeGroupRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension DescribeGroupRequest: ProtobufCConvertible {
@@ -1220,6 +1316,10 @@ public struct DescribeGroupResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -1276,6 +1376,10 @@ public struct ResetOffsetsRequest: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -1347,6 +1451,10 @@ public struct ResetOffsetsResponse: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension ResetOffsetsResponse: ProtobufCConvertible {
@@ -1384,6 +1492,10 @@ public struct DeleteGroupRequest: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension DeleteGroupRequest: ProtobufCConvertible {
@@ -1415,6 +1527,10 @@ public struct DeleteGroupResponse: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 

@@ -52,6 +52,10 @@ public struct RecordHeader: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension RecordHeader: ProtobufCConvertible {
@@ -98,6 +102,10 @@ public struct Record: ProtobufMessage {
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
     }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
 }
 
 extension Record: ProtobufCConvertible {
@@ -143,6 +151,10 @@ public struct Records: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 
@@ -221,6 +233,10 @@ public struct RecordBatch: ProtobufMessage {
 
     public func protobufBytes() -> ByteBuffer {
         ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
     }
 }
 

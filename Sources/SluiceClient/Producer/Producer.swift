@@ -90,6 +90,7 @@ public actor Producer {
         partition: Int? = nil, timestampMs: Int64? = nil
     ) async throws -> Delivery {
         guard !isClosed else { throw ProducerError.closed }
+        if let bad = headers.first(where: { $0.key.utf8.contains(0) }) { throw ProducerError.invalidHeaderKey(bad.key) }
         let metadata = try await metadata(of: topic)
         let count = metadata.partitionCount
         if let partition, !(0..<count).contains(partition) {

@@ -112,6 +112,9 @@ public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
     case transport(String)
     /// `close()` was called.
     case closed
+    /// A record header key holds a NUL byte: it would be cut there on the wire, and
+    /// consumers refuse such batches.
+    case invalidHeaderKey(String)
 
     public var description: String {
         switch self {
@@ -123,6 +126,8 @@ public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownPartition(let topic, let partition, let count): "topic \(topic) has no partition \(partition) (it has \(count))"
         case .transport(let message): message
         case .closed: "the producer is closed"
+        case .invalidHeaderKey(let key):
+            "record header key \"\(key.prefix(64).unicodeScalars.map { $0 == "\0" ? "\\0" : String($0) }.joined())\" contains a NUL byte"
         }
     }
 
