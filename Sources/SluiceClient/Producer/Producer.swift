@@ -37,7 +37,14 @@ public actor Producer {
         var target: TopicPartition
         var batch: PartitionAccumulator<Item>.Batch
         var session: Int
+        /// Past this the stream is taken for dead (`answerWatchdog`): the request timeout
+        /// plus `answerSlack` after sending, or the batch's delivery deadline if sooner.
+        var answerDeadline: ContinuousClock.Instant
     }
+
+    /// What the broker gets beyond `requestTimeout` (which it is told, and answers
+    /// REQUEST_TIMED_OUT by) before a silent stream is given up: its answer's trip back.
+    static let answerSlack: Duration = .seconds(1)
 
     private struct SpaceWaiter {
         var bytes: Int
@@ -53,6 +60,8 @@ public actor Producer {
     private var sticky: [String: StickyPartition] = [:]
     private var inFlight: [UInt64: InFlight] = [:]
     private var wakeups: [TopicPartition: (at: ContinuousClock.Instant, task: Task<Void, Never>)] = [:]
+    /// Wakes at the earliest `answerDeadline` in flight (see `armAnswerWatchdog`).
+    private var answerWatchdog: (at: ContinuousClock.Instant, task: Task<Void, Never>)?
     private var lastError: [TopicPartition: String] = [:]
     private var bufferedBytes = 0
     private var spaceWaiters: Deque<SpaceWaiter> = []
@@ -154,21 +163,46 @@ public actor Producer {
     }
 
     /// Flushes, then closes the stream and the connection. Later sends throw `.closed`.
-    public func close() async {
-        await flush()
+    ///
+    /// The flush waits at most `timeout` (nil: as long as the batches' delivery timeouts
+    /// allow, since an unanswered batch is given up at its deadline); whatever is still
+    /// unanswered then fails with `.closed` (it may still have reached the broker). Closing
+    /// the stream and the connection afterwards takes what is left of `timeout` (nil: at
+    /// most `requestTimeout`); past it the stream is reset and the connection left to close
+    /// in the background.
+    public func close(timeout: Duration? = nil) async {
+        let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
+        if let timeout {
+            _ = try? await firstOf(within: timeout, timeoutError: ProducerError.closed) { await self.flush() }
+        } else {
+            await flush()
+        }
         isClosed = true
         for waiter in spaceWaiters { waiter.continuation.resume(throwing: ProducerError.closed) }
         spaceWaiters.removeAll()
         for place in Array(accumulators.keys) {
             for batch in accumulators[place]?.drain() ?? [] { fail(batch, .closed) }
         }
+        for (correlationID, entry) in inFlight {
+            inFlight[correlationID] = nil
+            fail(entry.batch, .closed)
+        }
         for wakeup in wakeups.values { wakeup.task.cancel() }
         wakeups.removeAll()
+        answerWatchdog?.task.cancel()
+        answerWatchdog = nil
         let last = session
         session = nil
-        await last?.finishAndWait(bound: configuration.requestTimeout)
-        await connection?.close()
+        let lastConnection = connection
         connection = nil
+        let bound = deadline.map { max(.zero, ContinuousClock.now.duration(to: $0)) } ?? configuration.requestTimeout
+        // Bounded as a whole: a broker that stopped reading holds the stream's writer in
+        // HTTP/2 flow control, and a graceful connection close waits for its answer.
+        _ = try? await firstOf(within: bound, timeoutError: ProducerError.closed) {
+            await last?.finishAndWait(bound: bound)
+            await lastConnection?.close()
+        }
+        last?.cancel()
     }
 
     // MARK: Sending
@@ -222,7 +256,8 @@ public actor Producer {
             // The sequence first: nothing may suspend between getting the session and
             // sending on it, or the session could end unnoticed in between.
             if configuration.idempotent { batch.sequence = try await sequence(for: batch, at: place) }
-            current = try await openSession()
+            let deliveryLeft = ContinuousClock.now.duration(to: batch.createdAt.advanced(by: configuration.deliveryTimeout))
+            current = try await openSessionWithin(max(.zero, min(configuration.requestTimeout, deliveryLeft)))
         } catch {
             retryOrFail(batch, at: place, reason: "\(error)")
             return
@@ -252,8 +287,54 @@ public actor Producer {
             drive(place)
             return
         }
-        inFlight[correlationID] = InFlight(target: place, batch: batch, session: current.id)
+        let deadline = min(
+            ContinuousClock.now.advanced(by: configuration.requestTimeout + Self.answerSlack),
+            batch.createdAt.advanced(by: configuration.deliveryTimeout))
+        inFlight[correlationID] = InFlight(target: place, batch: batch, session: current.id, answerDeadline: deadline)
+        armAnswerWatchdog(at: deadline)
         current.send(request)
+    }
+
+    // MARK: Unanswered batches
+
+    /// A broker that stops answering (frozen, a dead network path) leaves the stream open
+    /// but silent: without this the batches in flight would wait for an answer forever,
+    /// past every timeout. One timer for the producer, at the earliest deadline in flight.
+    private func armAnswerWatchdog(at instant: ContinuousClock.Instant) {
+        if let existing = answerWatchdog {
+            if existing.at <= instant { return }
+            existing.task.cancel()
+        }
+        let task = Task {
+            // A timer, not synchronisation: the instant is a deadline for an answer.
+            try? await Task.sleep(until: instant, clock: .continuous)
+            if !Task.isCancelled { self.answerWatchdogFired(at: instant) }
+        }
+        answerWatchdog = (instant, task)
+    }
+
+    private func answerWatchdogFired(at instant: ContinuousClock.Instant) {
+        guard answerWatchdog?.at == instant else { return }
+        answerWatchdog = nil
+        let now = ContinuousClock.now
+        let silent = Set(inFlight.values.filter { $0.answerDeadline <= now }.map(\.session))
+        for id in silent.sorted() {
+            logger.warning("no answer from the broker in time; giving up the produce stream", metadata: [
+                "session": "\(id)", "requestTimeout": "\(configuration.requestTimeout)"])
+            endSession(id, status: GRPCStatus(.deadlineExceeded,
+                "no answer within the request timeout (\(configuration.requestTimeout)) plus \(Self.answerSlack)"))
+        }
+        if let next = inFlight.values.map(\.answerDeadline).min() { armAnswerWatchdog(at: next) }
+    }
+
+    /// `openSession`, given up after `bound`: connecting to a broker that accepts TCP but
+    /// never answers must not hold a batch past its deadlines. The attempt itself goes on
+    /// and a later call may still use it.
+    private func openSessionWithin(_ bound: Duration) async throws -> ProduceSession {
+        if let session { return session }
+        return try await firstOf(within: bound, timeoutError: GRPCStatus(.deadlineExceeded, "no connection to the broker within \(bound)")) {
+            try await self.openSession()
+        }
     }
 
     /// An answer from the broker (called by the session's reader).
@@ -296,7 +377,14 @@ public actor Producer {
 
     /// The stream ended: every batch it carried is retried (or failed if retrying cannot help).
     func sessionEnded(_ id: Int, status: GRPCStatus) {
+        endSession(id, status: status)
+    }
+
+    /// Ends a stream the producer no longer uses (it ended, or it went silent): its
+    /// batches in flight are retried or failed; a late answer on it finds nothing to apply.
+    private func endSession(_ id: Int, status: GRPCStatus) {
         if session?.id == id {
+            session?.cancel()
             session = nil
             let lost = connection
             connection = nil
