@@ -13,7 +13,14 @@ public struct BrokerAddress: Sendable, CustomStringConvertible {
         self.host = host
         self.port = port
         transport = GRPCClientConfiguration(host: host, port: port)
+        transport.keepaliveInterval = Self.keepaliveInterval
     }
+
+    /// Sluice clients ping an idle connection this often, so a broker that went silent (a
+    /// dead host, a dropped network path) is noticed within this plus the keepalive timeout
+    /// even when no request is waiting. The wire's generic default is off because other
+    /// gRPC servers penalise frequent pings; Sluice's broker does not.
+    public static let keepaliveInterval: Duration = .seconds(60)
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
