@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceAPI
+import SluiceChecksum
 import SluiceCompression
 import SluiceStorage
 
