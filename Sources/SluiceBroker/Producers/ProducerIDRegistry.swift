@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SluiceAPI
+import SluiceStorage
 import Synchronization
 
 /// Hands out idempotent producers' ids and epochs (InitProducerId) and remembers them
@@ -104,21 +105,23 @@ public final class ProducerIDRegistry: Sendable {
         }
     }
 
-    /// Why a batch from `id` at `epoch` must be refused by every partition, if it must:
-    /// an id never handed out, or an epoch other than the current one.
-    func refusal(producerID id: Int64, epoch: Int16) -> ProduceFailure? {
-        state.withLock { s -> ProduceFailure? in
+    /// Whether every partition must refuse a batch from `id` at `epoch`: an id never
+    /// handed out, or an epoch other than the current one, is refused in the words of the
+    /// partitions' own producer checks (`ProducerState.Verdict`); `.append` lets it on to
+    /// the partition's sequence check.
+    func check(producerID id: Int64, epoch: Int16) -> ProducerState.Verdict {
+        state.withLock { s -> ProducerState.Verdict in
             guard id < s.nextID else {
-                return ProduceFailure(.unknownProducerId, "producer id \(id) was never handed out by this broker; call InitProducerId")
+                return .unknownProducer("producer id \(id) was never handed out by this broker; call InitProducerId")
             }
             let current = s.epochs[id] ?? 0
             if epoch < current {
-                return ProduceFailure(.producerFenced, "producer id \(id) epoch \(epoch) is fenced: InitProducerId handed out epoch \(current) since")
+                return .fenced("producer id \(id) epoch \(epoch) is fenced: InitProducerId handed out epoch \(current) since")
             }
             if epoch > current {
-                return ProduceFailure(.unknownProducerId, "producer id \(id) epoch \(epoch) was never handed out (the current epoch is \(current))")
+                return .unknownProducer("producer id \(id) epoch \(epoch) was never handed out (the current epoch is \(current))")
             }
-            return nil
+            return .append
         }
     }
 

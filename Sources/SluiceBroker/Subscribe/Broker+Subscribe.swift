@@ -141,7 +141,7 @@ extension Broker {
                 partition.addDoorbell(streamID, doorbell)
                 cursors.append(SubscriptionCursor(partition: partition, position: partition.log.logStartOffset))
             case .offline(let reason)?:
-                throw BrokerError(.offline, "partition \(index) of topic \"\(name)\" is offline: \(reason)")
+                throw .offline(partition: index, topic: name, reason: reason)
             case nil:
                 return
             }
@@ -196,17 +196,7 @@ extension Broker {
         }
         var cursors: [SubscriptionCursor] = []
         for (index, start) in wanted {
-            let partition: Partition
-            do {
-                partition = try self.partition(topic: request.topic, index: index)
-            } catch {
-                switch error {
-                case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
-                case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-                case .offline(let message): throw BrokerError(.offline, message)
-                case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
-                }
-            }
+            let partition = try self.partition(topic: request.topic, index: index)
             cursors.append(SubscriptionCursor(partition: partition, position: try startOffset(start, in: partition)))
         }
         return cursors
@@ -247,9 +237,7 @@ extension Broker {
 
     static let shutdownError = BrokerError(.shuttingDown, "the broker is shutting down; subscribe again once it is back")
 
-    static func deleted(_ partition: Partition) -> BrokerError {
-        BrokerError(.topicNotFound, "topic \"\(partition.topicName)\" was deleted")
-    }
+    static func deleted(_ partition: Partition) -> BrokerError { .topicDeleted(partition.topicName) }
 
     static func readFailure(_ error: LogError, partition: Partition, position: Int64) -> BrokerError {
         switch error {
