@@ -138,10 +138,10 @@ extension Broker {
     ) async throws {
         let streamID = makeStreamID()
         var watched: [ObjectIdentifier: Partition] = [:]
-        var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+        var timer = DoorbellTimer()
         defer {
             for partition in watched.values { partition.removeDoorbell(streamID) }
-            timer?.task.cancel()
+            timer.cancel()
         }
         var doorbell = queue.responderBell.makeAsyncIterator()
         while true {
@@ -168,17 +168,7 @@ extension Broker {
                         continue  // re-check: it may have become durable before the doorbell was in place
                     }
                     partition.requestDurability(upTo: wait.lastOffset)
-                    if timer?.deadline != wait.deadline {
-                        timer?.task.cancel()
-                        let bell = queue.responderContinuation
-                        let deadline = wait.deadline
-                        timer = (deadline, Task {
-                            do {
-                                try await Task.sleep(until: deadline, clock: .continuous)
-                                bell.yield()
-                            } catch {}
-                        })
-                    }
+                    timer.ring(queue.responderContinuation, at: wait.deadline)
                     guard await doorbell.next() != nil else { throw CancellationError() }
                     continue
                 }

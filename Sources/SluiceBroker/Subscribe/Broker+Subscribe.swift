@@ -55,12 +55,12 @@ extension Broker {
         // here on goes unnoticed.
         let followedTopicID = request.partitions.isEmpty && reader == nil ? cursors.first?.partition.topicID : nil
         if let followedTopicID { topicDoorbells.add(topicID: followedTopicID, id: streamID, bell) }
-        var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+        var timer = DoorbellTimer()
         defer {
             for cursor in cursors { cursor.partition.removeDoorbell(streamID) }
             if let reader { groups.unwatchGroup(reader.group, id: streamID) }
             if let followedTopicID { topicDoorbells.remove(topicID: followedTopicID, id: streamID) }
-            timer?.task.cancel()
+            timer.cancel()
         }
         var doorbell = doorbells.makeAsyncIterator()
 
@@ -112,15 +112,7 @@ extension Broker {
                 sent = true
             }
             if sent { continue }
-            if let deadline = earliestDeadline, timer?.deadline != deadline {
-                timer?.task.cancel()
-                timer = (deadline, Task {
-                    do {
-                        try await Task.sleep(until: deadline, clock: .continuous)
-                        bell.yield()
-                    } catch {}
-                })
-            }
+            if let deadline = earliestDeadline { timer.ring(bell, at: deadline) }
             guard await doorbell.next() != nil else { throw CancellationError() }
         }
     }
