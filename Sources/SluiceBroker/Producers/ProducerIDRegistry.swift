@@ -50,7 +50,7 @@ public final class ProducerIDRegistry: Sendable {
         public var epoch: Int16
     }
 
-    private struct Document: Codable {
+    private struct Document: MetadataDocument {
         var format: Int
         var nextID: Int64
         var names: [Entry]
@@ -127,27 +127,11 @@ public final class ProducerIDRegistry: Sendable {
 
     private static func encode(_ state: State) -> [UInt8] {
         let entries = state.byName.sorted { $0.key < $1.key }.map { Entry(name: $0.key, id: $0.value.id, epoch: $0.value.epoch) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do {
-            var bytes = Array(try encoder.encode(Document(format: formatVersion, nextID: state.nextID, names: entries)))
-            bytes.append(UInt8(ascii: "\n"))
-            return bytes
-        } catch {
-            preconditionFailure("producer ids failed to encode: \(error)")
-        }
+        return MetadataJSON.encode(Document(format: formatVersion, nextID: state.nextID, names: entries), what: "producer ids")
     }
 
     private static func decode(_ bytes: [UInt8], path: String) throws(BrokerError) -> State {
-        let document: Document
-        do {
-            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
-        } catch {
-            throw BrokerError(.metadataCorrupt, "\(path) is not valid producer id state: \(error)")
-        }
-        guard document.format == formatVersion else {
-            throw BrokerError(.metadataCorrupt, "\(path) has format \(document.format); this broker reads format \(formatVersion)")
-        }
+        let document = try MetadataJSON.decode(Document.self, from: bytes, path: path, what: "producer id state", format: formatVersion)
         guard document.nextID >= 1 else { throw BrokerError(.metadataCorrupt, "\(path): next_id \(document.nextID) is below 1") }
         var state = State()
         state.nextID = document.nextID
