@@ -1,7 +1,8 @@
 // swift-tools-version:6.1
 // Sluice: a distributed, persistent, partitioned message queue with a gRPC API.
-// Layers depend one way (see docs/architecture.md): C shims -> Wire/API/Storage ->
-// Broker -> Service/Client -> the `sluice` executable.
+// Layers depend one way (see docs/architecture.md): C shims -> Checksum -> Wire/API/Storage
+// -> Broker -> Service/Client -> the `sluice` executable. The client library carries no
+// storage engine: it shares only SluiceChecksum with the log.
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -20,6 +21,7 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceClient", targets: ["SluiceClient"]),
+        .library(name: "SluiceChecksum", targets: ["SluiceChecksum"]),
         // For bench/ (a separate package, so the main build does not build benchmarks).
         .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
         .library(name: "SluiceAPI", targets: ["SluiceAPI"]),
@@ -50,8 +52,13 @@ let package = Package(
         .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: swiftSettings),
         // Batch compression (zstd, lz4) over the two shims above; the client uses it.
         .target(name: "SluiceCompression", dependencies: ["CZstd", "CLZ4", nioCore], swiftSettings: swiftSettings),
-        .target(name: "SluiceStorage", dependencies: ["CSluiceCRC32C", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
-        .target(name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceAPI", "SluiceCompression", nioCore, logging], swiftSettings: swiftSettings),
+        // CRC32C over the shim: the checksum of stored batches and of every produced batch's
+        // records, shared by the log and the client.
+        .target(name: "SluiceChecksum", dependencies: ["CSluiceCRC32C", nioCore], swiftSettings: swiftSettings),
+        .target(name: "SluiceStorage", dependencies: ["SluiceChecksum", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
+        .target(
+            name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceChecksum", "SluiceAPI", "SluiceCompression", nioCore, logging],
+            swiftSettings: swiftSettings),
         .target(
             name: "SluiceService",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
@@ -59,7 +66,7 @@ let package = Package(
         .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
         .target(
             name: "SluiceClient",
-            dependencies: ["SluiceWire", "SluiceAPI", "SluiceStorage", "SluiceCompression", nioCore, nioPosix, logging,
+            dependencies: ["SluiceWire", "SluiceAPI", "SluiceChecksum", "SluiceCompression", nioCore, nioPosix, logging,
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
         // `sluice bench`: load generation, open-loop schedules and HDR latency summaries.
@@ -102,10 +109,13 @@ let package = Package(
             name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceClient", "SluiceAPI", nioCore,
                                                      .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swiftSettings),
-        .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", nioCore], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", "SluiceChecksum", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
-            dependencies: ["SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI", "SluiceStorage", nioCore, nioPosix],
+            dependencies: [
+                "SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI", "SluiceStorage",
+                "SluiceChecksum", nioCore, nioPosix,
+            ],
             swiftSettings: swiftSettings),
     ]
 )

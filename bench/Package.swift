@@ -19,6 +19,7 @@ let package = Package(
             name: "SluiceStorageBench",
             dependencies: [
                 .product(name: "SluiceStorage", package: "sluice"),
+                .product(name: "SluiceChecksum", package: "sluice"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]),

@@ -199,42 +199,26 @@ public final class Broker: Sendable {
 
     // MARK: Partitions
 
-    /// Why a partition cannot be used right now.
-    enum PartitionLookupFailure: Error {
-        case unknownTopic(String)
-        case unknownPartition(String)
-        case offline(String)
-        /// Created a moment ago (or being deleted): retriable.
-        case notOpenYet(String)
-    }
-
     /// The open partition `index` of topic `name`.
-    func partition(topic name: String, index: UInt32) throws(PartitionLookupFailure) -> Partition {
+    func partition(topic name: String, index: UInt32) throws(BrokerError) -> Partition {
         try partitionAndTopic(topic: name, index: index).partition
     }
 
-    /// The open partition `index` of topic `name`, with the topic's metadata as of the lookup.
-    func partitionAndTopic(
-        topic name: String, index: UInt32
-    ) throws(PartitionLookupFailure) -> (partition: Partition, topic: TopicMetadata) {
-        let topic: TopicMetadata
-        do {
-            topic = try registry.topic(named: name)
-        } catch {
-            throw .unknownTopic(error.message)
-        }
+    /// The open partition `index` of topic `name`, with the topic's metadata as of the
+    /// lookup; or why it cannot be used (`BrokerError+Lookups.swift`).
+    func partitionAndTopic(topic name: String, index: UInt32) throws(BrokerError) -> (partition: Partition, topic: TopicMetadata) {
+        let topic = try registry.topic(named: name)
         guard index < topic.partitionCount else {
-            throw .unknownPartition(
-                "topic \"\(name)\" has \(topic.partitionCount) partition(s); partition \(index) does not exist")
+            throw .unknownPartition(index, topic: name, partitionCount: topic.partitionCount)
         }
         switch partitions.slot(topicID: topic.topicID, partition: index) {
         case .online(let partition)?:
             return (partition, topic)
         case .offline(let reason)?:
-            throw .offline("partition \(index) of topic \"\(name)\" is offline: \(reason)")
+            throw .offline(partition: index, topic: name, reason: reason)
         case nil:
             // Created in the registry a moment ago, log not open yet (or deleted meanwhile).
-            throw .notOpenYet("partition \(index) of topic \"\(name)\" is not open yet; retry")
+            throw .notOpenYet(partition: index, topic: name)
         }
     }
 
@@ -244,24 +228,11 @@ public final class Broker: Sendable {
 extension Broker {
     /// The idempotent-producer state of a partition (for tests and tools).
     public func producerState(topic: String, partition index: UInt32) throws(BrokerError) -> ProducerState {
-        do {
-            return try partition(topic: topic, index: index).producerState
-        } catch {
-            throw BrokerError(.unknownPartition, "\(error)")
-        }
+        try partition(topic: topic, index: index).producerState
     }
 
     /// The open log of a partition (for tests and tools that inspect stored bytes).
     public func partitionLog(topic: String, partition index: UInt32) throws(BrokerError) -> PartitionLog {
-        do {
-            return try partition(topic: topic, index: index).log
-        } catch {
-            switch error {
-            case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
-            case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-            case .offline(let message): throw BrokerError(.offline, message)
-            case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
-            }
-        }
+        try partition(topic: topic, index: index).log
     }
 }

@@ -1,6 +1,11 @@
 /// The one error type of the broker layer. Every failure a client can cause or observe
-/// is one of these codes; SluiceService maps each code to a gRPC status in one place
-/// (`BrokerError+GRPCStatus.swift`), so the layers above never guess from messages.
+/// is one of these codes. Each code has one row in each of two tables: the gRPC status
+/// that ends a refused call (SluiceService's `BrokerError+GRPCStatus.swift`, the only
+/// place a service turns a broker error into a status) and the `ErrorCode` a
+/// per-partition answer carries when the error refuses one entry of a call
+/// (`BrokerError+ErrorCode.swift`), so the layers above never guess from messages.
+/// Errors every path can meet (a topic or partition that cannot be used) are built by
+/// the factories in `BrokerError+Lookups.swift`, so they read the same on every path.
 public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: Sendable, Hashable, CaseIterable {
         /// No topic of that name exists.
@@ -26,6 +31,9 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         case shuttingDown
         /// A partition number not below the topic's partition count.
         case unknownPartition
+        /// A partition created a moment ago whose log is not open yet (or one being
+        /// deleted): retriable.
+        case notOpenYet
         /// A read position below the log start (retention deleted it) or past the log end.
         case offsetOutOfRange
         /// A request that is well-formed protobuf but asks for something meaningless.

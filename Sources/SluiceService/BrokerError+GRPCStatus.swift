@@ -2,8 +2,11 @@ import SluiceBroker
 import SluiceWire
 
 extension BrokerError {
-    /// The one mapping from broker errors to gRPC statuses (broker.proto documents it for
-    /// clients). The message travels unchanged as grpc-message.
+    /// The first column of the broker's error table: the gRPC status that ends a call a
+    /// broker error refuses (broker.proto and groups.proto document it for clients; the
+    /// per-entry column is SluiceBroker's `BrokerError+ErrorCode.swift`). The message
+    /// travels unchanged as grpc-message. `ProtobufRoute` applies it to whatever any
+    /// service's handler throws, so no service maps errors itself.
     public var grpcStatus: GRPCStatus {
         let code: GRPCStatus.Code = switch self.code {
         case .topicNotFound: .notFound
@@ -14,6 +17,7 @@ extension BrokerError {
         case .metadataWriteFailed: .internalError
         case .shuttingDown: .unavailable
         case .unknownPartition: .notFound
+        case .notOpenYet: .unavailable
         case .offsetOutOfRange: .outOfRange
         case .invalidRequest: .invalidArgument
         case .storageFailed: .internalError
@@ -23,14 +27,5 @@ extension BrokerError {
         case .groupStateConflict: .failedPrecondition
         }
         return GRPCStatus(code, message)
-    }
-}
-
-/// Runs a broker call, turning a `BrokerError` into its gRPC status.
-func mappingBrokerErrors<Result>(_ body: () throws(BrokerError) -> Result) throws(GRPCStatus) -> Result {
-    do {
-        return try body()
-    } catch {
-        throw error.grpcStatus
     }
 }

@@ -4,7 +4,8 @@ import SluiceWire
 
 /// `sluice.v1.Broker` on a `Broker`: Produce and Subscribe streams and the topic admin
 /// RPCs. Requests are decoded by `ProtobufRoute` (bad protobuf ends the call with
-/// INVALID_ARGUMENT); broker errors become statuses in `BrokerError+GRPCStatus.swift`.
+/// INVALID_ARGUMENT), and a broker error a handler throws becomes its status there
+/// (`BrokerError+GRPCStatus.swift`).
 /// Replicate answers UNIMPLEMENTED until replication exists.
 public struct BrokerService: Sendable {
     public static let serviceName = "sluice.v1.Broker"
@@ -31,35 +32,23 @@ public struct BrokerService: Sendable {
             },
             ProtobufRoute.serverStreaming(prefix + "Subscribe") {
                 (request: SubscribeRequest, writer: ProtobufRoute.ResponseWriter<SubscribeResponse>, _) in
-                do {
-                    try await broker.subscribe(request, limits: subscribeLimits) { try await writer.write($0) }
-                } catch let error as BrokerError {
-                    throw error.grpcStatus
-                }
+                try await broker.subscribe(request, limits: subscribeLimits) { try await writer.write($0) }
             },
             ProtobufRoute.unary(prefix + "InitProducerId") { (request: InitProducerIdRequest, _) in
-                let identity = try mappingBrokerErrors { () throws(BrokerError) in
-                    try broker.initProducerID(name: request.producerName)
-                }
+                let identity = try broker.initProducerID(name: request.producerName)
                 return InitProducerIdResponse(producerId: identity.id, producerEpoch: Int32(identity.epoch))
             },
             .bidirectional(prefix + "Replicate") { _, _, _ in
                 throw GRPCStatus(.unimplemented, "replication is not built yet")
             },
             ProtobufRoute.unary(prefix + "CreateTopic") { (request: CreateTopicRequest, _) in
-                let topic = try mappingBrokerErrors { () throws(BrokerError) in
-                    try broker.createTopic(
-                        named: request.name, partitions: request.partitions, replicationFactor: request.replicationFactor,
-                        configs: request.configs, validateOnly: request.validateOnly)
-                }
+                let topic = try broker.createTopic(
+                    named: request.name, partitions: request.partitions, replicationFactor: request.replicationFactor,
+                    configs: request.configs, validateOnly: request.validateOnly)
                 return CreateTopicResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
             },
             ProtobufRoute.unary(prefix + "DeleteTopic") { (request: DeleteTopicRequest, _) in
-                do throws(BrokerError) {
-                    try await broker.deleteTopic(named: request.name)
-                } catch {
-                    throw error.grpcStatus
-                }
+                try await broker.deleteTopic(named: request.name)
                 return DeleteTopicResponse()
             },
             ProtobufRoute.unary(prefix + "ListTopics") { (_: ListTopicsRequest, _) in
@@ -68,19 +57,15 @@ public struct BrokerService: Sendable {
                 })
             },
             ProtobufRoute.unary(prefix + "DescribeTopic") { (request: DescribeTopicRequest, _) in
-                let details = try mappingBrokerErrors { () throws(BrokerError) in try registry.describeTopic(named: request.name) }
+                let details = try registry.describeTopic(named: request.name)
                 return DescribeTopicResponse(topic: TopicDescription(details.metadata, partitions: details.partitions))
             },
             ProtobufRoute.unary(prefix + "AlterTopicConfig") { (request: AlterTopicConfigRequest, _) in
-                let topic = try mappingBrokerErrors { () throws(BrokerError) in
-                    try broker.alterTopicConfig(named: request.name, set: request.set, reset: request.reset)
-                }
+                let topic = try broker.alterTopicConfig(named: request.name, set: request.set, reset: request.reset)
                 return AlterTopicConfigResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
             },
             ProtobufRoute.unary(prefix + "CreatePartitions") { (request: CreatePartitionsRequest, _) in
-                let topic = try mappingBrokerErrors { () throws(BrokerError) in
-                    try broker.createPartitions(named: request.name, totalCount: request.totalCount)
-                }
+                let topic = try broker.createPartitions(named: request.name, totalCount: request.totalCount)
                 return CreatePartitionsResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
             },
         ]

@@ -29,28 +29,20 @@ public struct GroupsService: Sendable {
                 try await Self.serveMember(groups, requests: requests, writer: writer, host: context.remoteAddress ?? "")
             },
             ProtobufRoute.unary(prefix + "CommitOffsets") { (request: CommitOffsetsRequest, _) in
-                do throws(BrokerError) {
-                    let outcome = try groups.commit(request)
-                    try await groups.waitUntilDurable(outcome.durabilityToken)
-                    return CommitOffsetsResponse(results: outcome.results)
-                } catch {
-                    throw error.grpcStatus
-                }
+                let outcome = try groups.commit(request)
+                try await groups.waitUntilDurable(outcome.durabilityToken)
+                return CommitOffsetsResponse(results: outcome.results)
             },
             ProtobufRoute.unary(prefix + "FetchOffsets") { (request: FetchOffsetsRequest, _) in
-                let offsets = try mappingBrokerErrors { () throws(BrokerError) in
-                    try groups.fetchOffsets(
-                        group: request.group,
-                        partitions: request.partitions.groupPartitions)
-                }
+                let offsets = try groups.fetchOffsets(group: request.group, partitions: request.partitions.groupPartitions)
                 return FetchOffsetsResponse(offsets: offsets)
             },
             ProtobufRoute.unary(prefix + "ListGroups") { (_: ListGroupsRequest, _) in
-                try mappingBrokerErrors { () throws(BrokerError) in try groups.requireOffsets() }
+                try groups.requireOffsets()
                 return ListGroupsResponse(groups: groups.listGroups())
             },
             ProtobufRoute.unary(prefix + "DescribeGroup") { (request: DescribeGroupRequest, _) in
-                let description = try mappingBrokerErrors { () throws(BrokerError) in try groups.describeGroup(request.group) }
+                let description = try groups.describeGroup(request.group)
                 return DescribeGroupResponse(group: description)
             },
             ProtobufRoute.unary(prefix + "ResetOffsets") { (request: ResetOffsetsRequest, _) in
@@ -63,24 +55,15 @@ public struct GroupsService: Sendable {
                 case .shiftBy(let delta)?: target = .shift(delta)
                 case nil: throw GRPCStatus(.invalidArgument, "the reset names no target (earliest, latest, offset, timestamp_ms or shift_by)")
                 }
-                do throws(BrokerError) {
-                    let (offsets, token) = try groups.resetOffsets(
-                        group: request.group, topic: request.topic, partitions: request.partitions, to: target,
-                        dryRun: request.dryRun)
-                    try await groups.waitUntilDurable(token)
-                    return ResetOffsetsResponse(offsets: offsets)
-                } catch {
-                    throw error.grpcStatus
-                }
+                let (offsets, token) = try groups.resetOffsets(
+                    group: request.group, topic: request.topic, partitions: request.partitions, to: target, dryRun: request.dryRun)
+                try await groups.waitUntilDurable(token)
+                return ResetOffsetsResponse(offsets: offsets)
             },
             ProtobufRoute.unary(prefix + "DeleteGroup") { (request: DeleteGroupRequest, _) in
-                do throws(BrokerError) {
-                    let token = try groups.deleteGroup(request.group)
-                    try await groups.waitUntilDurable(token)
-                    return DeleteGroupResponse()
-                } catch {
-                    throw error.grpcStatus
-                }
+                let token = try groups.deleteGroup(request.group)
+                try await groups.waitUntilDurable(token)
+                return DeleteGroupResponse()
             },
         ]
     }
@@ -97,9 +80,7 @@ public struct GroupsService: Sendable {
             throw GRPCStatus(.invalidArgument, "the first message of a Join stream must be join")
         }
         let channel = MemberChannel(capacity: groups.settings.memberQueueCapacity)
-        let member = try mappingBrokerErrors { () throws(BrokerError) in
-            try groups.join(GroupCoordinator.JoinRequest(join, host: host), channel: channel)
-        }
+        let member = try groups.join(GroupCoordinator.JoinRequest(join, host: host), channel: channel)
         let group = join.group
         defer { groups.streamClosed(group: group, member: member, channel: channel) }
         try await withThrowingTaskGroup(of: Void.self) { tasks in

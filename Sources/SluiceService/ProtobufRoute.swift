@@ -1,17 +1,20 @@
 import NIOCore
 import SluiceAPI
+import SluiceBroker
 import SluiceWire
 
 /// Builds `GRPCMethod`s from handlers written against SluiceAPI message types, so no
 /// service touches bytes: requests are decoded here (bad protobuf, or a string field with a
 /// NUL byte or invalid UTF-8, ends the call with INVALID_ARGUMENT naming the message and
-/// the field) and responses encoded here.
+/// the field) and responses encoded here. A `BrokerError` a handler throws ends its call
+/// with the error's status (`BrokerError+GRPCStatus.swift`): services call the broker
+/// with a plain `try`.
 enum ProtobufRoute {
     static func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
         _ path: String, _ handler: @escaping @Sendable (Request, ServerCallContext) async throws -> Response
     ) -> GRPCMethod {
         .unary(path) { bytes, context in
-            try await handler(try decode(bytes, path: path), context).protobufBytes()
+            try await answeringBrokerErrors { try await handler(try decode(bytes, path: path), context).protobufBytes() }
         }
     }
 
@@ -20,7 +23,7 @@ enum ProtobufRoute {
         _ handler: @escaping @Sendable (Request, ResponseWriter<Response>, ServerCallContext) async throws -> Void
     ) -> GRPCMethod {
         .serverStreaming(path) { bytes, writer, context in
-            try await handler(try decode(bytes, path: path), ResponseWriter(writer), context)
+            try await answeringBrokerErrors { try await handler(try decode(bytes, path: path), ResponseWriter(writer), context) }
         }
     }
 
@@ -28,7 +31,7 @@ enum ProtobufRoute {
         _ path: String, _ handler: @escaping @Sendable (RequestStream<Request>, ServerCallContext) async throws -> Response
     ) -> GRPCMethod {
         .clientStreaming(path) { requests, context in
-            try await handler(RequestStream(requests, path: path), context).protobufBytes()
+            try await answeringBrokerErrors { try await handler(RequestStream(requests, path: path), context).protobufBytes() }
         }
     }
 
@@ -37,7 +40,17 @@ enum ProtobufRoute {
         _ handler: @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerCallContext) async throws -> Void
     ) -> GRPCMethod {
         .bidirectional(path) { requests, writer, context in
-            try await handler(RequestStream(requests, path: path), ResponseWriter(writer), context)
+            try await answeringBrokerErrors { try await handler(RequestStream(requests, path: path), ResponseWriter(writer), context) }
+        }
+    }
+
+    /// Runs a handler, turning a `BrokerError` it throws into the error's status; every
+    /// other error passes as it is (a `GRPCStatus` is sent, anything else is INTERNAL).
+    private static func answeringBrokerErrors<Result>(_ handler: () async throws -> Result) async throws -> Result {
+        do {
+            return try await handler()
+        } catch let error as BrokerError {
+            throw error.grpcStatus
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SluiceBroker
 import SluiceStorage
 
 /// Tools for tests and investigations; not for production data.
@@ -23,36 +24,13 @@ struct DebugCommand: ParsableCommand {
         var journal: String
 
         func run() throws {
-            // Only the logs' tree: topics.json and .lock are written outside the
-            // recording file system, always synced, and stay as they are.
             let report: SyncRecordingFileSystem.CutReport
             do {
-                report = try SyncRecordingFileSystem.cutToSyncedState(directory: dataDir + "/topics", journal: journal)
+                report = try DataDirectory.cutToSyncedState(of: dataDir, journal: journal)
             } catch {
                 fail("cannot cut \(dataDir) back: \(error)")
             }
             print("removed \(report.removed.count) file(s), restored \(report.restored.count), cut \(report.cut.count), dropped \(report.bytesDropped) byte(s)")
         }
-    }
-}
-
-/// The partition log directories under a data directory (for the sync journal's
-/// baseline: what exists at startup counts as durable).
-enum PartitionDirectories {
-    static func all(dataDirectory: String) -> [String] {
-        let fileSystem = PosixFileSystem()
-        let root = dataDirectory + "/topics"
-        var directories: [String] = []
-        guard let topics = try? fileSystem.listDirectory(root) else { return [] }
-        directories.append(root)
-        for topic in topics.sorted() {
-            let topicPath = root + "/" + topic
-            guard let partitions = try? fileSystem.listDirectory(topicPath) else { continue }
-            directories.append(topicPath)
-            for partition in partitions.sorted() where (try? fileSystem.listDirectory(topicPath + "/" + partition)) != nil {
-                directories.append(topicPath + "/" + partition)
-            }
-        }
-        return directories
     }
 }

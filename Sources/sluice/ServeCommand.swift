@@ -24,6 +24,10 @@ struct ServeCommand: AsyncParsableCommand {
             See docs/operations.md.
             """)
 
+    /// What serving without flags means. Every default below that a library type also has
+    /// is read from here, so each is stated once, beside the setting it is the default of.
+    private static let defaults = BrokerServer.Configuration(dataDirectory: "", transport: GRPCServerConfiguration())
+
     @Option(help: "Directory for topic metadata and logs; created if missing, locked while serving.")
     var dataDir: String = "./sluice-data"
 
@@ -37,38 +41,38 @@ struct ServeCommand: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     @Option(help: "This broker's id, reported as partition leader and replica.")
-    var brokerID: UInt32 = 1
+    var brokerID: UInt32 = ServeCommand.defaults.brokerID
 
     @Option(help: ArgumentHelp(
         "Largest gRPC message accepted, in bytes; larger ones are refused with RESOURCE_EXHAUSTED before allocation.",
         discussion: "A topic's max.message.bytes can be at most this less 1024 bytes."))
-    var maxMessageBytes: Int = 4 * 1024 * 1024
+    var maxMessageBytes: Int = ServeCommand.defaults.transport.maxReceiveMessageBytes
 
     @Option(help: "Concurrent streams per connection; more are refused with REFUSED_STREAM.")
-    var maxConcurrentStreams: Int = 100
+    var maxConcurrentStreams: Int = ServeCommand.defaults.transport.maxConcurrentStreams
 
     @Option(help: "Seconds that calls in flight (streams and unary calls) get to finish after a shutdown signal before they end with UNAVAILABLE.")
-    var shutdownGrace: Double = 10
+    var shutdownGrace: Double = ServeCommand.defaults.transport.shutdownGracePeriod.inSeconds
 
     @Option(help: "Seconds between keepalive PINGs on an idle connection; 0 disables them.")
-    var keepaliveInterval: Double = 120
+    var keepaliveInterval: Double = ServeCommand.defaults.transport.keepaliveInterval?.inSeconds ?? 0
 
     @Option(help: "Seconds to wait for a keepalive PING's answer before closing the connection.")
-    var keepaliveTimeout: Double = 20
+    var keepaliveTimeout: Double = ServeCommand.defaults.transport.keepaliveTimeout.inSeconds
 
     @Option(help: ArgumentHelp(
         "When partition logs fdatasync: always, never or interval:<ms>.",
         discussion: "always: group commit, every append is synced before subscribers see it. interval:<ms>: a background sync every <ms>. never: the OS writes back when it likes. Produce requests with acks durable/all force a sync covering their batch under every policy."))
-    var fsync: FsyncSetting = FsyncSetting(policy: .always)
+    var fsync = FsyncSetting(policy: ServeCommand.defaults.storage.fsyncPolicy)
 
     @Option(help: "Seconds between background retention passes (deleting old segments, rolling idle ones by segment.ms).")
-    var retentionCheckInterval: Double = 60
+    var retentionCheckInterval: Double = ServeCommand.defaults.storage.maintenanceInterval?.inSeconds ?? 0
 
     @Option(help: "Sealed segments each partition keeps open besides its active one (bounds open files: about partitions x (3 + this)).")
-    var maxOpenSegmentsPerPartition: Int = 4
+    var maxOpenSegmentsPerPartition: Int = ServeCommand.defaults.storage.maxOpenSealedSegmentsPerPartition
 
     @Option(help: "Milliseconds after which a partition forgets an idempotent producer that stopped appending to it (default 7 days).")
-    var producerIdExpiryMs: Int64 = 7 * 24 * 3600 * 1000
+    var producerIdExpiryMs: Int64 = ServeCommand.defaults.storage.producerIdExpiryMs
 
     @Option(help: "For crash tests only: journal every fdatasync to this file, so a killed broker's logs can be cut back to what was synced (`sluice debug cut-to-synced`).")
     var testSyncJournal: String?
@@ -122,9 +126,7 @@ struct ServeCommand: AsyncParsableCommand {
             // Test only: record what was synced so a test can SIGKILL this process and cut
             // the logs back to their synced state (`sluice debug cut-to-synced`).
             do {
-                configuration.storage.fileSystem = try SyncRecordingFileSystem(
-                    wrapping: PosixFileSystem(), journal: journal,
-                    baselineDirectories: PartitionDirectories.all(dataDirectory: dataDir))
+                configuration.storage.fileSystem = try DataDirectory.recordingSyncs(of: dataDir, journal: journal)
             } catch {
                 fail("cannot start the sync journal \(journal): \(error)")
             }
@@ -186,6 +188,14 @@ struct FsyncSetting: ExpressibleByArgument, Sendable {
         case .never: "never"
         case .interval(let milliseconds): "interval:\(milliseconds)"
         }
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, as the command line's time flags take them.
+    var inSeconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
 

@@ -74,7 +74,7 @@ struct OfflinePartitionTests {
         await broker.stop()
     }
 
-    @Test("a group's describe marks an offline partition's lag unknown with the reason; a reset of it is UNAVAILABLE")
+    @Test("a group's describe marks an offline partition's lag unknown with the reason; a reset of it is UNAVAILABLE, a commit to it STORAGE_ERROR, both with the reason")
     func groupsNameOfflinePartitions() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -97,10 +97,18 @@ struct OfflinePartitionTests {
         #expect(offline.committedOffset == 1)
         let online = try #require(lags.first { $0.partition == 0 })
         #expect(!online.offline && online.lag == 1)
-        await expectStatus(.unavailable, containing: "orders/1 is offline: corrupt checkpoint") {
+        await expectStatus(.unavailable, containing: "partition 1 of topic \"orders\" is offline: corrupt checkpoint") {
             let _: ResetOffsetsResponse = try await broker.unary(Self.groups + "ResetOffsets", ResetOffsetsRequest(
                 group: "g", topic: "orders", target: .earliest(true)))
         }
+        // A commit to it is refused for that partition alone, in the same words and with
+        // the per-partition code Produce answers for an offline partition.
+        let committed: CommitOffsetsResponse = try await broker.unary(Self.groups + "CommitOffsets", CommitOffsetsRequest(
+            group: "g", memberId: "", generation: -1,
+            offsets: [OffsetCommit(topic: "orders", partition: 0, offset: 2), OffsetCommit(topic: "orders", partition: 1, offset: 2)]))
+        #expect(committed.results.map(\.error) == [ErrorCode.none, .storageError], "\(committed.results)")
+        #expect(committed.results.last?.errorMessage.contains("partition 1 of topic \"orders\" is offline: corrupt checkpoint") == true,
+                "\(committed.results)")
         await broker.stop()
     }
 

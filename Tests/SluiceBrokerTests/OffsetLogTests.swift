@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SluiceAPI
 @testable import SluiceBroker
+import SluiceChecksum
 import SluiceStorage
 import Testing
 

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceAPI
+import SluiceChecksum
 import SluiceStorage
 import SluiceWire
 import Synchronization

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceAPI
+import SluiceChecksum
 import SluiceClient
 import SluiceCompression
 import SluiceStorage

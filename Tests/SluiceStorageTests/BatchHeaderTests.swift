@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceChecksum
 import SluiceStorage
 import Testing
 

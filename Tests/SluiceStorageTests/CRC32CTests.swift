@@ -1,5 +1,6 @@
 import Glibc
 import NIOCore
+import SluiceChecksum
 import SluiceStorage
 import Testing
 

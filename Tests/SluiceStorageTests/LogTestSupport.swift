@@ -1,5 +1,6 @@
 import Dispatch
 import NIOCore
+import SluiceChecksum
 import SluiceStorage
 import Synchronization
 

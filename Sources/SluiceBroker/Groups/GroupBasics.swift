@@ -126,21 +126,6 @@ public struct GroupPartitionOffsets: Sendable, Equatable {
 /// name never needs escaping in the offsets log's keys ("group/topic/partition").
 public enum GroupName {
     public static func validate(_ name: String) throws(BrokerError) {
-        if name.isEmpty { throw BrokerError(.invalidRequest, "group name is empty") }
-        if name.utf8.count > TopicName.maxLength {
-            throw BrokerError(.invalidRequest, "group name is \(name.utf8.count) characters long; the limit is \(TopicName.maxLength)")
-        }
-        if let bad = name.unicodeScalars.first(where: { !isAllowed($0) }) {
-            throw BrokerError(
-                .invalidRequest,
-                "group name \"\(name)\" contains \"\(bad.escaped(asASCII: true))\"; allowed are ASCII letters, digits, '.', '_' and '-'")
-        }
-    }
-
-    private static func isAllowed(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar {
-        case "a"..."z", "A"..."Z", "0"..."9", ".", "_", "-": return true
-        default: return false
-        }
+        try TopicName.checkShared(name, kind: "group", code: .invalidRequest)
     }
 }

@@ -91,11 +91,11 @@ extension GroupCoordinator {
         _ entry: OffsetCommit, partition: GroupPartition, owner: GroupMember?, generation: Int32,
         holders: [GroupPartition: String]
     ) -> (code: ErrorCode, message: String)? {
-        guard let count = topics.partitionCount(ofTopic: entry.topic), !InternalTopics.isInternal(entry.topic) else {
-            return (.unknownTopic, "topic \(BrokerError.quoting(entry.topic)) does not exist")
-        }
-        guard entry.partition < count else {
-            return (.unknownPartition, "topic \"\(entry.topic)\" has \(count) partition(s); partition \(entry.partition) does not exist")
+        func refused(_ error: BrokerError) -> (code: ErrorCode, message: String) { (ErrorCode(error.code), error.message) }
+        do throws(BrokerError) {
+            try requireExists(partition)
+        } catch {
+            return refused(error)
         }
         if let owner {
             guard let granted = owner.held[partition] else {
@@ -106,13 +106,42 @@ extension GroupCoordinator {
                 return (.illegalGeneration, "\(partition) was assigned to this member in generation \(granted), after generation \(generation) of this commit")
             }
         }
-        guard let offsets = topics.offsets(of: partition) else {
-            return (.storageError, "\(partition) is not open on this broker")
+        let offsets: GroupPartitionOffsets
+        do throws(BrokerError) {
+            offsets = try openOffsets(partition)
+        } catch {
+            return refused(error)
         }
         guard entry.offset >= 0, entry.offset <= offsets.logEndOffset else {
             return (.offsetOutOfRange, "offset \(entry.offset) is outside 0...\(offsets.logEndOffset) (the log end) of \(partition)")
         }
         return nil
+    }
+
+    // Partition lookups, in the broker's one wording of each failure (BrokerError+Lookups.swift).
+
+    /// The partition count of a topic a client names; internal topics are not the client's.
+    private func partitionCount(ofClientTopic topic: String) throws(BrokerError) -> UInt32 {
+        guard let count = topics.partitionCount(ofTopic: topic), !InternalTopics.isInternal(topic) else {
+            throw .topicNotFound(topic)
+        }
+        return count
+    }
+
+    private func requireExists(_ partition: GroupPartition) throws(BrokerError) {
+        let count = try partitionCount(ofClientTopic: partition.topic)
+        guard partition.partition < count else {
+            throw .unknownPartition(partition.partition, topic: partition.topic, partitionCount: count)
+        }
+    }
+
+    /// The offsets of an existing partition, or why its log is not open.
+    private func openOffsets(_ partition: GroupPartition) throws(BrokerError) -> GroupPartitionOffsets {
+        if let offsets = topics.offsets(of: partition) { return offsets }
+        if let reason = topics.offlineReason(of: partition) {
+            throw .offline(partition: partition.partition, topic: partition.topic, reason: reason)
+        }
+        throw .notOpenYet(partition: partition.partition, topic: partition.topic)
     }
 
     /// Appends changes to the journal and then applies them in memory; compacts the
@@ -173,24 +202,17 @@ extension GroupCoordinator {
                     .groupStateConflict,
                     "group \"\(name)\" has \(group.members.count) member(s); stop them before resetting its offsets")
             }
-            guard let count = topics.partitionCount(ofTopic: topic), !InternalTopics.isInternal(topic) else {
-                throw BrokerError(.topicNotFound, "topic \(BrokerError.quoting(topic)) does not exist")
-            }
+            let count = try partitionCount(ofClientTopic: topic)
             let indexes = requested.isEmpty ? Array(0..<count) : requested
             if let bad = indexes.first(where: { $0 >= count }) {
-                throw BrokerError(.unknownPartition, "topic \"\(topic)\" has \(count) partition(s); partition \(bad) does not exist")
+                throw .unknownPartition(bad, topic: topic, partitionCount: count)
             }
             let committed = s.offsets.committed(name)
             var changes: [OffsetChange] = []
             var answer: [CommittedOffset] = []
             for index in Set(indexes).sorted() {
                 let partition = GroupPartition(topic, index)
-                guard let offsets = topics.offsets(of: partition) else {
-                    if let reason = topics.offlineReason(of: partition) {
-                        throw BrokerError(.offline, "\(partition) is offline: \(reason)")
-                    }
-                    throw BrokerError(.storageFailed, "\(partition) is not open on this broker")
-                }
+                let offsets = try openOffsets(partition)
                 let low = offsets.logStartOffset
                 let high = offsets.highWatermark
                 let wanted: Int64 = switch target {

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SluiceAPI
+import SluiceChecksum
 import SluiceStorage
 import Synchronization
 

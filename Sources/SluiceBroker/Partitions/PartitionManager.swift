@@ -5,7 +5,7 @@ import Synchronization
 /// Every partition log of the broker, opened, created, reconfigured and removed in
 /// step with the topic registry.
 ///
-/// Layout under the data directory (docs/operations.md):
+/// Layout under the data directory (`DataDirectory` owns it; docs/operations.md):
 ///
 ///     <data-dir>/topics/<topic name>-<topic id>/<partition>/   one PartitionLog each
 ///
@@ -40,7 +40,7 @@ final class PartitionManager: PartitionOffsetsSource {
     }
 
     init(dataDirectory: String, settings: StorageSettings, counters: BrokerCounters, logger: Logger) {
-        root = dataDirectory + "/topics"
+        root = DataDirectory.logsPath(of: dataDirectory)
         self.settings = settings
         self.counters = counters
         self.logger = logger

@@ -73,33 +73,26 @@ extension Broker {
             baseOffset: -1, logAppendTimeMs: -1, logStartOffset: -1)
         func refused(_ failure: ProduceFailure) -> PendingAnswer {
             counters.batchRefused()
-            response.error = failure.code
-            response.errorMessage = failure.message
+            response.refuse(failure)
             return PendingAnswer(response: response)
         }
         let partition: Partition
         let config: TopicConfig
-        do {
+        do throws(BrokerError) {
             let found = try partitionAndTopic(topic: request.topic, index: request.partition)
             partition = found.partition
             config = found.topic.config
         } catch {
-            switch error {
-            case .unknownTopic(let message): return refused(.init(.unknownTopic, message))
-            case .unknownPartition(let message): return refused(.init(.unknownPartition, message))
-            case .offline(let message): return refused(.init(.storageError, message))
-            // Retriable, like a leader that is still moving.
-            case .notOpenYet(let message): return refused(.init(.notLeader, message))
-            }
+            return refused(ProduceFailure(error))
         }
-        guard let batch = request.batch else { return refused(.init(.invalidBatch, "the request carries no batch")) }
+        guard let batch = request.batch else { return refused(.invalidBatch("the request carries no batch")) }
         let validated: (batch: NewBatch, logAppendTimeMs: Int64?)
         switch ProducedBatch.validate(batch, topic: request.topic, config: config, nowMs: partitions.settings.clock.nowMilliseconds()) {
         case .success(let value): validated = value
         case .failure(let failure): return refused(failure)
         }
         if validated.batch.producerId > 0,
-           let failure = producerIDs.refusal(producerID: validated.batch.producerId, epoch: validated.batch.producerEpoch) {
+           let failure = ProduceFailure(producerIDs.check(producerID: validated.batch.producerId, epoch: validated.batch.producerEpoch)) {
             return refused(failure)
         }
         let appended: AppendResult
@@ -119,7 +112,7 @@ extension Broker {
                 return refused(failure)
             }
         } catch {
-            return refused(ProducedBatch.failure(for: error, topic: request.topic, partition: request.partition))
+            return refused(ProduceFailure(error, topic: request.topic, partition: request.partition))
         }
         response.baseOffset = appended.baseOffset
         response.logStartOffset = partition.log.logStartOffset
@@ -145,10 +138,10 @@ extension Broker {
     ) async throws {
         let streamID = makeStreamID()
         var watched: [ObjectIdentifier: Partition] = [:]
-        var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+        var timer = DoorbellTimer()
         defer {
             for partition in watched.values { partition.removeDoorbell(streamID) }
-            timer?.task.cancel()
+            timer.cancel()
         }
         var doorbell = queue.responderBell.makeAsyncIterator()
         while true {
@@ -163,14 +156,11 @@ extension Broker {
                 if partition.isDurable(wait.lastOffset) {
                     // Answered below as is.
                 } else if let fence = partition.log.fenceError {
-                    answer.error = .storageError
-                    answer.errorMessage = "the batch was appended at offset \(answer.baseOffset) but could not be made durable: \(fence)"
+                    answer.refuse(.notDurable(baseOffset: answer.baseOffset, fence: fence))
                 } else if partition.isClosed {
-                    answer.error = .unknownTopic
-                    answer.errorMessage = "topic \"\(answer.topic)\" was deleted before the batch became durable"
+                    answer.refuse(.deletedBeforeDurable(topic: answer.topic))
                 } else if ContinuousClock.now >= wait.deadline {
-                    answer.error = .requestTimedOut
-                    answer.errorMessage = "the batch was appended at offset \(answer.baseOffset) but did not become durable within the request's timeout"
+                    answer.refuse(.notDurableInTime(baseOffset: answer.baseOffset))
                 } else {
                     if watched[ObjectIdentifier(partition)] == nil {
                         watched[ObjectIdentifier(partition)] = partition
@@ -178,17 +168,7 @@ extension Broker {
                         continue  // re-check: it may have become durable before the doorbell was in place
                     }
                     partition.requestDurability(upTo: wait.lastOffset)
-                    if timer?.deadline != wait.deadline {
-                        timer?.task.cancel()
-                        let bell = queue.responderContinuation
-                        let deadline = wait.deadline
-                        timer = (deadline, Task {
-                            do {
-                                try await Task.sleep(until: deadline, clock: .continuous)
-                                bell.yield()
-                            } catch {}
-                        })
-                    }
+                    timer.ring(queue.responderContinuation, at: wait.deadline)
                     guard await doorbell.next() != nil else { throw CancellationError() }
                     continue
                 }

@@ -150,8 +150,7 @@ extension Broker {
         var response = ProduceResponse(
             correlationId: request.correlationId, topic: request.topic, partition: request.partition,
             baseOffset: -1, logAppendTimeMs: -1, logStartOffset: -1)
-        response.error = .throttled
-        response.errorMessage = "a batch of \(request.batch?.records.readableBytes ?? 0) bytes can never fit the broker's in-flight memory budget of \(limit) bytes (--max-inflight-bytes)"
+        response.refuse(.throttled(batchBytes: request.batch?.records.readableBytes ?? 0, budgetBytes: limit))
         return PendingAnswer(response: response)
     }
 }

@@ -1,18 +1,8 @@
 import NIOCore
 import SluiceAPI
+import SluiceChecksum
 import SluiceCompression
 import SluiceStorage
-
-/// A per-batch refusal: the error code and message a ProduceResponse carries.
-struct ProduceFailure: Error, Sendable {
-    var code: ErrorCode
-    var message: String
-
-    init(_ code: ErrorCode, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-}
 
 /// Checks a produced `RecordBatch` against the batch rules and the topic's settings
 /// and turns it into the log's `NewBatch`. Of `records` it only counts the records
@@ -52,41 +42,41 @@ enum ProducedBatch {
         _ batch: RecordBatch, topic: String, config: TopicConfig, nowMs: Int64
     ) -> Result<(batch: NewBatch, logAppendTimeMs: Int64?), ProduceFailure> {
         guard !InternalTopics.isInternal(topic) else {
-            return .failure(.init(.invalidBatch, "topic \(BrokerError.quoting(topic)) is internal to the broker; only the broker writes it"))
+            return .failure(.invalidBatch("topic \(BrokerError.quoting(topic)) is internal to the broker; only the broker writes it"))
         }
         guard batch.formatVersion == formatVersion else {
-            return .failure(.init(.invalidBatch, "unsupported batch format_version \(batch.formatVersion); 1 is the only one defined"))
+            return .failure(.invalidBatch("unsupported batch format_version \(batch.formatVersion); 1 is the only one defined"))
         }
         guard batch.recordCount >= 1 else {
-            return .failure(.init(.invalidBatch, "record_count is 0; a batch holds at least one record"))
+            return .failure(.invalidBatch("record_count is 0; a batch holds at least one record"))
         }
         guard batch.recordCount <= UInt32(Int32.max) else {
-            return .failure(.init(.invalidBatch, "record_count \(batch.recordCount) is above \(Int32.max)"))
+            return .failure(.invalidBatch("record_count \(batch.recordCount) is above \(Int32.max)"))
         }
         guard batch.records.readableBytes > 0 else {
-            return .failure(.init(.invalidBatch, "records is empty but record_count is \(batch.recordCount)"))
+            return .failure(.invalidBatch("records is empty but record_count is \(batch.recordCount)"))
         }
         guard batch.attributes & ~(codecMask | logAppendTimeBit) == 0 else {
-            return .failure(.init(.invalidBatch, "attributes 0x\(String(batch.attributes, radix: 16)) set reserved bits (only bits 0-3 are defined; transactional and control batches are not supported)"))
+            return .failure(.invalidBatch("attributes 0x\(String(batch.attributes, radix: 16)) set reserved bits (only bits 0-3 are defined; transactional and control batches are not supported)"))
         }
         guard batch.attributes & codecMask <= highestCodec else {
-            return .failure(.init(.invalidBatch, "unknown compression codec \(batch.attributes & codecMask) in attributes"))
+            return .failure(.invalidBatch("unknown compression codec \(batch.attributes & codecMask) in attributes"))
         }
         guard batch.producerId >= 0 else {
-            return .failure(.init(.invalidBatch, "producer_id \(batch.producerId) is negative; 0 means not idempotent"))
+            return .failure(.invalidBatch("producer_id \(batch.producerId) is negative; 0 means not idempotent"))
         }
         let idempotent = batch.producerId > 0
         if idempotent {
             guard (0...Int32(Int16.max)).contains(batch.producerEpoch) else {
-                return .failure(.init(.invalidBatch, "producer_epoch \(batch.producerEpoch) is out of range 0...\(Int16.max)"))
+                return .failure(.invalidBatch("producer_epoch \(batch.producerEpoch) is out of range 0...\(Int16.max)"))
             }
             guard batch.baseSequence >= 0 else {
-                return .failure(.init(.invalidBatch, "base_sequence \(batch.baseSequence) is negative"))
+                return .failure(.invalidBatch("base_sequence \(batch.baseSequence) is negative"))
             }
         }
         let size = BatchHeader.size + batch.records.readableBytes
         guard size <= config.maxMessageBytes else {
-            return .failure(.init(.messageTooLarge, "batch of \(size) bytes (64-byte header + \(batch.records.readableBytes) record bytes) exceeds max.message.bytes \(config.maxMessageBytes) of topic \"\(topic)\""))
+            return .failure(.messageTooLarge("batch of \(size) bytes (64-byte header + \(batch.records.readableBytes) record bytes) exceeds max.message.bytes \(config.maxMessageBytes) of topic \"\(topic)\""))
         }
         var attributes = batch.attributes & codecMask
         var first = batch.firstTimestampMs
@@ -95,7 +85,7 @@ enum ProducedBatch {
         switch config.messageTimestampType {
         case .createTime:
             guard first >= 0, first <= last, last <= latestTimestampMs else {
-                return .failure(.init(.invalidBatch, "timestamps out of range: need 0 <= first_timestamp_ms (\(first)) <= max_timestamp_ms (\(last)) <= \(latestTimestampMs)"))
+                return .failure(.invalidBatch("timestamps out of range: need 0 <= first_timestamp_ms (\(first)) <= max_timestamp_ms (\(last)) <= \(latestTimestampMs)"))
             }
         case .logAppendTime:
             attributes |= logAppendTimeBit
@@ -116,8 +106,9 @@ enum ProducedBatch {
     /// `records` holds. A compressed batch is decompressed for this, at most to the
     /// topic's `max.message.bytes` (a bomb stops there), and the output is dropped.
     static func countFailure(_ batch: RecordBatch, topic: String, config: TopicConfig) -> ProduceFailure? {
-        func refused(_ code: ErrorCode, _ message: String) -> ProduceFailure {
-            CRC32C.checksum(batch.records) == batch.recordsCrc32c ? .init(code, message) : corruptBatch
+        // When the count cannot be trusted, a batch damaged on the way is CORRUPT_BATCH.
+        func refused(_ failure: ProduceFailure) -> ProduceFailure {
+            CRC32C.checksum(batch.records) == batch.recordsCrc32c ? failure : .corruptBatch
         }
         guard let codec = RecordCompression(attributes: batch.attributes) else {
             preconditionFailure("the codec was validated before counting")
@@ -128,35 +119,17 @@ enum ProducedBatch {
                 serialized = try codec.decompress(batch.records, maxBytes: config.maxMessageBytes)
             } catch {
                 if case .tooLarge = error {
-                    return refused(.messageTooLarge, "records decompress (\(codec)) to more than max.message.bytes \(config.maxMessageBytes) of topic \"\(topic)\"")
+                    return refused(.messageTooLarge("records decompress (\(codec)) to more than max.message.bytes \(config.maxMessageBytes) of topic \"\(topic)\""))
                 }
-                return refused(.invalidBatch, "records cannot be decompressed: \(error)")
+                return refused(.invalidBatch("records cannot be decompressed: \(error)"))
             }
         }
         guard let count = Records.count(inSerialized: serialized) else {
-            return refused(.invalidBatch, "records is not a serialized Records message (proto/sluice/v1/records.proto)\(codec == .none ? "" : " after \(codec) decompression")")
+            return refused(.invalidBatch("records is not a serialized Records message (proto/sluice/v1/records.proto)\(codec == .none ? "" : " after \(codec) decompression")"))
         }
         guard count == Int(batch.recordCount) else {
-            return refused(.invalidBatch, "record_count is \(batch.recordCount) but records holds \(count) record\(count == 1 ? "" : "s")")
+            return refused(.invalidBatch("record_count is \(batch.recordCount) but records holds \(count) record\(count == 1 ? "" : "s")"))
         }
         return nil
-    }
-
-    static let corruptBatch = ProduceFailure(.corruptBatch, "records_crc32c does not match the CRC32C of the records bytes")
-
-    /// The per-batch answer for an append the log refused.
-    static func failure(for error: LogError, topic: String, partition: UInt32) -> ProduceFailure {
-        switch error {
-        case .batchTooLarge(let bytes, let limit):
-            return .init(.messageTooLarge, "batch of \(bytes) bytes exceeds the limit of \(limit) bytes (a batch must fit in one segment: segment.bytes)")
-        case .invalidBatch(.recordsChecksumMismatch):
-            return corruptBatch
-        case .invalidBatch(let defect):
-            return .init(.invalidBatch, "\(defect)")
-        case .closed:
-            return .init(.unknownTopic, "topic \"\(topic)\" was deleted")
-        default:
-            return .init(.storageError, "partition \(partition) of topic \"\(topic)\" failed: \(error)")
-        }
     }
 }

@@ -46,17 +46,13 @@ extension Partition {
         let (outcome, snapshot) = try producers.lock.withLock {
             (ledger) throws(LogError) -> (PartitionAppendOutcome, ProducerSnapshot?) in
             if idempotent {
-                switch ledger.state.check(
+                let verdict = ledger.state.check(
                     producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,
                     recordCount: batch.recordCount)
-                {
-                case .append: break
-                case .duplicate(let original):
+                if case .duplicate(let original) = verdict {
                     return (.duplicate(AppendResult(baseOffset: original.baseOffset, lastOffset: original.lastOffset)), nil)
-                case .outOfOrder(let message): return (.refused(ProduceFailure(.outOfOrderSequence, message)), nil)
-                case .fenced(let message): return (.refused(ProduceFailure(.producerFenced, message)), nil)
-                case .unknownProducer(let message): return (.refused(ProduceFailure(.unknownProducerId, message)), nil)
                 }
+                if let refusal = ProduceFailure(verdict) { return (.refused(refusal), nil) }
             }
             // Only this producer's entry changes: keeping it (not the whole state) is
             // enough to rebuild the state before this batch if the append rolled.

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SluiceAPI
+import SluiceStorage
 import Synchronization
 
 /// Hands out idempotent producers' ids and epochs (InitProducerId) and remembers them
@@ -49,7 +50,7 @@ public final class ProducerIDRegistry: Sendable {
         public var epoch: Int16
     }
 
-    private struct Document: Codable {
+    private struct Document: MetadataDocument {
         var format: Int
         var nextID: Int64
         var names: [Entry]
@@ -104,47 +105,33 @@ public final class ProducerIDRegistry: Sendable {
         }
     }
 
-    /// Why a batch from `id` at `epoch` must be refused by every partition, if it must:
-    /// an id never handed out, or an epoch other than the current one.
-    func refusal(producerID id: Int64, epoch: Int16) -> ProduceFailure? {
-        state.withLock { s -> ProduceFailure? in
+    /// Whether every partition must refuse a batch from `id` at `epoch`: an id never
+    /// handed out, or an epoch other than the current one, is refused in the words of the
+    /// partitions' own producer checks (`ProducerState.Verdict`); `.append` lets it on to
+    /// the partition's sequence check.
+    func check(producerID id: Int64, epoch: Int16) -> ProducerState.Verdict {
+        state.withLock { s -> ProducerState.Verdict in
             guard id < s.nextID else {
-                return ProduceFailure(.unknownProducerId, "producer id \(id) was never handed out by this broker; call InitProducerId")
+                return .unknownProducer("producer id \(id) was never handed out by this broker; call InitProducerId")
             }
             let current = s.epochs[id] ?? 0
             if epoch < current {
-                return ProduceFailure(.producerFenced, "producer id \(id) epoch \(epoch) is fenced: InitProducerId handed out epoch \(current) since")
+                return .fenced("producer id \(id) epoch \(epoch) is fenced: InitProducerId handed out epoch \(current) since")
             }
             if epoch > current {
-                return ProduceFailure(.unknownProducerId, "producer id \(id) epoch \(epoch) was never handed out (the current epoch is \(current))")
+                return .unknownProducer("producer id \(id) epoch \(epoch) was never handed out (the current epoch is \(current))")
             }
-            return nil
+            return .append
         }
     }
 
     private static func encode(_ state: State) -> [UInt8] {
         let entries = state.byName.sorted { $0.key < $1.key }.map { Entry(name: $0.key, id: $0.value.id, epoch: $0.value.epoch) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do {
-            var bytes = Array(try encoder.encode(Document(format: formatVersion, nextID: state.nextID, names: entries)))
-            bytes.append(UInt8(ascii: "\n"))
-            return bytes
-        } catch {
-            preconditionFailure("producer ids failed to encode: \(error)")
-        }
+        return MetadataJSON.encode(Document(format: formatVersion, nextID: state.nextID, names: entries), what: "producer ids")
     }
 
     private static func decode(_ bytes: [UInt8], path: String) throws(BrokerError) -> State {
-        let document: Document
-        do {
-            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
-        } catch {
-            throw BrokerError(.metadataCorrupt, "\(path) is not valid producer id state: \(error)")
-        }
-        guard document.format == formatVersion else {
-            throw BrokerError(.metadataCorrupt, "\(path) has format \(document.format); this broker reads format \(formatVersion)")
-        }
+        let document = try MetadataJSON.decode(Document.self, from: bytes, path: path, what: "producer id state", format: formatVersion)
         guard document.nextID >= 1 else { throw BrokerError(.metadataCorrupt, "\(path): next_id \(document.nextID) is below 1") }
         var state = State()
         state.nextID = document.nextID

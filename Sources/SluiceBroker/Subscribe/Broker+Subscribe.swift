@@ -55,12 +55,12 @@ extension Broker {
         // here on goes unnoticed.
         let followedTopicID = request.partitions.isEmpty && reader == nil ? cursors.first?.partition.topicID : nil
         if let followedTopicID { topicDoorbells.add(topicID: followedTopicID, id: streamID, bell) }
-        var timer: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+        var timer = DoorbellTimer()
         defer {
             for cursor in cursors { cursor.partition.removeDoorbell(streamID) }
             if let reader { groups.unwatchGroup(reader.group, id: streamID) }
             if let followedTopicID { topicDoorbells.remove(topicID: followedTopicID, id: streamID) }
-            timer?.task.cancel()
+            timer.cancel()
         }
         var doorbell = doorbells.makeAsyncIterator()
 
@@ -112,15 +112,7 @@ extension Broker {
                 sent = true
             }
             if sent { continue }
-            if let deadline = earliestDeadline, timer?.deadline != deadline {
-                timer?.task.cancel()
-                timer = (deadline, Task {
-                    do {
-                        try await Task.sleep(until: deadline, clock: .continuous)
-                        bell.yield()
-                    } catch {}
-                })
-            }
+            if let deadline = earliestDeadline { timer.ring(bell, at: deadline) }
             guard await doorbell.next() != nil else { throw CancellationError() }
         }
     }
@@ -141,7 +133,7 @@ extension Broker {
                 partition.addDoorbell(streamID, doorbell)
                 cursors.append(SubscriptionCursor(partition: partition, position: partition.log.logStartOffset))
             case .offline(let reason)?:
-                throw BrokerError(.offline, "partition \(index) of topic \"\(name)\" is offline: \(reason)")
+                throw .offline(partition: index, topic: name, reason: reason)
             case nil:
                 return
             }
@@ -196,17 +188,7 @@ extension Broker {
         }
         var cursors: [SubscriptionCursor] = []
         for (index, start) in wanted {
-            let partition: Partition
-            do {
-                partition = try self.partition(topic: request.topic, index: index)
-            } catch {
-                switch error {
-                case .unknownTopic(let message): throw BrokerError(.topicNotFound, message)
-                case .unknownPartition(let message): throw BrokerError(.unknownPartition, message)
-                case .offline(let message): throw BrokerError(.offline, message)
-                case .notOpenYet(let message): throw BrokerError(.shuttingDown, message)
-                }
-            }
+            let partition = try self.partition(topic: request.topic, index: index)
             cursors.append(SubscriptionCursor(partition: partition, position: try startOffset(start, in: partition)))
         }
         return cursors
@@ -247,9 +229,7 @@ extension Broker {
 
     static let shutdownError = BrokerError(.shuttingDown, "the broker is shutting down; subscribe again once it is back")
 
-    static func deleted(_ partition: Partition) -> BrokerError {
-        BrokerError(.topicNotFound, "topic \"\(partition.topicName)\" was deleted")
-    }
+    static func deleted(_ partition: Partition) -> BrokerError { .topicDeleted(partition.topicName) }
 
     static func readFailure(_ error: LogError, partition: Partition, position: Int64) -> BrokerError {
         switch error {

@@ -33,7 +33,7 @@ enum TopicMetadataFile {
     static let fileName = "topics.json"
     static let formatVersion = 1
 
-    private struct Document: Codable {
+    private struct Document: MetadataDocument {
         var format: Int
         var topics: [Entry]
     }
@@ -58,29 +58,12 @@ enum TopicMetadataFile {
             Entry(name: $0.name, id: $0.topicID, partitions: $0.partitionCount,
                   replicationFactor: $0.replicationFactor, configs: $0.configOverrides, createdMs: $0.createdAtMs)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do {
-            var bytes = Array(try encoder.encode(Document(format: formatVersion, topics: entries)))
-            bytes.append(UInt8(ascii: "\n"))
-            return bytes
-        } catch {
-            // Strings, integers and string maps always encode.
-            preconditionFailure("topic metadata failed to encode: \(error)")
-        }
+        return MetadataJSON.encode(Document(format: formatVersion, topics: entries), what: "topic metadata")
     }
 
     /// Parses and validates the file's bytes. `path` is only for messages.
     static func decode(_ bytes: [UInt8], path: String) throws(BrokerError) -> [String: TopicMetadata] {
-        let document: Document
-        do {
-            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
-        } catch {
-            throw BrokerError(.metadataCorrupt, "\(path) is not valid topic metadata: \(error)")
-        }
-        guard document.format == formatVersion else {
-            throw BrokerError(.metadataCorrupt, "\(path) has format \(document.format); this broker reads format \(formatVersion)")
-        }
+        let document = try MetadataJSON.decode(Document.self, from: bytes, path: path, what: "topic metadata", format: formatVersion)
         var topics: [String: TopicMetadata] = [:]
         for entry in document.topics {
             let topic = try validated(entry, path: path)

@@ -6,20 +6,26 @@ public enum TopicName {
     public static let maxLength = 249
 
     public static func validate(_ name: String) throws(BrokerError) {
-        if name.isEmpty {
-            throw BrokerError(.invalidTopicName, "topic name is empty")
-        }
-        let bytes = name.utf8
-        if bytes.count > maxLength {
-            throw BrokerError(.invalidTopicName, "topic name is \(bytes.count) characters long; the limit is \(maxLength)")
-        }
+        try checkShared(name, kind: "topic", code: .invalidTopicName)
         if name == "." || name == ".." {
             throw BrokerError(.invalidTopicName, "topic name cannot be \"\(name)\"")
         }
+    }
+
+    /// The rules topic names share with group names (`GroupName`): not empty, at most
+    /// `maxLength` bytes, only [a-zA-Z0-9._-]. `kind` names the name in messages.
+    static func checkShared(_ name: String, kind: String, code: BrokerError.Code) throws(BrokerError) {
+        if name.isEmpty {
+            throw BrokerError(code, "\(kind) name is empty")
+        }
+        let bytes = name.utf8
+        if bytes.count > maxLength {
+            throw BrokerError(code, "\(kind) name is \(bytes.count) characters long; the limit is \(maxLength)")
+        }
         if let bad = name.unicodeScalars.first(where: { !isAllowed($0) }) {
             throw BrokerError(
-                .invalidTopicName,
-                "topic name \"\(name)\" contains \"\(bad.escaped(asASCII: true))\"; allowed are ASCII letters, digits, '.', '_' and '-'")
+                code,
+                "\(kind) name \"\(name)\" contains \"\(bad.escaped(asASCII: true))\"; allowed are ASCII letters, digits, '.', '_' and '-'")
         }
     }
 

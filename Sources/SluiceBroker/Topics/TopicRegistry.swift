@@ -79,7 +79,7 @@ public final class TopicRegistry: Sendable {
     }
 
     public func topic(named name: String) throws(BrokerError) -> TopicMetadata {
-        guard let topic = topicsByName.withLock({ $0[name] }) else { throw Self.notFound(name) }
+        guard let topic = topicsByName.withLock({ $0[name] }) else { throw .topicNotFound(name) }
         return topic
     }
 
@@ -155,7 +155,7 @@ public final class TopicRegistry: Sendable {
     @discardableResult
     public func deleteTopic(named name: String) throws(BrokerError) -> TopicMetadata {
         let deleted = try change { topics throws(BrokerError) -> TopicMetadata in
-            guard let topic = topics.removeValue(forKey: name) else { throw Self.notFound(name) }
+            guard let topic = topics.removeValue(forKey: name) else { throw .topicNotFound(name) }
             return topic
         }
         logger.info("topic deleted", metadata: ["topic": "\(name)", "id": "\(deleted.topicID)"])
@@ -175,7 +175,7 @@ public final class TopicRegistry: Sendable {
             }
         }
         let altered = try change { topics throws(BrokerError) -> TopicMetadata in
-            guard var topic = topics[name] else { throw Self.notFound(name) }
+            guard var topic = topics[name] else { throw .topicNotFound(name) }
             var overrides = topic.configOverrides
             for key in reset { overrides.removeValue(forKey: key) }
             overrides.merge(normalized) { _, new in new }
@@ -191,7 +191,7 @@ public final class TopicRegistry: Sendable {
     /// Grows a topic to `totalCount` partitions; partitions are never removed.
     public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
         let grown = try change { topics throws(BrokerError) -> TopicMetadata in
-            guard var topic = topics[name] else { throw Self.notFound(name) }
+            guard var topic = topics[name] else { throw .topicNotFound(name) }
             guard totalCount > topic.partitionCount else {
                 throw BrokerError(
                     .invalidPartitionCount,
@@ -246,10 +246,6 @@ public final class TopicRegistry: Sendable {
                 .invalidConfig,
                 "min.insync.replicas \(topic.config.minInsyncReplicas) is larger than the replication factor \(topic.replicationFactor); writes with acks=all could never succeed")
         }
-    }
-
-    private static func notFound(_ name: String) -> BrokerError {
-        BrokerError(.topicNotFound, "topic \(BrokerError.quoting(name)) does not exist")
     }
 
     private static func alreadyExists(_ name: String) -> BrokerError {

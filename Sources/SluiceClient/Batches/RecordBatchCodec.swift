@@ -1,7 +1,7 @@
 import NIOCore
 import SluiceAPI
 import SluiceCompression
-internal import SluiceStorage
+internal import SluiceChecksum
 
 /// Building the `RecordBatch` a producer sends and reading the records out of a batch a
 /// subscriber receives (proto/sluice/v1/records.proto; docs/partitioning.md).

@@ -58,6 +58,19 @@ public final class SyncRecordingFileSystem: StorageFileSystem, @unchecked Sendab
         }
     }
 
+    /// Starts a fresh journal at `journal` with `root` and every directory below it as
+    /// the baseline: what exists there now counts as durable.
+    public convenience init(wrapping inner: any StorageFileSystem, journal: String, baselineTree root: String) throws(StorageIOError) {
+        try self.init(wrapping: inner, journal: journal, baselineDirectories: Self.directoryTree(root, inner))
+    }
+
+    /// `root` and the directories below it, each before its own, siblings in name order;
+    /// empty when `root` is not a directory.
+    static func directoryTree(_ root: String, _ fileSystem: any StorageFileSystem) -> [String] {
+        guard let names = try? fileSystem.listDirectory(root) else { return [] }
+        return [root] + names.sorted().flatMap { directoryTree(root + "/" + $0, fileSystem) }
+    }
+
     deinit {
         _ = Glibc.close(journalDescriptor)
     }

@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceChecksum
 
 /// The fixed-width header the log writes in front of every batch's record bytes.
 ///

@@ -1,3 +1,5 @@
+import SluiceChecksum
+
 /// The two offsets a log persists apart from its segments, in the file `checkpoint`.
 ///
 /// ```

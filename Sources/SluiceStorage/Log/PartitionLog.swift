@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import SluiceChecksum
 import Synchronization
 
 /// The append-only log of one partition: a directory of segments (see `Segment`)

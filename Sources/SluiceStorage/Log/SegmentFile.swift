@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceChecksum
 
 /// An open segment .log file, shareable with work done outside the log's lock: the
 /// group-commit flusher's sync and the bulk pread of a read. Its counters are only

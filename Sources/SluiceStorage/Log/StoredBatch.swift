@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceChecksum
 
 /// One batch as stored, viewed inside bytes returned by `PartitionLog.read`: the
 /// decoded header plus slices of the same buffer (no copy, no record decoding).

@@ -1,3 +1,5 @@
+import SluiceChecksum
+
 /// A snapshot of a partition's `ProducerState` as of an offset: the file
 /// `<offset, 20 digits>.producers` in the partition directory, next to the segment that
 /// starts there. It holds the state built from every batch below `offset`; recovery

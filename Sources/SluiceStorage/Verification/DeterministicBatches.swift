@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceChecksum
 
 /// Batches whose every byte follows from a sequence number, so a checker that trusts
 /// nothing the log says can tell whether a stored batch is exactly the one appended

@@ -9,6 +9,7 @@
 // (comma-separated case names to run; default all).
 import Glibc
 import NIOCore
+import SluiceChecksum
 import SluiceStorage
 
 let environment = { (name: String) -> String? in getenv(name).map { String(cString: $0) } }

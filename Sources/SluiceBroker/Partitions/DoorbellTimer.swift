@@ -1,0 +1,20 @@
+/// Rings a stream's doorbell once at a deadline, so a stream that waits on its doorbell
+/// (a Produce responder for `timeout_ms`, a Subscribe stream for `max_wait_ms`) also
+/// wakes when time is up, without polling. One deadline at a time: arming another
+/// cancels the earlier one; the stream cancels it when it ends.
+struct DoorbellTimer {
+    private var armed: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
+
+    mutating func ring(_ doorbell: AsyncStream<Void>.Continuation, at deadline: ContinuousClock.Instant) {
+        guard armed?.deadline != deadline else { return }
+        armed?.task.cancel()
+        armed = (deadline, Task {
+            do {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                doorbell.yield()
+            } catch {}
+        })
+    }
+
+    func cancel() { armed?.task.cancel() }
+}

@@ -1,0 +1,88 @@
+import SluiceAPI
+import SluiceStorage
+
+/// A per-batch refusal: the error code and message a `ProduceResponse` carries. Every
+/// refusal is made by one of the constructors below, one per kind of failure, so a code
+/// and its wording are chosen in this file only (the rules themselves live with the code
+/// that checks them: `ProducedBatch`, `ProducerState`, `ProducerIDRegistry`).
+struct ProduceFailure: Error, Sendable, Equatable {
+    let code: ErrorCode
+    let message: String
+
+    private init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A broker error refusing this one batch (a topic or partition that cannot be used),
+    /// with its per-entry code from the broker's error table (`BrokerError+ErrorCode.swift`).
+    init(_ error: BrokerError) {
+        self.init(ErrorCode(error.code), error.message)
+    }
+
+    /// The refusal an idempotent producer's verdict means (a sequence gap, a fenced
+    /// epoch, an unknown id); nil for a verdict that lets the batch through.
+    init?(_ verdict: ProducerState.Verdict) {
+        switch verdict {
+        case .append, .duplicate: return nil
+        case .outOfOrder(let message): self.init(.outOfOrderSequence, message)
+        case .fenced(let message): self.init(.producerFenced, message)
+        case .unknownProducer(let message): self.init(.unknownProducerId, message)
+        }
+    }
+
+    /// The batch breaks a batch rule (docs/produce-subscribe.md).
+    static func invalidBatch(_ why: String) -> ProduceFailure { ProduceFailure(.invalidBatch, why) }
+
+    /// The batch is larger than its topic or the log accepts.
+    static func messageTooLarge(_ why: String) -> ProduceFailure { ProduceFailure(.messageTooLarge, why) }
+
+    static let corruptBatch = ProduceFailure(.corruptBatch, "records_crc32c does not match the CRC32C of the records bytes")
+
+    /// A batch that can never be admitted: larger than the whole in-flight memory budget.
+    static func throttled(batchBytes: Int, budgetBytes: Int) -> ProduceFailure {
+        ProduceFailure(
+            .throttled,
+            "a batch of \(batchBytes) bytes can never fit the broker's in-flight memory budget of \(budgetBytes) bytes (--max-inflight-bytes)")
+    }
+
+    /// An append the log refused.
+    init(_ error: LogError, topic: String, partition: UInt32) {
+        switch error {
+        case .batchTooLarge(let bytes, let limit):
+            self = .messageTooLarge("batch of \(bytes) bytes exceeds the limit of \(limit) bytes (a batch must fit in one segment: segment.bytes)")
+        case .invalidBatch(.recordsChecksumMismatch):
+            self = .corruptBatch
+        case .invalidBatch(let defect):
+            self = .invalidBatch("\(defect)")
+        case .closed:
+            self.init(.topicDeleted(topic))
+        default:
+            self.init(.storageError, "partition \(partition) of topic \"\(topic)\" failed: \(error)")
+        }
+    }
+
+    // What can end an appended batch's wait for durability (`acks` durable or all).
+
+    static func notDurable(baseOffset: Int64, fence: LogError) -> ProduceFailure {
+        ProduceFailure(.storageError, "the batch was appended at offset \(baseOffset) but could not be made durable: \(fence)")
+    }
+
+    static func deletedBeforeDurable(topic: String) -> ProduceFailure {
+        ProduceFailure(.unknownTopic, "topic \"\(topic)\" was deleted before the batch became durable")
+    }
+
+    static func notDurableInTime(baseOffset: Int64) -> ProduceFailure {
+        ProduceFailure(
+            .requestTimedOut,
+            "the batch was appended at offset \(baseOffset) but did not become durable within the request's timeout")
+    }
+}
+
+extension ProduceResponse {
+    /// This answer refuses its batch.
+    mutating func refuse(_ failure: ProduceFailure) {
+        error = failure.code
+        errorMessage = failure.message
+    }
+}
