@@ -38,8 +38,12 @@ public actor Producer {
         var batch: PartitionAccumulator<Item>.Batch
         var session: Int
         /// Past this the stream is taken for dead (`answerWatchdog`): the request timeout
-        /// plus `answerSlack` after sending, or the batch's delivery deadline if sooner.
+        /// plus `answerSlack` after sending.
         var answerDeadline: ContinuousClock.Instant
+        /// Past this the batch's records fail with `.deliveryTimedOut`, answered or not.
+        var deliveryDeadline: ContinuousClock.Instant
+
+        var firstDeadline: ContinuousClock.Instant { min(answerDeadline, deliveryDeadline) }
     }
 
     /// What the broker gets beyond `requestTimeout` (which it is told, and answers
@@ -287,11 +291,12 @@ public actor Producer {
             drive(place)
             return
         }
-        let deadline = min(
-            ContinuousClock.now.advanced(by: configuration.requestTimeout + Self.answerSlack),
-            batch.createdAt.advanced(by: configuration.deliveryTimeout))
-        inFlight[correlationID] = InFlight(target: place, batch: batch, session: current.id, answerDeadline: deadline)
-        armAnswerWatchdog(at: deadline)
+        let entry = InFlight(
+            target: place, batch: batch, session: current.id,
+            answerDeadline: ContinuousClock.now.advanced(by: configuration.requestTimeout + Self.answerSlack),
+            deliveryDeadline: batch.createdAt.advanced(by: configuration.deliveryTimeout))
+        inFlight[correlationID] = entry
+        armAnswerWatchdog(at: entry.firstDeadline)
         current.send(request)
     }
 
@@ -317,6 +322,14 @@ public actor Producer {
         guard answerWatchdog?.at == instant else { return }
         answerWatchdog = nil
         let now = ContinuousClock.now
+        // A batch past its delivery deadline fails alone; the stream carries on (a slow
+        // answer is not a dead stream, and other partitions' batches share it).
+        for (correlationID, entry) in inFlight where entry.deliveryDeadline <= now {
+            inFlight[correlationID] = nil
+            fail(entry.batch, .deliveryTimedOut(last: lastError[entry.target] ?? "no answer from the broker in time"))
+            accumulators[entry.target]?.completed()
+            drive(entry.target)
+        }
         let silent = Set(inFlight.values.filter { $0.answerDeadline <= now }.map(\.session))
         for id in silent.sorted() {
             logger.warning("no answer from the broker in time; giving up the produce stream", metadata: [
@@ -324,7 +337,7 @@ public actor Producer {
             endSession(id, status: GRPCStatus(.deadlineExceeded,
                 "no answer within the request timeout (\(configuration.requestTimeout)) plus \(Self.answerSlack)"))
         }
-        if let next = inFlight.values.map(\.answerDeadline).min() { armAnswerWatchdog(at: next) }
+        if let next = inFlight.values.map(\.firstDeadline).min() { armAnswerWatchdog(at: next) }
     }
 
     /// `openSession`, given up after `bound`: connecting to a broker that accepts TCP but
