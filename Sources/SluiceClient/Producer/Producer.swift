@@ -104,7 +104,7 @@ public actor Producer {
     ) async throws -> Delivery {
         guard !isClosed else { throw ProducerError.closed }
         if let bad = headers.first(where: { $0.key.utf8.contains(0) }) { throw ProducerError.invalidHeaderKey(bad.key) }
-        let metadata = try await metadata(of: topic)
+        let metadata = try await metadataWaiting(for: topic)
         let count = metadata.partitionCount
         if let partition, !(0..<count).contains(partition) {
             throw ProducerError.unknownPartition(topic: topic, partition: partition, partitionCount: count)
@@ -500,6 +500,30 @@ public actor Producer {
         return opened
     }
 
+    /// `metadata(of:)`, retried with backoff while the broker is unreachable or answers
+    /// UNAVAILABLE, for at most `maxBlock`: a producer started before its broker, or during
+    /// a restart, waits for it as the consumers do, instead of failing its first send.
+    private func metadataWaiting(for topic: String) async throws -> ProducerTopicMetadata {
+        let deadline = ContinuousClock.now.advanced(by: configuration.maxBlock)
+        var backoff = configuration.retryBackoff
+        while true {
+            do {
+                return try await metadata(of: topic)
+            } catch let status as GRPCStatus {
+                let retriable: Set<GRPCStatus.Code> = [.unavailable, .deadlineExceeded]
+                let now = ContinuousClock.now
+                guard retriable.contains(status.code), now.advanced(by: backoff) < deadline, !isClosed else {
+                    throw ProducerError.transport("cannot look up topic \(topic): \(status.message) (\(status.code))")
+                }
+                logger.debug("the broker cannot describe the topic yet; retrying", metadata: [
+                    "topic": "\(topic)", "status": "\(status.code)", "backoff": "\(backoff)"])
+                // A timer, not synchronisation: the pause between attempts (cancellable).
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, configuration.maxRetryBackoff)
+            }
+        }
+    }
+
     /// The topic's partition count and batch limit, described again once older than
     /// `metadataMaxAge` (ProducerTopicMetadata). While a refresh fails, the last
     /// description is kept and the next try waits `maxRetryBackoff`, so records keep
@@ -517,9 +541,8 @@ public actor Producer {
             throw ProducerError.unknownTopic(topic)
         } catch {
             guard var known else {
-                if let status = error as? GRPCStatus {
-                    throw ProducerError.transport("cannot look up topic \(topic): \(status.message) (\(status.code))")
-                }
+                // A status as it is: `metadataWaiting` retries the ones a broker coming
+                // back can cure, and says what went wrong if it gives up.
                 throw error
             }
             logger.debug("refreshing a topic's metadata failed; keeping the last", metadata: [

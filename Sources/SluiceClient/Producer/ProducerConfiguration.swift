@@ -19,6 +19,11 @@ public struct ProducerConfiguration: Sendable {
     /// is read again, like Kafka's `metadata.max.age.ms`: partitions added by
     /// CreatePartitions receive records at most this long after they exist.
     public var metadataMaxAge: Duration = .seconds(300)
+    /// How long `send`/`enqueue` keep trying to read a topic's description while the broker
+    /// cannot be reached (started after the producer, restarting), like Kafka's
+    /// `max.block.ms`; then they fail with `ProducerError.transport`. An unknown topic fails
+    /// at once.
+    public var maxBlock: Duration = .seconds(60)
     /// Compression of each batch's records (attribute bits 0-2); the broker stores the
     /// compressed bytes as they arrive and consumers decompress.
     public var compression: RecordCompression = .none
