@@ -139,3 +139,6 @@ struct PartitionAccumulator<Item> {
         return all
     }
 }
+
+extension PartitionAccumulator: Sendable where Item: Sendable {}
+extension PartitionAccumulator.Batch: Sendable where Item: Sendable {}

@@ -28,16 +28,21 @@ final class ProduceSession: Sendable {
                 call.cancel()
             }
         }
-        reader = Task {
+        // The reader holds the producer weakly: a producer its user dropped without
+        // `close()` must still be freed, and its deinit then closes this stream.
+        reader = Task { [weak producer] in
             var ending = GRPCStatus(.unavailable, "the broker ended the produce stream")
             do {
-                for try await response in call.responses { await producer.received(response, session: id) }
+                for try await response in call.responses {
+                    guard let producer else { break }
+                    await producer.received(response, session: id)
+                }
             } catch let status as GRPCStatus {
                 ending = status
             } catch {
                 ending = GRPCStatus(.unknown, "\(error)")
             }
-            await producer.sessionEnded(id, status: ending)
+            await producer?.sessionEnded(id, status: ending)
         }
     }
 

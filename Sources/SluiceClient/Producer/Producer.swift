@@ -27,13 +27,13 @@ public actor Producer {
         var partition: Int
     }
 
-    struct Item {
+    struct Item: Sendable {
         var entry: RecordBatchCodec.Entry
         var delivery: Delivery
         var bytes: Int
     }
 
-    private struct InFlight {
+    private struct InFlight: Sendable {
         var target: TopicPartition
         var batch: PartitionAccumulator<Item>.Batch
         var session: Int
@@ -79,6 +79,25 @@ public actor Producer {
         self.address = address
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// A producer dropped without `close()` releases what it holds: its stream is reset, its
+    /// connection closed, its timers find it gone, and every record not yet answered fails
+    /// with `.closed` (a `Delivery` kept by the caller does not wait forever).
+    deinit {
+        for entry in inFlight.values {
+            for item in entry.batch.items { item.delivery.complete(.failure(.closed)) }
+        }
+        for var accumulator in accumulators.values {
+            for batch in accumulator.drain() {
+                for item in batch.items { item.delivery.complete(.failure(.closed)) }
+            }
+        }
+        for waiter in spaceWaiters { waiter.continuation.resume(throwing: ProducerError.closed) }
+        for wakeup in wakeups.values { wakeup.task.cancel() }
+        answerWatchdog?.task.cancel()
+        session?.cancel()
+        if let connection { Task { await connection.close() } }
     }
 
     /// Bytes accepted and not yet answered.
@@ -235,10 +254,11 @@ public actor Producer {
             if existing.at <= instant { return }
             existing.task.cancel()
         }
-        let task = Task {
+        // Timers hold the producer weakly, so one that its user dropped is freed at once.
+        let task = Task { [weak self] in
             // A timer, not synchronisation: the instant is when a linger or backoff ends.
             try? await Task.sleep(until: instant, clock: .continuous)
-            self.woken(place, at: instant)
+            await self?.woken(place, at: instant)
         }
         wakeups[place] = (instant, task)
     }
@@ -310,10 +330,10 @@ public actor Producer {
             if existing.at <= instant { return }
             existing.task.cancel()
         }
-        let task = Task {
+        let task = Task { [weak self] in
             // A timer, not synchronisation: the instant is a deadline for an answer.
             try? await Task.sleep(until: instant, clock: .continuous)
-            if !Task.isCancelled { self.answerWatchdogFired(at: instant) }
+            if !Task.isCancelled { await self?.answerWatchdogFired(at: instant) }
         }
         answerWatchdog = (instant, task)
     }

@@ -1,0 +1,61 @@
+import Foundation
+import NIOCore
+import SluiceAPI
+import SluiceClient
+import Testing
+
+/// A producer its user drops without `close()` must not keep its connection (its stream's
+/// reader task used to hold it alive, and with it the connection, for ever).
+@Suite("Dropped producers", .serialized, .timeLimit(.minutes(2)))
+struct DroppedProducerTests {
+    /// Established TCP connections from this machine to `port` (client ends), read from
+    /// /proc/net/tcp: "local_address rem_address st" with addresses as HEX_IP:HEX_PORT
+    /// and st 01 for ESTABLISHED.
+    static func clientConnections(to port: Int) throws -> Int {
+        let remote = String(format: ":%04X", port)
+        var count = 0
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                guard fields.count > 3 else { continue }
+                if fields[2].hasSuffix(remote) && fields[3] == "01" { count += 1 }
+            }
+        }
+        return count
+    }
+
+    @Test("20 producers dropped without close release their connections")
+    func droppedProducersCloseTheirConnections() async throws {
+        let broker = try await BrokerProcess()
+        do {
+            let admin = try await broker.admin()
+            _ = try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 1))
+            await admin.close()
+            let baseline = try Self.clientConnections(to: broker.port)
+            var dropped: [WeakProducer] = []
+            for index in 0..<20 {
+                let producer = Producer(address: broker.address)
+                _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "record \(index)"))
+                dropped.append(WeakProducer(producer))
+            }
+            // Nothing of the producer's own may keep it alive once its user let go.
+            try await eventually("the dropped producers to be freed", attempts: 400) {
+                dropped.allSatisfy { $0.producer == nil }
+            }
+            try await eventually("the dropped producers' connections to close", attempts: 400) {
+                try Self.clientConnections(to: broker.port) <= baseline
+            }
+        } catch {
+            await broker.remove()
+            throw error
+        }
+        await broker.remove()
+    }
+}
+
+final class WeakProducer: @unchecked Sendable {
+    // @unchecked: written once in init; read by the test task only.
+    weak var producer: Producer?
+    init(_ producer: Producer) { self.producer = producer }
+}
