@@ -4,6 +4,7 @@ import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// The Swift `Producer` with `idempotent` on, against an in-process broker: what it

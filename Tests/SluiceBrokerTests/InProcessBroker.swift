@@ -4,6 +4,7 @@ import SluiceAPI
 import SluiceBroker
 import SluiceClient
 import SluiceService
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -72,16 +73,3 @@ func expectStatus<Result>(
     }
 }
 
-/// Polls `condition` until it holds, at most `attempts` times 10 ms apart: for state the
-/// server reaches asynchronously (a handler noticing its cancellation), which the test can
-/// only observe, not await.
-func eventually(
-    _ what: String, attempts: Int = 1000, sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    for _ in 0..<attempts {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    Issue.record("never happened: \(what)", sourceLocation: sourceLocation)
-}

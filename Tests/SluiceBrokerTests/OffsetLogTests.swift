@@ -4,6 +4,7 @@ import NIOCore
 import SluiceAPI
 @testable import SluiceBroker
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// The offsets log: its record format, loading, and compaction by snapshots.

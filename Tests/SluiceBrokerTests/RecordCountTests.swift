@@ -3,6 +3,7 @@ import SluiceAPI
 import SluiceClient
 import SluiceCompression
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceBroker
+import SluiceTestSupport
 import Testing
 
 private func openRegistry(_ directory: TemporaryDirectory,

@@ -201,14 +201,3 @@ actor FakeGroupsBroker {
     }
 }
 
-/// Polls `condition` until it holds, at most `attempts` times `interval` apart.
-func eventually(
-    _ what: String, attempts: Int = 600, interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
-) async throws {
-    for _ in 0..<attempts {
-        if try await condition() { return }
-        try await Task.sleep(for: interval)
-    }
-    struct TimedOut: Error, CustomStringConvertible { var description: String }
-    throw TimedOut(description: "timed out waiting for \(what)")
-}

@@ -111,14 +111,3 @@ struct ServeProcessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Polls `condition` until it holds, at most `attempts` times `interval` apart.
-func eventually(
-    _ what: String, attempts: Int = 200, interval: Duration = .milliseconds(50),
-    _ condition: () async throws -> Bool
-) async throws {
-    for _ in 0..<attempts {
-        if try await condition() { return }
-        try await Task.sleep(for: interval)
-    }
-    throw ServeProcessError("timed out waiting for \(what)")
-}
