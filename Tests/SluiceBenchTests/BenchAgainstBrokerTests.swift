@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAPI
 import SluiceBench
+import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -102,10 +103,10 @@ struct BenchAgainstBrokerTests {
     @Test func aPausedBrokerShowsInTheLatencies() async throws {
         let broker = try await BenchBroker()
         defer { Task { await broker.remove() } }
-        let bench = try SluiceChildProcess(
+        let bench = try SluiceProcess(
             ["bench", "end-to-end", "--broker", broker.argument, "--topic", "paused", "--rate", "2000",
              "--duration", "5", "--buffer-bytes", "65536", "--progress-interval", "0.2", "--time-limit", "90", "--json"],
-            in: broker.directory)
+            in: broker.directory.url)
         defer { Task { await bench.stop() } }
         // Once it reports progress, the run is sending and answers are flowing.
         var started = false

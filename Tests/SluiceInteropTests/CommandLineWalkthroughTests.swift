@@ -1,5 +1,6 @@
 import Foundation
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// The README walk-through with the real `sluice` binary: create a topic, produce lines,

@@ -90,7 +90,7 @@ struct ConsumerGroupProcessTests {
             Issue.record("last description: \(String(describing: last)); stderr: \(members.map { "\($0.name): \($0.stderr)" })")
             throw error
         }
-        guard let last else { throw ServeProcessError("no description") }
+        guard let last else { throw TestProcessError("no description") }
         return last
     }
 
