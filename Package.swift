@@ -81,7 +81,7 @@ let package = Package(
         // What the test targets share: seeded random numbers, `eventually`, temporary
         // directories, `sluice` child processes, fake file systems. A plain target, no
         // product, so nothing that ships links it.
-        .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport", swiftSettings: swiftSettings),
+        .target(name: "SluiceTestSupport", dependencies: ["SluiceStorage"], path: "Tests/SluiceTestSupport", swiftSettings: swiftSettings),
 
         .testTarget(
             name: "SluiceWireTests", dependencies: ["SluiceTestSupport", "SluiceWire", nioCore, nioPosix], exclude: ["Interop"],

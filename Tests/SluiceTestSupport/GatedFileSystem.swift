@@ -6,22 +6,22 @@ import Synchronization
 /// closed every fdatasync blocks (on the log's sync thread) until it opens. Lets a test
 /// observe what the broker does while a sync is in flight, without timing guesses.
 /// Give the broker `fileSystem`; steer the gate here.
-final class GatedFileSystem: Sendable {
-    let inner: SimulatedFileSystem
+public final class GatedFileSystem: Sendable {
+    public let inner: SimulatedFileSystem
     /// The file system to run the broker on: `inner`, with every file sync passing the gate.
-    let fileSystem: SyncHookFileSystem
+    public let fileSystem: SyncHookFileSystem
     private let gate: Gate
 
-    init(_ inner: SimulatedFileSystem = SimulatedFileSystem()) {
+    public init(_ inner: SimulatedFileSystem = SimulatedFileSystem()) {
         let gate = Gate()
         self.inner = inner
         self.gate = gate
         fileSystem = SyncHookFileSystem(wrapping: inner) { gate.pass() }
     }
 
-    func closeGate() { gate.state.withLock { $0.closed = true } }
+    public func closeGate() { gate.state.withLock { $0.closed = true } }
 
-    func openGate() {
+    public func openGate() {
         let waiting = gate.state.withLock { state -> Int in
             state.closed = false
             defer { state.waiting = 0 }
@@ -31,7 +31,7 @@ final class GatedFileSystem: Sendable {
     }
 
     /// Syncs blocked at the gate right now.
-    var blockedSyncs: Int { gate.state.withLock { $0.waiting } }
+    public var blockedSyncs: Int { gate.state.withLock { $0.waiting } }
 
     private final class Gate: @unchecked Sendable {
         let state = Mutex<(closed: Bool, waiting: Int)>((false, 0))
