@@ -1,8 +1,10 @@
 import Foundation
 import Logging
+import SluiceAPI
 import SluiceClient
 import SluiceTestSupport
 import SluiceWire
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -67,4 +69,38 @@ final class BrokerProcess: @unchecked Sendable {
     func admin() async throws -> SluiceAdminClient {
         SluiceAdminClient(connection: try await address.connect(logger: Logger(label: "sluice.test.e2e")))
     }
+}
+
+/// Runs `body` against a fresh broker; it must exit 0 on SIGTERM afterwards. Its files are
+/// removed whatever happened.
+func withBroker(_ arguments: [String] = [], _ body: (BrokerProcess) async throws -> Void) async throws {
+    let broker = try await BrokerProcess(extraArguments: arguments)
+    do {
+        try await body(broker)
+    } catch {
+        await broker.remove()
+        throw error
+    }
+    #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
+    await broker.remove()
+}
+
+extension BrokerProcess {
+    func createTopic(_ name: String, partitions: UInt32, configs: [String: String] = [:]) async throws {
+        let admin = try await admin()
+        _ = try await admin.createTopic(CreateTopicRequest(name: name, partitions: partitions, configs: configs))
+        await admin.close()
+    }
+}
+
+/// Reads exactly `count` records (bounded by the consumer's own failure modes and the
+/// test's time limit).
+func read(_ consumer: Consumer, count: Int) async throws -> [ConsumerRecord] {
+    var records: [ConsumerRecord] = []
+    guard count > 0 else { return records }
+    for try await record in consumer {
+        records.append(record)
+        if records.count == count { break }
+    }
+    return records
 }

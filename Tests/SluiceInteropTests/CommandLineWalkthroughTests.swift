@@ -16,18 +16,6 @@ struct CommandLineWalkthroughTests {
         var value: String
     }
 
-    func withBroker(_ body: (BrokerProcess) async throws -> Void) async throws {
-        let broker = try await BrokerProcess()
-        do {
-            try await body(broker)
-        } catch {
-            await broker.remove()
-            throw error
-        }
-        #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
-        await broker.remove()
-    }
-
     @Test("topic create, produce with keys and --report, consume --format json", .timeLimit(.minutes(2)))
     func walkthrough() async throws {
         try await withBroker { broker in
