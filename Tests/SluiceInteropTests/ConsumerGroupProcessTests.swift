@@ -23,23 +23,9 @@ struct ConsumerGroupProcessTests {
     static let patience: Duration = .seconds(60)
 
     func withBroker(_ body: (BrokerProcess, SluiceAdminClient) async throws -> Void) async throws {
-        let broker = try await BrokerProcess()
-        let admin: SluiceAdminClient
-        do {
-            admin = try await broker.admin()
-        } catch {
-            await broker.remove()
-            throw error
-        }
-        do {
-            try await body(broker, admin)
-        } catch {
-            await admin.close()
-            await broker.remove()
-            throw error
-        }
-        await admin.close()
-        await broker.remove()
+        try await withStarted(
+            { try await BrokerProcess() }, open: { try await $0.admin() }, close: { await $0.close() },
+            stop: { await $0.remove() }, body)
     }
 
     func createTopic(_ name: String, partitions: UInt32, _ admin: SluiceAdminClient) async throws {

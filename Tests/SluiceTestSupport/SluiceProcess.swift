@@ -166,3 +166,28 @@ public struct CommandResult: Sendable {
 public func runSluice(_ arguments: [String], input: String = "", in directory: URL) async throws -> CommandResult {
     try await SluiceProcess.run(arguments, input: input, in: directory)
 }
+
+/// A `sluice serve` on an ephemeral port of 127.0.0.1, with its data and logs in a
+/// temporary directory of its own.
+public final class ServedBroker: Sendable {
+    public let server: SluiceProcess
+    public let directory: TemporaryDirectory
+    public let port: Int
+
+    /// Starts it with `extra` flags and waits (bounded) for its port.
+    public init(_ extra: [String] = [], label: String = "sluice-serve") async throws {
+        directory = TemporaryDirectory(label)
+        (server, port) = try await SluiceProcess.serve(extra, directory: directory)
+    }
+
+    /// HOST:PORT, for --broker.
+    public var argument: String { "127.0.0.1:\(port)" }
+
+    /// SIGTERM, a bounded wait, then the directory is removed; the exit status, or nil if
+    /// the process had to be killed.
+    @discardableResult
+    public func stop() async -> Int32? {
+        defer { directory.remove() }
+        return await server.stop()
+    }
+}
