@@ -10,19 +10,6 @@ private func openRegistry(_ directory: TemporaryDirectory,
                       logger: Logger(label: "test"))
 }
 
-func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
-                       sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as BrokerError {
-        #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation)
-        #expect(text.isEmpty || error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-    }
-}
-
 @Suite(.timeLimit(.minutes(1))) struct TopicNameTests {
     @Test(arguments: ["a", "orders", "Orders.v2", "a_b-c.d", "...", "-", String(repeating: "x", count: 249)])
     func acceptsValidNames(_ name: String) throws {

@@ -57,12 +57,9 @@ actor FakeGroupsBroker {
                 try await self.subscribe(SubscribeRequest(protobuf: bytes), writer)
             },
         ]
-        let server = GRPCServer(
-            configuration: GRPCServerConfiguration(host: "127.0.0.1", port: 0), methods: methods,
-            logger: Logger(label: "sluice.test.fake-groups"))
-        let address = try await server.start()
+        let (server, address) = try await startFakeServer(methods, label: "sluice.test.fake-groups")
         self.server = server
-        return BrokerAddress(host: address.host, port: address.port)
+        return address
     }
 
     func stop() async {
