@@ -1,17 +1,15 @@
-/// The seeded generator every randomised test uses (SplitMix64, Steele, Lea and Flood
-/// 2014): a failing case replays from its seed, on any machine, in any order of tests.
+import SluiceStorage
+
+/// The seeded generator every randomised test uses. It draws from the storage layer's
+/// `SeededRandom` (SplitMix64, Steele, Lea and Flood 2014), so fault injection and the
+/// tests share one implementation, without every test target importing SluiceStorage. A
+/// failing case replays from its seed, on any machine, in any order of tests.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
+    private var source: SeededRandom
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { source = SeededRandom(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { source.next() }
 
     /// A number in 0..<bound by plain modulo: not uniform for large bounds, but the same
     /// sequence the seeds of older runs were recorded with.
