@@ -1,30 +1,27 @@
-import Dispatch
 import SluiceStorage
 import Synchronization
 
 /// Wraps the real file system to count syncs, fail chosen operations with an errno,
-/// and hold syncs at a gate, so tests can inject faults without a full simulator.
+/// and hold syncs at a turnstile (`syncs`), so tests can inject faults without a full
+/// simulator.
 public final class InstrumentedFileSystem: StorageFileSystem {
     public struct Rules: Sendable {
         public var failWritesWith: Int32?
         public var failSyncsWith: Int32?
         public var syncCount = 0
-        /// The next this-many syncs block until `releaseSyncs()`.
-        public var syncsToHold = 0
-        public var syncsWaiting = 0
         public var openFiles = 0
         public var peakOpenFiles = 0
     }
 
     public let inner = PosixFileSystem()
     public let rules = Mutex(Rules())
-    private let gate = DispatchSemaphore(value: 0)
+    /// Hold syncs here (`syncs.hold(1)`), wait until they arrive, let them go.
+    public let syncs = SyncTurnstile()
 
     public init() {}
 
     public func update(_ change: (inout Rules) -> Void) { rules.withLock { change(&$0) } }
     public var syncCount: Int { rules.withLock { $0.syncCount } }
-    public var syncsWaiting: Int { rules.withLock { $0.syncsWaiting } }
     public var openFiles: Int { rules.withLock { $0.openFiles } }
     public var peakOpenFiles: Int { rules.withLock { $0.peakOpenFiles } }
 
@@ -37,28 +34,9 @@ public final class InstrumentedFileSystem: StorageFileSystem {
 
     fileprivate func closed() { rules.withLock { $0.openFiles -= 1 } }
 
-    /// Lets every held sync go and stops holding new ones.
-    public func releaseSyncs() {
-        let waiting = rules.withLock { rules -> Int in
-            rules.syncsToHold = 0
-            return rules.syncsWaiting
-        }
-        for _ in 0..<waiting { gate.signal() }
-    }
-
     fileprivate func beforeSync() throws(StorageIOError) {
-        let (hold, failure) = rules.withLock { rules -> (Bool, Int32?) in
-            let hold = rules.syncsToHold > 0
-            if hold {
-                rules.syncsToHold -= 1
-                rules.syncsWaiting += 1
-            }
-            return (hold, rules.failSyncsWith)
-        }
-        if hold {
-            gate.wait()
-            rules.withLock { $0.syncsWaiting -= 1 }
-        }
+        syncs.pass()
+        let failure = rules.withLock { $0.failSyncsWith }
         if let failure { throw StorageIOError(errno: failure, operation: "fdatasync", path: "(injected)") }
         rules.withLock { $0.syncCount += 1 }
     }
