@@ -96,13 +96,8 @@ func expectBrokerError<Result>(
     _ code: BrokerError.Code, containing text: String = "", sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () throws -> Result
 ) {
-    do {
-        _ = try body()
-        Issue.record("expected \(code), it succeeded", sourceLocation: sourceLocation)
-    } catch let error as BrokerError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        #expect(text.isEmpty || error.message.contains(text), "\(error)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
-    }
+    let error = #expect(throws: BrokerError.self, "expected \(code)", sourceLocation: sourceLocation) { _ = try body() }
+    guard let error else { return }
+    #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    #expect(text.isEmpty || error.message.contains(text), "\(error)", sourceLocation: sourceLocation)
 }

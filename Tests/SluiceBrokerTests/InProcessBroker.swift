@@ -62,14 +62,11 @@ func expectStatus<Result>(
     _ code: GRPCStatus.Code, containing text: String = "", sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () async throws -> Result
 ) async {
-    do {
+    let status = await #expect(throws: GRPCStatus.self, "expected \(code)", sourceLocation: sourceLocation) {
         _ = try await body()
-        Issue.record("expected \(code), the call succeeded", sourceLocation: sourceLocation)
-    } catch let status as GRPCStatus {
-        #expect(status.code == code, "\(status)", sourceLocation: sourceLocation)
-        #expect(text.isEmpty || status.message.contains(text), "\(status)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
     }
+    guard let status else { return }
+    #expect(status.code == code, "\(status)", sourceLocation: sourceLocation)
+    #expect(text.isEmpty || status.message.contains(text), "\(status)", sourceLocation: sourceLocation)
 }
 
