@@ -153,18 +153,7 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
             }
             bytes += RawHTTP2Peer.frame(type: 6, flags: 0, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
-            let frames = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in
-                    frames.contains { $0.type == 7 }
-                        || (frames.filter { $0.type == 3 }.count >= Int(streams) - 2
-                            && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
-                }
-            }.get()
-            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
-            let resets = frames.filter { $0.type == 3 }
-            #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
-            // The two streams under the cap stay open; every other one is refused, once.
-            #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
+            try await expectRefusedAboveTheCap(streams, peer: peer, loop: loop)
             try await channel.close()
         }
     }
@@ -201,18 +190,25 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
             channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
             await held.wait()
             try await channel.setOption(ChannelOptions.autoRead, value: true).get()
-            let frames = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in
-                    frames.contains { $0.type == 7 }
-                        || (frames.lazy.filter { $0.type == 3 }.count >= Int(streams) - 2
-                            && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
-                }
-            }.get()
-            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
-            let resets = frames.filter { $0.type == 3 }
-            #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
-            #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
+            try await expectRefusedAboveTheCap(streams, peer: peer, loop: loop)
             try await channel.close()
         }
+    }
+
+    /// Waits for the PING's ACK after every refusal (or for a GOAWAY), then expects no
+    /// GOAWAY and the streams above the cap of 2 each refused once, REFUSED_STREAM, in order;
+    /// the two under the cap stay open.
+    private func expectRefusedAboveTheCap(_ streams: UInt32, peer: RawHTTP2Peer, loop: any EventLoop) async throws {
+        let frames = try await loop.flatSubmit {
+            peer.wait(on: loop) { frames in
+                frames.contains { $0.type == 7 }
+                    || (frames.lazy.filter { $0.type == 3 }.count >= Int(streams) - 2
+                        && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
+            }
+        }.get()
+        #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
+        let resets = frames.filter { $0.type == 3 }
+        #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
+        #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
     }
 }
