@@ -85,36 +85,41 @@ let package = Package(
         // which offsets were acknowledged durable.
         .executableTarget(name: "SluiceCrashWriter", dependencies: ["SluiceStorage"], swiftSettings: swiftSettings),
 
+        // What the test targets share: seeded random numbers, `eventually`, temporary
+        // directories, `sluice` child processes, fake file systems. A plain target, no
+        // product, so nothing that ships links it.
+        .target(name: "SluiceTestSupport", dependencies: ["SluiceStorage"], path: "Tests/SluiceTestSupport", swiftSettings: swiftSettings),
+
         .testTarget(
-            name: "SluiceWireTests", dependencies: ["SluiceWire", nioCore, nioPosix], exclude: ["Interop"],
+            name: "SluiceWireTests", dependencies: ["SluiceTestSupport", "SluiceWire", nioCore, nioPosix], exclude: ["Interop"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "SluiceAPITests", dependencies: ["SluiceAPI", nioCore], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceAPITests", dependencies: ["SluiceTestSupport", "SluiceAPI", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceClusterTests",
-            dependencies: ["SluiceCluster", "SluiceWire", "SluiceAPI", nioCore, nioPosix, logging],
+            dependencies: ["SluiceTestSupport", "SluiceCluster", "SluiceWire", "SluiceAPI", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
         // Sluice's Swift client against a real `sluice serve` process (the binary is found
         // next to the test bundle; `swift build --build-tests` builds it).
         .testTarget(
             name: "SluiceInteropTests",
-            dependencies: ["SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
+            dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
             swiftSettings: swiftSettings),
         // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
         .testTarget(
-            name: "SluiceClientTests", dependencies: ["SluiceClient", "SluiceCompression", "SluiceAPI", "SluiceWire", nioCore, logging],
+            name: "SluiceClientTests", dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceCompression", "SluiceAPI", "SluiceWire", nioCore, logging],
             swiftSettings: swiftSettings),
         // The bench tool's own correctness (percentiles, open-loop schedule, counts against a
         // real `sluice serve`), never its speed.
         .testTarget(
-            name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceClient", "SluiceAPI", nioCore,
+            name: "SluiceBenchTests", dependencies: ["SluiceTestSupport", "SluiceBench", "SluiceClient", "SluiceAPI", nioCore,
                                                      .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swiftSettings),
-        .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceStorage", "SluiceChecksum", nioCore], swiftSettings: swiftSettings),
+        .testTarget(name: "SluiceStorageTests", dependencies: ["SluiceTestSupport", "SluiceStorage", "SluiceChecksum", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceBrokerTests",
             dependencies: [
-                "SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI", "SluiceStorage",
-                "SluiceChecksum", nioCore, nioPosix,
+                "SluiceTestSupport", "SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI",
+                "SluiceStorage", "SluiceChecksum", nioCore, nioPosix,
             ],
             swiftSettings: swiftSettings),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import SluiceAPI
+import SluiceTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct MalformedInputTests {
@@ -105,18 +106,6 @@ import Testing
     }
 }
 
-/// A small deterministic generator so a failing input can be reproduced from the seed.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 enum Environment {
     static func value(_ name: String) -> String? {

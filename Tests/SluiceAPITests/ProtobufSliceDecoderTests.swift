@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import SluiceTestSupport
 import Testing
 @testable import SluiceAPI
 
@@ -9,18 +10,7 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct ProtobufSliceDecoderTests {
     static let rounds = ProcessInfo.processInfo.environment["SLUICE_SOAK"] == "1" ? 50_000 : 500
 
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static func batch(_ random: inout Generator) -> RecordBatch {
+    static func batch(_ random: inout SplitMix64) -> RecordBatch {
         // Extremes as well as small values, so varints of every length appear.
         func pick<T: FixedWidthInteger>(_: T.Type) -> T {
             switch random.next() % 4 {
@@ -38,7 +28,7 @@ import Testing
             baseSequence: pick(Int32.self), recordsCrc32c: pick(UInt32.self), records: records)
     }
 
-    static func produceRequest(_ random: inout Generator) -> ProduceRequest {
+    static func produceRequest(_ random: inout SplitMix64) -> ProduceRequest {
         let acks: [Acks] = [.unspecified, .none, .leader, .durable, .all, .unrecognized(77), .unrecognized(-3)]
         return ProduceRequest(
             correlationId: random.next(), topic: ["", "orders", "tëst", "a/b"][Int(random.next() % 4)],
@@ -47,11 +37,11 @@ import Testing
             batch: random.next() % 5 == 0 ? nil : batch(&random))
     }
 
-    static func bytes(_ random: inout Generator, upTo count: UInt64) -> ByteBuffer {
+    static func bytes(_ random: inout SplitMix64, upTo count: UInt64) -> ByteBuffer {
         ByteBuffer(bytes: (0..<Int(random.next() % count)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
     }
 
-    static func records(_ random: inout Generator) -> Records {
+    static func records(_ random: inout SplitMix64) -> Records {
         Records(records: (0..<Int(random.next() % 5)).map { _ in
             Record(
                 timestampDeltaMs: [0, 1, -1, .max, .min, Int64(bitPattern: random.next() >> 9)][Int(random.next() % 6)],
@@ -64,14 +54,14 @@ import Testing
         })
     }
 
-    static func subscribeResponse(_ random: inout Generator) -> SubscribeResponse {
+    static func subscribeResponse(_ random: inout SplitMix64) -> SubscribeResponse {
         SubscribeResponse(
             partition: UInt32(truncatingIfNeeded: random.next()), batches: (0..<Int(random.next() % 4)).map { _ in batch(&random) },
             highWatermark: Int64(bitPattern: random.next()), logStartOffset: Int64(bitPattern: random.next() >> 3))
     }
 
     /// Flips, inserts or deletes a few bytes.
-    static func corrupt(_ bytes: ByteBuffer, _ random: inout Generator) -> ByteBuffer {
+    static func corrupt(_ bytes: ByteBuffer, _ random: inout SplitMix64) -> ByteBuffer {
         var array = Array(bytes.readableBytesView)
         for _ in 0..<(1 + random.next() % 3) {
             let index = array.isEmpty ? 0 : Int(random.next() % UInt64(array.count))
@@ -95,7 +85,7 @@ import Testing
     }
 
     @Test func canonicalMessagesDecodeAsProtobufCDoes() {
-        var random = Generator(state: 7)
+        var random = SplitMix64(seed: 7)
         for _ in 0..<Self.rounds {
             Self.expectAgreement(Self.produceRequest(&random).protobufBytes(), ProduceRequest.self, mustAccept: true)
             Self.expectAgreement(Self.subscribeResponse(&random).protobufBytes(), SubscribeResponse.self, mustAccept: true)
@@ -105,7 +95,7 @@ import Testing
     }
 
     @Test func corruptedMessagesNeverDecodeDifferently() {
-        var random = Generator(state: 11)
+        var random = SplitMix64(seed: 11)
         for _ in 0..<Self.rounds {
             let request = Self.corrupt(Self.produceRequest(&random).protobufBytes(), &random)
             Self.expectAgreement(request, ProduceRequest.self, mustAccept: false)

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAPI
 import SluiceBench
+import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,8 +14,8 @@ import Glibc
 @Suite(.timeLimit(.minutes(3)))
 struct BenchAgainstBrokerTests {
     @Test func endToEndCountsEveryMessageOnceThenConsumeReadsTheBacklog() async throws {
-        let broker = try await BenchBroker()
-        defer { Task { await broker.remove() } }
+        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        defer { Task { await broker.stop() } }
         var settings = BenchSettings(mode: .endToEnd)
         settings.port = broker.port
         settings.topic = "counts"
@@ -56,8 +57,8 @@ struct BenchAgainstBrokerTests {
     }
 
     @Test func produceModeStopsAtItsMessageCount() async throws {
-        let broker = try await BenchBroker()
-        defer { Task { await broker.remove() } }
+        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        defer { Task { await broker.stop() } }
         var settings = BenchSettings(mode: .produce)
         settings.port = broker.port
         settings.topic = "produce-count"
@@ -77,8 +78,8 @@ struct BenchAgainstBrokerTests {
     /// once and stops at the end instead of sending the whole overdue backlog (which would
     /// take minutes), and everything it did send is acknowledged and received once.
     @Test func anOfferAboveCapacityEndsWithItsDuration() async throws {
-        let broker = try await BenchBroker()
-        defer { Task { await broker.remove() } }
+        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        defer { Task { await broker.stop() } }
         var settings = BenchSettings(mode: .endToEnd)
         settings.port = broker.port
         settings.topic = "surge"
@@ -100,12 +101,12 @@ struct BenchAgainstBrokerTests {
     /// after the pause from their late send and show the stall in only ~60 latencies, below
     /// p99; timed from their due times, they put p99 near the pause.
     @Test func aPausedBrokerShowsInTheLatencies() async throws {
-        let broker = try await BenchBroker()
-        defer { Task { await broker.remove() } }
-        let bench = try SluiceChildProcess(
+        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        defer { Task { await broker.stop() } }
+        let bench = try SluiceProcess(
             ["bench", "end-to-end", "--broker", broker.argument, "--topic", "paused", "--rate", "2000",
              "--duration", "5", "--buffer-bytes", "65536", "--progress-interval", "0.2", "--time-limit", "90", "--json"],
-            in: broker.directory)
+            in: broker.directory.url)
         defer { Task { await bench.stop() } }
         // Once it reports progress, the run is sending and answers are flowing.
         var started = false
@@ -116,10 +117,10 @@ struct BenchAgainstBrokerTests {
         try #require(started, "the bench printed no progress: \(bench.stderr)")
 
         let pausedAt = ContinuousClock.now
-        broker.child.signal(SIGSTOP)
+        broker.server.signal(SIGSTOP)
         // The pause itself: its length is measured below, not assumed.
         try await Task.sleep(for: .milliseconds(1500))
-        broker.child.signal(SIGCONT)
+        broker.server.signal(SIGCONT)
         let pause = ContinuousClock.now - pausedAt
         let pauseMicroseconds = UInt64(pause.components.seconds) * 1_000_000 + UInt64(pause.components.attoseconds / 1_000_000_000_000)
 

@@ -4,6 +4,7 @@ import SluiceAPI
 import SluiceBroker
 import SluiceClient
 import SluiceService
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

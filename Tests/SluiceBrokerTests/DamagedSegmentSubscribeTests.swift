@@ -3,6 +3,7 @@ import NIOCore
 import SluiceAPI
 import SluiceClient
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

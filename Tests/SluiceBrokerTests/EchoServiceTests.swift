@@ -3,6 +3,7 @@ import NIOCore
 import SluiceAPI
 import SluiceClient
 import SluiceService
+import SluiceTestSupport
 @testable import SluiceWire
 import Testing
 

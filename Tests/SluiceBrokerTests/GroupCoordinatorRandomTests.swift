@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAPI
 import SluiceBroker
+import SluiceTestSupport
 import Testing
 
 /// Random joins, leaves, crashes, static restarts, acknowledgements and expiries against
@@ -8,17 +9,6 @@ import Testing
 /// of runs is SLUICE_GROUP_RUNS (default 20, 500 under SLUICE_SOAK=1).
 @Suite(.timeLimit(.minutes(2)))
 struct GroupCoordinatorRandomTests {
-    struct SplitMix {
-        var state: UInt64
-        mutating func next(_ bound: Int) -> Int {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Int((z ^ (z >> 31)) % UInt64(bound))
-        }
-    }
-
     static var runs: Int {
         let environment = ProcessInfo.processInfo.environment
         if let count = environment["SLUICE_GROUP_RUNS"].flatMap(Int.init) { return count }
@@ -30,31 +20,31 @@ struct GroupCoordinatorRandomTests {
     }
 
     func run(seed: UInt64) throws {
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(seed: seed)
         let clock = ManualGroupClock()
         let groups = try GroupCoordinator(clock: clock, topics: FakeTopics(counts: ["a": 5, "b": 3]), journal: nil)
         var members: [MemberView] = []
         var lastGeneration: Int32 = 0
         for step in 0..<60 {
-            switch random.next(7) {
+            switch random.next(below: 7) {
             case 0, 1:
-                let topics = random.next(3) == 0 ? ["a"] : ["a", "b"]
-                let instance = random.next(2) == 0 ? "i\(random.next(3))" : ""
+                let topics = random.next(below: 3) == 0 ? ["a"] : ["a", "b"]
+                let instance = random.next(below: 2) == 0 ? "i\(random.next(below: 3))" : ""
                 members.append(try groups.join(topics: topics, instance: instance, timeoutMs: 1_000))
             case 2 where !members.isEmpty:
-                let leaving = members.remove(at: random.next(members.count))
+                let leaving = members.remove(at: random.next(below: members.count))
                 groups.leave(group: "g", member: leaving.memberID)
             case 3 where !members.isEmpty:
-                let crashed = members.remove(at: random.next(members.count))
+                let crashed = members.remove(at: random.next(below: members.count))
                 groups.streamClosed(group: "g", member: crashed.memberID, channel: crashed.channel)
             case 4:
-                clock.advance(ms: Int64(random.next(700)))
-                for index in members.indices where random.next(4) != 0 {
+                clock.advance(ms: Int64(random.next(below: 700)))
+                for index in members.indices where random.next(below: 4) != 0 {
                     groups.heard(group: "g", member: members[index].memberID)
                 }
                 groups.expireSilentMembers()
             default:
-                for index in members.indices where random.next(3) != 0 { groups.acknowledge(&members[index]) }
+                for index in members.indices where random.next(below: 3) != 0 { groups.acknowledge(&members[index]) }
             }
             for index in members.indices { members[index].update() }
             members.removeAll { $0.channel.ending != nil }

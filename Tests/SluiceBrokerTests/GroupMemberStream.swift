@@ -9,10 +9,12 @@ import Testing
 struct GroupMemberStream {
     let call: GRPCClientCall
     private var responses: GRPCResponseStream.AsyncIterator
-    private(set) var memberID = ""
-    private(set) var generation: Int32 = -1
-    private(set) var assigned: Set<GroupPartition> = []
-    private(set) var revoked: Set<GroupPartition> = []
+    private var told = CoordinatorTold()
+    var memberID: String { told.memberID }
+    var generation: Int32 { told.generation }
+    var assigned: Set<GroupPartition> { told.assigned }
+    /// The partitions of the latest revocation.
+    var revoked: Set<GroupPartition> { told.revocations.last ?? [] }
 
     init(_ connection: GRPCClientConnection) async throws {
         call = try await connection.makeCall(path: "/sluice.v1.Groups/Join")
@@ -38,15 +40,7 @@ struct GroupMemberStream {
     mutating func next() async throws -> CoordinatorMessage? {
         guard let bytes = try await responses.next() else { return nil }
         let message = try CoordinatorMessage(protobuf: bytes)
-        switch message.kind {
-        case .joined(let joined)?: memberID = joined.memberId
-        case .assignment(let assignment)?:
-            generation = assignment.generation
-            assigned = Set(assignment.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
-        case .revocation(let revocation)?:
-            revoked = Set(revocation.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
-        case nil: break
-        }
+        told.fold(message)
         return message
     }
 

@@ -2,6 +2,7 @@ import NIOCore
 import SluiceAPI
 import SluiceBroker
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

@@ -27,31 +27,50 @@ struct FakeTopics: GroupTopicSource {
     func offset(of partition: GroupPartition, atOrAfterTimestamp timestampMs: Int64) -> Int64? { nil }
 }
 
-/// What a member has been told, folded from its channel's messages the way a client would.
-struct MemberView {
-    let channel: MemberChannel
+/// What a member has been told by the coordinator, folded from its messages the way a
+/// client would: the in-process views (`MemberView`) and the Join streams
+/// (`GroupMemberStream`) both keep one.
+struct CoordinatorTold {
     var memberID = ""
     var generation: Int32 = -1
     var assigned: Set<GroupPartition> = []
     var revocations: [Set<GroupPartition>] = []
 
+    mutating func fold(_ message: CoordinatorMessage) {
+        switch message.kind {
+        case .joined(let joined)?: memberID = joined.memberId
+        case .assignment(let assignment)?:
+            generation = assignment.generation
+            assigned = Self.partitions(assignment.partitions)
+        case .revocation(let revocation)?: revocations.append(Self.partitions(revocation.partitions))
+        case nil: break
+        }
+    }
+
+    private static func partitions(_ lists: [TopicPartitions]) -> Set<GroupPartition> {
+        Set(lists.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
+    }
+}
+
+/// What a member has been told, folded from its channel's messages.
+struct MemberView {
+    let channel: MemberChannel
+    private var told = CoordinatorTold()
+
     init(_ channel: MemberChannel) { self.channel = channel }
 
     /// Reads every message queued so far.
     mutating func update() {
-        for message in channel.drain() {
-            switch message.kind {
-            case .joined(let joined)?: memberID = joined.memberId
-            case .assignment(let assignment)?:
-                generation = assignment.generation
-                assigned = Set(assignment.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } })
-            case .revocation(let revocation)?:
-                revocations.append(Set(revocation.partitions.flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } }))
-            case nil: break
-            }
-        }
+        for message in channel.drain() { told.fold(message) }
     }
 
+    var memberID: String { told.memberID }
+    var generation: Int32 { told.generation }
+    var assigned: Set<GroupPartition> { told.assigned }
+    var revocations: [Set<GroupPartition>] {
+        get { told.revocations }
+        set { told.revocations = newValue }
+    }
     var pendingRevocation: Set<GroupPartition> { revocations.last ?? [] }
 }
 
@@ -96,13 +115,8 @@ func expectBrokerError<Result>(
     _ code: BrokerError.Code, containing text: String = "", sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () throws -> Result
 ) {
-    do {
-        _ = try body()
-        Issue.record("expected \(code), it succeeded", sourceLocation: sourceLocation)
-    } catch let error as BrokerError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        #expect(text.isEmpty || error.message.contains(text), "\(error)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
-    }
+    let error = #expect(throws: BrokerError.self, "expected \(code)", sourceLocation: sourceLocation) { _ = try body() }
+    guard let error else { return }
+    #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    #expect(text.isEmpty || error.message.contains(text), "\(error)", sourceLocation: sourceLocation)
 }

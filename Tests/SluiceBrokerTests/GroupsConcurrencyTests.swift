@@ -2,6 +2,7 @@ import NIOCore
 import SluiceAPI
 import SluiceBroker
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Synchronization
 import Testing
@@ -56,10 +57,10 @@ struct GroupsConcurrencyTests {
             return held.count == 12 && (sizes.max() ?? 0) - (sizes.min() ?? 0) <= 1
         }
 
-        try await eventually("8 members settle", attempts: 3000) { try await settled(members: 8) }
+        try await eventually("8 members settle", within: .seconds(30)) { try await settled(members: 8) }
         for member in members.suffix(4) { member.vanish() }
         members.removeLast(4)
-        try await eventually("the 4 left settle", attempts: 3000) { try await settled(members: 4) }
+        try await eventually("the 4 left settle", within: .seconds(30)) { try await settled(members: 4) }
         for member in members { member.vanish() }
         await broker.stopAndRemove()
     }

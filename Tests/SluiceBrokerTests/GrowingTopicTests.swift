@@ -2,6 +2,7 @@ import NIOCore
 import SluiceAPI
 import SluiceBroker
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -9,13 +10,6 @@ import Testing
 /// partitions CreatePartitions adds (docs/produce-subscribe.md, docs/client.md).
 @Suite(.timeLimit(.minutes(3)))
 struct GrowingTopicTests {
-    func produce(_ broker: InProcessBroker, _ topic: String, partition: UInt32, _ values: [String]) async throws {
-        var stream = try await ProduceStream(broker.connection)
-        let answer = try await stream.produce(topic, partition: partition, TestBatches.batch(values))
-        #expect(answer.error == ErrorCode.none, "\(answer.errorMessage)")
-        try await stream.close()
-    }
-
     @Test("a Subscribe naming no partitions reads partitions added while it is open, from their start")
     func wholeTopicSubscribeFollowsNewPartitions() async throws {
         let broker = try await InProcessBroker.start()

@@ -2,6 +2,7 @@ import NIOCore
 import SluiceAPI
 import SluiceClient
 import SluiceService
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

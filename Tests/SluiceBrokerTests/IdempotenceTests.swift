@@ -5,6 +5,7 @@ import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -17,6 +18,17 @@ import Testing
         batch.producerEpoch = epoch
         batch.baseSequence = sequence
         return batch
+    }
+
+    /// A broker on `clock` that forgets a producer id idle for 60 s, with a topic "t" of
+    /// one partition.
+    static func brokerWhoseProducersExpire(_ clock: ManualClock) async throws -> InProcessBroker {
+        let broker = try await InProcessBroker.start { configuration in
+            configuration.storage.clock = clock
+            configuration.storage.producerIdExpiryMs = 60_000
+        }
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "t", partitions: 1))
+        return broker
     }
 
     static func initProducer(_ broker: InProcessBroker, name: String = "") async throws -> InitProducerIdResponse {
@@ -235,11 +247,7 @@ import Testing
 
     @Test func idleProducersExpire() async throws {
         let clock = ManualClock()
-        let broker = try await InProcessBroker.start { configuration in
-            configuration.storage.clock = clock
-            configuration.storage.producerIdExpiryMs = 60_000
-        }
-        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "t", partitions: 1))
+        let broker = try await Self.brokerWhoseProducersExpire(clock)
         let id = try await Self.initProducer(broker).producerId
         var producer = try await ProduceStream(broker.connection)
         #expect(try await producer.produce("t", Self.batch(["a"], id: id, epoch: 0, sequence: 0)).error == .none)

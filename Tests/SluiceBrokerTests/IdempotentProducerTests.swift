@@ -4,6 +4,7 @@ import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// The Swift `Producer` with `idempotent` on, against an in-process broker: what it
@@ -22,11 +23,7 @@ import Testing
 
     @Test func batchesCarrySequencesAndAnExpiredProducerRecoversWithANewIdentity() async throws {
         let clock = ManualClock()
-        let broker = try await InProcessBroker.start { configuration in
-            configuration.storage.clock = clock
-            configuration.storage.producerIdExpiryMs = 60_000
-        }
-        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "t", partitions: 1))
+        let broker = try await IdempotenceTests.brokerWhoseProducersExpire(clock)
         // Acks none is overridden: idempotence needs the broker's answer.
         let producer = producer(broker, acks: .none)
         for index in 0..<3 {

@@ -4,6 +4,7 @@ import SluiceAPI
 import SluiceBroker
 import SluiceClient
 import SluiceService
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -61,27 +62,11 @@ func expectStatus<Result>(
     _ code: GRPCStatus.Code, containing text: String = "", sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () async throws -> Result
 ) async {
-    do {
+    let status = await #expect(throws: GRPCStatus.self, "expected \(code)", sourceLocation: sourceLocation) {
         _ = try await body()
-        Issue.record("expected \(code), the call succeeded", sourceLocation: sourceLocation)
-    } catch let status as GRPCStatus {
-        #expect(status.code == code, "\(status)", sourceLocation: sourceLocation)
-        #expect(text.isEmpty || status.message.contains(text), "\(status)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
     }
+    guard let status else { return }
+    #expect(status.code == code, "\(status)", sourceLocation: sourceLocation)
+    #expect(text.isEmpty || status.message.contains(text), "\(status)", sourceLocation: sourceLocation)
 }
 
-/// Polls `condition` until it holds, at most `attempts` times 10 ms apart: for state the
-/// server reaches asynchronously (a handler noticing its cancellation), which the test can
-/// only observe, not await.
-func eventually(
-    _ what: String, attempts: Int = 1000, sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    for _ in 0..<attempts {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    Issue.record("never happened: \(what)", sourceLocation: sourceLocation)
-}

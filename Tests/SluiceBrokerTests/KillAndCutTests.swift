@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

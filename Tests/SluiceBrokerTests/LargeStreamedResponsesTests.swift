@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SluiceAPI
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

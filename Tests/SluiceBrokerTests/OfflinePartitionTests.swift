@@ -4,6 +4,7 @@ import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Synchronization
 import Testing
@@ -19,13 +20,6 @@ import Glibc
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct OfflinePartitionTests {
     static let groups = "/sluice.v1.Groups/"
-
-    func produce(_ broker: InProcessBroker, _ topic: String, partition: UInt32, _ values: [String]) async throws {
-        var stream = try await ProduceStream(broker.connection)
-        let answer = try await stream.produce(topic, partition: partition, TestBatches.batch(values))
-        #expect(answer.error == ErrorCode.none, "\(answer.errorMessage)")
-        try await stream.close()
-    }
 
     /// Partition `index`'s log directory of `topic` under a broker's data directory.
     static func partitionDirectory(_ dataDirectory: String, topic: TopicDescription, index: UInt32) -> String {

@@ -5,6 +5,7 @@ import SluiceAPI
 @testable import SluiceBroker
 import SluiceChecksum
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// The offsets log: its record format, loading, and compaction by snapshots.

@@ -4,6 +4,7 @@ import SluiceAPI
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

@@ -110,3 +110,12 @@ final class ManualClock: LogClock {
     func nowMilliseconds() -> Int64 { now.withLock { $0 } }
     func advance(byMilliseconds ms: Int64) { now.withLock { $0 += ms } }
 }
+
+/// Produces `values` as one batch to `partition` of `topic` on a stream of its own and
+/// expects it accepted.
+func produce(_ broker: InProcessBroker, _ topic: String, partition: UInt32, _ values: [String]) async throws {
+    var stream = try await ProduceStream(broker.connection)
+    let answer = try await stream.produce(topic, partition: partition, TestBatches.batch(values))
+    #expect(answer.error == ErrorCode.none, "\(answer.errorMessage)")
+    try await stream.close()
+}

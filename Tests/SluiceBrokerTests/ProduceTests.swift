@@ -4,6 +4,7 @@ import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -192,7 +193,7 @@ import Testing
             try await broker.admin.describeTopic(named: "slow").partitions[0].logEndOffset == 3
         }
         #expect(try await broker.admin.describeTopic(named: "slow").partitions[0].highWatermark == 0)
-        try await eventually("a sync is blocked") { fileSystem.blockedSyncs > 0 }
+        await fileSystem.syncs.waitUntilHeld(1)
         fileSystem.openGate()
         // In order: 1 durable, then 2 (its 50 ms passed long before, or it became
         // durable with 1: either way it is answered second), then 3.

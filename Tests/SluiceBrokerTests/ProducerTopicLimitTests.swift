@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// A Producer sizes its batches to the topic's `max.message.bytes` and `segment.bytes`

@@ -4,6 +4,7 @@ import SluiceChecksum
 import SluiceClient
 import SluiceCompression
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Testing
 

@@ -2,85 +2,9 @@ import Foundation
 import Logging
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
-
-/// The `sluice` executable, built next to this test bundle by `swift build` / `swift test`.
-private func sluiceExecutable() throws -> URL {
-    let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    let candidate = testBinary.deletingLastPathComponent().appendingPathComponent("sluice")
-    guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
-        throw SluiceProcessError("the sluice executable is not at \(candidate.path); run `swift build` first")
-    }
-    return candidate
-}
-
-struct SluiceProcessError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A `sluice` child process with stdout and stderr captured in files.
-final class SluiceProcess: @unchecked Sendable {
-    let process = Process()
-    let directory: TemporaryDirectory
-    private let exited = AsyncStream<Int32>.makeStream()
-
-    init(_ arguments: [String], directory: TemporaryDirectory) throws {
-        self.directory = directory
-        process.executableURL = try sluiceExecutable()
-        process.arguments = arguments
-        let out = directory.path + "/stdout-\(UUID().uuidString)", err = out.replacingOccurrences(of: "stdout", with: "stderr")
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        stdoutPath = out
-        stderrPath = err
-        let continuation = exited.continuation
-        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-        try process.run()
-    }
-
-    /// A test that fails half-way leaves no broker behind.
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-
-    let stdoutPath: String
-    let stderrPath: String
-    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-
-    /// The exit status, once the process has exited.
-    func exitStatus() async -> Int32 {
-        for await status in exited.stream { return status }
-        return process.terminationStatus
-    }
-
-    /// Starts `sluice serve` on port 0 and waits for its "listening" line.
-    static func serve(_ extra: [String] = [], directory: TemporaryDirectory) async throws -> (SluiceProcess, Int) {
-        let server = try SluiceProcess(
-            ["serve", "--data-dir", directory.path + "/data", "--listen", "127.0.0.1:0", "--log-level", "warning"] + extra,
-            directory: directory)
-        var port: Int?
-        try await eventually("sluice serve prints its port") {
-            let line = server.stdout
-            guard line.hasPrefix("sluice listening on 127.0.0.1:"), line.hasSuffix("\n") else { return !server.process.isRunning }
-            port = Int(line.dropFirst("sluice listening on 127.0.0.1:".count).dropLast())
-            return true
-        }
-        guard let port else { throw SluiceProcessError("sluice serve did not start: \(server.stderr)") }
-        return (server, port)
-    }
-
-    /// Runs a short `sluice` command to its end.
-    static func run(_ arguments: [String], directory: TemporaryDirectory) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let command = try SluiceProcess(arguments, directory: directory)
-        let status = await command.exitStatus()
-        return (status, command.stdout, command.stderr)
-    }
-}
 
 @Suite(.timeLimit(.minutes(1))) struct ServeProcessTests {
     @Test func servesAndShutsDownCleanlyOnSIGTERM() async throws {
@@ -125,7 +49,7 @@ final class SluiceProcess: @unchecked Sendable {
         defer { directory.remove() }
         let (server, port) = try await SluiceProcess.serve(directory: directory)
         let broker = ["--broker", "127.0.0.1:\(port)"]
-        func sluice(_ arguments: String...) async throws -> (status: Int32, stdout: String, stderr: String) {
+        func sluice(_ arguments: String...) async throws -> CommandResult {
             try await SluiceProcess.run(["topic"] + arguments + broker, directory: directory)
         }
 

@@ -4,6 +4,7 @@ import SluiceBroker
 import SluiceClient
 import SluiceService
 import SluiceStorage
+import SluiceTestSupport
 import SluiceWire
 import Foundation
 import Logging

@@ -1,25 +1,13 @@
 import Foundation
 import Logging
 import SluiceBroker
+import SluiceTestSupport
 import Testing
 
 private func openRegistry(_ directory: TemporaryDirectory,
                           configuration: TopicRegistry.Configuration = .init()) throws -> TopicRegistry {
     try TopicRegistry(directory: DataDirectory.open(directory.path), configuration: configuration,
                       logger: Logger(label: "test"))
-}
-
-func expectBrokerError(_ code: BrokerError.Code, containing text: String = "",
-                       sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("expected \(code), nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as BrokerError {
-        #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation)
-        #expect(text.isEmpty || error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-    }
 }
 
 @Suite(.timeLimit(.minutes(1))) struct TopicNameTests {

@@ -64,12 +64,9 @@ actor FakeBroker {
                 try await self.subscribe(try SubscribeRequest(protobuf: bytes), writer: writer)
             },
         ]
-        let server = GRPCServer(
-            configuration: GRPCServerConfiguration(host: "127.0.0.1", port: 0), methods: methods,
-            logger: Logger(label: "sluice.test.fake-broker"))
-        let address = try await server.start()
+        let (server, address) = try await startFakeServer(methods, label: "sluice.test.fake-broker")
         self.server = server
-        return BrokerAddress(host: address.host, port: address.port)
+        return address
     }
 
     func stop() async {
@@ -167,4 +164,12 @@ actor FakeBroker {
             String(decoding: $0.value.readableBytesView, as: UTF8.self)
         }
     }
+}
+
+/// Serves `methods` on 127.0.0.1, on a port the kernel picks: the fakes' real gRPC server.
+func startFakeServer(_ methods: [GRPCMethod], label: String) async throws -> (GRPCServer, BrokerAddress) {
+    let server = GRPCServer(
+        configuration: GRPCServerConfiguration(host: "127.0.0.1", port: 0), methods: methods, logger: Logger(label: label))
+    let address = try await server.start()
+    return (server, BrokerAddress(host: address.host, port: address.port))
 }

@@ -57,12 +57,9 @@ actor FakeGroupsBroker {
                 try await self.subscribe(SubscribeRequest(protobuf: bytes), writer)
             },
         ]
-        let server = GRPCServer(
-            configuration: GRPCServerConfiguration(host: "127.0.0.1", port: 0), methods: methods,
-            logger: Logger(label: "sluice.test.fake-groups"))
-        let address = try await server.start()
+        let (server, address) = try await startFakeServer(methods, label: "sluice.test.fake-groups")
         self.server = server
-        return BrokerAddress(host: address.host, port: address.port)
+        return address
     }
 
     func stop() async {
@@ -201,14 +198,3 @@ actor FakeGroupsBroker {
     }
 }
 
-/// Polls `condition` until it holds, at most `attempts` times `interval` apart.
-func eventually(
-    _ what: String, attempts: Int = 600, interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
-) async throws {
-    for _ in 0..<attempts {
-        if try await condition() { return }
-        try await Task.sleep(for: interval)
-    }
-    struct TimedOut: Error, CustomStringConvertible { var description: String }
-    throw TimedOut(description: "timed out waiting for \(what)")
-}

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Synchronization
 import Testing

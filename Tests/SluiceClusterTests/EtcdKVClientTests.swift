@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SluiceAPI
 import SluiceCluster
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -17,23 +18,21 @@ struct EtcdKVClientTests {
     /// Starts etcd, connects once it answers, runs `body`, stops etcd whatever happened.
     func withEtcd(_ body: (EtcdKVClient) async throws -> Void) async throws {
         let binary = try #require(EtcdProcess.binary)
+        try await withStarted(
+            { try await EtcdProcess(binary: binary) }, open: connectWhenReady, close: { await $0.close() },
+            stop: { await $0.stop() }) { _, client in try await body(client) }
+    }
+
+    /// Starts etcd and connects once it answers; stops it again if it never does.
+    func startEtcd() async throws -> (EtcdProcess, EtcdKVClient) {
+        let binary = try #require(EtcdProcess.binary)
         let etcd = try await EtcdProcess(binary: binary)
-        let client: EtcdKVClient
         do {
-            client = try await connectWhenReady(etcd)
+            return (etcd, try await connectWhenReady(etcd))
         } catch {
             await etcd.stop()
             throw error
         }
-        do {
-            try await body(client)
-        } catch {
-            await client.close()
-            await etcd.stop()
-            throw error
-        }
-        await client.close()
-        await etcd.stop()
     }
 
     /// etcd takes a moment to elect itself leader: retries (bounded) until a Range answers.
@@ -112,15 +111,7 @@ struct EtcdKVClientTests {
 
     @Test("an etcd that is gone answers UNAVAILABLE, not a hang")
     func unavailableAfterStop() async throws {
-        let binary = try #require(EtcdProcess.binary)
-        let etcd = try await EtcdProcess(binary: binary)
-        let client: EtcdKVClient
-        do {
-            client = try await connectWhenReady(etcd)
-        } catch {
-            await etcd.stop()
-            throw error
-        }
+        let (etcd, client) = try await startEtcd()
         await etcd.stop()
         await #expect(throws: GRPCStatus.self) {
             _ = try await client.range(key: ByteBuffer(string: "/sluice/x"))

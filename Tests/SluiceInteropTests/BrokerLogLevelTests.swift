@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTestSupport
 import Testing
 
 /// What a real broker logs at info about its logs' recovery: operators alert on notices
@@ -15,18 +16,18 @@ struct BrokerLogLevelTests {
             let produced = try await runSluice(["produce", "--topic", "fresh"] + server, input: "a\nb\nc\n", in: broker.root)
             #expect(produced.status == 0, "\(produced.stderr)")
             #expect(await broker.stop() == 0)
-            let firstStart = try String(contentsOfFile: broker.path("stderr-1"), encoding: .utf8)
+            let firstStart = try String(contentsOfFile: broker.path("serve-1.err"), encoding: .utf8)
             #expect(!firstStart.contains("unclean"), "a first start and new partitions are not recoveries:\n\(firstStart)")
 
             try await broker.start()
             #expect(await broker.stop() == 0)
-            let cleanRestart = try String(contentsOfFile: broker.path("stderr-2"), encoding: .utf8)
+            let cleanRestart = try String(contentsOfFile: broker.path("serve-2.err"), encoding: .utf8)
             #expect(!cleanRestart.contains("unclean"), "a clean restart is not a recovery:\n\(cleanRestart)")
 
             try await broker.start()
             await broker.kill()
             try await broker.start()
-            let afterKill = try String(contentsOfFile: broker.path("stderr-4"), encoding: .utf8)
+            let afterKill = try String(contentsOfFile: broker.path("serve-4.err"), encoding: .utf8)
             #expect(afterKill.contains("partition recovered after an unclean shutdown"), "\(afterKill)")
             #expect(!afterKill.contains("torn tail"), "a SIGKILL with nothing being written cuts nothing:\n\(afterKill)")
         } catch {

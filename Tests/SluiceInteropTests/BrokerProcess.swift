@@ -1,7 +1,10 @@
 import Foundation
 import Logging
+import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -9,27 +12,25 @@ import Glibc
 
 /// A `sluice serve` child process that can be killed and started again on the same data
 /// directory, for the end-to-end tests. Each start listens on a new ephemeral port.
-/// Waiting for an exit suspends (terminationHandler) rather than blocking a thread: with
-/// two cooperative threads on this machine, two blocked waits would stall every test.
 final class BrokerProcess: @unchecked Sendable {
-    // @unchecked: the mutable state (process, port) is touched only by the test task that
+    // @unchecked: the mutable state (server, port) is touched only by the test task that
     // owns this object, one call at a time.
     let root: URL
     let dataDirectory: String
     let extraArguments: [String]
-    private(set) var process: Process?
-    private var exit: AsyncStream<Int32>?
+    private(set) var server: SluiceProcess?
     private(set) var port = 0
     private var starts = 0
 
     init(extraArguments: [String] = []) async throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-e2e-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        dataDirectory = root.appendingPathComponent("data").path
+        let directory = TemporaryDirectory("sluice-e2e")
+        root = directory.url
+        dataDirectory = directory.path("data")
         self.extraArguments = extraArguments
         try await start()
     }
 
+    var process: Process? { server?.process }
     var address: BrokerAddress { BrokerAddress(host: "127.0.0.1", port: port) }
     var brokerArgument: String { "127.0.0.1:\(port)" }
 
@@ -37,60 +38,26 @@ final class BrokerProcess: @unchecked Sendable {
 
     /// Starts the server and waits (bounded) for its "sluice listening on" line. With
     /// `samePort` it listens where the previous start did, so clients can reconnect.
+    /// The n-th start writes serve-n.out and serve-n.err beside the data directory.
     func start(samePort: Bool = false) async throws {
-        precondition(process?.isRunning != true, "the broker is already running")
+        precondition(server?.isRunning != true, "the broker is already running")
         starts += 1
-        let stdoutPath = path("stdout-\(starts)")
-        let stderrPath = path("stderr-\(starts)")
-        guard FileManager.default.createFile(atPath: stdoutPath, contents: nil),
-              FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        else { throw ServeProcessError("cannot create log files in \(root.path)") }
-        let process = Process()
-        process.executableURL = try ServeProcess.executable()
         let listen = samePort && port != 0 ? "127.0.0.1:\(port)" : "127.0.0.1:0"
-        process.arguments = ["serve", "--listen", listen, "--log-level", "warning", "--data-dir", dataDirectory] + extraArguments
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        let (exit, exited) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        process.terminationHandler = { ended in
-            exited.yield(ended.terminationStatus)
-            exited.finish()
-        }
-        try process.run()
-        self.process = process
-        self.exit = exit
-        let found = try await listeningPort(printedTo: stdoutPath, by: process)
-        guard let found else {
-            await stop()
-            let errors = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
-            throw ServeProcessError("sluice serve did not print its port:\n\(errors)")
-        }
-        port = found
+        (server, port) = try await SluiceProcess.serve(
+            extraArguments, dataDirectory: dataDirectory, listen: listen, logsIn: root, logName: "serve-\(starts)")
     }
 
     /// SIGKILL: no shutdown, nothing flushed.
     func kill() async {
-        guard let process, process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        _ = await waitForExit()
+        await server?.crash()
     }
 
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
     func stop() async -> Int32 {
-        guard let process else { return 0 }
-        if process.isRunning { process.terminate() }
-        return await waitForExit()
-    }
-
-    private func waitForExit() async -> Int32 {
-        if let exit {
-            for await status in exit {
-                self.exit = nil
-                return status
-            }
-        }
-        return process?.terminationStatus ?? 0
+        guard let server else { return 0 }
+        server.signal(SIGTERM)
+        return await server.exitStatus()
     }
 
     /// Stops the process and removes its files.
@@ -104,40 +71,36 @@ final class BrokerProcess: @unchecked Sendable {
     }
 }
 
-/// One run of the `sluice` command line: exit status, stdout, stderr.
-struct CommandResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+/// Runs `body` against a fresh broker; it must exit 0 on SIGTERM afterwards. Its files are
+/// removed whatever happened.
+func withBroker(_ arguments: [String] = [], _ body: (BrokerProcess) async throws -> Void) async throws {
+    let broker = try await BrokerProcess(extraArguments: arguments)
+    do {
+        try await body(broker)
+    } catch {
+        await broker.remove()
+        throw error
+    }
+    #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
+    await broker.remove()
 }
 
-/// Runs `sluice <arguments>` with `input` on stdin and waits for it to exit.
-func runSluice(_ arguments: [String], input: String = "", in directory: URL) async throws -> CommandResult {
-    let name = UUID().uuidString
-    let inputPath = directory.appendingPathComponent("\(name).in").path
-    let outputPath = directory.appendingPathComponent("\(name).out").path
-    let errorPath = directory.appendingPathComponent("\(name).err").path
-    guard FileManager.default.createFile(atPath: inputPath, contents: Data(input.utf8)),
-          FileManager.default.createFile(atPath: outputPath, contents: nil),
-          FileManager.default.createFile(atPath: errorPath, contents: nil)
-    else { throw ServeProcessError("cannot create files in \(directory.path)") }
-    let process = Process()
-    process.executableURL = try ServeProcess.executable()
-    process.arguments = arguments
-    process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do {
-            try process.run()
-        } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-        }
+extension BrokerProcess {
+    func createTopic(_ name: String, partitions: UInt32, configs: [String: String] = [:]) async throws {
+        let admin = try await admin()
+        _ = try await admin.createTopic(CreateTopicRequest(name: name, partitions: partitions, configs: configs))
+        await admin.close()
     }
-    return CommandResult(
-        status: status,
-        stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
-        stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+}
+
+/// Reads exactly `count` records (bounded by the consumer's own failure modes and the
+/// test's time limit).
+func read(_ consumer: Consumer, count: Int) async throws -> [ConsumerRecord] {
+    var records: [ConsumerRecord] = []
+    guard count > 0 else { return records }
+    for try await record in consumer {
+        records.append(record)
+        if records.count == count { break }
+    }
+    return records
 }

@@ -3,6 +3,7 @@ import NIOCore
 import SluiceAPI
 import SluiceClient
 import SluiceWire
+import SluiceTestSupport
 import Testing
 
 /// protobuf-c measures strings with strlen, so a Swift caller's "orders\0-staging" would go

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTestSupport
 import Testing
 
 /// Conventions of the `sluice` command line that hold for every command: help text shows
@@ -100,11 +101,7 @@ struct CommandLineConventionsTests {
         }
     }
 
-    func temporaryDirectory() throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return directory
-    }
+    func temporaryDirectory() throws -> URL { TemporaryDirectory("sluice-cli").url }
 
     func repositoryRoot() -> URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// The README walk-through with the real `sluice` binary: create a topic, produce lines,
@@ -13,18 +14,6 @@ struct CommandLineWalkthroughTests {
         var timestamp_ms: Int64
         var key: String?
         var value: String
-    }
-
-    func withBroker(_ body: (BrokerProcess) async throws -> Void) async throws {
-        let broker = try await BrokerProcess()
-        do {
-            try await body(broker)
-        } catch {
-            await broker.remove()
-            throw error
-        }
-        #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
-        await broker.remove()
     }
 
     @Test("topic create, produce with keys and --report, consume --format json", .timeLimit(.minutes(2)))

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -18,27 +19,13 @@ import Glibc
 struct ConsumerGroupProcessTests {
     static let soak = ProcessInfo.processInfo.environment["SLUICE_SOAK"] == "1"
     static let recordsPerPhase = soak ? 3_000 : 150
-    /// Attempts of 50 ms for every wait: a bound for a loaded 2-core machine, not a timing claim.
-    static let patience = 1_200
+    /// The bound of every wait: for a loaded 2-core machine, not a timing claim.
+    static let patience: Duration = .seconds(60)
 
     func withBroker(_ body: (BrokerProcess, SluiceAdminClient) async throws -> Void) async throws {
-        let broker = try await BrokerProcess()
-        let admin: SluiceAdminClient
-        do {
-            admin = try await broker.admin()
-        } catch {
-            await broker.remove()
-            throw error
-        }
-        do {
-            try await body(broker, admin)
-        } catch {
-            await admin.close()
-            await broker.remove()
-            throw error
-        }
-        await admin.close()
-        await broker.remove()
+        try await withStarted(
+            { try await BrokerProcess() }, open: { try await $0.admin() }, close: { await $0.close() },
+            stop: { await $0.remove() }, body)
     }
 
     func createTopic(_ name: String, partitions: UInt32, _ admin: SluiceAdminClient) async throws {
@@ -74,7 +61,7 @@ struct ConsumerGroupProcessTests {
     func waitForStable(_ group: String, members: [GroupMemberProcess], partitions: Int, _ admin: SluiceAdminClient) async throws -> GroupDescription {
         var last: GroupDescription?
         do {
-            try await eventually("group \(group) stable with \(members.map(\.name))", attempts: Self.patience) {
+            try await eventually("group \(group) stable with \(members.map(\.name))", within: Self.patience) {
                 guard let description = try await describe(group, admin) else { return false }
                 last = description
                 let ids = Set(members.compactMap(\.memberId))
@@ -89,13 +76,13 @@ struct ConsumerGroupProcessTests {
             Issue.record("last description: \(String(describing: last)); stderr: \(members.map { "\($0.name): \($0.stderr)" })")
             throw error
         }
-        guard let last else { throw ServeProcessError("no description") }
+        guard let last else { throw TestProcessError("no description") }
         return last
     }
 
     func waitForZeroLag(_ group: String, topic: String, _ admin: SluiceAdminClient) async throws {
         let described = try await admin.describeTopic(named: topic)
-        try await eventually("lag of \(group) reaches zero", attempts: Self.patience) {
+        try await eventually("lag of \(group) reaches zero", within: Self.patience) {
             guard let description = try await describe(group, admin) else { return false }
             let lags = description.partitions.filter { $0.topic == topic }
             return lags.count == Int(described.partitionCount) && lags.allSatisfy { $0.lag == 0 && $0.committedOffset == $0.logEndOffset }
@@ -143,7 +130,7 @@ struct ConsumerGroupProcessTests {
             let perPhase = Self.recordsPerPhase
             try await produce(topic, from: 0, count: perPhase, to: broker)
             let victim = members[0]
-            try await eventually("the victim processes records", attempts: Self.patience) { victim.records.count >= 5 }
+            try await eventually("the victim processes records", within: Self.patience) { victim.records.count >= 5 }
             await victim.crash()
             try await produce(topic, from: perPhase, count: perPhase, to: broker)
             let survivors = Array(members.dropFirst())
@@ -231,7 +218,7 @@ struct ConsumerGroupProcessTests {
 
             await fixed.crash()
             let restarted = try member("fixed-again", "ledger-worker-1")
-            try await eventually("the restarted member is assigned", attempts: Self.patience) {
+            try await eventually("the restarted member is assigned", within: Self.patience) {
                 restarted.stderr.contains("assigned generation")
             }
             let assignedLine = restarted.stderr.split(separator: "\n").first { $0.contains("assigned generation") } ?? ""
@@ -257,13 +244,13 @@ struct ConsumerGroupProcessTests {
             ])
             try await waitForStable("pay", members: [zombie], partitions: 1, admin)
             try await produce("payments", from: 0, count: 3, to: broker)
-            try await eventually("the zombie is in the middle of a batch", attempts: Self.patience) { !zombie.records.isEmpty }
+            try await eventually("the zombie is in the middle of a batch", within: Self.patience) { !zombie.records.isEmpty }
             zombie.signal(SIGSTOP)
 
             let successor = try GroupMemberProcess(name: "successor", broker: broker, arguments: [
                 "--topic", "payments", "--group", "pay", "--session-timeout-ms", "10000",
             ])
-            try await eventually("the successor owns the partition", attempts: Self.patience) {
+            try await eventually("the successor owns the partition", within: Self.patience) {
                 guard let description = try await describe("pay", admin), let id = successor.memberId else { return false }
                 return Self.owners(description)[0] == id && description.members.count == 1
             }
@@ -274,7 +261,7 @@ struct ConsumerGroupProcessTests {
             #expect(committed.first?.offset == 5)
 
             zombie.signal(SIGCONT)
-            try await eventually("the zombie's commit is refused", attempts: Self.patience) {
+            try await eventually("the zombie's commit is refused", within: Self.patience) {
                 zombie.stderr.contains("commit refused for payments/0")
             }
             let after = try await admin.fetchOffsets(group: "pay", partitions: [TopicPartitions(topic: "payments", partitions: [0])])

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTestSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -40,14 +41,14 @@ final class CuttingProxy: Sendable {
         self.upstreamPort = upstreamPort
         self.maxCuts = maxCuts
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw ServeProcessError("socket failed: errno \(errno)") }
+        guard descriptor >= 0 else { throw TestProcessError("socket failed: errno \(errno)") }
         var address = Self.loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard bound == 0, listen(descriptor, 64) == 0 else {
             close(descriptor)
-            throw ServeProcessError("cannot listen on 127.0.0.1: errno \(errno)")
+            throw TestProcessError("cannot listen on 127.0.0.1: errno \(errno)")
         }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// A producer its user drops without `close()` must not keep its connection (its stream's
@@ -40,10 +41,10 @@ struct DroppedProducerTests {
                 dropped.append(WeakProducer(producer))
             }
             // Nothing of the producer's own may keep it alive once its user let go.
-            try await eventually("the dropped producers to be freed", attempts: 400) {
+            try await eventually("the dropped producers to be freed") {
                 dropped.allSatisfy { $0.producer == nil }
             }
-            try await eventually("the dropped producers' connections to close", attempts: 400) {
+            try await eventually("the dropped producers' connections to close") {
                 try Self.clientConnections(to: broker.port) <= baseline
             }
         } catch {

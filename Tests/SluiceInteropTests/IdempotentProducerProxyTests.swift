@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// The Swift producer, with retries, through a proxy that cuts the connection after the

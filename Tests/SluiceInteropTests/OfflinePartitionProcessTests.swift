@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// The `sluice` command line against a real `sluice serve`: an offline partition is

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 /// `sluice produce` against a real `sluice serve` fits its batches to the topic's

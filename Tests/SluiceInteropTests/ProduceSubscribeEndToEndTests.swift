@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -16,43 +17,13 @@ struct ProduceSubscribeEndToEndTests {
         return environment["SLUICE_SOAK"].map { $0 != "" && $0 != "0" } == true ? 3000 : 300
     }
 
-    func withBroker(_ arguments: [String] = [], _ body: (BrokerProcess) async throws -> Void) async throws {
-        let broker = try await BrokerProcess(extraArguments: arguments)
-        do {
-            try await body(broker)
-        } catch {
-            await broker.remove()
-            throw error
-        }
-        #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
-        await broker.remove()
-    }
-
-    func createTopic(_ broker: BrokerProcess, _ name: String, partitions: UInt32, configs: [String: String] = [:]) async throws {
-        let admin = try await broker.admin()
-        _ = try await admin.createTopic(CreateTopicRequest(name: name, partitions: partitions, configs: configs))
-        await admin.close()
-    }
-
-    /// Reads exactly `count` records (bounded by the consumer's own failure modes and the
-    /// test's time limit).
-    func read(_ consumer: Consumer, count: Int) async throws -> [ConsumerRecord] {
-        var records: [ConsumerRecord] = []
-        guard count > 0 else { return records }
-        for try await record in consumer {
-            records.append(record)
-            if records.count == count { break }
-        }
-        return records
-    }
-
     @Test("concurrent producers, keyed: a subscriber per partition and an independent one each see every record once, in per-key order",
           .timeLimit(.minutes(5)))
     func keyedConcurrent() async throws {
         try await withBroker { broker in
             let topic = "e2e-keyed"
             let partitions = 4
-            try await createTopic(broker, topic, partitions: UInt32(partitions))
+            try await broker.createTopic(topic, partitions: UInt32(partitions))
             let perProducer = Self.recordsPerProducer
             let producers = 3
             // Each producer its own connection; key i%16, value "producer:key:sequence".
@@ -134,7 +105,7 @@ struct ProduceSubscribeEndToEndTests {
     func positions() async throws {
         try await withBroker { broker in
             let topic = "e2e-positions"
-            try await createTopic(broker, topic, partitions: 2)
+            try await broker.createTopic(topic, partitions: 2)
             var configuration = ProducerConfiguration()
             configuration.linger = .seconds(3600)  // batches close only at flush
             let producer = Producer(address: broker.address, configuration: configuration)
@@ -186,7 +157,7 @@ struct ProduceSubscribeEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: journal) }
         try await withBroker(["--fsync", "never", "--test-sync-journal", journal]) { broker in
             let topic = "e2e-crash"
-            try await createTopic(broker, topic, partitions: 3)
+            try await broker.createTopic(topic, partitions: 3)
 
             var durable = ProducerConfiguration()
             durable.acks = .durable
@@ -255,7 +226,7 @@ extension ProduceSubscribeEndToEndTests {
     func reconnects() async throws {
         try await withBroker { broker in
             let topic = "e2e-restart"
-            try await createTopic(broker, topic, partitions: 2)
+            try await broker.createTopic(topic, partitions: 2)
             var configuration = ProducerConfiguration()
             configuration.acks = .durable
             let producer = Producer(address: broker.address, configuration: configuration)

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -32,7 +33,7 @@ struct ProducerDeadlineTests {
         let producer = Producer(address: broker.address, configuration: configuration)
         // A first record goes through, so the stream and the topic's metadata exist.
         _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "before"))
-        guard let pid = broker.process?.processIdentifier else { throw ServeProcessError("no broker process") }
+        guard let pid = broker.process?.processIdentifier else { throw TestProcessError("no broker process") }
         kill(pid, SIGSTOP)
         do {
             try await body(broker, producer)

@@ -4,6 +4,7 @@ import NIOCore
 import SluiceAPI
 import SluiceClient
 import Synchronization
+import SluiceTestSupport
 import Testing
 
 /// A producer whose broker is not up yet (started first, or the broker is restarting)

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -15,39 +16,11 @@ import Testing
 struct SurgeAndCompressionTests {
     static let soak = ProcessInfo.processInfo.environment["SLUICE_SOAK"].map { $0 != "" && $0 != "0" } == true
 
-    func withBroker(_ arguments: [String], _ body: (BrokerProcess) async throws -> Void) async throws {
-        let broker = try await BrokerProcess(extraArguments: arguments)
-        do {
-            try await body(broker)
-        } catch {
-            await broker.remove()
-            throw error
-        }
-        #expect(await broker.stop() == 0, "sluice serve exits 0 after SIGTERM")
-        await broker.remove()
-    }
-
-    func createTopic(_ broker: BrokerProcess, _ name: String, partitions: UInt32) async throws {
-        let admin = try await broker.admin()
-        _ = try await admin.createTopic(CreateTopicRequest(name: name, partitions: partitions))
-        await admin.close()
-    }
-
-    func read(_ consumer: Consumer, count: Int) async throws -> [ConsumerRecord] {
-        var records: [ConsumerRecord] = []
-        guard count > 0 else { return records }
-        for try await record in consumer {
-            records.append(record)
-            if records.count == count { break }
-        }
-        return records
-    }
-
     @Test("zstd and lz4 batches are stored as sent and read back by a consumer", arguments: [RecordCompression.zstd, .lz4])
     func compressedBatches(codec: RecordCompression) async throws {
         try await withBroker(["--fsync", "never"]) { broker in
             let topic = "compressed-\(codec)"
-            try await createTopic(broker, topic, partitions: 1)
+            try await broker.createTopic(topic, partitions: 1)
             var configuration = ProducerConfiguration()
             configuration.compression = codec
             configuration.linger = .seconds(3600)  // one batch, closed by flush
@@ -85,7 +58,7 @@ struct SurgeAndCompressionTests {
     @Test("sluice produce --compression zstd and --profile throughput; sluice consume reads the lines back")
     func commandLine() async throws {
         try await withBroker([]) { broker in
-            try await createTopic(broker, "cli-compressed", partitions: 1)
+            try await broker.createTopic("cli-compressed", partitions: 1)
             let lines = (0..<50).map { "line \($0) with some repeated text text text" }
             for flags in [["--compression", "zstd", "--compression-level", "9"], ["--profile", "throughput"], ["--profile", "latency", "--compression", "lz4"]] {
                 let produced = try await runSluice(
@@ -137,7 +110,7 @@ struct SurgeAndCompressionTests {
         try await withBroker(["--fsync", "always", "--max-inflight-bytes", "\(budget)", "--test-sync-delay-ms", "100"]) { broker in
             let topic = "surge"
             let producers = 4
-            try await createTopic(broker, topic, partitions: UInt32(producers))
+            try await broker.createTopic(topic, partitions: UInt32(producers))
             let pid = try #require(broker.process?.processIdentifier)
             let idle = try #require(Self.residentBytes(pid))
 

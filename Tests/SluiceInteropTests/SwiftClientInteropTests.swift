@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceTestSupport
 import SluiceWire
 import Testing
 
@@ -12,24 +13,12 @@ struct SwiftClientInteropTests {
     static let echo = "/sluice.test.v1.Echo/"
 
     func withServer(_ body: (GRPCClientConnection) async throws -> Void) async throws {
-        let server = try await ServeProcess()
-        let connection: GRPCClientConnection
-        do {
-            connection = try await server.connect()
-        } catch {
-            await server.stop()
-            throw error
-        }
-        do {
-            try await body(connection)
-        } catch {
-            await connection.close()
-            await server.stop()
-            throw error
-        }
-        await connection.close()
-        let status = await server.stop()
-        #expect(status == 0, "sluice serve exits 0 within 20 s of SIGTERM (nil: it had to be killed)")
+        try await withStarted(
+            ServedBroker.withTestServices, open: { try await $0.connect() }, close: { await $0.close() },
+            stop: { server in
+                let status = await server.stop()
+                #expect(status == 0, "sluice serve exits 0 within 20 s of SIGTERM (nil: it had to be killed)")
+            }) { _, connection in try await body(connection) }
     }
 
     func stats(_ connection: GRPCClientConnection) async throws -> StatsResponse {

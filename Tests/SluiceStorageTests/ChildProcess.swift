@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import SluiceTestSupport
 
 /// A child process whose stdout the test reads line by line, to be killed at a moment
 /// the test chooses (the crash test's writer). Posix spawn, no shell.

@@ -1,6 +1,7 @@
 import Glibc
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// Appends, reads, rolls, retention and flushes at once, bounded in count. Every

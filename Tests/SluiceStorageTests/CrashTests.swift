@@ -1,5 +1,7 @@
+import Foundation
 import Glibc
 import NIOCore
+import SluiceTestSupport
 import Testing
 @testable import SluiceStorage
 
@@ -15,18 +17,7 @@ import Testing
     /// The writer binary: $SLUICE_CRASH_WRITER, or next to the test bundle.
     static func writerPath() throws -> String {
         if let path = getenv("SLUICE_CRASH_WRITER") { return String(cString: path) }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { throw ChildProcessError("readlink /proc/self/exe: errno \(errno)") }
-        let executable = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var components = executable.split(separator: "/", omittingEmptySubsequences: false)
-        // .build/<triple>/debug/sluicePackageTests.xctest (a file on Linux)
-        components.removeLast()
-        let path = components.joined(separator: "/") + "/SluiceCrashWriter"
-        guard access(path, X_OK) == 0 else {
-            throw ChildProcessError("\(path) not found: run `swift build` first or set SLUICE_CRASH_WRITER")
-        }
-        return path
+        return try builtExecutable("SluiceCrashWriter").path
     }
 
     static func environmentCount(_ name: String, default value: Int) -> Int {

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// A damaged batch header in a sealed segment, after a clean shutdown (so nothing was

@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// `PartitionLog.deleteSegments(below:)`: the prefix drop the consumer-offsets log uses

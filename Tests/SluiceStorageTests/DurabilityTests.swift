@@ -2,29 +2,20 @@ import Dispatch
 import Glibc
 import NIOCore
 @testable import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// Group commit, fsync policies, and fencing after a failed write or sync.
 @Suite(.timeLimit(.minutes(2))) struct DurabilityTests {
-    /// Waits (yielding, bounded) until `condition` holds; a stand-in for a callback
-    /// the file layer does not have. Fails the test rather than hang.
-    func waitFor(_ what: String, _ condition: () -> Bool) async {
-        for _ in 0..<1_000_000 {
-            if condition() { return }
-            await Task.yield()
-        }
-        Issue.record("timed out waiting for \(what)")
-    }
-
     @Test func appendsArrivingDuringASyncShareTheNextOne() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let fileSystem = InstrumentedFileSystem()
         let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
         let syncsAtOpen = fileSystem.syncCount
-        fileSystem.update { $0.syncsToHold = 1 }
+        fileSystem.syncs.hold(1)
         let first = Task { try await log.append(makeBatch([0]), leaderEpoch: 0) }
-        await waitFor("the first sync to start") { fileSystem.syncsWaiting == 1 }
+        await fileSystem.syncs.waitUntilHeld(1)
         // The sync is in flight and holds no lock: 50 more appends go through now.
         var waits: [Task<Void, any Error>] = []
         for index in 1...50 {
@@ -33,7 +24,7 @@ import Testing
             waits.append(Task { try await log.waitUntilDurable(result.lastOffset) })
         }
         #expect(log.durableEndOffset == 0)
-        fileSystem.releaseSyncs()
+        fileSystem.syncs.release()
         #expect(try await first.value.baseOffset == 0)
         for wait in waits { try await wait.value }
         #expect(log.durableEndOffset == 51)
@@ -89,13 +80,13 @@ import Testing
         let fileSystem = InstrumentedFileSystem()
         let log = try PartitionLog.open(
             directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .interval(milliseconds: 60_000)))
-        fileSystem.update { $0.syncsToHold = 1 }
+        fileSystem.syncs.hold(1)
         // Returns although no sync can complete.
         #expect(try await log.append(makeBatch([1]), leaderEpoch: 0).baseOffset == 0)
         let flushed = Task { try await log.flush() }
-        await waitFor("the flush to start a sync") { fileSystem.syncsWaiting == 1 }
+        await fileSystem.syncs.waitUntilHeld(1)
         #expect(log.durableEndOffset == 0)
-        fileSystem.releaseSyncs()
+        fileSystem.syncs.release()
         try await flushed.value
         #expect(log.durableEndOffset == 1)
         try await log.close()
@@ -173,10 +164,10 @@ import Testing
             directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .never))
         _ = try log.appendBuffered(makeBatch([1]), leaderEpoch: 0)
         try await log.flush()
-        fileSystem.update { $0.syncsToHold = 1 }
+        fileSystem.syncs.hold(1)
         _ = try log.appendBuffered(makeBatch([2]), leaderEpoch: 0)
         let waiting = Task { try await log.waitUntilDurable(1) }
-        await waitFor("the sync to start") { fileSystem.syncsWaiting == 1 }
+        await fileSystem.syncs.waitUntilHeld(1)
         // Truncation syncs the active segment's file, so it waits in the log's sync gate
         // for the flusher's sync in flight: run it on its own thread, release the held
         // sync once the gate says the truncation is queued behind it.
@@ -190,7 +181,7 @@ import Testing
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
                 truncationWaiting.wait()
-                fileSystem.releaseSyncs()
+                fileSystem.syncs.release()
                 continuation.resume()
             }
         }

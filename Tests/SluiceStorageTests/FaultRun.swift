@@ -1,5 +1,6 @@
 import Glibc
 import NIOCore
+import SluiceTestSupport
 import Synchronization
 import Testing
 @testable import SluiceStorage

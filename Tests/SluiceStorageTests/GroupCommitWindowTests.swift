@@ -1,4 +1,5 @@
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// `LogConfig.groupCommitWindow` (the throughput profile's 2 ms): the flusher waits

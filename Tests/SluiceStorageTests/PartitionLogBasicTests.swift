@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct PartitionLogBasicTests {

@@ -1,5 +1,6 @@
 import Glibc
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct PosixFileSystemTests {

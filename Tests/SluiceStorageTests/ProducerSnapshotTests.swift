@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// Producer-state snapshots: the file format and how recovery picks, discards and

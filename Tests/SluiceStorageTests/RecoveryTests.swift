@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// Crash recovery on the real file system: files are cut or damaged by hand, as a

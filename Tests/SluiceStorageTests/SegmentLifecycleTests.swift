@@ -1,5 +1,6 @@
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// Rolling, retention, truncation and the time index.

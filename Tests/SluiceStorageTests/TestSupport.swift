@@ -1,30 +1,7 @@
 import Glibc
 import NIOCore
 import SluiceStorage
-
-/// A fresh directory under /tmp, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init(_ name: String = #function) {
-        var template = Array("/tmp/sluice-storage-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(created != nil, "mkdtemp failed: errno \(errno)")
-        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    func remove() {
-        let fileSystem = PosixFileSystem()
-        removeTree(path, fileSystem)
-    }
-
-    private func removeTree(_ path: String, _ fileSystem: PosixFileSystem) {
-        if let names = try? fileSystem.listDirectory(path) {
-            for name in names { removeTree(path + "/" + name, fileSystem) }
-        }
-        try? fileSystem.remove(path)
-    }
-}
+import SluiceTestSupport
 
 /// Whole contents of a file through the file system under test.
 func readWholeFile(_ path: String, _ fileSystem: any StorageFileSystem = PosixFileSystem()) throws -> [UInt8] {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import SluiceTestSupport
 import Testing
 @testable import SluiceWire
 
@@ -8,17 +9,6 @@ import Testing
 /// keep serving. 40 connections by default; SLUICE_SOAK=1 runs 2,000, SLUICE_WIRE_GARBAGE_COUNT
 /// sets the count.
 @Suite(.timeLimit(.minutes(5))) struct GarbageFloodTests {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static var count: Int {
         let environment = ProcessInfo.processInfo.environment
         if let text = environment["SLUICE_WIRE_GARBAGE_COUNT"], let count = Int(text) { return count }
@@ -28,7 +18,7 @@ import Testing
     @Test func randomFramesNeverHurtTheServer() async throws {
         let echo = GRPCMethod.unary("/test.Garbage/Echo") { request, _ in request }
         try await withServerAndClient([echo]) { server, client in
-            var random = SplitMix64(state: 42)
+            var random = SplitMix64(seed: 42)
             let loop = MultiThreadedEventLoopGroup.singleton.next()
             for _ in 0..<Self.count {
                 var bytes = RawHTTP2Peer.preface

@@ -1,4 +1,5 @@
 import NIOCore
+import SluiceTestSupport
 import Testing
 @testable import SluiceWire
 
@@ -15,7 +16,7 @@ import Testing
 
     /// Distinct bytes per message and position, so a slice sent twice, dropped or reordered shows.
     static func payload(_ index: Int, size: Int) -> ByteBuffer {
-        var generator = GarbageFloodTests.SplitMix64(state: UInt64(index) &* 0x9E37_79B9 &+ UInt64(size))
+        var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9 &+ UInt64(size))
         var buffer = ByteBuffer()
         buffer.reserveCapacity(size)
         for _ in 0..<(size / 8) { buffer.writeInteger(generator.next()) }

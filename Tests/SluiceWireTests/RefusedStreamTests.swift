@@ -71,6 +71,30 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
             [0x83, 0x86] + literal([0x04], path) + literal([0x01], "test") + literal([0x0F, 0x10], "application/grpc")
         return frame(type: 1, flags: 0x4, stream: stream, block)
     }
+
+    /// A fresh peer on 127.0.0.1:`port`, its preface sent and the server's SETTINGS
+    /// received but not yet acknowledged: nghttp2 itself only refuses streams (rather than
+    /// ending the connection) while its SETTINGS are unacknowledged.
+    static func connect(
+        port: Int, receiveBufferBytes: Int? = nil
+    ) async throws -> (peer: RawHTTP2Peer, channel: any Channel, loop: any EventLoop) {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let peer = RawHTTP2Peer()
+        var bootstrap = ClientBootstrap(group: loop)
+        if let receiveBufferBytes {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: receiveBufferBytes)
+        }
+        let channel = try await bootstrap
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
+        _ = try await loop.flatSubmit {
+            peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
+        }.get()
+        return (peer, channel, loop)
+    }
 }
 
 @Suite(.timeLimit(.minutes(2))) struct RefusedStreamTests {
@@ -79,19 +103,7 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
             for try await _ in requests {}
         }
         try await withServerAndClient([hold], configure: { $0.maxConcurrentStreams = 2 }) { server, _ in
-            let loop = MultiThreadedEventLoopGroup.singleton.next()
-            let peer = RawHTTP2Peer()
-            let channel = try await ClientBootstrap(group: loop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
-                }
-                .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
-            // A normal SETTINGS exchange first: nghttp2 itself only refuses (rather than
-            // ending the connection) while its SETTINGS are unacknowledged.
-            try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
-            _ = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
-            }.get()
+            let (peer, channel, loop) = try await RawHTTP2Peer.connect(port: server.boundPortForTests)
             var bytes = RawHTTP2Peer.frame(type: 4, flags: 1, stream: 0, [])
             for stream: UInt32 in [1, 3, 5] {
                 bytes += RawHTTP2Peer.requestHeaders(stream: stream, path: "/test.Raw/Hold")
@@ -134,35 +146,14 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
         }
         let streams: UInt32 = 1_000
         try await withServerAndClient([hold], configure: { $0.maxConcurrentStreams = 2 }) { server, _ in
-            let loop = MultiThreadedEventLoopGroup.singleton.next()
-            let peer = RawHTTP2Peer()
-            let channel = try await ClientBootstrap(group: loop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
-                }
-                .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
-            try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
-            _ = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
-            }.get()
+            let (peer, channel, loop) = try await RawHTTP2Peer.connect(port: server.boundPortForTests)
             var bytes = RawHTTP2Peer.frame(type: 4, flags: 1, stream: 0, [])
             for index in 0..<streams {
                 bytes += RawHTTP2Peer.requestHeaders(stream: 1 + 2 * index, path: "/test.Raw/Hold")
             }
             bytes += RawHTTP2Peer.frame(type: 6, flags: 0, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
-            let frames = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in
-                    frames.contains { $0.type == 7 }
-                        || (frames.filter { $0.type == 3 }.count >= Int(streams) - 2
-                            && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
-                }
-            }.get()
-            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
-            let resets = frames.filter { $0.type == 3 }
-            #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
-            // The two streams under the cap stay open; every other one is refused, once.
-            #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
+            try await expectRefusedAboveTheCap(streams, peer: peer, loop: loop)
             try await channel.close()
         }
     }
@@ -187,18 +178,7 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
                 $0.socketSendBufferBytes = 4096
             }
         ) { server, _ in
-            let loop = MultiThreadedEventLoopGroup.singleton.next()
-            let peer = RawHTTP2Peer()
-            let channel = try await ClientBootstrap(group: loop)
-                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(peer) }
-                }
-                .connect(host: "127.0.0.1", port: server.boundPortForTests).get()
-            try await channel.writeAndFlush(ByteBuffer(bytes: RawHTTP2Peer.preface))
-            _ = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in frames.contains { $0.type == 4 && $0.flags & 1 == 0 } }
-            }.get()
+            let (peer, channel, loop) = try await RawHTTP2Peer.connect(port: server.boundPortForTests, receiveBufferBytes: 4096)
             try await channel.setOption(ChannelOptions.autoRead, value: false).get()
             var bytes = RawHTTP2Peer.frame(type: 4, flags: 1, stream: 0, [])
             bytes.reserveCapacity(Int(streams) * 64)
@@ -210,18 +190,25 @@ final class RawHTTP2Peer: ChannelInboundHandler, @unchecked Sendable {
             channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
             await held.wait()
             try await channel.setOption(ChannelOptions.autoRead, value: true).get()
-            let frames = try await loop.flatSubmit {
-                peer.wait(on: loop) { frames in
-                    frames.contains { $0.type == 7 }
-                        || (frames.lazy.filter { $0.type == 3 }.count >= Int(streams) - 2
-                            && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
-                }
-            }.get()
-            #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
-            let resets = frames.filter { $0.type == 3 }
-            #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
-            #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
+            try await expectRefusedAboveTheCap(streams, peer: peer, loop: loop)
             try await channel.close()
         }
+    }
+
+    /// Waits for the PING's ACK after every refusal (or for a GOAWAY), then expects no
+    /// GOAWAY and the streams above the cap of 2 each refused once, REFUSED_STREAM, in order;
+    /// the two under the cap stay open.
+    private func expectRefusedAboveTheCap(_ streams: UInt32, peer: RawHTTP2Peer, loop: any EventLoop) async throws {
+        let frames = try await loop.flatSubmit {
+            peer.wait(on: loop) { frames in
+                frames.contains { $0.type == 7 }
+                    || (frames.lazy.filter { $0.type == 3 }.count >= Int(streams) - 2
+                        && frames.contains { $0.type == 6 && $0.flags & 1 == 1 })
+            }
+        }.get()
+        #expect(!frames.contains { $0.type == 7 }, "the server sent GOAWAY instead of refusing the streams")
+        let resets = frames.filter { $0.type == 3 }
+        #expect(resets.allSatisfy { $0.payload == [0, 0, 0, 7] })
+        #expect(resets.map(\.stream) == (2..<streams).map { 1 + 2 * $0 })
     }
 }
