@@ -73,10 +73,10 @@ actor FakeGroupsBroker {
     }
 
     /// Appends one batch of `values` to `partition`.
-    func append(partition: Int, values: [String]) {
+    func append(partition: Int, values: [String], compression: RecordCompression = .none) {
         var batch = RecordBatchCodec.makeBatch(values.map {
             RecordBatchCodec.Entry(key: nil, value: ByteBuffer(string: $0), timestampMs: 1_700_000_000_000)
-        })
+        }, compression: compression)
         batch.baseOffset = nextOffset[partition]
         nextOffset[partition] += Int64(values.count)
         log[partition].append(batch)

@@ -41,6 +41,7 @@ struct GroupConsumerTests {
     func start(
         delivery: DeliverySemantics = .atLeastOnce(commit: .auto), resetPolicy: OffsetResetPolicy = .earliest,
         instanceId: String? = nil, prepare: (FakeGroupsBroker) async -> Void = { _ in },
+        configure: (inout GroupConsumerConfiguration) -> Void = { _ in },
         handler: @escaping @Sendable (GroupBatch) async throws -> Void = { _ in }
     ) async throws -> Running {
         let fake = FakeGroupsBroker(topic: "t", partitionCount: 2)
@@ -50,6 +51,7 @@ struct GroupConsumerTests {
         configuration.delivery = delivery
         configuration.resetPolicy = resetPolicy
         configuration.instanceId = instanceId
+        configure(&configuration)
         let seen = Seen()
         var logger = Logger(label: "sluice.test.group-consumer")
         logger.logLevel = .critical
@@ -216,6 +218,34 @@ struct GroupConsumerTests {
         #expect(running.seen.values == ["p0@0=a", "p0@1=b"])
         #expect(await fake.events.contains("subscribe p=0 member=m-2 g=5 start=1"))
         try await finish(running)
+    }
+
+    @Test("a second run throws alreadyRunning instead of trapping")
+    func runTwiceThrows() async throws {
+        let running = try await start()
+        do {
+            try await running.consumer.run { _ in }
+            Issue.record("a second run was accepted")
+        } catch GroupConsumerError.alreadyRunning {
+        }
+        try await finish(running)
+    }
+
+    @Test("the group reader bounds decompression by subscription.maxDecompressedBatchBytes")
+    func decompressionIsBounded() async throws {
+        let running = try await start(configure: { $0.subscription.maxDecompressedBatchBytes = 4096 })
+        let fake = running.fake
+        await fake.append(partition: 0, values: [String(repeating: "z", count: 64 * 1024)], compression: .zstd)
+        await fake.send(Self.joined("m-1"), session: 0)
+        await fake.send(Self.assignment(1, [0]), session: 0)
+        do {
+            try await running.run.value
+            Issue.record("run went on past a batch that decompresses beyond the bound")
+        } catch GroupConsumerError.corruptBatch(let partition, _) {
+            #expect(partition == TopicPartition(topic: "t", partition: 0))
+        }
+        #expect(running.seen.values.isEmpty, "the oversized batch was not handed out")
+        await fake.stop()
     }
 
     @Test("reset policy error: a partition without a committed offset ends run with noValidOffset")

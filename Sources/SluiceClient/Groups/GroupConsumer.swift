@@ -86,9 +86,9 @@ public actor GroupConsumer {
     /// Joins the group and hands batches to `handler`, one at a time, until `close()` is
     /// called or the task is cancelled (then it leaves the group and returns). Throws
     /// `GroupConsumerError`, or the handler's error (the batch is then not committed under
-    /// at-least-once). One `run` per consumer.
+    /// at-least-once). One `run` per consumer: a second throws `.alreadyRunning`.
     public func run(_ handler: @escaping @Sendable (GroupBatch) async throws -> Void) async throws {
-        precondition(!running, "GroupConsumer.run is called once")
+        guard !running else { throw GroupConsumerError.alreadyRunning }
         running = true
         let membership = Task { await self.maintainMembership() }
         do {

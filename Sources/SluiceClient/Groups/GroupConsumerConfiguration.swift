@@ -95,6 +95,14 @@ public struct GroupBatch: Sendable {
     /// The generation of the assignment the records were read under.
     public var generation: Int32
 
+    /// For tests of handlers: a batch as the consumer would hand it over.
+    public init(topicPartition: TopicPartition, records: [ConsumerRecord], generation: Int32) {
+        precondition(!records.isEmpty, "a group batch is never empty")
+        self.topicPartition = topicPartition
+        self.records = records
+        self.generation = generation
+    }
+
     /// The offset to commit once these records are processed: one past the last.
     public var nextOffset: Int64 {
         precondition(!records.isEmpty, "a group batch is never empty")
@@ -132,6 +140,8 @@ public enum GroupConsumerError: Error, Sendable, CustomStringConvertible {
     case reconnectsExhausted(attempts: Int, last: String)
     /// `commit()` with a delivery setting other than `.atLeastOnce(commit: .manual)`.
     case commitNotManual
+    /// `run` was called on a consumer that already ran (a consumer is one membership).
+    case alreadyRunning
 
     public var description: String {
         switch self {
@@ -141,6 +151,7 @@ public enum GroupConsumerError: Error, Sendable, CustomStringConvertible {
         case .corruptBatch(let partition, let error): "\(partition): \(error)"
         case .reconnectsExhausted(let attempts, let last): "gave up after \(attempts) attempts: \(last)"
         case .commitNotManual: "commit() needs delivery .atLeastOnce(commit: .manual)"
+        case .alreadyRunning: "run was already called on this GroupConsumer; make a new one to join again"
         }
     }
 }

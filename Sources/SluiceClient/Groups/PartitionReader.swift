@@ -35,7 +35,8 @@ struct PartitionReader {
                     for batch in response.batches {
                         let decoded: [RecordBatchCodec.DecodedRecord]
                         do {
-                            decoded = try RecordBatchCodec.records(of: batch)
+                            decoded = try RecordBatchCodec.records(
+                                of: batch, maxDecompressedBytes: configuration.subscription.maxDecompressedBatchBytes)
                         } catch {
                             await consumer.fail(GroupConsumerError.corruptBatch(partition, error))
                             return

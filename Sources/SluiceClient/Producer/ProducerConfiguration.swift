@@ -97,6 +97,14 @@ public struct RecordMetadata: Sendable, Equatable {
     /// The record's timestamp: the broker's append time for LogAppendTime topics, else the
     /// producer's (CreateTime).
     public var timestampMs: Int64
+
+    /// For tests of code that handles answers: an answer as the producer would give it.
+    public init(topic: String, partition: Int, offset: Int64, timestampMs: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestampMs = timestampMs
+    }
 }
 
 /// Why a record was not delivered.
