@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SluiceAPI
 import SluiceClient
+import SluiceWire
 import Synchronization
 import SluiceTestSupport
 import Testing
@@ -38,6 +39,26 @@ struct ProducerStartsFirstTests {
             await broker.remove()
             throw error
         }
+        await broker.remove()
+    }
+
+    @Test("a broker that stays away fails the send after maxBlock, keeping the status code")
+    func unreachableBrokerKeepsTheCode() async throws {
+        let broker = try await BrokerProcess()
+        await broker.stop()
+        var configuration = ProducerConfiguration()
+        configuration.maxBlock = .milliseconds(300)
+        configuration.retryBackoff = .milliseconds(20)
+        let producer = Producer(address: broker.address, configuration: configuration)
+        do {
+            _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "v"))
+            Issue.record("a send to a stopped broker succeeded")
+        } catch let error as ProducerError {
+            guard case .transport(let status, let context) = error else { Issue.record("expected transport, got \(error)"); return }
+            #expect(status.code == .unavailable, "\(status)")
+            #expect(context.contains("orders"), "\(context)")
+        }
+        await producer.close()
         await broker.remove()
     }
 

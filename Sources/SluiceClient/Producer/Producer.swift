@@ -430,7 +430,7 @@ public actor Producer {
             if retriable && !isClosed {
                 retryOrFail(entry.batch, at: entry.target, reason: "the produce stream ended: \(status.code) \(status.message)")
             } else {
-                fail(entry.batch, .transport("the produce stream ended: \(status.code) \(status.message)"))
+                fail(entry.batch, .transport(status, context: "the produce stream ended"))
                 accumulators[entry.target]?.completed()
                 drive(entry.target)
             }
@@ -533,7 +533,7 @@ public actor Producer {
                 let retriable: Set<GRPCStatus.Code> = [.unavailable, .deadlineExceeded]
                 let now = ContinuousClock.now
                 guard retriable.contains(status.code), now.advanced(by: backoff) < deadline, !isClosed else {
-                    throw ProducerError.transport("cannot look up topic \(topic): \(status.message) (\(status.code))")
+                    throw ProducerError.transport(status, context: "cannot look up topic \(topic)")
                 }
                 logger.debug("the broker cannot describe the topic yet; retrying", metadata: [
                     "topic": "\(topic)", "status": "\(status.code)", "backoff": "\(backoff)"])
@@ -573,7 +573,8 @@ public actor Producer {
         }
         let fresh = ProducerTopicMetadata(description, fetchedAt: .now)
         guard fresh.partitionCount > 0 else {
-            throw ProducerError.transport("the broker reports topic \(topic) with no partitions")
+            throw ProducerError.transport(
+                GRPCStatus(.internalError, "the broker reports topic \(topic) with no partitions"), context: "cannot use topic \(topic)")
         }
         topicMetadata[topic] = fresh
         return fresh

@@ -1,5 +1,6 @@
 import SluiceAPI
 import SluiceCompression
+import SluiceWire
 
 /// How a `Producer` batches, waits and retries (docs/client.md lists every setting).
 public struct ProducerConfiguration: Sendable {
@@ -121,8 +122,10 @@ public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownTopic(String)
     /// The partition is not below the topic's partition count.
     case unknownPartition(topic: String, partition: Int, partitionCount: Int)
-    /// The gRPC stream failed in a way retrying cannot fix.
-    case transport(String)
+    /// The broker could not be reached or a gRPC call failed in a way retrying cannot fix:
+    /// `status` is the call's status (its code says which: UNAVAILABLE, DEADLINE_EXCEEDED,
+    /// PERMISSION_DENIED, ...), `context` what the producer was doing.
+    case transport(GRPCStatus, context: String)
     /// `close()` was called.
     case closed
     /// A record header key holds a NUL byte: it would be cut there on the wire, and
@@ -137,7 +140,8 @@ public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .recordTooLarge(let bytes, let limit): "a record of \(bytes) bytes is larger than the producer's buffer (\(limit) bytes)"
         case .unknownTopic(let topic): "topic \(topic) does not exist"
         case .unknownPartition(let topic, let partition, let count): "topic \(topic) has no partition \(partition) (it has \(count))"
-        case .transport(let message): message
+        case .transport(let status, let context):
+            "\(context): \(status.message.isEmpty ? "\(status.code)" : "\(status.message) (\(status.code))")"
         case .closed: "the producer is closed"
         case .invalidHeaderKey(let key):
             "record header key \"\(key.prefix(64).unicodeScalars.map { $0 == "\0" ? "\\0" : String($0) }.joined())\" contains a NUL byte"
