@@ -37,6 +37,23 @@ public struct SluiceAdminClient: Sendable {
         SluiceAdminClient(connection: try await GRPCClientConnection.connect(GRPCClientConfiguration(host: host, port: port), logger: logger))
     }
 
+    /// Connects to the broker at `address` (its transport settings included).
+    public init(address: BrokerAddress, timeout: Duration? = .seconds(30), logger: Logger = Logger(label: "sluice.admin")) async throws {
+        self.init(connection: try await address.connect(logger: logger), timeout: timeout)
+    }
+
+    /// Creates a topic with the broker's default settings; `existingIsFine` answers an
+    /// ALREADY_EXISTS refusal with the existing topic instead of throwing (the usual start of
+    /// a program that needs its topic).
+    @discardableResult
+    public func createTopic(name: String, partitions: Int, existingIsFine: Bool = false) async throws -> TopicDescription {
+        do {
+            return try await createTopic(CreateTopicRequest(name: name, partitions: UInt32(clamping: partitions)))
+        } catch let status as GRPCStatus where existingIsFine && status.code == .alreadyExists {
+            return try await describeTopic(named: name)
+        }
+    }
+
     public func close() async {
         await connection.close()
     }
