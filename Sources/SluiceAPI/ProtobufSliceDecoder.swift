@@ -96,7 +96,12 @@ struct ProtobufSliceDecoder {
             guard end - position >= 8 else { return false }
             position += 8
             return true
-        case 2: return slice() != nil
+        case 2:
+            // Stepped over, not sliced: a skip makes no ByteBuffer (Records.count skips
+            // every record of every produced batch).
+            guard let length = length() else { return false }
+            position += length
+            return true
         case 5: return fixed32() != nil
         default: return false
         }
