@@ -18,6 +18,12 @@ final class ProtobufCArena {
     /// The first string given to `string(_:)` that holds a NUL byte (its first 64
     /// characters): protobuf-c will cut it there, so a checked encode refuses the message.
     private(set) var firstStringWithNUL: String?
+    /// Only a checked encode looks for NULs: the broker's own responses need no scan.
+    private let looksForNUL: Bool
+
+    init(looksForNUL: Bool = false) {
+        self.looksForNUL = looksForNUL
+    }
 
     /// Zeroed memory for `count` values of a C type (all-zero is a valid C struct).
     func allocate<T>(_: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
@@ -33,7 +39,7 @@ final class ProtobufCArena {
     /// pack (it measures with strlen): decoding refuses such strings (ProtobufStringCheck),
     /// and a checked encode refuses them through `firstStringWithNUL`.
     func string(_ string: String) -> UnsafeMutablePointer<CChar>? {
-        if firstStringWithNUL == nil, string.utf8.contains(0) { firstStringWithNUL = String(string.prefix(64)) }
+        if looksForNUL, firstStringWithNUL == nil, string.utf8.contains(0) { firstStringWithNUL = String(string.prefix(64)) }
         var string = string
         return string.withUTF8 { utf8 in
             let copy = allocate(CChar.self, count: utf8.count + 1)  // zeroed: the NUL is there

@@ -74,7 +74,7 @@ enum ProtobufCCodec {
 
     /// `encode`, refusing a value with a string protobuf-c would cut at a NUL byte.
     static func checkedEncode<Message: ProtobufCConvertible>(_ value: Message) throws(ProtobufEncodingError) -> ByteBuffer {
-        let arena = ProtobufCArena()
+        let arena = ProtobufCArena(looksForNUL: true)
         defer { arena.deallocateAll() }
         let message = arena.message(value)
         if let refused = arena.firstStringWithNUL {

@@ -354,7 +354,7 @@ public actor Producer {
         for id in silent.sorted() {
             logger.warning("no answer from the broker in time; giving up the produce stream", metadata: [
                 "session": "\(id)", "requestTimeout": "\(configuration.requestTimeout)"])
-            endSession(id, status: GRPCStatus(.deadlineExceeded,
+            sessionEnded(id, status: GRPCStatus(.deadlineExceeded,
                 "no answer within the request timeout (\(configuration.requestTimeout)) plus \(Self.answerSlack)"))
         }
         if let next = inFlight.values.map(\.firstDeadline).min() { armAnswerWatchdog(at: next) }
@@ -409,13 +409,9 @@ public actor Producer {
     }
 
     /// The stream ended: every batch it carried is retried (or failed if retrying cannot help).
+    /// Also called by the answer watchdog for a stream that went silent; a late answer on
+    /// an ended stream finds nothing to apply.
     func sessionEnded(_ id: Int, status: GRPCStatus) {
-        endSession(id, status: status)
-    }
-
-    /// Ends a stream the producer no longer uses (it ended, or it went silent): its
-    /// batches in flight are retried or failed; a late answer on it finds nothing to apply.
-    private func endSession(_ id: Int, status: GRPCStatus) {
         if session?.id == id {
             session?.cancel()
             session = nil
