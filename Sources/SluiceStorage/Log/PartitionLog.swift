@@ -129,6 +129,7 @@ public final class PartitionLog: Sendable {
             guard header.baseOffset <= Int64.max - Int64(header.recordCount) else {
                 throw LogError.invalidBatch(.invalidField("offsets would overflow"))
             }
+            try leaveCleanState(&s)
             if shouldRoll(s.active, adding: header, now: now) { try roll(&s) }
             header.headerCRC = header.computeHeaderCRC()
             let active = s.active
