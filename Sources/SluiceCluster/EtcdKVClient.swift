@@ -1,7 +1,7 @@
-import Logging
-import NIOCore
-import SluiceAPI
-import SluiceWire
+public import Logging
+public import NIOCore
+public import SluiceAPI
+public import SluiceWire
 
 /// A client for etcd's key-value service (`etcdserverpb.KV`), where a Sluice cluster keeps
 /// its metadata: brokers, topics, partition leaders, epochs and in-sync sets.

@@ -1,7 +1,7 @@
-import Logging
-import SluiceBroker
+public import Logging
+public import SluiceBroker
 import SluiceStorage
-import SluiceWire
+public import SluiceWire
 
 /// A single-node broker: its data directory, topic registry and gRPC services on one
 /// `GRPCServer`. `sluice serve` runs one; tests run one in-process on port 0.

@@ -1,6 +1,6 @@
-import ArgumentParser
+public import ArgumentParser
 import SluiceAPI
-import SluiceClient
+public import SluiceClient
 
 extension RecordCompression: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }

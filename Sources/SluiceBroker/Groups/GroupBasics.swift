@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import SluiceAPI
+public import SluiceAPI
 
 /// One partition of one topic, as groups assign and commit them.
 public struct GroupPartition: Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import Synchronization
 
 /// The consumer-group coordinator: membership, cooperative rebalancing, committed

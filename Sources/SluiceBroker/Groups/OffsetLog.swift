@@ -1,8 +1,8 @@
-import Logging
+public import Logging
 import NIOCore
 import SluiceAPI
 import SluiceChecksum
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
 /// Committed offsets kept durably in the internal topic `__consumer_offsets` (one

@@ -1,4 +1,4 @@
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
 /// Broker-wide storage choices: where partition logs live and how they sync.

@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import SluiceStorage
 import Synchronization
 

@@ -1,6 +1,6 @@
 import Logging
 import NIOCore
-import SluiceAPI
+public import SluiceAPI
 import SluiceStorage
 
 /// Limits of one Subscribe stream.

@@ -3,7 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Logging
+public import Logging
 import Synchronization
 
 /// The durable set of topics of one broker: names, ids, partition counts and settings.

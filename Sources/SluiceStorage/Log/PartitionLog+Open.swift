@@ -1,5 +1,5 @@
 import Glibc
-import NIOPosix
+public import NIOPosix
 import Synchronization
 
 /// Opening a log directory, with crash recovery.

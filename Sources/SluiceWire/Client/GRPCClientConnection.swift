@@ -1,5 +1,5 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOPosix
 
 /// One TCP connection to a gRPC server, multiplexing calls as HTTP/2 streams.

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// The request messages of a call, as a handler sees them. Single consumer.
 ///
