@@ -145,7 +145,7 @@ import Testing
         #expect(
             machine.streamClosed(errorCode: 8)
                 == [
-                    .consume(12), .discardOutbound, .cancelHandler, .discardOutbound, .callEnded(status, trailers: [:]),
+                    .consume(12), .cancelHandler, .discardOutbound, .callEnded(status, trailers: [:]),
                     .failBlockedWriter(status), .wakeReader,
                 ])
         #expect(machine.state == .ended(status: status, streamClosed: true))
@@ -328,7 +328,7 @@ import Testing
         #expect(status.code == code)
         #expect(
             machine.streamClosed(errorCode: errorCode)
-                == [.discardOutbound, .discardOutbound, .failBlockedWriter(status), .wakeReader, .callEnded(status, trailers: [:])])
+                == [.discardOutbound, .failBlockedWriter(status), .wakeReader, .callEnded(status, trailers: [:])])
         #expect(machine.state == .ended(status: status, streamClosed: true))
     }
 

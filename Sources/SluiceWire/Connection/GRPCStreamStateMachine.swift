@@ -211,12 +211,13 @@ struct GRPCStreamStateMachine {
     mutating func streamClosed(errorCode: UInt32) -> [Action] {
         // Bytes never read still count against the connection window: give them back.
         var actions = consumeAll(dropMessages: false)
-        actions.append(.discardOutbound)
         switch state {
         case .ended(let status, _):
             state = .ended(status: status, streamClosed: true)
+            actions.append(.discardOutbound)
             if isServer { actions += failWaiters(Self.alreadyEnded) }
         case .open, .awaitingRequest:
+            // The ending drops the unsent messages too.
             actions += markClosedAndEnd(
                 isServer
                     ? GRPCStatus(.cancelled, "the client cancelled the call") : Self.status(forReset: errorCode))
