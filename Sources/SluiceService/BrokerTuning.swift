@@ -1,5 +1,6 @@
 import SluiceAPI
 import SluiceBroker
+import SluiceStorage
 import SluiceWire
 
 /// The broker's throughput/latency settings, each optional: what `sluice serve` was told
@@ -27,15 +28,25 @@ public struct BrokerTuning: Sendable, Equatable {
 
     public init() {}
 
+    /// What no profile means: every field set to its default, from the limits files
+    /// (`StorageLimits`, `WireLimits`, `BrokerLimits`).
+    public static let defaults: BrokerTuning = {
+        var tuning = BrokerTuning()
+        tuning.groupCommitWindow = StorageLimits.defaults.groupCommitWindow.value
+        tuning.initialWindowBytes = WireLimits.defaults.initialWindowBytes.value
+        tuning.connectionWindowBytes = WireLimits.defaults.connectionWindowBytes.value
+        tuning.maxFrameBytes = WireLimits.defaults.maxFrameBytes.value
+        tuning.inboundBufferBytes = WireLimits.defaults.inboundBufferBytes.value
+        tuning.subscribeDefaultMaxBytes = BrokerLimits.defaults.subscribeDefaultMaxBytes.value
+        return tuning
+    }()
+
     /// The settings `profile` chooses (every field set).
     public init(profile: PerformanceProfile) {
         switch profile {
         case .latency:
-            groupCommitWindow = .zero
-            initialWindowBytes = 1024 * 1024
-            connectionWindowBytes = 8 * 1024 * 1024
-            maxFrameBytes = 16 * 1024
-            inboundBufferBytes = 256 * 1024
+            // The defaults already favour latency, but for smaller pushes.
+            self = .defaults
             subscribeDefaultMaxBytes = 256 * 1024
         case .throughput:
             groupCommitWindow = .milliseconds(2)

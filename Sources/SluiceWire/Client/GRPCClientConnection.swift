@@ -21,7 +21,7 @@ public final class GRPCClientConnection: Sendable {
     {
         let authority = configuration.authority ?? "\(configuration.host):\(configuration.port)"
         let settings = HTTP2SessionSettings(
-            isServer: false, maxConcurrentStreams: 100, initialStreamWindowBytes: configuration.initialWindowBytes,
+            isServer: false, maxConcurrentStreams: WireLimits.defaults.maxConcurrentStreams.value, initialStreamWindowBytes: configuration.initialWindowBytes,
             connectionWindowBytes: configuration.connectionWindowBytes, maxFrameBytes: configuration.maxFrameBytes,
             maxHeaderListBytes: configuration.maxHeaderListBytes)
         var limits = ConnectionLimits(

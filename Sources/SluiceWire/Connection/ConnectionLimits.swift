@@ -12,7 +12,7 @@ struct ConnectionLimits {
     var keepaliveInterval: Duration?
     var keepaliveTimeout: Duration
     /// Bytes of frames serialised per pass before checking socket writability again.
-    var outputChunkBytes = 64 * 1024
+    var outputChunkBytes = WireLimits.defaults.outputChunkBytes.value
     /// Tests only: observes the moment a writer blocks on the send budget.
     var onWriterBlocked: (@Sendable () -> Void)?
     /// Tests only: observes the moment received input is held back (`heldInput`).
