@@ -57,25 +57,18 @@ public struct BrokerTuning: Sendable, Equatable {
             subscribeDefaultMaxBytes = 4 * 1024 * 1024 - 64 * 1024
         }
     }
-
-    /// Each field of `other` that is set replaces this one's.
-    func overridden(by other: BrokerTuning) -> BrokerTuning {
-        var result = self
-        if let value = other.groupCommitWindow { result.groupCommitWindow = value }
-        if let value = other.initialWindowBytes { result.initialWindowBytes = value }
-        if let value = other.connectionWindowBytes { result.connectionWindowBytes = value }
-        if let value = other.maxFrameBytes { result.maxFrameBytes = value }
-        if let value = other.inboundBufferBytes { result.inboundBufferBytes = value }
-        if let value = other.subscribeDefaultMaxBytes { result.subscribeDefaultMaxBytes = value }
-        return result
-    }
 }
 
 extension BrokerServer.Configuration {
     /// Applies `profile` (if any), then every setting `overrides` holds, to this
     /// configuration; settings neither names keep their values.
     public mutating func apply(profile: PerformanceProfile?, overrides: BrokerTuning = BrokerTuning()) {
-        let tuning = (profile.map(BrokerTuning.init(profile:)) ?? BrokerTuning()).overridden(by: overrides)
+        if let profile { apply(BrokerTuning(profile: profile)) }
+        apply(overrides)
+    }
+
+    /// Every setting `tuning` holds replaces this configuration's.
+    private mutating func apply(_ tuning: BrokerTuning) {
         if let value = tuning.groupCommitWindow { storage.groupCommitWindow = value }
         if let value = tuning.initialWindowBytes { transport.initialWindowBytes = value }
         if let value = tuning.connectionWindowBytes { transport.connectionWindowBytes = value }
