@@ -19,6 +19,35 @@ struct ConnectionLimits {
     var onInputHeld: (@Sendable () -> Void)?
 }
 
+/// What a server's and a client's configuration both set for each of their connections.
+protocol GRPCConnectionSettings {
+    var maxReceiveMessageBytes: Int { get }
+    var maxHeaderListBytes: Int { get }
+    var inboundBufferBytes: Int { get }
+    var sendQueueBytes: Int { get }
+    var sendStallTimeout: Duration { get }
+    var keepaliveInterval: Duration? { get }
+    var keepaliveTimeout: Duration { get }
+    var onWriterBlocked: (@Sendable () -> Void)? { get }
+}
+
+extension GRPCServerConfiguration: GRPCConnectionSettings {}
+extension GRPCClientConfiguration: GRPCConnectionSettings {}
+
+extension ConnectionLimits {
+    /// The limits of a connection made with `configuration`. `prefaceTimeout` bounds the
+    /// wait for the peer's first frames: a server's preface timeout, a client's connect timeout.
+    init(_ configuration: some GRPCConnectionSettings, prefaceTimeout: Duration) {
+        self.init(
+            maxReceiveMessageBytes: configuration.maxReceiveMessageBytes,
+            maxHeaderListBytes: configuration.maxHeaderListBytes, inboundBufferBytes: configuration.inboundBufferBytes,
+            sendQueueBytes: configuration.sendQueueBytes, sendStallTimeout: configuration.sendStallTimeout,
+            prefaceTimeout: prefaceTimeout, keepaliveInterval: configuration.keepaliveInterval,
+            keepaliveTimeout: configuration.keepaliveTimeout)
+        onWriterBlocked = configuration.onWriterBlocked
+    }
+}
+
 extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
