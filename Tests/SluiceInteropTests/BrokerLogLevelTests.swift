@@ -24,11 +24,22 @@ struct BrokerLogLevelTests {
             let cleanRestart = try String(contentsOfFile: broker.path("serve-2.err"), encoding: .utf8)
             #expect(!cleanRestart.contains("unclean"), "a clean restart is not a recovery:\n\(cleanRestart)")
 
+            // Killed before anything changed: every log is as the clean close left it, and
+            // its clean-shutdown marker (kept until the first change) says so.
             try await broker.start()
             await broker.kill()
             try await broker.start()
-            let afterKill = try String(contentsOfFile: broker.path("serve-4.err"), encoding: .utf8)
-            #expect(afterKill.contains("partition recovered after an unclean shutdown"), "\(afterKill)")
+            let afterIdleKill = try String(contentsOfFile: broker.path("serve-4.err"), encoding: .utf8)
+            #expect(!afterIdleKill.contains("unclean"), "an idle broker's kill changed no log:\n\(afterIdleKill)")
+
+            // Killed after a write: that partition is recovered, the others are not.
+            let more = try await runSluice(["produce", "--topic", "fresh", "--partition", "2", "--broker", broker.brokerArgument], input: "d\n", in: broker.root)
+            #expect(more.status == 0, "\(more.stderr)")
+            await broker.kill()
+            try await broker.start()
+            let afterKill = try String(contentsOfFile: broker.path("serve-5.err"), encoding: .utf8)
+            let recovered = afterKill.split(separator: "\n").filter { $0.contains("partition recovered after an unclean shutdown") }
+            #expect(recovered.count == 1 && recovered.allSatisfy { $0.contains("partition=2") }, "\(afterKill)")
             #expect(!afterKill.contains("torn tail"), "a SIGKILL with nothing being written cuts nothing:\n\(afterKill)")
         } catch {
             await broker.remove()
