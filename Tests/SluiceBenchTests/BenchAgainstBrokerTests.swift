@@ -57,17 +57,30 @@ struct BenchAgainstBrokerTests {
         #expect(read.passed)
     }
 
-    @Test func produceModeStopsAtItsMessageCount() async throws {
+    /// A produce run of `messages` against its own broker.
+    func produceRun(
+        topic: String, partitions: Int = 1, producers: Int, messages: Int, acks: Acks
+    ) async throws -> (result: BenchResult, broker: ServedBroker) {
         let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
-        defer { Task { await broker.stop() } }
         var settings = BenchSettings(mode: .produce)
         settings.port = broker.port
-        settings.topic = "produce-count"
-        settings.producers = 3
-        settings.messages = 1000
-        settings.acks = .durable
+        settings.topic = topic
+        settings.partitions = partitions
+        settings.producers = producers
+        settings.messages = messages
+        settings.acks = acks
         settings.timeLimit = .seconds(120)
-        let result = try await BenchRunner(settings: settings).run()
+        do {
+            return (try await BenchRunner(settings: settings).run(), broker)
+        } catch {
+            await broker.stop()
+            throw error
+        }
+    }
+
+    @Test func produceModeStopsAtItsMessageCount() async throws {
+        let (result, broker) = try await produceRun(topic: "produce-count", producers: 3, messages: 1000, acks: .durable)
+        defer { Task { await broker.stop() } }
         #expect(result.sent == 1000 && result.acked == 1000 && result.failed == 0)
         #expect(result.consumed == nil && result.missing == nil)
         #expect(result.ackLatency?.count == 1000)
@@ -78,17 +91,8 @@ struct BenchAgainstBrokerTests {
     /// was sent (the way the NATS peer's driver finds its end): every record is in the log
     /// when the result comes back, and the result says how the end was found.
     @Test func acksNoneEndsWhenTheLogEndReachesWhatWasSent() async throws {
-        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        let (result, broker) = try await produceRun(topic: "acks-none", partitions: 3, producers: 2, messages: 5000, acks: .none)
         defer { Task { await broker.stop() } }
-        var settings = BenchSettings(mode: .produce)
-        settings.port = broker.port
-        settings.topic = "acks-none"
-        settings.partitions = 3
-        settings.producers = 2
-        settings.messages = 5000
-        settings.acks = .none
-        settings.timeLimit = .seconds(120)
-        let result = try await BenchRunner(settings: settings).run()
         #expect(result.sent == 5000 && result.failed == 0 && result.passed)
         #expect(result.completion == "log end")
         #expect(result.measuredMessages == 5000 && result.messagesPerSecond > 0)

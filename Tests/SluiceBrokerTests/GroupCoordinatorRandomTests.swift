@@ -9,11 +9,7 @@ import Testing
 /// of runs is SLUICE_GROUP_RUNS (default 20, 500 under SLUICE_SOAK=1).
 @Suite(.timeLimit(.minutes(2)))
 struct GroupCoordinatorRandomTests {
-    static var runs: Int {
-        let environment = ProcessInfo.processInfo.environment
-        if let count = environment["SLUICE_GROUP_RUNS"].flatMap(Int.init) { return count }
-        return environment["SLUICE_SOAK"].map { $0 != "" && $0 != "0" } == true ? 500 : 20
-    }
+    static var runs: Int { runCount("SLUICE_GROUP_RUNS", ci: 20, soak: 500) }
 
     @Test func invariantsHoldUnderRandomMembershipChanges() throws {
         for seed in 0..<Self.runs { try run(seed: UInt64(seed)) }

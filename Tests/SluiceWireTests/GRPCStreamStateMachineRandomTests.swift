@@ -9,11 +9,7 @@ import Testing
 /// SLUICE_STREAM_RUNS (default 3,000, 100,000 under SLUICE_SOAK=1).
 @Suite(.timeLimit(.minutes(2)))
 struct GRPCStreamStateMachineRandomTests {
-    static var runs: Int {
-        let environment = ProcessInfo.processInfo.environment
-        if let count = environment["SLUICE_STREAM_RUNS"].flatMap(Int.init) { return count }
-        return environment["SLUICE_SOAK"].map { $0 != "" && $0 != "0" } == true ? 100_000 : 3_000
-    }
+    static var runs: Int { runCount("SLUICE_STREAM_RUNS", ci: 3_000, soak: 100_000) }
 
     @Test func invariantsHoldUnderRandomEvents() {
         for seed in 0..<Self.runs {

@@ -9,11 +9,7 @@ import Testing
 /// keep serving. 40 connections by default; SLUICE_SOAK=1 runs 2,000, SLUICE_WIRE_GARBAGE_COUNT
 /// sets the count.
 @Suite(.timeLimit(.minutes(5))) struct GarbageFloodTests {
-    static var count: Int {
-        let environment = ProcessInfo.processInfo.environment
-        if let text = environment["SLUICE_WIRE_GARBAGE_COUNT"], let count = Int(text) { return count }
-        return environment["SLUICE_SOAK"] == "1" ? 2_000 : 40
-    }
+    static var count: Int { runCount("SLUICE_WIRE_GARBAGE_COUNT", ci: 40, soak: 2_000) }
 
     @Test func randomFramesNeverHurtTheServer() async throws {
         let echo = GRPCMethod.unary("/test.Garbage/Echo") { request, _ in request }
