@@ -77,7 +77,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "sluice",
-            dependencies: ["SluiceService", "SluiceClient", "SluiceBench", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
+            dependencies: ["SluiceService", "SluiceClient", "SluiceBench", "SluiceBroker", "SluiceStorage", "SluiceCluster", nioCore, nioPosix, logging,
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings),
