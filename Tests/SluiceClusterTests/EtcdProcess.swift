@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One etcd member started from Debian's `etcd-server` binary for one test, on 127.0.0.1
 /// with ports chosen below the ephemeral range and a data directory of its own: alone
@@ -136,18 +137,24 @@ final class EtcdProcess {
     /// parallel test run is handed them. They are not probed by binding them first: a child
     /// another test spawns in that moment (posix_spawn) inherits the probe socket and keeps
     /// the port bound after we close it ("bind: address already in use", seen in full runs).
-    /// A deliberate listener on the same port fails the start loudly.
+    /// A deliberate listener on the same port fails the start loudly. No port is handed out
+    /// twice in one test run: dozens of members start in parallel, and a random pick among
+    /// ~20,000 would otherwise collide in a few runs out of a hundred.
     static func freePorts(_ count: Int) -> [Int] {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
         let candidates = 10_000..<max(ephemeralLow, 10_000 + count)
-        var ports: [Int] = []
-        while ports.count < count {
-            let port = Int.random(in: candidates)
-            if !ports.contains(port) { ports.append(port) }
+        return handedOut.withLock { handedOut in
+            var ports: [Int] = []
+            while ports.count < count {
+                let port = Int.random(in: candidates)
+                if handedOut.insert(port).inserted { ports.append(port) }
+            }
+            return ports
         }
-        return ports
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 }
 
 struct EtcdStartError: Error, CustomStringConvertible {
