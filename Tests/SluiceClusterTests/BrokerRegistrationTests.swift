@@ -75,6 +75,26 @@ struct BrokerRegistrationTests {
         }
     }
 
+    @Test("a broker whose id was taken while its lease was lost ends its registration with idInUse")
+    func idTakenWhileLeaseLost() async throws {
+        try await withEtcdClient { _, etcd in
+            let info = BrokerInfo(id: 5, address: "127.0.0.1:9105")
+            let registration = try await BrokerRegistration.register(info, keys: keys, client: etcd, leaseTTLSeconds: 2, logger: etcdTestLogger)
+            // Another broker's registration replaces the key (value and lease in one put),
+            // then the first lease ends: the key stays, held by the other lease.
+            let impostor = BrokerInfo(id: 5, address: "127.0.0.1:9106")
+            let otherLease = try await etcd.lease.grant(ttlSeconds: 30)
+            try await etcd.kv.put(key: keys.broker(5), value: impostor.encoded(), lease: otherLease.id)
+            try await etcd.lease.revoke(registration.lease.id)
+
+            let ended = await registration.ended()
+            #expect(ended == .idInUse(id: 5, key: "/sluice/reg/brokers/5", holder: impostor, lease: otherLease.id))
+            #expect(try await etcd.kv.range(key: keys.broker(5)).kvs.first?.lease == otherLease.id)
+            try await registration.deregister()
+            try await etcd.lease.revoke(otherLease.id)
+        }
+    }
+
     @Test("the registry starts from what is registered and ignores keys that name no broker")
     func registryStartsFromRegistered() async throws {
         try await withEtcdClient { _, etcd in

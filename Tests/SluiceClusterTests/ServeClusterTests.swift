@@ -85,6 +85,24 @@ struct ServeClusterTests {
         }
     }
 
+    @Test("a broker whose id is taken while its lease is lost shuts down and exits 1 saying so")
+    func expelledBrokerExits() async throws {
+        try await withEtcdClient { etcd, client in
+            try await withServed(clusterFlags(etcd, id: 5)) { (broker: ServedBroker) async throws in
+                let held = try #require(try await client.kv.range(key: keys.broker(5)).kvs.first)
+                // Another broker's registration replaces the key, then the first lease ends.
+                let otherLease = try await client.lease.grant(ttlSeconds: 30)
+                try await client.kv.put(key: keys.broker(5), value: BrokerInfo(id: 5, address: "elsewhere:1").encoded(), lease: otherLease.id)
+                try await client.lease.revoke(held.lease)
+
+                try await eventually("the expelled broker exits") { !broker.server.isRunning }
+                #expect(await broker.server.exitStatus() == 1)
+                #expect(broker.server.stderr.contains("broker id 5 is already registered"), "\(broker.server.stderr)")
+                #expect(try await client.kv.range(key: keys.broker(5)).kvs.first?.lease == otherLease.id, "the other broker's key stays")
+            }
+        }
+    }
+
     @Test("serve refuses --cluster with an unreachable etcd, with the endpoint in the message")
     func unreachableEtcd() async throws {
         let directory = TemporaryDirectory("sluice-serve-no-etcd")
