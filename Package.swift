@@ -10,6 +10,9 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
+// The layers' own code: an `import` is internal unless it says `public import`, so a layer
+// shows another's types only where its public API names them, and the compiler says so.
+let layerSettings = swiftSettings + [.enableUpcomingFeature("InternalImportsByDefault")]
 
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
@@ -48,42 +51,42 @@ let package = Package(
             name: "SluiceWire",
             dependencies: ["CNghttp2", nioCore, nioPosix, logging,
                            .product(name: "DequeModule", package: "swift-collections")],
-            swiftSettings: swiftSettings),
-        .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: swiftSettings),
+            swiftSettings: layerSettings),
+        .target(name: "SluiceAPI", dependencies: ["CSluiceProto", nioCore], swiftSettings: layerSettings),
         // Batch compression (zstd, lz4) over the two shims above; the client uses it.
-        .target(name: "SluiceCompression", dependencies: ["CZstd", "CLZ4", nioCore], swiftSettings: swiftSettings),
+        .target(name: "SluiceCompression", dependencies: ["CZstd", "CLZ4", nioCore], swiftSettings: layerSettings),
         // CRC32C over the shim: the checksum of stored batches and of every produced batch's
         // records, shared by the log and the client.
-        .target(name: "SluiceChecksum", dependencies: ["CSluiceCRC32C", nioCore], swiftSettings: swiftSettings),
-        .target(name: "SluiceStorage", dependencies: ["SluiceChecksum", nioCore, nioPosix, logging], swiftSettings: swiftSettings),
+        .target(name: "SluiceChecksum", dependencies: ["CSluiceCRC32C", nioCore], swiftSettings: layerSettings),
+        .target(name: "SluiceStorage", dependencies: ["SluiceChecksum", nioCore, nioPosix, logging], swiftSettings: layerSettings),
         .target(
             name: "SluiceBroker", dependencies: ["SluiceStorage", "SluiceChecksum", "SluiceAPI", "SluiceCompression", nioCore, logging],
-            swiftSettings: swiftSettings),
+            swiftSettings: layerSettings),
         .target(
             name: "SluiceService",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
-            swiftSettings: swiftSettings),
-        .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: swiftSettings),
+            swiftSettings: layerSettings),
+        .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: layerSettings),
         .target(
             name: "SluiceClient",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceChecksum", "SluiceCompression", nioCore, nioPosix, logging,
                            .product(name: "DequeModule", package: "swift-collections")],
-            swiftSettings: swiftSettings),
+            swiftSettings: layerSettings),
         // `sluice bench`: load generation, open-loop schedules and HDR latency summaries.
         .target(
             name: "SluiceBench",
             dependencies: ["SluiceClient", "SluiceAPI", "SluiceCompression", "SluiceWire", nioCore, logging,
                            .product(name: "Histogram", package: "hdrhistogram-swift")],
-            swiftSettings: swiftSettings),
+            swiftSettings: layerSettings),
         .executableTarget(
             name: "sluice",
             dependencies: ["SluiceService", "SluiceClient", "SluiceBench", "SluiceBroker", "SluiceStorage", "SluiceCluster", nioCore, nioPosix, logging,
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "DequeModule", package: "swift-collections")],
-            swiftSettings: swiftSettings),
+            swiftSettings: layerSettings),
         // A child process for the storage crash test: appends until killed, reporting
         // which offsets were acknowledged durable.
-        .executableTarget(name: "SluiceCrashWriter", dependencies: ["SluiceStorage"], swiftSettings: swiftSettings),
+        .executableTarget(name: "SluiceCrashWriter", dependencies: ["SluiceStorage"], swiftSettings: layerSettings),
 
         // What the test targets share: seeded random numbers, `eventually`, temporary
         // directories, `sluice` child processes, fake file systems. A plain target, no

@@ -7,7 +7,18 @@ standard library only: PUB frames built in bulk, pipelined (up to --window unans
 publish with a reply subject so JetStream answers each one once it is stored (its PubAck),
 like `nats bench js pub --batch`. The stream is a file stream with one replica.
 
-  ingest: as fast as possible for --duration s; msgs/s and MB/s (10^6 B) of acknowledged messages.
+  ingest:  as fast as possible for --duration s, every message acknowledged (PubAck); msgs/s
+           and MB/s (10^6 B) of acknowledged messages. Python reads every PubAck, so this
+           mode's rate is bounded by the driver (about 100k msgs/s here), not by NATS.
+  publish: as fast as possible for --duration s with no reply subject, so no PubAck: a
+           block of 1,000 PUB frames is built once and written again and again, so a
+           message costs the driver a memcpy. The end is found by polling the stream's
+           info (every 5 ms, on a second connection) until it holds every message sent; the
+           rate is messages stored over the time from the first write to that moment. This
+           is the honest peer: `sluice bench produce --acks none` finds its end the same way.
+  sink:    a stand-in server that answers the handshake and PINGs and discards the rest;
+           `publish --sink` drives it to measure the driver alone (it must be far faster
+           than the rate it reports against NATS, or the ratio flatters Sluice).
   e2e:    open loop at --rate msgs/s for --duration s; latency from each message's due time
           to its PubAck and to delivery at a JetStream push consumer (deliver_policy new,
           no acks); the due time travels in the payload's first 8 bytes (same process).
@@ -18,7 +29,9 @@ machine's cores, as sluice and `sluice bench` do.
 import argparse
 import asyncio
 import json
+import socket
 import struct
+import threading
 import time
 
 
@@ -88,9 +101,92 @@ class Connection:
         return json.loads(await asyncio.wait_for(future, 10))
 
 
+def serve_sink(host, port):
+    """Answers CONNECT/PING like a NATS server and discards everything else: the driver alone.
+
+    Plain blocking sockets, a thread per connection, reads into one reused 4 MiB buffer:
+    it must cost less than the driver does, or it measures itself."""
+    ping = b"\r\nPING\r\n"
+
+    def session(connection):
+        connection.sendall(b'INFO {"server_id":"sink","max_payload":1048576,"headers":true}\r\n')
+        buffer = bytearray(8 + (4 << 20))
+        view = memoryview(buffer)
+        while True:
+            n = connection.recv_into(view[8:])
+            if n == 0:
+                break
+            # buffer[0:8] holds the previous read's last 8 bytes, so a PING split across
+            # two reads is found; one lying wholly in them (index 0) was counted before.
+            pings, at = 0, buffer.find(ping, 1, 8 + n)
+            while at >= 0:
+                pings += 1
+                at = buffer.find(ping, at + 1, 8 + n)
+            if pings:
+                connection.sendall(b"PONG\r\n" * pings)
+            buffer[0:8] = buffer[n:n + 8]
+        connection.close()
+
+    listener = socket.create_server((host, port))
+    print(f"sink listening on {host}:{port}", flush=True)
+    while True:
+        connection, _ = listener.accept()
+        threading.Thread(target=session, args=(connection,), daemon=True).start()
+
+
+def open_publisher(host, port):
+    """A blocking socket past the NATS handshake: the cheapest way Python can write."""
+    publisher = socket.create_connection((host, port))
+    publisher.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = publisher.makefile("rb")
+    reader.readline()  # INFO
+    publisher.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\nPING\r\n')
+    line = reader.readline()
+    if not line.startswith(b"PONG"):
+        raise RuntimeError(f"unexpected {line!r}")
+    return publisher, reader
+
+
+async def publish(args, filler):
+    """No reply subject, so no PubAck: frames built once, written until the time is up."""
+    frame = f"PUB bench.data {args.size}\r\n".encode() + b"\0" * 8 + filler + b"\r\n"
+    block = frame * 1000
+    publisher, reader = open_publisher(args.host, args.port)
+    poller = None if args.sink else await Connection.open(args.host, args.port)
+    start = time.perf_counter_ns()
+    stop = start + int(args.duration * 1e9)
+    sent = 0
+    while time.perf_counter_ns() < stop:
+        publisher.sendall(block)
+        sent += 1000
+    written = time.perf_counter_ns()
+    stored = 0
+    if args.sink:
+        # The sink answers a PING after reading everything written before it.
+        publisher.sendall(b"PING\r\n")
+        while not reader.readline().startswith(b"PONG"):
+            pass
+        stored = sent
+    else:
+        deadline = time.perf_counter_ns() + 60 * 10**9
+        while time.perf_counter_ns() < deadline:
+            info = await poller.request("$JS.API.STREAM.INFO.BENCH", b"")
+            stored = info["state"]["messages"]
+            if stored >= sent:
+                break
+            await asyncio.sleep(0.005)
+    done = time.perf_counter_ns()
+    publisher.close()
+    elapsed = (done - start) / 1e9
+    return {"mode": "publish", "sink": args.sink, "sent": sent, "stored": stored, "seconds": elapsed,
+            "write_seconds": (written - start) / 1e9, "completion": "pong" if args.sink else "stream info",
+            "msgs_per_s": stored / elapsed, "mb_per_s": stored * args.size / 1e6 / elapsed}
+
+
 async def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["ingest", "e2e"])
+    parser.add_argument("mode", choices=["ingest", "publish", "e2e", "sink"])
+    parser.add_argument("--sink", action="store_true", help="publish: drive a `sink` server, not NATS")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4222)
     parser.add_argument("--size", type=int, default=1024)
@@ -98,7 +194,15 @@ async def main():
     parser.add_argument("--rate", type=float, default=10000)
     parser.add_argument("--window", type=int, default=20000)
     args = parser.parse_args()
+    if args.mode == "sink":
+        serve_sink(args.host, args.port)
+        return
+    filler = bytes((i * 7919) & 0xFF for i in range(max(args.size - 8, 0)))
+    assert b"\r\nPING\r\n" not in filler
 
+    if args.mode == "publish" and args.sink:
+        print(json.dumps(await publish(args, filler)))
+        return
     nc = await Connection.open(args.host, args.port)
     await nc.request("$JS.API.STREAM.DELETE.BENCH", b"")
     created = await nc.request("$JS.API.STREAM.CREATE.BENCH", json.dumps(
@@ -106,7 +210,11 @@ async def main():
     if "error" in created:
         raise RuntimeError(created)
 
-    filler = bytes((i * 7919) & 0xFF for i in range(max(args.size - 8, 0)))
+    if args.mode == "publish":
+        print(json.dumps(await publish(args, filler)))
+        await nc.request("$JS.API.STREAM.DELETE.BENCH", b"")
+        return
+
     head = f"PUB bench.data _ACK {args.size}\r\n".encode()
     state = {"acked": 0, "received": 0}
     ack_due = []          # due times in publish order; JetStream acks one stream in order

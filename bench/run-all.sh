@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One sitting of every broker figure of issue 6 and its ceilings and peer: fio (buffered
 # sequential write, fdatasync every 1 MiB, fdatasync latency), NATS JetStream (file stream,
-# one replica, 1 KiB, pipelined), and Sluice (ingest, durable ingest with syncs counted,
+# one replica, 1 KiB: published without PubAck and with one, and its driver alone against a
+# discarding sink), and Sluice (acks none beside the unacknowledged NATS figure), (ingest, durable ingest with syncs counted,
 # catch-up read of a 2 GiB backlog, end-to-end latency at 10k msgs/s). Builds release first.
 # Prints a Markdown section ready to paste into docs/benchmarks.md (progress goes to stderr;
 # raw JSON and logs stay in $dir/results).
@@ -71,11 +72,24 @@ nats-server -js -sd "$dir/nats" -a 127.0.0.1 -p "$nats_port" > "$results/nats-se
 nats_pid=$!
 trap 'kill $nats_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$nats_port) 2>/dev/null && break; sleep 0.1; done
-log "nats ingest"
+log "nats publish (no PubAck; end found by stream info)"
+timeout 180 python3 bench/nats-bench.py publish --port "$nats_port" --duration "$seconds" > "$results/nats-publish.json"
+log "nats ingest (every message acknowledged)"
 timeout 120 python3 bench/nats-bench.py ingest --port "$nats_port" --duration "$seconds" > "$results/nats-ingest.json"
 log "nats end-to-end at 10k msgs/s"
 timeout 120 python3 bench/nats-bench.py e2e --port "$nats_port" --duration "$seconds" --rate 10000 > "$results/nats-e2e.json"
 kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true
+trap - EXIT
+
+# --- The NATS driver alone: the same publisher against a server that discards ------------------
+sink_port=14223
+python3 bench/nats-bench.py sink --port "$sink_port" > "$results/sink.log" 2>&1 &
+sink_pid=$!
+trap 'kill $sink_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$sink_port) 2>/dev/null && break; sleep 0.1; done
+log "nats driver alone (publish --sink)"
+timeout 120 python3 bench/nats-bench.py publish --sink --port "$sink_port" --duration "$seconds" > "$results/nats-driver-alone.json"
+kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true
 trap - EXIT
 fi
 
@@ -127,6 +141,7 @@ count_syncs() { # name, then the bench arguments: counts fdatasync/fsync calls o
 
 if [[ "$mode" == all ]]; then
 start_broker never
+bench ingest-1-none produce --topic ingest-1-none --partitions 1 --acks none --profile throughput --warmup 2 --duration "$seconds"
 bench ingest-1 produce --topic ingest-1 --partitions 1 --acks leader --profile throughput --warmup 2 --duration "$seconds"
 bench ingest-8 produce --topic ingest-8 --partitions 8 --acks leader --profile throughput --warmup 2 --duration "$seconds"
 bench e2e-leader end-to-end --topic e2e-leader --partitions 1 --acks leader --profile latency --rate 10000 --warmup 2 --duration "$seconds"

@@ -548,7 +548,8 @@ class Generator:
         self.emit(f"// Swift value types for package `{f.package}` and their protobuf-c conversions.")
         self.emit()
         self.emit("import CSluiceProto")
-        self.emit("import NIOCore")
+        # Messages carry ByteBuffer fields in their public API; the C types stay internal.
+        self.emit("public import NIOCore")
         self.emit()
 
         def all_messages(ms):

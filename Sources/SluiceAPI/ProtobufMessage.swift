@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A protobuf message of `proto/` as a Swift value.
 ///

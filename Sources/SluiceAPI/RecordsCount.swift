@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 extension Records {
     /// The number of records in serialized `Records` bytes (uncompressed), found by

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// The value of every record `sluice bench` sends. Byte by byte (integers big-endian):
 ///

@@ -12,7 +12,8 @@ public struct BenchResult: Sendable, Codable {
     /// Offered messages per second (all producers); nil when unthrottled.
     public var rate: Double?
     /// The measured window: from the end of the warm-up to the last answer (produce,
-    /// end-to-end) or the last record read (consume).
+    /// end-to-end; with acks none, to the log end reaching what was sent) or the last record
+    /// read (consume).
     public var seconds = 0.0
     public var sent = 0
     public var acked = 0
@@ -35,6 +36,9 @@ public struct BenchResult: Sendable, Codable {
     public var ackLatency: LatencySummary?
     /// Produce call (due time under --rate) to delivery at a subscriber.
     public var endToEndLatency: LatencySummary?
+    /// How the end of a produce run was found: "answers" (the last acknowledgement) or,
+    /// with acks none, "log end" (the topic's high watermarks reached what was sent).
+    public var completion = "answers"
     public var errors: [String] = []
     public var timeLimitReached = false
     /// No failed send, nothing missing or repeated, within the time limit.
@@ -62,4 +66,10 @@ public struct BenchResult: Sendable, Codable {
 
     /// The latency the summary line leads with: end to end when measured, else produce-to-ack.
     public var headlineLatency: LatencySummary? { endToEndLatency ?? ackLatency }
+}
+
+/// A produce run with acks none whose records never all reached the log before the time limit.
+struct BenchLogEndTimeout: Error, CustomStringConvertible {
+    let expected: Int
+    var description: String { "the log end did not reach the \(expected) records sent before the time limit" }
 }

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 import NIOCore
 import SluiceAPI
 import SluiceClient
@@ -100,6 +100,15 @@ public struct BenchRunner: Sendable {
             for await ledger in group { acked.merge(ledger) }
         }
 
+        // With acks none the producer's "delivered" means "written to the socket": the run
+        // ends when the log end reaches what was sent, found the way a peer without per-message
+        // answers finds it (NATS JetStream's stream info in bench/nats-bench.py).
+        var logEndReachedAt: Int64?
+        if settings.acks == .none, settings.mode == .produce {
+            logEndReachedAt = try await waitForLogEnd(
+                from: topic, toInclude: tally.final().sent, deadline: hardDeadline)
+        }
+
         var received: MessageLedger?
         if !subscribers.isEmpty {
             // Wait (bounded) for the subscribers to receive what was acknowledged.
@@ -115,7 +124,40 @@ public struct BenchRunner: Sendable {
             }
             received = merged
         }
-        return result(tally: tally, measureStart: measureStart, hardDeadline: hardDeadline, acked: acked, received: received)
+        var result = result(tally: tally, measureStart: measureStart, hardDeadline: hardDeadline, acked: acked, received: received)
+        if let logEndReachedAt {
+            let seconds = Double(max(logEndReachedAt - measureStart, 1)) / 1e9
+            result.completion = "log end"
+            result.seconds = seconds
+            result.messagesPerSecond = Double(result.measuredMessages) / seconds
+            result.megabytesPerSecond = Double(result.measuredMessages * settings.messageSize) / 1e6 / seconds
+        }
+        return result
+    }
+
+    /// Polls the topic until the partitions' high watermarks (the log end under fsync never)
+    /// have grown by `count` records since `topic` was described; returns when they had.
+    /// Polling every 5 ms is what the NATS driver does with its stream info: the same
+    /// resolution on both sides.
+    func waitForLogEnd(from topic: TopicDescription, toInclude count: Int, deadline: Int64) async throws -> Int64 {
+        let startSum = topic.partitions.reduce(Int64(0)) { $0 + $1.highWatermark }
+        let admin = try await SluiceAdminClient.connect(host: settings.host, port: settings.port, logger: logger)
+        do {
+            while clock.now < deadline {
+                let now = try await admin.describeTopic(named: settings.topic)
+                let stored = now.partitions.reduce(Int64(0)) { $0 + $1.highWatermark } - startSum
+                if stored >= Int64(count) {
+                    let reachedAt = clock.now
+                    await admin.close()
+                    return reachedAt
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            throw BenchLogEndTimeout(expected: count)
+        } catch {
+            await admin.close()
+            throw error
+        }
     }
 
     /// What every sender shares.

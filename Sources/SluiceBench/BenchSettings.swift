@@ -1,6 +1,6 @@
-import SluiceAPI
-import SluiceClient
-import SluiceCompression
+public import SluiceAPI
+public import SluiceClient
+public import SluiceCompression
 
 /// What one `sluice bench` run does (docs/bench.md lists every option).
 public struct BenchSettings: Sendable {

@@ -1,4 +1,4 @@
-import Histogram
+public import Histogram
 
 /// Latencies in microseconds, kept in an HDR histogram (3 significant digits, so every
 /// recorded value is within 0.1% of the truth up to an hour).

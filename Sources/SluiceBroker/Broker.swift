@@ -1,5 +1,5 @@
-import Logging
-import SluiceStorage
+public import Logging
+public import SluiceStorage
 import Synchronization
 
 /// A single-node broker's state: the topic registry (durable metadata) and the

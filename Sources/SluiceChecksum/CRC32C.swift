@@ -1,5 +1,5 @@
 import CSluiceCRC32C
-import NIOCore
+public import NIOCore
 
 /// CRC32C (Castagnoli), the checksum of every stored batch header and record bytes.
 ///

@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import SluiceWire
 
 extension BrokerAddress {

@@ -1,5 +1,5 @@
-import Logging
-import SluiceWire
+public import Logging
+public import SluiceWire
 
 /// Where a broker listens, and how to open connections to it. Producers and consumers keep
 /// this rather than a connection, so they can reconnect after a connection is lost.

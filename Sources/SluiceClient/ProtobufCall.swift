@@ -1,6 +1,6 @@
 import NIOCore
-import SluiceAPI
-import SluiceWire
+public import SluiceAPI
+public import SluiceWire
 
 extension ProtobufMessage {
     /// The request's bytes, or INVALID_ARGUMENT (raised here, before anything is sent)

@@ -1,7 +1,7 @@
-import Logging
+public import Logging
 import NIOCore
-import SluiceAPI
-import SluiceWire
+public import SluiceAPI
+public import SluiceWire
 
 extension GRPCClientConnection {
     /// A unary call with SluiceAPI messages. A response that does not decode is INTERNAL.

@@ -3,7 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import NIOCore
+public import NIOCore
 
 /// What a broker says about itself in etcd, the value of `/sluice/<cluster>/brokers/<id>`.
 ///

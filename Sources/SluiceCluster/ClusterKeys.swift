@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// Where a cluster's metadata lives in etcd: every key under `/sluice/<cluster>/`. The
 /// layout, each key's value and who writes it, are in docs/architecture.md ("Cluster

@@ -1,5 +1,5 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 
 /// etcd as a Sluice cluster uses it: the KV, Lease and Watch services over one connection
 /// to one of the cluster's etcd members, failing over to the next on connection loss

@@ -1,7 +1,7 @@
-import Logging
+public import Logging
 import NIOCore
 import SluiceAPI
-import SluiceWire
+public import SluiceWire
 
 /// The one connection an etcd client talks through, to one of several etcd members, with
 /// failover: when the connection is lost (etcd closed it, a call found it gone, or etcd

@@ -1,6 +1,6 @@
-import Logging
-import NIOCore
-import SluiceAPI
+public import Logging
+public import NIOCore
+public import SluiceAPI
 import SluiceWire
 
 /// A client for etcd's key-value service (`etcdserverpb.KV`), where a Sluice cluster keeps

@@ -1,5 +1,5 @@
 import NIOCore
-import SluiceAPI
+public import SluiceAPI
 import SluiceWire
 
 /// A lease granted by etcd: keys attached to it live as long as it is renewed within its

@@ -1,5 +1,5 @@
-import NIOCore
-import SluiceAPI
+public import NIOCore
+public import SluiceAPI
 
 // Builders for the comparisons and operations of `EtcdKVClient.txn`, so a metadata write
 // reads as what it checks: `.modRevision(key, .equal, seen)` rather than a

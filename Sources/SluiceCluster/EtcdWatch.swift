@@ -1,5 +1,5 @@
-import NIOCore
-import SluiceAPI
+public import NIOCore
+public import SluiceAPI
 import SluiceWire
 
 /// The changes of one key or range in etcd, as an `AsyncSequence` of events from a known

@@ -1,6 +1,6 @@
 import CLZ4
 import CZstd
-import NIOCore
+public import NIOCore
 
 /// Compression of a batch's `records` bytes, numbered as in `Compression` of
 /// proto/sluice/v1/records.proto and carried in bits 0-2 of `RecordBatch.attributes`.

@@ -1,5 +1,5 @@
-import SluiceBroker
-import SluiceWire
+public import SluiceBroker
+public import SluiceWire
 
 extension BrokerError {
     /// The first column of the broker's error table: the gRPC status that ends a call a

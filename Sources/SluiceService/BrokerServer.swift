@@ -1,7 +1,7 @@
-import Logging
-import SluiceBroker
+public import Logging
+public import SluiceBroker
 import SluiceStorage
-import SluiceWire
+public import SluiceWire
 
 /// A single-node broker: its data directory, topic registry and gRPC services on one
 /// `GRPCServer`. `sluice serve` runs one; tests run one in-process on port 0.
@@ -25,10 +25,9 @@ public final class BrokerServer: Sendable {
         }
     }
 
-    /// Room for the ProduceRequest around a batch (topic name of up to 249 bytes, the
-    /// scalar fields and the RecordBatch header fields take well under this), so that a
-    /// batch of `max.message.bytes` always fits in one wire message.
-    public static let produceRequestOverheadBytes = 1024
+    /// Room for the ProduceRequest around a batch, so that a batch of `max.message.bytes`
+    /// always fits in one wire message (`BrokerLimits`).
+    public static let produceRequestOverheadBytes = BrokerLimits.defaults.produceRequestOverheadBytes.value
 
     public let broker: Broker
     public var registry: TopicRegistry { broker.registry }

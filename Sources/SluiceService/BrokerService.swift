@@ -1,6 +1,6 @@
 import SluiceAPI
-import SluiceBroker
-import SluiceWire
+public import SluiceBroker
+public import SluiceWire
 
 /// `sluice.v1.Broker` on a `Broker`: Produce and Subscribe streams and the topic admin
 /// RPCs. Requests are decoded by `ProtobufRoute` (bad protobuf ends the call with

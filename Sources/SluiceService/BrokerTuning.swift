@@ -1,5 +1,6 @@
-import SluiceAPI
+public import SluiceAPI
 import SluiceBroker
+import SluiceStorage
 import SluiceWire
 
 /// The broker's throughput/latency settings, each optional: what `sluice serve` was told
@@ -27,15 +28,25 @@ public struct BrokerTuning: Sendable, Equatable {
 
     public init() {}
 
+    /// What no profile means: every field set to its default, from the limits files
+    /// (`StorageLimits`, `WireLimits`, `BrokerLimits`).
+    public static let defaults: BrokerTuning = {
+        var tuning = BrokerTuning()
+        tuning.groupCommitWindow = StorageLimits.defaults.groupCommitWindow.value
+        tuning.initialWindowBytes = WireLimits.defaults.initialWindowBytes.value
+        tuning.connectionWindowBytes = WireLimits.defaults.connectionWindowBytes.value
+        tuning.maxFrameBytes = WireLimits.defaults.maxFrameBytes.value
+        tuning.inboundBufferBytes = WireLimits.defaults.inboundBufferBytes.value
+        tuning.subscribeDefaultMaxBytes = BrokerLimits.defaults.subscribeDefaultMaxBytes.value
+        return tuning
+    }()
+
     /// The settings `profile` chooses (every field set).
     public init(profile: PerformanceProfile) {
         switch profile {
         case .latency:
-            groupCommitWindow = .zero
-            initialWindowBytes = 1024 * 1024
-            connectionWindowBytes = 8 * 1024 * 1024
-            maxFrameBytes = 16 * 1024
-            inboundBufferBytes = 256 * 1024
+            // The defaults already favour latency, but for smaller pushes.
+            self = .defaults
             subscribeDefaultMaxBytes = 256 * 1024
         case .throughput:
             groupCommitWindow = .milliseconds(2)
@@ -46,25 +57,18 @@ public struct BrokerTuning: Sendable, Equatable {
             subscribeDefaultMaxBytes = 4 * 1024 * 1024 - 64 * 1024
         }
     }
-
-    /// Each field of `other` that is set replaces this one's.
-    func overridden(by other: BrokerTuning) -> BrokerTuning {
-        var result = self
-        if let value = other.groupCommitWindow { result.groupCommitWindow = value }
-        if let value = other.initialWindowBytes { result.initialWindowBytes = value }
-        if let value = other.connectionWindowBytes { result.connectionWindowBytes = value }
-        if let value = other.maxFrameBytes { result.maxFrameBytes = value }
-        if let value = other.inboundBufferBytes { result.inboundBufferBytes = value }
-        if let value = other.subscribeDefaultMaxBytes { result.subscribeDefaultMaxBytes = value }
-        return result
-    }
 }
 
 extension BrokerServer.Configuration {
     /// Applies `profile` (if any), then every setting `overrides` holds, to this
     /// configuration; settings neither names keep their values.
     public mutating func apply(profile: PerformanceProfile?, overrides: BrokerTuning = BrokerTuning()) {
-        let tuning = (profile.map(BrokerTuning.init(profile:)) ?? BrokerTuning()).overridden(by: overrides)
+        if let profile { apply(BrokerTuning(profile: profile)) }
+        apply(overrides)
+    }
+
+    /// Every setting `tuning` holds replaces this configuration's.
+    private mutating func apply(_ tuning: BrokerTuning) {
         if let value = tuning.groupCommitWindow { storage.groupCommitWindow = value }
         if let value = tuning.initialWindowBytes { transport.initialWindowBytes = value }
         if let value = tuning.connectionWindowBytes { transport.connectionWindowBytes = value }

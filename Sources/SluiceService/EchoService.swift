@@ -1,6 +1,6 @@
 import NIOCore
 import SluiceAPI
-import SluiceWire
+public import SluiceWire
 import Synchronization
 
 /// `sluice.test.v1.Echo` (served only with `sluice serve --test-services`): one RPC of each

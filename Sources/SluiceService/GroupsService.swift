@@ -1,6 +1,6 @@
 import SluiceAPI
-import SluiceBroker
-import SluiceWire
+public import SluiceBroker
+public import SluiceWire
 
 /// `sluice.v1.Groups` on the broker's `GroupCoordinator` (groups.proto).
 ///

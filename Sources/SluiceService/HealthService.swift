@@ -1,5 +1,5 @@
-import SluiceAPI
-import SluiceWire
+public import SluiceAPI
+public import SluiceWire
 import Synchronization
 
 /// `grpc.health.v1.Health`: the serving status of the server as a whole ("") and of each

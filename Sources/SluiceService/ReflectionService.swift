@@ -1,6 +1,6 @@
 import NIOCore
 import SluiceAPI
-import SluiceWire
+public import SluiceWire
 
 /// gRPC server reflection, under both `grpc.reflection.v1.ServerReflection` and the older
 /// `grpc.reflection.v1alpha.ServerReflection` (same messages, same wire format), so stock

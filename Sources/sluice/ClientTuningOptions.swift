@@ -1,15 +1,28 @@
-import ArgumentParser
+public import ArgumentParser
 import SluiceAPI
-import SluiceClient
+public import SluiceClient
 
 extension RecordCompression: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { allCases.map(\.description) }
 }
 
+/// A client command's `--profile`, which also chooses the connection's HTTP/2 settings.
+protocol ClientProfileOption {
+    var profile: PerformanceProfile? { get }
+}
+
+extension ClientProfileOption {
+    /// Where to connect, with the profile's HTTP/2 settings.
+    func address(_ broker: HostPort) -> BrokerAddress {
+        profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
+            ?? BrokerAddress(host: broker.host, port: broker.port)
+    }
+}
+
 /// `sluice produce`'s batching settings: a profile and single settings over it
 /// (docs/profiles.md). A flag given always wins over the profile.
-struct ProduceTuningOptions: ParsableArguments {
+struct ProduceTuningOptions: ParsableArguments, ClientProfileOption {
     @Option(help: "latency or throughput: sets the defaults of the flags below (never acks).")
     var profile: PerformanceProfile?
     @Option(help: "Milliseconds a batch waits for more lines before it is sent (default 5; latency 0; throughput 20).")
@@ -26,12 +39,6 @@ struct ProduceTuningOptions: ParsableArguments {
         if let batchBytes, batchBytes < 1 { throw ValidationError("--batch-bytes must be positive") }
     }
 
-    /// Where to connect, with the profile's HTTP/2 settings.
-    func address(_ broker: HostPort) -> BrokerAddress {
-        profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
-            ?? BrokerAddress(host: broker.host, port: broker.port)
-    }
-
     /// The producer settings: defaults, then the profile, then each flag given.
     var configuration: ProducerConfiguration {
         var configuration = profile.map(ProducerConfiguration.init(profile:)) ?? ProducerConfiguration()
@@ -44,19 +51,13 @@ struct ProduceTuningOptions: ParsableArguments {
 }
 
 /// `sluice consume`'s push batching: a profile and single settings over it.
-struct ConsumeTuningOptions: ParsableArguments {
+struct ConsumeTuningOptions: ParsableArguments, ClientProfileOption {
     @Option(help: "latency or throughput: sets the defaults of the flags below.")
     var profile: PerformanceProfile?
     @Option(help: "The broker holds a push until this many bytes are ready (default 0; throughput 65536)...")
     var minBytes: UInt32?
     @Option(help: "...or this many milliseconds passed (default 0; throughput 10).")
     var maxWaitMs: UInt32?
-
-    /// Where to connect, with the profile's HTTP/2 settings.
-    func address(_ broker: HostPort) -> BrokerAddress {
-        profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
-            ?? BrokerAddress(host: broker.host, port: broker.port)
-    }
 
     var configuration: ConsumerConfiguration {
         var configuration = profile.map(ConsumerConfiguration.init(profile:)) ?? ConsumerConfiguration()

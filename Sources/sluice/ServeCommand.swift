@@ -25,8 +25,11 @@ struct ServeCommand: AsyncParsableCommand {
             """)
 
     /// What serving without flags means. Every default below that a library type also has
-    /// is read from here, so each is stated once, beside the setting it is the default of.
+    /// is read from here, and every limit's from its layer's limits file (`WireLimits`,
+    /// `BrokerLimits`), so each is stated once, beside the setting it is the default of.
     private static let defaults = BrokerServer.Configuration(dataDirectory: "", transport: GRPCServerConfiguration())
+    private static let wire = WireLimits.defaults
+    private static let broker = BrokerLimits.defaults
 
     @Option(help: "Directory for topic metadata and logs; created if missing, locked while serving.")
     var dataDir: String = "./sluice-data"
@@ -43,36 +46,42 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "This broker's id, reported as partition leader and replica.")
     var brokerID: UInt32 = ServeCommand.defaults.brokerID
 
-    @Option(help: ArgumentHelp(
-        "Largest gRPC message accepted, in bytes; larger ones are refused with RESOURCE_EXHAUSTED before allocation.",
-        discussion: "A topic's max.message.bytes can be at most this less 1024 bytes."))
-    var maxMessageBytes: Int = ServeCommand.defaults.transport.maxReceiveMessageBytes
+    @Option(help: .limit(
+        "Largest gRPC message accepted, in bytes; larger ones are refused with RESOURCE_EXHAUSTED before allocation. A topic's max.message.bytes can be at most this less \(ServeCommand.broker.produceRequestOverheadBytes.value) bytes.",
+        why: ServeCommand.wire.maxReceiveMessageBytes.why))
+    var maxMessageBytes: Int = ServeCommand.wire.maxReceiveMessageBytes.value
 
-    @Option(help: "Concurrent streams per connection; more are refused with REFUSED_STREAM.")
-    var maxConcurrentStreams: Int = ServeCommand.defaults.transport.maxConcurrentStreams
+    @Option(help: .limit("Concurrent streams per connection; more are refused with REFUSED_STREAM.", why: ServeCommand.wire.maxConcurrentStreams.why))
+    var maxConcurrentStreams: Int = ServeCommand.wire.maxConcurrentStreams.value
 
-    @Option(help: "Seconds that calls in flight (streams and unary calls) get to finish after a shutdown signal before they end with UNAVAILABLE.")
-    var shutdownGrace: Double = ServeCommand.defaults.transport.shutdownGracePeriod.inSeconds
+    @Option(help: .limit(
+        "Seconds that calls in flight (streams and unary calls) get to finish after a shutdown signal before they end with UNAVAILABLE.",
+        why: ServeCommand.wire.shutdownGracePeriod.why))
+    var shutdownGrace: Double = ServeCommand.wire.shutdownGracePeriod.value.inSeconds
 
-    @Option(help: "Seconds between keepalive PINGs on an idle connection; 0 disables them.")
-    var keepaliveInterval: Double = ServeCommand.defaults.transport.keepaliveInterval?.inSeconds ?? 0
+    @Option(help: .limit("Seconds between keepalive PINGs on an idle connection; 0 disables them.", why: ServeCommand.wire.keepaliveInterval.why))
+    var keepaliveInterval: Double = ServeCommand.wire.keepaliveInterval.value?.inSeconds ?? 0
 
-    @Option(help: "Seconds to wait for a keepalive PING's answer before closing the connection.")
-    var keepaliveTimeout: Double = ServeCommand.defaults.transport.keepaliveTimeout.inSeconds
+    @Option(help: .limit("Seconds to wait for a keepalive PING's answer before closing the connection.", why: ServeCommand.wire.keepaliveTimeout.why))
+    var keepaliveTimeout: Double = ServeCommand.wire.keepaliveTimeout.value.inSeconds
 
     @Option(help: ArgumentHelp(
         "When partition logs fdatasync: always, never or interval:<ms>.",
         discussion: "always: group commit, every append is synced before subscribers see it. interval:<ms>: a background sync every <ms>. never: the OS writes back when it likes. Produce requests with acks durable/all force a sync covering their batch under every policy."))
     var fsync = FsyncSetting(policy: ServeCommand.defaults.storage.fsyncPolicy)
 
-    @Option(help: "Seconds between background retention passes (deleting old segments, rolling idle ones by segment.ms).")
-    var retentionCheckInterval: Double = ServeCommand.defaults.storage.maintenanceInterval?.inSeconds ?? 0
+    @Option(help: .limit(
+        "Seconds between background retention passes (deleting old segments, rolling idle ones by segment.ms).",
+        why: ServeCommand.broker.maintenanceInterval.why))
+    var retentionCheckInterval: Double = ServeCommand.broker.maintenanceInterval.value?.inSeconds ?? 0
 
-    @Option(help: "Sealed segments each partition keeps open besides its active one (bounds open files: about partitions x (3 + this)).")
-    var maxOpenSegmentsPerPartition: Int = ServeCommand.defaults.storage.maxOpenSealedSegmentsPerPartition
+    @Option(help: .limit("Sealed segments each partition keeps open besides its active one.", why: ServeCommand.broker.maxOpenSealedSegmentsPerPartition.why))
+    var maxOpenSegmentsPerPartition: Int = ServeCommand.broker.maxOpenSealedSegmentsPerPartition.value
 
-    @Option(help: "Milliseconds after which a partition forgets an idempotent producer that stopped appending to it (default 7 days).")
-    var producerIdExpiryMs: Int64 = ServeCommand.defaults.storage.producerIdExpiryMs
+    @Option(help: .limit(
+        "Milliseconds after which a partition forgets an idempotent producer that stopped appending to it.",
+        why: ServeCommand.broker.producerIdExpiryMs.why))
+    var producerIdExpiryMs: Int64 = ServeCommand.broker.producerIdExpiryMs.value
 
     @Option(help: "For crash tests only: journal every fdatasync to this file, so a killed broker's logs can be cut back to what was synced (`sluice debug cut-to-synced`).")
     var testSyncJournal: String?
@@ -84,8 +93,10 @@ struct ServeCommand: AsyncParsableCommand {
     var cluster: ServeClusterOptions
 
     func validate() throws {
-        guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes else {
-            throw ValidationError("--max-message-bytes must be at least \(TopicConfig.defaults.maxMessageBytes + BrokerServer.produceRequestOverheadBytes) (the default max.message.bytes plus 1024)")
+        let overhead = BrokerServer.produceRequestOverheadBytes
+        guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + overhead else {
+            throw ValidationError(
+                "--max-message-bytes must be at least \(TopicConfig.defaults.maxMessageBytes + overhead) (the default max.message.bytes plus \(overhead))")
         }
         guard maxMessageBytes <= Int(Int32.max) else { throw ValidationError("--max-message-bytes must be below 2 GiB") }
         guard maxConcurrentStreams >= 1 else { throw ValidationError("--max-concurrent-streams must be at least 1") }

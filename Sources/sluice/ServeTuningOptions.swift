@@ -1,8 +1,9 @@
-import ArgumentParser
+public import ArgumentParser
 import SluiceAPI
 import SluiceBroker
 import SluiceService
 import SluiceStorage
+import SluiceWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,31 +19,45 @@ struct ServeTuningOptions: ParsableArguments {
         discussion: "Never changes --fsync or the producers' acks. docs/profiles.md lists each profile's values."))
     var profile: PerformanceProfile?
 
-    @Option(help: "Milliseconds the group commit waits before each fdatasync so more appends share it (default 0; throughput: 2).")
+    @Option(help: .tuning(
+        "Milliseconds the group commit waits before each fdatasync so more appends share it", \.groupCommitWindow,
+        shown: shownMilliseconds, why: StorageLimits.defaults.groupCommitWindow.why))
     var groupCommitWindowMs: Double?
 
-    @Option(help: "HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE: bytes a producer may send per stream ahead of the broker (default 1 MiB; throughput: 4 MiB).")
+    @Option(help: .tuning(
+        "HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE: bytes a producer may send per stream ahead of the broker", \.initialWindowBytes,
+        shown: shownBytes, why: WireLimits.defaults.initialWindowBytes.why))
     var initialWindowBytes: Int?
 
-    @Option(help: "HTTP/2 receive window of a whole connection (default 8 MiB; throughput: 32 MiB).")
+    @Option(help: .tuning(
+        "HTTP/2 receive window of a whole connection", \.connectionWindowBytes,
+        shown: shownBytes, why: WireLimits.defaults.connectionWindowBytes.why))
     var connectionWindowBytes: Int?
 
-    @Option(help: "HTTP/2 SETTINGS_MAX_FRAME_SIZE, 16384 to 16777215 (default 16 KiB; throughput: 64 KiB).")
+    @Option(help: .tuning(
+        "HTTP/2 SETTINGS_MAX_FRAME_SIZE, \(ServeTuningOptions.allowedFrameBytes.lowerBound) to \(ServeTuningOptions.allowedFrameBytes.upperBound)",
+        \.maxFrameBytes, shown: shownBytes, why: WireLimits.defaults.maxFrameBytes.why))
     var maxFrameBytes: Int?
 
-    @Option(help: "Decoded requests held per stream for a handler that has not read them (default 256 KiB; throughput: 1 MiB).")
+    @Option(help: .tuning(
+        "Decoded requests held per stream for a handler that has not read them", \.inboundBufferBytes,
+        shown: shownBytes, why: WireLimits.defaults.inboundBufferBytes.why))
     var inboundBufferBytes: Int?
 
-    @Option(help: "A subscription's max_bytes when its request says 0 (default 1 MiB; latency: 256 KiB; throughput: 4 MiB - 64 KiB).")
+    @Option(help: .tuning(
+        "A subscription's max_bytes when its request says 0", \.subscribeDefaultMaxBytes,
+        shown: shownBytes, why: BrokerLimits.defaults.subscribeDefaultMaxBytes.why))
     var subscribeDefaultMaxBytes: Int?
 
-    @Option(help: ArgumentHelp(
-        "Produce bytes the broker holds between receiving a batch and answering it, across all producers.",
-        discussion: "When reached, the broker stops reading from producers (HTTP/2 flow control) until answers free room. At least --max-message-bytes. Not part of any profile."))
-    var maxInflightBytes: Int = ProduceLimits.defaultMemoryBudgetBytes
+    @Option(help: .limit(
+        "Produce bytes the broker holds between receiving a batch and answering it, across all producers. When reached, the broker stops reading from producers (HTTP/2 flow control) until answers free room. At least --max-message-bytes. Not part of any profile.",
+        why: BrokerLimits.defaults.produceMemoryBudgetBytes.why))
+    var maxInflightBytes: Int = BrokerLimits.defaults.produceMemoryBudgetBytes.value
 
     @Option(help: "For tests only: make every fdatasync take this many more milliseconds (a slow disk).")
     var testSyncDelayMs: Int?
+
+    private static let allowedFrameBytes = WireLimits.defaults.allowedFrameBytes.value
 
     var overrides: BrokerTuning {
         var tuning = BrokerTuning()
@@ -64,8 +79,8 @@ struct ServeTuningOptions: ParsableArguments {
         if let connectionWindowBytes, !window.contains(connectionWindowBytes) {
             throw ValidationError("--connection-window-bytes must be 1 to 2^31-1")
         }
-        if let maxFrameBytes, !(16_384...16_777_215).contains(maxFrameBytes) {
-            throw ValidationError("--max-frame-bytes must be 16384 to 16777215")
+        if let maxFrameBytes, !Self.allowedFrameBytes.contains(maxFrameBytes) {
+            throw ValidationError("--max-frame-bytes must be \(Self.allowedFrameBytes.lowerBound) to \(Self.allowedFrameBytes.upperBound)")
         }
         if let inboundBufferBytes, inboundBufferBytes < 1 { throw ValidationError("--inbound-buffer-bytes must be positive") }
         if let subscribeDefaultMaxBytes, subscribeDefaultMaxBytes < 1 {

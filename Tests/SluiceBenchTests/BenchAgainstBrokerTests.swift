@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAPI
 import SluiceBench
+import SluiceClient
 import SluiceTestSupport
 import Testing
 
@@ -71,6 +72,30 @@ struct BenchAgainstBrokerTests {
         #expect(result.consumed == nil && result.missing == nil)
         #expect(result.ackLatency?.count == 1000)
         #expect(result.passed)
+    }
+
+    /// With acks none nothing answers a batch, so the run ends when the log end reaches what
+    /// was sent (the way the NATS peer's driver finds its end): every record is in the log
+    /// when the result comes back, and the result says how the end was found.
+    @Test func acksNoneEndsWhenTheLogEndReachesWhatWasSent() async throws {
+        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        defer { Task { await broker.stop() } }
+        var settings = BenchSettings(mode: .produce)
+        settings.port = broker.port
+        settings.topic = "acks-none"
+        settings.partitions = 3
+        settings.producers = 2
+        settings.messages = 5000
+        settings.acks = .none
+        settings.timeLimit = .seconds(120)
+        let result = try await BenchRunner(settings: settings).run()
+        #expect(result.sent == 5000 && result.failed == 0 && result.passed)
+        #expect(result.completion == "log end")
+        #expect(result.measuredMessages == 5000 && result.messagesPerSecond > 0)
+        let admin = try await SluiceAdminClient(address: BrokerAddress(host: "127.0.0.1", port: broker.port))
+        let topic = try await admin.describeTopic(named: "acks-none")
+        await admin.close()
+        #expect(topic.partitions.reduce(Int64(0)) { $0 + $1.highWatermark } == 5000)
     }
 
     /// A surge: an open-loop offer far above what a debug broker on this machine takes

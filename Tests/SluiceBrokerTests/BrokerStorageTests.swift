@@ -81,6 +81,37 @@ import Testing
         await second.stop()
     }
 
+    /// After a clean stop, a restart and another stop with nothing written in between cost
+    /// no sync per partition: each log keeps its clean-shutdown marker and its producer
+    /// snapshot, so an idle broker of thousands of partitions restarts and stops in seconds.
+    @Test func anIdleRestartAndStopSyncNothingPerPartition() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let partitions = 40
+        let first = try await InProcessBroker.start(directory: directory)
+        _ = try await first.admin.createTopic(CreateTopicRequest(name: "idle", partitions: UInt32(partitions)))
+        var producer = try await ProduceStream(first.connection)
+        for index in 0..<partitions {
+            _ = try await producer.produce("idle", partition: UInt32(index), acks: .leader, TestBatches.batch(["\(index)"]))
+        }
+        try await producer.close()
+        await first.stop()
+
+        let counted = InstrumentedFileSystem()
+        let second = try await InProcessBroker.start(directory: directory) { $0.storage.fileSystem = counted }
+        let described = try await second.admin.describeTopic(named: "idle")
+        #expect(described.partitions.map(\.highWatermark) == Array(repeating: 1, count: partitions))
+        await second.stop()
+        // The broker's own files (the offsets log, its lock) may sync; no partition does.
+        #expect(counted.syncCount < partitions, "\(counted.syncCount) syncs for \(partitions) idle partitions")
+
+        let third = try await InProcessBroker.start(directory: directory)
+        var again = try await ProduceStream(third.connection)
+        #expect(try await again.produce("idle", partition: 7, TestBatches.batch(["next"])).baseOffset == 1)
+        try await again.close()
+        await third.stop()
+    }
+
     @Test func topicChangesReachTheLogs() async throws {
         let broker = try await InProcessBroker.start()
         _ = try await broker.admin.createTopic(CreateTopicRequest(name: "grow", partitions: 1))

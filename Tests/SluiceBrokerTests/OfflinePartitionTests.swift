@@ -26,18 +26,29 @@ struct OfflinePartitionTests {
         "\(dataDirectory)/topics/\(topic.name)-\(topic.topicId)/\(index)"
     }
 
+    /// Topic "orders" with two partitions, holding a0 a1 and b0 b1 b2.
+    func ordersWithTwoPartitions(_ broker: InProcessBroker) async throws -> TopicDescription {
+        let topic = try await broker.admin.createTopic(CreateTopicRequest(name: "orders", partitions: 2))
+        try await produce(broker, "orders", partition: 0, ["a0", "a1"])
+        try await produce(broker, "orders", partition: 1, ["b0", "b1", "b2"])
+        return topic
+    }
+
+    /// Overwrites partition 1's checkpoint with bytes that fail its checks, as a damaged
+    /// disk would, while no broker has the directory open.
+    static func corruptCheckpoint(of topic: TopicDescription, in directory: TemporaryDirectory) throws {
+        let checkpoint = partitionDirectory(directory.path + "/data", topic: topic, index: 1) + "/" + LogCheckpoint.fileName
+        try Data(repeating: 0x5A, count: 28).write(to: URL(fileURLWithPath: checkpoint))
+    }
+
     @Test("a corrupt checkpoint: describe says offline and why, subscribe fails UNAVAILABLE with it, other partitions serve")
     func corruptCheckpointIsOfflineNotEmpty() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         var broker = try await InProcessBroker.start(directory: directory)
-        let topic = try await broker.admin.createTopic(CreateTopicRequest(name: "orders", partitions: 2))
-        try await produce(broker, "orders", partition: 0, ["a0", "a1"])
-        try await produce(broker, "orders", partition: 1, ["b0", "b1", "b2"])
+        let topic = try await ordersWithTwoPartitions(broker)
         await broker.stop()
-
-        let checkpoint = Self.partitionDirectory(directory.path + "/data", topic: topic, index: 1) + "/" + LogCheckpoint.fileName
-        try Data(repeating: 0x5A, count: 28).write(to: URL(fileURLWithPath: checkpoint))
+        try Self.corruptCheckpoint(of: topic, in: directory)
 
         broker = try await InProcessBroker.start(directory: directory)
         let described = try await broker.admin.describeTopic(named: "orders")
@@ -73,15 +84,12 @@ struct OfflinePartitionTests {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         var broker = try await InProcessBroker.start(directory: directory)
-        let topic = try await broker.admin.createTopic(CreateTopicRequest(name: "orders", partitions: 2))
-        try await produce(broker, "orders", partition: 0, ["a0", "a1"])
-        try await produce(broker, "orders", partition: 1, ["b0", "b1", "b2"])
+        let topic = try await ordersWithTwoPartitions(broker)
         let _: CommitOffsetsResponse = try await broker.unary(Self.groups + "CommitOffsets", CommitOffsetsRequest(
             group: "g", memberId: "", generation: -1,
             offsets: [OffsetCommit(topic: "orders", partition: 0, offset: 1), OffsetCommit(topic: "orders", partition: 1, offset: 1)]))
         await broker.stop()
-        let checkpoint = Self.partitionDirectory(directory.path + "/data", topic: topic, index: 1) + "/" + LogCheckpoint.fileName
-        try Data(repeating: 0x5A, count: 28).write(to: URL(fileURLWithPath: checkpoint))
+        try Self.corruptCheckpoint(of: topic, in: directory)
 
         broker = try await InProcessBroker.start(directory: directory)
         let described: DescribeGroupResponse = try await broker.unary(Self.groups + "DescribeGroup", DescribeGroupRequest(group: "g"))

@@ -13,8 +13,7 @@ import Testing
 struct ClientNULNameTests {
     @Test("admin calls, the producer's topic and header keys: INVALID_ARGUMENT, and the cut-off name is untouched")
     func nulNamesNeverReachTheBroker() async throws {
-        let broker = try await BrokerProcess()
-        do {
+        try await withBroker { broker in
             let admin = try await broker.admin()
             _ = try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 1))
 
@@ -35,11 +34,7 @@ struct ClientNULNameTests {
             #expect(placed.offset == 0, "nothing was appended to orders before this record")
             await producer.close()
             await admin.connection.close()
-        } catch {
-            await broker.remove()
-            throw error
         }
-        await broker.remove()
     }
 
     func expectInvalidArgument(_ body: () async throws -> Void) async {

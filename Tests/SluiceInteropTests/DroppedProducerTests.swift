@@ -28,11 +28,8 @@ struct DroppedProducerTests {
 
     @Test("20 producers dropped without close release their connections")
     func droppedProducersCloseTheirConnections() async throws {
-        let broker = try await BrokerProcess()
-        do {
-            let admin = try await broker.admin()
-            _ = try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 1))
-            await admin.close()
+        try await withBroker { broker in
+            try await broker.createTopic("orders", partitions: 1)
             let baseline = try Self.clientConnections(to: broker.port)
             var dropped: [WeakProducer] = []
             for index in 0..<20 {
@@ -47,11 +44,7 @@ struct DroppedProducerTests {
             try await eventually("the dropped producers' connections to close") {
                 try Self.clientConnections(to: broker.port) <= baseline
             }
-        } catch {
-            await broker.remove()
-            throw error
         }
-        await broker.remove()
     }
 }
 

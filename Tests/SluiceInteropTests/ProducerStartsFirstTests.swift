@@ -14,11 +14,8 @@ import Testing
 struct ProducerStartsFirstTests {
     @Test("the first send retries the topic lookup until the broker is back")
     func firstSendWaitsForTheBroker() async throws {
-        let broker = try await BrokerProcess()
-        do {
-            let admin = try await broker.admin()
-            _ = try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 2))
-            await admin.close()
+        try await withBroker { broker in
+            try await broker.createTopic("orders", partitions: 2)
             await broker.stop()
 
             let lines = RecordedLines()
@@ -35,11 +32,7 @@ struct ProducerStartsFirstTests {
             let placed = try await sending.value
             #expect(placed.offset == 0)
             await producer.close()
-        } catch {
-            await broker.remove()
-            throw error
         }
-        await broker.remove()
     }
 
     @Test("a broker that stays away fails the send after maxBlock, keeping the status code")

@@ -22,11 +22,22 @@ import Testing
         for (name, bytes) in files { try writeWholeFile(path + "/" + name, bytes) }
     }
 
+    /// The settings every log of `crashedLog` is opened with: small segments and a dense
+    /// index, so that two segments and several index entries take a few batches.
+    static let crashedLogConfig = smallConfig(segmentBytes: 700, indexIntervalBytes: 100)
+
+    /// Puts `files` (a damaged copy of `crashedLog`'s) in place and opens the log on them,
+    /// which recovers it.
+    func reopen(_ files: [String: [UInt8]], at path: String) throws -> PartitionLog {
+        try restore(files, to: path)
+        return try PartitionLog.open(directory: path, config: Self.crashedLogConfig)
+    }
+
     /// A log of two segments whose active segment holds batches above the recovery
     /// point, left without a clean close (as after a crash). Returns the directory
     /// snapshot, the stored batches, and the active segment's file name.
     func crashedLog(_ path: String) throws -> (files: [String: [UInt8]], batches: [StoredBatch], active: String) {
-        let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+        let log = try PartitionLog.open(directory: path, config: Self.crashedLogConfig)
         for index in 0..<9 {
             _ = try log.appendBuffered(makeBatch(pattern(index, 40 + index), count: 2), leaderEpoch: 3)
         }
@@ -48,8 +59,7 @@ import Testing
         for cut in finalStart...whole.count {
             var damaged = files
             damaged[active] = Array(whole[..<cut])
-            try restore(damaged, to: path)
-            let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+            let log = try reopen(damaged, at: path)
             let survivors = cut == whole.count ? batches.count : batches.count - 1
             #expect(!log.recovery.cleanShutdown)
             #expect(log.recovery.bytesTruncated == Int64(cut == whole.count ? 0 : cut - finalStart), "cut \(cut)")
@@ -73,8 +83,7 @@ import Testing
         for position in finalStart..<whole.count {
             var damaged = files
             damaged[active]![position] ^= 0xFF
-            try restore(damaged, to: path)
-            let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+            let log = try reopen(damaged, at: path)
             #expect(log.recovery.bytesTruncated == Int64(last.header.storedSize), "byte \(position)")
             #expect(log.logEndOffset == last.header.baseOffset, "byte \(position)")
             #expect(try readAllBatches(log).map(\.bytes) == batches.dropLast().map(\.bytes), "byte \(position)")
@@ -92,8 +101,7 @@ import Testing
         #expect(inActive.count >= 2)
         var damaged = files
         damaged[active]![inActive[0].header.storedSize + 70] ^= 0x01   // inside the second batch's records
-        try restore(damaged, to: path)
-        let log = try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+        let log = try reopen(damaged, at: path)
         #expect(log.logEndOffset == inActive[1].header.baseOffset)
         #expect(try readAllBatches(log).count == batches.count - inActive.count + 1)
         try await log.close()
@@ -108,9 +116,8 @@ import Testing
         damaged["00000000000000000000.log"]![80] ^= 0x04
         // Without a checkpoint the recovery point is the log start: every segment is checked.
         damaged[LogCheckpoint.fileName] = nil
-        try restore(damaged, to: path)
         #expect {
-            try PartitionLog.open(directory: path, config: smallConfig(segmentBytes: 700, indexIntervalBytes: 100))
+            try reopen(damaged, at: path)
         } throws: { error in
             guard case LogError.corruptSegment(let file, _, _) = error else { return false }
             return file.hasSuffix("00000000000000000000.log")

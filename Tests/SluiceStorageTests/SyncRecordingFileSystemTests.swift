@@ -22,6 +22,16 @@ import Testing
         }
 
         func names() throws -> [String] { try PosixFileSystem().listDirectory(data).sorted() }
+
+        /// A recording file system and a new file `name` on it whose directory entry is
+        /// already synced, so only what the test does to its bytes is in question.
+        func newFileWithSyncedEntry(_ name: String) throws -> (system: SyncRecordingFileSystem, file: any StorageFile, path: String) {
+            let system = try recording()
+            let path = data + "/" + name
+            let file = try system.open(path, mode: .createNew)
+            try system.syncDirectory(data)
+            return (system, file, path)
+        }
     }
 
     private func append(_ bytes: [UInt8], to file: any StorageFile, at offset: Int64) throws {
@@ -44,9 +54,7 @@ import Testing
     @Test func unsyncedTailIsCutAndSyncedBytesStay() throws {
         let setup = Setup()
         defer { setup.temporary.remove() }
-        let system = try setup.recording()
-        let file = try system.open(setup.data + "/a", mode: .createNew)
-        try system.syncDirectory(setup.data)
+        let (system, file, _) = try setup.newFileWithSyncedEntry("a")
         try append([1, 2, 3], to: file, at: 0)
         try file.sync()
         try append([4, 5, 6], to: file, at: 3)
@@ -110,31 +118,27 @@ import Testing
     @Test func overwritesAndShrinksOfSyncedBytesAreUndone() throws {
         let setup = Setup()
         defer { setup.temporary.remove() }
-        let system = try setup.recording()
-        let file = try system.open(setup.data + "/index", mode: .createNew)
-        try system.syncDirectory(setup.data)
+        let (_, file, path) = try setup.newFileWithSyncedEntry("index")
         try append([1, 2, 3, 4, 5, 6], to: file, at: 0)
         try file.sync()
         try append([0xAA, 0xBB], to: file, at: 1)
         try file.truncate(to: 2)
         try append([0xCC], to: file, at: 0)
-        #expect(try readWholeFile(setup.data + "/index") == [0xCC, 0xAA])
+        #expect(try readWholeFile(path) == [0xCC, 0xAA])
         _ = try setup.cut()
-        #expect(try readWholeFile(setup.data + "/index") == [1, 2, 3, 4, 5, 6])
+        #expect(try readWholeFile(path) == [1, 2, 3, 4, 5, 6])
     }
 
     @Test func overwriteAfterALaterSyncIsKept() throws {
         let setup = Setup()
         defer { setup.temporary.remove() }
-        let system = try setup.recording()
-        let file = try system.open(setup.data + "/index", mode: .createNew)
-        try system.syncDirectory(setup.data)
+        let (_, file, path) = try setup.newFileWithSyncedEntry("index")
         try append([1, 2, 3], to: file, at: 0)
         try file.sync()
         try append([9], to: file, at: 0)
         try file.sync()
         _ = try setup.cut()
-        #expect(try readWholeFile(setup.data + "/index") == [9, 2, 3])
+        #expect(try readWholeFile(path) == [9, 2, 3])
     }
 
     /// The log's flusher and a roll can sync one file at the same time; the sync that
@@ -142,10 +146,7 @@ import Testing
     @Test func overlappingSyncsNeverLowerTheDurableLength() throws {
         let setup = Setup()
         defer { setup.temporary.remove() }
-        let system = try setup.recording()
-        let path = setup.data + "/segment"
-        let file = try system.open(path, mode: .createNew)
-        try system.syncDirectory(setup.data)
+        let (system, file, path) = try setup.newFileWithSyncedEntry("segment")
         let inode = try SyncRecordingFileSystem.inode(of: path)
         try append([UInt8](repeating: 1, count: 20), to: file, at: 0)
         try file.sync()
@@ -159,10 +160,7 @@ import Testing
     @Test func aSyncOverlappingAShrinkClaimsNothing() throws {
         let setup = Setup()
         defer { setup.temporary.remove() }
-        let system = try setup.recording()
-        let path = setup.data + "/segment"
-        let file = try system.open(path, mode: .createNew)
-        try system.syncDirectory(setup.data)
+        let (system, file, path) = try setup.newFileWithSyncedEntry("segment")
         let inode = try SyncRecordingFileSystem.inode(of: path)
         try append([UInt8](repeating: 1, count: 10), to: file, at: 0)
         try file.sync()

@@ -2,7 +2,7 @@
 // Swift value types for package `etcdserverpb` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// Asks for a new lease.
 public struct EtcdLeaseGrantRequest: ProtobufMessage {

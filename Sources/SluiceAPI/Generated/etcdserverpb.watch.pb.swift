@@ -2,7 +2,7 @@
 // Swift value types for package `etcdserverpb` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// Creates or cancels a watcher, or asks for a progress notification.
 public struct EtcdWatchRequest: ProtobufMessage {

@@ -2,7 +2,7 @@
 // Swift value types for package `grpc.health.v1` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// Which service to check.
 public struct HealthCheckRequest: ProtobufMessage {

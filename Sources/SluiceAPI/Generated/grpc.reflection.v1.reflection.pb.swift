@@ -2,7 +2,7 @@
 // Swift value types for package `grpc.reflection.v1` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// One question from the client; every request gets one ServerReflectionResponse.
 public struct ServerReflectionRequest: ProtobufMessage {

@@ -2,7 +2,7 @@
 // Swift value types for package `sluice.test.v1` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// `sluice.test.v1.EchoRequest`.
 public struct EchoRequest: ProtobufMessage {

@@ -2,7 +2,7 @@
 // Swift value types for package `sluice.v1` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// How much durability a producer waits for before a batch is answered.
 ///

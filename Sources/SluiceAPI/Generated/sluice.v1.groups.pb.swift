@@ -2,7 +2,7 @@
 // Swift value types for package `sluice.v1` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// `sluice.v1.AssignmentStrategy`.
 ///

@@ -2,7 +2,7 @@
 // Swift value types for package `sluice.v1` and their protobuf-c conversions.
 
 import CSluiceProto
-import NIOCore
+public import NIOCore
 
 /// Compression of the `records` bytes, stored in bits 0-2 of `RecordBatch.attributes`.
 /// The CRC always covers the bytes as sent (compressed, if compressed).

@@ -1,4 +1,4 @@
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
 /// The broker's data directory, held exclusively for the life of this value.

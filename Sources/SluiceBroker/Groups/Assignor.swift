@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 
 /// What an assignor decides from: the members (sorted by member id) with the topics each
 /// subscribed to, every partition of those topics, and who holds what now.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import SluiceAPI
+public import SluiceAPI
 
 /// One partition of one topic, as groups assign and commit them.
 public struct GroupPartition: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -34,30 +34,31 @@ extension Array where Element == TopicPartitions {
     public var groupPartitions: [GroupPartition] { flatMap { entry in entry.partitions.map { GroupPartition(entry.topic, $0) } } }
 }
 
-/// Settings of the group coordinator. Times in milliseconds.
+/// Settings of the group coordinator. Times in milliseconds. The defaults, and why each is
+/// what it is, are `BrokerLimits`'s (docs/limits.md).
 public struct GroupSettings: Sendable {
     /// A member's session timeout when its join says 0.
-    public var defaultSessionTimeoutMs: UInt32 = 10_000
+    public var defaultSessionTimeoutMs: UInt32 = BrokerLimits.defaults.defaultSessionTimeoutMs.value
     /// The session timeouts a join may ask for.
-    public var sessionTimeoutRangeMs: ClosedRange<UInt32> = 100...300_000
+    public var sessionTimeoutRangeMs: ClosedRange<UInt32> = BrokerLimits.defaults.sessionTimeoutRangeMs.value
     /// Messages waiting on one member's stream. A member that lets this many pile up is
     /// not reading: it is expired rather than buffered for.
-    public var memberQueueCapacity: Int = 64
+    public var memberQueueCapacity: Int = BrokerLimits.defaults.memberQueueCapacity.value
     /// How often silent members are looked for (the expiry is late by at most this).
-    public var expiryCheckInterval: Duration = .milliseconds(50)
+    public var expiryCheckInterval: Duration = BrokerLimits.defaults.expiryCheckInterval.value
     /// The offsets log's segment size (`segment.bytes` of `__consumer_offsets`).
-    public var offsetsSegmentBytes: Int64 = 1 << 20
+    public var offsetsSegmentBytes: Int64 = BrokerLimits.defaults.offsetsSegmentBytes.value
     /// The offsets log is compacted (a snapshot of every live offset, then the segments
     /// wholly before it dropped) once this many bytes were written since the last
     /// snapshot on top of the snapshot's own size.
-    public var offsetsCompactionBytes: Int64 = 16 << 20
+    public var offsetsCompactionBytes: Int64 = BrokerLimits.defaults.offsetsCompactionBytes.value
     /// Largest metadata string kept with a committed offset.
-    public var maxMetadataBytes: Int = 4096
+    public var maxMetadataBytes: Int = BrokerLimits.defaults.maxMetadataBytes.value
     /// When the offsets log could not be opened: the wait before a group call tries
     /// again, doubling per failure up to `offsetsLogMaxRetryMs` (calls in between answer
     /// UNAVAILABLE at once, so a flood of them does not hammer a failing disk).
-    public var offsetsLogRetryMs: Int64 = 100
-    public var offsetsLogMaxRetryMs: Int64 = 5_000
+    public var offsetsLogRetryMs: Int64 = BrokerLimits.defaults.offsetsLogRetryMs.value
+    public var offsetsLogMaxRetryMs: Int64 = BrokerLimits.defaults.offsetsLogMaxRetryMs.value
 
     public init() {}
 

@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import Synchronization
 
 /// Listing and describing groups, with lag.

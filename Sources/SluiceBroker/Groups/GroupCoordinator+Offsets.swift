@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import Synchronization
 
 /// Committing, fetching, resetting and deleting offsets.

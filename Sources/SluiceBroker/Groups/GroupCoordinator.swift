@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import Synchronization
 
 /// The consumer-group coordinator: membership, cooperative rebalancing, committed
@@ -114,8 +114,8 @@ public final class GroupCoordinator: Sendable {
         case .range, .roundRobin: strategy = request.strategy
         case .unrecognized(let number): throw BrokerError(.invalidRequest, "unknown assignment strategy \(number)")
         }
-        guard request.instanceID.utf8.count <= TopicName.maxLength, request.clientID.utf8.count <= 1024 else {
-            throw BrokerError(.invalidRequest, "instance_id is limited to \(TopicName.maxLength) bytes and client_id to 1024")
+        guard request.instanceID.utf8.count <= TopicName.maxLength, request.clientID.utf8.count <= BrokerLimits.defaults.maxClientIDBytes.value else {
+            throw BrokerError(.invalidRequest, "instance_id is limited to \(TopicName.maxLength) bytes and client_id to \(BrokerLimits.defaults.maxClientIDBytes.value)")
         }
         let now = clock.monotonicMilliseconds()
         return try state.withLock { s throws(BrokerError) -> String in

@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import Synchronization
 
 /// The coordinator's side of one member's Join stream: a bounded queue of messages to

@@ -1,8 +1,8 @@
-import Logging
+public import Logging
 import NIOCore
 import SluiceAPI
 import SluiceChecksum
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
 /// Committed offsets kept durably in the internal topic `__consumer_offsets` (one
@@ -62,7 +62,7 @@ public final class OffsetLog: OffsetJournal {
         while position < end {
             let read: LogReadResult
             do throws(LogError) {
-                read = try log.read(from: position, maxBytes: 1 << 20, upTo: end)
+                read = try log.read(from: position, maxBytes: StorageLimits.defaults.scanReadBytes.value, upTo: end)
             } catch {
                 throw BrokerError(.storageFailed, "reading the offsets log at \(position) failed: \(error)")
             }

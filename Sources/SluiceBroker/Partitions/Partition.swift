@@ -1,5 +1,5 @@
 import Logging
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
 /// One partition of a topic on this broker: its `PartitionLog`, the high watermark

@@ -1,7 +1,8 @@
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
-/// Broker-wide storage choices: where partition logs live and how they sync.
+/// Broker-wide storage choices: where partition logs live and how they sync. The
+/// defaults, and why each is what it is, are `BrokerLimits`'s (docs/limits.md).
 public struct StorageSettings: Sendable {
     /// The file layer under every partition log (`PosixFileSystem` in production; the
     /// simulated or sync-recording ones in tests).
@@ -10,21 +11,21 @@ public struct StorageSettings: Sendable {
     /// covering its batch whatever this is.
     public var fsyncPolicy: FsyncPolicy = .always
     /// `LogConfig.groupCommitWindow` for every partition (`sluice serve --group-commit-window-ms`).
-    public var groupCommitWindow: Duration = .zero
+    public var groupCommitWindow: Duration = StorageLimits.defaults.groupCommitWindow.value
     /// Wall clock for rolling and retention by age (injectable for tests).
     public var clock: any LogClock = SystemLogClock()
     /// Sealed segments each partition keeps open (one descriptor each) besides its
     /// active segment's three: a broker with P partitions holds at most about
     /// P * (3 + this) descriptors for logs.
-    public var maxOpenSealedSegmentsPerPartition: Int = 4
+    public var maxOpenSealedSegmentsPerPartition: Int = BrokerLimits.defaults.maxOpenSealedSegmentsPerPartition.value
     /// How often the background maintenance (retention, rolling idle segments by age)
     /// runs; nil runs none (tests call `Broker.runMaintenance()` themselves).
-    public var maintenanceInterval: Duration? = .seconds(60)
+    public var maintenanceInterval: Duration? = BrokerLimits.defaults.maintenanceInterval.value
     /// A partition forgets an idempotent producer that has not appended to it for this
     /// long (`sluice serve --producer-id-expiry-ms`; 7 days, like Kafka's
     /// transactional.id.expiration.ms). Its next batch there then needs sequence 0
     /// (else UNKNOWN_PRODUCER_ID). Checked by each maintenance pass and at startup.
-    public var producerIdExpiryMs: Int64 = 7 * 24 * 3600 * 1000
+    public var producerIdExpiryMs: Int64 = BrokerLimits.defaults.producerIdExpiryMs.value
 
     public init() {}
 

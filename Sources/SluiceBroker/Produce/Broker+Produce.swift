@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import SluiceStorage
 import Synchronization
 
@@ -8,14 +8,14 @@ public struct ProduceLimits: Sendable {
     /// answers). When reached, the stream stops reading requests until the oldest is
     /// answered, so HTTP/2 flow control pushes back on the producer. This is also the
     /// memory bound: an answer waiting here holds no batch bytes.
-    public var maxOutstanding: Int = 256
+    public var maxOutstanding: Int = BrokerLimits.defaults.maxOutstandingAnswers.value
     /// The time allowed to satisfy `acks` when a request's `timeout_ms` is 0.
-    public var defaultTimeout: Duration = .seconds(30)
+    public var defaultTimeout: Duration = BrokerLimits.defaults.produceTimeout.value
     /// The broker-wide bound on produce bytes received and not yet answered, shared by
     /// every stream given these limits (ProduceMemoryBudget.swift); nil is unbounded.
     public var memoryBudget: ProduceMemoryBudget? = ProduceMemoryBudget(limitBytes: ProduceLimits.defaultMemoryBudgetBytes)
-    /// `sluice serve --max-inflight-bytes`'s default: 256 MiB.
-    public static let defaultMemoryBudgetBytes = 256 * 1024 * 1024
+    /// `sluice serve --max-inflight-bytes`'s default.
+    public static let defaultMemoryBudgetBytes = BrokerLimits.defaults.produceMemoryBudgetBytes.value
 
     public init() {}
 }

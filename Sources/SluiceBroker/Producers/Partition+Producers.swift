@@ -101,7 +101,12 @@ extension Partition {
     /// Snapshots the state at the log end, so the next open replays nothing. Called
     /// just before a clean close; a crash after it leaves a snapshot that is either
     /// covered by the log (used) or above its recovered end (discarded).
+    ///
+    /// A log unchanged since a clean close still has that close's snapshot at its end:
+    /// nothing was appended, and what expiry dropped since then the next expiry drops
+    /// again, so writing (and syncing) it afresh would only cost an idle partition time.
     func snapshotAtClose() {
+        if log.isUnchangedSinceCleanClose { return }
         let snapshot = producers.lock.withLock { ledger in
             ProducerSnapshot(offset: log.logEndOffset, state: ledger.state)
         }

@@ -36,7 +36,7 @@ public final class ProducerIDRegistry: Sendable {
     public static let fileName = "producers.json"
     static let formatVersion = 1
     /// Like Kafka's transactional.id limit, and the proto's.
-    public static let maxNameLength = 249
+    public static let maxNameLength = BrokerLimits.defaults.maxNameLength.value
 
     private struct State {
         var nextID: Int64 = 1

@@ -1,17 +1,17 @@
 import Logging
 import NIOCore
-import SluiceAPI
+public import SluiceAPI
 import SluiceStorage
 
 /// Limits of one Subscribe stream.
 public struct SubscribeLimits: Sendable {
     /// `max_bytes` when the request says 0.
-    public var defaultMaxBytes: Int = 1 << 20
+    public var defaultMaxBytes: Int = BrokerLimits.defaults.subscribeDefaultMaxBytes.value
     /// Larger `max_bytes` are lowered to this, so a response stays below a stock
     /// client's 4 MiB receive limit (one batch larger than this is still sent whole).
-    public var maxMaxBytes: Int = 4 * 1024 * 1024 - 64 * 1024
+    public var maxMaxBytes: Int = BrokerLimits.defaults.subscribeMaxMaxBytes.value
     /// Larger `max_wait_ms` are lowered to this.
-    public var maxWait: Duration = .seconds(60)
+    public var maxWait: Duration = BrokerLimits.defaults.subscribeMaxWait.value
 
     public init() {}
 }

@@ -1,3 +1,5 @@
+import SluiceStorage
+
 /// The per-topic settings, with Kafka's names, defaults and checks.
 ///
 /// A topic stores only the settings given explicitly (its overrides, normalised to
@@ -49,12 +51,13 @@ public struct TopicConfig: Sendable, Equatable {
         self = config
     }
 
+    /// A topic's storage defaults are the log's (`StorageLimits`).
     private init() {
-        retentionMs = 604_800_000
-        retentionBytes = nil
-        segmentBytes = 1_073_741_824
-        segmentMs = 604_800_000
-        maxMessageBytes = 1_048_576
+        retentionMs = StorageLimits.defaults.retentionMs.value
+        retentionBytes = StorageLimits.defaults.retentionBytes.value
+        segmentBytes = StorageLimits.defaults.segmentBytes.value
+        segmentMs = StorageLimits.defaults.segmentMs.value
+        maxMessageBytes = StorageLimits.defaults.maxBatchBytes.value
         messageTimestampType = .createTime
         cleanupPolicy = .delete
         minInsyncReplicas = 1
@@ -75,19 +78,21 @@ public enum TopicSetting: String, Sendable, CaseIterable {
     case cleanupPolicy = "cleanup.policy"
     case minInsyncReplicas = "min.insync.replicas"
 
-    public static let minimumSegmentBytes: Int64 = 1024
-    public static let maximumSegmentBytes: Int64 = Int64(Int32.max)
+    public static let minimumSegmentBytes = BrokerLimits.defaults.minSegmentBytes.value
+    public static let maximumSegmentBytes = BrokerLimits.defaults.maxSegmentBytes.value
 
+    /// `TopicConfig.defaults`' value, as the setting's text.
     public var defaultValue: String {
-        switch self {
-        case .retentionMs: "604800000"
-        case .retentionBytes: "-1"
-        case .segmentBytes: "1073741824"
-        case .segmentMs: "604800000"
-        case .maxMessageBytes: "1048576"
-        case .messageTimestampType: TopicConfig.TimestampType.createTime.rawValue
-        case .cleanupPolicy: TopicConfig.CleanupPolicy.delete.rawValue
-        case .minInsyncReplicas: "1"
+        let defaults = TopicConfig.defaults
+        return switch self {
+        case .retentionMs: String(defaults.retentionMs ?? -1)
+        case .retentionBytes: String(defaults.retentionBytes ?? -1)
+        case .segmentBytes: String(defaults.segmentBytes)
+        case .segmentMs: String(defaults.segmentMs)
+        case .maxMessageBytes: String(defaults.maxMessageBytes)
+        case .messageTimestampType: defaults.messageTimestampType.rawValue
+        case .cleanupPolicy: defaults.cleanupPolicy.rawValue
+        case .minInsyncReplicas: String(defaults.minInsyncReplicas)
         }
     }
 

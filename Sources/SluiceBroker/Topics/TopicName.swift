@@ -3,7 +3,7 @@
 /// The character set keeps a name usable as a file name and in a URL without escaping;
 /// the length leaves room for a partition suffix inside a 255-byte file name.
 public enum TopicName {
-    public static let maxLength = 249
+    public static let maxLength = BrokerLimits.defaults.maxNameLength.value
 
     public static func validate(_ name: String) throws(BrokerError) {
         try checkShared(name, kind: "topic", code: .invalidTopicName)

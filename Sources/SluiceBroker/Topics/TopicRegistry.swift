@@ -3,7 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Logging
+public import Logging
 import Synchronization
 
 /// The durable set of topics of one broker: names, ids, partition counts and settings.
@@ -24,9 +24,9 @@ public final class TopicRegistry: Sendable {
         public var availableBrokers: UInt32 = 1
         /// Upper bound of `max.message.bytes`: a batch must fit in one wire message, so
         /// this is the transport's message limit less room for the request around the batch.
-        public var maxMessageBytesCeiling: Int = 4 * 1024 * 1024 - 1024
+        public var maxMessageBytesCeiling: Int = BrokerLimits.defaults.maxMessageBytesCeiling.value
         /// Upper bound of a topic's partition count (each partition costs files and memory).
-        public var maxPartitionsPerTopic: UInt32 = 10_000
+        public var maxPartitionsPerTopic: UInt32 = BrokerLimits.defaults.maxPartitionsPerTopic.value
 
         public init() {}
     }

@@ -1,5 +1,5 @@
-import NIOCore
-import SluiceAPI
+public import NIOCore
+public import SluiceAPI
 import SluiceCompression
 internal import SluiceChecksum
 

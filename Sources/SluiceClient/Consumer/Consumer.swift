@@ -1,5 +1,5 @@
 import DequeModule
-import Logging
+public import Logging
 import NIOCore
 import SluiceAPI
 import SluiceWire

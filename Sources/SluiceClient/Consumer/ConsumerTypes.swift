@@ -1,6 +1,6 @@
-import NIOCore
-import SluiceAPI
-import SluiceWire
+public import NIOCore
+public import SluiceAPI
+public import SluiceWire
 
 /// One record as a consumer hands it out.
 public struct ConsumerRecord: Sendable, Equatable {

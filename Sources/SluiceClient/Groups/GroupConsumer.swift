@@ -1,5 +1,5 @@
 import DequeModule
-import Logging
+public import Logging
 import SluiceAPI
 import SluiceWire
 

@@ -1,5 +1,5 @@
-import SluiceAPI
-import SluiceWire
+public import SluiceAPI
+public import SluiceWire
 
 /// When a group member commits the offsets of the records it reads (docs/consumer-groups.md).
 public enum DeliverySemantics: Sendable, Equatable {

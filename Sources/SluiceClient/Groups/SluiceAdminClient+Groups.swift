@@ -1,4 +1,4 @@
-import SluiceAPI
+public import SluiceAPI
 import SluiceWire
 
 /// The admin RPCs of `sluice.v1.Groups`, typed. Errors are `GRPCStatus`: NOT_FOUND for an

@@ -1,8 +1,8 @@
 import DequeModule
 import Foundation
-import Logging
-import NIOCore
-import SluiceAPI
+public import Logging
+public import NIOCore
+public import SluiceAPI
 import SluiceWire
 
 /// Publishes records to a broker (docs/client.md).

@@ -1,6 +1,6 @@
-import SluiceAPI
+public import SluiceAPI
 import SluiceCompression
-import SluiceWire
+public import SluiceWire
 
 /// How a `Producer` batches, waits and retries (docs/client.md lists every setting).
 public struct ProducerConfiguration: Sendable {

@@ -180,10 +180,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     }
 
     public func createDirectory(_ path: String) throws(StorageIOError) {
-        try lock.withLock { () throws(StorageIOError) in
-            let operation = "createDirectory"
-            try checkAliveLocked(operation, path)
-            try countOperationLocked(operation, path)
+        try treeChange("createDirectory", path) { (operation) throws(StorageIOError) in
             try injectLocked(faults.metadataErrorRate, EIO, operation, path)
             var directory = root
             for component in Self.components(path) {
@@ -200,10 +197,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     }
 
     public func rename(_ source: String, to destination: String) throws(StorageIOError) {
-        try lock.withLock { () throws(StorageIOError) in
-            let operation = "rename"
-            try checkAliveLocked(operation, source)
-            try countOperationLocked(operation, source)
+        try treeChange("rename", source) { (operation) throws(StorageIOError) in
             try injectLocked(faults.metadataErrorRate, EIO, operation, source)
             let (sourceDirectory, sourceName) = try parentLocked(source, operation)
             let (destinationDirectory, destinationName) = try parentLocked(destination, operation)
@@ -219,10 +213,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     }
 
     public func remove(_ path: String) throws(StorageIOError) {
-        try lock.withLock { () throws(StorageIOError) in
-            let operation = "remove"
-            try checkAliveLocked(operation, path)
-            try countOperationLocked(operation, path)
+        try treeChange("remove", path) { (operation) throws(StorageIOError) in
             try injectLocked(faults.metadataErrorRate, EIO, operation, path)
             let (directory, name) = try parentLocked(path, operation)
             switch directory.current[name] {
@@ -237,10 +228,7 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
     }
 
     public func syncDirectory(_ path: String) throws(StorageIOError) {
-        try lock.withLock { () throws(StorageIOError) in
-            let operation = "syncDirectory"
-            try checkAliveLocked(operation, path)
-            try countOperationLocked(operation, path)
+        try treeChange("syncDirectory", path) { (operation) throws(StorageIOError) in
             guard case .directory(let directory) = try lookupLocked(path, operation) else {
                 throw StorageIOError(errno: ENOTDIR, operation: operation, path: path)
             }
@@ -374,6 +362,19 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
             }
         }
         revert(root)
+    }
+
+    /// A change to the directory tree (or its durable state): refused while the power is
+    /// off, counted toward a scheduled power cut, then made by `change` under the lock,
+    /// given the operation's name for its errors.
+    private func treeChange(
+        _ operation: String, _ path: String, _ change: (String) throws(StorageIOError) -> Void
+    ) throws(StorageIOError) {
+        try lock.withLock { () throws(StorageIOError) in
+            try checkAliveLocked(operation, path)
+            try countOperationLocked(operation, path)
+            try change(operation)
+        }
     }
 
     private func checkAliveLocked(_ operation: String, _ path: String) throws(StorageIOError) {

@@ -12,7 +12,11 @@ public final class SyncHookFileSystem: StorageFileSystem {
     }
 
     public func open(_ path: String, mode: StorageOpenMode) throws(StorageIOError) -> any StorageFile {
-        SyncHookFile(try inner.open(path, mode: mode), beforeSync: beforeSync)
+        let beforeSync = beforeSync
+        return SyncRoutedFile(try inner.open(path, mode: mode)) { (file) throws(StorageIOError) in
+            beforeSync()
+            try file.sync()
+        }
     }
     public func listDirectory(_ path: String) throws(StorageIOError) -> [String] { try inner.listDirectory(path) }
     public func createDirectory(_ path: String) throws(StorageIOError) { try inner.createDirectory(path) }
@@ -24,13 +28,16 @@ public final class SyncHookFileSystem: StorageFileSystem {
     public func fileExists(_ path: String) -> Bool { inner.fileExists(path) }
 }
 
-private final class SyncHookFile: StorageFile {
+/// A file whose `sync` goes through `sync` (a hook, a gate), given the file it wraps;
+/// everything else goes straight through. The file of `SyncHookFileSystem` and of a
+/// log's `SyncGatedFileSystem`.
+final class SyncRoutedFile: StorageFile {
     let inner: any StorageFile
-    let beforeSync: @Sendable () -> Void
+    private let route: (any StorageFile) throws(StorageIOError) -> Void
 
-    init(_ inner: any StorageFile, beforeSync: @escaping @Sendable () -> Void) {
+    init(_ inner: any StorageFile, sync route: @escaping (any StorageFile) throws(StorageIOError) -> Void) {
         self.inner = inner
-        self.beforeSync = beforeSync
+        self.route = route
     }
 
     var path: String { inner.path }
@@ -42,9 +49,6 @@ private final class SyncHookFile: StorageFile {
     }
     func size() throws(StorageIOError) -> Int64 { try inner.size() }
     func truncate(to length: Int64) throws(StorageIOError) { try inner.truncate(to: length) }
-    func sync() throws(StorageIOError) {
-        beforeSync()
-        try inner.sync()
-    }
+    func sync() throws(StorageIOError) { try route(inner) }
     func close() { inner.close() }
 }

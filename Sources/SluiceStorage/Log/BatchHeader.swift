@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import SluiceChecksum
 
 /// The fixed-width header the log writes in front of every batch's record bytes.

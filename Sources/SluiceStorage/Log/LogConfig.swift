@@ -11,30 +11,31 @@ public enum FsyncPolicy: Sendable, Equatable {
     case never
 }
 
-/// Per-log settings. Sizes in bytes, times in milliseconds.
+/// Per-log settings. Sizes in bytes, times in milliseconds. The defaults, and why each is
+/// what it is, are `StorageLimits`'s (docs/limits.md).
 public struct LogConfig: Sendable, Equatable {
     /// Roll the active segment before it would grow past this (at most 4 GiB - 1,
     /// since index positions are 32-bit).
-    public var segmentBytes: Int64 = 1 << 30
+    public var segmentBytes: Int64 = StorageLimits.defaults.segmentBytes.value
     /// Roll the active segment once its first batch is this old.
-    public var segmentMs: Int64 = 7 * 24 * 3600 * 1000
+    public var segmentMs: Int64 = StorageLimits.defaults.segmentMs.value
     /// One offset-index entry per this many bytes of batches.
-    public var indexIntervalBytes: Int = 4096
+    public var indexIntervalBytes: Int = StorageLimits.defaults.indexIntervalBytes.value
     /// Largest stored batch (header plus records) accepted by `append`. A batch never
     /// spans segments, so `segmentBytes` caps it too (see `batchLimitBytes`).
-    public var maxBatchBytes: Int = 1 << 20
+    public var maxBatchBytes: Int = StorageLimits.defaults.maxBatchBytes.value
     /// Delete sealed segments whose largest timestamp is older than this; nil keeps all.
-    public var retentionMs: Int64? = 7 * 24 * 3600 * 1000
+    public var retentionMs: Int64? = StorageLimits.defaults.retentionMs.value
     /// Delete the oldest sealed segments while the log would stay at least this big; nil keeps all.
-    public var retentionBytes: Int64?
+    public var retentionBytes: Int64? = StorageLimits.defaults.retentionBytes.value
     public var fsyncPolicy: FsyncPolicy = .always
     /// Group-commit window: with `.always` (or a durable-acks request), the flusher waits
     /// this long before each fdatasync so that more appends share it. Zero (the default)
     /// syncs as soon as the previous sync ends, which already groups under load.
-    public var groupCommitWindow: Duration = .zero
+    public var groupCommitWindow: Duration = StorageLimits.defaults.groupCommitWindow.value
     /// Sealed segments kept open (one descriptor each, plus their indexes in memory);
     /// the active segment holds three descriptors on top.
-    public var maxOpenSealedSegments: Int = 16
+    public var maxOpenSealedSegments: Int = StorageLimits.defaults.maxOpenSealedSegments.value
 
     public init() {}
 

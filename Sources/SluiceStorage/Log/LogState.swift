@@ -12,6 +12,10 @@ struct LogState {
     /// Set by the first failed write or sync; returned by every later append.
     var fenceError: LogError?
     var isClosed = false
+    /// The clean-shutdown marker is still on disk: nothing has changed the log's files
+    /// since the clean close that wrote it, so a crash now is still a clean state and
+    /// closing again has nothing to sync. The first change removes it (`leaveCleanState`).
+    var cleanMarkerPresent = false
     /// Bumped by each truncation, so a sync that raced one does not claim the
     /// rewritten offsets durable.
     var truncations: UInt64 = 0

@@ -14,16 +14,16 @@
 /// target, then a forward scan of at most about `indexIntervalBytes` plus one batch.
 /// Kept in memory for the active segment (whose entries reach the file when it is
 /// sealed or the log is closed) and for sealed segments that are open.
-struct OffsetIndex: Equatable {
+struct OffsetIndex: SparseIndex, Equatable {
     struct Entry: Equatable {
         var relativeOffset: UInt32
         var position: UInt32
     }
 
     static let entrySize = 8
-    private(set) var entries: [Entry] = []
+    private(set) var entries: [Entry]
 
-    var last: Entry? { entries.last }
+    init(checkedEntries: [Entry]) { entries = checkedEntries }
 
     mutating func append(relativeOffset: UInt32, position: UInt32) {
         if let last = entries.last {
@@ -36,13 +36,8 @@ struct OffsetIndex: Equatable {
     /// entry (0, 0) of the segment's first batch if none. Readers also use its relative
     /// offset: the batch at that position must start there.
     func entry(atOrBefore relativeOffset: UInt32) -> Entry {
-        var low = 0
-        var high = entries.count
-        while low < high {
-            let middle = (low + high) / 2
-            if entries[middle].relativeOffset <= relativeOffset { low = middle + 1 } else { high = middle }
-        }
-        return low == 0 ? Entry(relativeOffset: 0, position: 0) : entries[low - 1]
+        let count = prefixCount { $0.relativeOffset <= relativeOffset }
+        return count == 0 ? Entry(relativeOffset: 0, position: 0) : entries[count - 1]
     }
 
     /// Drops entries for batches at or after `position` (a truncation).
@@ -50,32 +45,21 @@ struct OffsetIndex: Equatable {
         while let last = entries.last, Int64(last.position) >= position { entries.removeLast() }
     }
 
-    func encoded() -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(entries.count * OffsetIndex.entrySize)
-        for entry in entries { OffsetIndex.encode(entry, into: &bytes) }
-        return bytes
-    }
-
     static func encode(_ entry: Entry, into bytes: inout [UInt8]) {
         appendBigEndian(entry.relativeOffset, to: &bytes)
         appendBigEndian(entry.position, to: &bytes)
     }
 
+    static func decodeEntry(_ bytes: [UInt8], at offset: Int) -> Entry {
+        Entry(relativeOffset: loadBigEndian(bytes, at: offset), position: loadBigEndian(bytes, at: offset + 4))
+    }
+
     /// Decodes an index file, or nil when it is not a consistent index of a segment
     /// of `logSize` bytes spanning `offsetSpan` offsets.
     static func decode(_ bytes: [UInt8], logSize: Int64, offsetSpan: Int64) -> OffsetIndex? {
-        guard bytes.count % entrySize == 0 else { return nil }
-        var index = OffsetIndex()
-        var at = 0
-        while at < bytes.count {
-            let entry = Entry(relativeOffset: loadBigEndian(bytes, at: at), position: loadBigEndian(bytes, at: at + 4))
-            if let last = index.entries.last,
-               entry.relativeOffset <= last.relativeOffset || entry.position <= last.position { return nil }
-            if Int64(entry.position) >= logSize || Int64(entry.relativeOffset) >= offsetSpan { return nil }
-            index.entries.append(entry)
-            at += entrySize
+        decode(bytes) { entry, last in
+            if let last, entry.relativeOffset <= last.relativeOffset || entry.position <= last.position { return false }
+            return Int64(entry.position) < logSize && Int64(entry.relativeOffset) < offsetSpan
         }
-        return index
     }
 }

@@ -110,8 +110,10 @@ extension PartitionLog {
     }
 
     /// Syncs everything, checkpoints, writes the clean-shutdown marker last and
-    /// closes every file. After a fence it closes the files but writes no marker,
-    /// so the next open checks the log. Later calls return at once.
+    /// closes every file. A log unchanged since it was opened after a clean close still
+    /// has its marker, and everything the marker vouches for is as it was: nothing to
+    /// sync. After a fence it closes the files but writes no marker, so the next open
+    /// checks the log. Later calls return at once.
     public func close() async throws(LogError) {
         let tasks = state.withLock { s -> (Task<Void, Never>?, Task<Void, Never>?)? in
             guard !s.isClosed else { return nil }
@@ -128,7 +130,7 @@ extension PartitionLog {
                 s.openSealed.removeAll()
                 s.failWaiters(.closed)
             }
-            guard s.fenceError == nil else { return }
+            guard s.fenceError == nil, !s.cleanMarkerPresent else { return }
             do throws(StorageIOError) {
                 try s.active.syncAll()
                 s.durableEndOffset = s.logEndOffset
@@ -150,6 +152,21 @@ extension PartitionLog {
         if s.fenceError == nil { s.fenceError = error }
         s.failWaiters(error)
         return error
+    }
+
+    /// Removes the clean-shutdown marker (and syncs the directory) before the first change
+    /// to the log's files since a clean open: from here on a crash must count as unclean.
+    /// Called under the lock at the point of the change, not before a check that may
+    /// still refuse it, so a refused write leaves the partition clean.
+    func leaveCleanState(_ s: inout LogState) throws(LogError) {
+        guard s.cleanMarkerPresent else { return }
+        do throws(StorageIOError) {
+            try fileSystem.remove(directory + "/" + PartitionLog.cleanShutdownMarker)
+            try fileSystem.syncDirectory(directory)
+        } catch {
+            throw fence(&s, LogError(error))
+        }
+        s.cleanMarkerPresent = false
     }
 
     func checkWritable(_ s: LogState) throws(LogError) {

@@ -33,6 +33,7 @@ extension PartitionLog {
             try checkWritable(s)
             let active = s.active
             guard !active.isEmpty, let basis = active.rollBasisMs, now - basis >= segmentMs else { return false }
+            try leaveCleanState(&s)
             try roll(&s)
             return true
         }

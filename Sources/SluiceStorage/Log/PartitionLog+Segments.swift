@@ -161,6 +161,7 @@ extension PartitionLog {
         precondition(count < s.segments.count, "the active segment is never deleted")
         var result = RetentionResult(segmentsDeleted: count, bytesDeleted: 0, logStartOffset: s.logStartOffset)
         guard count > 0 else { return result }
+        try leaveCleanState(&s)
         for index in 0..<count { result.bytesDeleted += try segmentSize(&s, index) }
         s.logStartOffset = max(s.logStartOffset, s.segments[count].baseOffset)
         s.recoveryPoint = max(s.recoveryPoint, s.logStartOffset)
@@ -195,6 +196,7 @@ extension PartitionLog {
                     offset: offset, logStartOffset: s.logStartOffset, logEndOffset: s.logEndOffset)
             }
             guard offset < s.logEndOffset else { return s.logEndOffset }
+            try leaveCleanState(&s)
             let index = s.segmentIndex(containing: offset)
             let segment = try loadedSegment(&s, index)
             guard let (position, header) = try segment.locate(offset: offset) else {

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import NIOPosix
 import SluiceChecksum
 import Synchronization
@@ -71,6 +71,9 @@ public final class PartitionLog: Sendable {
     public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
     /// Every offset below this has been fdatasynced.
     public var durableEndOffset: Int64 { state.withLock { $0.durableEndOffset } }
+    /// Nothing in the log's files has changed since it was opened after a clean close
+    /// (its clean-shutdown marker is still there): what that close wrote still stands.
+    public var isUnchangedSinceCleanClose: Bool { state.withLock { $0.cleanMarkerPresent } }
     /// Everything below it was synced with its indexes (checkpointed at roll and close).
     public var recoveryPoint: Int64 { state.withLock { $0.recoveryPoint } }
     /// Leader epoch of the last batch, -1 for a log that never held one.
@@ -129,6 +132,7 @@ public final class PartitionLog: Sendable {
             guard header.baseOffset <= Int64.max - Int64(header.recordCount) else {
                 throw LogError.invalidBatch(.invalidField("offsets would overflow"))
             }
+            try leaveCleanState(&s)
             if shouldRoll(s.active, adding: header, now: now) { try roll(&s) }
             header.headerCRC = header.computeHeaderCRC()
             let active = s.active

@@ -91,20 +91,8 @@ final class Segment {
 
     /// Writes the index entries not yet in the files, one write per file.
     private func writePendingIndexEntries(_ indexFile: any StorageFile, _ timeIndexFile: any StorageFile) throws(StorageIOError) {
-        let offsetEntries = indexer.offsetIndex.entries
-        if offsetEntriesWritten < offsetEntries.count {
-            var bytes: [UInt8] = []
-            for entry in offsetEntries[offsetEntriesWritten...] { OffsetIndex.encode(entry, into: &bytes) }
-            try indexFile.writeFully(bytes, at: Int64(offsetEntriesWritten * OffsetIndex.entrySize))
-            offsetEntriesWritten = offsetEntries.count
-        }
-        let timeEntries = indexer.timeIndex.entries
-        if timeEntriesWritten < timeEntries.count {
-            var bytes: [UInt8] = []
-            for entry in timeEntries[timeEntriesWritten...] { TimeIndex.encode(entry, into: &bytes) }
-            try timeIndexFile.writeFully(bytes, at: Int64(timeEntriesWritten * TimeIndex.entrySize))
-            timeEntriesWritten = timeEntries.count
-        }
+        offsetEntriesWritten = try indexer.offsetIndex.writeEntries(from: offsetEntriesWritten, to: indexFile)
+        timeEntriesWritten = try indexer.timeIndex.writeEntries(from: timeEntriesWritten, to: timeIndexFile)
     }
 
     /// Seals the active segment: closing time-index entry, then the log and both

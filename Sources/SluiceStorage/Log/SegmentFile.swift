@@ -106,7 +106,7 @@ struct SegmentReader {
     let fileSize: Int64
     private var window: [UInt8] = []
     private var windowStart: Int64 = 0
-    private static let windowBytes = 1 << 20
+    private static let windowBytes = StorageLimits.defaults.readWindowBytes.value
 
     init(file: any StorageFile, fileSize: Int64) {
         self.file = file

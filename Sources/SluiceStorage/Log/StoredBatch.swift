@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import SluiceChecksum
 
 /// One batch as stored, viewed inside bytes returned by `PartitionLog.read`: the

@@ -93,7 +93,10 @@ struct SyncGatedFileSystem: StorageFileSystem {
     let gate: SyncGate
 
     func open(_ path: String, mode: StorageOpenMode) throws(StorageIOError) -> any StorageFile {
-        SyncGatedFile(inner: try inner.open(path, mode: mode), gate: gate)
+        let gate = gate
+        return SyncRoutedFile(try inner.open(path, mode: mode)) { (file) throws(StorageIOError) in
+            try gate.run(file.path) { () throws(StorageIOError) in try file.sync() }
+        }
     }
 
     func listDirectory(_ path: String) throws(StorageIOError) -> [String] { try inner.listDirectory(path) }
@@ -107,32 +110,5 @@ struct SyncGatedFileSystem: StorageFileSystem {
     func syncDirectory(_ path: String) throws(StorageIOError) {
         let inner = self.inner
         try gate.run(path) { () throws(StorageIOError) in try inner.syncDirectory(path) }
-    }
-}
-
-/// A file of a `SyncGatedFileSystem`: its sync goes through the gate, the rest through.
-final class SyncGatedFile: StorageFile {
-    let inner: any StorageFile
-    let gate: SyncGate
-
-    init(inner: any StorageFile, gate: SyncGate) {
-        self.inner = inner
-        self.gate = gate
-    }
-
-    var path: String { inner.path }
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int {
-        try inner.write(bytes, at: offset)
-    }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(StorageIOError) -> Int {
-        try inner.read(into: buffer, at: offset)
-    }
-    func size() throws(StorageIOError) -> Int64 { try inner.size() }
-    func truncate(to length: Int64) throws(StorageIOError) { try inner.truncate(to: length) }
-    func close() { inner.close() }
-
-    func sync() throws(StorageIOError) {
-        let inner = self.inner
-        try gate.run(inner.path) { () throws(StorageIOError) in try inner.sync() }
     }
 }

@@ -11,16 +11,16 @@
 /// when producers' clocks do not, so a binary search is valid. The last entry of a
 /// sealed segment is its largest timestamp (what retention by age compares).
 /// Derived data like the offset index: checked on load, rebuilt when inconsistent.
-struct TimeIndex: Equatable {
+struct TimeIndex: SparseIndex, Equatable {
     struct Entry: Equatable {
         var timestamp: Int64
         var relativeOffset: UInt32
     }
 
     static let entrySize = 12
-    private(set) var entries: [Entry] = []
+    private(set) var entries: [Entry]
 
-    var last: Entry? { entries.last }
+    init(checkedEntries: [Entry]) { entries = checkedEntries }
 
     /// Appends when `timestamp` is a new maximum; returns whether it did.
     @discardableResult
@@ -37,13 +37,8 @@ struct TimeIndex: Equatable {
     /// maxTimestamp >= `timestamp`: the last entry with a smaller timestamp (every
     /// batch before its offset is too old), or 0.
     func scanStart(forTimestamp timestamp: Int64) -> UInt32 {
-        var low = 0
-        var high = entries.count
-        while low < high {
-            let middle = (low + high) / 2
-            if entries[middle].timestamp < timestamp { low = middle + 1 } else { high = middle }
-        }
-        return low == 0 ? 0 : entries[low - 1].relativeOffset
+        let count = prefixCount { $0.timestamp < timestamp }
+        return count == 0 ? 0 : entries[count - 1].relativeOffset
     }
 
     /// Drops entries pointing at or after `relativeOffset` (a truncation).
@@ -69,30 +64,21 @@ struct TimeIndex: Equatable {
         return true
     }
 
-    func encoded() -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(entries.count * TimeIndex.entrySize)
-        for entry in entries { TimeIndex.encode(entry, into: &bytes) }
-        return bytes
-    }
-
     static func encode(_ entry: Entry, into bytes: inout [UInt8]) {
         appendBigEndian(entry.timestamp, to: &bytes)
         appendBigEndian(entry.relativeOffset, to: &bytes)
     }
 
+    static func decodeEntry(_ bytes: [UInt8], at offset: Int) -> Entry {
+        Entry(timestamp: loadBigEndian(bytes, at: offset), relativeOffset: loadBigEndian(bytes, at: offset + 8))
+    }
+
+    /// Decodes a time index file, or nil when it is not a consistent time index of a
+    /// segment spanning `offsetSpan` offsets.
     static func decode(_ bytes: [UInt8], offsetSpan: Int64) -> TimeIndex? {
-        guard bytes.count % entrySize == 0 else { return nil }
-        var index = TimeIndex()
-        var at = 0
-        while at < bytes.count {
-            let entry = Entry(timestamp: loadBigEndian(bytes, at: at), relativeOffset: loadBigEndian(bytes, at: at + 8))
-            if let last = index.entries.last,
-               entry.timestamp <= last.timestamp || entry.relativeOffset < last.relativeOffset { return nil }
-            if Int64(entry.relativeOffset) >= offsetSpan { return nil }
-            index.entries.append(entry)
-            at += entrySize
+        decode(bytes) { entry, last in
+            if let last, entry.timestamp <= last.timestamp || entry.relativeOffset < last.relativeOffset { return false }
+            return Int64(entry.relativeOffset) < offsetSpan
         }
-        return index
     }
 }

@@ -4,9 +4,8 @@ import Synchronization
 /// opens (docs/idempotence.md). The owner of the state (the broker's `Partition`)
 /// decides when to snapshot: at each segment roll and at a clean close.
 extension PartitionLog {
-    /// Snapshots kept; older ones are removed when a new one is written. Two, so that a
-    /// newest one found unusable still leaves a recent one to start from.
-    static let retainedProducerSnapshots = 2
+    /// Snapshots kept; older ones are removed when a new one is written.
+    static let retainedProducerSnapshots = StorageLimits.defaults.retainedProducerSnapshots.value
 
     /// The base offset of the segment appends go to; it changes when the log rolls.
     public var activeSegmentBaseOffset: Int64 { state.withLock { $0.active.baseOffset } }
@@ -94,7 +93,7 @@ extension PartitionLog {
         recovery.snapshotOffset = loaded?.offset
         var position = max(loaded?.offset ?? logStart, logStart)
         while position < logEnd {
-            let read = try read(from: position, maxBytes: 1 << 20, upTo: logEnd)
+            let read = try read(from: position, maxBytes: StorageLimits.defaults.scanReadBytes.value, upTo: logEnd)
             var advanced = false
             for batch in StoredBatches(read.batches) {
                 let header = batch.header

@@ -15,7 +15,7 @@ public struct ProducerState: Sendable, Equatable {
     /// Batches remembered per producer: a retry of any of them is recognised as a
     /// duplicate. It also bounds how many batches a producer may have in flight per
     /// partition (a retry of an older one can no longer be recognised).
-    public static let retainedBatches = 5
+    public static let retainedBatches = StorageLimits.defaults.producerRetainedBatches.value
 
     /// One appended batch of a producer.
     public struct AppendedBatch: Sendable, Equatable {

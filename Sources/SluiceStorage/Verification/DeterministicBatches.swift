@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import SluiceChecksum
 
 /// Batches whose every byte follows from a sequence number, so a checker that trusts

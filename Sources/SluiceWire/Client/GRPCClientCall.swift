@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// One call on a `GRPCClientConnection`, of any of the four kinds: send requests, finish
 /// sending, read responses; the status arrives as the responses' end (or their error).

@@ -1,5 +1,5 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOPosix
 
 /// One TCP connection to a gRPC server, multiplexing calls as HTTP/2 streams.
@@ -21,17 +21,10 @@ public final class GRPCClientConnection: Sendable {
     {
         let authority = configuration.authority ?? "\(configuration.host):\(configuration.port)"
         let settings = HTTP2SessionSettings(
-            isServer: false, maxConcurrentStreams: 100, initialStreamWindowBytes: configuration.initialWindowBytes,
+            isServer: false, maxConcurrentStreams: WireLimits.defaults.maxConcurrentStreams.value, initialStreamWindowBytes: configuration.initialWindowBytes,
             connectionWindowBytes: configuration.connectionWindowBytes, maxFrameBytes: configuration.maxFrameBytes,
             maxHeaderListBytes: configuration.maxHeaderListBytes)
-        var limits = ConnectionLimits(
-            maxReceiveMessageBytes: configuration.maxReceiveMessageBytes,
-            maxHeaderListBytes: configuration.maxHeaderListBytes, inboundBufferBytes: configuration.inboundBufferBytes,
-            sendQueueBytes: configuration.sendQueueBytes, sendStallTimeout: configuration.sendStallTimeout,
-            prefaceTimeout: configuration.connectTimeout, keepaliveInterval: configuration.keepaliveInterval,
-            keepaliveTimeout: configuration.keepaliveTimeout)
-        limits.onWriterBlocked = configuration.onWriterBlocked
-        let connectionLimits = limits
+        let connectionLimits = ConnectionLimits(configuration, prefaceTimeout: configuration.connectTimeout)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

@@ -12,11 +12,40 @@ struct ConnectionLimits {
     var keepaliveInterval: Duration?
     var keepaliveTimeout: Duration
     /// Bytes of frames serialised per pass before checking socket writability again.
-    var outputChunkBytes = 64 * 1024
+    var outputChunkBytes = WireLimits.defaults.outputChunkBytes.value
     /// Tests only: observes the moment a writer blocks on the send budget.
     var onWriterBlocked: (@Sendable () -> Void)?
     /// Tests only: observes the moment received input is held back (`heldInput`).
     var onInputHeld: (@Sendable () -> Void)?
+}
+
+/// What a server's and a client's configuration both set for each of their connections.
+protocol GRPCConnectionSettings {
+    var maxReceiveMessageBytes: Int { get }
+    var maxHeaderListBytes: Int { get }
+    var inboundBufferBytes: Int { get }
+    var sendQueueBytes: Int { get }
+    var sendStallTimeout: Duration { get }
+    var keepaliveInterval: Duration? { get }
+    var keepaliveTimeout: Duration { get }
+    var onWriterBlocked: (@Sendable () -> Void)? { get }
+}
+
+extension GRPCServerConfiguration: GRPCConnectionSettings {}
+extension GRPCClientConfiguration: GRPCConnectionSettings {}
+
+extension ConnectionLimits {
+    /// The limits of a connection made with `configuration`. `prefaceTimeout` bounds the
+    /// wait for the peer's first frames: a server's preface timeout, a client's connect timeout.
+    init(_ configuration: some GRPCConnectionSettings, prefaceTimeout: Duration) {
+        self.init(
+            maxReceiveMessageBytes: configuration.maxReceiveMessageBytes,
+            maxHeaderListBytes: configuration.maxHeaderListBytes, inboundBufferBytes: configuration.inboundBufferBytes,
+            sendQueueBytes: configuration.sendQueueBytes, sendStallTimeout: configuration.sendStallTimeout,
+            prefaceTimeout: prefaceTimeout, keepaliveInterval: configuration.keepaliveInterval,
+            keepaliveTimeout: configuration.keepaliveTimeout)
+        onWriterBlocked = configuration.onWriterBlocked
+    }
 }
 
 extension TimeAmount {

@@ -1,7 +1,8 @@
 import Logging
 import NIOCore
 
-/// The client half: opening calls, reading response headers and trailers, cancelling.
+/// The client half: opening calls, finishing the request half, cancelling. The responses'
+/// headers and trailers are the state machine's (`GRPCStreamStateMachine.receivedHeaders`).
 extension GRPCConnectionHandler {
     /// What a finished client call reports.
     struct CallOutcome: Sendable {
@@ -28,23 +29,24 @@ extension GRPCConnectionHandler {
         if let timeout { headers.append(("grpc-timeout", GRPCTimeout.format(timeout))) }
         for (name, value) in metadata where !GRPCMetadata.isReserved(name) { headers.append((name, value)) }
 
-        let inbound = InboundMessageBuffer(
-            limitBytes: limits.inboundBufferBytes, maxMessageBytes: limits.maxReceiveMessageBytes)
         guard let id = session.submitRequest(headers: headers) else {
             throw GRPCStatus(.unavailable, "no stream available on this connection")
         }
-        let stream = GRPCStreamContext(id: id, inbound: inbound)
+        let stream = makeStream(id: id)
         stream.finished = eventLoop.makePromise(of: CallOutcome.self)
         streams[id] = stream
         if let timeout, enforcesDeadline {
             stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-                self.cancelClientCall(stream, status: GRPCStatus(.deadlineExceeded, "deadline exceeded"))
+                self.perform(stream.machine.deadlineExpired(), on: stream)
+                self.flush()
             }
         }
         var sent = false
         if let onlyMessage, budget.hasRoom {
-            enqueue(onlyMessage, on: stream)
-            stream.outbound.finish(.endStream)
+            // A fresh stream accepts a write and the half-close: `sendMessage`, `sendEndOfMessages`.
+            for action in stream.machine.writeRequested() + stream.machine.finishSending(hasPendingWrite: false) {
+                if case .sendMessage = action { enqueue(onlyMessage, on: stream) } else { perform(action, on: stream) }
+            }
             sent = true
         }
         flush()
@@ -52,81 +54,16 @@ extension GRPCConnectionHandler {
     }
 
     func finishSending(_ stream: GRPCStreamContext) throws(GRPCStatus) {
-        if let status = stream.status, status.code != .ok { throw status }
-        guard stream.status == nil, !stream.outbound.isFinished else { return }
-        guard stream.pendingWrite == nil else {
-            throw GRPCStatus(.internalError, "finishSending while a send is still pending")
+        for action in stream.machine.finishSending(hasPendingWrite: stream.pendingWrite != nil) {
+            if case .refuse(let status) = action { throw status }
+            perform(action, on: stream)
         }
-        stream.outbound.finish(.endStream)
-        session.resumeData(stream: stream.id)
         flush()
     }
 
-    func clientReceivedHeaders(_ stream: GRPCStreamContext, endStream: Bool) {
-        let headers = stream.headerBlock
-        stream.headerBlock = []
-        guard stream.status == nil else { return }
-        func value(_ name: String) -> String? { headers.first { $0.name == name }?.value }
-
-        if !stream.responseHeadersReceived {
-            stream.responseHeadersReceived = true
-            let httpStatus = value(":status").flatMap { Int($0) } ?? 0
-            guard httpStatus == 200 else {
-                let status = Self.parseStatus(headers) ?? GRPCStatus.fromHTTPStatus(httpStatus)
-                return cancelClientCall(stream, status: status)
-            }
-            guard value("content-type")?.hasPrefix("application/grpc") == true else {
-                return cancelClientCall(
-                    stream, status: GRPCStatus(.internalError, "response content-type is not application/grpc"))
-            }
-            if !endStream {
-                stream.responseMetadata = GRPCMetadata.custom(from: headers)
-                return
-            }
-            // Trailers-only response: the status rides on the only HEADERS frame.
-        }
-        let status = Self.parseStatus(headers) ?? GRPCStatus(.internalError, "the response has no grpc-status")
-        var outcome = status
-        if status.code == .ok, stream.inbound.hasMessages == false {
-            do { try stream.inbound.receiveEnd() } catch { outcome = error.status }
-        }
-        completeClientCall(stream, status: outcome, trailers: GRPCMetadata.custom(from: headers))
-    }
-
-    static func parseStatus(_ headers: [(name: String, value: String)]) -> GRPCStatus? {
-        guard let code = headers.first(where: { $0.name == "grpc-status" }).flatMap({ Int($0.value) }) else {
-            return nil
-        }
-        let message = headers.first { $0.name == "grpc-message" }.map { GRPCStatusMessageCoding.decode($0.value) }
-        return GRPCStatus(GRPCStatus.Code(rawValue: code), message ?? "")
-    }
-
-    /// Records the call's final status. Messages that arrived before it are still
-    /// delivered; the reader sees the status after them.
-    func completeClientCall(_ stream: GRPCStreamContext, status: GRPCStatus, trailers: GRPCMetadata) {
-        guard stream.status == nil else { return }
-        stream.status = status
-        stream.trailingMetadata = trailers
-        stream.deadlineTimer?.cancel()
-        stream.deadlineTimer = nil
-        if stream.readEnd == nil { stream.readEnd = status.code == .ok ? .success(()) : .failure(status) }
-        budget.remove(stream.outbound.discard())
-        failWaiters(stream, with: status.code == .ok ? GRPCStatus(.cancelled, "the call already ended") : status)
-        stream.finished?.succeed(CallOutcome(status: status, trailers: trailers))
-        if !stream.isClosed && !stream.outbound.isFinished {
-            // The server is done; stop our half too so the stream can close.
-            session.resetStream(stream.id, errorCode: 0x8)
-        }
-    }
-
-    /// Ends a call locally (cancel, deadline, bad response) and resets the stream.
+    /// Ends a call locally (the caller cancelled) and resets the stream.
     func cancelClientCall(_ stream: GRPCStreamContext, status: GRPCStatus) {
-        guard stream.status == nil else { return }
-        session.consume(stream: stream.id, bytes: stream.inbound.releaseAll(dropMessages: true))
-        stream.readEnd = .failure(status)
-        if !stream.isClosed { session.resetStream(stream.id, errorCode: 0x8) }
-        stream.isClosed = true
-        completeClientCall(stream, status: status, trailers: [:])
+        perform(stream.machine.abort(status), on: stream)
         flush()
     }
 }

@@ -1,17 +1,15 @@
 import Logging
 import NIOCore
 
-/// nghttp2's events, routed to the server or client half. Runs inside `session.receive` or
+/// nghttp2's events, fed to the stream's state machine. Runs inside `session.receive` or
 /// `produceOutput`; nothing here writes to the channel (the caller flushes afterwards).
 extension GRPCConnectionHandler: HTTP2SessionDelegate {
     func sessionDidBeginHeaders(stream id: Int32) {
         if let stream = streams[id] {
             stream.headerBlock.removeAll()
             stream.headerBlockBytes = 0
-        } else if isServer {
-            let inbound = InboundMessageBuffer(
-                limitBytes: limits.inboundBufferBytes, maxMessageBytes: limits.maxReceiveMessageBytes)
-            streams[id] = GRPCStreamContext(id: id, inbound: inbound)
+        } else if role.acceptsPeerStreams {
+            streams[id] = makeStream(id: id)
         }
     }
 
@@ -29,72 +27,29 @@ extension GRPCConnectionHandler: HTTP2SessionDelegate {
 
     func sessionDidReceiveHeaders(stream id: Int32, endStream: Bool) {
         guard let stream = streams[id] else { return }
-        if isServer {
-            if stream.methodKind == nil && stream.status == nil {
-                startServerCall(stream, endStream: endStream)
-            } else if endStream {
-                // Trailers from a client: gRPC defines none; treat as the end of the request.
-                sessionDidReceiveEndOfData(stream: id)
-            }
-        } else {
-            clientReceivedHeaders(stream, endStream: endStream)
-        }
+        let headers = stream.headerBlock
+        stream.headerBlock = []
+        perform(stream.machine.receivedHeaders(headers, endStream: endStream), on: stream)
     }
 
     func sessionDidReceiveData(stream id: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let stream = streams[id], stream.status == nil || !isServer else {
+        guard let stream = streams[id] else {
             // The call is over; hand the window back so other streams are not starved.
             session.consume(stream: id, bytes: bytes.count)
             return
         }
-        do {
-            let consume = try stream.inbound.receive(bytes)
-            session.consume(stream: id, bytes: consume)
-            deliverToReader(stream)
-        } catch {
-            session.consume(stream: id, bytes: stream.inbound.releaseAll(dropMessages: true))
-            logger.debug("bad message on stream", metadata: ["stream": "\(id)", "error": "\(error)"])
-            if isServer {
-                abortServerCall(stream, status: error.status)
-            } else {
-                cancelClientCall(stream, status: error.status)
-            }
-        }
+        perform(stream.machine.receivedData(bytes), on: stream)
     }
 
     func sessionDidReceiveEndOfData(stream id: Int32) {
         guard let stream = streams[id] else { return }
-        if isServer {
-            guard stream.status == nil else { return }
-            do {
-                try stream.inbound.receiveEnd()
-                if stream.readEnd == nil { stream.readEnd = .success(()) }
-                deliverToReader(stream)
-            } catch {
-                abortServerCall(stream, status: error.status)
-            }
-        } else if stream.status == nil {
-            completeClientCall(
-                stream, status: GRPCStatus(.internalError, "the server ended the stream without trailers"), trailers: [:])
-        }
+        perform(stream.machine.receivedEndOfStream(), on: stream)
     }
 
     func sessionStreamDidClose(stream id: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
-        stream.isClosed = true
         stream.deadlineTimer?.cancel()
-        // Bytes never read still count against the connection window: give them back.
-        session.consume(stream: id, bytes: stream.inbound.releaseAll())
-        budget.remove(stream.outbound.discard())
-        if isServer {
-            if stream.status == nil {
-                abortServerCall(stream, status: GRPCStatus(.cancelled, "the client cancelled the call"))
-            } else {
-                failWaiters(stream, with: GRPCStatus(.cancelled, "the call already ended"))
-            }
-        } else if stream.status == nil {
-            completeClientCall(stream, status: Self.status(forReset: errorCode), trailers: [:])
-        }
+        perform(stream.machine.streamClosed(errorCode: errorCode), on: stream)
         blockedWriters.removeAll { $0 === stream }
     }
 
@@ -113,14 +68,12 @@ extension GRPCConnectionHandler: HTTP2SessionDelegate {
 
     func sessionDidReceiveGoaway(lastStreamID: Int32, errorCode: UInt32) {
         logger.debug("GOAWAY received", metadata: ["lastStream": "\(lastStreamID)", "code": "\(errorCode)"])
-        if !isServer { isDraining = true }
+        if role.stopsCallsOnGoaway { isDraining = true }
     }
 
     func sessionDidSendEndStream(stream id: Int32) {
-        // A server that answered before the request ended resets the rest of it
-        // (RFC 9113 §8.1: RST_STREAM with NO_ERROR after a complete response).
-        guard isServer, let stream = streams[id], !stream.inbound.receivedEnd else { return }
-        session.resetStream(id, errorCode: 0)
+        guard let stream = streams[id] else { return }
+        perform(stream.machine.sentEndOfStream(), on: stream)
     }
 
     func sessionCouldNotSendHeaders(stream id: Int32, reason: String) {
@@ -155,16 +108,5 @@ extension GRPCConnectionHandler: HTTP2SessionDelegate {
             sendProgress = true
         }
         return true
-    }
-
-    /// RFC 9113 error codes to what a caller sees.
-    static func status(forReset errorCode: UInt32) -> GRPCStatus {
-        switch errorCode {
-        case 0x7: return GRPCStatus(.unavailable, "the server refused the stream (REFUSED_STREAM)")
-        case 0x8: return GRPCStatus(.cancelled, "the stream was cancelled (CANCEL)")
-        case 0xb: return GRPCStatus(.resourceExhausted, "the server is overloaded (ENHANCE_YOUR_CALM)")
-        case 0xc: return GRPCStatus(.permissionDenied, "INADEQUATE_SECURITY")
-        default: return GRPCStatus(.internalError, "the stream was reset (HTTP/2 error \(errorCode))")
-        }
     }
 }

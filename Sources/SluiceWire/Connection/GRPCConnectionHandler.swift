@@ -6,10 +6,11 @@ import NIOCore
 ///
 /// It feeds socket bytes to nghttp2, writes what nghttp2 produces (only while the channel is
 /// writable, so the socket's own buffer stays bounded), and turns session events into stream
-/// state changes (`+Server`, `+Client`). Everything here runs on the channel's event loop;
+/// state machine events (`+SessionEvents`, `+StreamIO`, `+Server`, `+Client`; the actions
+/// they return are carried out in `+Actions`). Everything here runs on the channel's event loop;
 /// handler tasks and callers reach it through `StreamHandle` hops. The bounded pieces of
-/// state are plain structs: `InboundMessageBuffer`, `OutboundMessageQueue`, `SendBudget`,
-/// `KeepaliveStateMachine`.
+/// state are plain structs: `GRPCStreamStateMachine` (one per call), `InboundMessageBuffer`,
+/// `OutboundMessageQueue`, `SendBudget`, `KeepaliveStateMachine`.
 final class GRPCConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -18,6 +19,19 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
     enum Role {
         case server(routes: [String: GRPCMethod], configuration: GRPCServerConfiguration)
         case client(authority: String, enforcesDeadlineLocally: Bool)
+
+        /// A client speaks first (magic + SETTINGS). A server holds its SETTINGS until the
+        /// peer's first bytes, so an HTTP/1.x client gets a clean text reply, not binary frames.
+        var speaksFirst: Bool { !acceptsPeerStreams }
+        /// The peer opens streams (requests) only towards a server; a server answers a
+        /// peer speaking HTTP/1.x with text.
+        var acceptsPeerStreams: Bool {
+            if case .server = self { return true }
+            return false
+        }
+        /// A client takes a GOAWAY as "open no new calls here"; a server's own draining is
+        /// `beginGracefulShutdown`.
+        var stopsCallsOnGoaway: Bool { !acceptsPeerStreams }
     }
 
     let role: Role
@@ -79,12 +93,21 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
         self.session = try HTTP2Session(settings: settings)
         self.budget = SendBudget(limitBytes: limits.sendQueueBytes)
         self.prefacePromise = eventLoop.makePromise()
+        switch role {
+        case .server(let routes, _): streamRole = .server(methods: routes.mapValues(\.kind))
+        case .client: streamRole = .client
+        }
         session.delegate = self
     }
 
-    var isServer: Bool {
-        if case .server = role { return true }
-        return false
+    /// What each new stream's state machine knows of its side.
+    private let streamRole: GRPCStreamStateMachine.Role
+
+    /// A stream of this connection, with its state machine in its first state.
+    func makeStream(id: Int32) -> GRPCStreamContext {
+        let inbound = InboundMessageBuffer(
+            limitBytes: limits.inboundBufferBytes, maxMessageBytes: limits.maxReceiveMessageBytes)
+        return GRPCStreamContext(id: id, machine: GRPCStreamStateMachine(role: streamRole, inbound: inbound))
     }
 
     // MARK: Channel events
@@ -107,16 +130,14 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
             self.logger.info("closing connection: no HTTP/2 preface in time")
             self.close()
         }
-        // A client speaks first (magic + SETTINGS). A server holds its SETTINGS until the
-        // peer's first bytes, so an HTTP/1.x client gets a clean text reply, not binary frames.
-        if !isServer { flush() }
+        if role.speaksFirst { flush() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         if !firstBytesSeen {
             firstBytesSeen = true
-            if isServer, rejectHTTP1(bytes, context: context) { return }
+            if role.acceptsPeerStreams, rejectHTTP1(bytes, context: context) { return }
         }
         if heldInput != nil {
             // Bytes of a read already under way when input was held: they queue behind it.
@@ -276,132 +297,6 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    // MARK: Stream I/O (called through StreamHandle)
-
-    func read(from stream: GRPCStreamContext) -> EventLoopFuture<ByteBuffer?> {
-        if let (message, consume) = stream.inbound.take() {
-            session.consume(stream: stream.id, bytes: consume)
-            if consume > 0 { scheduleFlush() }
-            return eventLoop.makeSucceededFuture(message)
-        }
-        switch stream.readEnd {
-        case .success?: return eventLoop.makeSucceededFuture(nil)
-        case .failure(let status)?: return eventLoop.makeFailedFuture(status)
-        case nil: break
-        }
-        guard stream.readWaiter == nil else {
-            return eventLoop.makeFailedFuture(GRPCStatus(.internalError, "concurrent reads of one stream"))
-        }
-        let promise = eventLoop.makePromise(of: ByteBuffer?.self)
-        stream.readWaiter = promise
-        return promise.futureResult
-    }
-
-    /// Completes a waiting reader if a message or the end is available.
-    func deliverToReader(_ stream: GRPCStreamContext) {
-        guard let waiter = stream.readWaiter else { return }
-        if let (message, consume) = stream.inbound.take() {
-            stream.readWaiter = nil
-            session.consume(stream: stream.id, bytes: consume)
-            waiter.succeed(message)
-        } else if let end = stream.readEnd {
-            stream.readWaiter = nil
-            switch end {
-            case .success: waiter.succeed(nil)
-            case .failure(let status): waiter.fail(status)
-            }
-        }
-    }
-
-    /// Queues `message` (unframed) on `stream`, or parks the writer while the budget is used up.
-    func write(_ message: ByteBuffer, to stream: GRPCStreamContext) -> EventLoopFuture<Void> {
-        if let status = stream.status {
-            let failure = status.code == .ok ? GRPCStatus(.cancelled, "the call already ended") : status
-            return eventLoop.makeFailedFuture(failure)
-        }
-        guard !stream.outbound.isFinished, !stream.isClosed else {
-            return eventLoop.makeFailedFuture(GRPCStatus(.internalError, "write after the end of the stream"))
-        }
-        guard stream.pendingWrite == nil else {
-            return eventLoop.makeFailedFuture(GRPCStatus(.internalError, "concurrent writes to one stream"))
-        }
-        if isServer && !stream.responseHeadersSent { sendResponseHeaders(stream) }
-        if budget.hasRoom {
-            enqueue(message, on: stream)
-            flush()
-            return eventLoop.makeSucceededFuture(())
-        }
-        let promise = eventLoop.makePromise(of: Void.self)
-        stream.pendingWrite = (message, promise)
-        blockedWriters.append(stream)
-        armStallTimer()
-        limits.onWriterBlocked?()
-        return promise.futureResult
-    }
-
-    /// The 5-byte prefix and the message go in as two buffers: the message is never copied
-    /// to be framed (and large DATA frames take it by reference, `HTTP2Session`).
-    func enqueue(_ message: ByteBuffer, on stream: GRPCStreamContext) {
-        let prefix = GRPCMessageFrame.prefix(for: message, allocator: context?.channel.allocator ?? ByteBufferAllocator())
-        stream.outbound.append(prefix)
-        stream.outbound.append(message)
-        budget.add(prefix.readableBytes + message.readableBytes)
-        session.resumeData(stream: stream.id)
-    }
-
-    private func admitBlockedWriters() -> Bool {
-        var admitted = false
-        while budget.hasRoom, let stream = blockedWriters.popFirst() {
-            guard let pending = stream.pendingWrite else { continue }
-            stream.pendingWrite = nil
-            enqueue(pending.message, on: stream)
-            pending.promise.succeed(())
-            admitted = true
-        }
-        if blockedWriters.isEmpty {
-            stallTimer?.cancel()
-            stallTimer = nil
-        }
-        return admitted
-    }
-
-    /// Fails a blocked writer and a waiting reader of a stream that ended.
-    func failWaiters(_ stream: GRPCStreamContext, with status: GRPCStatus) {
-        if let pending = stream.pendingWrite {
-            stream.pendingWrite = nil
-            blockedWriters.removeAll { $0 === stream }
-            pending.promise.fail(status)
-        }
-        if stream.readEnd == nil { stream.readEnd = .failure(status) }
-        deliverToReader(stream)
-    }
-
-    /// The send-stall timer runs only while writers are blocked; it restarts whenever bytes
-    /// leave the send queue, so it measures time without any progress.
-    private func armStallTimer() {
-        guard stallTimer == nil else { return }
-        sendProgress = false
-        stallTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limits.sendStallTimeout)) {
-            self.stallTimer = nil
-            guard !self.blockedWriters.isEmpty else { return }
-            if self.sendProgress {
-                self.armStallTimer()
-            } else {
-                self.logger.warning("closing connection: peer stopped reading (send stall timeout)")
-                self.close()
-            }
-        }
-    }
-
-    /// A task waiting on the stream was cancelled.
-    func taskCancelled(_ stream: GRPCStreamContext) {
-        if isServer {
-            failWaiters(stream, with: stream.status ?? GRPCStatus(.cancelled, "the handler was cancelled"))
-        } else {
-            cancelClientCall(stream, status: GRPCStatus(.cancelled, "the call was cancelled"))
-        }
-    }
-
     // MARK: Keepalive
 
     /// Started once the peer's preface arrived (before that, the preface timer guards).
@@ -451,14 +346,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler {
         heldInput = nil
         let open = streams.values
         streams.removeAll()
-        for stream in open {
-            stream.isClosed = true
-            if isServer {
-                abortServerCall(stream, status: GRPCStatus(.cancelled, "the client disconnected"))
-            } else {
-                completeClientCall(stream, status: GRPCStatus(.unavailable, "the connection closed"), trailers: [:])
-            }
-        }
+        for stream in open { perform(stream.machine.connectionClosed(), on: stream) }
         blockedWriters.removeAll()
         onClose?()
         onClose = nil

@@ -84,7 +84,7 @@ public struct GRPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
 /// not send a header block over 16 KiB), whatever a handler put in its message.
 enum GRPCStatusMessageCoding {
     /// The most bytes an encoded `grpc-message` value takes, marker included.
-    static let maxEncodedBytes = 1024
+    static let maxEncodedBytes = WireLimits.defaults.maxStatusMessageBytes.value
     /// Ends a message that was cut (ASCII, so it encodes as itself).
     static let cutMarker = "..."
 

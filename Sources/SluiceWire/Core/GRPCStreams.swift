@@ -1,11 +1,23 @@
-import NIOCore
+public import NIOCore
 
 /// The request messages of a call, as a handler sees them. Single consumer.
 ///
 /// Finishes when the client half-closes; throws `GRPCStatus` (CANCELLED, DEADLINE_EXCEEDED,
 /// RESOURCE_EXHAUSTED for an oversized message, ...) if the stream dies first. Reading is
 /// what opens the client's HTTP/2 window again: a handler that stops reading stops the client.
-public struct GRPCRequestStream: AsyncSequence, Sendable {
+public typealias GRPCRequestStream = GRPCMessageStream
+
+/// The response messages of a client call. Single consumer.
+///
+/// Finishes when the server ends the call with OK; throws `GRPCStatus` if it ends otherwise
+/// (after delivering the messages that arrived before the status). Reading is what opens the
+/// server's HTTP/2 window again.
+public typealias GRPCResponseStream = GRPCMessageStream
+
+/// The messages one side of a call receives, read from the call's stream: the same reader
+/// for a handler's requests and a client's responses, since both are a stream's inbound
+/// messages, bounded by its inbound buffer and paid for with HTTP/2 window as they are read.
+public struct GRPCMessageStream: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     let handle: StreamHandle
 
@@ -46,19 +58,3 @@ public struct GRPCResponseWriter: Sendable {
     }
 }
 
-/// The response messages of a client call. Single consumer.
-///
-/// Finishes when the server ends the call with OK; throws `GRPCStatus` if it ends otherwise
-/// (after delivering the messages that arrived before the status). Reading is what opens the
-/// server's HTTP/2 window again.
-public struct GRPCResponseStream: AsyncSequence, Sendable {
-    public typealias Element = ByteBuffer
-    let handle: StreamHandle
-
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        let handle: StreamHandle
-        public mutating func next() async throws -> ByteBuffer? { try await handle.read() }
-    }
-
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: handle) }
-}

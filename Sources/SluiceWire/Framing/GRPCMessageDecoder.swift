@@ -8,7 +8,7 @@ import NIOCore
 /// (e.g. 0xFFFFFFFF) fails before a single payload byte is stored. A plain struct: no I/O.
 struct GRPCMessageDecoder {
     /// How far ahead of the received bytes a partial message's buffer is sized (`next`).
-    static let eagerReserveBytes = 1 << 20
+    static let eagerReserveBytes = WireLimits.defaults.eagerReserveBytes.value
     let maxPayloadBytes: Int
     private var buffer: ByteBuffer
     /// Set once a framing error was reported; every later call reports it again.

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// One route of a `GRPCServer`: a path and the handler for one of the four RPC kinds.
 ///

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -44,13 +44,7 @@ public final class GRPCServer: Sendable {
             resetRateBurst: UInt64(configuration.resetRateBurst),
             resetRatePerSecond: UInt64(configuration.resetRatePerSecond),
             maxContinuations: configuration.maxContinuations)
-        var limits = ConnectionLimits(
-            maxReceiveMessageBytes: configuration.maxReceiveMessageBytes,
-            maxHeaderListBytes: configuration.maxHeaderListBytes, inboundBufferBytes: configuration.inboundBufferBytes,
-            sendQueueBytes: configuration.sendQueueBytes, sendStallTimeout: configuration.sendStallTimeout,
-            prefaceTimeout: configuration.prefaceTimeout, keepaliveInterval: configuration.keepaliveInterval,
-            keepaliveTimeout: configuration.keepaliveTimeout)
-        limits.onWriterBlocked = configuration.onWriterBlocked
+        var limits = ConnectionLimits(configuration, prefaceTimeout: configuration.prefaceTimeout)
         limits.onInputHeld = configuration.onInputHeld
         let connectionLimits = limits
         let routes = routes

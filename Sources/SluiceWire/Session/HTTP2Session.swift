@@ -48,7 +48,7 @@ enum HTTP2BodyEnd {
     case trailers([(name: String, value: String)])
 }
 
-/// The HTTP/2 settings and defences of one session; see docs/wire.md for every default.
+/// The HTTP/2 settings and defences of one session; the defaults are `WireLimits`'s.
 struct HTTP2SessionSettings {
     var isServer: Bool
     /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise. A server refuses request streams above
@@ -56,7 +56,7 @@ struct HTTP2SessionSettings {
     var maxConcurrentStreams: Int
     /// Streams above the cap a peer may have open (refused, their RST_STREAM not yet sent)
     /// before nghttp2's own check ends the connection with GOAWAY(PROTOCOL_ERROR).
-    var streamCapHeadroom: Int = 100
+    var streamCapHeadroom: Int = WireLimits.defaults.streamCapHeadroom.value
     /// SETTINGS_INITIAL_WINDOW_SIZE: how many unconsumed bytes a peer may send per stream.
     var initialStreamWindowBytes: Int
     /// Our connection-level receive window (sum over all streams).
@@ -68,14 +68,14 @@ struct HTTP2SessionSettings {
     var maxHeaderListBytes: Int
     /// Outstanding PING/SETTINGS acks nghttp2 queues before it drops the connection
     /// (a peer flooding PINGs without reading the acks).
-    var maxOutboundAcks: Int = 1000
+    var maxOutboundAcks: Int = WireLimits.defaults.maxOutboundAcks.value
     /// Token bucket for incoming RST_STREAM (rapid reset, CVE-2023-44487).
-    var resetRateBurst: UInt64 = 1000
-    var resetRatePerSecond: UInt64 = 33
+    var resetRateBurst = UInt64(WireLimits.defaults.resetRateBurst.value)
+    var resetRatePerSecond = UInt64(WireLimits.defaults.resetRatePerSecond.value)
     /// CONTINUATION frames allowed after one HEADERS (CVE-2024-27316 style floods).
-    var maxContinuations: Int = 8
+    var maxContinuations: Int = WireLimits.defaults.maxContinuations.value
     /// Entries in the received SETTINGS frame nghttp2 accepts.
-    var maxSettingsEntries: Int = 32
+    var maxSettingsEntries: Int = WireLimits.defaults.maxSettingsEntries.value
     /// DATA frames carrying at least this many bytes are sent without copying (nghttp2's
     /// NGHTTP2_DATA_FLAG_NO_COPY): the frame header is serialised and the payload goes to
     /// the socket as the application's own buffers. Smaller ones are copied into nghttp2's
@@ -141,7 +141,7 @@ final class HTTP2Session {
         var settings = settings
         settings.initialStreamWindowBytes = min(max(settings.initialStreamWindowBytes, 1), Int(Int32.max))
         settings.connectionWindowBytes = min(max(settings.connectionWindowBytes, 65_535), Int(Int32.max))
-        settings.maxFrameBytes = min(max(settings.maxFrameBytes, 16_384), 16_777_215)
+        settings.maxFrameBytes = min(max(settings.maxFrameBytes, WireLimits.defaults.allowedFrameBytes.value.lowerBound), WireLimits.defaults.allowedFrameBytes.value.upperBound)
         settings.maxConcurrentStreams = min(max(settings.maxConcurrentStreams, 1), Int(UInt32.max))
         settings.maxHeaderListBytes = min(max(settings.maxHeaderListBytes, 1_024), Int(UInt32.max))
         settings.streamCapHeadroom = max(settings.streamCapHeadroom, 0)
@@ -178,7 +178,7 @@ final class HTTP2Session {
         nghttp2_option_set_max_settings(option, settings.maxSettingsEntries)
         // We never send header blocks bigger than the peer could take; keep nghttp2's own cap.
         nghttp2_option_set_max_send_header_block_length(option, max(settings.maxHeaderListBytes, 16_384))
-        nghttp2_option_set_max_deflate_dynamic_table_size(option, 4_096)
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, WireLimits.defaults.hpackEncoderTableBytes.value)
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
         let rc =
