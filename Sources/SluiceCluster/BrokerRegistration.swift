@@ -15,10 +15,6 @@ import Synchronization
 /// with a new lease as soon as etcd answers; if meanwhile another broker took the id, the
 /// registration ends with `idInUse` (`ended()`), and the broker must stop.
 public final class BrokerRegistration: Sendable {
-    /// Seconds a broker's lease lives without renewal: how long a broker that stopped
-    /// (SIGKILL, a pause, a network cut) still counts as live.
-    public static let defaultLeaseTTLSeconds: Int64 = 10
-
     public let info: BrokerInfo
     public let key: ByteBuffer
     private let client: EtcdClient
@@ -30,7 +26,7 @@ public final class BrokerRegistration: Sendable {
     /// and `GRPCStatus` when etcd cannot be reached.
     public static func register(
         _ info: BrokerInfo, keys: ClusterKeys, client: EtcdClient,
-        leaseTTLSeconds: Int64 = BrokerRegistration.defaultLeaseTTLSeconds, logger: Logger
+        leaseTTLSeconds: Int64 = ClusterLimits.defaults.brokerLeaseTTLSeconds.value, logger: Logger
     ) async throws -> BrokerRegistration {
         let key = keys.broker(info.id)
         let lease = try await claim(key: key, info: info, ttlSeconds: leaseTTLSeconds, previousLease: nil, client: client)
@@ -98,9 +94,9 @@ public final class BrokerRegistration: Sendable {
                     return error
                 } catch {
                     logger.warning("registering again failed; retrying", metadata: ["error": "\(error)"])
-                    // Pauses between attempts at an etcd that does not answer, growing to 5 s.
+                    // Pauses between attempts at an etcd that does not answer, growing to a cap.
                     try? await Task.sleep(for: pause)
-                    pause = min(pause * 2, .seconds(5))
+                    pause = min(pause * 2, ClusterLimits.defaults.retryPauseCap.value)
                 }
             }
         }

@@ -146,9 +146,9 @@ public final class BrokerRegistry: Sendable {
                 return
             } catch {
                 logger.warning("reading the brokers failed; retrying", metadata: ["error": "\(error)"])
-                // Pauses between attempts at an etcd that does not answer, growing to 5 s.
+                // Pauses between attempts at an etcd that does not answer, growing to a cap.
                 try? await Task.sleep(for: pause)
-                pause = min(pause * 2, .seconds(5))
+                pause = min(pause * 2, ClusterLimits.defaults.retryPauseCap.value)
             }
         }
     }

@@ -13,11 +13,10 @@ public import SluiceWire
 public actor EtcdConnector {
     /// Settings shared by every connection.
     public struct Configuration: Sendable {
-        /// The deadline sent with every unary request (grpc-timeout), so a stuck member
-        /// fails a metadata operation instead of hanging it.
-        public var requestTimeout: Duration = .seconds(5)
+        /// The deadline sent with every unary request (grpc-timeout).
+        public var requestTimeout = ClusterLimits.defaults.etcdRequestTimeout.value
         /// TCP connect plus etcd's HTTP/2 SETTINGS, per endpoint tried.
-        public var connectTimeout: Duration = .seconds(3)
+        public var connectTimeout = ClusterLimits.defaults.etcdConnectTimeout.value
         /// HTTP/2 PING interval; nil sends none. etcd closes a connection that pings more
         /// often than its `--grpc-keepalive-min-time` (5 s by default) or pings with no
         /// stream open; leave nil unless etcd is configured to accept it.

@@ -31,7 +31,8 @@ public final class EtcdKVClient: Sendable {
     /// Connects to one etcd client URL's host and port (plain HTTP/2, no TLS) and returns
     /// once it answered HTTP/2's preface; throws UNAVAILABLE if it does not.
     public static func connect(
-        host: String, port: Int, requestTimeout: Duration = .seconds(5), logger: Logger
+        host: String, port: Int, requestTimeout: Duration = ClusterLimits.defaults.etcdRequestTimeout.value,
+        logger: Logger
     ) async throws -> EtcdKVClient {
         var configuration = EtcdConnector.Configuration()
         configuration.requestTimeout = requestTimeout

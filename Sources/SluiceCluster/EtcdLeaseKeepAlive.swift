@@ -60,7 +60,7 @@ public final class EtcdLeaseKeepAlive: Sendable {
 
     private static func renew(_ lease: EtcdLease, connector: EtcdConnector, progress: Progress) async -> EtcdLeaseLoss {
         let logger = connector.logger
-        let interval = lease.ttl / 3
+        let interval = lease.ttl / ClusterLimits.defaults.renewalsPerTTL.value
         var expiresAt = lease.requestedAt + lease.ttl
         progress.confirmedUntil.withLock { $0 = expiresAt }
         var nextRenewal = ContinuousClock.now

@@ -34,7 +34,7 @@ public struct EtcdWatch: AsyncSequence, Sendable {
         public var prevKV = false
         /// How long reconnecting may fail, from the moment the stream broke, before the
         /// watch gives up with `.unreachable`.
-        public var reconnectFor: Duration = .seconds(60)
+        public var reconnectFor = ClusterLimits.defaults.watchReconnectFor.value
 
         public init() {}
     }

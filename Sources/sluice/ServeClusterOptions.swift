@@ -26,8 +26,10 @@ struct ServeClusterOptions: ParsableArguments {
     @Option(help: "This broker's rack (failure domain), for rack-aware replica placement.")
     var rack: String?
 
-    @Option(help: "Seconds this broker's etcd lease lives without renewal: how long a broker that stopped without leaving still counts as live.")
-    var leaseTtl: Int64 = BrokerRegistration.defaultLeaseTTLSeconds
+    @Option(help: .limit(
+        "Seconds this broker's etcd lease lives without renewal: how long a broker that stopped without leaving still counts as live.",
+        why: ClusterLimits.defaults.brokerLeaseTTLSeconds.why))
+    var leaseTtl: Int64 = ClusterLimits.defaults.brokerLeaseTTLSeconds.value
 
     func validate() throws {
         if cluster == nil {
