@@ -80,7 +80,7 @@ let package = Package(
             swiftSettings: layerSettings),
         .executableTarget(
             name: "sluice",
-            dependencies: ["SluiceService", "SluiceClient", "SluiceBench", "SluiceBroker", "SluiceStorage", nioCore, nioPosix, logging,
+            dependencies: ["SluiceService", "SluiceClient", "SluiceBench", "SluiceBroker", "SluiceStorage", "SluiceCluster", nioCore, nioPosix, logging,
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: layerSettings),

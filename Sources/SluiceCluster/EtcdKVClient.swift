@@ -1,59 +1,90 @@
 public import Logging
 public import NIOCore
 public import SluiceAPI
-public import SluiceWire
+import SluiceWire
 
 /// A client for etcd's key-value service (`etcdserverpb.KV`), where a Sluice cluster keeps
 /// its metadata: brokers, topics, partition leaders, epochs and in-sync sets.
 ///
-/// It speaks plain gRPC through SluiceWire's client to an independent server (etcd 3.4
-/// from Debian's `etcd-server` in the tests), with the messages of
-/// `proto/etcd/etcdserverpb/kv.proto`. Keys and values are bytes, as in etcd.
+/// It speaks plain gRPC through SluiceWire's client (an `EtcdConnector`, which fails over
+/// between etcd members) to an independent server (etcd 3.4 from Debian's `etcd-server` in
+/// the tests), with the messages of `proto/etcd/etcdserverpb/kv.proto`. Keys and values are
+/// bytes, as in etcd.
+///
+/// Every method throws `GRPCStatus` when etcd or the transport fails the call (INTERNAL when
+/// etcd's answer does not decode). Only `range` is sent again to another member after
+/// UNAVAILABLE: a write that may have been applied is left for the caller to re-check, which
+/// every metadata write does anyway by comparing revisions in a `txn`.
 public final class EtcdKVClient: Sendable {
     static let putPath = "/etcdserverpb.KV/Put"
     static let rangePath = "/etcdserverpb.KV/Range"
+    static let deleteRangePath = "/etcdserverpb.KV/DeleteRange"
+    static let txnPath = "/etcdserverpb.KV/Txn"
+    static let compactPath = "/etcdserverpb.KV/Compact"
 
-    private let connection: GRPCClientConnection
-    /// The deadline sent with every request (grpc-timeout), so a stuck etcd member fails a
-    /// metadata operation instead of hanging it.
-    public let requestTimeout: Duration
+    let connector: EtcdConnector
 
-    public init(connection: GRPCClientConnection, requestTimeout: Duration = .seconds(5)) {
-        precondition(requestTimeout > .zero, "a request timeout must be positive")
-        self.connection = connection
-        self.requestTimeout = requestTimeout
+    public init(connector: EtcdConnector) {
+        self.connector = connector
     }
 
-    /// Connects to one etcd client URL's host and port (plain HTTP/2, no TLS).
+    /// Connects to one etcd client URL's host and port (plain HTTP/2, no TLS) and returns
+    /// once it answered HTTP/2's preface; throws UNAVAILABLE if it does not.
     public static func connect(
-        host: String, port: Int, requestTimeout: Duration = .seconds(5), logger: Logger
+        host: String, port: Int, requestTimeout: Duration = ClusterLimits.defaults.etcdRequestTimeout.value,
+        logger: Logger
     ) async throws -> EtcdKVClient {
-        let connection = try await GRPCClientConnection.connect(
-            GRPCClientConfiguration(host: host, port: port), logger: logger)
-        return EtcdKVClient(connection: connection, requestTimeout: requestTimeout)
+        var configuration = EtcdConnector.Configuration()
+        configuration.requestTimeout = requestTimeout
+        let connector = EtcdConnector(endpoints: [EtcdEndpoint(host: host, port: port)], configuration: configuration, logger: logger)
+        _ = try await connector.connection()
+        return EtcdKVClient(connector: connector)
     }
 
-    /// Sets `key` to `value`, creating a new revision of the store.
-    ///
-    /// Throws `GRPCStatus` when etcd or the transport fails the call, and
-    /// `ProtobufDecodingError` when etcd's answer is not a `PutResponse`.
+    /// Sets `key` to `value` (attached to `lease` unless 0), creating a new revision.
     @discardableResult
-    public func put(key: ByteBuffer, value: ByteBuffer) async throws -> EtcdPutResponse {
+    public func put(key: ByteBuffer, value: ByteBuffer, lease: Int64 = 0) async throws -> EtcdPutResponse {
         precondition(key.readableBytes > 0, "etcd keys are never empty")
-        let request = EtcdPutRequest(key: key, value: value)
-        let answer = try await connection.unary(
-            path: Self.putPath, request: request.protobufBytes(), timeout: requestTimeout)
-        return try EtcdPutResponse(protobuf: answer)
+        return try await connector.unary(Self.putPath, EtcdPutRequest(key: key, value: value, lease: lease), idempotent: false)
     }
 
     /// The keys in `[key, rangeEnd)`, in key order; with an empty `rangeEnd` only `key`
     /// itself. `prefixEnd(of:)` gives the `rangeEnd` that selects every key with a prefix.
-    public func range(key: ByteBuffer, rangeEnd: ByteBuffer = ByteBuffer()) async throws -> EtcdRangeResponse {
+    /// `revision` > 0 reads the store as it was at that revision.
+    public func range(key: ByteBuffer, rangeEnd: ByteBuffer = ByteBuffer(), revision: Int64 = 0) async throws -> EtcdRangeResponse {
         precondition(key.readableBytes > 0, "etcd keys are never empty")
-        let request = EtcdRangeRequest(key: key, rangeEnd: rangeEnd)
-        let answer = try await connection.unary(
-            path: Self.rangePath, request: request.protobufBytes(), timeout: requestTimeout)
-        return try EtcdRangeResponse(protobuf: answer)
+        let request = EtcdRangeRequest(key: key, rangeEnd: rangeEnd, revision: revision)
+        return try await connector.unary(Self.rangePath, request, idempotent: true)
+    }
+
+    /// Deletes `key`, or the keys in `[key, rangeEnd)`; the response counts them.
+    @discardableResult
+    public func delete(key: ByteBuffer, rangeEnd: ByteBuffer = ByteBuffer()) async throws -> EtcdDeleteRangeResponse {
+        precondition(key.readableBytes > 0, "etcd keys are never empty")
+        let request = EtcdDeleteRangeRequest(key: key, rangeEnd: rangeEnd)
+        return try await connector.unary(Self.deleteRangePath, request, idempotent: false)
+    }
+
+    /// If every comparison in `compare` holds, applies `success`, else `failure`, atomically
+    /// and as one revision. `EtcdTxn.swift` builds the comparisons and operations:
+    ///
+    ///     try await kv.txn(compare: [.absent(key)], success: [.put(key, value)], failure: [.range(key)])
+    ///
+    /// `succeeded` says which branch ran; `responses` holds one answer per operation.
+    public func txn(compare: [EtcdCompare], success: [EtcdRequestOp], failure: [EtcdRequestOp] = []) async throws
+        -> EtcdTxnResponse
+    {
+        let request = EtcdTxnRequest(compare: compare, success: success, failure: failure)
+        return try await connector.unary(Self.txnPath, request, idempotent: false)
+    }
+
+    /// Discards the history below `revision`: a watch or a read from below it fails from
+    /// then on (`EtcdWatchError.compacted`). Operators and tests compact; Sluice does not.
+    @discardableResult
+    public func compact(revision: Int64, physical: Bool = true) async throws -> EtcdCompactionResponse {
+        precondition(revision > 0, "revisions start at 1")
+        let request = EtcdCompactionRequest(revision: revision, physical: physical)
+        return try await connector.unary(Self.compactPath, request, idempotent: false)
     }
 
     /// The smallest key greater than every key that starts with `prefix`: the prefix with
@@ -73,6 +104,6 @@ public final class EtcdKVClient: Sendable {
 
     /// Closes the connection; calls in flight end with UNAVAILABLE.
     public func close() async {
-        await connection.close()
+        await connector.close()
     }
 }

@@ -89,6 +89,9 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Throughput, latency and memory (docs/profiles.md)")
     var tuning: ServeTuningOptions
 
+    @OptionGroup(title: "Cluster (docs/architecture.md, Cluster metadata in etcd)")
+    var cluster: ServeClusterOptions
+
     func validate() throws {
         let overhead = BrokerServer.produceRequestOverheadBytes
         guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + overhead else {
@@ -161,10 +164,28 @@ struct ServeCommand: AsyncParsableCommand {
             fail("cannot listen on \(listen): \(error)")
         }
         let shown = HostPort(host: address.host, port: address.port)
+        // Registered before the line below, so whoever waits for it finds the broker in etcd.
+        let membership: ClusterMembership?
+        do {
+            membership = try await cluster.join(brokerID: brokerID, listening: shown, logger: logger)
+        } catch {
+            await server.shutdown()
+            fail("\(error)")
+        }
         // Written straight to the descriptor, unbuffered, so a reader of a pipe sees it now.
         StandardStreams.emit("sluice listening on \(shown)\n", to: STDOUT_FILENO)
 
-        let signal = await shutdownSignal.wait()
+        let ending = await ServeEnding.first(of: shutdownSignal, membership: membership)
+        // Leaving first lets the cluster move leadership away while this broker still serves.
+        await membership?.leave(logger: logger)
+        let signal: String
+        switch ending {
+        case .signal(let name):
+            signal = name
+        case .expelled(let reason):
+            await server.shutdown()
+            fail(reason)
+        }
         logger.info("received \(signal), shutting down gracefully", metadata: ["grace": "\(shutdownGrace)s"])
         // A second signal means the operator will not wait for the grace period.
         let impatience = Task {

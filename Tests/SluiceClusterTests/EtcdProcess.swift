@@ -1,9 +1,12 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
-/// A single-member etcd started from Debian's `etcd-server` binary for one test, on
-/// 127.0.0.1 with ports the kernel handed out and a data directory of its own.
+/// One etcd member started from Debian's `etcd-server` binary for one test, on 127.0.0.1
+/// with ports chosen below the ephemeral range and a data directory of its own: alone
+/// (`init(binary:)`) or as one of the members of `EtcdProcess.cluster`. It can be killed
+/// and started again on the same ports and data, as a restarted member is.
 final class EtcdProcess {
     /// Where the binary is looked for: $SLUICE_ETCD_BINARY, then the Debian paths.
     static var binary: String? {
@@ -11,53 +14,110 @@ final class EtcdProcess {
         return candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    let name: String
     let clientPort: Int
     let peerPort: Int
     let directory: URL
-    private let process: Process
-    /// Yields the exit status once: waiting on it suspends the task instead of parking a
-    /// cooperative thread in `waitUntilExit()` (only two of them on a 2-core machine).
-    private let exited = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    private let binary: String
+    private let arguments: [String]
+    private var process: Process
+    /// Yields the exit status once per start: waiting on it suspends the task instead of
+    /// parking a cooperative thread in `waitUntilExit()` (only two of them on a 2-core machine).
+    private var exited: AsyncStream<Int32>
 
     var logTail: String {
         let text = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").suffix(20).joined(separator: "\n")
     }
 
-    init(binary: String) async throws {
+    /// `host:port` of its client URL.
+    var endpoint: String { "127.0.0.1:\(clientPort)" }
+
+    /// A single-member cluster.
+    convenience init(binary: String) async throws {
         let ports = Self.freePorts(2)
-        clientPort = ports[0]
-        peerPort = ports[1]
+        try self.init(
+            binary: binary, name: "sluice-test", clientPort: ports[0], peerPort: ports[1],
+            initialCluster: "sluice-test=http://127.0.0.1:\(ports[1])", token: UUID().uuidString)
+    }
+
+    /// `count` members forming one cluster (started together: each waits for a quorum).
+    static func cluster(binary: String, members count: Int) throws -> [EtcdProcess] {
+        let ports = freePorts(2 * count)
+        let names = (0..<count).map { "sluice-test-\($0)" }
+        let initial = (0..<count).map { "\(names[$0])=http://127.0.0.1:\(ports[2 * $0 + 1])" }.joined(separator: ",")
+        let token = UUID().uuidString
+        var members: [EtcdProcess] = []
+        do {
+            for index in 0..<count {
+                members.append(try EtcdProcess(
+                    binary: binary, name: names[index], clientPort: ports[2 * index], peerPort: ports[2 * index + 1],
+                    initialCluster: initial, token: token))
+            }
+        } catch {
+            for member in members { member.signal(SIGKILL) }
+            throw error
+        }
+        return members
+    }
+
+    private init(binary: String, name: String, clientPort: Int, peerPort: Int, initialCluster: String, token: String) throws {
+        self.binary = binary
+        self.name = name
+        self.clientPort = clientPort
+        self.peerPort = peerPort
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let client = "http://127.0.0.1:\(clientPort)"
+        let peer = "http://127.0.0.1:\(peerPort)"
+        arguments = [
+            "--name", name,
+            "--data-dir", directory.appendingPathComponent("data").path,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", initialCluster, "--initial-cluster-token", token,
+        ]
         let logURL = directory.appendingPathComponent("etcd.log")
         guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
             throw EtcdStartError("cannot create \(logURL.path)")
         }
-        let log = try FileHandle(forWritingTo: logURL)
+        (process, exited) = try Self.launch(binary, arguments, log: logURL)
+    }
 
-        let client = "http://127.0.0.1:\(clientPort)"
-        let peer = "http://127.0.0.1:\(peerPort)"
-        process = Process()
+    private static func launch(_ binary: String, _ arguments: [String], log logURL: URL) throws -> (Process, AsyncStream<Int32>) {
+        let log = try FileHandle(forWritingTo: logURL)
+        log.seekToEndOfFile()
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "--name", "sluice-test",
-            "--data-dir", directory.appendingPathComponent("data").path,
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", "sluice-test=\(peer)",
-        ]
+        process.arguments = arguments
         process.standardOutput = log
         process.standardError = log
-        let continuation = exited.continuation
+        let (exited, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
         process.terminationHandler = { ended in
             continuation.yield(ended.terminationStatus)
             continuation.finish()
         }
         try process.run()
+        return (process, exited)
     }
 
     var isRunning: Bool { process.isRunning }
+
+    func signal(_ number: Int32) {
+        if process.isRunning { kill(process.processIdentifier, number) }
+    }
+
+    /// SIGKILL, and the exit awaited; the data directory stays for `restart()`.
+    func crash() async {
+        signal(SIGKILL)
+        for await _ in exited { break }
+    }
+
+    /// Starts the member again on the same ports and data (after `crash()`).
+    func restart() throws {
+        precondition(!process.isRunning, "restart() follows crash()")
+        (process, exited) = try Self.launch(binary, arguments, log: directory.appendingPathComponent("etcd.log"))
+    }
 
     /// SIGTERM, wait for the exit (bounded; SIGKILL after 10 s), remove the data directory.
     func stop() async {
@@ -65,10 +125,11 @@ final class EtcdProcess {
         guard process.isRunning else { return }
         process.terminate()
         for _ in 0..<200 where process.isRunning {
+            // Waiting for another process to exit; its termination handler has no timeout.
             try? await Task.sleep(for: .milliseconds(50))
         }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for await _ in exited.stream { break }
+        for await _ in exited { break }
     }
 
     /// `count` distinct ports for etcd, chosen at random below the kernel's ephemeral range
@@ -76,18 +137,24 @@ final class EtcdProcess {
     /// parallel test run is handed them. They are not probed by binding them first: a child
     /// another test spawns in that moment (posix_spawn) inherits the probe socket and keeps
     /// the port bound after we close it ("bind: address already in use", seen in full runs).
-    /// A deliberate listener on the same port fails the start loudly.
-    private static func freePorts(_ count: Int) -> [Int] {
+    /// A deliberate listener on the same port fails the start loudly. No port is handed out
+    /// twice in one test run: dozens of members start in parallel, and a random pick among
+    /// ~20,000 would otherwise collide in a few runs out of a hundred.
+    static func freePorts(_ count: Int) -> [Int] {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
         let candidates = 10_000..<max(ephemeralLow, 10_000 + count)
-        var ports: [Int] = []
-        while ports.count < count {
-            let port = Int.random(in: candidates)
-            if !ports.contains(port) { ports.append(port) }
+        return handedOut.withLock { handedOut in
+            var ports: [Int] = []
+            while ports.count < count {
+                let port = Int.random(in: candidates)
+                if handedOut.insert(port).inserted { ports.append(port) }
+            }
+            return ports
         }
-        return ports
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 }
 
 struct EtcdStartError: Error, CustomStringConvertible {

@@ -7,6 +7,8 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "etcd/etcdserverpb/kv.pb-c.h"
+#include "etcd/etcdserverpb/lease.pb-c.h"
+#include "etcd/etcdserverpb/watch.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"

@@ -467,3 +467,606 @@ extension EtcdPutResponse: ProtobufCConvertible {
         message.pointee.prev_kv = prevKv.map { arena.message($0) }
     }
 }
+
+/// Deletes one key, or the keys in [key, range_end).
+public struct EtcdDeleteRangeRequest: ProtobufMessage {
+    /// The first key to delete.
+    public var key: ByteBuffer
+    /// Exclusive end of the range, with RangeRequest.range_end's conventions; empty means
+    /// only `key`.
+    public var rangeEnd: ByteBuffer
+    /// Return the deleted key-value pairs in the response.
+    public var prevKv: Bool
+
+    public init(key: ByteBuffer = ByteBuffer(), rangeEnd: ByteBuffer = ByteBuffer(), prevKv: Bool = false) {
+        self.key = key
+        self.rangeEnd = rangeEnd
+        self.prevKv = prevKv
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdDeleteRangeRequest: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__DeleteRangeRequest>) {
+        etcdserverpb__delete_range_request__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__DeleteRangeRequest>? {
+        etcdserverpb__delete_range_request__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__DeleteRangeRequest>) {
+        let c = message.pointee
+        self.key = ProtobufC.bytes(c.key)
+        self.rangeEnd = ProtobufC.bytes(c.range_end)
+        self.prevKv = c.prev_kv != 0
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__DeleteRangeRequest>, arena: ProtobufCArena) {
+        message.pointee.key = arena.bytes(key)
+        message.pointee.range_end = arena.bytes(rangeEnd)
+        message.pointee.prev_kv = prevKv ? 1 : 0
+    }
+}
+
+/// The outcome of a DeleteRange.
+public struct EtcdDeleteRangeResponse: ProtobufMessage {
+    /// The answering member and the store revision.
+    public var header: EtcdResponseHeader?
+    /// Number of keys deleted.
+    public var deleted: Int64
+    /// The deleted key-value pairs, when prev_kv was set.
+    public var prevKvs: [EtcdKeyValue]
+
+    public init(header: EtcdResponseHeader? = nil, deleted: Int64 = 0, prevKvs: [EtcdKeyValue] = []) {
+        self.header = header
+        self.deleted = deleted
+        self.prevKvs = prevKvs
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdDeleteRangeResponse: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__DeleteRangeResponse>) {
+        etcdserverpb__delete_range_response__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__DeleteRangeResponse>? {
+        etcdserverpb__delete_range_response__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__DeleteRangeResponse>) {
+        let c = message.pointee
+        self.header = c.header.map { EtcdResponseHeader(cMessage: UnsafePointer($0)) }
+        self.deleted = c.deleted
+        self.prevKvs = ProtobufC.messages(c.prev_kvs, count: c.n_prev_kvs) { EtcdKeyValue(cMessage: $0) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__DeleteRangeResponse>, arena: ProtobufCArena) {
+        message.pointee.header = header.map { arena.message($0) }
+        message.pointee.deleted = deleted
+        message.pointee.n_prev_kvs = prevKvs.count
+        message.pointee.prev_kvs = arena.messages(prevKvs)
+    }
+}
+
+/// One operation of a transaction.
+public struct EtcdRequestOp: ProtobufMessage {
+    public var request: Request?
+
+    /// The `request` oneof: at most one of these is set.
+    public enum Request: Sendable, Equatable {
+        /// Reads keys (as of the transaction's revision).
+        case requestRange(EtcdRangeRequest)
+        /// Sets a key.
+        case requestPut(EtcdPutRequest)
+        /// Deletes keys.
+        case requestDeleteRange(EtcdDeleteRangeRequest)
+    }
+
+    public init(request: Request? = nil) {
+        self.request = request
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdRequestOp: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__RequestOp>) {
+        etcdserverpb__request_op__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__RequestOp>? {
+        etcdserverpb__request_op__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__RequestOp>) {
+        let c = message.pointee
+        switch c.request_case.rawValue {
+        case 1: self.request = c.request_range.map { .requestRange(EtcdRangeRequest(cMessage: UnsafePointer($0))) }
+        case 2: self.request = c.request_put.map { .requestPut(EtcdPutRequest(cMessage: UnsafePointer($0))) }
+        case 3: self.request = c.request_delete_range.map { .requestDeleteRange(EtcdDeleteRangeRequest(cMessage: UnsafePointer($0))) }
+        default: self.request = nil
+        }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__RequestOp>, arena: ProtobufCArena) {
+        switch request {
+        case .requestRange(let value)?:
+            message.pointee.request_case = .init(rawValue: 1)
+            message.pointee.request_range = arena.message(value)
+        case .requestPut(let value)?:
+            message.pointee.request_case = .init(rawValue: 2)
+            message.pointee.request_put = arena.message(value)
+        case .requestDeleteRange(let value)?:
+            message.pointee.request_case = .init(rawValue: 3)
+            message.pointee.request_delete_range = arena.message(value)
+        case nil:
+            break
+        }
+    }
+}
+
+/// The outcome of one operation of a transaction, in the order of the operations.
+public struct EtcdResponseOp: ProtobufMessage {
+    public var response: Response?
+
+    /// The `response` oneof: at most one of these is set.
+    public enum Response: Sendable, Equatable {
+        /// What a request_range read.
+        case responseRange(EtcdRangeResponse)
+        /// What a request_put did.
+        case responsePut(EtcdPutResponse)
+        /// What a request_delete_range deleted.
+        case responseDeleteRange(EtcdDeleteRangeResponse)
+    }
+
+    public init(response: Response? = nil) {
+        self.response = response
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdResponseOp: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__ResponseOp>) {
+        etcdserverpb__response_op__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__ResponseOp>? {
+        etcdserverpb__response_op__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__ResponseOp>) {
+        let c = message.pointee
+        switch c.response_case.rawValue {
+        case 1: self.response = c.response_range.map { .responseRange(EtcdRangeResponse(cMessage: UnsafePointer($0))) }
+        case 2: self.response = c.response_put.map { .responsePut(EtcdPutResponse(cMessage: UnsafePointer($0))) }
+        case 3: self.response = c.response_delete_range.map { .responseDeleteRange(EtcdDeleteRangeResponse(cMessage: UnsafePointer($0))) }
+        default: self.response = nil
+        }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__ResponseOp>, arena: ProtobufCArena) {
+        switch response {
+        case .responseRange(let value)?:
+            message.pointee.response_case = .init(rawValue: 1)
+            message.pointee.response_range = arena.message(value)
+        case .responsePut(let value)?:
+            message.pointee.response_case = .init(rawValue: 2)
+            message.pointee.response_put = arena.message(value)
+        case .responseDeleteRange(let value)?:
+            message.pointee.response_case = .init(rawValue: 3)
+            message.pointee.response_delete_range = arena.message(value)
+        case nil:
+            break
+        }
+    }
+}
+
+extension EtcdCompare {
+    /// How the key's field compares with the given value.
+    ///
+    /// Open like every proto3 enum: numbers this version does not know decode as
+    /// `unrecognized` and encode back unchanged.
+    public enum CompareResult: RawRepresentable, Sendable, Hashable {
+        case equal
+        case greater
+        case less
+        case notEqual
+        case unrecognized(Int32)
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .equal
+            case 1: self = .greater
+            case 2: self = .less
+            case 3: self = .notEqual
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .equal: 0
+            case .greater: 1
+            case .less: 2
+            case .notEqual: 3
+            case .unrecognized(let number): number
+            }
+        }
+    }
+}
+
+extension EtcdCompare {
+    /// Which field of the key is compared; it must match the target_union member set.
+    ///
+    /// Open like every proto3 enum: numbers this version does not know decode as
+    /// `unrecognized` and encode back unchanged.
+    public enum CompareTarget: RawRepresentable, Sendable, Hashable {
+        case version
+        case create
+        case mod
+        case value
+        case lease
+        case unrecognized(Int32)
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .version
+            case 1: self = .create
+            case 2: self = .mod
+            case 3: self = .value
+            case 4: self = .lease
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .version: 0
+            case .create: 1
+            case .mod: 2
+            case .value: 3
+            case .lease: 4
+            case .unrecognized(let number): number
+            }
+        }
+    }
+}
+
+/// One condition of a transaction: a field of a key (or of every key in a range) compared
+/// with a value. A key that does not exist has version, create and mod revisions 0.
+public struct EtcdCompare: ProtobufMessage {
+    /// The comparison.
+    public var result: EtcdCompare.CompareResult
+    /// The field compared.
+    public var target: EtcdCompare.CompareTarget
+    /// The key whose field is compared.
+    public var key: ByteBuffer
+    public var targetUnion: TargetUnion?
+    /// Compare every key in [key, range_end) instead of `key` alone.
+    public var rangeEnd: ByteBuffer
+
+    /// The `target_union` oneof: at most one of these is set.
+    public enum TargetUnion: Sendable, Equatable {
+        /// The key's version (modifications since creation).
+        case version(Int64)
+        /// The revision that created the key.
+        case createRevision(Int64)
+        /// The revision that last modified the key.
+        case modRevision(Int64)
+        /// The key's value.
+        case value(ByteBuffer)
+        /// The lease the key is attached to.
+        case lease(Int64)
+    }
+
+    public init(result: EtcdCompare.CompareResult = .equal, target: EtcdCompare.CompareTarget = .version, key: ByteBuffer = ByteBuffer(), targetUnion: TargetUnion? = nil, rangeEnd: ByteBuffer = ByteBuffer()) {
+        self.result = result
+        self.target = target
+        self.key = key
+        self.targetUnion = targetUnion
+        self.rangeEnd = rangeEnd
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdCompare: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__Compare>) {
+        etcdserverpb__compare__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__Compare>? {
+        etcdserverpb__compare__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__Compare>) {
+        let c = message.pointee
+        self.result = EtcdCompare.CompareResult(rawValue: Int32(truncatingIfNeeded: c.result.rawValue))
+        self.target = EtcdCompare.CompareTarget(rawValue: Int32(truncatingIfNeeded: c.target.rawValue))
+        self.key = ProtobufC.bytes(c.key)
+        self.rangeEnd = ProtobufC.bytes(c.range_end)
+        switch c.target_union_case.rawValue {
+        case 4: self.targetUnion = .version(c.version)
+        case 5: self.targetUnion = .createRevision(c.create_revision)
+        case 6: self.targetUnion = .modRevision(c.mod_revision)
+        case 7: self.targetUnion = .value(ProtobufC.bytes(c.value))
+        case 8: self.targetUnion = .lease(c.lease)
+        default: self.targetUnion = nil
+        }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__Compare>, arena: ProtobufCArena) {
+        message.pointee.result = .init(rawValue: .init(truncatingIfNeeded: result.rawValue))
+        message.pointee.target = .init(rawValue: .init(truncatingIfNeeded: target.rawValue))
+        message.pointee.key = arena.bytes(key)
+        message.pointee.range_end = arena.bytes(rangeEnd)
+        switch targetUnion {
+        case .version(let value)?:
+            message.pointee.target_union_case = .init(rawValue: 4)
+            message.pointee.version = value
+        case .createRevision(let value)?:
+            message.pointee.target_union_case = .init(rawValue: 5)
+            message.pointee.create_revision = value
+        case .modRevision(let value)?:
+            message.pointee.target_union_case = .init(rawValue: 6)
+            message.pointee.mod_revision = value
+        case .value(let value)?:
+            message.pointee.target_union_case = .init(rawValue: 7)
+            message.pointee.value = arena.bytes(value)
+        case .lease(let value)?:
+            message.pointee.target_union_case = .init(rawValue: 8)
+            message.pointee.lease = value
+        case nil:
+            break
+        }
+    }
+}
+
+/// If every comparison holds, the success operations run, else the failure operations;
+/// atomically, as one revision. A transaction may not modify one key twice.
+public struct EtcdTxnRequest: ProtobufMessage {
+    /// The conditions, all of which must hold.
+    public var compare: [EtcdCompare]
+    /// Applied in order when every comparison holds.
+    public var success: [EtcdRequestOp]
+    /// Applied in order when any comparison fails.
+    public var failure: [EtcdRequestOp]
+
+    public init(compare: [EtcdCompare] = [], success: [EtcdRequestOp] = [], failure: [EtcdRequestOp] = []) {
+        self.compare = compare
+        self.success = success
+        self.failure = failure
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdTxnRequest: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__TxnRequest>) {
+        etcdserverpb__txn_request__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__TxnRequest>? {
+        etcdserverpb__txn_request__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__TxnRequest>) {
+        let c = message.pointee
+        self.compare = ProtobufC.messages(c.compare, count: c.n_compare) { EtcdCompare(cMessage: $0) }
+        self.success = ProtobufC.messages(c.success, count: c.n_success) { EtcdRequestOp(cMessage: $0) }
+        self.failure = ProtobufC.messages(c.failure, count: c.n_failure) { EtcdRequestOp(cMessage: $0) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__TxnRequest>, arena: ProtobufCArena) {
+        message.pointee.n_compare = compare.count
+        message.pointee.compare = arena.messages(compare)
+        message.pointee.n_success = success.count
+        message.pointee.success = arena.messages(success)
+        message.pointee.n_failure = failure.count
+        message.pointee.failure = arena.messages(failure)
+    }
+}
+
+/// The outcome of a Txn.
+public struct EtcdTxnResponse: ProtobufMessage {
+    /// The answering member and the store revision after the transaction.
+    public var header: EtcdResponseHeader?
+    /// Whether every comparison held (so the success operations ran).
+    public var succeeded: Bool
+    /// One response per operation that ran, in order.
+    public var responses: [EtcdResponseOp]
+
+    public init(header: EtcdResponseHeader? = nil, succeeded: Bool = false, responses: [EtcdResponseOp] = []) {
+        self.header = header
+        self.succeeded = succeeded
+        self.responses = responses
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdTxnResponse: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__TxnResponse>) {
+        etcdserverpb__txn_response__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__TxnResponse>? {
+        etcdserverpb__txn_response__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__TxnResponse>) {
+        let c = message.pointee
+        self.header = c.header.map { EtcdResponseHeader(cMessage: UnsafePointer($0)) }
+        self.succeeded = c.succeeded != 0
+        self.responses = ProtobufC.messages(c.responses, count: c.n_responses) { EtcdResponseOp(cMessage: $0) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__TxnResponse>, arena: ProtobufCArena) {
+        message.pointee.header = header.map { arena.message($0) }
+        message.pointee.succeeded = succeeded ? 1 : 0
+        message.pointee.n_responses = responses.count
+        message.pointee.responses = arena.messages(responses)
+    }
+}
+
+/// Discards the history below a revision.
+public struct EtcdCompactionRequest: ProtobufMessage {
+    /// Revisions below this one are discarded (the newest value of every key is kept).
+    public var revision: Int64
+    /// Answer only once the compaction is applied to the member's database.
+    public var physical: Bool
+
+    public init(revision: Int64 = 0, physical: Bool = false) {
+        self.revision = revision
+        self.physical = physical
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdCompactionRequest: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__CompactionRequest>) {
+        etcdserverpb__compaction_request__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__CompactionRequest>? {
+        etcdserverpb__compaction_request__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__CompactionRequest>) {
+        let c = message.pointee
+        self.revision = c.revision
+        self.physical = c.physical != 0
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__CompactionRequest>, arena: ProtobufCArena) {
+        message.pointee.revision = revision
+        message.pointee.physical = physical ? 1 : 0
+    }
+}
+
+/// The outcome of a Compact.
+public struct EtcdCompactionResponse: ProtobufMessage {
+    /// The answering member and the store revision.
+    public var header: EtcdResponseHeader?
+
+    public init(header: EtcdResponseHeader? = nil) {
+        self.header = header
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension EtcdCompactionResponse: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Etcdserverpb__CompactionResponse>) {
+        etcdserverpb__compaction_response__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Etcdserverpb__CompactionResponse>? {
+        etcdserverpb__compaction_response__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Etcdserverpb__CompactionResponse>) {
+        let c = message.pointee
+        self.header = c.header.map { EtcdResponseHeader(cMessage: UnsafePointer($0)) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Etcdserverpb__CompactionResponse>, arena: ProtobufCArena) {
+        message.pointee.header = header.map { arena.message($0) }
+    }
+}

@@ -278,6 +278,411 @@ void   etcdserverpb__put_response__free_unpacked
   assert(message->base.descriptor == &etcdserverpb__put_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   etcdserverpb__delete_range_request__init
+                     (Etcdserverpb__DeleteRangeRequest         *message)
+{
+  static const Etcdserverpb__DeleteRangeRequest init_value = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__delete_range_request__get_packed_size
+                     (const Etcdserverpb__DeleteRangeRequest *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__delete_range_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__delete_range_request__pack
+                     (const Etcdserverpb__DeleteRangeRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__delete_range_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__delete_range_request__pack_to_buffer
+                     (const Etcdserverpb__DeleteRangeRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__delete_range_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__DeleteRangeRequest *
+       etcdserverpb__delete_range_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__DeleteRangeRequest *)
+     protobuf_c_message_unpack (&etcdserverpb__delete_range_request__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__delete_range_request__free_unpacked
+                     (Etcdserverpb__DeleteRangeRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__delete_range_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__delete_range_response__init
+                     (Etcdserverpb__DeleteRangeResponse         *message)
+{
+  static const Etcdserverpb__DeleteRangeResponse init_value = ETCDSERVERPB__DELETE_RANGE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__delete_range_response__get_packed_size
+                     (const Etcdserverpb__DeleteRangeResponse *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__delete_range_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__delete_range_response__pack
+                     (const Etcdserverpb__DeleteRangeResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__delete_range_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__delete_range_response__pack_to_buffer
+                     (const Etcdserverpb__DeleteRangeResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__delete_range_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__DeleteRangeResponse *
+       etcdserverpb__delete_range_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__DeleteRangeResponse *)
+     protobuf_c_message_unpack (&etcdserverpb__delete_range_response__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__delete_range_response__free_unpacked
+                     (Etcdserverpb__DeleteRangeResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__delete_range_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__request_op__init
+                     (Etcdserverpb__RequestOp         *message)
+{
+  static const Etcdserverpb__RequestOp init_value = ETCDSERVERPB__REQUEST_OP__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__request_op__get_packed_size
+                     (const Etcdserverpb__RequestOp *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__request_op__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__request_op__pack
+                     (const Etcdserverpb__RequestOp *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__request_op__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__request_op__pack_to_buffer
+                     (const Etcdserverpb__RequestOp *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__request_op__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__RequestOp *
+       etcdserverpb__request_op__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__RequestOp *)
+     protobuf_c_message_unpack (&etcdserverpb__request_op__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__request_op__free_unpacked
+                     (Etcdserverpb__RequestOp *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__request_op__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__response_op__init
+                     (Etcdserverpb__ResponseOp         *message)
+{
+  static const Etcdserverpb__ResponseOp init_value = ETCDSERVERPB__RESPONSE_OP__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__response_op__get_packed_size
+                     (const Etcdserverpb__ResponseOp *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__response_op__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__response_op__pack
+                     (const Etcdserverpb__ResponseOp *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__response_op__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__response_op__pack_to_buffer
+                     (const Etcdserverpb__ResponseOp *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__response_op__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__ResponseOp *
+       etcdserverpb__response_op__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__ResponseOp *)
+     protobuf_c_message_unpack (&etcdserverpb__response_op__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__response_op__free_unpacked
+                     (Etcdserverpb__ResponseOp *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__response_op__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__compare__init
+                     (Etcdserverpb__Compare         *message)
+{
+  static const Etcdserverpb__Compare init_value = ETCDSERVERPB__COMPARE__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__compare__get_packed_size
+                     (const Etcdserverpb__Compare *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__compare__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__compare__pack
+                     (const Etcdserverpb__Compare *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__compare__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__compare__pack_to_buffer
+                     (const Etcdserverpb__Compare *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__compare__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__Compare *
+       etcdserverpb__compare__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__Compare *)
+     protobuf_c_message_unpack (&etcdserverpb__compare__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__compare__free_unpacked
+                     (Etcdserverpb__Compare *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__compare__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__txn_request__init
+                     (Etcdserverpb__TxnRequest         *message)
+{
+  static const Etcdserverpb__TxnRequest init_value = ETCDSERVERPB__TXN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__txn_request__get_packed_size
+                     (const Etcdserverpb__TxnRequest *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__txn_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__txn_request__pack
+                     (const Etcdserverpb__TxnRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__txn_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__txn_request__pack_to_buffer
+                     (const Etcdserverpb__TxnRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__txn_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__TxnRequest *
+       etcdserverpb__txn_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__TxnRequest *)
+     protobuf_c_message_unpack (&etcdserverpb__txn_request__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__txn_request__free_unpacked
+                     (Etcdserverpb__TxnRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__txn_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__txn_response__init
+                     (Etcdserverpb__TxnResponse         *message)
+{
+  static const Etcdserverpb__TxnResponse init_value = ETCDSERVERPB__TXN_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__txn_response__get_packed_size
+                     (const Etcdserverpb__TxnResponse *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__txn_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__txn_response__pack
+                     (const Etcdserverpb__TxnResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__txn_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__txn_response__pack_to_buffer
+                     (const Etcdserverpb__TxnResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__txn_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__TxnResponse *
+       etcdserverpb__txn_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__TxnResponse *)
+     protobuf_c_message_unpack (&etcdserverpb__txn_response__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__txn_response__free_unpacked
+                     (Etcdserverpb__TxnResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__txn_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__compaction_request__init
+                     (Etcdserverpb__CompactionRequest         *message)
+{
+  static const Etcdserverpb__CompactionRequest init_value = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__compaction_request__get_packed_size
+                     (const Etcdserverpb__CompactionRequest *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__compaction_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__compaction_request__pack
+                     (const Etcdserverpb__CompactionRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__compaction_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__compaction_request__pack_to_buffer
+                     (const Etcdserverpb__CompactionRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__compaction_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__CompactionRequest *
+       etcdserverpb__compaction_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__CompactionRequest *)
+     protobuf_c_message_unpack (&etcdserverpb__compaction_request__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__compaction_request__free_unpacked
+                     (Etcdserverpb__CompactionRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__compaction_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   etcdserverpb__compaction_response__init
+                     (Etcdserverpb__CompactionResponse         *message)
+{
+  static const Etcdserverpb__CompactionResponse init_value = ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t etcdserverpb__compaction_response__get_packed_size
+                     (const Etcdserverpb__CompactionResponse *message)
+{
+  assert(message->base.descriptor == &etcdserverpb__compaction_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t etcdserverpb__compaction_response__pack
+                     (const Etcdserverpb__CompactionResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &etcdserverpb__compaction_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t etcdserverpb__compaction_response__pack_to_buffer
+                     (const Etcdserverpb__CompactionResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &etcdserverpb__compaction_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Etcdserverpb__CompactionResponse *
+       etcdserverpb__compaction_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Etcdserverpb__CompactionResponse *)
+     protobuf_c_message_unpack (&etcdserverpb__compaction_response__descriptor,
+                                allocator, len, data);
+}
+void   etcdserverpb__compaction_response__free_unpacked
+                     (Etcdserverpb__CompactionResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &etcdserverpb__compaction_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor etcdserverpb__response_header__field_descriptors[4] =
 {
   {
@@ -947,14 +1352,702 @@ const ProtobufCMessageDescriptor etcdserverpb__put_response__descriptor =
   (ProtobufCMessageInit) etcdserverpb__put_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor etcdserverpb__kv__method_descriptors[2] =
+static const ProtobufCFieldDescriptor etcdserverpb__delete_range_request__field_descriptors[3] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__DeleteRangeRequest, key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "range_end",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__DeleteRangeRequest, range_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prev_kv",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__DeleteRangeRequest, prev_kv),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__delete_range_request__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  2,   /* field[2] = prev_kv */
+  1,   /* field[1] = range_end */
+};
+static const ProtobufCIntRange etcdserverpb__delete_range_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__delete_range_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.DeleteRangeRequest",
+  "DeleteRangeRequest",
+  "Etcdserverpb__DeleteRangeRequest",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__DeleteRangeRequest),
+  3,
+  etcdserverpb__delete_range_request__field_descriptors,
+  etcdserverpb__delete_range_request__field_indices_by_name,
+  1,  etcdserverpb__delete_range_request__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__delete_range_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__delete_range_response__field_descriptors[3] =
+{
+  {
+    "header",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__DeleteRangeResponse, header),
+    &etcdserverpb__response_header__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__DeleteRangeResponse, deleted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prev_kvs",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__DeleteRangeResponse, n_prev_kvs),
+    offsetof(Etcdserverpb__DeleteRangeResponse, prev_kvs),
+    &etcdserverpb__key_value__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__delete_range_response__field_indices_by_name[] = {
+  1,   /* field[1] = deleted */
+  0,   /* field[0] = header */
+  2,   /* field[2] = prev_kvs */
+};
+static const ProtobufCIntRange etcdserverpb__delete_range_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__delete_range_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.DeleteRangeResponse",
+  "DeleteRangeResponse",
+  "Etcdserverpb__DeleteRangeResponse",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__DeleteRangeResponse),
+  3,
+  etcdserverpb__delete_range_response__field_descriptors,
+  etcdserverpb__delete_range_response__field_indices_by_name,
+  1,  etcdserverpb__delete_range_response__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__delete_range_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__request_op__field_descriptors[3] =
+{
+  {
+    "request_range",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__RequestOp, request_case),
+    offsetof(Etcdserverpb__RequestOp, request_range),
+    &etcdserverpb__range_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "request_put",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__RequestOp, request_case),
+    offsetof(Etcdserverpb__RequestOp, request_put),
+    &etcdserverpb__put_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "request_delete_range",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__RequestOp, request_case),
+    offsetof(Etcdserverpb__RequestOp, request_delete_range),
+    &etcdserverpb__delete_range_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__request_op__field_indices_by_name[] = {
+  2,   /* field[2] = request_delete_range */
+  1,   /* field[1] = request_put */
+  0,   /* field[0] = request_range */
+};
+static const ProtobufCIntRange etcdserverpb__request_op__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__request_op__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.RequestOp",
+  "RequestOp",
+  "Etcdserverpb__RequestOp",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__RequestOp),
+  3,
+  etcdserverpb__request_op__field_descriptors,
+  etcdserverpb__request_op__field_indices_by_name,
+  1,  etcdserverpb__request_op__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__request_op__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__response_op__field_descriptors[3] =
+{
+  {
+    "response_range",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__ResponseOp, response_case),
+    offsetof(Etcdserverpb__ResponseOp, response_range),
+    &etcdserverpb__range_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "response_put",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__ResponseOp, response_case),
+    offsetof(Etcdserverpb__ResponseOp, response_put),
+    &etcdserverpb__put_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "response_delete_range",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__ResponseOp, response_case),
+    offsetof(Etcdserverpb__ResponseOp, response_delete_range),
+    &etcdserverpb__delete_range_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__response_op__field_indices_by_name[] = {
+  2,   /* field[2] = response_delete_range */
+  1,   /* field[1] = response_put */
+  0,   /* field[0] = response_range */
+};
+static const ProtobufCIntRange etcdserverpb__response_op__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__response_op__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.ResponseOp",
+  "ResponseOp",
+  "Etcdserverpb__ResponseOp",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__ResponseOp),
+  3,
+  etcdserverpb__response_op__field_descriptors,
+  etcdserverpb__response_op__field_indices_by_name,
+  1,  etcdserverpb__response_op__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__response_op__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue etcdserverpb__compare__compare_result__enum_values_by_number[4] =
+{
+  { "EQUAL", "ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL", 0 },
+  { "GREATER", "ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER", 1 },
+  { "LESS", "ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS", 2 },
+  { "NOT_EQUAL", "ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL", 3 },
+};
+static const ProtobufCIntRange etcdserverpb__compare__compare_result__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex etcdserverpb__compare__compare_result__enum_values_by_name[4] =
+{
+  { "EQUAL", 0 },
+  { "GREATER", 1 },
+  { "LESS", 2 },
+  { "NOT_EQUAL", 3 },
+};
+const ProtobufCEnumDescriptor etcdserverpb__compare__compare_result__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "etcdserverpb.Compare.CompareResult",
+  "CompareResult",
+  "Etcdserverpb__Compare__CompareResult",
+  "etcdserverpb",
+  4,
+  etcdserverpb__compare__compare_result__enum_values_by_number,
+  4,
+  etcdserverpb__compare__compare_result__enum_values_by_name,
+  1,
+  etcdserverpb__compare__compare_result__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue etcdserverpb__compare__compare_target__enum_values_by_number[5] =
+{
+  { "VERSION", "ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION", 0 },
+  { "CREATE", "ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE", 1 },
+  { "MOD", "ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD", 2 },
+  { "VALUE", "ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE", 3 },
+  { "LEASE", "ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE", 4 },
+};
+static const ProtobufCIntRange etcdserverpb__compare__compare_target__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex etcdserverpb__compare__compare_target__enum_values_by_name[5] =
+{
+  { "CREATE", 1 },
+  { "LEASE", 4 },
+  { "MOD", 2 },
+  { "VALUE", 3 },
+  { "VERSION", 0 },
+};
+const ProtobufCEnumDescriptor etcdserverpb__compare__compare_target__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "etcdserverpb.Compare.CompareTarget",
+  "CompareTarget",
+  "Etcdserverpb__Compare__CompareTarget",
+  "etcdserverpb",
+  5,
+  etcdserverpb__compare__compare_target__enum_values_by_number,
+  5,
+  etcdserverpb__compare__compare_target__enum_values_by_name,
+  1,
+  etcdserverpb__compare__compare_target__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__compare__field_descriptors[9] =
+{
+  {
+    "result",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__Compare, result),
+    &etcdserverpb__compare__compare_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__Compare, target),
+    &etcdserverpb__compare__compare_target__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__Compare, key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Etcdserverpb__Compare, target_union_case),
+    offsetof(Etcdserverpb__Compare, version),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "create_revision",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Etcdserverpb__Compare, target_union_case),
+    offsetof(Etcdserverpb__Compare, create_revision),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mod_revision",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Etcdserverpb__Compare, target_union_case),
+    offsetof(Etcdserverpb__Compare, mod_revision),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Etcdserverpb__Compare, target_union_case),
+    offsetof(Etcdserverpb__Compare, value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Etcdserverpb__Compare, target_union_case),
+    offsetof(Etcdserverpb__Compare, lease),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "range_end",
+    64,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__Compare, range_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__compare__field_indices_by_name[] = {
+  4,   /* field[4] = create_revision */
+  2,   /* field[2] = key */
+  7,   /* field[7] = lease */
+  5,   /* field[5] = mod_revision */
+  8,   /* field[8] = range_end */
+  0,   /* field[0] = result */
+  1,   /* field[1] = target */
+  6,   /* field[6] = value */
+  3,   /* field[3] = version */
+};
+static const ProtobufCIntRange etcdserverpb__compare__number_ranges[2 + 1] =
+{
+  { 1, 0 },
+  { 64, 8 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__compare__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.Compare",
+  "Compare",
+  "Etcdserverpb__Compare",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__Compare),
+  9,
+  etcdserverpb__compare__field_descriptors,
+  etcdserverpb__compare__field_indices_by_name,
+  2,  etcdserverpb__compare__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__compare__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__txn_request__field_descriptors[3] =
+{
+  {
+    "compare",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__TxnRequest, n_compare),
+    offsetof(Etcdserverpb__TxnRequest, compare),
+    &etcdserverpb__compare__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "success",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__TxnRequest, n_success),
+    offsetof(Etcdserverpb__TxnRequest, success),
+    &etcdserverpb__request_op__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failure",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__TxnRequest, n_failure),
+    offsetof(Etcdserverpb__TxnRequest, failure),
+    &etcdserverpb__request_op__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__txn_request__field_indices_by_name[] = {
+  0,   /* field[0] = compare */
+  2,   /* field[2] = failure */
+  1,   /* field[1] = success */
+};
+static const ProtobufCIntRange etcdserverpb__txn_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__txn_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.TxnRequest",
+  "TxnRequest",
+  "Etcdserverpb__TxnRequest",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__TxnRequest),
+  3,
+  etcdserverpb__txn_request__field_descriptors,
+  etcdserverpb__txn_request__field_indices_by_name,
+  1,  etcdserverpb__txn_request__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__txn_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__txn_response__field_descriptors[3] =
+{
+  {
+    "header",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__TxnResponse, header),
+    &etcdserverpb__response_header__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "succeeded",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__TxnResponse, succeeded),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "responses",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Etcdserverpb__TxnResponse, n_responses),
+    offsetof(Etcdserverpb__TxnResponse, responses),
+    &etcdserverpb__response_op__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__txn_response__field_indices_by_name[] = {
+  0,   /* field[0] = header */
+  2,   /* field[2] = responses */
+  1,   /* field[1] = succeeded */
+};
+static const ProtobufCIntRange etcdserverpb__txn_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__txn_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.TxnResponse",
+  "TxnResponse",
+  "Etcdserverpb__TxnResponse",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__TxnResponse),
+  3,
+  etcdserverpb__txn_response__field_descriptors,
+  etcdserverpb__txn_response__field_indices_by_name,
+  1,  etcdserverpb__txn_response__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__txn_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__compaction_request__field_descriptors[2] =
+{
+  {
+    "revision",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__CompactionRequest, revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "physical",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__CompactionRequest, physical),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__compaction_request__field_indices_by_name[] = {
+  1,   /* field[1] = physical */
+  0,   /* field[0] = revision */
+};
+static const ProtobufCIntRange etcdserverpb__compaction_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__compaction_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.CompactionRequest",
+  "CompactionRequest",
+  "Etcdserverpb__CompactionRequest",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__CompactionRequest),
+  2,
+  etcdserverpb__compaction_request__field_descriptors,
+  etcdserverpb__compaction_request__field_indices_by_name,
+  1,  etcdserverpb__compaction_request__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__compaction_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor etcdserverpb__compaction_response__field_descriptors[1] =
+{
+  {
+    "header",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Etcdserverpb__CompactionResponse, header),
+    &etcdserverpb__response_header__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned etcdserverpb__compaction_response__field_indices_by_name[] = {
+  0,   /* field[0] = header */
+};
+static const ProtobufCIntRange etcdserverpb__compaction_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor etcdserverpb__compaction_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "etcdserverpb.CompactionResponse",
+  "CompactionResponse",
+  "Etcdserverpb__CompactionResponse",
+  "etcdserverpb",
+  sizeof(Etcdserverpb__CompactionResponse),
+  1,
+  etcdserverpb__compaction_response__field_descriptors,
+  etcdserverpb__compaction_response__field_indices_by_name,
+  1,  etcdserverpb__compaction_response__number_ranges,
+  (ProtobufCMessageInit) etcdserverpb__compaction_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor etcdserverpb__kv__method_descriptors[5] =
 {
   { "Range", &etcdserverpb__range_request__descriptor, &etcdserverpb__range_response__descriptor },
   { "Put", &etcdserverpb__put_request__descriptor, &etcdserverpb__put_response__descriptor },
+  { "DeleteRange", &etcdserverpb__delete_range_request__descriptor, &etcdserverpb__delete_range_response__descriptor },
+  { "Txn", &etcdserverpb__txn_request__descriptor, &etcdserverpb__txn_response__descriptor },
+  { "Compact", &etcdserverpb__compaction_request__descriptor, &etcdserverpb__compaction_response__descriptor },
 };
 const unsigned etcdserverpb__kv__method_indices_by_name[] = {
+  4,        /* Compact */
+  2,        /* DeleteRange */
   1,        /* Put */
-  0         /* Range */
+  0,        /* Range */
+  3         /* Txn */
 };
 const ProtobufCServiceDescriptor etcdserverpb__kv__descriptor =
 {
@@ -963,7 +2056,7 @@ const ProtobufCServiceDescriptor etcdserverpb__kv__descriptor =
   "KV",
   "Etcdserverpb__KV",
   "etcdserverpb",
-  2,
+  5,
   etcdserverpb__kv__method_descriptors,
   etcdserverpb__kv__method_indices_by_name
 };
@@ -982,6 +2075,30 @@ void etcdserverpb__kv__put(ProtobufCService *service,
 {
   assert(service->descriptor == &etcdserverpb__kv__descriptor);
   service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void etcdserverpb__kv__delete_range(ProtobufCService *service,
+                                    const Etcdserverpb__DeleteRangeRequest *input,
+                                    Etcdserverpb__DeleteRangeResponse_Closure closure,
+                                    void *closure_data)
+{
+  assert(service->descriptor == &etcdserverpb__kv__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void etcdserverpb__kv__txn(ProtobufCService *service,
+                           const Etcdserverpb__TxnRequest *input,
+                           Etcdserverpb__TxnResponse_Closure closure,
+                           void *closure_data)
+{
+  assert(service->descriptor == &etcdserverpb__kv__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void etcdserverpb__kv__compact(ProtobufCService *service,
+                               const Etcdserverpb__CompactionRequest *input,
+                               Etcdserverpb__CompactionResponse_Closure closure,
+                               void *closure_data)
+{
+  assert(service->descriptor == &etcdserverpb__kv__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void etcdserverpb__kv__init (Etcdserverpb__KV_Service *service,
                              Etcdserverpb__KV_ServiceDestroy destroy)

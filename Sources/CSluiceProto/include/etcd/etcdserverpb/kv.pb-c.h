@@ -22,6 +22,15 @@ typedef struct Etcdserverpb__RangeRequest Etcdserverpb__RangeRequest;
 typedef struct Etcdserverpb__RangeResponse Etcdserverpb__RangeResponse;
 typedef struct Etcdserverpb__PutRequest Etcdserverpb__PutRequest;
 typedef struct Etcdserverpb__PutResponse Etcdserverpb__PutResponse;
+typedef struct Etcdserverpb__DeleteRangeRequest Etcdserverpb__DeleteRangeRequest;
+typedef struct Etcdserverpb__DeleteRangeResponse Etcdserverpb__DeleteRangeResponse;
+typedef struct Etcdserverpb__RequestOp Etcdserverpb__RequestOp;
+typedef struct Etcdserverpb__ResponseOp Etcdserverpb__ResponseOp;
+typedef struct Etcdserverpb__Compare Etcdserverpb__Compare;
+typedef struct Etcdserverpb__TxnRequest Etcdserverpb__TxnRequest;
+typedef struct Etcdserverpb__TxnResponse Etcdserverpb__TxnResponse;
+typedef struct Etcdserverpb__CompactionRequest Etcdserverpb__CompactionRequest;
+typedef struct Etcdserverpb__CompactionResponse Etcdserverpb__CompactionResponse;
 
 
 /* --- enums --- */
@@ -55,6 +64,27 @@ typedef enum _Etcdserverpb__RangeRequest__SortTarget {
   ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET)
 } Etcdserverpb__RangeRequest__SortTarget;
+/*
+ * How the key's field compares with the given value.
+ */
+typedef enum _Etcdserverpb__Compare__CompareResult {
+  ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL = 0,
+  ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER = 1,
+  ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS = 2,
+  ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__COMPARE__COMPARE_RESULT)
+} Etcdserverpb__Compare__CompareResult;
+/*
+ * Which field of the key is compared; it must match the target_union member set.
+ */
+typedef enum _Etcdserverpb__Compare__CompareTarget {
+  ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION = 0,
+  ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE = 1,
+  ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD = 2,
+  ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE = 3,
+  ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__COMPARE__COMPARE_TARGET)
+} Etcdserverpb__Compare__CompareTarget;
 
 /* --- messages --- */
 
@@ -272,6 +302,277 @@ struct  Etcdserverpb__PutResponse
     , NULL, NULL }
 
 
+/*
+ * Deletes one key, or the keys in [key, range_end).
+ */
+struct  Etcdserverpb__DeleteRangeRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The first key to delete.
+   */
+  ProtobufCBinaryData key;
+  /*
+   * Exclusive end of the range, with RangeRequest.range_end's conventions; empty means
+   * only `key`.
+   */
+  ProtobufCBinaryData range_end;
+  /*
+   * Return the deleted key-value pairs in the response.
+   */
+  protobuf_c_boolean prev_kv;
+};
+#define ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__delete_range_request__descriptor) \
+    , {0,NULL}, {0,NULL}, 0 }
+
+
+/*
+ * The outcome of a DeleteRange.
+ */
+struct  Etcdserverpb__DeleteRangeResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The answering member and the store revision.
+   */
+  Etcdserverpb__ResponseHeader *header;
+  /*
+   * Number of keys deleted.
+   */
+  int64_t deleted;
+  /*
+   * The deleted key-value pairs, when prev_kv was set.
+   */
+  size_t n_prev_kvs;
+  Etcdserverpb__KeyValue **prev_kvs;
+};
+#define ETCDSERVERPB__DELETE_RANGE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__delete_range_response__descriptor) \
+    , NULL, 0, 0,NULL }
+
+
+typedef enum {
+  ETCDSERVERPB__REQUEST_OP__REQUEST__NOT_SET = 0,
+  ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE = 1,
+  ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT = 2,
+  ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__REQUEST_OP__REQUEST__CASE)
+} Etcdserverpb__RequestOp__RequestCase;
+
+/*
+ * One operation of a transaction.
+ */
+struct  Etcdserverpb__RequestOp
+{
+  ProtobufCMessage base;
+  Etcdserverpb__RequestOp__RequestCase request_case;
+  union {
+    /*
+     * Reads keys (as of the transaction's revision).
+     */
+    Etcdserverpb__RangeRequest *request_range;
+    /*
+     * Sets a key.
+     */
+    Etcdserverpb__PutRequest *request_put;
+    /*
+     * Deletes keys.
+     */
+    Etcdserverpb__DeleteRangeRequest *request_delete_range;
+  };
+};
+#define ETCDSERVERPB__REQUEST_OP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__request_op__descriptor) \
+    , ETCDSERVERPB__REQUEST_OP__REQUEST__NOT_SET, {0} }
+
+
+typedef enum {
+  ETCDSERVERPB__RESPONSE_OP__RESPONSE__NOT_SET = 0,
+  ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE = 1,
+  ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT = 2,
+  ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__RESPONSE_OP__RESPONSE__CASE)
+} Etcdserverpb__ResponseOp__ResponseCase;
+
+/*
+ * The outcome of one operation of a transaction, in the order of the operations.
+ */
+struct  Etcdserverpb__ResponseOp
+{
+  ProtobufCMessage base;
+  Etcdserverpb__ResponseOp__ResponseCase response_case;
+  union {
+    /*
+     * What a request_range read.
+     */
+    Etcdserverpb__RangeResponse *response_range;
+    /*
+     * What a request_put did.
+     */
+    Etcdserverpb__PutResponse *response_put;
+    /*
+     * What a request_delete_range deleted.
+     */
+    Etcdserverpb__DeleteRangeResponse *response_delete_range;
+  };
+};
+#define ETCDSERVERPB__RESPONSE_OP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__response_op__descriptor) \
+    , ETCDSERVERPB__RESPONSE_OP__RESPONSE__NOT_SET, {0} }
+
+
+typedef enum {
+  ETCDSERVERPB__COMPARE__TARGET_UNION__NOT_SET = 0,
+  ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION = 4,
+  ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION = 5,
+  ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION = 6,
+  ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE = 7,
+  ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE = 8
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__COMPARE__TARGET_UNION__CASE)
+} Etcdserverpb__Compare__TargetUnionCase;
+
+/*
+ * One condition of a transaction: a field of a key (or of every key in a range) compared
+ * with a value. A key that does not exist has version, create and mod revisions 0.
+ */
+struct  Etcdserverpb__Compare
+{
+  ProtobufCMessage base;
+  /*
+   * The comparison.
+   */
+  Etcdserverpb__Compare__CompareResult result;
+  /*
+   * The field compared.
+   */
+  Etcdserverpb__Compare__CompareTarget target;
+  /*
+   * The key whose field is compared.
+   */
+  ProtobufCBinaryData key;
+  /*
+   * Compare every key in [key, range_end) instead of `key` alone.
+   */
+  ProtobufCBinaryData range_end;
+  Etcdserverpb__Compare__TargetUnionCase target_union_case;
+  union {
+    /*
+     * The key's version (modifications since creation).
+     */
+    int64_t version;
+    /*
+     * The revision that created the key.
+     */
+    int64_t create_revision;
+    /*
+     * The revision that last modified the key.
+     */
+    int64_t mod_revision;
+    /*
+     * The key's value.
+     */
+    ProtobufCBinaryData value;
+    /*
+     * The lease the key is attached to.
+     */
+    int64_t lease;
+  };
+};
+#define ETCDSERVERPB__COMPARE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__compare__descriptor) \
+    , ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, {0,NULL}, {0,NULL}, ETCDSERVERPB__COMPARE__TARGET_UNION__NOT_SET, {0} }
+
+
+/*
+ * If every comparison holds, the success operations run, else the failure operations;
+ * atomically, as one revision. A transaction may not modify one key twice.
+ */
+struct  Etcdserverpb__TxnRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The conditions, all of which must hold.
+   */
+  size_t n_compare;
+  Etcdserverpb__Compare **compare;
+  /*
+   * Applied in order when every comparison holds.
+   */
+  size_t n_success;
+  Etcdserverpb__RequestOp **success;
+  /*
+   * Applied in order when any comparison fails.
+   */
+  size_t n_failure;
+  Etcdserverpb__RequestOp **failure;
+};
+#define ETCDSERVERPB__TXN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__txn_request__descriptor) \
+    , 0,NULL, 0,NULL, 0,NULL }
+
+
+/*
+ * The outcome of a Txn.
+ */
+struct  Etcdserverpb__TxnResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The answering member and the store revision after the transaction.
+   */
+  Etcdserverpb__ResponseHeader *header;
+  /*
+   * Whether every comparison held (so the success operations ran).
+   */
+  protobuf_c_boolean succeeded;
+  /*
+   * One response per operation that ran, in order.
+   */
+  size_t n_responses;
+  Etcdserverpb__ResponseOp **responses;
+};
+#define ETCDSERVERPB__TXN_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__txn_response__descriptor) \
+    , NULL, 0, 0,NULL }
+
+
+/*
+ * Discards the history below a revision.
+ */
+struct  Etcdserverpb__CompactionRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Revisions below this one are discarded (the newest value of every key is kept).
+   */
+  int64_t revision;
+  /*
+   * Answer only once the compaction is applied to the member's database.
+   */
+  protobuf_c_boolean physical;
+};
+#define ETCDSERVERPB__COMPACTION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__compaction_request__descriptor) \
+    , 0, 0 }
+
+
+/*
+ * The outcome of a Compact.
+ */
+struct  Etcdserverpb__CompactionResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The answering member and the store revision.
+   */
+  Etcdserverpb__ResponseHeader *header;
+};
+#define ETCDSERVERPB__COMPACTION_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&etcdserverpb__compaction_response__descriptor) \
+    , NULL }
+
+
 /* Etcdserverpb__ResponseHeader methods */
 void   etcdserverpb__response_header__init
                      (Etcdserverpb__ResponseHeader         *message);
@@ -386,6 +687,177 @@ Etcdserverpb__PutResponse *
 void   etcdserverpb__put_response__free_unpacked
                      (Etcdserverpb__PutResponse *message,
                       ProtobufCAllocator *allocator);
+/* Etcdserverpb__DeleteRangeRequest methods */
+void   etcdserverpb__delete_range_request__init
+                     (Etcdserverpb__DeleteRangeRequest         *message);
+size_t etcdserverpb__delete_range_request__get_packed_size
+                     (const Etcdserverpb__DeleteRangeRequest   *message);
+size_t etcdserverpb__delete_range_request__pack
+                     (const Etcdserverpb__DeleteRangeRequest   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__delete_range_request__pack_to_buffer
+                     (const Etcdserverpb__DeleteRangeRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__DeleteRangeRequest *
+       etcdserverpb__delete_range_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__delete_range_request__free_unpacked
+                     (Etcdserverpb__DeleteRangeRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__DeleteRangeResponse methods */
+void   etcdserverpb__delete_range_response__init
+                     (Etcdserverpb__DeleteRangeResponse         *message);
+size_t etcdserverpb__delete_range_response__get_packed_size
+                     (const Etcdserverpb__DeleteRangeResponse   *message);
+size_t etcdserverpb__delete_range_response__pack
+                     (const Etcdserverpb__DeleteRangeResponse   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__delete_range_response__pack_to_buffer
+                     (const Etcdserverpb__DeleteRangeResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__DeleteRangeResponse *
+       etcdserverpb__delete_range_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__delete_range_response__free_unpacked
+                     (Etcdserverpb__DeleteRangeResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__RequestOp methods */
+void   etcdserverpb__request_op__init
+                     (Etcdserverpb__RequestOp         *message);
+size_t etcdserverpb__request_op__get_packed_size
+                     (const Etcdserverpb__RequestOp   *message);
+size_t etcdserverpb__request_op__pack
+                     (const Etcdserverpb__RequestOp   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__request_op__pack_to_buffer
+                     (const Etcdserverpb__RequestOp   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__RequestOp *
+       etcdserverpb__request_op__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__request_op__free_unpacked
+                     (Etcdserverpb__RequestOp *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__ResponseOp methods */
+void   etcdserverpb__response_op__init
+                     (Etcdserverpb__ResponseOp         *message);
+size_t etcdserverpb__response_op__get_packed_size
+                     (const Etcdserverpb__ResponseOp   *message);
+size_t etcdserverpb__response_op__pack
+                     (const Etcdserverpb__ResponseOp   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__response_op__pack_to_buffer
+                     (const Etcdserverpb__ResponseOp   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__ResponseOp *
+       etcdserverpb__response_op__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__response_op__free_unpacked
+                     (Etcdserverpb__ResponseOp *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__Compare methods */
+void   etcdserverpb__compare__init
+                     (Etcdserverpb__Compare         *message);
+size_t etcdserverpb__compare__get_packed_size
+                     (const Etcdserverpb__Compare   *message);
+size_t etcdserverpb__compare__pack
+                     (const Etcdserverpb__Compare   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__compare__pack_to_buffer
+                     (const Etcdserverpb__Compare   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__Compare *
+       etcdserverpb__compare__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__compare__free_unpacked
+                     (Etcdserverpb__Compare *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__TxnRequest methods */
+void   etcdserverpb__txn_request__init
+                     (Etcdserverpb__TxnRequest         *message);
+size_t etcdserverpb__txn_request__get_packed_size
+                     (const Etcdserverpb__TxnRequest   *message);
+size_t etcdserverpb__txn_request__pack
+                     (const Etcdserverpb__TxnRequest   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__txn_request__pack_to_buffer
+                     (const Etcdserverpb__TxnRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__TxnRequest *
+       etcdserverpb__txn_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__txn_request__free_unpacked
+                     (Etcdserverpb__TxnRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__TxnResponse methods */
+void   etcdserverpb__txn_response__init
+                     (Etcdserverpb__TxnResponse         *message);
+size_t etcdserverpb__txn_response__get_packed_size
+                     (const Etcdserverpb__TxnResponse   *message);
+size_t etcdserverpb__txn_response__pack
+                     (const Etcdserverpb__TxnResponse   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__txn_response__pack_to_buffer
+                     (const Etcdserverpb__TxnResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__TxnResponse *
+       etcdserverpb__txn_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__txn_response__free_unpacked
+                     (Etcdserverpb__TxnResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__CompactionRequest methods */
+void   etcdserverpb__compaction_request__init
+                     (Etcdserverpb__CompactionRequest         *message);
+size_t etcdserverpb__compaction_request__get_packed_size
+                     (const Etcdserverpb__CompactionRequest   *message);
+size_t etcdserverpb__compaction_request__pack
+                     (const Etcdserverpb__CompactionRequest   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__compaction_request__pack_to_buffer
+                     (const Etcdserverpb__CompactionRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__CompactionRequest *
+       etcdserverpb__compaction_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__compaction_request__free_unpacked
+                     (Etcdserverpb__CompactionRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Etcdserverpb__CompactionResponse methods */
+void   etcdserverpb__compaction_response__init
+                     (Etcdserverpb__CompactionResponse         *message);
+size_t etcdserverpb__compaction_response__get_packed_size
+                     (const Etcdserverpb__CompactionResponse   *message);
+size_t etcdserverpb__compaction_response__pack
+                     (const Etcdserverpb__CompactionResponse   *message,
+                      uint8_t             *out);
+size_t etcdserverpb__compaction_response__pack_to_buffer
+                     (const Etcdserverpb__CompactionResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Etcdserverpb__CompactionResponse *
+       etcdserverpb__compaction_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   etcdserverpb__compaction_response__free_unpacked
+                     (Etcdserverpb__CompactionResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Etcdserverpb__ResponseHeader_Closure)
@@ -406,6 +878,33 @@ typedef void (*Etcdserverpb__PutRequest_Closure)
 typedef void (*Etcdserverpb__PutResponse_Closure)
                  (const Etcdserverpb__PutResponse *message,
                   void *closure_data);
+typedef void (*Etcdserverpb__DeleteRangeRequest_Closure)
+                 (const Etcdserverpb__DeleteRangeRequest *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__DeleteRangeResponse_Closure)
+                 (const Etcdserverpb__DeleteRangeResponse *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__RequestOp_Closure)
+                 (const Etcdserverpb__RequestOp *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__ResponseOp_Closure)
+                 (const Etcdserverpb__ResponseOp *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__Compare_Closure)
+                 (const Etcdserverpb__Compare *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__TxnRequest_Closure)
+                 (const Etcdserverpb__TxnRequest *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__TxnResponse_Closure)
+                 (const Etcdserverpb__TxnResponse *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__CompactionRequest_Closure)
+                 (const Etcdserverpb__CompactionRequest *message,
+                  void *closure_data);
+typedef void (*Etcdserverpb__CompactionResponse_Closure)
+                 (const Etcdserverpb__CompactionResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -421,6 +920,18 @@ struct Etcdserverpb__KV_Service
               const Etcdserverpb__PutRequest *input,
               Etcdserverpb__PutResponse_Closure closure,
               void *closure_data);
+  void (*delete_range)(Etcdserverpb__KV_Service *service,
+                       const Etcdserverpb__DeleteRangeRequest *input,
+                       Etcdserverpb__DeleteRangeResponse_Closure closure,
+                       void *closure_data);
+  void (*txn)(Etcdserverpb__KV_Service *service,
+              const Etcdserverpb__TxnRequest *input,
+              Etcdserverpb__TxnResponse_Closure closure,
+              void *closure_data);
+  void (*compact)(Etcdserverpb__KV_Service *service,
+                  const Etcdserverpb__CompactionRequest *input,
+                  Etcdserverpb__CompactionResponse_Closure closure,
+                  void *closure_data);
 };
 typedef void (*Etcdserverpb__KV_ServiceDestroy)(Etcdserverpb__KV_Service *);
 void etcdserverpb__kv__init (Etcdserverpb__KV_Service *service,
@@ -430,7 +941,10 @@ void etcdserverpb__kv__init (Etcdserverpb__KV_Service *service,
 #define ETCDSERVERPB__KV__INIT(function_prefix__) \
     { ETCDSERVERPB__KV__BASE_INIT,\
       function_prefix__ ## range,\
-      function_prefix__ ## put  }
+      function_prefix__ ## put,\
+      function_prefix__ ## delete_range,\
+      function_prefix__ ## txn,\
+      function_prefix__ ## compact  }
 void etcdserverpb__kv__range(ProtobufCService *service,
                              const Etcdserverpb__RangeRequest *input,
                              Etcdserverpb__RangeResponse_Closure closure,
@@ -439,6 +953,18 @@ void etcdserverpb__kv__put(ProtobufCService *service,
                            const Etcdserverpb__PutRequest *input,
                            Etcdserverpb__PutResponse_Closure closure,
                            void *closure_data);
+void etcdserverpb__kv__delete_range(ProtobufCService *service,
+                                    const Etcdserverpb__DeleteRangeRequest *input,
+                                    Etcdserverpb__DeleteRangeResponse_Closure closure,
+                                    void *closure_data);
+void etcdserverpb__kv__txn(ProtobufCService *service,
+                           const Etcdserverpb__TxnRequest *input,
+                           Etcdserverpb__TxnResponse_Closure closure,
+                           void *closure_data);
+void etcdserverpb__kv__compact(ProtobufCService *service,
+                               const Etcdserverpb__CompactionRequest *input,
+                               Etcdserverpb__CompactionResponse_Closure closure,
+                               void *closure_data);
 
 /* --- descriptors --- */
 
@@ -450,6 +976,17 @@ extern const ProtobufCEnumDescriptor    etcdserverpb__range_request__sort_target
 extern const ProtobufCMessageDescriptor etcdserverpb__range_response__descriptor;
 extern const ProtobufCMessageDescriptor etcdserverpb__put_request__descriptor;
 extern const ProtobufCMessageDescriptor etcdserverpb__put_response__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__delete_range_request__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__delete_range_response__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__request_op__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__response_op__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__compare__descriptor;
+extern const ProtobufCEnumDescriptor    etcdserverpb__compare__compare_result__descriptor;
+extern const ProtobufCEnumDescriptor    etcdserverpb__compare__compare_target__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__txn_request__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__txn_response__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__compaction_request__descriptor;
+extern const ProtobufCMessageDescriptor etcdserverpb__compaction_response__descriptor;
 extern const ProtobufCServiceDescriptor etcdserverpb__kv__descriptor;
 
 PROTOBUF_C__END_DECLS

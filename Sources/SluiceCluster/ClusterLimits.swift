@@ -1,0 +1,18 @@
+/// Every time limit of a broker's dealings with etcd, with its default and why it is that
+/// value: the one place they are stated, like `WireLimits`, `StorageLimits` and
+/// `BrokerLimits`. `EtcdConnector.Configuration`, `EtcdWatch.Options`,
+/// `EtcdLeaseKeepAlive`, `BrokerRegistration` and `sluice serve --lease-ttl` take their
+/// defaults from here; docs/limits.md ("Cluster") shows this table.
+///
+/// Each limit is `(value, why)`; read the value as `ClusterLimits.defaults.NAME.value`.
+public struct ClusterLimits: Sendable {
+    public static let defaults = ClusterLimits()
+    private init() {}
+
+    public let brokerLeaseTTLSeconds = (value: Int64(10), why: "how long a broker that stopped renewing (SIGKILL, a pause, a network cut) still counts as live: several renewals and an etcd leader election (about a second) fit in it, and a dead broker is noticed within seconds")
+    public let renewalsPerTTL = (value: 3, why: "a lease is renewed every third of its time to live, as etcd's own client does: two renewals in a row can be lost before it expires")
+    public let etcdRequestTimeout = (value: Duration.seconds(5), why: "a unary etcd call's deadline: above etcd's own proposal timeout, so a stuck member fails a metadata operation instead of hanging it")
+    public let etcdConnectTimeout = (value: Duration.seconds(3), why: "TCP connect and etcd's HTTP/2 SETTINGS, per endpoint tried: a live member on a LAN answers in milliseconds, so the next endpoint is tried soon")
+    public let watchReconnectFor = (value: Duration.seconds(60), why: "how long a watch keeps reconnecting before it gives up: a member restart or a leader election takes seconds; past a minute the watcher reads the state again instead")
+    public let retryPauseCap = (value: Duration.seconds(5), why: "the longest pause between attempts to reach an etcd that does not answer (registering again, reading the brokers again): retries stay cheap for etcd and recovery stays prompt")
+}

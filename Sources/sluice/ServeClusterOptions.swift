@@ -1,0 +1,111 @@
+import ArgumentParser
+import Logging
+import NIOCore
+import SluiceCluster
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `sluice serve`'s cluster flags: without `--cluster` the broker is a single node and
+/// none of this runs (the Quick start); with it, the broker registers in etcd
+/// (docs/architecture.md, "Cluster metadata in etcd") once it listens, and leaves when it
+/// shuts down.
+struct ServeClusterOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Join a cluster whose metadata lives in etcd: etcd://HOST:PORT[,HOST:PORT...][/NAME].",
+        discussion: "The endpoints are etcd members' client addresses, tried in turn when one fails. NAME (default \"default\") keeps clusters sharing one etcd apart: every key is under /sluice/NAME/. The broker registers under /sluice/NAME/brokers/<--broker-id>; a broker id already registered refuses to start."),
+        transform: { try EtcdClusterAddress(parsing: $0) })
+    var cluster: EtcdClusterAddress?
+
+    @Option(help: "HOST:PORT at which clients and other brokers reach this broker (default: the address it listens on).")
+    var advertisedAddress: HostPort?
+
+    @Option(help: "This broker's rack (failure domain), for rack-aware replica placement.")
+    var rack: String?
+
+    @Option(help: .limit(
+        "Seconds this broker's etcd lease lives without renewal: how long a broker that stopped without leaving still counts as live.",
+        why: ClusterLimits.defaults.brokerLeaseTTLSeconds.why))
+    var leaseTtl: Int64 = ClusterLimits.defaults.brokerLeaseTTLSeconds.value
+
+    func validate() throws {
+        if cluster == nil {
+            for (given, flag) in [(advertisedAddress != nil, "--advertised-address"), (rack != nil, "--rack")] where given {
+                throw ValidationError("\(flag) needs --cluster")
+            }
+        }
+        if let rack, rack.isEmpty || rack.utf8.contains(0) { throw ValidationError("--rack must be a non-empty name") }
+        guard leaseTtl >= 1 else { throw ValidationError("--lease-ttl must be at least 1 second") }
+    }
+
+    /// Registers the broker listening at `listening`; nil without `--cluster`. Throws a
+    /// message for the operator when it cannot.
+    func join(brokerID: UInt32, listening: HostPort, logger: Logger) async throws -> ClusterMembership? {
+        guard let cluster else { return nil }
+        let advertised = advertisedAddress ?? listening
+        guard !["0.0.0.0", "::"].contains(advertised.host) else {
+            throw ClusterJoinError("listening on \(listening) says nothing about where to reach this broker: give --advertised-address")
+        }
+        let client = EtcdClient(endpoints: cluster.endpoints, logger: logger)
+        let info = BrokerInfo(id: brokerID, address: advertised.description, rack: rack)
+        do {
+            let registration = try await BrokerRegistration.register(
+                info, keys: ClusterKeys(clusterName: cluster.clusterName), client: client, leaseTTLSeconds: leaseTtl,
+                logger: logger)
+            return ClusterMembership(client: client, registration: registration)
+        } catch {
+            await client.close()
+            throw ClusterJoinError("cannot register broker \(brokerID) in \(cluster): \(error)")
+        }
+    }
+}
+
+/// A registered broker's hold on its cluster membership.
+struct ClusterMembership {
+    let client: EtcdClient
+    let registration: BrokerRegistration
+
+    /// Leaves the cluster at once (the lease is revoked, so the key goes now rather than
+    /// after the lease's time to live).
+    func leave(logger: Logger) async {
+        do {
+            try await registration.deregister()
+            logger.info("left the cluster: the etcd lease is revoked", metadata: ["key": "\(String(buffer: registration.key))"])
+        } catch {
+            logger.warning("could not revoke the etcd lease; the registration ends when it expires", metadata: ["error": "\(error)"])
+        }
+        await client.close()
+    }
+}
+
+/// Why `sluice serve` stops.
+enum ServeEnding: Sendable {
+    case signal(String)
+    /// The registration ended for good while serving: another broker took the id.
+    case expelled(String)
+
+    /// Whichever comes first: a shutdown signal, or the end of the cluster registration.
+    /// An expulsion raises SIGTERM at this process, so the one wait for a signal (which
+    /// also guards the shutdown against a second signal) ends either way.
+    static func first(of signal: ShutdownSignal, membership: ClusterMembership?) async -> ServeEnding {
+        guard let registration = membership?.registration else { return .signal(await signal.wait()) }
+        let expulsion = Mutex<String?>(nil)
+        Task {
+            // Ends by itself when the broker deregisters.
+            guard let error = await registration.ended() else { return }
+            expulsion.withLock { $0 = "\(error)" }
+            kill(getpid(), SIGTERM)
+        }
+        let name = await signal.wait()
+        if let reason = expulsion.withLock({ $0 }) { return .expelled(reason) }
+        return .signal(name)
+    }
+}
+
+struct ClusterJoinError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
