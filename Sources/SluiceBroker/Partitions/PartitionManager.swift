@@ -248,7 +248,7 @@ final class PartitionManager: PartitionOffsetsSource {
                 let producers = try recoverProducers(log, topic: topic, index: index)
                 store(topic, index, .online(Partition(
                     topicName: topic.name, topicID: topic.topicID, index: index, log: log, producerState: producers,
-                    counters: counters, logger: logger)))
+                    logger: logger)))
             } catch {
                 logger.error("partition is offline: its log cannot be opened", metadata: [
                     "topic": "\(topic.name)", "partition": "\(index)", "error": "\(error)"])
