@@ -36,8 +36,7 @@ public final class Broker: Sendable {
         groupClock: any GroupClock = SystemGroupClock(), logger: Logger
     ) throws(BrokerError) {
         let counters = BrokerCounters()
-        let partitions = PartitionManager(
-            dataDirectory: directory.path, settings: storage, counters: counters, logger: logger)
+        let partitions = PartitionManager(dataDirectory: directory.path, settings: storage, logger: logger)
         registry = try TopicRegistry(
             directory: directory, configuration: registryConfiguration, partitionOffsets: partitions, logger: logger)
         producerIDs = try ProducerIDRegistry(directory: directory)

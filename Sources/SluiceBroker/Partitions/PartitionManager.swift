@@ -22,7 +22,6 @@ import Synchronization
 final class PartitionManager: PartitionOffsetsSource {
     let root: String
     let settings: StorageSettings
-    let counters: BrokerCounters
     private let logger: Logger
     private let partitions = Mutex<[PartitionKey: PartitionSlot]>([:])
     /// Serialises admin changes (create, grow, alter, delete), which do file I/O, so
@@ -39,10 +38,9 @@ final class PartitionManager: PartitionOffsetsSource {
         case offline(reason: String)
     }
 
-    init(dataDirectory: String, settings: StorageSettings, counters: BrokerCounters, logger: Logger) {
+    init(dataDirectory: String, settings: StorageSettings, logger: Logger) {
         root = DataDirectory.logsPath(of: dataDirectory)
         self.settings = settings
-        self.counters = counters
         self.logger = logger
     }
 
