@@ -74,7 +74,7 @@ public enum WatermarkLane: Int, Sendable, CaseIterable, CustomStringConvertible 
 /// Replication adds a third case, `.replicated`, under which the log no longer derives
 /// the high watermark: the leader's replica manager computes it from the in-sync
 /// replicas' fetch positions and calls a `PartitionLog.advanceHighWatermark(to:)`
-/// (asserting it stays at or below the durable end and never goes back), which moves
+/// (asserting it stays at or below the log end and never goes back), which moves
 /// it through the same `LogState.moveWatermarks` and so wakes `acks=all` producers and
 /// subscribers through the same waits.
 public enum HighWatermarkRule: Sendable, Equatable {
