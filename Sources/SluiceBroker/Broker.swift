@@ -36,8 +36,7 @@ public final class Broker: Sendable {
         groupClock: any GroupClock = SystemGroupClock(), logger: Logger
     ) throws(BrokerError) {
         let counters = BrokerCounters()
-        let partitions = PartitionManager(
-            dataDirectory: directory.path, settings: storage, counters: counters, logger: logger)
+        let partitions = PartitionManager(dataDirectory: directory.path, settings: storage, logger: logger)
         registry = try TopicRegistry(
             directory: directory, configuration: registryConfiguration, partitionOffsets: partitions, logger: logger)
         producerIDs = try ProducerIDRegistry(directory: directory)
@@ -76,11 +75,7 @@ public final class Broker: Sendable {
         switch partitions.slot(topicID: topic.topicID, partition: 0) {
         case .online(let partition)?:
             return OffsetLog(
-                log: partition.log, compactionBytes: settings.offsetsCompactionBytes, clock: clock, logger: logger,
-                appended: { last in
-                    partition.requestDurability(upTo: last)
-                    partition.ringAll()
-                })
+                log: partition.log, compactionBytes: settings.offsetsCompactionBytes, clock: clock, logger: logger)
         case .offline(let reason)?:
             throw BrokerError(.offline, reason)
         case nil:
@@ -128,7 +123,7 @@ public final class Broker: Sendable {
     public func beginShutdown() {
         shuttingDown.store(true, ordering: .sequentiallyConsistent)
         groups.shutdown()
-        for partition in partitions.allPartitions() { partition.ringAll() }
+        for partition in partitions.allPartitions() { partition.interruptSubscribers() }
     }
 
     public var isShuttingDown: Bool { shuttingDown.load(ordering: .sequentiallyConsistent) }

@@ -16,6 +16,7 @@ extension ErrorCode {
         case .notOpenYet, .shuttingDown: .notLeader
         case .offline, .storageFailed, .dataLoss, .metadataCorrupt, .metadataWriteFailed, .dataDirectoryLocked: .storageError
         case .groupNotFound, .groupStateConflict: .illegalGeneration
+        case .tooManyWaits: .throttled
         case .topicAlreadyExists, .invalidTopicName, .invalidConfig, .invalidPartitionCount, .invalidReplicationFactor,
              .invalidRequest:
             .invalidBatch

@@ -53,6 +53,9 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         /// Consumer groups: the group's state forbids the request (a stale generation or
         /// expired session: rejoin; an admin change while the group has members).
         case groupStateConflict
+        /// A partition holds its bound of waits for its watermarks (subscribers waiting
+        /// for data, acks=durable batches waiting for their sync): retriable later.
+        case tooManyWaits
     }
 
     public var code: Code

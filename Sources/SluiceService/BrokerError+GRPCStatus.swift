@@ -25,6 +25,7 @@ extension BrokerError {
         case .offline: .unavailable
         case .groupNotFound: .notFound
         case .groupStateConflict: .failedPrecondition
+        case .tooManyWaits: .resourceExhausted
         }
         return GRPCStatus(code, message)
     }

@@ -23,6 +23,7 @@ public struct StorageLimits: Sendable {
 
     public let maxOpenSealedSegments = (value: 16, why: "a log opened alone keeps this many sealed segments open (one descriptor each, indexes in memory); the broker sets its own, lower, per-partition bound")
     public let readWindowBytes = (value: 1 << 20, why: "a segment is read through a window this big while recovery checks it, so scanning many small batches costs one pread per window, not two per batch")
+    public let maxWatermarkWaits = (value: 65_536, why: "waits for a log's watermarks at once: a Produce stream holds at most 256 durable waits and a Subscribe stream one per partition it reads, so this is 256 producer streams with full pipelines on one partition, about 100 bytes each")
     public let scanReadBytes = (value: 1 << 20, why: "a whole-log scan (rebuilding producer state, loading the offsets log) reads this many bytes of batches per step, so its memory does not grow with the log")
 
     // MARK: Idempotent producers

@@ -253,9 +253,9 @@ import Testing
             try await producer.send(ProduceRequest(topic: "cut", acks: .leader, batch: TestBatches.batch(["\(index)", "x"])))
         }
         producer.call.cancel()
-        try await eventually("the stream's tasks end") {
-            let counters = broker.server.broker.counters.snapshot
-            return counters.produceStreamsActive == 0 && counters.durabilityWatchersActive == 0
+        try await eventually("the stream's tasks end and leave no wait behind") {
+            broker.server.broker.counters.snapshot.produceStreamsActive == 0
+                && (try? broker.server.broker.partitionLog(topic: "cut", partition: 0).pendingWaitCount) == 0
         }
         let end = try await broker.admin.describeTopic(named: "cut").partitions[0].logEndOffset
         #expect(end % 2 == 0 && end <= 100)

@@ -1,6 +1,6 @@
 /// Rings a stream's doorbell once at a deadline, so a stream that waits on its doorbell
-/// (a Produce responder for `timeout_ms`, a Subscribe stream for `max_wait_ms`) also
-/// wakes when time is up, without polling. One deadline at a time: arming another
+/// (a Subscribe stream holding batches for `max_wait_ms`) also wakes when time is up,
+/// without polling. (A Produce responder's deadline cancels its wait: `WaitDeadline`.) One deadline at a time: arming another
 /// cancels the earlier one; the stream cancels it when it ends.
 struct DoorbellTimer {
     private var armed: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?

@@ -22,7 +22,6 @@ import Synchronization
 final class PartitionManager: PartitionOffsetsSource {
     let root: String
     let settings: StorageSettings
-    let counters: BrokerCounters
     private let logger: Logger
     private let partitions = Mutex<[PartitionKey: PartitionSlot]>([:])
     /// Serialises admin changes (create, grow, alter, delete), which do file I/O, so
@@ -39,10 +38,9 @@ final class PartitionManager: PartitionOffsetsSource {
         case offline(reason: String)
     }
 
-    init(dataDirectory: String, settings: StorageSettings, counters: BrokerCounters, logger: Logger) {
+    init(dataDirectory: String, settings: StorageSettings, logger: Logger) {
         root = DataDirectory.logsPath(of: dataDirectory)
         self.settings = settings
-        self.counters = counters
         self.logger = logger
     }
 
@@ -248,7 +246,7 @@ final class PartitionManager: PartitionOffsetsSource {
                 let producers = try recoverProducers(log, topic: topic, index: index)
                 store(topic, index, .online(Partition(
                     topicName: topic.name, topicID: topic.topicID, index: index, log: log, producerState: producers,
-                    counters: counters, logger: logger)))
+                    logger: logger)))
             } catch {
                 logger.error("partition is offline: its log cannot be opened", metadata: [
                     "topic": "\(topic.name)", "partition": "\(index)", "error": "\(error)"])

@@ -53,7 +53,6 @@ public final class BrokerCounters: Sendable {
     public struct Snapshot: Sendable, Equatable {
         public var produceStreamsActive = 0
         public var subscribeStreamsActive = 0
-        public var durabilityWatchersActive = 0
         public var batchesAppended = 0
         public var batchesRefused = 0
         /// Idempotent retries answered with the original offsets, appending nothing.
@@ -68,8 +67,6 @@ public final class BrokerCounters: Sendable {
 
     func produceStream(started: Bool) { values.withLock { $0.produceStreamsActive += started ? 1 : -1 } }
     func subscribeStream(started: Bool) { values.withLock { $0.subscribeStreamsActive += started ? 1 : -1 } }
-    func durabilityWatcherStarted() { values.withLock { $0.durabilityWatchersActive += 1 } }
-    func durabilityWatcherEnded() { values.withLock { $0.durabilityWatchersActive -= 1 } }
     func batchAppended() { values.withLock { $0.batchesAppended += 1 } }
     func batchRefused() { values.withLock { $0.batchesRefused += 1 } }
     func batchDeduplicated() { values.withLock { $0.batchesDeduplicated += 1 } }

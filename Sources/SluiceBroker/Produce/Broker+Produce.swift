@@ -40,7 +40,11 @@ extension Broker {
         counters.produceStream(started: true)
         defer { counters.produceStream(started: false) }
         let queue = ProduceAnswerQueue(capacity: limits.maxOutstanding)
-        defer { queue.finish() }
+        defer {
+            queue.finish()
+            // Answers never sent leave no wait behind in their partitions' logs.
+            queue.cancelWaits()
+        }
         let lease = ProduceMemoryLease(limits.memoryBudget)
         defer { lease.releaseAll() }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -124,25 +128,21 @@ extension Broker {
         case .durable, .all, .unspecified, .unrecognized:
             // Unspecified and unknown values get the safest choice (broker.proto).
             let timeout = request.timeoutMs == 0 ? defaultTimeout : .milliseconds(Int64(request.timeoutMs))
-            partition.requestDurability(upTo: appended.lastOffset)
+            // The batch's one wait, registered now so the sync starts while earlier
+            // answers are still waiting; the responder awaits it in request order.
+            let wait = partition.log.wait(for: DurableEndOffset.self, toCover: appended.lastOffset)
             return PendingAnswer(
-                response: response,
-                durability: .init(partition: partition, lastOffset: appended.lastOffset, deadline: received + timeout))
+                response: response, durability: .init(partition: partition, wait: wait, deadline: received + timeout))
         }
     }
 
-    /// Answers queued requests in order, waiting for each one's durability (with its
-    /// deadline) on the stream's doorbell.
+    /// Answers queued requests in order, each `acks=durable` one once its wait on the
+    /// durable end is resolved (or its deadline passed).
     private func answer(
         _ queue: ProduceAnswerQueue, lease: ProduceMemoryLease, respond: @Sendable (ProduceResponse) async throws -> Void
     ) async throws {
-        let streamID = makeStreamID()
-        var watched: [ObjectIdentifier: Partition] = [:]
-        var timer = DoorbellTimer()
-        defer {
-            for partition in watched.values { partition.removeDoorbell(streamID) }
-            timer.cancel()
-        }
+        let deadlines = WaitDeadline()
+        defer { deadlines.stop() }
         var doorbell = queue.responderBell.makeAsyncIterator()
         while true {
             guard let head = queue.head() else {
@@ -151,26 +151,16 @@ extension Broker {
                 continue
             }
             var answer = head.response
-            if let wait = head.durability {
-                let partition = wait.partition
-                if partition.isDurable(wait.lastOffset) {
-                    // Answered below as is.
-                } else if let fence = partition.log.fenceError {
-                    answer.refuse(.notDurable(baseOffset: answer.baseOffset, fence: fence))
-                } else if partition.isClosed {
-                    answer.refuse(.deletedBeforeDurable(topic: answer.topic))
-                } else if ContinuousClock.now >= wait.deadline {
-                    answer.refuse(.notDurableInTime(baseOffset: answer.baseOffset))
-                } else {
-                    if watched[ObjectIdentifier(partition)] == nil {
-                        watched[ObjectIdentifier(partition)] = partition
-                        partition.addDoorbell(streamID, queue.responderContinuation)
-                        continue  // re-check: it may have become durable before the doorbell was in place
-                    }
-                    partition.requestDurability(upTo: wait.lastOffset)
-                    timer.ring(queue.responderContinuation, at: wait.deadline)
-                    guard await doorbell.next() != nil else { throw CancellationError() }
-                    continue
+            if let durability = head.durability {
+                var outcome = durability.wait.resolved
+                if outcome == nil {
+                    deadlines.watch(durability.wait, until: durability.deadline)
+                    outcome = await durability.wait.outcome()
+                    // Cancelled with the stream's task, not by the deadline: no answer goes.
+                    if outcome == .cancelled { try Task.checkCancellation() }
+                }
+                if let failure = Self.durabilityFailure(outcome ?? .cancelled, of: answer, partition: durability.partition) {
+                    answer.refuse(failure)
                 }
             }
             queue.pop()
@@ -180,18 +170,41 @@ extension Broker {
             }
         }
     }
+
+    /// What a resolved durability wait means for its answer: nil when the batch is durable.
+    private static func durabilityFailure(
+        _ outcome: WatermarkWaitOutcome, of answer: ProduceResponse, partition: Partition
+    ) -> ProduceFailure? {
+        switch outcome {
+        case .reached:
+            return nil
+        case .failed(.closed) where partition.isClosed:
+            return .deletedBeforeDurable(topic: answer.topic)
+        case .failed(.tooManyWaits(let limit)):
+            return .tooManyWaits(baseOffset: answer.baseOffset, limit: limit)
+        case .failed(let error):
+            return .notDurable(baseOffset: answer.baseOffset, fence: error)
+        case .truncated(let newEnd):
+            return .notDurable(baseOffset: answer.baseOffset, fence: .truncatedBeforeDurable(offset: newEnd))
+        case .cancelled, .interrupted:
+            // The stream's task was cancelled (it ends before this answer is sent) or
+            // the deadline passed.
+            return .notDurableInTime(baseOffset: answer.baseOffset)
+        }
+    }
 }
 
 /// An appended (or refused) request waiting for its turn to be answered.
 struct PendingAnswer: Sendable {
     struct Durability: Sendable {
         let partition: Partition
-        let lastOffset: Int64
+        /// On the durable end, for the batch's last offset.
+        let wait: WatermarkWait
         let deadline: ContinuousClock.Instant
     }
 
     var response: ProduceResponse
-    /// Present when the answer waits until `lastOffset` is durable.
+    /// Present when the answer waits until its batch is durable.
     var durability: Durability?
     /// ACKS_NONE: answered only if it fails.
     var silent = false
@@ -201,7 +214,7 @@ struct PendingAnswer: Sendable {
 
 /// The bounded, ordered hand-over between a Produce stream's reader and responder.
 /// Each side waits on its own doorbell (at most one pending ring, so no ring is lost
-/// and none queue up); the responder's is also rung by partitions and timers.
+/// and none queue up); durability is waited for on each answer's own wait.
 final class ProduceAnswerQueue: Sendable {
     private struct State {
         var answers: [PendingAnswer] = []
@@ -258,6 +271,12 @@ final class ProduceAnswerQueue: Sendable {
     }
 
     var isFinished: Bool { state.withLock { $0.finished } }
+
+    /// Cancels the durability waits of the answers still queued (the stream ended).
+    func cancelWaits() {
+        let waits = state.withLock { s in s.answers[s.head...].compactMap(\.durability?.wait) }
+        for wait in waits { wait.cancel() }
+    }
 
     /// No more requests will come (or the stream ended): wakes both sides.
     func finish() {

@@ -72,6 +72,13 @@ struct ProduceFailure: Error, Sendable, Equatable {
         ProduceFailure(.unknownTopic, "topic \"\(topic)\" was deleted before the batch became durable")
     }
 
+    /// The partition held its bound of watermark waits (`LogConfig.maxWatermarkWaits`).
+    static func tooManyWaits(baseOffset: Int64, limit: Int) -> ProduceFailure {
+        ProduceFailure(
+            .throttled,
+            "the batch was appended at offset \(baseOffset) but the partition already holds \(limit) waits for durability and data, so its durability cannot be confirmed; send fewer batches at once")
+    }
+
     static func notDurableInTime(baseOffset: Int64) -> ProduceFailure {
         ProduceFailure(
             .requestTimedOut,

@@ -25,9 +25,11 @@ extension Broker {
     /// partition's high watermark, whole stored batches from the cursor (at most
     /// `max_bytes`, at least one batch) and sends them as one response. Nothing is
     /// decoded: each stored batch becomes a `RecordBatch` whose `records` is a slice
-    /// of the bytes read. When a round sends nothing, the stream waits on its
-    /// doorbell, which every partition rings when its high watermark moves (and a
-    /// timer rings for `max_wait_ms`): no polling. `send` suspends while the
+    /// of the bytes read. A cursor with nothing more to send holds a wait on its
+    /// partition's high watermark (`PartitionLog.wait(for:toCover:notify:)`) that rings
+    /// the stream's doorbell when the high watermark passes what the cursor has seen;
+    /// when a round sends nothing, the stream waits on that doorbell (which a timer also
+    /// rings for `max_wait_ms`): no polling. `send` suspends while the
     /// client's flow-control window is closed, and the next read only happens after
     /// it returns, so a slow subscriber costs the broker at most one response.
     ///
@@ -50,14 +52,13 @@ extension Broker {
         let (doorbells, bell) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let reader = try groupReader(request, cursors: cursors)
         if let reader { groups.watchGroup(reader.group, id: streamID, doorbell: bell) }
-        for cursor in cursors { cursor.partition.addDoorbell(streamID, bell) }
         // Registered before the first round looks for new partitions, so none added from
         // here on goes unnoticed.
         let followedTopicID = request.partitions.isEmpty && reader == nil ? cursors.first?.partition.topicID : nil
         if let followedTopicID { topicDoorbells.add(topicID: followedTopicID, id: streamID, bell) }
         var timer = DoorbellTimer()
         defer {
-            for cursor in cursors { cursor.partition.removeDoorbell(streamID) }
+            for cursor in cursors { cursor.wait?.cancel() }
             if let reader { groups.unwatchGroup(reader.group, id: streamID) }
             if let followedTopicID { topicDoorbells.remove(topicID: followedTopicID, id: streamID) }
             timer.cancel()
@@ -67,7 +68,7 @@ extension Broker {
         while true {
             if isShuttingDown { throw Self.shutdownError }
             if let followedTopicID {
-                try addedPartitions(of: request.topic, topicID: followedTopicID, to: &cursors, streamID: streamID, doorbell: bell)
+                try addedPartitions(of: request.topic, topicID: followedTopicID, to: &cursors)
             }
             // A group member reads only while it holds every partition it asked for.
             if let reader { try reader.check(groups) }
@@ -77,7 +78,16 @@ extension Broker {
                 let cursor = cursors[index]
                 let partition = cursor.partition
                 if partition.isClosed { throw Self.deleted(partition) }
+                if let outcome = cursor.wait?.resolved {
+                    cursors[index].wait = nil
+                    cursors[index].stalled = try Self.stalls(outcome, partition: partition)
+                }
                 let highWatermark = partition.highWatermark
+                // Whatever this round does, the stream hears when the high watermark passes it.
+                if cursors[index].wait == nil, !cursors[index].stalled {
+                    cursors[index].wait = partition.log.wait(
+                        for: HighWatermark.self, toCover: highWatermark, notify: { bell.yield() })
+                }
                 guard cursor.position < highWatermark else { continue }
                 let read: LogReadResult
                 do throws(LogError) {
@@ -113,6 +123,9 @@ extension Broker {
             }
             if sent { continue }
             if let deadline = earliestDeadline { timer.ring(bell, at: deadline) }
+            // Shutdown sets its flag before it interrupts the waits: a wait registered after
+            // the interruption finds the flag here.
+            if isShuttingDown { throw Self.shutdownError }
             guard await doorbell.next() != nil else { throw CancellationError() }
         }
     }
@@ -121,8 +134,7 @@ extension Broker {
     /// `cursors` (which hold partitions 0..<count in order). One not open yet is left for
     /// the ring that follows its opening; an offline one ends the stream like at the start.
     private func addedPartitions(
-        of name: String, topicID: String, to cursors: inout [SubscriptionCursor], streamID: UInt64,
-        doorbell: AsyncStream<Void>.Continuation
+        of name: String, topicID: String, to cursors: inout [SubscriptionCursor]
     ) throws(BrokerError) {
         // A deleted topic ends the stream through its closed partitions, not here.
         guard let topic = try? registry.topic(named: name), topic.topicID == topicID else { return }
@@ -130,7 +142,6 @@ extension Broker {
             let index = UInt32(cursors.count)
             switch partitions.slot(topicID: topicID, partition: index) {
             case .online(let partition)?:
-                partition.addDoorbell(streamID, doorbell)
                 cursors.append(SubscriptionCursor(partition: partition, position: partition.log.logStartOffset))
             case .offline(let reason)?:
                 throw .offline(partition: index, topic: name, reason: reason)
@@ -171,6 +182,30 @@ extension Broker {
         var position: Int64
         /// When the cursor first had fewer than `min_bytes` ready (push batching).
         var holdingSince: ContinuousClock.Instant?
+        /// On the partition's high watermark, for the end this cursor last saw; rings the
+        /// stream's doorbell once resolved. Cancelled when the stream ends.
+        var wait: WatermarkWait?
+        /// The partition's log was fenced: it serves what it holds and nothing more comes.
+        var stalled = false
+    }
+
+    /// What a resolved high-watermark wait means for its cursor: look again (false),
+    /// stop waiting (true: a fenced log's watermarks never move again, so the cursor
+    /// serves what the log holds and the stream goes on with the others), or the end
+    /// of the stream.
+    private static func stalls(_ outcome: WatermarkWaitOutcome, partition: Partition) throws(BrokerError) -> Bool {
+        switch outcome {
+        case .reached, .truncated, .interrupted, .cancelled:
+            return false  // a truncation shows when the cursor reads past the new end
+        case .failed(.closed):
+            throw deleted(partition)
+        case .failed(.tooManyWaits(let limit)):
+            throw BrokerError(
+                .tooManyWaits,
+                "partition \(partition.index) of topic \"\(partition.topicName)\" already holds \(limit) waits for new data; subscribe again later")
+        case .failed:
+            return true
+        }
     }
 
     /// The partitions a request asks for, each at its resolved start position.

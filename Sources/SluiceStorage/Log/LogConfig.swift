@@ -36,6 +36,10 @@ public struct LogConfig: Sendable, Equatable {
     /// Sealed segments kept open (one descriptor each, plus their indexes in memory);
     /// the active segment holds three descriptors on top.
     public var maxOpenSealedSegments: Int = StorageLimits.defaults.maxOpenSealedSegments.value
+    /// Waits for this log's watermarks registered at once (acks=durable batches waiting
+    /// for their sync, subscribers waiting for data); past it a wait fails at once with
+    /// `LogError.tooManyWaits`.
+    public var maxWatermarkWaits: Int = StorageLimits.defaults.maxWatermarkWaits.value
 
     public init() {}
 
@@ -50,6 +54,7 @@ public struct LogConfig: Sendable, Equatable {
         if indexIntervalBytes <= 0 { return "indexIntervalBytes must be positive" }
         if maxBatchBytes <= BatchHeader.size { return "maxBatchBytes must exceed the \(BatchHeader.size)-byte header" }
         if maxOpenSealedSegments < 1 { return "maxOpenSealedSegments must be at least 1" }
+        if maxWatermarkWaits < 1 { return "maxWatermarkWaits must be at least 1" }
         if case .interval(let milliseconds) = fsyncPolicy, milliseconds <= 0 { return "fsync interval must be positive" }
         return nil
     }

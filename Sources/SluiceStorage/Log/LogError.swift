@@ -23,6 +23,10 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A durability wait whose offset a truncation removed before it was synced.
     case truncatedBeforeDurable(offset: Int64)
     case invalidConfiguration(String)
+    /// A watermark wait found the log holding its bound of waits (`LogConfig.maxWatermarkWaits`).
+    case tooManyWaits(limit: Int)
+    /// The task waiting (for durability) was cancelled.
+    case cancelled
     case closed
 
     public var description: String {
@@ -41,6 +45,9 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
         case .corruptCheckpoint(let path, let reason): "corrupt checkpoint \(path): \(reason)"
         case .truncatedBeforeDurable(let offset): "offset \(offset) was truncated before it became durable"
         case .invalidConfiguration(let reason): "invalid log configuration: \(reason)"
+        case .tooManyWaits(let limit):
+            "the partition already holds \(limit) waits for its watermarks (acks=durable batches and subscribers waiting); try again later"
+        case .cancelled: "the wait was cancelled"
         case .closed: "the log is closed"
         }
     }

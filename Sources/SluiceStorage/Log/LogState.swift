@@ -6,7 +6,12 @@ struct LogState {
     var segments: [Segment]
     var logStartOffset: Int64
     var recoveryPoint: Int64
-    var durableEndOffset: Int64
+    /// Moved only by `moveWatermarks(durableEnd:)` and `truncateWatermarks(to:)`.
+    private(set) var durableEndOffset: Int64
+    /// Derived by `moveWatermarks` from `highWatermarkRule`; moved only there and by
+    /// `truncateWatermarks(to:)`.
+    private(set) var highWatermarkOffset: Int64
+    let highWatermarkRule: HighWatermarkRule
     /// Epoch of the last batch appended; appends may not go below it.
     var lastLeaderEpoch: Int32
     /// Set by the first failed write or sync; returned by every later append.
@@ -19,14 +24,38 @@ struct LogState {
     /// Bumped by each truncation, so a sync that raced one does not claim the
     /// rewritten offsets durable.
     var truncations: UInt64 = 0
-    var waiters: [DurabilityWaiter] = []
+    /// Every wait for a watermark of this log (`WatermarkWaiters`).
+    var waits: WatermarkWaiters
     /// Sealed segments with files open, least recently used first.
     var openSealed: [Segment] = []
     var flusher: Task<Void, Never>?
     var intervalFlusher: Task<Void, Never>?
 
+    /// A log just opened: everything in it was synced by the open (recovery syncs what
+    /// it keeps), so all three watermarks start at the log end.
+    init(
+        segments: [Segment], logStartOffset: Int64, recoveryPoint: Int64, lastLeaderEpoch: Int32,
+        highWatermarkRule: HighWatermarkRule, waitLimit: Int
+    ) {
+        self.segments = segments
+        self.logStartOffset = logStartOffset
+        self.recoveryPoint = recoveryPoint
+        self.lastLeaderEpoch = lastLeaderEpoch
+        self.highWatermarkRule = highWatermarkRule
+        self.waits = WatermarkWaiters(limit: waitLimit)
+        let end = segments[segments.count - 1].nextOffset
+        durableEndOffset = end
+        highWatermarkOffset = end
+    }
+
     var active: Segment { segments[segments.count - 1] }
     var logEndOffset: Int64 { active.nextOffset }
+
+    var watermarks: LogWatermarks {
+        LogWatermarks(
+            logEnd: LogEndOffset(logEndOffset), durableEnd: DurableEndOffset(durableEndOffset),
+            highWatermark: HighWatermark(highWatermarkOffset))
+    }
 
     /// Index of the segment whose offsets include `offset` (the last with base <= offset).
     func segmentIndex(containing offset: Int64) -> Int {
@@ -39,28 +68,43 @@ struct LogState {
         return max(0, low - 1)
     }
 
-    /// Resumes every waiter whose offset is now durable.
-    mutating func resumeDurableWaiters() {
-        guard !waiters.isEmpty else { return }
-        let durable = durableEndOffset
-        waiters.removeAll { waiter in
-            guard waiter.offset < durable else { return false }
-            waiter.continuation.resume(returning: .success(()))
-            return true
+    // MARK: Watermarks
+
+    /// After the log end moved (an append or a roll), and with `durableEnd` when a sync
+    /// covered more: derives the high watermark, checks the order, and resolves every
+    /// wait the watermarks now cover. The one place watermarks move forward.
+    mutating func moveWatermarks(durableEnd: Int64? = nil) {
+        let before = (durable: durableEndOffset, high: highWatermarkOffset)
+        if let durableEnd { durableEndOffset = max(durableEndOffset, min(durableEnd, logEndOffset)) }
+        switch highWatermarkRule {
+        case .followsLogEnd: highWatermarkOffset = logEndOffset
+        case .followsDurableEnd: highWatermarkOffset = durableEndOffset
         }
+        assert(durableEndOffset >= before.durable && highWatermarkOffset >= before.high, "a watermark went backwards")
+        checkWatermarkOrder()
+        waits.reached(.logEnd, end: logEndOffset)
+        if durableEndOffset > before.durable { waits.reached(.durableEnd, end: durableEndOffset) }
+        if highWatermarkOffset > before.high { waits.reached(.highWatermark, end: highWatermarkOffset) }
     }
 
-    /// Fails the waiters `matching` with `error`.
-    mutating func failWaiters(_ error: LogError, where matching: (DurabilityWaiter) -> Bool = { _ in true }) {
-        waiters.removeAll { waiter in
-            guard matching(waiter) else { return false }
-            waiter.continuation.resume(returning: .failure(error))
-            return true
-        }
+    /// A truncation ended the log at `newEnd`: the only way watermarks go back. Waits
+    /// at or past the new end resolve as `.truncated`: what a producer waits for is gone,
+    /// and a subscriber there must check its position.
+    mutating func truncateWatermarks(to newEnd: Int64) {
+        precondition(newEnd <= logEndOffset, "a truncation never lengthens the log")
+        durableEndOffset = min(durableEndOffset, newEnd)
+        highWatermarkOffset = min(highWatermarkOffset, newEnd)
+        waits.resolve(from: newEnd, with: .truncated(newEnd: newEnd))
     }
-}
 
-struct DurabilityWaiter {
-    let offset: Int64
-    let continuation: CheckedContinuation<Result<Void, LogError>, Never>
+    func checkWatermarkOrder() {
+        assert(durableEndOffset <= logEndOffset, "durable end \(durableEndOffset) past log end \(logEndOffset)")
+        assert(highWatermarkOffset <= logEndOffset, "high watermark \(highWatermarkOffset) past log end \(logEndOffset)")
+    }
+
+    /// Fails every wait: after a fence no write or sync succeeds again, so no
+    /// watermark moves; after a close nothing does.
+    mutating func failWaits(_ error: LogError) {
+        waits.resolve(with: .failed(error))
+    }
 }

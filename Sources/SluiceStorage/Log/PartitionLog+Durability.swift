@@ -6,13 +6,14 @@ import Synchronization
 ///
 /// One flusher task per log has every fdatasync of the active segment done on a
 /// thread of a blocking-I/O pool (NIO's), never on a Swift concurrency thread,
-/// which a 0.2-5 ms fdatasync would stall. Waiters
-/// register the offset they need and signal it; each round the flusher notes the
-/// log end, syncs without the lock (appends carry on meanwhile), and then releases
-/// every waiter at or below that end at once. Appends that arrived during a sync
-/// are covered by the next one, so under load one fdatasync serves many appends.
-/// A failed sync fences the log and fails every waiter: nothing is reported
-/// durable that a sync did not cover.
+/// which a 0.2-5 ms fdatasync would stall. It is asked for a sync by each append
+/// under `FsyncPolicy.always`, by each wait registered on the durable end under the
+/// other policies, by the interval timer and by `flush()`; each round it notes the
+/// log end, syncs without the lock (appends carry on meanwhile), and then moves the
+/// durable end, which resolves every wait it covers at once (`moveWatermarks`).
+/// Appends that arrived during a sync are covered by the next one, so under load one
+/// fdatasync serves many appends. A failed sync fences the log and fails every wait:
+/// nothing is reported durable that a sync did not cover.
 extension PartitionLog {
     func startFlusher(_ signals: AsyncStream<Void>) {
         // Weak: the tasks must not keep an abandoned log alive.
@@ -51,10 +52,9 @@ extension PartitionLog {
         while true {
             let job = state.withLock { s -> SyncJob? in
                 if let error = s.fenceError {
-                    s.failWaiters(error)
+                    s.failWaits(error)
                     return nil
                 }
-                s.resumeDurableWaiters()
                 guard s.logEndOffset > s.durableEndOffset, let file = s.active.log else { return nil }
                 file.beginUse()
                 return SyncJob(file: file, endOffset: s.logEndOffset, truncations: s.truncations)
@@ -74,32 +74,21 @@ extension PartitionLog {
                     _ = fence(&s, LogError(failure))
                     return
                 }
-                if s.truncations == job.truncations {
-                    s.durableEndOffset = max(s.durableEndOffset, min(job.endOffset, s.logEndOffset))
-                }
-                s.resumeDurableWaiters()
+                if s.truncations == job.truncations { s.moveWatermarks(durableEnd: job.endOffset) }
             }
         }
     }
 
     /// Returns once `offset` is durable (an fdatasync covered it), asking the
-    /// flusher for a sync if needed, whatever the policy.
+    /// flusher for a sync if needed, whatever the policy: a wait on the durable end.
     public func waitUntilDurable(_ offset: Int64) async throws(LogError) {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, LogError>, Never>) in
-            let immediate = state.withLock { s -> Result<Void, LogError>? in
-                if let error = s.fenceError { return .failure(error) }
-                if offset < s.durableEndOffset { return .success(()) }
-                if s.isClosed { return .failure(.closed) }
-                guard offset < s.logEndOffset else {
-                    return .failure(.offsetOutOfRange(
-                        offset: offset, logStartOffset: s.logStartOffset, logEndOffset: s.logEndOffset))
-                }
-                s.waiters.append(DurabilityWaiter(offset: offset, continuation: continuation))
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) } else { flushRequests.yield() }
+        switch await wait(for: DurableEndOffset.self, toCover: offset).outcome() {
+        case .reached: return
+        case .truncated(let newEnd): throw LogError.truncatedBeforeDurable(offset: newEnd)
+        case .failed(let error): throw error
+        case .cancelled: throw LogError.cancelled
+        case .interrupted: preconditionFailure("durable-end waits are never interrupted")
         }
-        try result.get()
     }
 
     /// Makes everything appended so far durable, whatever the policy.
@@ -128,13 +117,12 @@ extension PartitionLog {
             defer {
                 for segment in s.segments { segment.unload() }
                 s.openSealed.removeAll()
-                s.failWaiters(.closed)
+                s.failWaits(.closed)
             }
             guard s.fenceError == nil, !s.cleanMarkerPresent else { return }
             do throws(StorageIOError) {
                 try s.active.syncAll()
-                s.durableEndOffset = s.logEndOffset
-                s.resumeDurableWaiters()
+                s.moveWatermarks(durableEnd: s.logEndOffset)
                 s.recoveryPoint = s.logEndOffset
                 try writeCheckpoint(s)
                 try fileSystem.replaceAtomically(
@@ -147,10 +135,10 @@ extension PartitionLog {
 
     // MARK: Helpers used under the lock
 
-    /// Records the first failure, fails every waiter, and returns the error to throw.
+    /// Records the first failure, fails every wait, and returns the error to throw.
     func fence(_ s: inout LogState, _ error: LogError) -> LogError {
         if s.fenceError == nil { s.fenceError = error }
-        s.failWaiters(error)
+        s.failWaits(s.fenceError ?? error)
         return error
     }
 

@@ -5,8 +5,8 @@ import Synchronization
 extension PartitionLog {
     /// Replaces the settings in force (a topic's settings were altered). Size, age,
     /// retention and batch limits apply from the next append, roll or retention pass;
-    /// nothing already written is rewritten. The fsync policy and the open-segment
-    /// bound are fixed when the log opens (the flusher tasks are started for the
+    /// nothing already written is rewritten. The fsync policy (it picks the high
+    /// watermark's rule), the open-segment bound and the bound of waits are fixed when the log opens (the flusher tasks are started for the
     /// policy), so a change to either is refused.
     public func reconfigure(_ newConfig: LogConfig) throws(LogError) {
         if let problem = newConfig.validate() { throw LogError.invalidConfiguration(problem) }
@@ -16,6 +16,9 @@ extension PartitionLog {
             }
             guard newConfig.maxOpenSealedSegments == current.maxOpenSealedSegments else {
                 throw LogError.invalidConfiguration("maxOpenSealedSegments of an open log cannot change")
+            }
+            guard newConfig.maxWatermarkWaits == current.maxWatermarkWaits else {
+                throw LogError.invalidConfiguration("maxWatermarkWaits of an open log cannot change")
             }
             current = newConfig
         }

@@ -23,8 +23,7 @@ extension PartitionLog {
         } catch {
             throw fence(&s, LogError(error))
         }
-        s.durableEndOffset = max(s.durableEndOffset, old.nextOffset)
-        s.resumeDurableWaiters()
+        s.moveWatermarks(durableEnd: old.nextOffset)
         do throws(StorageIOError) {
             let new = try Segment.create(
                 directory: directory, baseOffset: old.nextOffset, indexIntervalBytes: config.indexIntervalBytes,
@@ -186,7 +185,10 @@ extension PartitionLog {
     /// straddles it goes whole), index entries included, and returns the new log
     /// end. For a follower after a leader change. The recovery point is lowered and
     /// checkpointed first, so a crash midway leaves a log that recovery checks.
-    /// Durability waiters for removed offsets fail with `truncatedBeforeDurable`.
+    /// The one way a watermark goes back: the log end, durable end and high watermark
+    /// all end at most at the new end, and every wait at or past it resolves as
+    /// `.truncated` (a durability wait throws `truncatedBeforeDurable`). Replication's
+    /// follower uses it after a leader change.
     @discardableResult
     public func truncate(to offset: Int64) throws(LogError) -> Int64 {
         try state.withLock { (s) throws(LogError) -> Int64 in
@@ -206,8 +208,7 @@ extension PartitionLog {
             let newEnd = header.baseOffset
             s.truncations += 1
             s.recoveryPoint = min(s.recoveryPoint, newEnd)
-            s.durableEndOffset = min(s.durableEndOffset, newEnd)
-            s.failWaiters(.truncatedBeforeDurable(offset: newEnd)) { $0.offset >= newEnd }
+            s.truncateWatermarks(to: newEnd)
             do throws(StorageIOError) {
                 try writeCheckpoint(s)
                 for later in s.segments[(index + 1)...].reversed() {
@@ -229,6 +230,7 @@ extension PartitionLog {
                 throw fence(&s, .corruptSegment(path: segment.logPath, position: scan.validEnd, reason: defect))
             }
             precondition(s.logEndOffset == newEnd, "truncation must end the log at \(newEnd)")
+            s.checkWatermarkOrder()
             s.lastLeaderEpoch = try lastLeaderEpoch(&s)
             return newEnd
         }

@@ -13,7 +13,11 @@ import Synchronization
 /// per log syncs the active segment while appends continue, then reports every
 /// append the sync covered as durable in one go (group commit). Under
 /// `FsyncPolicy.always`, `append` suspends until then; `appendBuffered` returns at
-/// once and `waitUntilDurable` waits separately.
+/// once (having asked for the sync) and `waitUntilDurable` waits separately.
+///
+/// The log end, the durable end and the high watermark (`Watermarks.swift`) move under
+/// the lock, and every wait for one of them is registered there too
+/// (`wait(for:toCover:notify:)`, `WatermarkWaiters`).
 ///
 /// Offsets are assigned here, contiguously from the log end. A write or sync
 /// failure fences the log: every later append or flush fails with that error (the
@@ -36,6 +40,8 @@ public final class PartitionLog: Sendable {
     let syncThreadPool: NIOThreadPool
     let state: Mutex<LogState>
     let flushRequests: AsyncStream<Void>.Continuation
+    /// `FsyncPolicy.always` (fixed while the log is open).
+    let alwaysSyncs: Bool
 
     static let cleanShutdownMarker = "clean-shutdown"
 
@@ -50,6 +56,7 @@ public final class PartitionLog: Sendable {
         self.syncGate = syncGate
         self.clock = clock
         self.recovery = recovery
+        self.alwaysSyncs = config.fsyncPolicy == .always
         self.state = Mutex(state)
         let (signals, requests) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         flushRequests = requests
@@ -69,7 +76,7 @@ public final class PartitionLog: Sendable {
     public var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
     /// The offset the next appended batch gets.
     public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
-    /// Every offset below this has been fdatasynced.
+    /// Every offset below this has been fdatasynced (`watermarks.durableEnd`).
     public var durableEndOffset: Int64 { state.withLock { $0.durableEndOffset } }
     /// Nothing in the log's files has changed since it was opened after a clean close
     /// (its clean-shutdown marker is still there): what that close wrote still stands.
@@ -123,7 +130,7 @@ public final class PartitionLog: Sendable {
             throw LogError.invalidBatch(.recordsChecksumMismatch)
         }
         let now = clock.nowMilliseconds()
-        return try state.withLock { (s) throws(LogError) -> AppendResult in
+        let result = try state.withLock { (s) throws(LogError) -> AppendResult in
             try checkWritable(s)
             guard leaderEpoch >= s.lastLeaderEpoch else {
                 throw LogError.staleLeaderEpoch(epoch: leaderEpoch, latestEpoch: s.lastLeaderEpoch)
@@ -145,8 +152,14 @@ public final class PartitionLog: Sendable {
             if active.rollBasisMs == nil { active.rollBasisMs = now }
             assert(s.logEndOffset > previousEnd, "offsets strictly increase")
             s.lastLeaderEpoch = leaderEpoch
+            s.moveWatermarks()
             return AppendResult(baseOffset: header.baseOffset, lastOffset: header.lastOffset)
         }
+        // Under `always` every append is synced by group commit whether or not anyone
+        // waits (the high watermark follows the durable end): one request per append,
+        // coalesced with any not yet taken.
+        if alwaysSyncs { flushRequests.yield() }
+        return result
     }
 
     // MARK: Read
