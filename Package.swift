@@ -122,7 +122,7 @@ let package = Package(
             name: "SluiceBrokerTests",
             dependencies: [
                 "SluiceTestSupport", "SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI",
-                "SluiceStorage", "SluiceChecksum", nioCore, nioPosix,
+                "SluiceStorage", "SluiceChecksum", "SluiceCluster", nioCore, nioPosix,
             ],
             swiftSettings: swiftSettings),
     ]

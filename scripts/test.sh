@@ -75,26 +75,41 @@ kill_leftover_test_bundles() {
     return 0
 }
 
-step "swift test"
-swift_log="$(mktemp)"
-bounded 480 swift test --skip-build >"$swift_log" 2>&1
-swift_status=$?
-kill_leftover_test_bundles
-grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
-grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
-if [[ $swift_status == 124 || $swift_status == 137 ]]; then
-    # Timed out: name the tests that started and never finished (Swift Testing's lines).
-    echo "swift test timed out; tests still running:"
-    comm -23 \
-        <(sed -n 's/^◇ Test \(.*\) started\.$/\1/p' "$swift_log" | grep -v -e '^case passing' -e '^run$' | sort -u) \
-        <(sed -n -E 's/^(✔|✘) Test (.*) (passed|failed) after .*/\2/p' "$swift_log" \
-            | sed -E 's/ with [0-9]+ test cases?$//' | sort -u)
-fi
-if [[ $swift_status != 0 ]]; then
-    tail -n 30 "$swift_log"
-    failed+=("swift test (exit $swift_status)")
-fi
-rm -f "$swift_log"
+# One run of `swift test` over the suites `$@` selects, bounded by $1 seconds: prints the
+# failures and the runner's summary, names the tests a timeout left running, and records a
+# failure under $2.
+swift_suites() {
+    local limit="$1" name="$2"; shift 2
+    local swift_log swift_status
+    swift_log="$(mktemp)"
+    bounded "$limit" swift test --skip-build "$@" >"$swift_log" 2>&1
+    swift_status=$?
+    kill_leftover_test_bundles
+    grep -E "^✘|error:|XCTAssert|failed \(" "$swift_log" | head -n 60
+    grep -E "Test run with|Executed [0-9]+ tests?, with" "$swift_log" | tail -n 3
+    if [[ $swift_status == 124 || $swift_status == 137 ]]; then
+        # Timed out: name the tests that started and never finished (Swift Testing's lines).
+        echo "$name timed out; tests still running:"
+        comm -23 \
+            <(sed -n 's/^◇ Test \(.*\) started\.$/\1/p' "$swift_log" | grep -v -e '^case passing' -e '^run$' | sort -u) \
+            <(sed -n -E 's/^(✔|✘) Test (.*) (passed|failed) after .*/\2/p' "$swift_log" \
+                | sed -E 's/ with [0-9]+ test cases?$//' | sort -u)
+    fi
+    if [[ $swift_status != 0 ]]; then
+        tail -n 30 "$swift_log"
+        failed+=("$name (exit $swift_status)")
+    fi
+    rm -f "$swift_log"
+}
+
+step "swift test (every suite but the cluster's)"
+swift_suites 480 "swift test" --skip SluiceClusterTests
+
+# The cluster suites run a real etcd (one member or three) with leases of a few seconds:
+# alone, so that the rest of the suite's load on the machine's cores cannot starve etcd or
+# the keep-alive past a lease's time to live.
+step "swift test: cluster (SluiceClusterTests, a real etcd)"
+swift_suites 300 "swift test: cluster" --filter SluiceClusterTests
 
 step "python suites: setup scripts (tests/setup) and interop (tests/interop)"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
