@@ -33,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // The client's Producer and GroupConsumer are `Service`s (graceful shutdown on SIGTERM).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C shims: the only places that include C headers.
@@ -67,7 +69,8 @@ let package = Package(
         .target(
             name: "SluiceClient",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceChecksum", "SluiceCompression", nioCore, nioPosix, logging,
-                           .product(name: "DequeModule", package: "swift-collections")],
+                           .product(name: "DequeModule", package: "swift-collections"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings),
         // `sluice bench`: load generation, open-loop schedules and HDR latency summaries.
         .target(
