@@ -105,7 +105,8 @@ let package = Package(
         // next to the test bundle; `swift build --build-tests` builds it).
         .testTarget(
             name: "SluiceInteropTests",
-            dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
+            dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging,
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings),
         // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
         .testTarget(
