@@ -155,7 +155,7 @@ public actor Producer {
         if let partition {
             target = partition
         } else if let key {
-            target = Partitioner.partition(forKey: key.readableBytesView, partitionCount: count)
+            target = Partitioner.partition(forKey: key.readableBytesView, ofPositive: count)
         } else {
             // Stored on first use: reading `sticky[topic, default: ...]` alone never inserts,
             // which sent every keyless record to a fresh random partition (a getrandom call
