@@ -124,6 +124,28 @@ struct ClientDeadlineTests {
         }
     }
 
+    @Test("a send waiting for buffer space ends with CancellationError when cancelled", arguments: Silence.allCases)
+    func producerBufferWaitCancelled(_ kind: Silence) async throws {
+        try await withSilenceableBroker(kind) { broker in
+            var configuration = Self.producerConfiguration()
+            configuration.deliveryTimeout = .seconds(600)
+            configuration.requestTimeout = .seconds(300)
+            // Room for one record of 100 bytes (sized with its framing), not two.
+            configuration.maxBufferedBytes = 200
+            let producer = Producer(address: broker.address(), configuration: configuration)
+            let value = ByteBuffer(repeating: 0x61, count: 100)
+            _ = try await producer.send(topic: "orders", value: value)
+            try await broker.silence()
+            let first = try await producer.enqueue(topic: "orders", value: value)
+            let waiting = Task { try await producer.enqueue(topic: "orders", value: value) }
+            try await eventually("the second record to wait for space") { await producer.spaceWaiterCount == 1 }
+            waiting.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+            #expect(!first.isComplete, "the record ahead is still unanswered: only cancellation ended the wait")
+            await producer.close(timeout: .zero)
+        }
+    }
+
     // MARK: Consumer
 
     static func consumerConfiguration(connectTimeout: Duration = .seconds(1)) -> ConsumerConfiguration {

@@ -108,6 +108,9 @@ public actor Producer {
     /// Bytes accepted and not yet answered.
     public var bufferedByteCount: Int { bufferedBytes }
 
+    /// Callers suspended until the buffer has room (for tests of that wait).
+    package var spaceWaiterCount: Int { spaceWaiters.count }
+
     /// Sends one record and waits for the broker's answer.
     public func send(
         topic: String, key: ByteBuffer? = nil, value: ByteBuffer, headers: [RecordHeader] = [],
