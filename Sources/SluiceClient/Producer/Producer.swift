@@ -559,16 +559,19 @@ public actor Producer {
     private func metadataWaiting(for topic: String) async throws -> ProducerTopicMetadata {
         let deadline = ContinuousClock.now.advanced(by: configuration.maxBlock)
         var backoff = configuration.retryBackoff
+        /// The last attempt's own failure: what `send` reports when maxBlock cuts the next one.
+        var last: GRPCStatus?
         while true {
             do {
                 // Each attempt gets what is left of `maxBlock`: a connect or a lookup that the
                 // broker never answers must not hold `send` past it.
                 let left = max(.zero, ContinuousClock.now.duration(to: deadline))
-                return try await firstOf(
-                    within: left,
-                    timeoutError: GRPCStatus(.deadlineExceeded, "no answer from the broker within maxBlock (\(configuration.maxBlock))")
-                ) { try await self.metadata(of: topic) }
+                return try await firstOf(within: left, timeoutError: MaxBlockPassed()) { try await self.metadata(of: topic) }
+            } catch is MaxBlockPassed {
+                let status = last ?? GRPCStatus(.deadlineExceeded, "no answer from the broker within maxBlock (\(configuration.maxBlock))")
+                throw ProducerError.transport(status, context: "cannot look up topic \(topic)")
             } catch let status as GRPCStatus {
+                last = status
                 let retriable: Set<GRPCStatus.Code> = [.unavailable, .deadlineExceeded]
                 let now = ContinuousClock.now
                 guard retriable.contains(status.code), now.advanced(by: backoff) < deadline, !isClosed else {
@@ -582,6 +585,9 @@ public actor Producer {
             }
         }
     }
+
+    /// `maxBlock` passed during an attempt to describe a topic.
+    private struct MaxBlockPassed: Error {}
 
     /// The topic's partition count and batch limit, described again once older than
     /// `metadataMaxAge` (ProducerTopicMetadata). While a refresh fails, the last
