@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // The client's Producer and GroupConsumer are `Service`s (graceful shutdown on SIGTERM).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C shims: the only places that include C headers.
@@ -70,7 +72,8 @@ let package = Package(
         .target(
             name: "SluiceClient",
             dependencies: ["SluiceWire", "SluiceAPI", "SluiceChecksum", "SluiceCompression", nioCore, nioPosix, logging,
-                           .product(name: "DequeModule", package: "swift-collections")],
+                           .product(name: "DequeModule", package: "swift-collections"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: layerSettings),
         // `sluice bench`: load generation, open-loop schedules and HDR latency summaries.
         .target(
@@ -105,7 +108,8 @@ let package = Package(
         // next to the test bundle; `swift build --build-tests` builds it).
         .testTarget(
             name: "SluiceInteropTests",
-            dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging],
+            dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceWire", "SluiceAPI", nioCore, logging,
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings),
         // The client's partitioner, batch encoding and batching rules, against docs/test-vectors.json.
         .testTarget(

@@ -11,14 +11,13 @@ let package = Package(
         // Named, because a path dependency is otherwise known by its folder name, which
         // differs between clones.
         .package(name: "sluice", path: "../.."),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .executableTarget(
             name: "QuickStart",
             dependencies: [
+                // One import: SluiceClient re-exports what its API takes and returns.
                 .product(name: "SluiceClient", package: "sluice"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]),
     ]

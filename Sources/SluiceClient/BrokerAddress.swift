@@ -24,12 +24,42 @@ public struct BrokerAddress: Sendable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
-    /// A new connection; throws `GRPCStatus` UNAVAILABLE when the broker cannot be reached.
-    public func connect(logger: Logger) async throws -> GRPCClientConnection {
+    /// How long opening a connection may take: TCP connect plus the broker's HTTP/2
+    /// SETTINGS (`transport.connectTimeout`, 10 s by default). A broker that accepts the
+    /// connection but never answers (frozen, or behind a path that stopped forwarding)
+    /// fails the attempt with UNAVAILABLE when it passes.
+    public var connectTimeout: Duration {
+        get { transport.connectTimeout }
+        set { transport.connectTimeout = newValue }
+    }
+
+    /// A new connection; throws `GRPCStatus` UNAVAILABLE when the broker cannot be reached
+    /// within `connectTimeout`, `CancellationError` at once when the task is cancelled.
+    package func connect(logger: Logger) async throws -> GRPCClientConnection {
+        try await connect(logger: logger, timeout: nil)
+    }
+
+    /// `connect(logger:)` with `timeout` (a client's own setting) in place of `connectTimeout`.
+    func connect(logger: Logger, timeout: Duration?) async throws -> GRPCClientConnection {
         var configuration = transport
         configuration.host = host
         configuration.port = port
-        return try await GRPCClientConnection.connect(configuration, logger: logger)
+        if let timeout { configuration.connectTimeout = timeout }
+        let bound = configuration.connectTimeout
+        let description = description
+        let connecting = Task { try await GRPCClientConnection.connect(configuration, logger: logger) }
+        do {
+            // The connect itself is bounded by `bound` (its preface timeout) but does not end
+            // when its task is cancelled; the slack covers a timer that fires late.
+            return try await firstOf(
+                within: bound + .seconds(1),
+                timeoutError: GRPCStatus(.unavailable, "no connection to \(description) within \(bound)")
+            ) { try await connecting.value }
+        } catch {
+            // Cancelled or timed out: a connection that still opens later is closed, not leaked.
+            Task { try? await connecting.value.close() }
+            throw error
+        }
     }
 }
 

@@ -18,48 +18,48 @@ extension ProtobufMessage {
 /// A streaming call with SluiceAPI messages: requests are encoded and responses decoded
 /// here, so callers never handle bytes. A response that does not decode ends the
 /// iteration with INTERNAL.
-public struct ProtobufCall<Request: ProtobufMessage, Response: ProtobufMessage>: Sendable {
-    public let call: GRPCClientCall
-    public let path: String
+package struct ProtobufCall<Request: ProtobufMessage, Response: ProtobufMessage>: Sendable {
+    package let call: GRPCClientCall
+    package let path: String
 
     /// Opens a call of any kind on `connection`.
-    public init(_ connection: GRPCClientConnection, path: String, metadata: GRPCMetadata = [:], timeout: Duration? = nil) async throws {
+    package init(_ connection: GRPCClientConnection, path: String, metadata: GRPCMetadata = [:], timeout: Duration? = nil) async throws {
         call = try await connection.makeCall(path: path, metadata: metadata, timeout: timeout)
         self.path = path
     }
 
     /// Sends one request; suspends while HTTP/2 flow control holds the call back.
-    public func send(_ request: Request) async throws {
+    package func send(_ request: Request) async throws {
         try await call.send(request.checkedRequestBytes())
     }
 
     /// Half-closes the call: no more requests.
-    public func finishSending() async throws {
+    package func finishSending() async throws {
         try await call.finishSending()
     }
 
     /// Resets the stream; the server's handler is cancelled.
-    public func cancel() {
+    package func cancel() {
         call.cancel()
     }
 
     /// The final status, once the call has ended.
-    public func status() async -> GRPCStatus {
+    package func status() async -> GRPCStatus {
         await call.status()
     }
 
-    public var responses: Responses { Responses(raw: call.responses, path: path) }
+    package var responses: Responses { Responses(raw: call.responses, path: path) }
 
-    public struct Responses: AsyncSequence, Sendable {
-        public typealias Element = Response
+    package struct Responses: AsyncSequence, Sendable {
+        package typealias Element = Response
         let raw: GRPCResponseStream
         let path: String
 
-        public struct AsyncIterator: AsyncIteratorProtocol {
+        package struct AsyncIterator: AsyncIteratorProtocol {
             var raw: GRPCResponseStream.AsyncIterator
             let path: String
 
-            public mutating func next() async throws -> Response? {
+            package mutating func next() async throws -> Response? {
                 guard let bytes = try await raw.next() else { return nil }
                 do {
                     return try Response(protobuf: bytes)
@@ -69,6 +69,6 @@ public struct ProtobufCall<Request: ProtobufMessage, Response: ProtobufMessage>:
             }
         }
 
-        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(raw: raw.makeAsyncIterator(), path: path) }
+        package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(raw: raw.makeAsyncIterator(), path: path) }
     }
 }

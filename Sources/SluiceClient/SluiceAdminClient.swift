@@ -5,7 +5,7 @@ public import SluiceWire
 
 extension GRPCClientConnection {
     /// A unary call with SluiceAPI messages. A response that does not decode is INTERNAL.
-    public func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
+    package func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
         path: String, request: Request, as response: Response.Type = Response.self,
         metadata: GRPCMetadata = [:], timeout: Duration? = nil
     ) async throws -> Response {
@@ -21,25 +21,35 @@ extension GRPCClientConnection {
 /// The topic admin RPCs of `sluice.v1.Broker`, typed. Errors are `GRPCStatus`
 /// (NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT, UNAVAILABLE, ...).
 public struct SluiceAdminClient: Sendable {
-    public let connection: GRPCClientConnection
+    package let connection: GRPCClientConnection
     /// Applied to every call; nil waits as long as the broker takes.
     public var timeout: Duration?
+    /// Set when this client opened its connection (`init(address:)`): the connection is
+    /// closed when the last copy of the client is dropped, if `close()` was not called.
+    private let owner: OwnedConnection?
 
     private static let prefix = "/sluice.v1.Broker/"
 
-    public init(connection: GRPCClientConnection, timeout: Duration? = .seconds(30)) {
+    /// A client on a connection its caller owns (and closes).
+    package init(connection: GRPCClientConnection, timeout: Duration? = .seconds(30)) {
         self.connection = connection
         self.timeout = timeout
+        owner = nil
     }
 
     /// Connects to a broker at `host:port`.
     public static func connect(host: String, port: Int, logger: Logger) async throws -> SluiceAdminClient {
-        SluiceAdminClient(connection: try await GRPCClientConnection.connect(GRPCClientConfiguration(host: host, port: port), logger: logger))
+        try await SluiceAdminClient(address: BrokerAddress(host: host, port: port), logger: logger)
     }
 
-    /// Connects to the broker at `address` (its transport settings included).
+    /// Connects to the broker at `address` (its transport settings included). The connect is
+    /// bounded by `address.connectTimeout` (UNAVAILABLE past it), each call by `timeout`
+    /// (DEADLINE_EXCEEDED); a cancelled task ends either wait at once with `CancellationError`.
     public init(address: BrokerAddress, timeout: Duration? = .seconds(30), logger: Logger = Logger(label: "sluice.admin")) async throws {
-        self.init(connection: try await address.connect(logger: logger), timeout: timeout)
+        let connection = try await address.connect(logger: logger)
+        self.connection = connection
+        self.timeout = timeout
+        owner = OwnedConnection(connection)
     }
 
     /// Creates a topic with the broker's default settings; `existingIsFine` answers an
@@ -88,11 +98,35 @@ public struct SluiceAdminClient: Sendable {
     }
 
     private func call<Request: ProtobufMessage, Response: ProtobufMessage>(_ method: String, _ request: Request) async throws -> Response {
-        try await connection.unary(path: Self.prefix + method, request: request, timeout: timeout)
+        try await unary(path: Self.prefix + method, request: request)
+    }
+
+    /// One call bounded by `timeout`; a call ended by its task's cancellation throws
+    /// `CancellationError`, as every other wait of the client does, not CANCELLED.
+    func unary<Request: ProtobufMessage, Response: ProtobufMessage>(path: String, request: Request) async throws -> Response {
+        do {
+            return try await connection.unary(path: path, request: request, timeout: timeout)
+        } catch let status as GRPCStatus where status.code == .cancelled && Task.isCancelled {
+            throw CancellationError()
+        }
     }
 
     private static func topic(_ topic: TopicDescription?) throws(GRPCStatus) -> TopicDescription {
         guard let topic else { throw GRPCStatus(.internalError, "the broker's answer carries no topic") }
         return topic
+    }
+}
+
+/// A connection that closes when its last holder lets go.
+private final class OwnedConnection: Sendable {
+    let connection: GRPCClientConnection
+
+    init(_ connection: GRPCClientConnection) {
+        self.connection = connection
+    }
+
+    deinit {
+        let connection = connection
+        Task { await connection.close() }
     }
 }

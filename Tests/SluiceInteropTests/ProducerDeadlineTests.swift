@@ -36,6 +36,9 @@ struct ProducerDeadlineTests {
         guard let pid = broker.process?.processIdentifier else { throw TestProcessError("no broker process") }
         kill(pid, SIGSTOP)
         do {
+            // SIGSTOP is delivered asynchronously: until the kernel reports the broker
+            // stopped, it may still answer.
+            try await eventually("the broker to be stopped") { SilenceableBroker.isStopped(pid) }
             try await body(broker, producer)
         } catch {
             kill(pid, SIGCONT)

@@ -44,10 +44,18 @@ public enum Partitioner {
         return Int32(bitPattern: h)
     }
 
-    /// The partition of a keyed record.
-    public static func partition<Bytes: Collection>(forKey key: Bytes, partitionCount: Int) -> Int
+    /// The partition of a keyed record; nil when `partitionCount` is not positive (a topic
+    /// has at least one partition).
+    public static func partition<Bytes: Collection>(forKey key: Bytes, partitionCount: Int) -> Int?
     where Bytes.Element == UInt8 {
-        precondition(partitionCount > 0, "a topic has at least one partition")
+        guard partitionCount > 0 else { return nil }
+        return partition(forKey: key, ofPositive: partitionCount)
+    }
+
+    /// `partition(forKey:partitionCount:)` for a count known to be positive.
+    static func partition<Bytes: Collection>(forKey key: Bytes, ofPositive partitionCount: Int) -> Int
+    where Bytes.Element == UInt8 {
+        assert(partitionCount > 0, "a topic has at least one partition")
         return Int(UInt32(bitPattern: murmur2(key)) & 0x7fff_ffff) % partitionCount
     }
 }

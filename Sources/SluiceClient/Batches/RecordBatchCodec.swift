@@ -61,7 +61,7 @@ public enum RecordBatchCodec {
     /// With `uncompressedAbove`, compressed records larger than that (incompressible
     /// input grows a little) are sent uncompressed when those fit: a batch sized to a
     /// topic's limit must not be pushed over it by its codec.
-    public static func makeBatch(
+    package static func makeBatch(
         _ entries: [Entry], compression: RecordCompression = .none, level: Int? = nil, uncompressedAbove limit: Int? = nil
     ) -> RecordBatch {
         precondition(!entries.isEmpty, "a batch holds at least one record")

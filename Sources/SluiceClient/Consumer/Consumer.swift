@@ -24,11 +24,22 @@ public struct Consumer: AsyncSequence, Sendable {
     public let defaultStart: ConsumerStart
     public let configuration: ConsumerConfiguration
     let logger: Logger
+    /// Set by `withConsumer`: its subscriptions end with the scope.
+    let scope: ConsumerScope?
 
     public init(
         address: BrokerAddress, topic: String, partitions: [Int: ConsumerStart]? = nil,
         defaultStart: ConsumerStart = .earliest, configuration: ConsumerConfiguration = ConsumerConfiguration(),
         logger: Logger = Logger(label: "sluice.consumer")
+    ) {
+        self.init(
+            address: address, topic: topic, partitions: partitions, defaultStart: defaultStart, configuration: configuration,
+            logger: logger, scope: nil)
+    }
+
+    init(
+        address: BrokerAddress, topic: String, partitions: [Int: ConsumerStart]?, defaultStart: ConsumerStart,
+        configuration: ConsumerConfiguration, logger: Logger, scope: ConsumerScope?
     ) {
         self.address = address
         self.topic = topic
@@ -36,6 +47,7 @@ public struct Consumer: AsyncSequence, Sendable {
         self.defaultStart = defaultStart
         self.configuration = configuration
         self.logger = logger
+        self.scope = scope
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
@@ -117,6 +129,11 @@ final class Subscription {
 
     func next() async throws -> ConsumerRecord? {
         while true {
+            if consumer.scope?.isClosed == true {
+                finished = true
+                await close()
+                return nil
+            }
             if let record = buffered.popFirst() { return record }
             guard !finished else { return nil }
             try Task.checkCancellation()
@@ -132,6 +149,10 @@ final class Subscription {
             } catch let status as GRPCStatus {
                 try Task.checkCancellation()
                 await close()
+                if consumer.scope?.isClosed == true {
+                    finished = true
+                    return nil
+                }
                 guard Self.isRetriable(status.code) else {
                     finished = true
                     throw ConsumerError.refused(status)
@@ -142,7 +163,7 @@ final class Subscription {
     }
 
     private static func isRetriable(_ code: GRPCStatus.Code) -> Bool {
-        code == .unavailable || code == .aborted || code == .unknown || code == .cancelled
+        code == .unavailable || code == .aborted || code == .unknown || code == .cancelled || code == .deadlineExceeded
     }
 
     private func take(_ response: SubscribeResponse) throws(ConsumerError) {
@@ -168,7 +189,13 @@ final class Subscription {
     private func subscribe() async throws {
         while responses == nil {
             do {
-                let connection = try await consumer.address.connect(logger: consumer.logger)
+                let connection = try await consumer.address.connect(
+                    logger: consumer.logger, timeout: consumer.configuration.connectTimeout)
+                if let scope = consumer.scope, !scope.adopt(connection) {
+                    // The `withConsumer` scope ended while this connected.
+                    await connection.close()
+                    throw CancellationError()
+                }
                 self.connection = connection
                 let request = try await makeRequest(connection)
                 let call = try await ProtobufCall<SubscribeRequest, SubscribeResponse>(
@@ -203,7 +230,8 @@ final class Subscription {
             // Resuming "every partition" with per-partition offsets needs the list.
             let topic: TopicDescription
             do {
-                topic = try await SluiceAdminClient(connection: connection).describeTopic(named: consumer.topic)
+                topic = try await SluiceAdminClient(connection: connection, timeout: consumer.configuration.requestTimeout)
+                    .describeTopic(named: consumer.topic)
             } catch let status as GRPCStatus where status.code == .notFound {
                 throw ConsumerError.refused(status)
             }
@@ -235,7 +263,10 @@ final class Subscription {
         call?.cancel()
         call = nil
         responses = nil
-        if let connection { await connection.close() }
+        if let connection {
+            consumer.scope?.release(connection)
+            await connection.close()
+        }
         connection = nil
     }
 }

@@ -62,6 +62,14 @@ public struct ConsumerConfiguration: Sendable {
     /// Pause before the first reconnect; doubles per attempt up to `maxReconnectBackoff`.
     public var reconnectBackoff: Duration = .milliseconds(100)
     public var maxReconnectBackoff: Duration = .seconds(5)
+    /// Bound on one attempt to connect: TCP connect plus the broker's HTTP/2 SETTINGS. An
+    /// attempt past it fails like an unreachable broker and counts towards
+    /// `maxReconnectAttempts`, so a first `next()` against a broker that never answers throws
+    /// `reconnectsExhausted` after at most (`maxReconnectAttempts` + 1) attempts.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Bound on the one request a subscription makes besides `Subscribe` (DescribeTopic, when
+    /// resuming every partition after a reconnect).
+    public var requestTimeout: Duration = .seconds(30)
 
     public init() {}
 

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import SluiceAPI
 import SluiceWire
 
@@ -75,10 +76,32 @@ extension GroupConsumer {
             sessionTimeoutMs: configuration.sessionTimeout.map { UInt32(clamping: $0.wholeMilliseconds) } ?? 0,
             strategy: configuration.strategy, clientId: configuration.clientId)
         try await call.send(MemberMessage(kind: .join(join)))
+        // A coordinator that never answers the join (frozen, or a path that stopped
+        // forwarding) must not hold `run` for ever: the attempt is given up at joinTimeout.
+        let joinTimeout = configuration.joinTimeout
+        let expired = JoinExpiry()
+        let joinDeadline = Task {
+            // A timer, not synchronisation: the bound on the coordinator's Joined.
+            try? await Task.sleep(for: joinTimeout)
+            guard !Task.isCancelled else { return }
+            expired.fire()
+            call.cancel()
+        }
+        defer { joinDeadline.cancel() }
+        do {
+            try await follow(call, joinDeadline: joinDeadline)
+        } catch let status as GRPCStatus where expired.fired && !joinedInSession {
+            throw GRPCStatus(.deadlineExceeded, "no Joined from the coordinator within joinTimeout (\(joinTimeout)): \(status.message)")
+        }
+    }
+
+    /// Follows the coordinator's messages until the membership stream ends.
+    private func follow(_ call: ProtobufCall<MemberMessage, CoordinatorMessage>, joinDeadline: Task<Void, Never>) async throws {
         for try await message in call.responses {
             try Task.checkCancellation()
             switch message.kind {
             case .joined(let joined)?:
+                joinDeadline.cancel()
                 memberId = joined.memberId
                 joinedInSession = true
                 startHeartbeats(every: .milliseconds(max(Int64(joined.heartbeatIntervalMs), 10)))
@@ -96,7 +119,12 @@ extension GroupConsumer {
 
     func currentConnection() async throws -> GRPCClientConnection {
         if let connection { return connection }
-        let connection = try await address.connect(logger: logger)
+        let connection = try await address.connect(logger: logger, timeout: configuration.connectTimeout)
+        if let existing = self.connection {
+            // Another caller connected while this one waited: one connection per session.
+            await connection.close()
+            return existing
+        }
         self.connection = connection
         return connection
     }
@@ -252,13 +280,12 @@ extension GroupConsumer {
             try? await sendToCoordinator(MemberMessage(kind: .leave(LeaveGroup())))
             try? await joinCall.finishSending()
             // The coordinator answers a leave by ending the stream, which ends `membership`;
-            // waiting for that keeps the connection open until the leave was read. Bounded,
-            // in case the coordinator never answers.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await membership.value }
-                group.addTask { try? await Task.sleep(for: .seconds(5)) }
-                await group.next()
-                group.cancelAll()
+            // waiting for that keeps the connection open until the leave was read. Bounded by
+            // leaveTimeout, in case the coordinator never answers; not a task group, which
+            // would wait for `membership` (an await of another task ignores cancellation)
+            // until the connection died.
+            _ = try? await firstOf(within: configuration.leaveTimeout, timeoutError: CancellationError()) {
+                await membership.value
             }
         }
         membership.cancel()
@@ -279,4 +306,11 @@ extension GroupConsumer {
     func owns(_ partition: TopicPartition, token: Int) -> Bool {
         owned[partition]?.token == token && owned[partition]?.revoking == false && !stopping
     }
+}
+
+/// Whether a join attempt's deadline passed (set by its timer, read by the session).
+private final class JoinExpiry: Sendable {
+    private let state = Mutex(false)
+    var fired: Bool { state.withLock { $0 } }
+    func fire() { state.withLock { $0 = true } }
 }

@@ -23,7 +23,8 @@ public actor GroupConsumer {
     public nonisolated let address: BrokerAddress
     public nonisolated let configuration: GroupConsumerConfiguration
     let logger: Logger
-    let onEvent: @Sendable (RebalanceEvent) -> Void
+    let eventCallback: @Sendable (RebalanceEvent) -> Void
+    let eventStreams = RebalanceEventFanOut()
 
     // The session: one connection carries the Join stream, subscriptions and commits.
     var connection: GRPCClientConnection?
@@ -80,7 +81,7 @@ public actor GroupConsumer {
         self.address = address
         self.configuration = configuration
         self.logger = logger
-        self.onEvent = onEvent
+        self.eventCallback = onEvent
     }
 
     /// Joins the group and hands batches to `handler`, one at a time, until `close()` is
@@ -102,10 +103,25 @@ public actor GroupConsumer {
         } catch {
             logger.debug("run ends with an error", metadata: ["error": "\(error)"])
             await shutDown(membership)
+            eventStreams.finish()
             throw error
         }
         logger.debug("run ends", metadata: ["stopping": "\(stopping)", "cancelled": "\(Task.isCancelled)"])
         await shutDown(membership)
+        eventStreams.finish()
+    }
+
+    /// The rebalance events from now on, as an `AsyncSequence` beside the `onEvent`
+    /// callback (each call makes a new stream; each gets every event). A stream keeps the
+    /// newest 256 events not yet read, and finishes when `run` ends (at once if it ended).
+    public nonisolated func events() -> AsyncStream<RebalanceEvent> {
+        eventStreams.stream()
+    }
+
+    /// Reports `event` to the callback and to every `events()` stream.
+    func onEvent(_ event: RebalanceEvent) {
+        eventCallback(event)
+        eventStreams.yield(event)
     }
 
     /// Ends `run`: the batch in the handler finishes, then the member leaves the group.
@@ -116,7 +132,10 @@ public actor GroupConsumer {
 
     /// Commits the offsets after every batch handed to the handler so far (the one it is
     /// processing included), for `.atLeastOnce(commit: .manual)`. Returns what was
-    /// committed; refused partitions are reported as `RebalanceEvent.commitRefused`.
+    /// committed; partitions the coordinator refused (moved to another member) are
+    /// reported as `RebalanceEvent.commitRefused`. Throws `GroupConsumerError.commitFailed`
+    /// when the call itself failed (DEADLINE_EXCEEDED after `requestTimeout`, ...), and
+    /// `CancellationError` at once when the task is cancelled.
     @discardableResult
     public func commit() async throws -> [TopicPartition: Int64] {
         guard configuration.delivery == .atLeastOnce(commit: .manual) else { throw GroupConsumerError.commitNotManual }
@@ -125,7 +144,10 @@ public actor GroupConsumer {
         for (partition, state) in owned where !state.revoking {
             if let delivered = state.delivered, delivered != state.committed { offsets[partition] = delivered }
         }
-        return await commit(offsets, memberId: memberId, generation: generation)
+        let outcome = await commitOutcome(offsets, memberId: memberId, generation: generation)
+        try Task.checkCancellation()
+        if let failure = outcome.failure { throw GroupConsumerError.commitFailed(failure) }
+        return outcome.accepted
     }
 
     /// The partitions the member reads now (not those pending revocation).
@@ -204,7 +226,7 @@ public actor GroupConsumer {
             if buffered.count < configuration.maxBufferedBatches {
                 buffered.append(BufferedBatch(
                     token: token, memberId: memberId,
-                    batch: GroupBatch(topicPartition: partition, records: records, generation: generation)))
+                    batch: GroupBatch(checked: partition, records: records, generation: generation)))
                 runLoopWaiter?.resume()
                 runLoopWaiter = nil
                 return true
@@ -257,12 +279,23 @@ public actor GroupConsumer {
     /// cross the Assignment that bumped it). Refusals are reported, never thrown: the
     /// records are then read again by whoever owns the partition.
     func commit(_ offsets: [TopicPartition: Int64], memberId: String, generation: Int32) async -> [TopicPartition: Int64] {
-        guard !offsets.isEmpty else { return [:] }
+        await commitOutcome(offsets, memberId: memberId, generation: generation).accepted
+    }
+
+    /// What a commit did: the offsets accepted, and the call's failure if it failed as a
+    /// whole (every partition is then reported refused).
+    struct CommitOutcome {
+        var accepted: [TopicPartition: Int64]
+        var failure: GRPCStatus?
+    }
+
+    func commitOutcome(_ offsets: [TopicPartition: Int64], memberId: String, generation: Int32) async -> CommitOutcome {
+        guard !offsets.isEmpty else { return CommitOutcome(accepted: [:]) }
         var attemptGeneration = generation
         for attempt in 0..<2 {
             guard let connection else {
                 report(refused: Array(offsets.keys), reason: "not connected")
-                return [:]
+                return CommitOutcome(accepted: [:], failure: GRPCStatus(.unavailable, "not connected to the coordinator"))
             }
             let request = CommitOffsetsRequest(
                 group: configuration.group, memberId: memberId, generation: attemptGeneration,
@@ -285,7 +318,7 @@ public actor GroupConsumer {
                 for (partition, offset) in accepted where owned[partition] != nil {
                     owned[partition]?.committed = offset
                 }
-                return accepted
+                return CommitOutcome(accepted: accepted)
             } catch let status as GRPCStatus {
                 let sameMemberNewGeneration = memberId == self.memberId && self.generation != attemptGeneration
                 if attempt == 0, status.code == .failedPrecondition, sameMemberNewGeneration {
@@ -293,13 +326,15 @@ public actor GroupConsumer {
                     continue
                 }
                 report(refused: Array(offsets.keys), reason: "\(status.message) (\(status.code))")
-                return [:]
+                // A refusal of the whole request (a stale generation) is the coordinator's
+                // answer, not a failure to reach it.
+                return CommitOutcome(accepted: [:], failure: status.code == .failedPrecondition ? nil : status)
             } catch {
                 report(refused: Array(offsets.keys), reason: "\(error)")
-                return [:]
+                return CommitOutcome(accepted: [:], failure: GRPCStatus(.unknown, "\(error)"))
             }
         }
-        return [:]
+        return CommitOutcome(accepted: [:])
     }
 
     private func report(refused partitions: [TopicPartition], reason: String) {

@@ -79,8 +79,20 @@ public struct GroupConsumerConfiguration: Sendable {
     /// Pause before a retry; doubles per attempt up to `maxReconnectBackoff`.
     public var reconnectBackoff: Duration = .milliseconds(100)
     public var maxReconnectBackoff: Duration = .seconds(5)
-    /// Bound on each unary RPC (CommitOffsets, FetchOffsets).
+    /// Bound on each unary RPC (CommitOffsets, FetchOffsets): `commit()` throws
+    /// `commitFailed` with DEADLINE_EXCEEDED past it.
     public var requestTimeout: Duration = .seconds(30)
+    /// Bound on one attempt to connect: TCP connect plus the broker's HTTP/2 SETTINGS. An
+    /// attempt past it counts towards `maxReconnectAttempts`.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Bound from sending JoinGroup to the coordinator's Joined. An attempt past it is given
+    /// up (DEADLINE_EXCEEDED) and counts towards `maxReconnectAttempts`, so `run` against a
+    /// coordinator that never answers throws `reconnectsExhausted` instead of waiting for ever.
+    public var joinTimeout: Duration = .seconds(30)
+    /// Bound on leaving the group when `run` ends: the wait for the coordinator to end the
+    /// membership stream after LeaveGroup. Past it the connection is closed anyway (the
+    /// session then expires on the broker instead).
+    public var leaveTimeout: Duration = .seconds(5)
 
     public init(group: String, topics: [String]) {
         self.group = group
@@ -95,18 +107,26 @@ public struct GroupBatch: Sendable {
     /// The generation of the assignment the records were read under.
     public var generation: Int32
 
-    /// For tests of handlers: a batch as the consumer would hand it over.
-    public init(topicPartition: TopicPartition, records: [ConsumerRecord], generation: Int32) {
-        precondition(!records.isEmpty, "a group batch is never empty")
+    /// For tests of handlers: a batch as the consumer would hand it over. Throws
+    /// `GroupConsumerError.emptyBatch` without records.
+    public init(topicPartition: TopicPartition, records: [ConsumerRecord], generation: Int32) throws(GroupConsumerError) {
+        guard !records.isEmpty else { throw .emptyBatch }
+        self.init(checked: topicPartition, records: records, generation: generation)
+    }
+
+    /// A batch the consumer read: never empty.
+    init(checked topicPartition: TopicPartition, records: [ConsumerRecord], generation: Int32) {
+        assert(!records.isEmpty, "a group batch is never empty")
         self.topicPartition = topicPartition
         self.records = records
         self.generation = generation
     }
 
-    /// The offset to commit once these records are processed: one past the last.
+    /// The offset to commit once these records are processed: one past the last (of a
+    /// batch whose records were emptied by hand: -1, which no commit accepts).
     public var nextOffset: Int64 {
-        precondition(!records.isEmpty, "a group batch is never empty")
-        return records[records.count - 1].offset + 1
+        guard let last = records.last else { return -1 }
+        return last.offset + 1
     }
 }
 
@@ -142,6 +162,12 @@ public enum GroupConsumerError: Error, Sendable, CustomStringConvertible {
     case commitNotManual
     /// `run` was called on a consumer that already ran (a consumer is one membership).
     case alreadyRunning
+    /// `commit()` could not reach the coordinator: DEADLINE_EXCEEDED past `requestTimeout`,
+    /// UNAVAILABLE without a connection, ... Nothing was committed; the offsets are
+    /// committed again by the next commit.
+    case commitFailed(GRPCStatus)
+    /// `GroupBatch(topicPartition:records:generation:)` with no records.
+    case emptyBatch
 
     public var description: String {
         switch self {
@@ -152,6 +178,8 @@ public enum GroupConsumerError: Error, Sendable, CustomStringConvertible {
         case .reconnectsExhausted(let attempts, let last): "gave up after \(attempts) attempts: \(last)"
         case .commitNotManual: "commit() needs delivery .atLeastOnce(commit: .manual)"
         case .alreadyRunning: "run was already called on this GroupConsumer; make a new one to join again"
+        case .commitFailed(let status): "commit failed: \(status.message.isEmpty ? "" : "\(status.message) ")(\(status.code))"
+        case .emptyBatch: "a group batch holds at least one record"
         }
     }
 }

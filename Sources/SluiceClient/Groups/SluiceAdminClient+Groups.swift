@@ -40,6 +40,6 @@ extension SluiceAdminClient {
     }
 
     private func groupsCall<Request: ProtobufMessage, Response: ProtobufMessage>(_ method: String, _ request: Request) async throws -> Response {
-        try await connection.unary(path: GroupsMethod.prefix + method, request: request, timeout: timeout)
+        try await unary(path: GroupsMethod.prefix + method, request: request)
     }
 }

@@ -51,6 +51,7 @@ public actor Producer {
     static let answerSlack: Duration = .seconds(1)
 
     private struct SpaceWaiter {
+        var id: Int
         var bytes: Int
         var continuation: CheckedContinuation<Void, any Error>
     }
@@ -63,19 +64,23 @@ public actor Producer {
     private var accumulators: [TopicPartition: PartitionAccumulator<Item>] = [:]
     private var sticky: [String: StickyPartition] = [:]
     private var inFlight: [UInt64: InFlight] = [:]
+    /// Batches taken for sending and not yet on the stream (waiting for a connection or a
+    /// producer id): neither in an accumulator nor in flight, and `flush` waits for them too.
+    private var transmitting: [Int: PartitionAccumulator<Item>.Batch] = [:]
+    private var nextTransmission = 0
     private var wakeups: [TopicPartition: (at: ContinuousClock.Instant, task: Task<Void, Never>)] = [:]
     /// Wakes at the earliest `answerDeadline` in flight (see `armAnswerWatchdog`).
     private var answerWatchdog: (at: ContinuousClock.Instant, task: Task<Void, Never>)?
     private var lastError: [TopicPartition: String] = [:]
     private var bufferedBytes = 0
     private var spaceWaiters: Deque<SpaceWaiter> = []
+    private var nextSpaceWaiter = 0
     private var nextCorrelationID: UInt64 = 1
     private var isClosed = false
     var sequencer = IdempotentSequencer()
     var identityRequest: Task<ProducerIdentity, any Error>?
 
     public init(address: BrokerAddress, configuration: ProducerConfiguration = ProducerConfiguration(), logger: Logger = Logger(label: "sluice.producer")) {
-        precondition(configuration.maxBatchBytes > 0 && configuration.maxBufferedBytes > 0, "batch and buffer sizes are positive")
         self.address = address
         self.configuration = configuration
         self.logger = logger
@@ -103,6 +108,9 @@ public actor Producer {
     /// Bytes accepted and not yet answered.
     public var bufferedByteCount: Int { bufferedBytes }
 
+    /// Callers suspended until the buffer has room (for tests of that wait).
+    package var spaceWaiterCount: Int { spaceWaiters.count }
+
     /// Sends one record and waits for the broker's answer.
     public func send(
         topic: String, key: ByteBuffer? = nil, value: ByteBuffer, headers: [RecordHeader] = [],
@@ -122,6 +130,10 @@ public actor Producer {
         partition: Int? = nil, timestampMs: Int64? = nil
     ) async throws -> Delivery {
         guard !isClosed else { throw ProducerError.closed }
+        // Checked here, not trapped in init: a misconfigured producer throws at its first use.
+        guard configuration.maxBatchBytes > 0 && configuration.maxBufferedBytes > 0 else {
+            throw ProducerError.invalidConfiguration("maxBatchBytes and maxBufferedBytes must be positive")
+        }
         if let bad = headers.first(where: { $0.key.utf8.contains(0) }) { throw ProducerError.invalidHeaderKey(bad.key) }
         let metadata = try await metadataWaiting(for: topic)
         let count = metadata.partitionCount
@@ -146,7 +158,7 @@ public actor Producer {
         if let partition {
             target = partition
         } else if let key {
-            target = Partitioner.partition(forKey: key.readableBytesView, partitionCount: count)
+            target = Partitioner.partition(forKey: key.readableBytesView, ofPositive: count)
         } else {
             // Stored on first use: reading `sticky[topic, default: ...]` alone never inserts,
             // which sent every keyless record to a fresh random partition (a getrandom call
@@ -175,6 +187,7 @@ public actor Producer {
     /// the call is answered, delivered or failed. Failures are reported by each `Delivery`.
     public func flush() async {
         var pending: [Delivery] = inFlight.values.flatMap { $0.batch.items.map(\.delivery) }
+        pending += transmitting.values.flatMap { $0.items.map(\.delivery) }
         for place in Array(accumulators.keys) {
             guard var accumulator = accumulators.removeValue(forKey: place) else { continue }
             pending += accumulator.waitingItems.map(\.delivery)
@@ -242,7 +255,10 @@ public actor Producer {
         if let batch = accumulator.takeSendable(now: now, linger: configuration.linger) {
             accumulators[place] = accumulator
             if wasOpenOnly, let count = topicMetadata[place.topic]?.partitionCount { batchClosed(place, partitionCount: count) }
-            Task { await self.transmit(batch, to: place) }
+            nextTransmission += 1
+            let transmission = nextTransmission
+            transmitting[transmission] = batch
+            Task { await self.transmit(batch, to: place, transmission: transmission) }
         } else {
             accumulators[place] = accumulator
             if let instant = accumulator.nextWakeup(linger: configuration.linger) { wake(place, at: instant) }
@@ -273,7 +289,9 @@ public actor Producer {
         sticky[place.topic]?.batchClosed(on: place.partition, partitionCount: partitionCount)
     }
 
-    private func transmit(_ batch: PartitionAccumulator<Item>.Batch, to place: TopicPartition) async {
+    private func transmit(_ batch: PartitionAccumulator<Item>.Batch, to place: TopicPartition, transmission: Int) async {
+        // From here on the batch is in flight, retried (back in its accumulator) or failed.
+        defer { transmitting[transmission] = nil }
         var batch = batch
         let current: ProduceSession
         do {
@@ -461,9 +479,28 @@ public actor Producer {
             return
         }
         guard configuration.whenBufferFull == .block else { throw ProducerError.bufferFull }
-        try await withCheckedThrowingContinuation { continuation in
-            spaceWaiters.append(SpaceWaiter(bytes: bytes, continuation: continuation))
+        nextSpaceWaiter += 1
+        let id = nextSpaceWaiter
+        // Bounded without a timer of its own: records in flight are answered or fail by
+        // their delivery deadline, and each frees its bytes.
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    spaceWaiters.append(SpaceWaiter(id: id, bytes: bytes, continuation: continuation))
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelSpaceWaiter(id) }
         }
+    }
+
+    private func cancelSpaceWaiter(_ id: Int) {
+        guard let index = spaceWaiters.firstIndex(where: { $0.id == id }) else { return }
+        spaceWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+        // A large waiter leaving may let smaller ones behind it in.
+        release(0)
     }
 
     private func release(_ bytes: Int) {
@@ -522,10 +559,19 @@ public actor Producer {
     private func metadataWaiting(for topic: String) async throws -> ProducerTopicMetadata {
         let deadline = ContinuousClock.now.advanced(by: configuration.maxBlock)
         var backoff = configuration.retryBackoff
+        /// The last attempt's own failure: what `send` reports when maxBlock cuts the next one.
+        var last: GRPCStatus?
         while true {
             do {
-                return try await metadata(of: topic)
+                // Each attempt gets what is left of `maxBlock`: a connect or a lookup that the
+                // broker never answers must not hold `send` past it.
+                let left = max(.zero, ContinuousClock.now.duration(to: deadline))
+                return try await firstOf(within: left, timeoutError: MaxBlockPassed()) { try await self.metadata(of: topic) }
+            } catch is MaxBlockPassed {
+                let status = last ?? GRPCStatus(.deadlineExceeded, "no answer from the broker within maxBlock (\(configuration.maxBlock))")
+                throw ProducerError.transport(status, context: "cannot look up topic \(topic)")
             } catch let status as GRPCStatus {
+                last = status
                 let retriable: Set<GRPCStatus.Code> = [.unavailable, .deadlineExceeded]
                 let now = ContinuousClock.now
                 guard retriable.contains(status.code), now.advanced(by: backoff) < deadline, !isClosed else {
@@ -539,6 +585,9 @@ public actor Producer {
             }
         }
     }
+
+    /// `maxBlock` passed during an attempt to describe a topic.
+    private struct MaxBlockPassed: Error {}
 
     /// The topic's partition count and batch limit, described again once older than
     /// `metadataMaxAge` (ProducerTopicMetadata). While a refresh fails, the last

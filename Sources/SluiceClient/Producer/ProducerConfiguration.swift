@@ -131,6 +131,9 @@ public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A record header key holds a NUL byte: it would be cut there on the wire, and
     /// consumers refuse such batches.
     case invalidHeaderKey(String)
+    /// The configuration cannot work (a size that is not positive, ...); thrown by the first
+    /// `send` or `enqueue`.
+    case invalidConfiguration(String)
 
     public var description: String {
         switch self {
@@ -143,6 +146,7 @@ public enum ProducerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .transport(let status, let context):
             "\(context): \(status.message.isEmpty ? "\(status.code)" : "\(status.message) (\(status.code))")"
         case .closed: "the producer is closed"
+        case .invalidConfiguration(let reason): "invalid producer configuration: \(reason)"
         case .invalidHeaderKey(let key):
             "record header key \"\(key.prefix(64).unicodeScalars.map { $0 == "\0" ? "\\0" : String($0) }.joined())\" contains a NUL byte"
         }
