@@ -1,4 +1,4 @@
-public import Logging
+import Logging
 public import SluiceWire
 
 /// Where a broker listens, and how to open connections to it. Producers and consumers keep

@@ -1,6 +1,6 @@
 import NIOCore
-public import SluiceAPI
-public import SluiceWire
+import SluiceAPI
+import SluiceWire
 
 extension ProtobufMessage {
     /// The request's bytes, or INVALID_ARGUMENT (raised here, before anything is sent)

@@ -1,7 +1,7 @@
 public import Logging
 import NIOCore
 public import SluiceAPI
-public import SluiceWire
+import SluiceWire
 
 extension GRPCClientConnection {
     /// A unary call with SluiceAPI messages. A response that does not decode is INTERNAL.

@@ -1,5 +1,5 @@
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// A `Producer` in a `ServiceGroup` (swift-service-lifecycle): `run()` keeps it open until
 /// the group shuts down gracefully (SIGTERM, another service ending), then closes it: what
