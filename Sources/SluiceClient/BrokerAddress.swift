@@ -47,7 +47,10 @@ public struct BrokerAddress: Sendable, CustomStringConvertible {
         if let timeout { configuration.connectTimeout = timeout }
         let bound = configuration.connectTimeout
         let description = description
-        let connecting = Task { try await GRPCClientConnection.connect(configuration, logger: logger) }
+        let connecting = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
+            return try await GRPCClientConnection.connect(configuration, logger: logger)
+        }
         do {
             // The connect itself is bounded by `bound` (its preface timeout) but does not end
             // when its task is cancelled; the slack covers a timer that fires late.
@@ -57,7 +60,10 @@ public struct BrokerAddress: Sendable, CustomStringConvertible {
             ) { try await connecting.value }
         } catch {
             // Cancelled or timed out: a connection that still opens later is closed, not leaked.
-            Task { try? await connecting.value.close() }
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                try? await connecting.value.close()
+            }
             throw error
         }
     }

@@ -18,10 +18,12 @@ func firstOf<Value: Sendable>(
         try await withCheckedThrowingContinuation { continuation in
             // Set before either task starts, so neither can finish with no one to resume.
             waiter.set(continuation)
-            let work = Task<Void, Never> {
+            let work = Task<Void, Never> { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
                 let result: Result<Value, any Error>
                 do { result = .success(try await operation()) } catch { result = .failure(error) }
-                waiter.take()?.resume(with: result)
+                // First: the timer has nothing left to bound, and must not sleep on for it.
+                waiter.finished()?.resume(with: result)
             }
             waiter.started(work)
             // Cancelled before the continuation was set: the handler found nothing to resume.
@@ -31,13 +33,14 @@ func firstOf<Value: Sendable>(
                 return
             }
             guard let bound else { return }
-            Task {
+            waiter.timing(Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
                 // A timer, not synchronisation: the bound is the caller's deadline.
                 try? await Task.sleep(for: bound)
                 guard let expired = waiter.take() else { return }
                 work.cancel()
                 expired.resume(throwing: error)
-            }
+            })
         }
     } onCancel: {
         waiter.cancel()
@@ -49,6 +52,8 @@ private final class FirstOfWaiter<Value: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<Value, any Error>?
         var work: Task<Void, Never>?
+        var timer: Task<Void, Never>?
+        var workEnded = false
     }
 
     private let slot = Mutex(State())
@@ -56,6 +61,26 @@ private final class FirstOfWaiter<Value: Sendable>: Sendable {
     func set(_ continuation: CheckedContinuation<Value, any Error>) { slot.withLock { $0.continuation = continuation } }
     func started(_ work: Task<Void, Never>) { slot.withLock { $0.work = work } }
     func take() -> CheckedContinuation<Value, any Error>? { slot.withLock { $0.continuation.take() } }
+
+    /// The timer of a bounded wait; cancelled at once if the operation already ended.
+    func timing(_ timer: Task<Void, Never>) {
+        let ended = slot.withLock { state -> Bool in
+            state.timer = timer
+            return state.workEnded
+        }
+        if ended { timer.cancel() }
+    }
+
+    /// The operation ended: its timer (if any) is cancelled, and the continuation, if no one
+    /// took it yet, is the operation's to resume.
+    func finished() -> CheckedContinuation<Value, any Error>? {
+        let (continuation, timer) = slot.withLock { state in
+            state.workEnded = true
+            return (state.continuation.take(), state.timer)
+        }
+        timer?.cancel()
+        return continuation
+    }
 
     /// The caller's task was cancelled: it stops waiting now, and the operation is cancelled.
     func cancel() {

@@ -127,6 +127,9 @@ private final class OwnedConnection: Sendable {
 
     deinit {
         let connection = connection
-        Task { await connection.close() }
+        Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
+            await connection.close()
+        }
     }
 }

@@ -6,7 +6,8 @@ import Testing
 
 /// Clients their user drops without closing release their connections, as dropped
 /// producers do (`DroppedProducerTests`): 20 of each kind, used once, then let go, and the
-/// broker's established connections from this machine are counted afterwards.
+/// broker's established connections from this machine and the clients' own tasks
+/// (`ClientTasks`) are counted afterwards.
 @Suite("Dropped clients", .serialized, .timeLimit(.minutes(2)))
 struct DroppedClientsTests {
     static let count = 20
@@ -20,7 +21,9 @@ struct DroppedClientsTests {
             try await eventually("the set-up's connections to close") {
                 try DroppedProducerTests.clientConnections(to: broker.port) == 0
             }
-            try await body(broker)
+            let tasks = ClientTaskCounter()
+            try await ClientTasks.$counter.withValue(tasks) { try await body(broker) }
+            try await tasks.eventuallyNoneRunning("the dropped clients' tasks to end")
         }
     }
 

@@ -32,10 +32,13 @@ struct DroppedProducerTests {
             try await broker.createTopic("orders", partitions: 1)
             let baseline = try Self.clientConnections(to: broker.port)
             var dropped: [WeakProducer] = []
-            for index in 0..<20 {
-                let producer = Producer(address: broker.address)
-                _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "record \(index)"))
-                dropped.append(WeakProducer(producer))
+            let tasks = ClientTaskCounter()
+            try await ClientTasks.$counter.withValue(tasks) {
+                for index in 0..<20 {
+                    let producer = Producer(address: broker.address)
+                    _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "record \(index)"))
+                    dropped.append(WeakProducer(producer))
+                }
             }
             // Nothing of the producer's own may keep it alive once its user let go.
             try await eventually("the dropped producers to be freed") {
@@ -44,6 +47,7 @@ struct DroppedProducerTests {
             try await eventually("the dropped producers' connections to close") {
                 try Self.clientConnections(to: broker.port) <= baseline
             }
+            try await tasks.eventuallyNoneRunning("the dropped producers' tasks (session readers and writers, timers) to end")
         }
     }
 }
@@ -52,4 +56,17 @@ final class WeakProducer: @unchecked Sendable {
     // @unchecked: written once in init; read by the test task only.
     weak var producer: Producer?
     init(_ producer: Producer) { self.producer = producer }
+}
+
+extension ClientTaskCounter {
+    /// Waits (bounded) until every client task counted here has ended; a failure names the
+    /// sites of those still running.
+    func eventuallyNoneRunning(_ what: String) async throws {
+        do {
+            try await eventually(what) { self.count == 0 }
+        } catch {
+            Issue.record("client tasks still running, by the line that started them: \(sites)")
+            throw error
+        }
+    }
 }

@@ -124,7 +124,12 @@ final class Subscription {
 
     deinit {
         call?.cancel()
-        if let connection { Task { await connection.close() } }
+        if let connection {
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await connection.close()
+            }
+        }
     }
 
     func next() async throws -> ConsumerRecord? {

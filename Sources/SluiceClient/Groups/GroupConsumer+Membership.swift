@@ -80,7 +80,8 @@ extension GroupConsumer {
         // forwarding) must not hold `run` for ever: the attempt is given up at joinTimeout.
         let joinTimeout = configuration.joinTimeout
         let expired = JoinExpiry()
-        let joinDeadline = Task {
+        let joinDeadline = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
             // A timer, not synchronisation: the bound on the coordinator's Joined.
             try? await Task.sleep(for: joinTimeout)
             guard !Task.isCancelled else { return }
@@ -137,7 +138,8 @@ extension GroupConsumer {
 
     private func startHeartbeats(every interval: Duration) {
         heartbeats?.cancel()
-        heartbeats = Task { [weak self] in
+        heartbeats = Task { [weak self, counted = ClientTasks.begin()] in
+            defer { counted.end() }
             while !Task.isCancelled {
                 // The heartbeat period the coordinator asked for, not a wait for an event.
                 try? await Task.sleep(for: interval)
@@ -185,7 +187,8 @@ extension GroupConsumer {
             nextToken += 1
             let token = nextToken
             owned[partition] = OwnedPartition(token: token)
-            owned[partition]?.reader = Task { [self] in
+            owned[partition]?.reader = Task { [self, counted = ClientTasks.begin()] in
+                defer { counted.end() }
                 await PartitionReader(consumer: self, partition: partition, token: token, start: starts[partition] ?? .earliest).run()
             }
         }

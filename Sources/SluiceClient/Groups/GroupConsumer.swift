@@ -91,14 +91,20 @@ public actor GroupConsumer {
     public func run(_ handler: @escaping @Sendable (GroupBatch) async throws -> Void) async throws {
         guard !running else { throw GroupConsumerError.alreadyRunning }
         running = true
-        let membership = Task { await self.maintainMembership() }
+        let membership = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
+            await self.maintainMembership()
+        }
         do {
             try await withTaskCancellationHandler {
                 while let entry = try await nextBatch() {
                     try await deliver(entry, to: handler)
                 }
             } onCancel: {
-                Task { await self.close() }
+                Task { [counted = ClientTasks.begin()] in
+                    defer { counted.end() }
+                    await self.close()
+                }
             }
         } catch {
             logger.debug("run ends with an error", metadata: ["error": "\(error)"])

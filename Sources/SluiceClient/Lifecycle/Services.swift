@@ -44,7 +44,10 @@ public struct GroupConsumerService: Service {
         try await withGracefulShutdownHandler {
             try await consumer.run(handler)
         } onGracefulShutdown: {
-            Task { await consumer.close() }
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await consumer.close()
+            }
         }
     }
 }

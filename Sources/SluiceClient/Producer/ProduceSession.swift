@@ -19,7 +19,8 @@ final class ProduceSession: Sendable {
         // Unbounded here because the producer's byte budget already bounds what is queued.
         let (stream, continuation) = AsyncStream.makeStream(of: ProduceRequest.self)
         outbound = continuation
-        writer = Task {
+        writer = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
             do {
                 for await request in stream { try await call.send(request) }
                 try await call.finishSending()
@@ -30,7 +31,8 @@ final class ProduceSession: Sendable {
         }
         // The reader holds the producer weakly: a producer its user dropped without
         // `close()` must still be freed, and its deinit then closes this stream.
-        reader = Task { [weak producer] in
+        reader = Task { [weak producer, counted = ClientTasks.begin()] in
+            defer { counted.end() }
             var ending = GRPCStatus(.unavailable, "the broker ended the produce stream")
             do {
                 for try await response in call.responses {

@@ -49,7 +49,8 @@ extension Producer {
         let timeout = configuration.requestTimeout
         // Registered before any suspension: two InitProducerId calls for one name would
         // bump the epoch twice and fence the first answer.
-        let task = Task {
+        let task = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
             let connection = try await self.openConnection()
             let response: InitProducerIdResponse = try await connection.unary(
                 path: Self.initProducerIdPath, request: request, timeout: timeout)

@@ -102,7 +102,12 @@ public actor Producer {
         for wakeup in wakeups.values { wakeup.task.cancel() }
         answerWatchdog?.task.cancel()
         session?.cancel()
-        if let connection { Task { await connection.close() } }
+        if let connection {
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await connection.close()
+            }
+        }
     }
 
     /// Bytes accepted and not yet answered.
@@ -258,7 +263,10 @@ public actor Producer {
             nextTransmission += 1
             let transmission = nextTransmission
             transmitting[transmission] = batch
-            Task { await self.transmit(batch, to: place, transmission: transmission) }
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await self.transmit(batch, to: place, transmission: transmission)
+            }
         } else {
             accumulators[place] = accumulator
             if let instant = accumulator.nextWakeup(linger: configuration.linger) { wake(place, at: instant) }
@@ -271,7 +279,8 @@ public actor Producer {
             existing.task.cancel()
         }
         // Timers hold the producer weakly, so one that its user dropped is freed at once.
-        let task = Task { [weak self] in
+        let task = Task { [weak self, counted = ClientTasks.begin()] in
+            defer { counted.end() }
             // A timer, not synchronisation: the instant is when a linger or backoff ends.
             try? await Task.sleep(until: instant, clock: .continuous)
             await self?.woken(place, at: instant)
@@ -348,7 +357,8 @@ public actor Producer {
             if existing.at <= instant { return }
             existing.task.cancel()
         }
-        let task = Task { [weak self] in
+        let task = Task { [weak self, counted = ClientTasks.begin()] in
+            defer { counted.end() }
             // A timer, not synchronisation: the instant is a deadline for an answer.
             try? await Task.sleep(until: instant, clock: .continuous)
             if !Task.isCancelled { await self?.answerWatchdogFired(at: instant) }
@@ -435,7 +445,12 @@ public actor Producer {
             session = nil
             let lost = connection
             connection = nil
-            if let lost { Task { await lost.close() } }
+            if let lost {
+                Task { [counted = ClientTasks.begin()] in
+                    defer { counted.end() }
+                    await lost.close()
+                }
+            }
         }
         let retriable = ![.invalidArgument, .unimplemented, .permissionDenied, .unauthenticated, .resourceExhausted,
                           .failedPrecondition, .notFound].contains(status.code)
@@ -492,7 +507,10 @@ public actor Producer {
                 }
             }
         } onCancel: {
-            Task { await self.cancelSpaceWaiter(id) }
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await self.cancelSpaceWaiter(id)
+            }
         }
     }
 
@@ -521,7 +539,10 @@ public actor Producer {
         if let connecting { return try await connecting.value }
         let address = address
         let logger = logger
-        let task = Task { try await address.connect(logger: logger) }
+        let task = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
+            return try await address.connect(logger: logger)
+        }
         connecting = task
         do {
             let opened = try await task.value
