@@ -40,7 +40,9 @@ struct ProducerStartsFirstTests {
         let broker = try await BrokerProcess()
         await broker.stop()
         var configuration = ProducerConfiguration()
-        configuration.maxBlock = .milliseconds(300)
+        // Long enough for at least one attempt on a busy machine (each is refused at once),
+        // so the status reported is an attempt's own, not the cut's.
+        configuration.maxBlock = .seconds(3)
         configuration.retryBackoff = .milliseconds(20)
         let producer = Producer(address: broker.address, configuration: configuration)
         do {
