@@ -30,6 +30,18 @@ import Testing
         await connection.close()
     }
 
+    /// A wait for the exit that is cancelled (as a time limit cancels it) kills the child and
+    /// returns, instead of trapping on a process that is still running.
+    @Test func aCancelledExitWaitKillsTheChildAndReturns() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let (server, _) = try await SluiceProcess.serve(directory: directory)
+        let waiting = Task { await server.exitStatus() }
+        waiting.cancel()
+        _ = await waiting.value
+        #expect(!server.isRunning)
+    }
+
     @Test func aSecondServeOnTheSameDirectoryFails() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

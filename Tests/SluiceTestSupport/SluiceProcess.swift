@@ -74,6 +74,14 @@ public final class SluiceProcess: @unchecked Sendable {
     /// The exit status, once the process has exited (after the termination handler ran).
     public func exitStatus() async -> Int32 {
         for await status in exited { return status }
+        // The stream ended without a status: the waiting task was cancelled (a test's time
+        // limit, a cancelled helper). `terminationStatus` traps on a running process, which
+        // would take the whole test run down, and the child must not outlive its test: it
+        // is killed, and the wait for a SIGKILLed process is short.
+        if process.isRunning {
+            signal(SIGKILL)
+            process.waitUntilExit()
+        }
         return process.terminationStatus
     }
 
