@@ -18,117 +18,43 @@ import Glibc
 /// its `n`-th connection (from 0) the proxy forwards `n % 3` answers and cuts at the
 /// next, until it has cut `maxCuts` times; after that it forwards everything.
 ///
-/// Blocking sockets on its own threads (never the Swift concurrency pool): one accept
-/// thread and two pump threads per connection.
+/// Listening, accepting and closing pairs is `LoopbackProxyListener`'s; blocking sockets
+/// on its own threads (never the Swift concurrency pool): two pump threads per connection.
 final class CuttingProxy: Sendable {
-    let port: Int
+    var port: Int { listener.port }
     let maxCuts: Int
-    private let upstreamPort: Int
-    private let listener: Int32
-    private let state = Mutex(State())
-
-    private struct State {
-        var cuts = 0
-        var connections = 0
-        var stopped = false
-        var openDescriptors: Set<Int32> = []
-    }
+    private let listener: LoopbackProxyListener
+    private let cutsMade = Mutex(0)
 
     /// Cuts made so far.
-    var cuts: Int { state.withLock { $0.cuts } }
+    var cuts: Int { cutsMade.withLock { $0 } }
 
     init(upstreamPort: Int, maxCuts: Int) throws {
-        self.upstreamPort = upstreamPort
         self.maxCuts = maxCuts
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw TestProcessError("socket failed: errno \(errno)") }
-        var address = Self.loopback(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(descriptor, 64) == 0 else {
-            close(descriptor)
-            throw TestProcessError("cannot listen on 127.0.0.1: errno \(errno)")
-        }
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        listener = descriptor
-        port = Int(UInt16(bigEndian: actual.sin_port))
-        let thread = Thread { [self] in acceptLoop() }
-        thread.start()
-    }
-
-    /// Stops accepting and closes every connection.
-    func stop() {
-        let open = state.withLock { s -> Set<Int32> in
-            s.stopped = true
-            return s.openDescriptors
-        }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for descriptor in open { shutdown(descriptor, Int32(SHUT_RDWR)) }
-    }
-
-    private static func loopback(port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return address
-    }
-
-    private func acceptLoop() {
-        while true {
-            let client = accept(listener, nil, nil)
-            if client < 0 {
-                if errno == EINTR { continue }
-                close(listener)
-                return
-            }
-            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = Self.loopback(port: UInt16(upstreamPort))
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            let index = state.withLock { s -> Int? in
-                guard !s.stopped, connected == 0 else { return nil }
-                s.openDescriptors.formUnion([client, upstream])
-                defer { s.connections += 1 }
-                return s.connections
-            }
-            guard let index else {
-                close(client)
-                close(upstream)
-                continue
-            }
-            let connection = ProxiedConnection(client: client, upstream: upstream, answersBeforeCut: index % 3, proxy: self)
+        listener = try LoopbackProxyListener(upstreamPort: upstreamPort)
+        listener.start { [self] pair, index in
+            let connection = ProxiedConnection(pair, answersBeforeCut: index % 3, proxy: self)
             Thread { connection.pumpClientToServer() }.start()
             Thread { connection.pumpServerToClient() }.start()
         }
     }
 
+    /// Stops accepting and closes every connection.
+    func stop() { listener.stop() }
+
     /// Whether this connection may cut now (the budget is not spent); counts the cut.
     fileprivate func takeCut() -> Bool {
-        state.withLock { s in
-            guard s.cuts < maxCuts else { return false }
-            s.cuts += 1
+        cutsMade.withLock { cuts in
+            guard cuts < maxCuts else { return false }
+            cuts += 1
             return true
-        }
-    }
-
-    fileprivate func closed(_ descriptors: [Int32]) {
-        state.withLock { s in
-            for descriptor in descriptors { s.openDescriptors.remove(descriptor) }
         }
     }
 }
 
 /// One client connection and its upstream connection.
 private final class ProxiedConnection: Sendable {
-    let client: Int32
-    let upstream: Int32
+    let pair: ProxyPair
     let answersBeforeCut: Int
     let proxy: CuttingProxy
     private let streams = Mutex(Streams())
@@ -138,15 +64,13 @@ private final class ProxiedConnection: Sendable {
         var producing: Set<UInt32> = []
         var halfClosed: Set<UInt32> = []
         var answers = 0
-        var finished = 0
     }
 
     static let preface = 24
     static let frameHeader = 9
 
-    init(client: Int32, upstream: Int32, answersBeforeCut: Int, proxy: CuttingProxy) {
-        self.client = client
-        self.upstream = upstream
+    init(_ pair: ProxyPair, answersBeforeCut: Int, proxy: CuttingProxy) {
+        self.pair = pair
         self.answersBeforeCut = answersBeforeCut
         self.proxy = proxy
     }
@@ -154,7 +78,7 @@ private final class ProxiedConnection: Sendable {
     func pumpClientToServer() {
         var pending: [UInt8] = []
         var prefaceLeft = Self.preface
-        pump(from: client, to: upstream, pending: &pending) { buffer in
+        pump(from: pair.client, to: pair.upstream, pending: &pending) { buffer in
             if prefaceLeft > 0 {
                 let skip = min(prefaceLeft, buffer.count)
                 prefaceLeft -= skip
@@ -176,7 +100,7 @@ private final class ProxiedConnection: Sendable {
 
     func pumpServerToClient() {
         var pending: [UInt8] = []
-        pump(from: upstream, to: client, pending: &pending) { buffer in
+        pump(from: pair.upstream, to: pair.client, pending: &pending) { buffer in
             guard let frame = Self.frame(in: buffer) else { return .needMore }
             let isAnswer = frame.type == 0 && frame.length > 0 && streams.withLock { s in
                 guard s.producing.contains(frame.stream) else { return false }
@@ -231,7 +155,7 @@ private final class ProxiedConnection: Sendable {
                 case .cut:
                     break reading
                 case .forward(let length):
-                    guard writeAll(destination, pending[consumed..<(consumed + length)]) else { break reading }
+                    guard pair.writeAll(destination, pending[consumed..<(consumed + length)]) else { break reading }
                     consumed += length
                     continue
                 }
@@ -239,32 +163,6 @@ private final class ProxiedConnection: Sendable {
             }
             pending.removeFirst(consumed)
         }
-        finish()
-    }
-
-    private func writeAll(_ descriptor: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
-        var offset = bytes.startIndex
-        while offset < bytes.endIndex {
-            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return false }
-            offset += written
-        }
-        return true
-    }
-
-    /// Shuts both sockets down (waking the other pump); the second pump to end closes them.
-    private func finish() {
-        shutdown(client, Int32(SHUT_RDWR))
-        shutdown(upstream, Int32(SHUT_RDWR))
-        let last = streams.withLock { s -> Bool in
-            s.finished += 1
-            return s.finished == 2
-        }
-        if last {
-            proxy.closed([client, upstream])
-            close(client)
-            close(upstream)
-        }
+        pair.finish()
     }
 }
