@@ -33,4 +33,40 @@ public struct ClusterKeys: Sendable, Hashable {
         guard let id = UInt32(digits), String(id) == digits else { return nil }
         return id
     }
+
+    /// `/sluice/<cluster>/controller`: the elected controller's `BrokerInfo`, attached to its
+    /// lease. Its `create_revision` is the controller's election revision, compared by every
+    /// write the controller makes (the fence).
+    public var controller: ByteBuffer { ByteBuffer(string: root + "controller") }
+
+    /// `/sluice/<cluster>/topics/`: one key per topic.
+    public var topicsPrefix: ByteBuffer { ByteBuffer(string: root + "topics/") }
+
+    /// `/sluice/<cluster>/topics/<topic>`: the topic's settings (written by the controller).
+    public func topic(_ name: String) -> ByteBuffer { ByteBuffer(string: root + "topics/" + name) }
+
+    /// `/sluice/<cluster>/partitions/`: one key per partition of every topic.
+    public var partitionsPrefix: ByteBuffer { ByteBuffer(string: root + "partitions/") }
+
+    /// `/sluice/<cluster>/partitions/<topic>/`: the partitions of one topic.
+    public func partitionsPrefix(of topic: String) -> ByteBuffer { ByteBuffer(string: root + "partitions/" + topic + "/") }
+
+    /// `/sluice/<cluster>/partitions/<topic>/<p>`, p in decimal without leading zeros: the
+    /// partition's `PartitionState` (written by the controller).
+    public func partition(_ topic: String, _ partition: UInt32) -> ByteBuffer {
+        ByteBuffer(string: root + "partitions/" + topic + "/\(partition)")
+    }
+
+    /// The topic and partition a key under `partitionsPrefix` names; nil for any other key.
+    /// Topic names never hold `/` (TopicName's rules), so the last `/` splits the two.
+    public func partitionKey(of key: ByteBuffer) -> (topic: String, partition: UInt32)? {
+        let prefix = partitionsPrefix
+        guard key.readableBytes > prefix.readableBytes,
+              key.readableBytesView.starts(with: prefix.readableBytesView) else { return nil }
+        let rest = String(decoding: key.readableBytesView.dropFirst(prefix.readableBytes), as: UTF8.self)
+        guard let slash = rest.lastIndex(of: "/") else { return nil }
+        let topic = String(rest[..<slash]), digits = String(rest[rest.index(after: slash)...])
+        guard !topic.isEmpty, !topic.contains("/"), let partition = UInt32(digits), String(partition) == digits else { return nil }
+        return (topic, partition)
+    }
 }

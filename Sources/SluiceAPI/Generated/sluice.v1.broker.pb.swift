@@ -217,8 +217,12 @@ public struct ProduceResponse: ProtobufMessage {
     /// Idempotent producer: the batch repeated one already appended (same producer id,
     /// epoch and sequence); nothing was appended and `base_offset` is the original's.
     public var duplicate: Bool
+    /// With `error` NOT_LEADER: the partition's leader as this broker knows it, absent while
+    /// the partition has none (an election is under way). A client may send there at once,
+    /// but should still refresh its metadata (Metadata RPC) before trusting it further.
+    public var leader: LeaderHint?
 
-    public init(correlationId: UInt64 = 0, topic: String = "", partition: UInt32 = 0, error: ErrorCode = .none, errorMessage: String = "", baseOffset: Int64 = 0, logAppendTimeMs: Int64 = 0, logStartOffset: Int64 = 0, duplicate: Bool = false) {
+    public init(correlationId: UInt64 = 0, topic: String = "", partition: UInt32 = 0, error: ErrorCode = .none, errorMessage: String = "", baseOffset: Int64 = 0, logAppendTimeMs: Int64 = 0, logStartOffset: Int64 = 0, duplicate: Bool = false, leader: LeaderHint? = nil) {
         self.correlationId = correlationId
         self.topic = topic
         self.partition = partition
@@ -228,6 +232,7 @@ public struct ProduceResponse: ProtobufMessage {
         self.logAppendTimeMs = logAppendTimeMs
         self.logStartOffset = logStartOffset
         self.duplicate = duplicate
+        self.leader = leader
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -263,6 +268,7 @@ extension ProduceResponse: ProtobufCConvertible {
         self.logAppendTimeMs = c.log_append_time_ms
         self.logStartOffset = c.log_start_offset
         self.duplicate = c.duplicate != 0
+        self.leader = c.leader.map { LeaderHint(cMessage: UnsafePointer($0)) }
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__ProduceResponse>, arena: ProtobufCArena) {
@@ -275,6 +281,57 @@ extension ProduceResponse: ProtobufCConvertible {
         message.pointee.log_append_time_ms = logAppendTimeMs
         message.pointee.log_start_offset = logStartOffset
         message.pointee.duplicate = duplicate ? 1 : 0
+        message.pointee.leader = leader.map { arena.message($0) }
+    }
+}
+
+/// Where a partition's leader is, as the answering broker's metadata says.
+public struct LeaderHint: ProtobufMessage {
+    public var brokerId: UInt32
+    /// host:port ([v6]:port) clients reach the leader at.
+    public var address: String
+    /// The leader epoch: bumped by the controller on every change of leader.
+    public var leaderEpoch: UInt32
+
+    public init(brokerId: UInt32 = 0, address: String = "", leaderEpoch: UInt32 = 0) {
+        self.brokerId = brokerId
+        self.address = address
+        self.leaderEpoch = leaderEpoch
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension LeaderHint: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__LeaderHint>) {
+        sluice__v1__leader_hint__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__LeaderHint>? {
+        sluice__v1__leader_hint__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__LeaderHint>) {
+        let c = message.pointee
+        self.brokerId = c.broker_id
+        self.address = ProtobufC.string(c.address)
+        self.leaderEpoch = c.leader_epoch
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__LeaderHint>, arena: ProtobufCArena) {
+        message.pointee.broker_id = brokerId
+        message.pointee.address = arena.string(address)
+        message.pointee.leader_epoch = leaderEpoch
     }
 }
 
@@ -1454,5 +1511,291 @@ extension CreatePartitionsResponse: ProtobufCConvertible {
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__CreatePartitionsResponse>, arena: ProtobufCArena) {
         message.pointee.topic = topic.map { arena.message($0) }
+    }
+}
+
+/// `sluice.v1.MetadataRequest`.
+public struct MetadataRequest: ProtobufMessage {
+    /// The topics to describe; empty describes every topic.
+    public var topics: [String]
+
+    public init(topics: [String] = []) {
+        self.topics = topics
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension MetadataRequest: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__MetadataRequest>) {
+        sluice__v1__metadata_request__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__MetadataRequest>? {
+        sluice__v1__metadata_request__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__MetadataRequest>) {
+        let c = message.pointee
+        self.topics = ProtobufC.elements(c.topics, count: c.n_topics) { ProtobufC.string($0) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__MetadataRequest>, arena: ProtobufCArena) {
+        message.pointee.n_topics = topics.count
+        message.pointee.topics = arena.elements(topics.map { arena.string($0) })
+    }
+}
+
+/// `sluice.v1.MetadataBroker`.
+public struct MetadataBroker: ProtobufMessage {
+    public var id: UInt32
+    /// host:port ([v6]:port) clients reach the broker at.
+    public var address: String
+    /// The broker's failure domain; empty when it has none.
+    public var rack: String
+
+    public init(id: UInt32 = 0, address: String = "", rack: String = "") {
+        self.id = id
+        self.address = address
+        self.rack = rack
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension MetadataBroker: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__MetadataBroker>) {
+        sluice__v1__metadata_broker__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__MetadataBroker>? {
+        sluice__v1__metadata_broker__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__MetadataBroker>) {
+        let c = message.pointee
+        self.id = c.id
+        self.address = ProtobufC.string(c.address)
+        self.rack = ProtobufC.string(c.rack)
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__MetadataBroker>, arena: ProtobufCArena) {
+        message.pointee.id = id
+        message.pointee.address = arena.string(address)
+        message.pointee.rack = arena.string(rack)
+    }
+}
+
+/// `sluice.v1.MetadataPartition`.
+public struct MetadataPartition: ProtobufMessage {
+    public var partition: UInt32
+    /// The broker id of the leader; meaningful only when `has_leader`.
+    public var leaderId: UInt32
+    /// False while the partition has no leader (every replica is gone or an election is
+    /// under way): retry after a short backoff.
+    public var hasLeader: Bool
+    /// Bumped on every change of leader; stored batches carry the epoch they were written in.
+    public var leaderEpoch: UInt32
+    /// Broker ids holding a copy, the preferred leader first.
+    public var replicas: [UInt32]
+    /// The replicas caught up with the leader (the in-sync set).
+    public var inSyncReplicas: [UInt32]
+
+    public init(partition: UInt32 = 0, leaderId: UInt32 = 0, hasLeader: Bool = false, leaderEpoch: UInt32 = 0, replicas: [UInt32] = [], inSyncReplicas: [UInt32] = []) {
+        self.partition = partition
+        self.leaderId = leaderId
+        self.hasLeader = hasLeader
+        self.leaderEpoch = leaderEpoch
+        self.replicas = replicas
+        self.inSyncReplicas = inSyncReplicas
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension MetadataPartition: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__MetadataPartition>) {
+        sluice__v1__metadata_partition__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__MetadataPartition>? {
+        sluice__v1__metadata_partition__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__MetadataPartition>) {
+        let c = message.pointee
+        self.partition = c.partition
+        self.leaderId = c.leader_id
+        self.hasLeader = c.has_leader != 0
+        self.leaderEpoch = c.leader_epoch
+        self.replicas = ProtobufC.elements(c.replicas, count: c.n_replicas) { $0 }
+        self.inSyncReplicas = ProtobufC.elements(c.in_sync_replicas, count: c.n_in_sync_replicas) { $0 }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__MetadataPartition>, arena: ProtobufCArena) {
+        message.pointee.partition = partition
+        message.pointee.leader_id = leaderId
+        message.pointee.has_leader = hasLeader ? 1 : 0
+        message.pointee.leader_epoch = leaderEpoch
+        message.pointee.n_replicas = replicas.count
+        message.pointee.replicas = arena.elements(replicas)
+        message.pointee.n_in_sync_replicas = inSyncReplicas.count
+        message.pointee.in_sync_replicas = arena.elements(inSyncReplicas)
+    }
+}
+
+/// `sluice.v1.MetadataTopic`.
+public struct MetadataTopic: ProtobufMessage {
+    public var name: String
+    /// UNKNOWN_TOPIC for a requested topic that does not exist; NONE otherwise.
+    public var error: ErrorCode
+    public var errorMessage: String
+    public var partitions: [MetadataPartition]
+
+    public init(name: String = "", error: ErrorCode = .none, errorMessage: String = "", partitions: [MetadataPartition] = []) {
+        self.name = name
+        self.error = error
+        self.errorMessage = errorMessage
+        self.partitions = partitions
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension MetadataTopic: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__MetadataTopic>) {
+        sluice__v1__metadata_topic__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__MetadataTopic>? {
+        sluice__v1__metadata_topic__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__MetadataTopic>) {
+        let c = message.pointee
+        self.name = ProtobufC.string(c.name)
+        self.error = ErrorCode(rawValue: Int32(truncatingIfNeeded: c.error.rawValue))
+        self.errorMessage = ProtobufC.string(c.error_message)
+        self.partitions = ProtobufC.messages(c.partitions, count: c.n_partitions) { MetadataPartition(cMessage: $0) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__MetadataTopic>, arena: ProtobufCArena) {
+        message.pointee.name = arena.string(name)
+        message.pointee.error = .init(rawValue: .init(truncatingIfNeeded: error.rawValue))
+        message.pointee.error_message = arena.string(errorMessage)
+        message.pointee.n_partitions = partitions.count
+        message.pointee.partitions = arena.messages(partitions)
+    }
+}
+
+/// `sluice.v1.MetadataResponse`.
+public struct MetadataResponse: ProtobufMessage {
+    /// Every live broker (a single node: itself).
+    public var brokers: [MetadataBroker]
+    public var topics: [MetadataTopic]
+    /// The controller's broker id; meaningful only when `has_controller`.
+    public var controllerId: UInt32
+    public var hasController: Bool
+    /// The cluster's name (`--cluster .../NAME`); empty for a single node.
+    public var cluster: String
+    /// The etcd revision this view was read at (0 for a single node). Views from different
+    /// brokers may differ for a moment; a client keeps the one with the higher revision.
+    public var metadataRevision: Int64
+    /// The answering broker's id.
+    public var answeredBy: UInt32
+
+    public init(brokers: [MetadataBroker] = [], topics: [MetadataTopic] = [], controllerId: UInt32 = 0, hasController: Bool = false, cluster: String = "", metadataRevision: Int64 = 0, answeredBy: UInt32 = 0) {
+        self.brokers = brokers
+        self.topics = topics
+        self.controllerId = controllerId
+        self.hasController = hasController
+        self.cluster = cluster
+        self.metadataRevision = metadataRevision
+        self.answeredBy = answeredBy
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension MetadataResponse: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__MetadataResponse>) {
+        sluice__v1__metadata_response__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__MetadataResponse>? {
+        sluice__v1__metadata_response__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__MetadataResponse>) {
+        let c = message.pointee
+        self.brokers = ProtobufC.messages(c.brokers, count: c.n_brokers) { MetadataBroker(cMessage: $0) }
+        self.topics = ProtobufC.messages(c.topics, count: c.n_topics) { MetadataTopic(cMessage: $0) }
+        self.controllerId = c.controller_id
+        self.hasController = c.has_controller != 0
+        self.cluster = ProtobufC.string(c.cluster)
+        self.metadataRevision = c.metadata_revision
+        self.answeredBy = c.answered_by
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__MetadataResponse>, arena: ProtobufCArena) {
+        message.pointee.n_brokers = brokers.count
+        message.pointee.brokers = arena.messages(brokers)
+        message.pointee.n_topics = topics.count
+        message.pointee.topics = arena.messages(topics)
+        message.pointee.controller_id = controllerId
+        message.pointee.has_controller = hasController ? 1 : 0
+        message.pointee.cluster = arena.string(cluster)
+        message.pointee.metadata_revision = metadataRevision
+        message.pointee.answered_by = answeredBy
     }
 }

@@ -98,6 +98,51 @@ void   sluice__v1__produce_response__free_unpacked
   assert(message->base.descriptor == &sluice__v1__produce_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sluice__v1__leader_hint__init
+                     (Sluice__V1__LeaderHint         *message)
+{
+  static const Sluice__V1__LeaderHint init_value = SLUICE__V1__LEADER_HINT__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__leader_hint__get_packed_size
+                     (const Sluice__V1__LeaderHint *message)
+{
+  assert(message->base.descriptor == &sluice__v1__leader_hint__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__leader_hint__pack
+                     (const Sluice__V1__LeaderHint *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__leader_hint__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__leader_hint__pack_to_buffer
+                     (const Sluice__V1__LeaderHint *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__leader_hint__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__LeaderHint *
+       sluice__v1__leader_hint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__LeaderHint *)
+     protobuf_c_message_unpack (&sluice__v1__leader_hint__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__leader_hint__free_unpacked
+                     (Sluice__V1__LeaderHint *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__leader_hint__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sluice__v1__start_position__init
                      (Sluice__V1__StartPosition         *message)
 {
@@ -1151,6 +1196,231 @@ void   sluice__v1__create_partitions_response__free_unpacked
   assert(message->base.descriptor == &sluice__v1__create_partitions_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sluice__v1__metadata_request__init
+                     (Sluice__V1__MetadataRequest         *message)
+{
+  static const Sluice__V1__MetadataRequest init_value = SLUICE__V1__METADATA_REQUEST__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__metadata_request__get_packed_size
+                     (const Sluice__V1__MetadataRequest *message)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__metadata_request__pack
+                     (const Sluice__V1__MetadataRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__metadata_request__pack_to_buffer
+                     (const Sluice__V1__MetadataRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__MetadataRequest *
+       sluice__v1__metadata_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__MetadataRequest *)
+     protobuf_c_message_unpack (&sluice__v1__metadata_request__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__metadata_request__free_unpacked
+                     (Sluice__V1__MetadataRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__metadata_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__metadata_broker__init
+                     (Sluice__V1__MetadataBroker         *message)
+{
+  static const Sluice__V1__MetadataBroker init_value = SLUICE__V1__METADATA_BROKER__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__metadata_broker__get_packed_size
+                     (const Sluice__V1__MetadataBroker *message)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_broker__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__metadata_broker__pack
+                     (const Sluice__V1__MetadataBroker *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_broker__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__metadata_broker__pack_to_buffer
+                     (const Sluice__V1__MetadataBroker *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_broker__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__MetadataBroker *
+       sluice__v1__metadata_broker__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__MetadataBroker *)
+     protobuf_c_message_unpack (&sluice__v1__metadata_broker__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__metadata_broker__free_unpacked
+                     (Sluice__V1__MetadataBroker *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__metadata_broker__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__metadata_partition__init
+                     (Sluice__V1__MetadataPartition         *message)
+{
+  static const Sluice__V1__MetadataPartition init_value = SLUICE__V1__METADATA_PARTITION__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__metadata_partition__get_packed_size
+                     (const Sluice__V1__MetadataPartition *message)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_partition__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__metadata_partition__pack
+                     (const Sluice__V1__MetadataPartition *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_partition__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__metadata_partition__pack_to_buffer
+                     (const Sluice__V1__MetadataPartition *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_partition__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__MetadataPartition *
+       sluice__v1__metadata_partition__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__MetadataPartition *)
+     protobuf_c_message_unpack (&sluice__v1__metadata_partition__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__metadata_partition__free_unpacked
+                     (Sluice__V1__MetadataPartition *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__metadata_partition__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__metadata_topic__init
+                     (Sluice__V1__MetadataTopic         *message)
+{
+  static const Sluice__V1__MetadataTopic init_value = SLUICE__V1__METADATA_TOPIC__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__metadata_topic__get_packed_size
+                     (const Sluice__V1__MetadataTopic *message)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_topic__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__metadata_topic__pack
+                     (const Sluice__V1__MetadataTopic *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_topic__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__metadata_topic__pack_to_buffer
+                     (const Sluice__V1__MetadataTopic *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_topic__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__MetadataTopic *
+       sluice__v1__metadata_topic__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__MetadataTopic *)
+     protobuf_c_message_unpack (&sluice__v1__metadata_topic__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__metadata_topic__free_unpacked
+                     (Sluice__V1__MetadataTopic *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__metadata_topic__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__metadata_response__init
+                     (Sluice__V1__MetadataResponse         *message)
+{
+  static const Sluice__V1__MetadataResponse init_value = SLUICE__V1__METADATA_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__metadata_response__get_packed_size
+                     (const Sluice__V1__MetadataResponse *message)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__metadata_response__pack
+                     (const Sluice__V1__MetadataResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__metadata_response__pack_to_buffer
+                     (const Sluice__V1__MetadataResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__metadata_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__MetadataResponse *
+       sluice__v1__metadata_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__MetadataResponse *)
+     protobuf_c_message_unpack (&sluice__v1__metadata_response__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__metadata_response__free_unpacked
+                     (Sluice__V1__MetadataResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__metadata_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor sluice__v1__produce_request__field_descriptors[6] =
 {
   {
@@ -1254,7 +1524,7 @@ const ProtobufCMessageDescriptor sluice__v1__produce_request__descriptor =
   (ProtobufCMessageInit) sluice__v1__produce_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sluice__v1__produce_response__field_descriptors[9] =
+static const ProtobufCFieldDescriptor sluice__v1__produce_response__field_descriptors[10] =
 {
   {
     "correlation_id",
@@ -1364,6 +1634,18 @@ static const ProtobufCFieldDescriptor sluice__v1__produce_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "leader",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ProduceResponse, leader),
+    &sluice__v1__leader_hint__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sluice__v1__produce_response__field_indices_by_name[] = {
   5,   /* field[5] = base_offset */
@@ -1371,6 +1653,7 @@ static const unsigned sluice__v1__produce_response__field_indices_by_name[] = {
   8,   /* field[8] = duplicate */
   3,   /* field[3] = error */
   4,   /* field[4] = error_message */
+  9,   /* field[9] = leader */
   6,   /* field[6] = log_append_time_ms */
   7,   /* field[7] = log_start_offset */
   2,   /* field[2] = partition */
@@ -1379,7 +1662,7 @@ static const unsigned sluice__v1__produce_response__field_indices_by_name[] = {
 static const ProtobufCIntRange sluice__v1__produce_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor sluice__v1__produce_response__descriptor =
 {
@@ -1389,11 +1672,75 @@ const ProtobufCMessageDescriptor sluice__v1__produce_response__descriptor =
   "Sluice__V1__ProduceResponse",
   "sluice.v1",
   sizeof(Sluice__V1__ProduceResponse),
-  9,
+  10,
   sluice__v1__produce_response__field_descriptors,
   sluice__v1__produce_response__field_indices_by_name,
   1,  sluice__v1__produce_response__number_ranges,
   (ProtobufCMessageInit) sluice__v1__produce_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__leader_hint__field_descriptors[3] =
+{
+  {
+    "broker_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__LeaderHint, broker_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__LeaderHint, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader_epoch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__LeaderHint, leader_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__leader_hint__field_indices_by_name[] = {
+  1,   /* field[1] = address */
+  0,   /* field[0] = broker_id */
+  2,   /* field[2] = leader_epoch */
+};
+static const ProtobufCIntRange sluice__v1__leader_hint__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sluice__v1__leader_hint__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.LeaderHint",
+  "LeaderHint",
+  "Sluice__V1__LeaderHint",
+  "sluice.v1",
+  sizeof(Sluice__V1__LeaderHint),
+  3,
+  sluice__v1__leader_hint__field_descriptors,
+  sluice__v1__leader_hint__field_indices_by_name,
+  1,  sluice__v1__leader_hint__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__leader_hint__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor sluice__v1__start_position__field_descriptors[4] =
@@ -3007,6 +3354,404 @@ const ProtobufCMessageDescriptor sluice__v1__create_partitions_response__descrip
   (ProtobufCMessageInit) sluice__v1__create_partitions_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor sluice__v1__metadata_request__field_descriptors[1] =
+{
+  {
+    "topics",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Sluice__V1__MetadataRequest, n_topics),
+    offsetof(Sluice__V1__MetadataRequest, topics),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__metadata_request__field_indices_by_name[] = {
+  0,   /* field[0] = topics */
+};
+static const ProtobufCIntRange sluice__v1__metadata_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor sluice__v1__metadata_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.MetadataRequest",
+  "MetadataRequest",
+  "Sluice__V1__MetadataRequest",
+  "sluice.v1",
+  sizeof(Sluice__V1__MetadataRequest),
+  1,
+  sluice__v1__metadata_request__field_descriptors,
+  sluice__v1__metadata_request__field_indices_by_name,
+  1,  sluice__v1__metadata_request__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__metadata_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__metadata_broker__field_descriptors[3] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataBroker, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataBroker, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rack",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataBroker, rack),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__metadata_broker__field_indices_by_name[] = {
+  1,   /* field[1] = address */
+  0,   /* field[0] = id */
+  2,   /* field[2] = rack */
+};
+static const ProtobufCIntRange sluice__v1__metadata_broker__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sluice__v1__metadata_broker__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.MetadataBroker",
+  "MetadataBroker",
+  "Sluice__V1__MetadataBroker",
+  "sluice.v1",
+  sizeof(Sluice__V1__MetadataBroker),
+  3,
+  sluice__v1__metadata_broker__field_descriptors,
+  sluice__v1__metadata_broker__field_indices_by_name,
+  1,  sluice__v1__metadata_broker__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__metadata_broker__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__metadata_partition__field_descriptors[6] =
+{
+  {
+    "partition",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataPartition, partition),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataPartition, leader_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_leader",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataPartition, has_leader),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader_epoch",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataPartition, leader_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replicas",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Sluice__V1__MetadataPartition, n_replicas),
+    offsetof(Sluice__V1__MetadataPartition, replicas),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "in_sync_replicas",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Sluice__V1__MetadataPartition, n_in_sync_replicas),
+    offsetof(Sluice__V1__MetadataPartition, in_sync_replicas),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__metadata_partition__field_indices_by_name[] = {
+  2,   /* field[2] = has_leader */
+  5,   /* field[5] = in_sync_replicas */
+  3,   /* field[3] = leader_epoch */
+  1,   /* field[1] = leader_id */
+  0,   /* field[0] = partition */
+  4,   /* field[4] = replicas */
+};
+static const ProtobufCIntRange sluice__v1__metadata_partition__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor sluice__v1__metadata_partition__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.MetadataPartition",
+  "MetadataPartition",
+  "Sluice__V1__MetadataPartition",
+  "sluice.v1",
+  sizeof(Sluice__V1__MetadataPartition),
+  6,
+  sluice__v1__metadata_partition__field_descriptors,
+  sluice__v1__metadata_partition__field_indices_by_name,
+  1,  sluice__v1__metadata_partition__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__metadata_partition__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__metadata_topic__field_descriptors[4] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataTopic, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataTopic, error),
+    &sluice__v1__error_code__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_message",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataTopic, error_message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partitions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sluice__V1__MetadataTopic, n_partitions),
+    offsetof(Sluice__V1__MetadataTopic, partitions),
+    &sluice__v1__metadata_partition__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__metadata_topic__field_indices_by_name[] = {
+  1,   /* field[1] = error */
+  2,   /* field[2] = error_message */
+  0,   /* field[0] = name */
+  3,   /* field[3] = partitions */
+};
+static const ProtobufCIntRange sluice__v1__metadata_topic__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor sluice__v1__metadata_topic__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.MetadataTopic",
+  "MetadataTopic",
+  "Sluice__V1__MetadataTopic",
+  "sluice.v1",
+  sizeof(Sluice__V1__MetadataTopic),
+  4,
+  sluice__v1__metadata_topic__field_descriptors,
+  sluice__v1__metadata_topic__field_indices_by_name,
+  1,  sluice__v1__metadata_topic__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__metadata_topic__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__metadata_response__field_descriptors[7] =
+{
+  {
+    "brokers",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sluice__V1__MetadataResponse, n_brokers),
+    offsetof(Sluice__V1__MetadataResponse, brokers),
+    &sluice__v1__metadata_broker__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "topics",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sluice__V1__MetadataResponse, n_topics),
+    offsetof(Sluice__V1__MetadataResponse, topics),
+    &sluice__v1__metadata_topic__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "controller_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataResponse, controller_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_controller",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataResponse, has_controller),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cluster",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataResponse, cluster),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "metadata_revision",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataResponse, metadata_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "answered_by",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__MetadataResponse, answered_by),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__metadata_response__field_indices_by_name[] = {
+  6,   /* field[6] = answered_by */
+  0,   /* field[0] = brokers */
+  4,   /* field[4] = cluster */
+  2,   /* field[2] = controller_id */
+  3,   /* field[3] = has_controller */
+  5,   /* field[5] = metadata_revision */
+  1,   /* field[1] = topics */
+};
+static const ProtobufCIntRange sluice__v1__metadata_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor sluice__v1__metadata_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.MetadataResponse",
+  "MetadataResponse",
+  "Sluice__V1__MetadataResponse",
+  "sluice.v1",
+  sizeof(Sluice__V1__MetadataResponse),
+  7,
+  sluice__v1__metadata_response__field_descriptors,
+  sluice__v1__metadata_response__field_indices_by_name,
+  1,  sluice__v1__metadata_response__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__metadata_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue sluice__v1__acks__enum_values_by_number[5] =
 {
   { "ACKS_UNSPECIFIED", "SLUICE__V1__ACKS__ACKS_UNSPECIFIED", 0 },
@@ -3099,7 +3844,7 @@ const ProtobufCEnumDescriptor sluice__v1__error_code__descriptor =
   sluice__v1__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor sluice__v1__broker__method_descriptors[10] =
+static const ProtobufCMethodDescriptor sluice__v1__broker__method_descriptors[11] =
 {
   { "Produce", &sluice__v1__produce_request__descriptor, &sluice__v1__produce_response__descriptor },
   { "Subscribe", &sluice__v1__subscribe_request__descriptor, &sluice__v1__subscribe_response__descriptor },
@@ -3111,6 +3856,7 @@ static const ProtobufCMethodDescriptor sluice__v1__broker__method_descriptors[10
   { "DescribeTopic", &sluice__v1__describe_topic_request__descriptor, &sluice__v1__describe_topic_response__descriptor },
   { "AlterTopicConfig", &sluice__v1__alter_topic_config_request__descriptor, &sluice__v1__alter_topic_config_response__descriptor },
   { "CreatePartitions", &sluice__v1__create_partitions_request__descriptor, &sluice__v1__create_partitions_response__descriptor },
+  { "Metadata", &sluice__v1__metadata_request__descriptor, &sluice__v1__metadata_response__descriptor },
 };
 const unsigned sluice__v1__broker__method_indices_by_name[] = {
   8,        /* AlterTopicConfig */
@@ -3120,6 +3866,7 @@ const unsigned sluice__v1__broker__method_indices_by_name[] = {
   7,        /* DescribeTopic */
   2,        /* InitProducerId */
   6,        /* ListTopics */
+  10,        /* Metadata */
   0,        /* Produce */
   3,        /* Replicate */
   1         /* Subscribe */
@@ -3131,7 +3878,7 @@ const ProtobufCServiceDescriptor sluice__v1__broker__descriptor =
   "Broker",
   "Sluice__V1__Broker",
   "sluice.v1",
-  10,
+  11,
   sluice__v1__broker__method_descriptors,
   sluice__v1__broker__method_indices_by_name
 };
@@ -3214,6 +3961,14 @@ void sluice__v1__broker__create_partitions(ProtobufCService *service,
 {
   assert(service->descriptor == &sluice__v1__broker__descriptor);
   service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void sluice__v1__broker__metadata(ProtobufCService *service,
+                                  const Sluice__V1__MetadataRequest *input,
+                                  Sluice__V1__MetadataResponse_Closure closure,
+                                  void *closure_data)
+{
+  assert(service->descriptor == &sluice__v1__broker__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void sluice__v1__broker__init (Sluice__V1__Broker_Service *service,
                                Sluice__V1__Broker_ServiceDestroy destroy)

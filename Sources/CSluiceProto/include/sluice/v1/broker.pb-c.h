@@ -19,6 +19,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Sluice__V1__ProduceRequest Sluice__V1__ProduceRequest;
 typedef struct Sluice__V1__ProduceResponse Sluice__V1__ProduceResponse;
+typedef struct Sluice__V1__LeaderHint Sluice__V1__LeaderHint;
 typedef struct Sluice__V1__StartPosition Sluice__V1__StartPosition;
 typedef struct Sluice__V1__PartitionSubscription Sluice__V1__PartitionSubscription;
 typedef struct Sluice__V1__SubscribeRequest Sluice__V1__SubscribeRequest;
@@ -45,6 +46,11 @@ typedef struct Sluice__V1__AlterTopicConfigRequest__SetEntry Sluice__V1__AlterTo
 typedef struct Sluice__V1__AlterTopicConfigResponse Sluice__V1__AlterTopicConfigResponse;
 typedef struct Sluice__V1__CreatePartitionsRequest Sluice__V1__CreatePartitionsRequest;
 typedef struct Sluice__V1__CreatePartitionsResponse Sluice__V1__CreatePartitionsResponse;
+typedef struct Sluice__V1__MetadataRequest Sluice__V1__MetadataRequest;
+typedef struct Sluice__V1__MetadataBroker Sluice__V1__MetadataBroker;
+typedef struct Sluice__V1__MetadataPartition Sluice__V1__MetadataPartition;
+typedef struct Sluice__V1__MetadataTopic Sluice__V1__MetadataTopic;
+typedef struct Sluice__V1__MetadataResponse Sluice__V1__MetadataResponse;
 
 
 /* --- enums --- */
@@ -208,10 +214,37 @@ struct  Sluice__V1__ProduceResponse
    * epoch and sequence); nothing was appended and `base_offset` is the original's.
    */
   protobuf_c_boolean duplicate;
+  /*
+   * With `error` NOT_LEADER: the partition's leader as this broker knows it, absent while
+   * the partition has none (an election is under way). A client may send there at once,
+   * but should still refresh its metadata (Metadata RPC) before trusting it further.
+   */
+  Sluice__V1__LeaderHint *leader;
 };
 #define SLUICE__V1__PRODUCE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__produce_response__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE, (char *)protobuf_c_empty_string, 0, 0, 0, 0, NULL }
+
+
+/*
+ * Where a partition's leader is, as the answering broker's metadata says.
+ */
+struct  Sluice__V1__LeaderHint
+{
+  ProtobufCMessage base;
+  uint32_t broker_id;
+  /*
+   * host:port ([v6]:port) clients reach the leader at.
+   */
+  char *address;
+  /*
+   * The leader epoch: bumped by the controller on every change of leader.
+   */
+  uint32_t leader_epoch;
+};
+#define SLUICE__V1__LEADER_HINT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__leader_hint__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0 }
 
 
 typedef enum {
@@ -650,6 +683,122 @@ struct  Sluice__V1__CreatePartitionsResponse
     , NULL }
 
 
+struct  Sluice__V1__MetadataRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The topics to describe; empty describes every topic.
+   */
+  size_t n_topics;
+  char **topics;
+};
+#define SLUICE__V1__METADATA_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__metadata_request__descriptor) \
+    , 0,NULL }
+
+
+struct  Sluice__V1__MetadataBroker
+{
+  ProtobufCMessage base;
+  uint32_t id;
+  /*
+   * host:port ([v6]:port) clients reach the broker at.
+   */
+  char *address;
+  /*
+   * The broker's failure domain; empty when it has none.
+   */
+  char *rack;
+};
+#define SLUICE__V1__METADATA_BROKER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__metadata_broker__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Sluice__V1__MetadataPartition
+{
+  ProtobufCMessage base;
+  uint32_t partition;
+  /*
+   * The broker id of the leader; meaningful only when `has_leader`.
+   */
+  uint32_t leader_id;
+  /*
+   * False while the partition has no leader (every replica is gone or an election is
+   * under way): retry after a short backoff.
+   */
+  protobuf_c_boolean has_leader;
+  /*
+   * Bumped on every change of leader; stored batches carry the epoch they were written in.
+   */
+  uint32_t leader_epoch;
+  /*
+   * Broker ids holding a copy, the preferred leader first.
+   */
+  size_t n_replicas;
+  uint32_t *replicas;
+  /*
+   * The replicas caught up with the leader (the in-sync set).
+   */
+  size_t n_in_sync_replicas;
+  uint32_t *in_sync_replicas;
+};
+#define SLUICE__V1__METADATA_PARTITION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__metadata_partition__descriptor) \
+    , 0, 0, 0, 0, 0,NULL, 0,NULL }
+
+
+struct  Sluice__V1__MetadataTopic
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * UNKNOWN_TOPIC for a requested topic that does not exist; NONE otherwise.
+   */
+  Sluice__V1__ErrorCode error;
+  char *error_message;
+  size_t n_partitions;
+  Sluice__V1__MetadataPartition **partitions;
+};
+#define SLUICE__V1__METADATA_TOPIC__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__metadata_topic__descriptor) \
+    , (char *)protobuf_c_empty_string, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Sluice__V1__MetadataResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Every live broker (a single node: itself).
+   */
+  size_t n_brokers;
+  Sluice__V1__MetadataBroker **brokers;
+  size_t n_topics;
+  Sluice__V1__MetadataTopic **topics;
+  /*
+   * The controller's broker id; meaningful only when `has_controller`.
+   */
+  uint32_t controller_id;
+  protobuf_c_boolean has_controller;
+  /*
+   * The cluster's name (`--cluster .../NAME`); empty for a single node.
+   */
+  char *cluster;
+  /*
+   * The etcd revision this view was read at (0 for a single node). Views from different
+   * brokers may differ for a moment; a client keeps the one with the higher revision.
+   */
+  int64_t metadata_revision;
+  /*
+   * The answering broker's id.
+   */
+  uint32_t answered_by;
+};
+#define SLUICE__V1__METADATA_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__metadata_response__descriptor) \
+    , 0,NULL, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+
+
 /* Sluice__V1__ProduceRequest methods */
 void   sluice__v1__produce_request__init
                      (Sluice__V1__ProduceRequest         *message);
@@ -687,6 +836,25 @@ Sluice__V1__ProduceResponse *
                       const uint8_t       *data);
 void   sluice__v1__produce_response__free_unpacked
                      (Sluice__V1__ProduceResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__LeaderHint methods */
+void   sluice__v1__leader_hint__init
+                     (Sluice__V1__LeaderHint         *message);
+size_t sluice__v1__leader_hint__get_packed_size
+                     (const Sluice__V1__LeaderHint   *message);
+size_t sluice__v1__leader_hint__pack
+                     (const Sluice__V1__LeaderHint   *message,
+                      uint8_t             *out);
+size_t sluice__v1__leader_hint__pack_to_buffer
+                     (const Sluice__V1__LeaderHint   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__LeaderHint *
+       sluice__v1__leader_hint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__leader_hint__free_unpacked
+                     (Sluice__V1__LeaderHint *message,
                       ProtobufCAllocator *allocator);
 /* Sluice__V1__StartPosition methods */
 void   sluice__v1__start_position__init
@@ -1134,6 +1302,101 @@ Sluice__V1__CreatePartitionsResponse *
 void   sluice__v1__create_partitions_response__free_unpacked
                      (Sluice__V1__CreatePartitionsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Sluice__V1__MetadataRequest methods */
+void   sluice__v1__metadata_request__init
+                     (Sluice__V1__MetadataRequest         *message);
+size_t sluice__v1__metadata_request__get_packed_size
+                     (const Sluice__V1__MetadataRequest   *message);
+size_t sluice__v1__metadata_request__pack
+                     (const Sluice__V1__MetadataRequest   *message,
+                      uint8_t             *out);
+size_t sluice__v1__metadata_request__pack_to_buffer
+                     (const Sluice__V1__MetadataRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__MetadataRequest *
+       sluice__v1__metadata_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__metadata_request__free_unpacked
+                     (Sluice__V1__MetadataRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__MetadataBroker methods */
+void   sluice__v1__metadata_broker__init
+                     (Sluice__V1__MetadataBroker         *message);
+size_t sluice__v1__metadata_broker__get_packed_size
+                     (const Sluice__V1__MetadataBroker   *message);
+size_t sluice__v1__metadata_broker__pack
+                     (const Sluice__V1__MetadataBroker   *message,
+                      uint8_t             *out);
+size_t sluice__v1__metadata_broker__pack_to_buffer
+                     (const Sluice__V1__MetadataBroker   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__MetadataBroker *
+       sluice__v1__metadata_broker__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__metadata_broker__free_unpacked
+                     (Sluice__V1__MetadataBroker *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__MetadataPartition methods */
+void   sluice__v1__metadata_partition__init
+                     (Sluice__V1__MetadataPartition         *message);
+size_t sluice__v1__metadata_partition__get_packed_size
+                     (const Sluice__V1__MetadataPartition   *message);
+size_t sluice__v1__metadata_partition__pack
+                     (const Sluice__V1__MetadataPartition   *message,
+                      uint8_t             *out);
+size_t sluice__v1__metadata_partition__pack_to_buffer
+                     (const Sluice__V1__MetadataPartition   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__MetadataPartition *
+       sluice__v1__metadata_partition__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__metadata_partition__free_unpacked
+                     (Sluice__V1__MetadataPartition *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__MetadataTopic methods */
+void   sluice__v1__metadata_topic__init
+                     (Sluice__V1__MetadataTopic         *message);
+size_t sluice__v1__metadata_topic__get_packed_size
+                     (const Sluice__V1__MetadataTopic   *message);
+size_t sluice__v1__metadata_topic__pack
+                     (const Sluice__V1__MetadataTopic   *message,
+                      uint8_t             *out);
+size_t sluice__v1__metadata_topic__pack_to_buffer
+                     (const Sluice__V1__MetadataTopic   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__MetadataTopic *
+       sluice__v1__metadata_topic__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__metadata_topic__free_unpacked
+                     (Sluice__V1__MetadataTopic *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__MetadataResponse methods */
+void   sluice__v1__metadata_response__init
+                     (Sluice__V1__MetadataResponse         *message);
+size_t sluice__v1__metadata_response__get_packed_size
+                     (const Sluice__V1__MetadataResponse   *message);
+size_t sluice__v1__metadata_response__pack
+                     (const Sluice__V1__MetadataResponse   *message,
+                      uint8_t             *out);
+size_t sluice__v1__metadata_response__pack_to_buffer
+                     (const Sluice__V1__MetadataResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__MetadataResponse *
+       sluice__v1__metadata_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__metadata_response__free_unpacked
+                     (Sluice__V1__MetadataResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Sluice__V1__ProduceRequest_Closure)
@@ -1141,6 +1404,9 @@ typedef void (*Sluice__V1__ProduceRequest_Closure)
                   void *closure_data);
 typedef void (*Sluice__V1__ProduceResponse_Closure)
                  (const Sluice__V1__ProduceResponse *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__LeaderHint_Closure)
+                 (const Sluice__V1__LeaderHint *message,
                   void *closure_data);
 typedef void (*Sluice__V1__StartPosition_Closure)
                  (const Sluice__V1__StartPosition *message,
@@ -1220,6 +1486,21 @@ typedef void (*Sluice__V1__CreatePartitionsRequest_Closure)
 typedef void (*Sluice__V1__CreatePartitionsResponse_Closure)
                  (const Sluice__V1__CreatePartitionsResponse *message,
                   void *closure_data);
+typedef void (*Sluice__V1__MetadataRequest_Closure)
+                 (const Sluice__V1__MetadataRequest *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__MetadataBroker_Closure)
+                 (const Sluice__V1__MetadataBroker *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__MetadataPartition_Closure)
+                 (const Sluice__V1__MetadataPartition *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__MetadataTopic_Closure)
+                 (const Sluice__V1__MetadataTopic *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__MetadataResponse_Closure)
+                 (const Sluice__V1__MetadataResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1267,6 +1548,10 @@ struct Sluice__V1__Broker_Service
                             const Sluice__V1__CreatePartitionsRequest *input,
                             Sluice__V1__CreatePartitionsResponse_Closure closure,
                             void *closure_data);
+  void (*metadata)(Sluice__V1__Broker_Service *service,
+                   const Sluice__V1__MetadataRequest *input,
+                   Sluice__V1__MetadataResponse_Closure closure,
+                   void *closure_data);
 };
 typedef void (*Sluice__V1__Broker_ServiceDestroy)(Sluice__V1__Broker_Service *);
 void sluice__v1__broker__init (Sluice__V1__Broker_Service *service,
@@ -1284,7 +1569,8 @@ void sluice__v1__broker__init (Sluice__V1__Broker_Service *service,
       function_prefix__ ## list_topics,\
       function_prefix__ ## describe_topic,\
       function_prefix__ ## alter_topic_config,\
-      function_prefix__ ## create_partitions  }
+      function_prefix__ ## create_partitions,\
+      function_prefix__ ## metadata  }
 void sluice__v1__broker__produce(ProtobufCService *service,
                                  const Sluice__V1__ProduceRequest *input,
                                  Sluice__V1__ProduceResponse_Closure closure,
@@ -1325,6 +1611,10 @@ void sluice__v1__broker__create_partitions(ProtobufCService *service,
                                            const Sluice__V1__CreatePartitionsRequest *input,
                                            Sluice__V1__CreatePartitionsResponse_Closure closure,
                                            void *closure_data);
+void sluice__v1__broker__metadata(ProtobufCService *service,
+                                  const Sluice__V1__MetadataRequest *input,
+                                  Sluice__V1__MetadataResponse_Closure closure,
+                                  void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1332,6 +1622,7 @@ extern const ProtobufCEnumDescriptor    sluice__v1__acks__descriptor;
 extern const ProtobufCEnumDescriptor    sluice__v1__error_code__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__produce_request__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__produce_response__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__leader_hint__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__start_position__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__partition_subscription__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__subscribe_request__descriptor;
@@ -1358,6 +1649,11 @@ extern const ProtobufCMessageDescriptor sluice__v1__alter_topic_config_request__
 extern const ProtobufCMessageDescriptor sluice__v1__alter_topic_config_response__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__create_partitions_request__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__create_partitions_response__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__metadata_request__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__metadata_broker__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__metadata_partition__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__metadata_topic__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__metadata_response__descriptor;
 extern const ProtobufCServiceDescriptor sluice__v1__broker__descriptor;
 
 PROTOBUF_C__END_DECLS
