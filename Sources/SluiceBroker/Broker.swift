@@ -18,6 +18,9 @@ public final class Broker: Sendable {
     public let groups: GroupCoordinator
     /// Idempotent producers' ids and epochs (`producers.json`).
     public let producerIDs: ProducerIDRegistry
+    /// In a cluster, who leads each partition: Produce and Subscribe serve only the
+    /// partitions this broker leads. Nil on a single node, which leads all it has.
+    public let leadership: (any PartitionLeadership)?
     let partitions: PartitionManager
     /// Whole-topic Subscribe streams, woken when partitions are added.
     let topicDoorbells = TopicDoorbells()
@@ -33,8 +36,9 @@ public final class Broker: Sendable {
     public init(
         directory: DataDirectory, registryConfiguration: TopicRegistry.Configuration = .init(),
         storage: StorageSettings = StorageSettings(), groupSettings: GroupSettings = GroupSettings(),
-        groupClock: any GroupClock = SystemGroupClock(), logger: Logger
+        groupClock: any GroupClock = SystemGroupClock(), leadership: (any PartitionLeadership)? = nil, logger: Logger
     ) throws(BrokerError) {
+        self.leadership = leadership
         let counters = BrokerCounters()
         let partitions = PartitionManager(dataDirectory: directory.path, settings: storage, logger: logger)
         registry = try TopicRegistry(
@@ -215,6 +219,13 @@ public final class Broker: Sendable {
             // Created in the registry a moment ago, log not open yet (or deleted meanwhile).
             throw .notOpenYet(partition: index, topic: name)
         }
+    }
+
+    /// Refuses a partition this broker does not lead (in a cluster); the broker's own
+    /// lookup answers for one the cluster does not know.
+    func checkLeads(topic: String, partition: UInt32) throws(BrokerError) {
+        guard let leadership, case .elsewhere(let leader) = leadership.verdict(topic: topic, partition: partition) else { return }
+        throw .notLeader(topic: topic, partition: partition, leader: leader)
     }
 
     func makeStreamID() -> UInt64 { nextStreamID.wrappingAdd(1, ordering: .relaxed).oldValue }

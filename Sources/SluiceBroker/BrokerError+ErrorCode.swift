@@ -13,7 +13,7 @@ extension ErrorCode {
         case .offsetOutOfRange: .offsetOutOfRange
         // Retriable: the partition opens, or the broker comes back, and the same request
         // succeeds (a client refreshes metadata first, as after a leader moved).
-        case .notOpenYet, .shuttingDown: .notLeader
+        case .notOpenYet, .shuttingDown, .notLeader: .notLeader
         case .offline, .storageFailed, .dataLoss, .metadataCorrupt, .metadataWriteFailed, .dataDirectoryLocked: .storageError
         case .groupNotFound, .groupStateConflict: .illegalGeneration
         case .tooManyWaits: .throttled

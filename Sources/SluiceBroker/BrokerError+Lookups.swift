@@ -3,7 +3,7 @@
 /// tools' accessors) throws these, so a client reads the same message whichever call it
 /// made.
 extension BrokerError {
-    static func topicNotFound(_ name: String) -> BrokerError {
+    public static func topicNotFound(_ name: String) -> BrokerError {
         BrokerError(.topicNotFound, "topic \(quoting(name)) does not exist")
     }
 

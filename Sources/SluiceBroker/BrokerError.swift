@@ -56,6 +56,9 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A partition holds its bound of waits for its watermarks (subscribers waiting
         /// for data, acks=durable batches waiting for their sync): retriable later.
         case tooManyWaits
+        /// In a cluster: another broker leads the partition, or none does yet (retriable
+        /// after a metadata refresh; the message names the leader).
+        case notLeader
     }
 
     public var code: Code

@@ -26,6 +26,7 @@ extension BrokerError {
         case .groupNotFound: .notFound
         case .groupStateConflict: .failedPrecondition
         case .tooManyWaits: .resourceExhausted
+        case .notLeader: .unavailable
         }
         return GRPCStatus(code, message)
     }

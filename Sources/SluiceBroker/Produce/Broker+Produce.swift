@@ -80,6 +80,12 @@ extension Broker {
             response.refuse(failure)
             return PendingAnswer(response: response)
         }
+        // Before the lookup: a follower may hold the partition's log, but only the
+        // leader appends.
+        if let leadership, case .elsewhere(let leader) = leadership.verdict(topic: request.topic, partition: request.partition) {
+            response.leader = leader
+            return refused(ProduceFailure(.notLeader(topic: request.topic, partition: request.partition, leader: leader)))
+        }
         let partition: Partition
         let config: TopicConfig
         do throws(BrokerError) {

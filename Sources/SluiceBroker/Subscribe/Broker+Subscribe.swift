@@ -19,7 +19,9 @@ public struct SubscribeLimits: Sendable {
 extension Broker {
     /// Serves one Subscribe stream until the client goes away (cancellation or a
     /// failed `send`), a position falls out of range (`BrokerError.offsetOutOfRange`),
-    /// or the topic is deleted (`.topicNotFound`).
+    /// the topic is deleted (`.topicNotFound`), or, in a cluster, this broker stops
+    /// leading one of its partitions (`.notLeader`, checked every round and woken by each
+    /// new view of the cluster).
     ///
     /// Each partition has a cursor; a round reads, for every cursor below its
     /// partition's high watermark, whole stored batches from the cursor (at most
@@ -56,8 +58,12 @@ extension Broker {
         // here on goes unnoticed.
         let followedTopicID = request.partitions.isEmpty && reader == nil ? cursors.first?.partition.topicID : nil
         if let followedTopicID { topicDoorbells.add(topicID: followedTopicID, id: streamID, bell) }
+        // A new view of the cluster rings the stream, so it ends as soon as leadership of
+        // one of its partitions moves away.
+        leadership?.ringOnChange(id: streamID, bell)
         var timer = DoorbellTimer()
         defer {
+            leadership?.stopRinging(id: streamID)
             for cursor in cursors { cursor.wait?.cancel() }
             if let reader { groups.unwatchGroup(reader.group, id: streamID) }
             if let followedTopicID { topicDoorbells.remove(topicID: followedTopicID, id: streamID) }
@@ -78,6 +84,7 @@ extension Broker {
                 let cursor = cursors[index]
                 let partition = cursor.partition
                 if partition.isClosed { throw Self.deleted(partition) }
+                try checkLeads(topic: request.topic, partition: partition.index)
                 if let outcome = cursor.wait?.resolved {
                     cursors[index].wait = nil
                     cursors[index].stalled = try Self.stalls(outcome, partition: partition)
@@ -223,6 +230,7 @@ extension Broker {
         }
         var cursors: [SubscriptionCursor] = []
         for (index, start) in wanted {
+            try checkLeads(topic: request.topic, partition: index)
             let partition = try self.partition(topic: request.topic, index: index)
             cursors.append(SubscriptionCursor(partition: partition, position: try startOffset(start, in: partition)))
         }

@@ -32,10 +32,15 @@ public struct TopicMetadata: Sendable, Equatable {
     }
 
     /// Every setting with its effective value, defaults included (what describe shows).
-    public var effectiveConfigs: [String: String] {
+    public var effectiveConfigs: [String: String] { TopicSetting.effective(configOverrides) }
+}
+
+extension TopicSetting {
+    /// Every setting with its value under `overrides`, defaults for the rest.
+    public static func effective(_ overrides: [String: String]) -> [String: String] {
         var all: [String: String] = [:]
-        for setting in TopicSetting.allCases {
-            all[setting.rawValue] = configOverrides[setting.rawValue] ?? setting.defaultValue
+        for setting in allCases {
+            all[setting.rawValue] = overrides[setting.rawValue] ?? setting.defaultValue
         }
         return all
     }

@@ -1,0 +1,44 @@
+public import SluiceAPI
+
+/// Who leads a partition, as a broker in a cluster knows it. The broker layer knows
+/// nothing of etcd: SluiceService gives a `Broker` one of these built on the cluster's
+/// metadata, and a single node gives none (it leads every partition it has).
+///
+/// Produce asks once per batch and Subscribe once per round, so an answer must be cheap
+/// (one lock-protected read of the newest metadata, no I/O).
+public protocol PartitionLeadership: Sendable {
+    /// Whether this broker leads partition `partition` of `topic` now.
+    func verdict(topic: String, partition: UInt32) -> LeadershipVerdict
+
+    /// Rings `bell` whenever leadership may have changed (a new view of the cluster), until
+    /// `stopRinging(id:)`: a Subscribe stream then checks its partitions again.
+    func ringOnChange(id: UInt64, _ bell: AsyncStream<Void>.Continuation)
+    func stopRinging(id: UInt64)
+}
+
+public enum LeadershipVerdict: Sendable, Equatable {
+    /// This broker leads the partition: serve it.
+    case leads
+    /// Another broker leads it, or none does (`nil`: no live leader, an election is under
+    /// way): where a NOT_LEADER answer points. Nothing is appended or served here.
+    case elsewhere(LeaderHint?)
+    /// The cluster's metadata does not know the partition: the broker's own lookup
+    /// answers (unknown topic or partition), as on a single node.
+    case unknown
+}
+
+extension LeaderHint {
+    /// How a Subscribe refusal names the leader.
+    var sentence: String { "broker \(brokerId) at \(address) (leader epoch \(leaderEpoch))" }
+}
+
+extension BrokerError {
+    /// This broker does not lead the partition. The message starts
+    /// `not leader for <topic>/<partition>:` so that a client can tell it from other
+    /// UNAVAILABLE statuses and refresh its metadata.
+    public static func notLeader(topic: String, partition: UInt32, leader: LeaderHint?) -> BrokerError {
+        BrokerError(
+            .notLeader,
+            "not leader for \(topic)/\(partition): " + (leader.map { "the leader is \($0.sentence)" } ?? "no leader; an election is under way"))
+    }
+}
