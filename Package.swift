@@ -66,7 +66,7 @@ let package = Package(
             swiftSettings: layerSettings),
         .target(
             name: "SluiceService",
-            dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", nioCore, nioPosix, logging],
+            dependencies: ["SluiceWire", "SluiceAPI", "SluiceBroker", "SluiceCluster", nioCore, nioPosix, logging],
             swiftSettings: layerSettings),
         .target(name: "SluiceCluster", dependencies: ["SluiceWire", "SluiceAPI", nioCore, logging], swiftSettings: layerSettings),
         .target(

@@ -1,10 +1,13 @@
 public import Logging
 public import SluiceBroker
+import SluiceCluster
 import SluiceStorage
 public import SluiceWire
+import Synchronization
 
-/// A single-node broker: its data directory, topic registry and gRPC services on one
-/// `GRPCServer`. `sluice serve` runs one; tests run one in-process on port 0.
+/// A broker: its data directory, topic registry and gRPC services on one `GRPCServer`,
+/// alone (a single node) or in a cluster (`Configuration.cluster`). `sluice serve` runs
+/// one; tests run one in-process on port 0.
 public final class BrokerServer: Sendable {
     public struct Configuration: Sendable {
         public var dataDirectory: String
@@ -18,6 +21,12 @@ public final class BrokerServer: Sendable {
         public var subscribeLimits = SubscribeLimits()
         /// Consumer groups: session timeouts, queues, the offsets log's bounds.
         public var groups = GroupSettings()
+        /// In a cluster: its metadata and controller. Nil for a single node, which leads
+        /// every partition it has and makes admin changes itself.
+        public var cluster: ClusterContext?
+        /// `host:port` at which clients reach this broker (what Metadata says); nil means
+        /// the address it listens on.
+        public var advertisedAddress: String?
 
         public init(dataDirectory: String, transport: GRPCServerConfiguration) {
             self.dataDirectory = dataDirectory
@@ -36,6 +45,10 @@ public final class BrokerServer: Sendable {
     public let serviceNames: [String]
     private let server: GRPCServer
     private let logger: Logger
+    private let identity: BrokerIdentity
+    private let cluster: ClusterContext?
+    /// In a cluster, the task keeping local topics in step with the metadata.
+    private let follower = Mutex<Task<Void, Never>?>(nil)
 
     /// Opens (and locks) the data directory, loads the topics and opens (recovering)
     /// every partition log; does not bind yet.
@@ -50,13 +63,17 @@ public final class BrokerServer: Sendable {
         var registryConfiguration = TopicRegistry.Configuration()
         registryConfiguration.brokerID = configuration.brokerID
         registryConfiguration.maxMessageBytesCeiling = ceiling
+        let leadership = configuration.cluster.map { ClusterLeadership(metadata: $0.metadata, brokerID: configuration.brokerID) }
         broker = try Broker(
             directory: directory, registryConfiguration: registryConfiguration, storage: configuration.storage,
-            groupSettings: configuration.groups, logger: logger)
+            groupSettings: configuration.groups, leadership: leadership, logger: logger)
+        identity = BrokerIdentity(id: configuration.brokerID, advertised: configuration.advertisedAddress)
+        cluster = configuration.cluster
 
         var names = [BrokerService.serviceName]
         var methods = BrokerService(
-            broker: broker, produceLimits: configuration.produceLimits, subscribeLimits: configuration.subscribeLimits
+            broker: broker, produceLimits: configuration.produceLimits, subscribeLimits: configuration.subscribeLimits,
+            identity: identity, cluster: configuration.cluster, logger: logger
         ).methods
         names.append(GroupsService.serviceName)
         methods += GroupsService(groups: broker.groups).methods
@@ -79,7 +96,12 @@ public final class BrokerServer: Sendable {
     /// Binds and starts serving; returns the bound address (the real port when 0 was asked).
     public func start() async throws -> (host: String, port: Int) {
         let address = try await server.start()
+        identity.bound(host: address.host, port: address.port)
         broker.startMaintenance()
+        if let cluster {
+            let follower = LocalTopicFollower(broker: broker, brokerID: identity.id, logger: logger)
+            self.follower.withLock { $0 = Task { await follower.follow(cluster.metadata) } }
+        }
         logger.info("serving", metadata: ["address": "\(address.host):\(address.port)", "services": "\(serviceNames)"])
         return address
     }
@@ -90,6 +112,9 @@ public final class BrokerServer: Sendable {
     public func shutdown() async {
         logger.info("shutting down")
         health.beginShutdown()
+        let follower = self.follower.withLock { $0.take() }
+        follower?.cancel()
+        await follower?.value
         broker.beginShutdown()
         await server.shutdown()
         await broker.close()

@@ -1,30 +1,51 @@
+import Logging
 import SluiceAPI
 public import SluiceBroker
+import SluiceCluster
 public import SluiceWire
 
-/// `sluice.v1.Broker` on a `Broker`: Produce and Subscribe streams and the topic admin
-/// RPCs. Requests are decoded by `ProtobufRoute` (bad protobuf ends the call with
-/// INVALID_ARGUMENT), and a broker error a handler throws becomes its status there
-/// (`BrokerError+GRPCStatus.swift`).
+/// `sluice.v1.Broker` on a `Broker`: Produce and Subscribe streams, the topic admin
+/// RPCs and Metadata. Requests are decoded by `ProtobufRoute` (bad protobuf ends the call
+/// with INVALID_ARGUMENT), and a broker or controller error a handler throws becomes its
+/// status there (`BrokerError+GRPCStatus.swift`, `ControllerError+GRPCStatus.swift`).
 /// Replicate answers UNIMPLEMENTED until replication exists.
+///
+/// In a cluster the admin RPCs are the cluster's (`ClusterTopicAdmin`) and Metadata
+/// answers from its snapshot; Produce and Subscribe serve only the partitions this broker
+/// leads (the `Broker`'s `leadership`).
 public struct BrokerService: Sendable {
     public static let serviceName = "sluice.v1.Broker"
     private let broker: Broker
     private let produceLimits: ProduceLimits
     private let subscribeLimits: SubscribeLimits
+    private let identity: BrokerIdentity
+    private let clusterAdmin: ClusterTopicAdmin?
 
     public init(broker: Broker, produceLimits: ProduceLimits = ProduceLimits(), subscribeLimits: SubscribeLimits = SubscribeLimits()) {
+        self.init(broker: broker, produceLimits: produceLimits, subscribeLimits: subscribeLimits,
+                  identity: BrokerIdentity(id: broker.registry.configuration.brokerID), cluster: nil, logger: Logger(label: "sluice.broker"))
+    }
+
+    init(
+        broker: Broker, produceLimits: ProduceLimits, subscribeLimits: SubscribeLimits, identity: BrokerIdentity,
+        cluster: ClusterContext?, logger: Logger
+    ) {
         self.broker = broker
         self.produceLimits = produceLimits
         self.subscribeLimits = subscribeLimits
+        self.identity = identity
+        clusterAdmin = cluster.map { ClusterTopicAdmin(broker: broker, cluster: $0, brokerID: identity.id, logger: logger) }
     }
 
     public var methods: [GRPCMethod] {
+        let prefix = "/\(Self.serviceName)/"
+        return streamMethods(prefix) + [metadataMethod(prefix)] + (clusterAdmin.map { Self.adminMethods(prefix, $0) } ?? adminMethods(prefix))
+    }
+
+    private func streamMethods(_ prefix: String) -> [GRPCMethod] {
         let broker = self.broker
-        let registry = broker.registry
         let produceLimits = self.produceLimits
         let subscribeLimits = self.subscribeLimits
-        let prefix = "/\(Self.serviceName)/"
         return [
             ProtobufRoute.bidirectional(prefix + "Produce") {
                 (requests: ProtobufRoute.RequestStream<ProduceRequest>, writer: ProtobufRoute.ResponseWriter<ProduceResponse>, _) in
@@ -41,6 +62,24 @@ public struct BrokerService: Sendable {
             .bidirectional(prefix + "Replicate") { _, _, _ in
                 throw GRPCStatus(.unimplemented, "replication is not built yet")
             },
+        ]
+    }
+
+    private func metadataMethod(_ prefix: String) -> GRPCMethod {
+        let (registry, identity, metadata) = (broker.registry, identity, clusterAdmin?.cluster.metadata)
+        return ProtobufRoute.unary(prefix + "Metadata") { (request: MetadataRequest, _) in
+            guard let metadata else {
+                return MetadataAnswer.singleNode(request, registry: registry, brokerID: identity.id, address: identity.address)
+            }
+            return MetadataAnswer.cluster(request, snapshot: metadata.snapshot, brokerID: identity.id)
+        }
+    }
+
+    /// A single node's admin RPCs: the broker's own topics.
+    private func adminMethods(_ prefix: String) -> [GRPCMethod] {
+        let broker = self.broker
+        let registry = broker.registry
+        return [
             ProtobufRoute.unary(prefix + "CreateTopic") { (request: CreateTopicRequest, _) in
                 let topic = try broker.createTopic(
                     named: request.name, partitions: request.partitions, replicationFactor: request.replicationFactor,
@@ -67,6 +106,26 @@ public struct BrokerService: Sendable {
             ProtobufRoute.unary(prefix + "CreatePartitions") { (request: CreatePartitionsRequest, _) in
                 let topic = try broker.createPartitions(named: request.name, totalCount: request.totalCount)
                 return CreatePartitionsResponse(topic: TopicDescription(topic, partitions: registry.partitions(of: topic)))
+            },
+        ]
+    }
+
+    /// A cluster broker's admin RPCs: the cluster's topics.
+    private static func adminMethods(_ prefix: String, _ admin: ClusterTopicAdmin) -> [GRPCMethod] {
+        [
+            ProtobufRoute.unary(prefix + "CreateTopic") { (request: CreateTopicRequest, call) in
+                try await admin.createTopic(request, call)
+            },
+            ProtobufRoute.unary(prefix + "DeleteTopic") { (request: DeleteTopicRequest, call) in
+                try await admin.deleteTopic(request, call)
+            },
+            ProtobufRoute.unary(prefix + "ListTopics") { (_: ListTopicsRequest, _) in admin.listTopics() },
+            ProtobufRoute.unary(prefix + "DescribeTopic") { (request: DescribeTopicRequest, _) in try admin.describeTopic(request) },
+            ProtobufRoute.unary(prefix + "AlterTopicConfig") { (_: AlterTopicConfigRequest, _) -> AlterTopicConfigResponse in
+                throw ClusterTopicAdmin.notInCluster("AlterTopicConfig")
+            },
+            ProtobufRoute.unary(prefix + "CreatePartitions") { (_: CreatePartitionsRequest, _) -> CreatePartitionsResponse in
+                throw ClusterTopicAdmin.notInCluster("CreatePartitions")
             },
         ]
     }

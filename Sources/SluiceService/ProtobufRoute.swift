@@ -1,14 +1,15 @@
 import NIOCore
 import SluiceAPI
 import SluiceBroker
+import SluiceCluster
 import SluiceWire
 
 /// Builds `GRPCMethod`s from handlers written against SluiceAPI message types, so no
 /// service touches bytes: requests are decoded here (bad protobuf, or a string field with a
 /// NUL byte or invalid UTF-8, ends the call with INVALID_ARGUMENT naming the message and
-/// the field) and responses encoded here. A `BrokerError` a handler throws ends its call
-/// with the error's status (`BrokerError+GRPCStatus.swift`): services call the broker
-/// with a plain `try`.
+/// the field) and responses encoded here. A `BrokerError` or `ControllerError` a handler
+/// throws ends its call with the error's status (`BrokerError+GRPCStatus.swift`,
+/// `ControllerError+GRPCStatus.swift`): services call the broker with a plain `try`.
 enum ProtobufRoute {
     static func unary<Request: ProtobufMessage, Response: ProtobufMessage>(
         _ path: String, _ handler: @escaping @Sendable (Request, ServerCallContext) async throws -> Response
@@ -44,12 +45,14 @@ enum ProtobufRoute {
         }
     }
 
-    /// Runs a handler, turning a `BrokerError` it throws into the error's status; every
+    /// Runs a handler, turning a broker or controller error it throws into its status; every
     /// other error passes as it is (a `GRPCStatus` is sent, anything else is INTERNAL).
     private static func answeringBrokerErrors<Result>(_ handler: () async throws -> Result) async throws -> Result {
         do {
             return try await handler()
         } catch let error as BrokerError {
+            throw error.grpcStatus
+        } catch let error as ControllerError {
             throw error.grpcStatus
         }
     }

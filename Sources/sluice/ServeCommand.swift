@@ -132,6 +132,7 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = BrokerServer.Configuration(dataDirectory: dataDir, transport: transport)
         configuration.testServices = testServices
         configuration.brokerID = brokerID
+        configuration.advertisedAddress = cluster.advertisedAddress?.description
         configuration.storage.fsyncPolicy = fsync.policy
         configuration.storage.maintenanceInterval = .milliseconds(Int64(retentionCheckInterval * 1000))
         configuration.storage.maxOpenSealedSegmentsPerPartition = maxOpenSegmentsPerPartition

@@ -99,6 +99,7 @@ REQUESTS = [
      lambda s: broker_pb2.AlterTopicConfigRequest(name="t", set={"retention.ms": s})),
     (B + "AlterTopicConfig", "reset", False, lambda s: broker_pb2.AlterTopicConfigRequest(name="t", reset=[s])),
     (B + "CreatePartitions", "name", False, lambda s: broker_pb2.CreatePartitionsRequest(name=s, total_count=2)),
+    (B + "Metadata", "topics", False, lambda s: broker_pb2.MetadataRequest(topics=["t", s])),
     (G + "Join", "join.group", True,
      lambda s: groups_pb2.MemberMessage(join=groups_pb2.JoinGroup(group=s, topics=["t"]))),
     (G + "Join", "join.topics", True,

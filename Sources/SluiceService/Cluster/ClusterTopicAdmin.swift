@@ -1,0 +1,159 @@
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceBroker
+import SluiceCluster
+import SluiceWire
+
+/// The topic admin RPCs of a broker in a cluster. Topics are the cluster's: CreateTopic
+/// and DeleteTopic go to the controller (this broker's own while it is the elected one,
+/// else forwarded once over gRPC to the one the metadata names), ListTopics and
+/// DescribeTopic answer from the newest snapshot. Brokers create and remove their local
+/// logs when the change reaches their metadata (`LocalTopicFollower`), not here.
+struct ClusterTopicAdmin: Sendable {
+    /// Set on a forwarded request, naming the broker that forwarded it. A broker that
+    /// receives one and is not the controller answers UNAVAILABLE rather than forward
+    /// again, so a request never circles between brokers that disagree on the controller.
+    static let forwardedByHeader = "sluice-forwarded-by"
+
+    let broker: Broker
+    let cluster: ClusterContext
+    let brokerID: UInt32
+    let logger: Logger
+
+    func createTopic(_ request: CreateTopicRequest, _ call: ServerCallContext) async throws -> CreateTopicResponse {
+        // Name, partition count and settings are checked here, so a bad request is refused
+        // the same way on every broker; whether the topic exists is the controller's call.
+        do throws(BrokerError) {
+            _ = try broker.registry.createTopic(
+                named: request.name, partitions: request.partitions, configs: request.configs, validateOnly: true)
+        } catch {
+            guard error.code == .topicAlreadyExists else { throw error }
+        }
+        if request.validateOnly {
+            if cluster.metadata.snapshot.topics[request.name] != nil {
+                throw GRPCStatus(.alreadyExists, "topic \(GRPCStatus.quoting(request.name)) already exists")
+            }
+            let placed = ClusterTopic(name: request.name, configs: request.configs, partitions: [])
+            return CreateTopicResponse(topic: TopicDescription(placed, partitionCount: request.partitions, replicationFactor: request.replicationFactor))
+        }
+        if let controller = cluster.localController() {
+            let topic = try await controller.createTopic(
+                name: request.name, partitions: request.partitions, replicationFactor: max(request.replicationFactor, 1),
+                configs: request.configs)
+            return CreateTopicResponse(topic: TopicDescription(topic, snapshot: nil))
+        }
+        return try await forward("CreateTopic", request, call)
+    }
+
+    func deleteTopic(_ request: DeleteTopicRequest, _ call: ServerCallContext) async throws -> DeleteTopicResponse {
+        if InternalTopics.isInternal(request.name) {
+            throw GRPCStatus(.invalidArgument, "topic \(GRPCStatus.quoting(request.name)) is internal and cannot be deleted")
+        }
+        if let controller = cluster.localController() {
+            try await controller.deleteTopic(name: request.name)
+            return DeleteTopicResponse()
+        }
+        return try await forward("DeleteTopic", request, call)
+    }
+
+    func listTopics() -> ListTopicsResponse {
+        let snapshot = cluster.metadata.snapshot
+        return ListTopicsResponse(topics: snapshot.topics.keys.sorted().compactMap { name in
+            snapshot.topics[name].map { TopicDescription($0, snapshot: nil) }
+        })
+    }
+
+    func describeTopic(_ request: DescribeTopicRequest) throws -> DescribeTopicResponse {
+        let snapshot = cluster.metadata.snapshot
+        guard let topic = snapshot.topics[request.name] else { throw BrokerError.topicNotFound(request.name) }
+        var description = TopicDescription(topic, snapshot: snapshot)
+        // Positions are known only for the partitions this broker holds a log of.
+        if let local = try? broker.registry.topic(named: topic.name) {
+            for details in broker.registry.partitions(of: local) where Int(details.partition) < description.partitions.count {
+                description.partitions[Int(details.partition)].copyPositions(from: details.offsets)
+            }
+        }
+        return DescribeTopicResponse(topic: description)
+    }
+
+    /// The answer AlterTopicConfig and CreatePartitions give in a cluster until the
+    /// controller can change a topic's settings and partition count cluster-wide.
+    static func notInCluster(_ method: String) -> GRPCStatus {
+        GRPCStatus(.unimplemented, "\(method) is not available in a cluster yet: the controller cannot change a topic's settings or partition count; delete and re-create the topic instead")
+    }
+
+    /// Sends the request to the controller the metadata names and returns its answer
+    /// (or its status) unchanged.
+    private func forward<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ method: String, _ request: Request, _ call: ServerCallContext
+    ) async throws -> Response {
+        let snapshot = cluster.metadata.snapshot
+        let controller = snapshot.controller.flatMap { snapshot.brokers[$0] }
+        if let forwarder = call.metadata[Self.forwardedByHeader] {
+            throw GRPCStatus(.unavailable, "broker \(brokerID) is not the controller (the request was forwarded by broker \(GRPCStatus.quoting(forwarder))); " + Self.naming(controller))
+        }
+        guard let controller, controller.id != brokerID else {
+            throw GRPCStatus(.unavailable, "broker \(brokerID) cannot reach the controller: " + Self.naming(controller))
+        }
+        guard let endpoint = EtcdEndpoint(Substring(controller.address)) else {
+            throw GRPCStatus(.unavailable, "the controller's address \(GRPCStatus.quoting(controller.address)) is not HOST:PORT")
+        }
+        let connection: GRPCClientConnection
+        do {
+            connection = try await GRPCClientConnection.connect(
+                GRPCClientConfiguration(host: endpoint.host, port: endpoint.port), logger: logger)
+        } catch {
+            throw GRPCStatus(.unavailable, "cannot reach the controller, \(controller): \(error)")
+        }
+        let answer: ByteBuffer
+        do {
+            answer = try await connection.unary(
+                path: "/\(BrokerService.serviceName)/\(method)", request: request.protobufBytes(),
+                metadata: [Self.forwardedByHeader: "\(brokerID)"], timeout: cluster.forwardTimeout)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+        return try Response(protobuf: answer)
+    }
+
+    private static func naming(_ controller: BrokerInfo?) -> String {
+        controller.map { "the controller is \($0); retry there" } ?? "no controller is elected; retry shortly"
+    }
+}
+
+extension TopicDescription {
+    /// A cluster topic as admin calls show it: every setting (defaults included), the
+    /// replication factor of its first partition, and per partition its leader and
+    /// replicas. Without a snapshot a leader is shown whether or not it is live.
+    init(_ topic: ClusterTopic, snapshot: ClusterSnapshot?) {
+        self.init(
+            name: topic.name, topicId: "", partitionCount: UInt32(topic.partitions.count),
+            replicationFactor: UInt32(topic.partitions.first?.replicas.count ?? 0), configs: TopicSetting.effective(topic.configs),
+            partitions: topic.partitions.enumerated().map { index, state in
+                let leader = snapshot == nil ? state.leader : snapshot?.leader(of: topic.name, UInt32(index))?.broker.id
+                return PartitionDescription(
+                    partition: UInt32(index), leader: leader ?? 0, replicas: state.replicas, inSyncReplicas: state.isr,
+                    leaderEpoch: Int32(clamping: state.leaderEpoch), offline: leader == nil,
+                    offlineReason: leader == nil ? "no live leader" : "")
+            })
+    }
+
+    /// A topic to be created (`validate_only`): its settings and counts, no placement yet.
+    init(_ topic: ClusterTopic, partitionCount: UInt32, replicationFactor: UInt32) {
+        self.init(
+            name: topic.name, topicId: "", partitionCount: partitionCount, replicationFactor: max(replicationFactor, 1),
+            configs: TopicSetting.effective(topic.configs), partitions: [])
+    }
+}
+
+extension PartitionDescription {
+    mutating func copyPositions(from offsets: PartitionOffsets) {
+        logStartOffset = offsets.logStartOffset
+        logEndOffset = offsets.logEndOffset
+        highWatermark = offsets.highWatermark
+        sizeBytes = offsets.sizeBytes
+    }
+}

@@ -1,0 +1,208 @@
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceBroker
+import SluiceClient
+import SluiceCluster
+@testable import SluiceService
+import SluiceStorage
+import SluiceTestSupport
+import SluiceWire
+import Testing
+
+/// A broker acting on cluster metadata a test feeds by hand (`ClusterMetadataCache`):
+/// the Metadata RPC, NOT_LEADER for Produce and Subscribe, local topics following the
+/// metadata, and admin calls going to the controller.
+@Suite(.timeLimit(.minutes(2))) struct ClusterBrokerTests {
+    @Test func metadataOfASingleNode() async throws {
+        let broker = try await InProcessBroker.start { $0.brokerID = 7 }
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "orders", partitions: 3))
+
+        let all = try await broker.metadata()
+        #expect(all.brokers == [MetadataBroker(id: 7, address: broker.address)])
+        #expect(all.hasController && all.controllerId == 7 && all.answeredBy == 7)
+        #expect(all.cluster == "" && all.metadataRevision == 0)
+        // The consumer offsets topic is the broker's own, not a client's.
+        #expect(all.topics.map(\.name) == ["orders"])
+        #expect(all.topics[0].partitions == (0..<3).map {
+            MetadataPartition(partition: $0, leaderId: 7, hasLeader: true, leaderEpoch: 0, replicas: [7], inSyncReplicas: [7])
+        })
+
+        let asked = try await broker.metadata(["nope", "orders"])
+        #expect(asked.topics.map(\.name) == ["nope", "orders"])
+        #expect(asked.topics[0].error == .unknownTopic && asked.topics[0].partitions.isEmpty)
+        #expect(asked.topics[0].errorMessage.contains("does not exist"))
+        #expect(asked.topics[1].error == ErrorCode.none && asked.topics[1].partitions.count == 3)
+        await broker.stopAndRemove()
+    }
+
+    @Test func metadataInAClusterIsTheSnapshot() async throws {
+        let (broker, metadata) = try await brokerOne()
+        metadata.update(withBrokerTwo(broker, revision: 42, t: [
+            PartitionState(replicas: [2, 1], leader: 2, leaderEpoch: 5, isr: [2, 1]),
+            // Led by a broker that is gone (its lease expired): no leader a client can reach.
+            PartitionState(replicas: [3, 1], leader: 3, leaderEpoch: 1, isr: [3]),
+        ]))
+
+        let answer = try await broker.metadata(["t", "gone"])
+        #expect(answer.brokers == [MetadataBroker(id: 1, address: broker.address), MetadataBroker(id: 2, address: "10.0.0.2:9092")])
+        #expect(answer.hasController && answer.controllerId == 2 && answer.answeredBy == 1)
+        #expect(answer.cluster == "test" && answer.metadataRevision == 42)
+        #expect(answer.topics[0].partitions == [
+            MetadataPartition(partition: 0, leaderId: 2, hasLeader: true, leaderEpoch: 5, replicas: [2, 1], inSyncReplicas: [2, 1]),
+            MetadataPartition(partition: 1, leaderId: 0, hasLeader: false, leaderEpoch: 1, replicas: [3, 1], inSyncReplicas: [3]),
+        ])
+        #expect(answer.topics[1].name == "gone" && answer.topics[1].error == .unknownTopic)
+        await broker.stopAndRemove()
+    }
+
+    /// Broker 1 of a cluster whose metadata the test feeds; nothing read from etcd yet.
+    private func brokerOne() async throws -> (InProcessBroker, ClusterMetadataCache) {
+        let metadata = ClusterMetadataCache(emptyClusterSnapshot)
+        return (try await InProcessBroker.inCluster(id: 1, metadata: metadata), metadata)
+    }
+
+    /// `broker` as broker 1 and a broker 2 elsewhere, the controller; topic "t" with `t`'s partitions.
+    private func withBrokerTwo(_ broker: InProcessBroker, revision: Int64, t: [PartitionState]) -> ClusterSnapshot {
+        clusterSnapshot(revision: revision, brokers: [1: broker.address, 2: "10.0.0.2:9092"], controller: 2, topics: ["t": t])
+    }
+
+    /// Broker 1 holds both partitions of "t" and leads only partition 1.
+    private func followerOfPartitionZero() async throws -> (InProcessBroker, ClusterMetadataCache) {
+        let (broker, metadata) = try await brokerOne()
+        metadata.update(withBrokerTwo(broker, revision: 10, t: [
+            PartitionState(replicas: [2, 1], leader: 2, leaderEpoch: 4, isr: [2, 1]),
+            PartitionState(replicas: [1, 2], leader: 1, leaderEpoch: 0, isr: [1, 2]),
+        ]))
+        try await eventually("the local copy of t exists") {
+            (try? broker.server.registry.topic(named: "t"))?.partitionCount == 2
+        }
+        return (broker, metadata)
+    }
+
+    @Test func produceToAFollowerAnswersNotLeaderWithTheLeaderAndAppendsNothing() async throws {
+        let (broker, metadata) = try await followerOfPartitionZero()
+        var stream = try await ProduceStream(broker.connection)
+        let refused = try await stream.produce("t", partition: 0, correlationID: 9, TestBatches.batch(["x"]))
+        #expect(refused.error == .notLeader && refused.correlationId == 9)
+        #expect(refused.errorMessage.hasPrefix("not leader for t/0:"))
+        #expect(refused.leader == LeaderHint(brokerId: 2, address: "10.0.0.2:9092", leaderEpoch: 4))
+        #expect(try broker.server.broker.partitionLog(topic: "t", partition: 0).logEndOffset == 0)
+
+        // The partition it leads takes batches on the same stream.
+        let accepted = try await stream.produce("t", partition: 1, TestBatches.batch(["y"]))
+        #expect(accepted.error == ErrorCode.none && accepted.baseOffset == 0)
+
+        // The leader gone: still refused, now with no hint.
+        metadata.update(clusterSnapshot(
+            revision: 11, brokers: [1: broker.address], controller: 1,
+            topics: ["t": [
+                PartitionState(replicas: [2, 1], leader: nil, leaderEpoch: 4, isr: [2, 1]),
+                PartitionState(replicas: [1, 2], leader: 1, leaderEpoch: 0, isr: [1, 2]),
+            ]]))
+        let leaderless = try await stream.produce("t", partition: 0, TestBatches.batch(["z"]))
+        #expect(leaderless.error == .notLeader && leaderless.leader == nil)
+        #expect(leaderless.errorMessage.contains("no leader"))
+        #expect(try broker.server.broker.partitionLog(topic: "t", partition: 0).logEndOffset == 0)
+        try await stream.close()
+        await broker.stopAndRemove()
+    }
+
+    @Test func subscribeEndsNotLeaderWhenLeadershipMovesAway() async throws {
+        let (broker, metadata) = try await followerOfPartitionZero()
+        await expectStatus(.unavailable, containing: "not leader for t/0: the leader is broker 2 at 10.0.0.2:9092") {
+            var follower = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "t", partitions: [.init(partition: 0)]))
+            _ = try await follower.next()
+        }
+
+        var subscriber = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "t", partitions: [.init(partition: 1)]))
+        try await produce(broker, "t", partition: 1, ["before"])
+        #expect(try await subscriber.records(1).map(\.value) == ["before"])
+        // Leadership of partition 1 moves to broker 2: the running stream ends.
+        metadata.update(withBrokerTwo(broker, revision: 12, t: [
+            PartitionState(replicas: [2, 1], leader: 2, leaderEpoch: 4, isr: [2, 1]),
+            PartitionState(replicas: [1, 2], leader: 2, leaderEpoch: 1, isr: [1, 2]),
+        ]))
+        await expectStatus(.unavailable, containing: "not leader for t/1: the leader is broker 2 at 10.0.0.2:9092 (leader epoch 1)") {
+            while try await subscriber.next() != nil {}
+        }
+        await broker.stopAndRemove()
+    }
+
+    @Test func localTopicsFollowTheMetadata() async throws {
+        let metadata = ClusterMetadataCache(emptyClusterSnapshot)
+        let directory = TemporaryDirectory()
+        var broker = try await InProcessBroker.inCluster(id: 1, metadata: metadata, directory: directory)
+        let placed = clusterSnapshot(
+            revision: 3, brokers: [1: broker.address, 2: "10.0.0.2:9092"],
+            topics: [
+                "mine": [PartitionState(newOn: [2, 1]), PartitionState(newOn: [1, 2]), PartitionState(newOn: [2])],
+                "theirs": [PartitionState(newOn: [2])],
+            ],
+            configs: ["mine": ["retention.ms": "60000"]])
+        metadata.update(placed)
+        try await eventually("the local copy of mine exists") { (try? broker.server.registry.topic(named: "mine")) != nil }
+        let mine = try broker.server.registry.topic(named: "mine")
+        #expect(mine.partitionCount == 3 && mine.configOverrides == ["retention.ms": "60000"])
+        #expect((try? broker.server.registry.topic(named: "theirs")) == nil)
+
+        // After a restart, neither the placeholder before the first read of etcd nor the
+        // same snapshot again changes the topic (it is the same one, not a new one).
+        await broker.stop()
+        let restarted = ClusterMetadataCache(emptyClusterSnapshot)
+        broker = try await InProcessBroker.inCluster(id: 1, metadata: restarted, directory: directory)
+        let follower = LocalTopicFollower(broker: broker.server.broker, brokerID: 1, logger: Logger(label: "follower-test"))
+        for snapshot in [emptyClusterSnapshot, placed, placed] {
+            await follower.apply(snapshot)
+            #expect(try broker.server.registry.topic(named: "mine").topicID == mine.topicID)
+        }
+        // "mine" gone from the cluster: its local copy and logs go.
+        restarted.update(clusterSnapshot(revision: 4, brokers: [1: broker.address, 2: "10.0.0.2:9092"], topics: ["theirs": [PartitionState(newOn: [2])]]))
+        try await eventually("the local copy of mine is deleted") { (try? broker.server.registry.topic(named: "mine")) == nil }
+        #expect(broker.server.registry.topics().allSatisfy { InternalTopics.isInternal($0.name) })
+        await broker.stopAndRemove()
+    }
+
+    @Test func adminCallsGoToTheController() async throws {
+        let metadata = ClusterMetadataCache(emptyClusterSnapshot)
+        let controller = RecordingController(existing: ["taken"])
+        let elected = try await InProcessBroker.inCluster(id: 2, metadata: metadata, controller: controller)
+        let other = try await InProcessBroker.inCluster(id: 1, metadata: metadata)
+        metadata.update(clusterSnapshot(
+            revision: 5, brokers: [1: other.address, 2: elected.address], controller: 2,
+            topics: ["listed": [PartitionState(newOn: [2, 1])]]))
+
+        let created = try await other.admin.createTopic(CreateTopicRequest(name: "fresh", partitions: 2, replicationFactor: 2))
+        #expect(created.name == "fresh" && created.partitionCount == 2 && created.replicationFactor == 2)
+        await expectStatus(.alreadyExists, containing: "already exists") {
+            try await other.admin.createTopic(CreateTopicRequest(name: "taken", partitions: 1))
+        }
+        let _: DeleteTopicResponse = try await other.unary("/sluice.v1.Broker/DeleteTopic", DeleteTopicRequest(name: "taken"))
+        #expect(controller.received == ["create fresh 2x2", "create taken 1x1", "delete taken"])
+
+        // Bad input is refused before any controller is asked.
+        await expectStatus(.invalidArgument) {
+            try await other.admin.createTopic(CreateTopicRequest(name: "bad name!", partitions: 1))
+        }
+        // A forwarded request that lands on a broker that is not the controller is not forwarded again.
+        await expectStatus(.unavailable, containing: "the controller is broker 2") {
+            _ = try await other.connection.unary(
+                path: "/sluice.v1.Broker/CreateTopic", request: CreateTopicRequest(name: "loop", partitions: 1).protobufBytes(),
+                metadata: ["sluice-forwarded-by": "3"], timeout: .seconds(30))
+        }
+        #expect(controller.received.count == 3)
+
+        // Reads answer from the metadata on any broker.
+        let listed: ListTopicsResponse = try await other.unary("/sluice.v1.Broker/ListTopics", ListTopicsRequest())
+        #expect(listed.topics.map(\.name) == ["listed"])
+        let described: DescribeTopicResponse = try await other.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "listed"))
+        let partitions = try #require(described.topic?.partitions)
+        #expect(partitions.map(\.replicas) == [[2, 1]] && partitions[0].leader == 2)
+        await expectStatus(.unimplemented, containing: "not available in a cluster") {
+            let _: CreatePartitionsResponse = try await other.unary(
+                "/sluice.v1.Broker/CreatePartitions", CreatePartitionsRequest(name: "listed", totalCount: 2))
+        }
+        await other.stopAndRemove()
+        await elected.stopAndRemove()
+    }
+}
