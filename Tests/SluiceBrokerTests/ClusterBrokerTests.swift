@@ -191,6 +191,12 @@ import Testing
                 metadata: ["sluice-forwarded-by": "3"], timeout: .seconds(30))
         }
         #expect(controller.received.count == 3)
+        // Between a controller's loss and the next election there is no one to ask.
+        metadata.update(clusterSnapshot(
+            revision: 6, brokers: [1: other.address, 2: elected.address], topics: ["listed": [PartitionState(newOn: [2, 1])]]))
+        await expectStatus(.unavailable, containing: "no controller is elected") {
+            try await other.admin.createTopic(CreateTopicRequest(name: "leaderless", partitions: 1))
+        }
 
         // Reads answer from the metadata on any broker.
         let listed: ListTopicsResponse = try await other.unary("/sluice.v1.Broker/ListTopics", ListTopicsRequest())
