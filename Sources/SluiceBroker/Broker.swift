@@ -153,13 +153,15 @@ public final class Broker: Sendable {
 
     // MARK: Topics
 
+    /// `localPartitions`: in a cluster, the partitions this broker is a replica of, the
+    /// only ones that get a log here (nil: all).
     public func createTopic(
         named name: String, partitions count: UInt32, replicationFactor: UInt32 = 0,
-        configs: [String: String] = [:], validateOnly: Bool = false
+        configs: [String: String] = [:], validateOnly: Bool = false, localPartitions: Set<UInt32>? = nil
     ) throws(BrokerError) -> TopicMetadata {
         let topic = try registry.createTopic(
             named: name, partitions: count, replicationFactor: replicationFactor, configs: configs,
-            validateOnly: validateOnly)
+            validateOnly: validateOnly, localPartitions: localPartitions)
         if !validateOnly { partitions.createPartitions(of: topic, range: 0..<topic.partitionCount) }
         return topic
     }
@@ -210,6 +212,7 @@ public final class Broker: Sendable {
         guard index < topic.partitionCount else {
             throw .unknownPartition(index, topic: name, partitionCount: topic.partitionCount)
         }
+        guard topic.holdsLog(of: index) else { throw .noReplicaHere(partition: index, topic: name) }
         switch partitions.slot(topicID: topic.topicID, partition: index) {
         case .online(let partition)?:
             return (partition, topic)

@@ -20,6 +20,11 @@ extension BrokerError {
         BrokerError(.offline, "partition \(index) of topic \"\(topic)\" is offline: \(reason)")
     }
 
+    /// In a cluster: the partition exists, but this broker is not one of its replicas.
+    static func noReplicaHere(partition index: UInt32, topic: String) -> BrokerError {
+        BrokerError(.notLeader, "partition \(index) of topic \"\(topic)\" has no replica on this broker; ask the Metadata RPC where its leader is")
+    }
+
     static func notOpenYet(partition index: UInt32, topic: String) -> BrokerError {
         BrokerError(.notOpenYet, "partition \(index) of topic \"\(topic)\" is not open yet; retry")
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import SluiceAPI
@@ -74,8 +75,10 @@ import Testing
             PartitionState(replicas: [2, 1], leader: 2, leaderEpoch: 4, isr: [2, 1]),
             PartitionState(replicas: [1, 2], leader: 1, leaderEpoch: 0, isr: [1, 2]),
         ]))
-        try await eventually("the local copy of t exists") {
-            (try? broker.server.registry.topic(named: "t"))?.partitionCount == 2
+        // The registry knows a topic a moment before its logs are open.
+        try await eventually("the local logs of t are open") {
+            (try? broker.server.broker.partitionLog(topic: "t", partition: 1)) != nil
+                && (try? broker.server.broker.partitionLog(topic: "t", partition: 0)) != nil
         }
         return (broker, metadata)
     }
@@ -141,9 +144,13 @@ import Testing
             ],
             configs: ["mine": ["retention.ms": "60000"]])
         metadata.update(placed)
-        try await eventually("the local copy of mine exists") { (try? broker.server.registry.topic(named: "mine")) != nil }
+        try await eventually("the local logs of mine are open") {
+            (try? broker.server.broker.partitionLog(topic: "mine", partition: 0)) != nil
+                && (try? broker.server.broker.partitionLog(topic: "mine", partition: 1)) != nil
+        }
         let mine = try broker.server.registry.topic(named: "mine")
         #expect(mine.partitionCount == 3 && mine.configOverrides == ["retention.ms": "60000"])
+        try expectLogs(broker, "mine", held: [0, 1], notHeld: [2])
         #expect((try? broker.server.registry.topic(named: "theirs")) == nil)
 
         // After a restart, neither the placeholder before the first read of etcd nor the
@@ -155,12 +162,29 @@ import Testing
         for snapshot in [emptyClusterSnapshot, placed, placed] {
             await follower.apply(snapshot)
             #expect(try broker.server.registry.topic(named: "mine").topicID == mine.topicID)
+            try expectLogs(broker, "mine", held: [0, 1], notHeld: [2])
         }
         // "mine" gone from the cluster: its local copy and logs go.
         restarted.update(clusterSnapshot(revision: 4, brokers: [1: broker.address, 2: "10.0.0.2:9092"], topics: ["theirs": [PartitionState(newOn: [2])]]))
-        try await eventually("the local copy of mine is deleted") { (try? broker.server.registry.topic(named: "mine")) == nil }
+        let logs = DataDirectory.logsPath(of: directory.path + "/data")
+        try await eventually("the local copy of mine and its logs are deleted") {
+            let directories = try FileManager.default.contentsOfDirectory(atPath: logs)
+            return (try? broker.server.registry.topic(named: "mine")) == nil && !directories.contains { $0.hasPrefix("mine-") }
+        }
         #expect(broker.server.registry.topics().allSatisfy { InternalTopics.isInternal($0.name) })
         await broker.stopAndRemove()
+    }
+
+    /// `topic` has logs of partitions `held` on `broker` and none of `notHeld`.
+    private func expectLogs(
+        _ broker: InProcessBroker, _ topic: String, held: [UInt32], notHeld: [UInt32], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        for partition in held {
+            #expect(throws: Never.self, sourceLocation: sourceLocation) { try broker.server.broker.partitionLog(topic: topic, partition: partition) }
+        }
+        for partition in notHeld {
+            #expect(throws: BrokerError.self, sourceLocation: sourceLocation) { try broker.server.broker.partitionLog(topic: topic, partition: partition) }
+        }
     }
 
     @Test func adminCallsGoToTheController() async throws {

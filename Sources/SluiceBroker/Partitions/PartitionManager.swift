@@ -235,7 +235,8 @@ final class PartitionManager: PartitionOffsetsSource {
             for index in range { store(topic, index, .offline(reason: "cannot create \(directory): \(error)")) }
             return
         }
-        for index in range {
+        // In a cluster, only the partitions this broker is a replica of have a log here.
+        for index in range where topic.holdsLog(of: index) {
             let key = PartitionKey(topicID: topic.topicID, partition: index)
             if partitions.withLock({ $0[key] }) != nil { continue }
             do throws(LogError) {

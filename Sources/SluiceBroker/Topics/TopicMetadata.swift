@@ -12,11 +12,16 @@ public struct TopicMetadata: Sendable, Equatable {
     public private(set) var config: TopicConfig
     /// Creation time, ms since the Unix epoch.
     public let createdAtMs: Int64
+    /// In a cluster, the partitions this broker holds a log of (those it is a replica of);
+    /// nil on a single node: every partition.
+    public let localPartitions: Set<UInt32>?
 
     init(name: String, topicID: String, partitionCount: UInt32, replicationFactor: UInt32,
-         configOverrides: [String: String], createdAtMs: Int64) {
+         configOverrides: [String: String], createdAtMs: Int64, localPartitions: Set<UInt32>? = nil) {
         precondition(partitionCount >= 1, "a topic has at least one partition")
         precondition(replicationFactor >= 1, "a topic has at least one replica")
+        precondition(localPartitions?.allSatisfy { $0 < partitionCount } ?? true, "a local partition past the count")
+        self.localPartitions = localPartitions
         self.name = name
         self.topicID = topicID
         self.partitionCount = partitionCount
@@ -33,6 +38,9 @@ public struct TopicMetadata: Sendable, Equatable {
 
     /// Every setting with its effective value, defaults included (what describe shows).
     public var effectiveConfigs: [String: String] { TopicSetting.effective(configOverrides) }
+
+    /// Whether this broker holds a log of partition `index`.
+    public func holdsLog(of index: UInt32) -> Bool { localPartitions?.contains(index) ?? true }
 }
 
 extension TopicSetting {

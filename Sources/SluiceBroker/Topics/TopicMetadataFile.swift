@@ -20,6 +20,9 @@ import Foundation
 ///           "created_ms" : 1764070000000,   creation time, ms since the Unix epoch
 ///           "id" : "3f0c…",                 topic id, a lowercase UUID
 ///           "name" : "orders",              valid topic name
+///           "local_partitions" : [0, 2],    optional: in a cluster, the partitions this
+///                                           broker holds a log of (ascending, each below
+///                                           "partitions"); absent: every partition
 ///           "partitions" : 3,               partition count, >= 1
 ///           "replication_factor" : 1        >= 1
 ///         }
@@ -45,18 +48,21 @@ enum TopicMetadataFile {
         var replicationFactor: UInt32
         var configs: [String: String]
         var createdMs: Int64
+        var localPartitions: [UInt32]?
 
         enum CodingKeys: String, CodingKey {
             case name, id, partitions, configs
             case replicationFactor = "replication_factor"
             case createdMs = "created_ms"
+            case localPartitions = "local_partitions"
         }
     }
 
     static func encode(_ topics: [String: TopicMetadata]) -> [UInt8] {
         let entries = topics.values.sorted { $0.name < $1.name }.map {
             Entry(name: $0.name, id: $0.topicID, partitions: $0.partitionCount,
-                  replicationFactor: $0.replicationFactor, configs: $0.configOverrides, createdMs: $0.createdAtMs)
+                  replicationFactor: $0.replicationFactor, configs: $0.configOverrides, createdMs: $0.createdAtMs,
+                  localPartitions: $0.localPartitions?.sorted())
         }
         return MetadataJSON.encode(Document(format: formatVersion, topics: entries), what: "topic metadata")
     }
@@ -87,6 +93,11 @@ enum TopicMetadataFile {
         guard !entry.id.isEmpty else { throw corrupt("empty id") }
         guard entry.partitions >= 1 else { throw corrupt("partition count 0") }
         guard entry.replicationFactor >= 1 else { throw corrupt("replication factor 0") }
+        if let local = entry.localPartitions {
+            guard local.allSatisfy({ $0 < entry.partitions }), Set(local).count == local.count else {
+                throw corrupt("local_partitions \(local) are not distinct partitions below \(entry.partitions)")
+            }
+        }
         var overrides: [String: String] = [:]
         for (name, value) in entry.configs {
             do {
@@ -99,6 +110,6 @@ enum TopicMetadataFile {
         }
         return TopicMetadata(name: entry.name, topicID: entry.id, partitionCount: entry.partitions,
                              replicationFactor: entry.replicationFactor, configOverrides: overrides,
-                             createdAtMs: entry.createdMs)
+                             createdAtMs: entry.createdMs, localPartitions: entry.localPartitions.map(Set.init))
     }
 }

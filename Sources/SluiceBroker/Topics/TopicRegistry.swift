@@ -102,15 +102,17 @@ public final class TopicRegistry: Sendable {
 
     /// Creates a topic. `replicationFactor` 0 means the default (1). With `validateOnly`
     /// everything is checked and the would-be topic returned, but nothing is stored.
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all).
     public func createTopic(named name: String, partitions: UInt32, replicationFactor: UInt32 = 0,
-                            configs: [String: String] = [:], validateOnly: Bool = false) throws(BrokerError) -> TopicMetadata {
+                            configs: [String: String] = [:], validateOnly: Bool = false,
+                            localPartitions: Set<UInt32>? = nil) throws(BrokerError) -> TopicMetadata {
         if InternalTopics.isInternal(name) {
             throw BrokerError(
                 .invalidTopicName,
                 "topic names starting with \"\(InternalTopics.reservedPrefix)\" are reserved for the broker's internal topics")
         }
         return try create(named: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs,
-                          validateOnly: validateOnly)
+                          validateOnly: validateOnly, localPartitions: localPartitions)
     }
 
     /// The internal topic `name` (see `InternalTopics`), created with these settings if
@@ -122,9 +124,13 @@ public final class TopicRegistry: Sendable {
     }
 
     private func create(named name: String, partitions: UInt32, replicationFactor: UInt32,
-                        configs: [String: String], validateOnly: Bool) throws(BrokerError) -> TopicMetadata {
+                        configs: [String: String], validateOnly: Bool,
+                        localPartitions: Set<UInt32>? = nil) throws(BrokerError) -> TopicMetadata {
         try TopicName.validate(name)
         try checkPartitionCount(partitions, topic: name)
+        if let local = localPartitions, let past = local.first(where: { $0 >= partitions }) {
+            throw BrokerError(.invalidPartitionCount, "local partition \(past) is not below the partition count \(partitions)")
+        }
         let replicas = replicationFactor == 0 ? 1 : replicationFactor
         guard replicas <= configuration.availableBrokers else {
             throw BrokerError(
@@ -137,7 +143,7 @@ public final class TopicRegistry: Sendable {
         }
         let topic = TopicMetadata(
             name: name, topicID: UUID().uuidString.lowercased(), partitionCount: partitions,
-            replicationFactor: replicas, configOverrides: overrides, createdAtMs: Self.nowMs())
+            replicationFactor: replicas, configOverrides: overrides, createdAtMs: Self.nowMs(), localPartitions: localPartitions)
         try checkRelations(topic)
         if validateOnly {
             guard topicsByName.withLock({ $0[name] }) == nil else { throw Self.alreadyExists(name) }

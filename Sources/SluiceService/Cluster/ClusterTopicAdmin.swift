@@ -70,7 +70,8 @@ struct ClusterTopicAdmin: Sendable {
         var description = TopicDescription(topic, snapshot: snapshot)
         // Positions are known only for the partitions this broker holds a log of.
         if let local = try? broker.registry.topic(named: topic.name) {
-            for details in broker.registry.partitions(of: local) where Int(details.partition) < description.partitions.count {
+            for details in broker.registry.partitions(of: local)
+            where local.holdsLog(of: details.partition) && Int(details.partition) < description.partitions.count {
                 description.partitions[Int(details.partition)].copyPositions(from: details.offsets)
             }
         }

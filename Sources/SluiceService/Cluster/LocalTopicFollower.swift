@@ -4,8 +4,8 @@ import SluiceCluster
 
 /// Keeps a broker's local topics in step with the cluster's metadata: for every topic
 /// with a partition this broker is a replica of, a local topic of the same name, partition
-/// count and settings (`ClusterTopic.configs`); a local topic the metadata no longer has
-/// is deleted with its logs. Internal topics (`__consumer_offsets`) are the broker's own
+/// count and settings (`ClusterTopic.configs`) holding logs for those partitions; a local
+/// topic the metadata no longer has is deleted with its logs. Internal topics (`__consumer_offsets`) are the broker's own
 /// and left alone.
 ///
 /// Each snapshot is applied whole, from what the data directory holds, so applying one
@@ -13,9 +13,8 @@ import SluiceCluster
 /// A snapshot at revision 0 is the cache's placeholder before the first read of etcd (no
 /// etcd revision is 0) and is never acted on: acting on it would delete every topic.
 ///
-/// The local copy holds a log for each of the topic's partitions, also those this broker
-/// is no replica of (they stay empty: only a partition's leader appends, and replication
-/// is not built yet).
+/// The local copy has the topic's partition count but logs only for the partitions this
+/// broker is a replica of (`TopicMetadata.localPartitions`, kept in `topics.json`).
 struct LocalTopicFollower: Sendable {
     let broker: Broker
     let brokerID: UInt32
@@ -53,19 +52,30 @@ struct LocalTopicFollower: Sendable {
     }
 
     private func holdsReplica(of topic: ClusterTopic) -> Bool {
-        topic.partitions.contains { $0.replicas.contains(brokerID) }
+        !replicaPartitions(of: topic).isEmpty
     }
 
-    /// Creates or grows the local copy of `topic`. Its settings are taken at creation: a
-    /// cluster topic's settings do not change (AlterTopicConfig is not available in a cluster).
+    /// The partitions of `topic` this broker is a replica of.
+    private func replicaPartitions(of topic: ClusterTopic) -> Set<UInt32> {
+        Set(topic.partitions.indices.filter { topic.partitions[$0].replicas.contains(brokerID) }.map(UInt32.init))
+    }
+
+    /// Creates the local copy of `topic`, with a log for each partition this broker is a
+    /// replica of. Settings, partition count and replicas are taken at creation: in this
+    /// version they do not change afterwards (AlterTopicConfig and CreatePartitions are not
+    /// available in a cluster, and the controller moves leaders, not replicas), so a copy
+    /// that differs is reported, not changed.
     private func adopt(_ topic: ClusterTopic, local: TopicMetadata?) throws(BrokerError) {
         let count = UInt32(topic.partitions.count)
+        let replicas = replicaPartitions(of: topic)
         guard let local else {
-            _ = try broker.createTopic(named: topic.name, partitions: count, configs: topic.configs)
+            _ = try broker.createTopic(named: topic.name, partitions: count, configs: topic.configs, localPartitions: replicas)
             return
         }
-        if local.partitionCount < count {
-            _ = try broker.createPartitions(named: topic.name, totalCount: count)
+        if local.partitionCount != count || local.localPartitions != replicas {
+            logger.warning("the local copy of a cluster topic differs from its placement; it is left as it is", metadata: [
+                "topic": "\(topic.name)", "local partitions": "\(local.localPartitions.map { $0.sorted() } ?? [])",
+                "replica of": "\(replicas.sorted())", "partition count": "\(count)"])
         }
     }
 }
