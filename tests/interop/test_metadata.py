@@ -46,3 +46,27 @@ def test_a_long_unknown_name_gets_a_short_message(channel):
     answer = broker_pb2_grpc.BrokerStub(channel).Metadata(broker_pb2.MetadataRequest(topics=[name]), timeout=BOUND_S)
     assert answer.topics[0].error == broker_pb2.ERROR_CODE_UNKNOWN_TOPIC
     assert len(answer.topics[0].error_message) < 200
+
+
+def test_leader_router_produces_through_metadata(make_server):
+    """docs/api.md's recipe, as tests/interop/leader_router.py codes it, bootstraps from a
+    list whose first entry is not listening and produces to the leader Metadata names."""
+    from leader_router import LeaderRouter
+    from test_produce_subscribe import make_batch
+
+    server = make_server()
+    name = f"routed-{uuid.uuid4().hex[:12]}"
+    with isolated_channel(server.target) as channel:
+        broker_pb2_grpc.BrokerStub(channel).CreateTopic(broker_pb2.CreateTopicRequest(name=name, partitions=2), timeout=BOUND_S)
+    # Port 1 on loopback: nothing listens there, so the router moves on to the next entry.
+    router = LeaderRouter(["127.0.0.1:1", server.target])
+    try:
+        for partition in (0, 1, 1):
+            answer = router.produce(broker_pb2.ProduceRequest(
+                correlation_id=partition, topic=name, partition=partition, acks=broker_pb2.ACKS_ALL,
+                batch=make_batch([(None, b"v")])), delivery_timeout_s=BOUND_S)
+            assert answer.error == broker_pb2.ERROR_CODE_NONE, answer.error_message
+        assert answer.base_offset == 1
+        assert router.metadata is not None and router.answered_at == server.target
+    finally:
+        router.close()
