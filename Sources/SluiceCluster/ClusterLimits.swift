@@ -15,4 +15,5 @@ public struct ClusterLimits: Sendable {
     public let etcdConnectTimeout = (value: Duration.seconds(3), why: "TCP connect and etcd's HTTP/2 SETTINGS, per endpoint tried: a live member on a LAN answers in milliseconds, so the next endpoint is tried soon")
     public let watchReconnectFor = (value: Duration.seconds(60), why: "how long a watch keeps reconnecting before it gives up: a member restart or a leader election takes seconds; past a minute the watcher reads the state again instead")
     public let retryPauseCap = (value: Duration.seconds(5), why: "the longest pause between attempts to reach an etcd that does not answer (registering again, reading the brokers again): retries stay cheap for etcd and recovery stays prompt")
+    public let partitionKeysPerTxn = (value: 100, why: "partition keys one controller Txn writes (a topic's creation, a failover): with the controller's fence and the topic key's compare it stays under etcd's default --max-txn-ops of 128, which limits a Txn's compares and its operations each")
 }

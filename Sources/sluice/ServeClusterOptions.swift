@@ -51,26 +51,51 @@ struct ServeClusterOptions: ParsableArguments {
         }
         let client = EtcdClient(endpoints: cluster.endpoints, logger: logger)
         let info = BrokerInfo(id: brokerID, address: advertised.description, rack: rack)
+        let keys = ClusterKeys(clusterName: cluster.clusterName)
+        let registration: BrokerRegistration
         do {
-            let registration = try await BrokerRegistration.register(
-                info, keys: ClusterKeys(clusterName: cluster.clusterName), client: client, leaseTTLSeconds: leaseTtl,
-                logger: logger)
-            return ClusterMembership(client: client, registration: registration)
+            registration = try await BrokerRegistration.register(
+                info, keys: keys, client: client, leaseTTLSeconds: leaseTtl, logger: logger)
         } catch {
             await client.close()
             throw ClusterJoinError("cannot register broker \(brokerID) in \(cluster): \(error)")
         }
+        do {
+            let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: logger)
+            let registry = try await BrokerRegistry.start(client: client, keys: keys, logger: logger)
+            let candidacy = ControllerCandidacy.start(
+                info, keys: keys, client: client, registry: registry, leaseTTLSeconds: leaseTtl, logger: logger)
+            return ClusterMembership(client: client, registration: registration, watcher: watcher, registry: registry, candidacy: candidacy)
+        } catch {
+            _ = try? await registration.deregister()
+            await client.close()
+            throw ClusterJoinError("cannot read the metadata of \(cluster): \(error)")
+        }
     }
 }
 
-/// A registered broker's hold on its cluster membership.
+/// A registered broker's hold on its cluster membership: its registration, the metadata
+/// it watches (`metadata`, what Produce, Subscribe and the Metadata RPC consult) and its
+/// candidacy for controller (`topicController`, the controller while this broker is
+/// elected, refusing with `notController` otherwise).
 struct ClusterMembership {
     let client: EtcdClient
     let registration: BrokerRegistration
+    let watcher: ClusterMetadataWatcher
+    let registry: BrokerRegistry
+    let candidacy: ControllerCandidacy
 
-    /// Leaves the cluster at once (the lease is revoked, so the key goes now rather than
-    /// after the lease's time to live).
+    var metadata: ClusterMetadataCache { watcher.cache }
+    var topicController: any TopicController { candidacy }
+
+    /// Leaves the cluster at once: a controller steps down first (its key deleted in a
+    /// fenced Txn, its lease revoked) so another broker is elected while this one still
+    /// registers; then the lease is revoked, so the key goes now rather than after the
+    /// lease's time to live.
     func leave(logger: Logger) async {
+        await candidacy.stop()
+        await registry.stop()
+        await watcher.stop()
         do {
             try await registration.deregister()
             logger.info("left the cluster: the etcd lease is revoked", metadata: ["key": "\(String(buffer: registration.key))"])

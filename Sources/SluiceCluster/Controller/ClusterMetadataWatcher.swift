@@ -1,0 +1,66 @@
+public import Logging
+import NIOCore
+import Synchronization
+
+/// Keeps a broker's `ClusterMetadataCache` current: one read of every key under
+/// `/sluice/<cluster>/`, then a watch of that prefix from the read's revision + 1, each
+/// event applied to a `ClusterKeyspace` and the new snapshot handed to the cache. Brokers
+/// never poll.
+///
+/// `EtcdWatch` resumes a broken stream from the revision after the last event received,
+/// so no event is missed across a disconnect. When it cannot (the history was compacted,
+/// or no etcd member could be watched for `ClusterLimits.watchReconnectFor`), the watcher
+/// reads everything again and watches from there: the cache then jumps to the current
+/// state in one update.
+public final class ClusterMetadataWatcher: Sendable {
+    public let cache: ClusterMetadataCache
+    public let keys: ClusterKeys
+    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    /// Reads the cluster's keys and starts watching them. Throws `GRPCStatus` when the
+    /// first read fails.
+    public static func start(client: EtcdClient, keys: ClusterKeys, logger: Logger) async throws -> ClusterMetadataWatcher {
+        let first = try await ClusterKeyspace.read(client: client, keys: keys)
+        let watcher = ClusterMetadataWatcher(keys: keys, cache: ClusterMetadataCache(first.snapshot))
+        let task = Task { await watcher.follow(first, client: client, logger: logger) }
+        watcher.task.withLock { $0 = task }
+        return watcher
+    }
+
+    private init(keys: ClusterKeys, cache: ClusterMetadataCache) {
+        self.keys = keys
+        self.cache = cache
+    }
+
+    /// Stops watching; the cache keeps its last snapshot.
+    public func stop() async {
+        let task = task.withLock { $0 }
+        task?.cancel()
+        await task?.value
+    }
+
+    private func follow(_ first: ClusterKeyspace, client: EtcdClient, logger: Logger) async {
+        var keyspace = first
+        let root = ByteBuffer(string: keys.root)
+        while !Task.isCancelled {
+            do {
+                for try await event in client.watch(prefix: root, from: keyspace.revision + 1) {
+                    keyspace.apply(event)
+                    // One update per event: the events of one Txn share a revision, and the
+                    // readers' rule keeps a half-applied Txn from showing a partial topic.
+                    cache.update(keyspace.snapshot)
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("the cluster metadata watch ended; reading everything again", metadata: ["error": "\(error)"])
+            }
+            guard let fresh = await retryingUntilAnswered("reading the cluster metadata", logger: logger, {
+                try await ClusterKeyspace.read(client: client, keys: keys)
+            }) else { return }
+            keyspace = fresh
+            cache.update(keyspace.snapshot)
+        }
+    }
+}
