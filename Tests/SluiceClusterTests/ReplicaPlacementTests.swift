@@ -27,6 +27,16 @@ struct ReplicaPlacementTests {
         #expect(try ReplicaPlacement(brokers: live.reversed()).place(partitions: 12, replicationFactor: 3) == placed)
     }
 
+    @Test("uneven racks: a rack with more brokers still holds one replica of a partition while others have room")
+    func unevenRacks() throws {
+        let live = brokers(["a", "a", "a", "b", "c"])
+        let placed = try ReplicaPlacement(brokers: live).place(partitions: 10, replicationFactor: 3)
+        for replicas in placed {
+            #expect(Set(replicas.map { live[Int($0) - 1].rack! }) == ["a", "b", "c"], "\(replicas)")
+        }
+        #expect(Dictionary(grouping: placed.map { $0[0] }, by: { $0 }).mapValues(\.count) == [1: 2, 2: 2, 3: 2, 4: 2, 5: 2])
+    }
+
     @Test("more replicas than racks: every rack first, then the rest; brokers without a rack are racks of their own")
     func fewerRacksThanReplicas() throws {
         let placed = try ReplicaPlacement(brokers: brokers(["a", "a", "b", "b"])).place(partitions: 4, replicationFactor: 3)

@@ -16,6 +16,7 @@ public final class ClusterMetadataWatcher: Sendable {
     public let cache: ClusterMetadataCache
     public let keys: ClusterKeys
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+    private let reads = Atomic<Int>(1)
 
     /// Reads the cluster's keys and starts watching them. Throws `GRPCStatus` when the
     /// first read fails.
@@ -31,6 +32,10 @@ public final class ClusterMetadataWatcher: Sendable {
         self.keys = keys
         self.cache = cache
     }
+
+    /// How many times it read every key: 1, plus one per watch that could not resume (a
+    /// resumed watch reads nothing again).
+    public var fullReads: Int { reads.load(ordering: .relaxed) }
 
     /// Stops watching; the cache keeps its last snapshot.
     public func stop() async {
@@ -60,6 +65,7 @@ public final class ClusterMetadataWatcher: Sendable {
                 try await ClusterKeyspace.read(client: client, keys: keys)
             }) else { return }
             keyspace = fresh
+            reads.add(1, ordering: .relaxed)
             cache.update(keyspace.snapshot)
         }
     }
