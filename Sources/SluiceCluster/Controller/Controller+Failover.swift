@@ -44,7 +44,7 @@ extension Controller {
     public func reconcile() async throws(ControllerError) -> [PartitionMove] {
         try await serially { () async throws(ControllerError) -> [PartitionMove] in
             var moved: [PartitionMove] = []
-            for _ in 0..<Self.attempts {
+            for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
                 let keyspace = try await self.readForWriting()
                 let live = Set(keyspace.brokers.keys)
                 var pending: [(move: PartitionMove, modRevision: Int64)] = []

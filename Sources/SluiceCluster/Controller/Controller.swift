@@ -25,9 +25,6 @@ public final class Controller: TopicController {
     private let active = Atomic<Bool>(true)
     private let queue = OneAtATime()
 
-    /// How many times an operation reads and tries again after concurrent changes.
-    static let attempts = 5
-
     public init(info: BrokerInfo, electionRevision: Int64, client: EtcdClient, keys: ClusterKeys, logger: Logger) {
         self.info = info
         self.electionRevision = electionRevision
@@ -52,7 +49,7 @@ public final class Controller: TopicController {
     ) async throws(ControllerError) -> ClusterTopic {
         precondition(partitions > 0, "a topic has at least one partition")
         return try await serially { () async throws(ControllerError) -> ClusterTopic in
-            for _ in 0..<Self.attempts {
+            for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
                 let keyspace = try await self.readForWriting()
                 if keyspace.topics[name] != nil { throw .topicExists(name) }
                 let live = keyspace.brokers.values.map(\.value)
@@ -101,7 +98,7 @@ public final class Controller: TopicController {
 
     public func deleteTopic(name: String) async throws(ControllerError) {
         try await serially { () async throws(ControllerError) in
-            for _ in 0..<Self.attempts {
+            for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
                 let keyspace = try await self.readForWriting()
                 guard let record = keyspace.topics[name] else { throw .unknownTopic(name) }
                 let prefix = self.keys.partitionsPrefix(of: name)
@@ -145,12 +142,12 @@ public final class Controller: TopicController {
 
     /// Deletes the controller key if it is still this term's (a fenced Txn), so the next
     /// election need not wait for the lease to expire. Throws `.fenced` when a successor
-    /// holds it; tries a few times when etcd does not answer (a connection that died while
+    /// holds it; tries `controllerAttempts` times when etcd does not answer (a connection that died while
     /// the process was paused), then throws `.etcd`.
     public func stepDown() async throws(ControllerError) {
         deactivate()
         var failure = ControllerError.etcd("no attempt")
-        for _ in 0..<Self.attempts {
+        for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
             do throws(ControllerError) {
                 _ = try await fencedTxn([], [.delete(keys.controller)])
                 return
