@@ -44,10 +44,14 @@ public final class Controller: TopicController {
 
     // MARK: Topics
 
+    /// See `TopicController`. The service layer has checked the name (`TopicName`'s rules:
+    /// never a `/`) and the partition count (at least 1) before asking; a bad one here is a
+    /// bug, stopped by a precondition.
     public func createTopic(
         name: String, partitions: UInt32, replicationFactor: UInt32, configs: [String: String]
     ) async throws(ControllerError) -> ClusterTopic {
         precondition(partitions > 0, "a topic has at least one partition")
+        precondition(!name.isEmpty && !name.contains("/"), "topic names never hold /: \(name)")
         return try await serially { () async throws(ControllerError) -> ClusterTopic in
             for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
                 let keyspace = try await self.readForWriting()
