@@ -45,7 +45,7 @@ struct ServeControllerTests {
         await watcher.stop()
     }
 
-    @Test("SIGKILL the broker leading a partition: the partition key names a new leader at epoch + 1, and the controller logs it")
+    @Test("SIGKILL the broker leading a partition: a new leader at epoch + 1, logged; the controller stopped with SIGTERM steps down first")
     func killedLeaderFailsOver() async throws {
         try await withEtcdCluster { members, client in
             try await withBrokers(members, client) { brokers, watcher, ready in
@@ -68,6 +68,17 @@ struct ServeControllerTests {
                     log.stderr.contains("broker \(victim) left: partitions moved:")
                         && log.stderr.contains("orders/\(partition) to broker \(state.leader ?? 0) at epoch 1")
                 }
+
+                // A controller stopped with SIGTERM steps down before it leaves: the key is
+                // gone (or already a successor's) when it has exited, and the last broker
+                // is elected without waiting for a lease to expire.
+                let key = try #require(try await client.kv.range(key: keys.controller).kvs.first)
+                #expect(await log.stop() == 0)
+                #expect(log.stderr.contains("stepped down as controller (elected at revision \(key.createRevision))"), "\(log.stderr)")
+                let holder = try await client.kv.range(key: keys.controller).kvs.first
+                #expect(holder == nil || holder?.createRevision != key.createRevision)
+                let last = try #require((UInt32(1)...3).first { $0 != controller && $0 != victim })
+                _ = try await firstSnapshot(of: watcher.cache, "broker \(last) elected") { $0.controller == last }
             }
         }
     }

@@ -146,12 +146,12 @@ public final class Controller: TopicController {
 
     /// Deletes the controller key if it is still this term's (a fenced Txn), so the next
     /// election need not wait for the lease to expire. Throws `.fenced` when a successor
-    /// holds it; tries `controllerAttempts` times when etcd does not answer (a connection that died while
-    /// the process was paused), then throws `.etcd`.
-    public func stepDown() async throws(ControllerError) {
+    /// holds it; tries up to `attempts` times when etcd does not answer (a connection that
+    /// died while the process was paused), then throws `.etcd`.
+    public func stepDown(attempts: Int = ClusterLimits.defaults.controllerAttempts.value) async throws(ControllerError) {
         deactivate()
         var failure = ControllerError.etcd("no attempt")
-        for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
+        for _ in 0..<attempts {
             do throws(ControllerError) {
                 _ = try await fencedTxn([], [.delete(keys.controller)])
                 return

@@ -79,17 +79,22 @@ public final class ControllerCandidacy: TopicController {
             let loss = await serve(controller, term: term, registry: registry, logger: logger)
             current.withLock { $0 = nil }
             if let loss { logger.warning("the controller lease is lost: this broker stopped acting as controller", metadata: ["reason": "\(loss)"]) }
-            do {
-                try await controller.stepDown()
-                logger.notice("stepped down as controller (elected at revision \(term.electionRevision))")
-            } catch {
-                // `.fenced` is logged by the controller; anything else leaves the key to its lease.
-                if error != .fenced(electionRevision: term.electionRevision) {
+            // Stopping cancels this task, and a cancelled etcd call fails at once: the step
+            // down runs in a task of its own, once (a broker shutting down does not wait on
+            // an etcd that does not answer; the lease ends the term then).
+            let attempts = Task.isCancelled ? 1 : ClusterLimits.defaults.controllerAttempts.value
+            await Task { [client] in
+                do throws(ControllerError) {
+                    try await controller.stepDown(attempts: attempts)
+                    logger.notice("stepped down as controller (elected at revision \(term.electionRevision))")
+                } catch .fenced {
+                    // Logged by the controller.
+                } catch {
                     logger.warning("could not delete the controller key; it goes when its lease expires", metadata: ["error": "\(error)"])
                 }
-            }
-            await term.keepAlive.stop()
-            _ = try? await client.lease.revoke(term.keepAlive.lease.id)
+                await term.keepAlive.stop()
+                _ = try? await client.lease.revoke(term.keepAlive.lease.id)
+            }.value
         }
     }
 
