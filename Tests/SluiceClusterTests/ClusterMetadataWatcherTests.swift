@@ -62,4 +62,24 @@ struct ClusterMetadataWatcherTests {
             for extra in [watching, others, survivors] { await extra.close() }
         }
     }
+
+    @Test("a watch tells when a response's events are all handed out, so a Txn's changes are published together")
+    func wholeTransactions() async throws {
+        try await withEtcdClient { _, client in
+            let start = try #require(try await client.kv.range(key: keys.controller).header?.revision)
+            let written = try await client.kv.txn(
+                compare: [], success: (0..<3).map { .put(keys.partition("t", UInt32($0)), PartitionState(newOn: [1]).encoded()) })
+            try await client.kv.put(key: keys.topic("t"), value: TopicRecord(configs: [:], partitions: 3).encoded())
+            var events = client.watch(prefix: ByteBuffer(string: keys.root), from: start + 1).makeAsyncIterator()
+            var buffered: [Bool] = []
+            for _ in 0..<4 {
+                _ = try #require(try await events.next())
+                buffered.append(events.hasBufferedEvents)
+            }
+            // Never done in the middle of the Txn; done after the last event. (A watch from a
+            // past revision gets both revisions in one response, a live one in two.)
+            #expect(Array(buffered.prefix(2)) == [true, true] && buffered.last == false,
+                    "\(buffered) for the Txn at revision \(written.header?.revision ?? 0) and the put after it")
+        }
+    }
 }

@@ -49,11 +49,13 @@ public final class ClusterMetadataWatcher: Sendable {
         let root = ByteBuffer(string: keys.root)
         while !Task.isCancelled {
             do {
-                for try await event in client.watch(prefix: root, from: keyspace.revision + 1) {
+                var events = client.watch(prefix: root, from: keyspace.revision + 1).makeAsyncIterator()
+                while let event = try await events.next() {
                     keyspace.apply(event)
-                    // One update per event: the events of one Txn share a revision, and the
-                    // readers' rule keeps a half-applied Txn from showing a partial topic.
-                    cache.update(keyspace.snapshot)
+                    // One update per watch response, which holds whole revisions: a Txn's
+                    // changes (a topic's creation, a failover of many partitions) reach
+                    // readers together, never half-applied.
+                    if !events.hasBufferedEvents { cache.update(keyspace.snapshot) }
                 }
             } catch is CancellationError {
                 return
