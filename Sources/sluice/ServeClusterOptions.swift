@@ -41,9 +41,13 @@ struct ServeClusterOptions: ParsableArguments {
         guard leaseTtl >= 1 else { throw ValidationError("--lease-ttl must be at least 1 second") }
     }
 
-    /// Registers the broker listening at `listening`; nil without `--cluster`. Throws a
-    /// message for the operator when it cannot.
-    func join(brokerID: UInt32, listening: HostPort, logger: Logger) async throws -> ClusterMembership? {
+    /// Registers the broker listening at `listening`, then watches the cluster's metadata
+    /// (into `metadata` when given: the cache the server was configured with) and stands
+    /// for controller; nil without `--cluster`. Throws a message for the operator when it
+    /// cannot.
+    func join(
+        brokerID: UInt32, listening: HostPort, metadata: ClusterMetadataCache? = nil, logger: Logger
+    ) async throws -> ClusterMembership? {
         guard let cluster else { return nil }
         let advertised = advertisedAddress ?? listening
         guard !["0.0.0.0", "::"].contains(advertised.host) else {
@@ -61,7 +65,7 @@ struct ServeClusterOptions: ParsableArguments {
             throw ClusterJoinError("cannot register broker \(brokerID) in \(cluster): \(error)")
         }
         do {
-            let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: logger)
+            let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, into: metadata, logger: logger)
             let registry = try await BrokerRegistry.start(client: client, keys: keys, logger: logger)
             let candidacy = ControllerCandidacy.start(
                 info, keys: keys, client: client, registry: registry, leaseTTLSeconds: leaseTtl, logger: logger)
@@ -76,8 +80,8 @@ struct ServeClusterOptions: ParsableArguments {
 
 /// A registered broker's hold on its cluster membership: its registration, the metadata
 /// it watches (`metadata`, what Produce, Subscribe and the Metadata RPC consult) and its
-/// candidacy for controller (`topicController`, the controller while this broker is
-/// elected, refusing with `notController` otherwise).
+/// candidacy for controller (`localController`, the controller while this broker is the
+/// elected one).
 struct ClusterMembership {
     let client: EtcdClient
     let registration: BrokerRegistration
@@ -86,7 +90,8 @@ struct ClusterMembership {
     let candidacy: ControllerCandidacy
 
     var metadata: ClusterMetadataCache { watcher.cache }
-    var topicController: any TopicController { candidacy }
+    /// The controller while this broker is the elected one; nil otherwise.
+    var localController: (any TopicController)? { candidacy.controller }
 
     /// Leaves the cluster at once: a controller steps down first (its key deleted in a
     /// fenced Txn, its lease revoked) so another broker is elected while this one still

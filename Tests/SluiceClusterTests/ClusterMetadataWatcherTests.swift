@@ -31,7 +31,10 @@ struct ClusterMetadataWatcherTests {
         try await withEtcdCluster { members, client in
             // The watcher's own client: on member 0 first, then 1 (EtcdConnector's order).
             let watching = testClient(members)
-            let watcher = try await ClusterMetadataWatcher.start(client: watching, keys: keys, logger: etcdTestLogger)
+            // Into a cache made before the broker joined, as `sluice serve` configures its server.
+            let placeholder = ClusterMetadataCache(ClusterKeyspace(keys: keys, revision: 0).snapshot)
+            let watcher = try await ClusterMetadataWatcher.start(client: watching, keys: keys, into: placeholder, logger: etcdTestLogger)
+            #expect(watcher.cache === placeholder && placeholder.snapshot.revision > 0)
             try await putBroker(1, keys: keys, client: client)
             _ = try await firstSnapshot(of: watcher.cache, "broker 1") { $0.brokers[1] != nil }
 

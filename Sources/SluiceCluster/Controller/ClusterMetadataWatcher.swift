@@ -18,11 +18,17 @@ public final class ClusterMetadataWatcher: Sendable {
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let reads = Atomic<Int>(1)
 
-    /// Reads the cluster's keys and starts watching them. Throws `GRPCStatus` when the
-    /// first read fails.
-    public static func start(client: EtcdClient, keys: ClusterKeys, logger: Logger) async throws -> ClusterMetadataWatcher {
+    /// Reads the cluster's keys and starts watching them, into `cache` when given (one the
+    /// server was configured with before the broker joined, holding a placeholder such as
+    /// `ClusterKeyspace(keys:revision: 0).snapshot`), else into a new one. Throws
+    /// `GRPCStatus` when the first read fails.
+    public static func start(
+        client: EtcdClient, keys: ClusterKeys, into cache: ClusterMetadataCache? = nil, logger: Logger
+    ) async throws -> ClusterMetadataWatcher {
         let first = try await ClusterKeyspace.read(client: client, keys: keys)
-        let watcher = ClusterMetadataWatcher(keys: keys, cache: ClusterMetadataCache(first.snapshot))
+        let fed = cache ?? ClusterMetadataCache(first.snapshot)
+        fed.update(first.snapshot)
+        let watcher = ClusterMetadataWatcher(keys: keys, cache: fed)
         let task = Task { await watcher.follow(first, client: client, logger: logger) }
         watcher.task.withLock { $0 = task }
         return watcher
