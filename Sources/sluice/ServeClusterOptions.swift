@@ -64,13 +64,16 @@ struct ServeClusterOptions: ParsableArguments {
             await client.close()
             throw ClusterJoinError("cannot register broker \(brokerID) in \(cluster): \(error)")
         }
+        var watcher: ClusterMetadataWatcher?
         do {
-            let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, into: metadata, logger: logger)
+            let started = try await ClusterMetadataWatcher.start(client: client, keys: keys, into: metadata, logger: logger)
+            watcher = started
             let registry = try await BrokerRegistry.start(client: client, keys: keys, logger: logger)
             let candidacy = ControllerCandidacy.start(
                 info, keys: keys, client: client, registry: registry, leaseTTLSeconds: leaseTtl, logger: logger)
-            return ClusterMembership(client: client, registration: registration, watcher: watcher, registry: registry, candidacy: candidacy)
+            return ClusterMembership(client: client, registration: registration, watcher: started, registry: registry, candidacy: candidacy)
         } catch {
+            await watcher?.stop()
             _ = try? await registration.deregister()
             await client.close()
             throw ClusterJoinError("cannot read the metadata of \(cluster): \(error)")
