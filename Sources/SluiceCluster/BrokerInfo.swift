@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 public import NIOCore
 
 /// What a broker says about itself in etcd, the value of `/sluice/<cluster>/brokers/<id>`.
@@ -29,19 +24,12 @@ public struct BrokerInfo: Codable, Sendable, Hashable, CustomStringConvertible {
 
     /// The value bytes described above.
     public func encoded() -> ByteBuffer {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        do {
-            return ByteBuffer(bytes: try encoder.encode(self))
-        } catch {
-            // A number and strings always encode.
-            preconditionFailure("BrokerInfo failed to encode: \(error)")
-        }
+        MetadataJSON.encode(self)
     }
 
     /// The info in a key's value; nil when it is not such a JSON object.
     public init?(decoding value: ByteBuffer) {
-        guard let info = try? JSONDecoder().decode(BrokerInfo.self, from: Data(value.readableBytesView)) else { return nil }
+        guard let info = MetadataJSON.decode(BrokerInfo.self, from: value) else { return nil }
         self = info
     }
 

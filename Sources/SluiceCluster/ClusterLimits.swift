@@ -1,8 +1,8 @@
-/// Every time limit of a broker's dealings with etcd, with its default and why it is that
-/// value: the one place they are stated, like `WireLimits`, `StorageLimits` and
+/// Every time and count limit of a broker's dealings with etcd, with its default and why it
+/// is that value: the one place they are stated, like `WireLimits`, `StorageLimits` and
 /// `BrokerLimits`. `EtcdConnector.Configuration`, `EtcdWatch.Options`,
-/// `EtcdLeaseKeepAlive`, `BrokerRegistration` and `sluice serve --lease-ttl` take their
-/// defaults from here; docs/limits.md ("Cluster") shows this table.
+/// `EtcdLeaseKeepAlive`, `BrokerRegistration`, the controller (`Controller`) and `sluice
+/// serve --lease-ttl` take their defaults from here; docs/limits.md ("Cluster") shows this table.
 ///
 /// Each limit is `(value, why)`; read the value as `ClusterLimits.defaults.NAME.value`.
 public struct ClusterLimits: Sendable {
@@ -15,4 +15,6 @@ public struct ClusterLimits: Sendable {
     public let etcdConnectTimeout = (value: Duration.seconds(3), why: "TCP connect and etcd's HTTP/2 SETTINGS, per endpoint tried: a live member on a LAN answers in milliseconds, so the next endpoint is tried soon")
     public let watchReconnectFor = (value: Duration.seconds(60), why: "how long a watch keeps reconnecting before it gives up: a member restart or a leader election takes seconds; past a minute the watcher reads the state again instead")
     public let retryPauseCap = (value: Duration.seconds(5), why: "the longest pause between attempts to reach an etcd that does not answer (registering again, reading the brokers again): retries stay cheap for etcd and recovery stays prompt")
+    public let partitionKeysPerTxn = (value: 100, why: "partition keys one controller Txn writes (a topic's creation, a failover): with the controller's fence and the topic key's compare it stays under etcd's default --max-txn-ops of 128, which limits a Txn's compares and its operations each")
+    public let controllerAttempts = (value: 5, why: "how many times a controller operation reads the keys again and retries after a compare on a key's revision failed (a concurrent change, not the fence): one controller makes every write, so a second conflict in a row is rare and a fifth means something else keeps writing")
 }

@@ -71,6 +71,12 @@ public struct EtcdWatch: AsyncSequence, Sendable {
 
         /// The first revision not yet received: where a new watch would resume.
         public var nextRevision: Int64 { cursor.nextRevision }
+
+        /// Whether events of the last response are still to be handed out. False after the
+        /// last event of a response: every event of its revisions has been handed out (etcd
+        /// sends a revision whole), so a consumer can publish a state that shows no
+        /// transaction half-applied.
+        public var hasBufferedEvents: Bool { cursor.hasBufferedEvents }
     }
 
     /// One iterator's state: its stream, the events of the last response not yet handed
@@ -90,6 +96,8 @@ public struct EtcdWatch: AsyncSequence, Sendable {
             self.watch = watch
             nextRevision = watch.startRevision
         }
+
+        var hasBufferedEvents: Bool { pendingIndex < pending.count }
 
         deinit {
             stream?.call.cancel()

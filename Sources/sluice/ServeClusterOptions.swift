@@ -41,9 +41,13 @@ struct ServeClusterOptions: ParsableArguments {
         guard leaseTtl >= 1 else { throw ValidationError("--lease-ttl must be at least 1 second") }
     }
 
-    /// Registers the broker listening at `listening`; nil without `--cluster`. Throws a
-    /// message for the operator when it cannot.
-    func join(brokerID: UInt32, listening: HostPort, logger: Logger) async throws -> ClusterMembership? {
+    /// Registers the broker listening at `listening`, then watches the cluster's metadata
+    /// (into `metadata` when given: the cache the server was configured with) and stands
+    /// for controller; nil without `--cluster`. Throws a message for the operator when it
+    /// cannot.
+    func join(
+        brokerID: UInt32, listening: HostPort, metadata: ClusterMetadataCache? = nil, logger: Logger
+    ) async throws -> ClusterMembership? {
         guard let cluster else { return nil }
         let advertised = advertisedAddress ?? listening
         guard !["0.0.0.0", "::"].contains(advertised.host) else {
@@ -51,26 +55,55 @@ struct ServeClusterOptions: ParsableArguments {
         }
         let client = EtcdClient(endpoints: cluster.endpoints, logger: logger)
         let info = BrokerInfo(id: brokerID, address: advertised.description, rack: rack)
+        let keys = ClusterKeys(clusterName: cluster.clusterName)
+        let registration: BrokerRegistration
         do {
-            let registration = try await BrokerRegistration.register(
-                info, keys: ClusterKeys(clusterName: cluster.clusterName), client: client, leaseTTLSeconds: leaseTtl,
-                logger: logger)
-            return ClusterMembership(client: client, registration: registration)
+            registration = try await BrokerRegistration.register(
+                info, keys: keys, client: client, leaseTTLSeconds: leaseTtl, logger: logger)
         } catch {
             await client.close()
             throw ClusterJoinError("cannot register broker \(brokerID) in \(cluster): \(error)")
         }
+        var watcher: ClusterMetadataWatcher?
+        do {
+            let started = try await ClusterMetadataWatcher.start(client: client, keys: keys, into: metadata, logger: logger)
+            watcher = started
+            let registry = try await BrokerRegistry.start(client: client, keys: keys, logger: logger)
+            let candidacy = ControllerCandidacy.start(
+                info, keys: keys, client: client, registry: registry, leaseTTLSeconds: leaseTtl, logger: logger)
+            return ClusterMembership(client: client, registration: registration, watcher: started, registry: registry, candidacy: candidacy)
+        } catch {
+            await watcher?.stop()
+            _ = try? await registration.deregister()
+            await client.close()
+            throw ClusterJoinError("cannot read the metadata of \(cluster): \(error)")
+        }
     }
 }
 
-/// A registered broker's hold on its cluster membership.
+/// A registered broker's hold on its cluster membership: its registration, the metadata
+/// it watches (`metadata`, what Produce, Subscribe and the Metadata RPC consult) and its
+/// candidacy for controller (`localController`, the controller while this broker is the
+/// elected one).
 struct ClusterMembership {
     let client: EtcdClient
     let registration: BrokerRegistration
+    let watcher: ClusterMetadataWatcher
+    let registry: BrokerRegistry
+    let candidacy: ControllerCandidacy
 
-    /// Leaves the cluster at once (the lease is revoked, so the key goes now rather than
-    /// after the lease's time to live).
+    var metadata: ClusterMetadataCache { watcher.cache }
+    /// The controller while this broker is the elected one; nil otherwise.
+    var localController: (any TopicController)? { candidacy.controller }
+
+    /// Leaves the cluster at once: a controller steps down first (its key deleted in a
+    /// fenced Txn, its lease revoked) so another broker is elected while this one still
+    /// registers; then the lease is revoked, so the key goes now rather than after the
+    /// lease's time to live.
     func leave(logger: Logger) async {
+        await candidacy.stop()
+        await registry.stop()
+        await watcher.stop()
         do {
             try await registration.deregister()
             logger.info("left the cluster: the etcd lease is revoked", metadata: ["key": "\(String(buffer: registration.key))"])

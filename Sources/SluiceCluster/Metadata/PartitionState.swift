@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 public import NIOCore
 
 /// Who holds a partition and who leads it: the value of
@@ -52,19 +47,12 @@ public struct PartitionState: Codable, Sendable, Hashable, CustomStringConvertib
     /// The value bytes described above.
     public func encoded() -> ByteBuffer {
         precondition(isWellFormed, "refusing to encode a malformed partition state: \(self)")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        do {
-            return ByteBuffer(bytes: try encoder.encode(self))
-        } catch {
-            preconditionFailure("PartitionState failed to encode: \(error)")
-        }
+        return MetadataJSON.encode(self)
     }
 
     /// The state in a key's value; nil when it is not such a JSON object or breaks a rule.
     public init?(decoding value: ByteBuffer) {
-        guard let state = try? JSONDecoder().decode(PartitionState.self, from: Data(value.readableBytesView)),
-              state.isWellFormed else { return nil }
+        guard let state = MetadataJSON.decode(PartitionState.self, from: value), state.isWellFormed else { return nil }
         self = state
     }
 

@@ -1,0 +1,47 @@
+public import NIOCore
+
+/// A topic's settings: the value of `/sluice/<cluster>/topics/<topic>`, written only by the
+/// controller, in the same fenced Txn as (or after) every partition key of the topic, so
+/// that a topic whose key exists has all its partitions.
+///
+/// On the wire: one UTF-8 JSON object, keys sorted (the config names too), no whitespace,
+/// for example `{"configs":{"retention.ms":"86400000"},"partitions":3}`:
+///
+/// - `configs`: object, config name to value, both strings, as `CreateTopic` took them
+///   (`{}` when none);
+/// - `partitions`: number, the partition count N: the keys `partitions/<topic>/0` to
+///   `partitions/<topic>/N-1` exist whenever this key does.
+///
+/// Readers ignore fields they do not know.
+public struct TopicRecord: Codable, Sendable, Hashable {
+    public var configs: [String: String]
+    public var partitions: UInt32
+
+    public init(configs: [String: String], partitions: UInt32) {
+        self.configs = configs
+        self.partitions = partitions
+    }
+
+    /// The value bytes described above.
+    public func encoded() -> ByteBuffer {
+        precondition(partitions > 0, "a topic has at least one partition")
+        return MetadataJSON.encode(self)
+    }
+
+    /// The record in a key's value; nil when it is not such a JSON object or names no partition.
+    public init?(decoding value: ByteBuffer) {
+        guard let record = MetadataJSON.decode(TopicRecord.self, from: value), record.partitions > 0 else { return nil }
+        self = record
+    }
+}
+
+extension ClusterKeys {
+    /// The topic a key directly under `topicsPrefix` names; nil for any other key.
+    public func topicName(of key: ByteBuffer) -> String? {
+        let prefix = topicsPrefix
+        guard key.readableBytes > prefix.readableBytes,
+              key.readableBytesView.starts(with: prefix.readableBytesView) else { return nil }
+        let name = String(decoding: key.readableBytesView.dropFirst(prefix.readableBytes), as: UTF8.self)
+        return name.contains("/") ? nil : name
+    }
+}
