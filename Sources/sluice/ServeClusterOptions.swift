@@ -41,6 +41,13 @@ struct ServeClusterOptions: ParsableArguments {
         guard leaseTtl >= 1 else { throw ValidationError("--lease-ttl must be at least 1 second") }
     }
 
+    /// The cache a broker in a cluster serves from, empty (revision 0: nothing read yet)
+    /// until `join` starts the watcher that feeds it; nil without `--cluster`.
+    func emptyMetadataCache() -> ClusterMetadataCache? {
+        guard let cluster else { return nil }
+        return ClusterMetadataCache(ClusterKeyspace(keys: ClusterKeys(clusterName: cluster.clusterName), revision: 0).snapshot)
+    }
+
     /// Registers the broker listening at `listening`, then watches the cluster's metadata
     /// (into `metadata` when given: the cache the server was configured with) and stands
     /// for controller; nil without `--cluster`. Throws a message for the operator when it

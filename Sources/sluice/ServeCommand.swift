@@ -5,6 +5,7 @@ import SluiceBroker
 import SluiceService
 import SluiceStorage
 import SluiceWire
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -147,6 +148,15 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         tuning.apply(to: &configuration)
+        // In a cluster the server answers from the metadata cache from its first request;
+        // the membership that feeds it and elects a controller exists only once it listens.
+        let membershipBox = Mutex<ClusterMembership?>(nil)
+        let metadata = cluster.emptyMetadataCache()
+        if let metadata {
+            configuration.cluster = ClusterContext(metadata: metadata, localController: {
+                membershipBox.withLock { $0?.localController }
+            })
+        }
 
         // Signals are taken before the socket is bound, so a signal right after the
         // "listening" line cannot kill the process ungracefully.
@@ -168,7 +178,8 @@ struct ServeCommand: AsyncParsableCommand {
         // Registered before the line below, so whoever waits for it finds the broker in etcd.
         let membership: ClusterMembership?
         do {
-            membership = try await cluster.join(brokerID: brokerID, listening: shown, logger: logger)
+            membership = try await cluster.join(brokerID: brokerID, listening: shown, metadata: metadata, logger: logger)
+            membershipBox.withLock { $0 = membership }
         } catch {
             await server.shutdown()
             fail("\(error)")
