@@ -1,5 +1,5 @@
 import SluiceAPI
-import SluiceBroker
+@testable import SluiceBroker
 import Synchronization
 import Testing
 
