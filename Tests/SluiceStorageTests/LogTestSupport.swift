@@ -2,6 +2,7 @@ import Dispatch
 import NIOCore
 import SluiceChecksum
 import SluiceStorage
+import SluiceTestSupport
 import Synchronization
 
 /// A clock the test moves by hand.
@@ -10,6 +11,17 @@ final class ManualClock: LogClock {
     init(_ start: Int64 = 1_700_000_000_000) { now = Mutex(start) }
     func nowMilliseconds() -> Int64 { now.withLock { $0 } }
     func advance(by milliseconds: Int64) { now.withLock { $0 += milliseconds } }
+}
+
+/// A log opened with `config` on `fileSystem` in a new temporary directory, which the
+/// test removes (`defer { directory.remove() }`).
+func temporaryLog(
+    _ config: LogConfig = smallConfig(), fileSystem: any StorageFileSystem = PosixFileSystem()
+) throws -> (directory: TemporaryDirectory, log: PartitionLog) {
+    let (directory, log) = try TemporaryDirectory.holding {
+        try PartitionLog.open(directory: $0.path, fileSystem: fileSystem, config: config)
+    }
+    return (directory, log)
 }
 
 /// A batch whose records are `payload`, with a correct CRC, timestamped now unless told.
