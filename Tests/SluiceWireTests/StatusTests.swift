@@ -59,13 +59,9 @@ import Testing
 
     @Test func messagesBeforeAnErrorStatusAreDelivered() async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let call = try await client.makeCall(path: "/test.Status/FailAfterTwo")
-            try await call.send(buffer(""))
-            try await call.finishSending()
+            let call = try await callSending([""], to: "/test.Status/FailAfterTwo", on: client)
             var received: [String] = []
-            let error = await #expect(throws: GRPCStatus.self) {
-                for try await message in call.responses { received.append(string(message)) }
-            }
+            let error = await #expect(throws: GRPCStatus.self) { try await readResponses(of: call, into: &received) }
             #expect(received == ["1", "2"])
             #expect(error == GRPCStatus(.aborted, "stopped after two"))
         }
