@@ -92,12 +92,20 @@ import Testing
         try await log.close()
     }
 
-    @Test func failedWriteFencesTheLog() async throws {
+    /// A log holding one batch whose file system now fails every write with `code`, and
+    /// the error its next append meets.
+    func logWhoseWritesFail(with code: Int32) async throws -> (
+        directory: TemporaryDirectory, fileSystem: InstrumentedFileSystem, log: PartitionLog, error: StorageIOError
+    ) {
         let (directory, fileSystem, log) = try instrumentedLog()
-        defer { directory.remove() }
         _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
-        fileSystem.update { $0.failWritesWith = ENOSPC }
-        let error = StorageIOError(errno: ENOSPC, operation: "pwrite", path: directory.path + "/00000000000000000000.log")
+        fileSystem.update { $0.failWritesWith = code }
+        return (directory, fileSystem, log, StorageIOError(errno: code, operation: "pwrite", path: directory.path + "/00000000000000000000.log"))
+    }
+
+    @Test func failedWriteFencesTheLog() async throws {
+        let (directory, fileSystem, log, error) = try await logWhoseWritesFail(with: ENOSPC)
+        defer { directory.remove() }
         await #expect(throws: LogError.diskFull(error)) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
         fileSystem.update { $0.failWritesWith = nil }
         // The disk has room again, but the log stays fenced with the first error.
@@ -117,11 +125,8 @@ import Testing
 
     @Test("a file system gone read-only is named as such, not as a permission problem")
     func readOnlyFileSystemIsNamed() async throws {
-        let (directory, fileSystem, log) = try instrumentedLog()
+        let (directory, _, log, error) = try await logWhoseWritesFail(with: EROFS)
         defer { directory.remove() }
-        _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
-        fileSystem.update { $0.failWritesWith = EROFS }
-        let error = StorageIOError(errno: EROFS, operation: "pwrite", path: directory.path + "/00000000000000000000.log")
         await #expect(throws: LogError.readOnlyFileSystem(error)) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
         let text = "\(LogError.readOnlyFileSystem(error))"
         #expect(text.hasPrefix("read-only file system: pwrite "), "\(text)")
