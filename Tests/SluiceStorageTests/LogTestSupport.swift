@@ -3,15 +3,6 @@ import NIOCore
 import SluiceChecksum
 import SluiceStorage
 import SluiceTestSupport
-import Synchronization
-
-/// A clock the test moves by hand.
-final class ManualClock: LogClock {
-    private let now: Mutex<Int64>
-    init(_ start: Int64 = 1_700_000_000_000) { now = Mutex(start) }
-    func nowMilliseconds() -> Int64 { now.withLock { $0 } }
-    func advance(by milliseconds: Int64) { now.withLock { $0 += milliseconds } }
-}
 
 /// A log opened with `config` on `fileSystem` in a new temporary directory, which the
 /// test removes (`defer { directory.remove() }`).
