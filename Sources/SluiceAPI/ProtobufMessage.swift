@@ -29,11 +29,6 @@ public struct ProtobufEncodingError: Error, Sendable, Equatable, CustomStringCon
     /// The start of the refused string (at most 64 characters), for the message.
     public var stringPrefix: String
 
-    public init(messageName: String, stringPrefix: String) {
-        self.messageName = messageName
-        self.stringPrefix = stringPrefix
-    }
-
     public var description: String {
         let shown = stringPrefix.unicodeScalars.map { $0 == "\0" ? "\\0" : String($0) }.joined()
         return "a string field of \(messageName) contains a NUL byte (\"\(shown)\"); it cannot be sent"
@@ -51,12 +46,6 @@ public struct ProtobufDecodingError: Error, Sendable, Equatable, CustomStringCon
     public var byteCount: Int
     /// Set when the encoding is well formed but a string field cannot be taken as sent.
     public var refusedString: RefusedString?
-
-    public init(messageName: String, byteCount: Int, refusedString: RefusedString? = nil) {
-        self.messageName = messageName
-        self.byteCount = byteCount
-        self.refusedString = refusedString
-    }
 
     public var description: String {
         guard let refusedString else {

@@ -23,13 +23,6 @@ public enum BenchPayload {
         public var sequence: Int
         public var runID: UInt64
 
-        public init(dueNanoseconds: Int64, sender: Int, sequence: Int, runID: UInt64) {
-            self.dueNanoseconds = dueNanoseconds
-            self.sender = sender
-            self.sequence = sequence
-            self.runID = runID
-        }
-
         public var messageID: UInt64 { UInt64(sender) << UInt64(BenchPayload.sequenceBits) | UInt64(sequence) }
     }
 

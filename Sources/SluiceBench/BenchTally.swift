@@ -22,8 +22,8 @@ final class BenchTally: Sendable {
         var errors: [String] = []
     }
 
+    /// What the progress line shows: counts to take rates from, and the latencies so far.
     struct Snapshot {
-        var sent: Int
         var acked: Int
         var consumed: Int
         var consumedBytes: Int
@@ -84,7 +84,7 @@ final class BenchTally: Sendable {
     func snapshot() -> Snapshot {
         state.withLock { state in
             Snapshot(
-                sent: state.sent, acked: state.acked, consumed: state.consumed, consumedBytes: state.consumedBytes,
+                acked: state.acked, consumed: state.consumed, consumedBytes: state.consumedBytes,
                 ackP99: state.ackLatency.percentile(99),
                 endToEndP99: state.endToEndLatency.percentile(99))
         }

@@ -33,11 +33,10 @@ extension GroupCommand {
     struct Describe: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a group's state, members, and per partition its committed offset, log end, lag and owner.")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Group name.") var name: String
+        @OptionGroup var target: GroupTarget
 
         func run() async throws {
-            let group = await options.withAdminClient { try await $0.describeGroup(named: name) }
+            let group = await target.options.withAdminClient { try await $0.describeGroup(named: target.name) }
             print(GroupText.describe(group), terminator: "")
         }
     }
@@ -47,8 +46,7 @@ extension GroupCommand {
             commandName: "reset-offsets",
             abstract: "Set a group's committed offsets for a topic (the group must have no members).",
             discussion: "Give exactly one target. Prints TOPIC PARTITION NEW-OFFSET per partition.")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Group name.") var name: String
+        @OptionGroup var target: GroupTarget
         @Option(help: "The topic whose offsets are set.") var topic: String
         @Option(help: "Comma-separated partitions; default all of the topic's.") var partitions: PartitionList?
         @Flag(help: "To the oldest retained offset.") var toEarliest = false
@@ -66,7 +64,7 @@ extension GroupCommand {
             if let toOffset, toOffset < 0 { throw ValidationError("--to-offset must be 0 or more") }
         }
 
-        var target: ResetOffsetsRequest.Target {
+        var resetTo: ResetOffsetsRequest.Target {
             if toEarliest { return .earliest(true) }
             if toLatest { return .latest(true) }
             if let toOffset { return .offset(toOffset) }
@@ -75,9 +73,9 @@ extension GroupCommand {
         }
 
         func run() async throws {
-            let target = target
-            let offsets = await options.withAdminClient {
-                try await $0.resetOffsets(group: name, topic: topic, partitions: partitions?.values ?? [], to: target, dryRun: dryRun)
+            let resetTo = resetTo
+            let offsets = await target.options.withAdminClient {
+                try await $0.resetOffsets(group: target.name, topic: topic, partitions: partitions?.values ?? [], to: resetTo, dryRun: dryRun)
             }
             var rows = [["TOPIC", "PARTITION", "NEW-OFFSET"]]
             for offset in offsets.sorted(by: { ($0.topic, $0.partition) < ($1.topic, $1.partition) }) {
@@ -90,14 +88,19 @@ extension GroupCommand {
 
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a group and its committed offsets (it must have no members).")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Group name.") var name: String
+        @OptionGroup var target: GroupTarget
 
         func run() async throws {
-            await options.withAdminClient { try await $0.deleteGroup(named: name) }
-            print("deleted group \(name)")
+            await target.options.withAdminClient { try await $0.deleteGroup(named: target.name) }
+            print("deleted group \(target.name)")
         }
     }
+}
+
+/// The broker and the group a group subcommand acts on.
+struct GroupTarget: ParsableArguments {
+    @OptionGroup var options: BrokerOptions
+    @Argument(help: "Group name.") var name: String
 }
 
 /// `--partitions 0,1,5`.

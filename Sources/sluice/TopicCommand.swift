@@ -45,6 +45,12 @@ struct BrokerOptions: ParsableArguments {
     }
 }
 
+/// The broker and the topic a topic subcommand acts on.
+struct TopicTarget: ParsableArguments {
+    @OptionGroup var options: BrokerOptions
+    @Argument(help: "Topic name.") var name: String
+}
+
 /// `key=value` for topic settings.
 struct Setting: ExpressibleByArgument {
     var key: String
@@ -104,19 +110,17 @@ extension TopicCommand {
 
     struct Describe: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a topic's settings and partitions.")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Topic name.") var name: String
+        @OptionGroup var target: TopicTarget
 
         func run() async throws {
-            let topic = await options.withAdminClient { try await $0.describeTopic(named: name) }
+            let topic = await target.options.withAdminClient { try await $0.describeTopic(named: target.name) }
             print(TopicText.describe(topic), terminator: "")
         }
     }
 
     struct Alter: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change a topic's settings (all or nothing).")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Topic name.") var name: String
+        @OptionGroup var target: TopicTarget
         @Option(help: "A setting to set, repeatable.") var set: [Setting] = []
         @Option(help: "A setting to return to its default, repeatable.") var reset: [String] = []
 
@@ -126,31 +130,29 @@ extension TopicCommand {
 
         func run() async throws {
             let settings = try set.dictionary()
-            let topic = await options.withAdminClient { try await $0.alterTopicConfig(named: name, set: settings, reset: reset) }
+            let topic = await target.options.withAdminClient { try await $0.alterTopicConfig(named: target.name, set: settings, reset: reset) }
             print(TopicText.describe(topic), terminator: "")
         }
     }
 
     struct AddPartitions: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Grow a topic to a larger partition count.")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Topic name.") var name: String
+        @OptionGroup var target: TopicTarget
         @Option(help: "The new total number of partitions.") var total: UInt32
 
         func run() async throws {
-            let topic = await options.withAdminClient { try await $0.createPartitions(named: name, totalCount: total) }
+            let topic = await target.options.withAdminClient { try await $0.createPartitions(named: target.name, totalCount: total) }
             print("topic \(topic.name) now has \(topic.partitionCount) partitions")
         }
     }
 
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a topic and its data.")
-        @OptionGroup var options: BrokerOptions
-        @Argument(help: "Topic name.") var name: String
+        @OptionGroup var target: TopicTarget
 
         func run() async throws {
-            await options.withAdminClient { try await $0.deleteTopic(named: name) }
-            print("deleted topic \(name)")
+            await target.options.withAdminClient { try await $0.deleteTopic(named: target.name) }
+            print("deleted topic \(target.name)")
         }
     }
 }

@@ -14,19 +14,30 @@ import Glibc
 /// every timing assertion is a lower bound (a loaded machine only makes latencies longer).
 @Suite(.timeLimit(.minutes(3)))
 struct BenchAgainstBrokerTests {
-    @Test func endToEndCountsEveryMessageOnceThenConsumeReadsTheBacklog() async throws {
-        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
-        defer { Task { await broker.stop() } }
-        var settings = BenchSettings(mode: .endToEnd)
+    /// A broker of its own for one test; syncs would only slow the runs down.
+    static func benchBroker() async throws -> ServedBroker {
+        try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+    }
+
+    /// A run of `mode` on `topic` of `broker`, bounded well inside the suite's time limit.
+    static func settings(_ mode: BenchSettings.Mode, on topic: String, of broker: ServedBroker) -> BenchSettings {
+        var settings = BenchSettings(mode: mode)
         settings.port = broker.port
-        settings.topic = "counts"
+        settings.topic = topic
+        settings.timeLimit = .seconds(120)
+        return settings
+    }
+
+    @Test func endToEndCountsEveryMessageOnceThenConsumeReadsTheBacklog() async throws {
+        let broker = try await Self.benchBroker()
+        defer { Task { await broker.stop() } }
+        var settings = Self.settings(.endToEnd, on: "counts", of: broker)
         settings.partitions = 4
         settings.producers = 2
         settings.consumers = 3
         settings.keyed = true
         settings.messageSize = 100
         settings.messages = 3001
-        settings.timeLimit = .seconds(120)
         let result = try await BenchRunner(settings: settings).run()
         #expect(result.errors == [])
         #expect(result.sent == 3001)
@@ -45,11 +56,8 @@ struct BenchAgainstBrokerTests {
         let second = try await BenchRunner(settings: settings).run()
         #expect(second.consumed == 500 && second.missing == 0 && second.duplicates == 0 && second.passed)
 
-        var catchUp = BenchSettings(mode: .consume)
-        catchUp.port = broker.port
-        catchUp.topic = "counts"
+        var catchUp = Self.settings(.consume, on: "counts", of: broker)
         catchUp.consumers = 2
-        catchUp.timeLimit = .seconds(120)
         let read = try await BenchRunner(settings: catchUp).run()
         #expect(read.backlog == 3501)
         #expect(read.consumed == 3501)
@@ -61,15 +69,12 @@ struct BenchAgainstBrokerTests {
     func produceRun(
         topic: String, partitions: Int = 1, producers: Int, messages: Int, acks: Acks
     ) async throws -> (result: BenchResult, broker: ServedBroker) {
-        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
-        var settings = BenchSettings(mode: .produce)
-        settings.port = broker.port
-        settings.topic = topic
+        let broker = try await Self.benchBroker()
+        var settings = Self.settings(.produce, on: topic, of: broker)
         settings.partitions = partitions
         settings.producers = producers
         settings.messages = messages
         settings.acks = acks
-        settings.timeLimit = .seconds(120)
         do {
             return (try await BenchRunner(settings: settings).run(), broker)
         } catch {
@@ -107,15 +112,12 @@ struct BenchAgainstBrokerTests {
     /// once and stops at the end instead of sending the whole overdue backlog (which would
     /// take minutes), and everything it did send is acknowledged and received once.
     @Test func anOfferAboveCapacityEndsWithItsDuration() async throws {
-        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        let broker = try await Self.benchBroker()
         defer { Task { await broker.stop() } }
-        var settings = BenchSettings(mode: .endToEnd)
-        settings.port = broker.port
-        settings.topic = "surge"
+        var settings = Self.settings(.endToEnd, on: "surge", of: broker)
         settings.producers = 2
         settings.rate = 1_000_000
         settings.duration = .seconds(2)
-        settings.timeLimit = .seconds(120)
         let result = try await BenchRunner(settings: settings).run()
         #expect(result.sent > 0 && result.sent < 2_000_000, "sent \(result.sent) of the 2,000,000 offered")
         #expect(result.acked == result.sent && result.failed == 0)
@@ -130,7 +132,7 @@ struct BenchAgainstBrokerTests {
     /// after the pause from their late send and show the stall in only ~60 latencies, below
     /// p99; timed from their due times, they put p99 near the pause.
     @Test func aPausedBrokerShowsInTheLatencies() async throws {
-        let broker = try await ServedBroker(["--fsync", "never"], label: "sluice-bench-test")
+        let broker = try await Self.benchBroker()
         defer { Task { await broker.stop() } }
         let bench = try SluiceProcess(
             ["bench", "end-to-end", "--broker", broker.argument, "--topic", "paused", "--rate", "2000",

@@ -1,6 +1,6 @@
 import NIOCore
 import SluiceAPI
-import SluiceBench
+@testable import SluiceBench
 import SluiceClient
 import Testing
 

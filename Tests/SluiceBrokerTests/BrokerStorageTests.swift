@@ -133,10 +133,7 @@ import Testing
 
     @Test func retentionMovesTheLogStartAndStrandedSubscribersGetOutOfRange() async throws {
         let clock = ManualClock()
-        let broker = try await InProcessBroker.start {
-            $0.storage.fileSystem = SimulatedFileSystem()
-            $0.storage.clock = clock
-        }
+        let broker = try await InProcessBroker.startSimulated(clock: clock)
         _ = try await broker.admin.createTopic(CreateTopicRequest(name: "old", partitions: 1, configs: ["segment.bytes": "1024"]))
         var producer = try await ProduceStream(broker.connection)
         for index in 0..<40 {
@@ -189,10 +186,7 @@ import Testing
 
     @Test func idleActiveSegmentsRollByAgeSoRetentionCanDeleteThem() async throws {
         let clock = ManualClock()
-        let broker = try await InProcessBroker.start {
-            $0.storage.fileSystem = SimulatedFileSystem()
-            $0.storage.clock = clock
-        }
+        let broker = try await InProcessBroker.startSimulated(clock: clock)
         _ = try await broker.admin.createTopic(CreateTopicRequest(
             name: "idle", partitions: 1, configs: ["segment.ms": "1000", "retention.ms": "5000"]))
         var producer = try await ProduceStream(broker.connection)

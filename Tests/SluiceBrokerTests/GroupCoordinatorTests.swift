@@ -149,10 +149,7 @@ struct GroupCoordinatorTests {
         #expect(groups.expireSilentMembers() == 0)
         clock.advance(ms: 600)
         #expect(groups.expireSilentMembers() == 1)
-        guard case .expelled(let reason)? = silent.channel.ending else {
-            Issue.record("the silent member's stream did not end: \(String(describing: silent.channel.ending))")
-            return
-        }
+        guard let reason = silent.expelledReason(otherwise: "the silent member's stream did not end") else { return }
         #expect(reason.contains("session expired"))
         talker.update()
         #expect(talker.assigned == groupPartitions("t", 0...5))
@@ -173,10 +170,7 @@ struct GroupCoordinatorTests {
             groups.heard(group: "g", member: newcomer.memberID)
             groups.expireSilentMembers()
         }
-        guard case .expelled(let reason)? = holder.channel.ending else {
-            Issue.record("a member sitting on a revocation stayed: \(String(describing: holder.channel.ending))")
-            return
-        }
+        guard let reason = holder.expelledReason(otherwise: "a member sitting on a revocation stayed") else { return }
         #expect(reason.contains("not acknowledged"))
         newcomer.update()
         #expect(newcomer.assigned == groupPartitions("t", 0...5))
@@ -236,10 +230,7 @@ struct GroupCoordinatorTests {
         // Never drained: every rebalance queues an assignment (and a revocation).
         var others: [MemberView] = []
         for _ in 0..<4 where stalled.channel.ending == nil { others.append(try groups.join()) }
-        guard case .expelled(let reason)? = stalled.channel.ending else {
-            Issue.record("a member that never reads stayed in the group")
-            return
-        }
+        guard let reason = stalled.expelledReason(otherwise: "a member that never reads stayed in the group") else { return }
         #expect(reason.contains("did not read"))
         #expect(try groups.describeGroup("g").members.count == others.count)
     }

@@ -1,5 +1,5 @@
 import SluiceAPI
-import SluiceBroker
+@testable import SluiceBroker
 import Synchronization
 import Testing
 
@@ -72,6 +72,16 @@ struct MemberView {
         set { told.revocations = newValue }
     }
     var pendingRevocation: Set<GroupPartition> { revocations.last ?? [] }
+
+    /// Why the coordinator expelled this member; nil, and an issue saying `otherwise`, when
+    /// its stream has not ended that way.
+    func expelledReason(otherwise: String, sourceLocation: SourceLocation = #_sourceLocation) -> String? {
+        guard case .expelled(let reason)? = channel.ending else {
+            Issue.record("\(otherwise): \(String(describing: channel.ending))", sourceLocation: sourceLocation)
+            return nil
+        }
+        return reason
+    }
 }
 
 func groupPartitions(_ topic: String, _ numbers: ClosedRange<UInt32>) -> Set<GroupPartition> {

@@ -28,11 +28,19 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    /// A Health Watch of `service`, its request sent.
+    func watchHealth(
+        of service: String, on broker: InProcessBroker
+    ) async throws -> ProtobufCall<HealthCheckRequest, HealthCheckResponse> {
+        let watch = try await ProtobufCall<HealthCheckRequest, HealthCheckResponse>(broker.connection, path: "/grpc.health.v1.Health/Watch")
+        try await watch.send(HealthCheckRequest(service: service))
+        try await watch.finishSending()
+        return watch
+    }
+
     @Test func watchStreamsChangesAndEndsAtShutdown() async throws {
         let broker = try await InProcessBroker.start()
-        let watch = try await ProtobufCall<HealthCheckRequest, HealthCheckResponse>(broker.connection, path: "/grpc.health.v1.Health/Watch")
-        try await watch.send(HealthCheckRequest(service: "sluice.v1.Broker"))
-        try await watch.finishSending()
+        let watch = try await watchHealth(of: "sluice.v1.Broker", on: broker)
         var responses = watch.responses.makeAsyncIterator()
         #expect(try await responses.next()?.status == .serving)
 
@@ -51,9 +59,7 @@ import Testing
 
     @Test func watchOfAnUnknownServiceSaysServiceUnknown() async throws {
         let broker = try await InProcessBroker.start()
-        let watch = try await ProtobufCall<HealthCheckRequest, HealthCheckResponse>(broker.connection, path: "/grpc.health.v1.Health/Watch")
-        try await watch.send(HealthCheckRequest(service: "no.such.Service"))
-        try await watch.finishSending()
+        let watch = try await watchHealth(of: "no.such.Service", on: broker)
         var responses = watch.responses.makeAsyncIterator()
         #expect(try await responses.next()?.status == .serviceUnknown)
         watch.cancel()

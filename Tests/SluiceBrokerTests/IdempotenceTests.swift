@@ -4,7 +4,7 @@ import SluiceAPI
 import SluiceBroker
 import SluiceClient
 import SluiceService
-import SluiceStorage
+@testable import SluiceStorage
 import SluiceTestSupport
 import SluiceWire
 import Testing

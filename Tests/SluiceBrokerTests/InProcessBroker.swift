@@ -4,6 +4,7 @@ import SluiceAPI
 import SluiceBroker
 import SluiceClient
 import SluiceService
+import SluiceStorage
 import SluiceTestSupport
 import SluiceWire
 import Testing
@@ -34,6 +35,15 @@ struct InProcessBroker {
         let connection = try await GRPCClientConnection.connect(
             GRPCClientConfiguration(host: "127.0.0.1", port: address.port), logger: logger)
         return InProcessBroker(server: server, connection: connection, directory: directory, port: address.port)
+    }
+
+    /// A broker whose partition logs live in a `SimulatedFileSystem` and read `clock`, so a
+    /// test moves time for retention and rolling without waiting.
+    static func startSimulated(clock: ManualClock) async throws -> InProcessBroker {
+        try await start {
+            $0.storage.fileSystem = SimulatedFileSystem()
+            $0.storage.clock = clock
+        }
     }
 
     var admin: SluiceAdminClient { SluiceAdminClient(connection: connection) }

@@ -41,16 +41,27 @@ struct OfflinePartitionTests {
         try Data(repeating: 0x5A, count: 28).write(to: URL(fileURLWithPath: checkpoint))
     }
 
+    /// Starts a broker in `directory`, lets `prepare` write through it, stops it, lets
+    /// `damage` change the files while no broker has them open, and starts a broker on
+    /// them again.
+    func restartedAfterDamage<Prepared>(
+        in directory: TemporaryDirectory, prepare: (InProcessBroker) async throws -> Prepared,
+        damage: (Prepared) throws -> Void
+    ) async throws -> InProcessBroker {
+        let broker = try await InProcessBroker.start(directory: directory)
+        let prepared = try await prepare(broker)
+        await broker.stop()
+        try damage(prepared)
+        return try await InProcessBroker.start(directory: directory)
+    }
+
     @Test("a corrupt checkpoint: describe says offline and why, subscribe fails UNAVAILABLE with it, other partitions serve")
     func corruptCheckpointIsOfflineNotEmpty() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
-        var broker = try await InProcessBroker.start(directory: directory)
-        let topic = try await ordersWithTwoPartitions(broker)
-        await broker.stop()
-        try Self.corruptCheckpoint(of: topic, in: directory)
-
-        broker = try await InProcessBroker.start(directory: directory)
+        let broker = try await restartedAfterDamage(in: directory, prepare: ordersWithTwoPartitions) {
+            try Self.corruptCheckpoint(of: $0, in: directory)
+        }
         let described = try await broker.admin.describeTopic(named: "orders")
         let offline = try #require(described.partitions.first { $0.partition == 1 })
         #expect(offline.offline)
@@ -83,15 +94,15 @@ struct OfflinePartitionTests {
     func groupsNameOfflinePartitions() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
-        var broker = try await InProcessBroker.start(directory: directory)
-        let topic = try await ordersWithTwoPartitions(broker)
-        let _: CommitOffsetsResponse = try await broker.unary(Self.groups + "CommitOffsets", CommitOffsetsRequest(
-            group: "g", memberId: "", generation: -1,
-            offsets: [OffsetCommit(topic: "orders", partition: 0, offset: 1), OffsetCommit(topic: "orders", partition: 1, offset: 1)]))
-        await broker.stop()
-        try Self.corruptCheckpoint(of: topic, in: directory)
-
-        broker = try await InProcessBroker.start(directory: directory)
+        let broker = try await restartedAfterDamage(in: directory) { broker in
+            let topic = try await ordersWithTwoPartitions(broker)
+            let _: CommitOffsetsResponse = try await broker.unary(Self.groups + "CommitOffsets", CommitOffsetsRequest(
+                group: "g", memberId: "", generation: -1,
+                offsets: [OffsetCommit(topic: "orders", partition: 0, offset: 1), OffsetCommit(topic: "orders", partition: 1, offset: 1)]))
+            return topic
+        } damage: {
+            try Self.corruptCheckpoint(of: $0, in: directory)
+        }
         let described: DescribeGroupResponse = try await broker.unary(Self.groups + "DescribeGroup", DescribeGroupRequest(group: "g"))
         let lags = try #require(described.group).partitions
         let offline = try #require(lags.first { $0.partition == 1 })
@@ -118,18 +129,17 @@ struct OfflinePartitionTests {
     func cutSegmentIsOffline() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
-        var broker = try await InProcessBroker.start(directory: directory)
-        let topic = try await broker.admin.createTopic(CreateTopicRequest(name: "cut", partitions: 2))
-        try await produce(broker, "cut", partition: 1, ["x0", "x1", "x2"])
-        await broker.stop()
-
-        let partition = Self.partitionDirectory(directory.path + "/data", topic: topic, index: 1)
-        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: partition).first { $0.hasSuffix(".log") })
-        let path = partition + "/" + segment
-        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
-        #expect(truncate(path, off_t(size - 5)) == 0)
-
-        broker = try await InProcessBroker.start(directory: directory)
+        let broker = try await restartedAfterDamage(in: directory) { broker in
+            let topic = try await broker.admin.createTopic(CreateTopicRequest(name: "cut", partitions: 2))
+            try await produce(broker, "cut", partition: 1, ["x0", "x1", "x2"])
+            return topic
+        } damage: { topic in
+            let partition = Self.partitionDirectory(directory.path + "/data", topic: topic, index: 1)
+            let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: partition).first { $0.hasSuffix(".log") })
+            let path = partition + "/" + segment
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+            #expect(truncate(path, off_t(size - 5)) == 0)
+        }
         let described = try await broker.admin.describeTopic(named: "cut")
         let offline = try #require(described.partitions.first { $0.partition == 1 })
         #expect(offline.offline)

@@ -3,7 +3,6 @@ import SluiceAPI
 import SluiceChecksum
 import SluiceStorage
 import SluiceWire
-import Synchronization
 import Testing
 
 /// Batches as a producer builds them: a serialized `Records` message and its CRC32C.
@@ -102,13 +101,6 @@ extension StartPosition {
     static var latest: StartPosition { StartPosition(position: .latest(true)) }
     static func offset(_ offset: Int64) -> StartPosition { StartPosition(position: .offset(offset)) }
     static func timestamp(_ ms: Int64) -> StartPosition { StartPosition(position: .timestampMs(ms)) }
-}
-
-/// A clock the test moves by hand (rolling and retention by age).
-final class ManualClock: LogClock {
-    private let now = Mutex<Int64>(1_700_000_000_000)
-    func nowMilliseconds() -> Int64 { now.withLock { $0 } }
-    func advance(byMilliseconds ms: Int64) { now.withLock { $0 += ms } }
 }
 
 /// Produces `values` as one batch to `partition` of `topic` on a stream of its own and

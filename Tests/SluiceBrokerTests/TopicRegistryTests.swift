@@ -10,6 +10,12 @@ private func openRegistry(_ directory: TemporaryDirectory,
                       logger: Logger(label: "test"))
 }
 
+/// A registry in a new temporary directory, which the test removes.
+private func newRegistry() throws -> (directory: TemporaryDirectory, registry: TopicRegistry) {
+    let (directory, registry) = try TemporaryDirectory.holding { try openRegistry($0) }
+    return (directory, registry)
+}
+
 @Suite(.timeLimit(.minutes(1))) struct TopicNameTests {
     @Test(arguments: ["a", "orders", "Orders.v2", "a_b-c.d", "...", "-", String(repeating: "x", count: 249)])
     func acceptsValidNames(_ name: String) throws {
@@ -24,9 +30,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
 
 @Suite(.timeLimit(.minutes(1))) struct TopicRegistryTests {
     @Test func createDescribeListDelete() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
 
         let created = try registry.createTopic(named: "orders", partitions: 3, configs: ["retention.ms": "86400000"])
         #expect(created.partitionCount == 3)
@@ -55,9 +60,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func rejectsBadCreations() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         _ = try registry.createTopic(named: "orders", partitions: 1)
 
         expectBrokerError(.topicAlreadyExists, containing: "orders") { _ = try registry.createTopic(named: "orders", partitions: 2) }
@@ -78,9 +82,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func validateOnlyStoresNothing() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         let answer = try registry.createTopic(named: "dry", partitions: 4, validateOnly: true)
         #expect(answer.partitionCount == 4)
         #expect(registry.topics().isEmpty)
@@ -96,18 +99,16 @@ private func openRegistry(_ directory: TemporaryDirectory,
         ("min.insync.replicas", "0"), ("retention.ms", "99999999999999999999"),
     ])
     func rejectsBadSettingValues(_ key: String, _ value: String) throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         expectBrokerError(.invalidConfig, containing: key) {
             _ = try registry.createTopic(named: "t", partitions: 1, configs: [key: value])
         }
     }
 
     @Test func acceptsEdgeSettingValues() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         let topic = try registry.createTopic(named: "t", partitions: 1, configs: [
             "retention.ms": "-1", "retention.bytes": "0", "segment.bytes": "1024", "segment.ms": "1",
             "max.message.bytes": "4193280", "message.timestamp.type": "LogAppendTime",
@@ -122,9 +123,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func valuesAreStoredCanonically() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         let topic = try registry.createTopic(named: "t", partitions: 1, configs: ["retention.ms": "+0042"])
         #expect(topic.configOverrides == ["retention.ms": "42"])
     }
@@ -142,9 +142,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func alterSetsAndResetsAllOrNothing() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         _ = try registry.createTopic(named: "t", partitions: 1, configs: ["retention.ms": "1000", "segment.ms": "5000"])
 
         let altered = try registry.alterTopicConfig(named: "t", set: ["retention.bytes": "4096"], reset: ["retention.ms"])
@@ -166,9 +165,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func partitionsOnlyGrow() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         _ = try registry.createTopic(named: "t", partitions: 2)
         expectBrokerError(.invalidPartitionCount, containing: "larger") { _ = try registry.createPartitions(named: "t", totalCount: 2) }
         expectBrokerError(.invalidPartitionCount) { _ = try registry.createPartitions(named: "t", totalCount: 1) }
@@ -231,9 +229,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func fileIsTheDocumentedJSON() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         let topic = try registry.createTopic(named: "orders", partitions: 3, configs: ["retention.ms": "1000"])
         let text = try directory.read("topics.json")
         #expect(text.hasPrefix("{\n"))
@@ -246,9 +243,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func aFailedWriteChangesNothing() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         _ = try registry.createTopic(named: "kept", partitions: 1)
         let before = try directory.read("topics.json")
         // A directory where the temporary file goes makes its creation fail (EISDIR).
@@ -267,9 +263,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func noChangesAfterTheDirectoryIsReleased() throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         _ = try registry.createTopic(named: "kept", partitions: 1)
         registry.directory.close()
         expectBrokerError(.shuttingDown) { _ = try registry.createTopic(named: "late", partitions: 1) }
@@ -279,9 +274,8 @@ private func openRegistry(_ directory: TemporaryDirectory,
     }
 
     @Test func concurrentChangesAreAllKept() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, registry) = try newRegistry()
         defer { directory.remove() }
-        let registry = try openRegistry(directory)
         let count = 64
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<count {

@@ -66,14 +66,17 @@ struct ClientDeadlineTests {
         }
     }
 
+    func expectDeliveryTimedOut(_ error: (any Error)?, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard case .deliveryTimedOut? = error as? ProducerError else {
+            Issue.record("expected deliveryTimedOut, got \(String(describing: error))", sourceLocation: sourceLocation)
+            return
+        }
+    }
+
     @Test("send ends with deliveryTimedOut", arguments: Silence.allCases)
     func producerSend(_ kind: Silence) async throws {
         try await withConnectedProducer(kind) { producer in
-            let error = await thrownError { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "silent")) }
-            guard case .deliveryTimedOut? = error as? ProducerError else {
-                Issue.record("expected deliveryTimedOut, got \(String(describing: error))")
-                return
-            }
+            expectDeliveryTimedOut(await thrownError { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "silent")) })
             await producer.close(timeout: .zero)
         }
     }
@@ -84,11 +87,7 @@ struct ClientDeadlineTests {
             let delivery = try await producer.enqueue(topic: "orders", value: ByteBuffer(string: "silent"))
             await producer.flush()
             #expect(delivery.isComplete, "flush returns once every record it waited for is answered or failed")
-            let error = await thrownError { _ = try await delivery.result() }
-            guard case .deliveryTimedOut? = error as? ProducerError else {
-                Issue.record("expected deliveryTimedOut, got \(String(describing: error))")
-                return
-            }
+            expectDeliveryTimedOut(await thrownError { _ = try await delivery.result() })
             await producer.close(timeout: .zero)
         }
     }

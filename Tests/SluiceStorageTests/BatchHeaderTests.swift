@@ -1,6 +1,6 @@
 import NIOCore
 import SluiceChecksum
-import SluiceStorage
+@testable import SluiceStorage
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct BatchHeaderTests {

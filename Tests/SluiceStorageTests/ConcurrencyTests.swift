@@ -121,9 +121,8 @@ import Testing
     }
 
     @Test func corruptCheckpointIsReported() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog()
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig())
         _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
         try await log.close()
         var bytes = try readWholeFile(directory.path + "/checkpoint")

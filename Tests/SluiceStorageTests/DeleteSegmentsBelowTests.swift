@@ -1,5 +1,5 @@
 import NIOCore
-import SluiceStorage
+@testable import SluiceStorage
 import SluiceTestSupport
 import Testing
 

@@ -7,11 +7,19 @@ import Testing
 
 /// Group commit, fsync policies, and fencing after a failed write or sync.
 @Suite(.timeLimit(.minutes(2))) struct DurabilityTests {
-    @Test func appendsArrivingDuringASyncShareTheNextOne() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
+    /// A log opened with `config` on an `InstrumentedFileSystem`, in a new temporary
+    /// directory the test removes.
+    func instrumentedLog(
+        _ config: LogConfig = smallConfig()
+    ) throws -> (directory: TemporaryDirectory, fileSystem: InstrumentedFileSystem, log: PartitionLog) {
         let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+        let (directory, log) = try temporaryLog(config, fileSystem: fileSystem)
+        return (directory, fileSystem, log)
+    }
+
+    @Test func appendsArrivingDuringASyncShareTheNextOne() async throws {
+        let (directory, fileSystem, log) = try instrumentedLog()
+        defer { directory.remove() }
         let syncsAtOpen = fileSystem.syncCount
         fileSystem.syncs.hold(1)
         let first = Task { try await log.append(makeBatch([0]), leaderEpoch: 0) }
@@ -34,10 +42,8 @@ import Testing
     }
 
     @Test func concurrentAppendsUnderAlwaysAreAllDurableAndOrdered() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, fileSystem, log) = try instrumentedLog()
         defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
         let syncsAtOpen = fileSystem.syncCount
         let results = try await withThrowingTaskGroup(of: AppendResult.self) { group in
             for index in 0..<200 {
@@ -57,11 +63,8 @@ import Testing
     }
 
     @Test func neverPolicySyncsOnlyWhenAsked() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, fileSystem, log) = try instrumentedLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(
-            directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .never))
         let syncsAtOpen = fileSystem.syncCount
         for index in 0..<10 { _ = try await log.append(makeBatch([UInt8(index)]), leaderEpoch: 0) }
         #expect(fileSystem.syncCount == syncsAtOpen)
@@ -75,11 +78,8 @@ import Testing
     }
 
     @Test func intervalPolicyReturnsBeforeSyncAndFlushForcesIt() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, fileSystem, log) = try instrumentedLog(smallConfig(fsync: .interval(milliseconds: 60_000)))
         defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(
-            directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .interval(milliseconds: 60_000)))
         fileSystem.syncs.hold(1)
         // Returns although no sync can complete.
         #expect(try await log.append(makeBatch([1]), leaderEpoch: 0).baseOffset == 0)
@@ -92,14 +92,20 @@ import Testing
         try await log.close()
     }
 
-    @Test func failedWriteFencesTheLog() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
+    /// A log holding one batch whose file system now fails every write with `code`, and
+    /// the error its next append meets.
+    func logWhoseWritesFail(with code: Int32) async throws -> (
+        directory: TemporaryDirectory, fileSystem: InstrumentedFileSystem, log: PartitionLog, error: StorageIOError
+    ) {
+        let (directory, fileSystem, log) = try instrumentedLog()
         _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
-        fileSystem.update { $0.failWritesWith = ENOSPC }
-        let error = StorageIOError(errno: ENOSPC, operation: "pwrite", path: directory.path + "/00000000000000000000.log")
+        fileSystem.update { $0.failWritesWith = code }
+        return (directory, fileSystem, log, StorageIOError(errno: code, operation: "pwrite", path: directory.path + "/00000000000000000000.log"))
+    }
+
+    @Test func failedWriteFencesTheLog() async throws {
+        let (directory, fileSystem, log, error) = try await logWhoseWritesFail(with: ENOSPC)
+        defer { directory.remove() }
         await #expect(throws: LogError.diskFull(error)) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
         fileSystem.update { $0.failWritesWith = nil }
         // The disk has room again, but the log stays fenced with the first error.
@@ -119,13 +125,8 @@ import Testing
 
     @Test("a file system gone read-only is named as such, not as a permission problem")
     func readOnlyFileSystemIsNamed() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, _, log, error) = try await logWhoseWritesFail(with: EROFS)
         defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
-        _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
-        fileSystem.update { $0.failWritesWith = EROFS }
-        let error = StorageIOError(errno: EROFS, operation: "pwrite", path: directory.path + "/00000000000000000000.log")
         await #expect(throws: LogError.readOnlyFileSystem(error)) { try await log.append(makeBatch([2]), leaderEpoch: 0) }
         let text = "\(LogError.readOnlyFileSystem(error))"
         #expect(text.hasPrefix("read-only file system: pwrite "), "\(text)")
@@ -139,10 +140,8 @@ import Testing
     }
 
     @Test func failedSyncIsNeverAcknowledged() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, fileSystem, log) = try instrumentedLog()
         defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig())
         _ = try await log.append(makeBatch([1]), leaderEpoch: 0)
         fileSystem.update { $0.failSyncsWith = EIO }
         let failure = LogError.io(StorageIOError(errno: EIO, operation: "fdatasync", path: "(injected)"))
@@ -157,11 +156,8 @@ import Testing
     }
 
     @Test func truncationFailsWaitersForRemovedOffsets() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, fileSystem, log) = try instrumentedLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let fileSystem = InstrumentedFileSystem()
-        let log = try PartitionLog.open(
-            directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .never))
         _ = try log.appendBuffered(makeBatch([1]), leaderEpoch: 0)
         try await log.flush()
         fileSystem.syncs.hold(1)
@@ -193,9 +189,8 @@ import Testing
     }
 
     @Test func closedLogRefusesWork() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog()
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig())
         try await log.close()
         try await log.close()
         #expect(throws: LogError.closed) { try log.appendBuffered(makeBatch([1]), leaderEpoch: 0) }

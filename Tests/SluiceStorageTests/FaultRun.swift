@@ -1,19 +1,8 @@
 import Glibc
 import NIOCore
 import SluiceTestSupport
-import Synchronization
 import Testing
 @testable import SluiceStorage
-
-/// A clock the fault runs move by hand, so rolling and retention by age are seeded too.
-final class ManualLogClock: LogClock {
-    private let now: Atomic<Int64>
-
-    init(_ start: Int64) { now = Atomic(start) }
-
-    func nowMilliseconds() -> Int64 { now.load(ordering: .relaxed) }
-    func advance(by milliseconds: Int64) { now.add(milliseconds, ordering: .relaxed) }
-}
 
 struct FaultRunFailure: Error, CustomStringConvertible {
     var description: String
@@ -38,7 +27,8 @@ struct FaultRun {
     let seed: UInt64
     private var random: SeededRandom
     private let system: SimulatedFileSystem
-    private let clock = ManualLogClock(DeterministicBatches.baseTimestamp)
+    /// Moved by hand, so rolling and retention by age are seeded too.
+    private let clock = ManualClock(DeterministicBatches.baseTimestamp)
     private let config: LogConfig
     private let workload: DeterministicBatches
     private let faults: SimulatedFaults
@@ -112,7 +102,7 @@ struct FaultRun {
             case 50..<57: try await flush()
             case 57..<65:
                 let tick = Int64.random(in: 100...4_000, using: &random)
-                clock.advance(by: tick)
+                clock.advance(byMilliseconds: tick)
                 trace.append("tick \(tick)")
             case 65..<70: try await truncate()
             case 70..<76: try await retention()

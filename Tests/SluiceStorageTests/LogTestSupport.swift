@@ -2,14 +2,17 @@ import Dispatch
 import NIOCore
 import SluiceChecksum
 import SluiceStorage
-import Synchronization
+import SluiceTestSupport
 
-/// A clock the test moves by hand.
-final class ManualClock: LogClock {
-    private let now: Mutex<Int64>
-    init(_ start: Int64 = 1_700_000_000_000) { now = Mutex(start) }
-    func nowMilliseconds() -> Int64 { now.withLock { $0 } }
-    func advance(by milliseconds: Int64) { now.withLock { $0 += milliseconds } }
+/// A log opened with `config` on `fileSystem` in a new temporary directory, which the
+/// test removes (`defer { directory.remove() }`).
+func temporaryLog(
+    _ config: LogConfig = smallConfig(), fileSystem: any StorageFileSystem = PosixFileSystem()
+) throws -> (directory: TemporaryDirectory, log: PartitionLog) {
+    let (directory, log) = try TemporaryDirectory.holding {
+        try PartitionLog.open(directory: $0.path, fileSystem: fileSystem, config: config)
+    }
+    return (directory, log)
 }
 
 /// A batch whose records are `payload`, with a correct CRC, timestamped now unless told.

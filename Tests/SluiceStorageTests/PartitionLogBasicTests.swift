@@ -45,9 +45,8 @@ import Testing
     }
 
     @Test func readsAtEveryKindOfPosition() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog(smallConfig(indexIntervalBytes: 100))
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig(indexIntervalBytes: 100))
         // Ten batches of 3 records, 100 bytes of records each: offsets 0..<30.
         for index in 0..<10 {
             _ = try log.appendBuffered(makeBatch(pattern(index, 100), count: 3), leaderEpoch: 1)

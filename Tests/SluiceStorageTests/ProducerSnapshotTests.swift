@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import SluiceStorage
+@testable import SluiceStorage
 import SluiceTestSupport
 import Testing
 

@@ -34,32 +34,46 @@ import Testing
     }
 
     /// A log of two segments whose active segment holds batches above the recovery
-    /// point, left without a clean close (as after a crash). Returns the directory
-    /// snapshot, the stored batches, and the active segment's file name.
-    func crashedLog(_ path: String) throws -> (files: [String: [UInt8]], batches: [StoredBatch], active: String) {
-        let log = try PartitionLog.open(directory: path, config: Self.crashedLogConfig)
-        for index in 0..<9 {
-            _ = try log.appendBuffered(makeBatch(pattern(index, 40 + index), count: 2), leaderEpoch: 3)
-        }
-        let bases = log.segmentBaseOffsets
-        precondition(bases.count >= 2, "the test wants a sealed segment")
-        let batches = try readAllBatches(log)
-        let active = String(repeating: "0", count: 20 - String(bases.last!).count) + String(bases.last!) + ".log"
-        return (try snapshot(path), batches, active)
+    /// point, left without a clean close (as after a crash), in a temporary directory
+    /// the test removes.
+    struct CrashedLog {
+        let directory: TemporaryDirectory
+        let path: String
+        /// The directory snapshot.
+        let files: [String: [UInt8]]
+        let batches: [StoredBatch]
+        /// The active segment's file name.
+        let active: String
+
+        var activeBytes: [UInt8] { files[active]! }
+        var finalBatch: StoredBatch { batches[batches.count - 1] }
+        /// Where the final batch starts in the active segment.
+        var finalBatchStart: Int { activeBytes.count - finalBatch.header.storedSize }
+    }
+
+    func crashedLog() throws -> CrashedLog {
+        try TemporaryDirectory.holding { directory in
+            let path = directory.path + "/log"
+            let log = try PartitionLog.open(directory: path, config: Self.crashedLogConfig)
+            for index in 0..<9 {
+                _ = try log.appendBuffered(makeBatch(pattern(index, 40 + index), count: 2), leaderEpoch: 3)
+            }
+            let bases = log.segmentBaseOffsets
+            precondition(bases.count >= 2, "the test wants a sealed segment")
+            let batches = try readAllBatches(log)
+            let active = String(repeating: "0", count: 20 - String(bases.last!).count) + String(bases.last!) + ".log"
+            return CrashedLog(directory: directory, path: path, files: try snapshot(path), batches: batches, active: active)
+        }.contents
     }
 
     @Test func cutAtEveryBytePositionOfTheFinalBatch() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let path = directory.path + "/log"
-        let (files, batches, active) = try crashedLog(path)
-        let whole = files[active]!
-        let last = batches[batches.count - 1]
-        let finalStart = whole.count - last.header.storedSize
+        let crashed = try crashedLog()
+        defer { crashed.directory.remove() }
+        let (batches, whole, finalStart) = (crashed.batches, crashed.activeBytes, crashed.finalBatchStart)
         for cut in finalStart...whole.count {
-            var damaged = files
-            damaged[active] = Array(whole[..<cut])
-            let log = try reopen(damaged, at: path)
+            var damaged = crashed.files
+            damaged[crashed.active] = Array(whole[..<cut])
+            let log = try reopen(damaged, at: crashed.path)
             let survivors = cut == whole.count ? batches.count : batches.count - 1
             #expect(!log.recovery.cleanShutdown)
             #expect(log.recovery.bytesTruncated == Int64(cut == whole.count ? 0 : cut - finalStart), "cut \(cut)")
@@ -73,29 +87,24 @@ import Testing
     }
 
     @Test func flippedByteAnywhereInTheFinalBatchDropsIt() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let path = directory.path + "/log"
-        let (files, batches, active) = try crashedLog(path)
-        let whole = files[active]!
-        let last = batches[batches.count - 1]
-        let finalStart = whole.count - last.header.storedSize
-        for position in finalStart..<whole.count {
-            var damaged = files
-            damaged[active]![position] ^= 0xFF
-            let log = try reopen(damaged, at: path)
+        let crashed = try crashedLog()
+        defer { crashed.directory.remove() }
+        let last = crashed.finalBatch
+        for position in crashed.finalBatchStart..<crashed.activeBytes.count {
+            var damaged = crashed.files
+            damaged[crashed.active]![position] ^= 0xFF
+            let log = try reopen(damaged, at: crashed.path)
             #expect(log.recovery.bytesTruncated == Int64(last.header.storedSize), "byte \(position)")
             #expect(log.logEndOffset == last.header.baseOffset, "byte \(position)")
-            #expect(try readAllBatches(log).map(\.bytes) == batches.dropLast().map(\.bytes), "byte \(position)")
+            #expect(try readAllBatches(log).map(\.bytes) == crashed.batches.dropLast().map(\.bytes), "byte \(position)")
             try await log.close()
         }
     }
 
     @Test func flippedByteInAnEarlierActiveBatchCutsFromThere() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let path = directory.path + "/log"
-        let (files, batches, active) = try crashedLog(path)
+        let crashed = try crashedLog()
+        defer { crashed.directory.remove() }
+        let (path, files, batches, active) = (crashed.path, crashed.files, crashed.batches, crashed.active)
         let activeBase = Int64(active.dropLast(4))!
         let inActive = batches.filter { $0.header.baseOffset >= activeBase }
         #expect(inActive.count >= 2)
@@ -108,11 +117,10 @@ import Testing
     }
 
     @Test func corruptionInASealedSegmentIsReportedNotSkipped() throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let path = directory.path + "/log"
-        let (files, _, _) = try crashedLog(path)
-        var damaged = files
+        let crashed = try crashedLog()
+        defer { crashed.directory.remove() }
+        let path = crashed.path
+        var damaged = crashed.files
         damaged["00000000000000000000.log"]![80] ^= 0x04
         // Without a checkpoint the recovery point is the log start: every segment is checked.
         damaged[LogCheckpoint.fileName] = nil

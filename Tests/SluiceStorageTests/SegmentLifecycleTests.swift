@@ -1,5 +1,5 @@
 import NIOCore
-import SluiceStorage
+@testable import SluiceStorage
 import SluiceTestSupport
 import Testing
 
@@ -34,10 +34,10 @@ import Testing
         config.segmentMs = 60_000
         let log = try PartitionLog.open(directory: directory.path, config: config, clock: clock)
         _ = try log.appendBuffered(makeBatch([1], firstTimestamp: clock.nowMilliseconds()), leaderEpoch: 0)
-        clock.advance(by: 59_999)
+        clock.advance(byMilliseconds: 59_999)
         _ = try log.appendBuffered(makeBatch([2], firstTimestamp: clock.nowMilliseconds()), leaderEpoch: 0)
         #expect(log.segmentCount == 1)
-        clock.advance(by: 1)
+        clock.advance(byMilliseconds: 1)
         _ = try log.appendBuffered(makeBatch([3], firstTimestamp: clock.nowMilliseconds()), leaderEpoch: 0)
         #expect(log.segmentBaseOffsets == [0, 2])
         try await log.close()
@@ -89,11 +89,11 @@ import Testing
         _ = try log.appendBuffered(makeBatch([1], firstTimestamp: 900_000), leaderEpoch: 0)   // active, old
         #expect(log.segmentBaseOffsets == [0, 6, 12])
         #expect(try log.enforceRetention().segmentsDeleted == 0)   // nothing older than 10 s yet
-        clock.advance(by: 5_001)                                   // now 1_005_001: segment 0 is 10_001 ms old
+        clock.advance(byMilliseconds: 5_001)                                   // now 1_005_001: segment 0 is 10_001 ms old
         #expect(try log.enforceRetention() == RetentionResult(segmentsDeleted: 1, bytesDeleted: 984, logStartOffset: 6))
-        clock.advance(by: 10_000)                                  // segment 6's largest is 1_005_000
+        clock.advance(byMilliseconds: 10_000)                                  // segment 6's largest is 1_005_000
         #expect(try log.enforceRetention().segmentsDeleted == 1)
-        clock.advance(by: 1_000_000)
+        clock.advance(byMilliseconds: 1_000_000)
         #expect(try log.enforceRetention().segmentsDeleted == 0)   // only the active one is left
         #expect(log.segmentBaseOffsets == [12])
         #expect(log.logStartOffset == 12)

@@ -42,9 +42,8 @@ import Testing
     }
 
     @Test func aWaitAlreadyCoveredResolvesAtRegistrationAndStillRings() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig(fsync: .never))
         _ = try log.appendBuffered(makeBatch([0]), leaderEpoch: 0)
         let rings = Rings()
         let wait = log.wait(for: HighWatermark.self, toCover: 0, notify: rings.notify)
@@ -99,9 +98,8 @@ import Testing
     }
 
     @Test func cancellingAWaitTakesItOutOfTheLogAndResolvesItOnce() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig(fsync: .never))
         let rings = Rings()
         let wait = log.wait(for: HighWatermark.self, toCover: 10, notify: rings.notify)
         #expect(log.pendingWaitCount == 1)
@@ -139,9 +137,8 @@ import Testing
 
     /// (A durability wait for a removed offset: `DurabilityTests.truncationFailsWaitersForRemovedOffsets`.)
     @Test func truncationLowersEveryWatermarkAndResolvesTheWaitsPastTheNewEnd() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig(fsync: .never))
         for index in 0..<8 { _ = try log.appendBuffered(makeBatch([UInt8(index)]), leaderEpoch: 0) }
         try await log.flush()
         let (removedRings, keptRings) = (Rings(), Rings())
@@ -163,9 +160,8 @@ import Testing
     }
 
     @Test func closingFailsTheWaitsNoSyncCanSatisfy() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig(fsync: .never))
         _ = try log.appendBuffered(makeBatch([0]), leaderEpoch: 0)
         let durable = log.wait(for: DurableEndOffset.self, toCover: 0)
         let future = log.wait(for: HighWatermark.self, toCover: 1)
@@ -177,9 +173,8 @@ import Testing
     }
 
     @Test func interruptWakesOnlyItsLane() async throws {
-        let directory = TemporaryDirectory()
+        let (directory, log) = try temporaryLog(smallConfig(fsync: .never))
         defer { directory.remove() }
-        let log = try PartitionLog.open(directory: directory.path, config: smallConfig(fsync: .never))
         let high = log.wait(for: HighWatermark.self, toCover: 0)
         let end = log.wait(for: LogEndOffset.self, toCover: 0)
         log.interruptWaits(.highWatermark)

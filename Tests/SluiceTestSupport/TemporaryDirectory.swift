@@ -13,6 +13,20 @@ public struct TemporaryDirectory: Sendable {
         }
     }
 
+    /// A fresh directory and what `make` builds in it, for a test to use and then remove;
+    /// when `make` throws, the directory is removed before the error goes on.
+    public static func holding<Contents>(
+        _ make: (TemporaryDirectory) throws -> Contents
+    ) throws -> (directory: TemporaryDirectory, contents: Contents) {
+        let directory = TemporaryDirectory()
+        do {
+            return (directory, try make(directory))
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
     public var url: URL { URL(fileURLWithPath: path) }
 
     /// The path of `name` inside this directory.

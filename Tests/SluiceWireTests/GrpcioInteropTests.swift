@@ -61,18 +61,12 @@ let grpcioAvailable: Bool = {
             GRPCClientConfiguration(host: "127.0.0.1", port: port), logger: testLogger("client"))
         #expect(string(try await client.unary(path: "/test.Echo/Unary", request: buffer("hi"))) == "echo:hi")
 
-        let expand = try await client.makeCall(path: "/test.Echo/Expand")
-        try await expand.send(buffer("a bb ccc"))
-        try await expand.finishSending()
         var words: [String] = []
-        for try await message in expand.responses { words.append(string(message)) }
+        try await readResponses(of: try await callSending(["a bb ccc"], to: "/test.Echo/Expand", on: client), into: &words)
         #expect(words == ["a", "bb", "ccc"])
 
-        let collect = try await client.makeCall(path: "/test.Echo/Collect")
-        for word in ["x", "y", "z"] { try await collect.send(buffer(word)) }
-        try await collect.finishSending()
         var collected: [String] = []
-        for try await message in collect.responses { collected.append(string(message)) }
+        try await readResponses(of: try await callSending(["x", "y", "z"], to: "/test.Echo/Collect", on: client), into: &collected)
         #expect(collected == ["x+y+z"])
 
         let chat = try await client.makeCall(path: "/test.Echo/Chat")

@@ -32,11 +32,9 @@ import Testing
 
     @Test func serverStreaming() async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let call = try await client.makeCall(path: "/test.Echo/Expand")
-            try await call.send(buffer("a bb ccc"))
-            try await call.finishSending()
+            let call = try await callSending(["a bb ccc"], to: "/test.Echo/Expand", on: client)
             var received: [String] = []
-            for try await message in call.responses { received.append(string(message)) }
+            try await readResponses(of: call, into: &received)
             #expect(received == ["a", "bb", "ccc"])
             #expect(await call.status() == .ok)
         }
@@ -44,11 +42,9 @@ import Testing
 
     @Test func clientStreaming() async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let call = try await client.makeCall(path: "/test.Echo/Collect")
-            for word in ["x", "y", "z"] { try await call.send(buffer(word)) }
-            try await call.finishSending()
+            let call = try await callSending(["x", "y", "z"], to: "/test.Echo/Collect", on: client)
             var received: [String] = []
-            for try await message in call.responses { received.append(string(message)) }
+            try await readResponses(of: call, into: &received)
             #expect(received == ["x+y+z"])
         }
     }

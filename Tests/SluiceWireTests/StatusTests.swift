@@ -20,12 +20,19 @@ import Testing
         },
     ]
 
+    /// The status a unary call to `path` ends with; an issue where it succeeds.
+    func failedUnary(
+        _ client: GRPCClientConnection, _ path: String, _ request: String = "", sourceLocation: SourceLocation = #_sourceLocation
+    ) async -> GRPCStatus? {
+        await #expect(throws: GRPCStatus.self, sourceLocation: sourceLocation) {
+            _ = try await client.unary(path: path, request: buffer(request))
+        }
+    }
+
     @Test(arguments: [1, 3, 5, 8, 9, 13, 14, 16])
     func handlerStatusRoundTrips(code: Int) async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let error = await #expect(throws: GRPCStatus.self) {
-                _ = try await client.unary(path: "/test.Status/Fail", request: buffer("\(code)"))
-            }
+            let error = await failedUnary(client, "/test.Status/Fail", "\(code)")
             #expect(error?.code.rawValue == code)
             #expect(error?.message == "héllo wörld ✓ 100% \n")
         }
@@ -33,9 +40,7 @@ import Testing
 
     @Test func otherErrorsBecomeInternalWithoutDetails() async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let error = await #expect(throws: GRPCStatus.self) {
-                _ = try await client.unary(path: "/test.Status/Opaque", request: buffer(""))
-            }
+            let error = await failedUnary(client, "/test.Status/Opaque")
             #expect(error?.code == .internalError)
             #expect(error?.message.contains("Opaque") == false)
         }
@@ -43,9 +48,7 @@ import Testing
 
     @Test func unknownMethodIsUnimplemented() async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let error = await #expect(throws: GRPCStatus.self) {
-                _ = try await client.unary(path: "/test.Status/Nope", request: buffer(""))
-            }
+            let error = await failedUnary(client, "/test.Status/Nope")
             #expect(error?.code == .unimplemented)
             #expect(error?.message.contains("/test.Status/Nope") == true)
             // The connection stays usable.
@@ -56,13 +59,9 @@ import Testing
 
     @Test func messagesBeforeAnErrorStatusAreDelivered() async throws {
         try await withServerAndClient(Self.methods) { _, client in
-            let call = try await client.makeCall(path: "/test.Status/FailAfterTwo")
-            try await call.send(buffer(""))
-            try await call.finishSending()
+            let call = try await callSending([""], to: "/test.Status/FailAfterTwo", on: client)
             var received: [String] = []
-            let error = await #expect(throws: GRPCStatus.self) {
-                for try await message in call.responses { received.append(string(message)) }
-            }
+            let error = await #expect(throws: GRPCStatus.self) { try await readResponses(of: call, into: &received) }
             #expect(received == ["1", "2"])
             #expect(error == GRPCStatus(.aborted, "stopped after two"))
         }

@@ -39,6 +39,21 @@ func buffer(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
 
 func string(_ buffer: ByteBuffer) -> String { String(buffer: buffer) }
 
+/// Opens a call to `path`, sends `requests` and ends the sending side: a server-streaming
+/// or client-streaming call with everything said, its answers still to read.
+func callSending(_ requests: [String], to path: String, on client: GRPCClientConnection) async throws -> GRPCClientCall {
+    let call = try await client.makeCall(path: path)
+    for request in requests { try await call.send(buffer(request)) }
+    try await call.finishSending()
+    return call
+}
+
+/// Every response message of `call`, as text, until the call ends; a call that ends with
+/// an error status throws it after appending what arrived before it.
+func readResponses(of call: GRPCClientCall, into received: inout [String]) async throws {
+    for try await message in call.responses { received.append(string(message)) }
+}
+
 /// A one-shot signal between a handler and the test (no sleeps).
 actor Signal {
     private var fired = false

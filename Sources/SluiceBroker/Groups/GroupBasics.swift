@@ -115,12 +115,6 @@ public struct GroupPartitionOffsets: Sendable, Equatable {
     public var logStartOffset: Int64
     public var logEndOffset: Int64
     public var highWatermark: Int64
-
-    public init(logStartOffset: Int64, logEndOffset: Int64, highWatermark: Int64) {
-        self.logStartOffset = logStartOffset
-        self.logEndOffset = logEndOffset
-        self.highWatermark = highWatermark
-    }
 }
 
 /// Group naming rules: those of topics (1-249 characters of [a-zA-Z0-9._-]), so a group

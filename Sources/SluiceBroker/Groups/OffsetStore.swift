@@ -4,12 +4,6 @@ public struct CommittedOffsetValue: Sendable, Equatable {
     public var offset: Int64
     public var metadata: String
     public var commitTimeMs: Int64
-
-    public init(offset: Int64, metadata: String, commitTimeMs: Int64) {
-        self.offset = offset
-        self.metadata = metadata
-        self.commitTimeMs = commitTimeMs
-    }
 }
 
 /// One change to committed offsets, as the offsets log records it.

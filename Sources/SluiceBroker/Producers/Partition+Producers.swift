@@ -50,7 +50,7 @@ extension Partition {
                     producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,
                     recordCount: batch.recordCount)
                 if case .duplicate(let original) = verdict {
-                    return (.duplicate(AppendResult(baseOffset: original.baseOffset, lastOffset: original.lastOffset)), nil)
+                    return (.duplicate(original.appendResult), nil)
                 }
                 if let refusal = ProduceFailure(verdict) { return (.refused(refusal), nil) }
             }

@@ -7,9 +7,9 @@ public struct TopicMetadata: Sendable, Equatable {
     public internal(set) var partitionCount: UInt32
     public let replicationFactor: UInt32
     /// Settings given explicitly, in canonical text; the rest are defaults.
-    public private(set) var configOverrides: [String: String]
+    public private(set) var configOverrides: [String: String] = [:]
     /// The effective settings, kept in step with `configOverrides`.
-    public private(set) var config: TopicConfig
+    public private(set) var config = TopicConfig.defaults
     /// Creation time, ms since the Unix epoch.
     public let createdAtMs: Int64
     /// In a cluster, the partitions this broker holds a log of (those it is a replica of);
@@ -26,9 +26,8 @@ public struct TopicMetadata: Sendable, Equatable {
         self.topicID = topicID
         self.partitionCount = partitionCount
         self.replicationFactor = replicationFactor
-        self.configOverrides = configOverrides
-        self.config = TopicConfig(overrides: configOverrides)
         self.createdAtMs = createdAtMs
+        replaceConfigOverrides(configOverrides)
     }
 
     mutating func replaceConfigOverrides(_ overrides: [String: String]) {

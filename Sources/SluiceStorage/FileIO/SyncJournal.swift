@@ -105,11 +105,6 @@ public enum SyncJournalRecord: Sendable, Equatable {
 public struct SyncJournalEntry: Sendable, Equatable {
     public var name: String
     public var inode: UInt64
-
-    public init(name: String, inode: UInt64) {
-        self.name = name
-        self.inode = inode
-    }
 }
 
 public struct SyncJournalError: Error, Sendable, CustomStringConvertible {

@@ -57,9 +57,9 @@ public struct BatchHeader: Sendable, Equatable {
     public static let size = recordsCRCOffset + 4
     public static let currentFormatVersion: UInt8 = 1
 
-    public var formatVersion: UInt8
+    public var formatVersion: UInt8 = BatchHeader.currentFormatVersion
     public var attributes: UInt16
-    public var headerCRC: UInt32
+    public var headerCRC: UInt32 = 0
     public var recordsLength: UInt32
     public var recordCount: Int32
     public var baseOffset: Int64
@@ -70,27 +70,6 @@ public struct BatchHeader: Sendable, Equatable {
     public var baseSequence: Int32
     public var producerEpoch: Int16
     public var recordsCRC: UInt32
-
-    public init(
-        formatVersion: UInt8 = BatchHeader.currentFormatVersion, attributes: UInt16, headerCRC: UInt32 = 0,
-        recordsLength: UInt32, recordCount: Int32, baseOffset: Int64, firstTimestamp: Int64,
-        maxTimestamp: Int64, producerId: Int64, leaderEpoch: Int32, baseSequence: Int32,
-        producerEpoch: Int16, recordsCRC: UInt32
-    ) {
-        self.formatVersion = formatVersion
-        self.attributes = attributes
-        self.headerCRC = headerCRC
-        self.recordsLength = recordsLength
-        self.recordCount = recordCount
-        self.baseOffset = baseOffset
-        self.firstTimestamp = firstTimestamp
-        self.maxTimestamp = maxTimestamp
-        self.producerId = producerId
-        self.leaderEpoch = leaderEpoch
-        self.baseSequence = baseSequence
-        self.producerEpoch = producerEpoch
-        self.recordsCRC = recordsCRC
-    }
 
     /// The last offset in the batch.
     public var lastOffset: Int64 { baseOffset + Int64(recordCount) - 1 }

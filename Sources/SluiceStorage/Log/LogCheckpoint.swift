@@ -22,11 +22,6 @@ public struct LogCheckpoint: Sendable, Equatable {
     public var logStartOffset: Int64
     public var recoveryPoint: Int64
 
-    public init(logStartOffset: Int64, recoveryPoint: Int64) {
-        self.logStartOffset = logStartOffset
-        self.recoveryPoint = recoveryPoint
-    }
-
     func encoded() -> [UInt8] {
         var bytes = LogCheckpoint.magic
         appendBigEndian(LogCheckpoint.version, to: &bytes)

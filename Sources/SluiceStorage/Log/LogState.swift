@@ -12,8 +12,9 @@ struct LogState {
     /// `truncateWatermarks(to:)`.
     private(set) var highWatermarkOffset: Int64
     let highWatermarkRule: HighWatermarkRule
-    /// Epoch of the last batch appended; appends may not go below it.
-    var lastLeaderEpoch: Int32
+    /// Epoch of the last batch appended; appends may not go below it. None (-1) until
+    /// the opening log reads it from its newest batch (`finishOpening`).
+    var lastLeaderEpoch: Int32 = -1
     /// Set by the first failed write or sync; returned by every later append.
     var fenceError: LogError?
     var isClosed = false
@@ -34,13 +35,12 @@ struct LogState {
     /// A log just opened: everything in it was synced by the open (recovery syncs what
     /// it keeps), so all three watermarks start at the log end.
     init(
-        segments: [Segment], logStartOffset: Int64, recoveryPoint: Int64, lastLeaderEpoch: Int32,
-        highWatermarkRule: HighWatermarkRule, waitLimit: Int
+        segments: [Segment], logStartOffset: Int64, recoveryPoint: Int64, highWatermarkRule: HighWatermarkRule,
+        waitLimit: Int
     ) {
         self.segments = segments
         self.logStartOffset = logStartOffset
         self.recoveryPoint = recoveryPoint
-        self.lastLeaderEpoch = lastLeaderEpoch
         self.highWatermarkRule = highWatermarkRule
         self.waits = WatermarkWaiters(limit: waitLimit)
         let end = segments[segments.count - 1].nextOffset

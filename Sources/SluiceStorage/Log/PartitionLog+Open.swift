@@ -85,7 +85,7 @@ extension PartitionLog {
         guard let logEnd = segments.last?.nextOffset else { preconditionFailure("a log has at least one segment") }
         let checkpointNeeded = !report.cleanShutdown || checkpoint.recoveryPoint != logEnd
         let state = LogState(
-            segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd, lastLeaderEpoch: -1,
+            segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd,
             highWatermarkRule: HighWatermarkRule(config.fsyncPolicy), waitLimit: config.maxWatermarkWaits)
         let log = PartitionLog(
             directory: directory, config: config, fileSystem: fileSystem, syncGate: gate, clock: clock,

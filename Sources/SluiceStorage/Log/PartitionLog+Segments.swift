@@ -241,10 +241,4 @@ public struct RetentionResult: Sendable, Equatable {
     public var segmentsDeleted: Int
     public var bytesDeleted: Int64
     public var logStartOffset: Int64
-
-    public init(segmentsDeleted: Int, bytesDeleted: Int64, logStartOffset: Int64) {
-        self.segmentsDeleted = segmentsDeleted
-        self.bytesDeleted = bytesDeleted
-        self.logStartOffset = logStartOffset
-    }
 }

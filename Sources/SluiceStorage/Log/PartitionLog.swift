@@ -287,11 +287,6 @@ public struct NewBatch: Sendable {
 public struct AppendResult: Sendable, Equatable {
     public var baseOffset: Int64
     public var lastOffset: Int64
-
-    public init(baseOffset: Int64, lastOffset: Int64) {
-        self.baseOffset = baseOffset
-        self.lastOffset = lastOffset
-    }
 }
 
 public struct LogReadResult: Sendable {

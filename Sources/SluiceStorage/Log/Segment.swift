@@ -14,9 +14,12 @@ final class Segment {
     static let timeIndexSuffix = ".timeindex"
 
     let baseOffset: Int64
+    /// The directory and zero-padded base offset its three files' names share.
+    let pathStem: String
+    /// Kept, not derived like the index paths, because every read plan names it.
     let logPath: String
-    let indexPath: String
-    let timeIndexPath: String
+    var indexPath: String { pathStem + Segment.indexSuffix }
+    var timeIndexPath: String { pathStem + Segment.timeIndexSuffix }
     /// The offset after its last batch. For an unloaded sealed segment this is the
     /// next segment's base offset (offsets are contiguous across segments).
     var nextOffset: Int64
@@ -46,10 +49,8 @@ final class Segment {
     init(directory: String, baseOffset: Int64, nextOffset: Int64, indexIntervalBytes: Int) {
         self.baseOffset = baseOffset
         self.nextOffset = nextOffset
-        let stem = directory + "/" + Segment.fileStem(baseOffset)
-        logPath = stem + Segment.logSuffix
-        indexPath = stem + Segment.indexSuffix
-        timeIndexPath = stem + Segment.timeIndexSuffix
+        pathStem = directory + "/" + Segment.fileStem(baseOffset)
+        logPath = pathStem + Segment.logSuffix
         indexer = SegmentIndexer(baseOffset: baseOffset, intervalBytes: indexIntervalBytes)
     }
 

@@ -24,12 +24,8 @@ public struct ProducerState: Sendable, Equatable {
         public var baseOffset: Int64
         public var lastOffset: Int64
 
-        public init(baseSequence: Int32, lastSequence: Int32, baseOffset: Int64, lastOffset: Int64) {
-            self.baseSequence = baseSequence
-            self.lastSequence = lastSequence
-            self.baseOffset = baseOffset
-            self.lastOffset = lastOffset
-        }
+        /// Where the batch landed, which is the answer to a retry of it.
+        public var appendResult: AppendResult { AppendResult(baseOffset: baseOffset, lastOffset: lastOffset) }
     }
 
     /// One producer id on this partition.
