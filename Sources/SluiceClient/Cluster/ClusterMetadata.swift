@@ -66,6 +66,12 @@ public struct ClusterMetadata: Sendable, Equatable {
         singleNode ?? leaders[place]?.address
     }
 
+    /// The partitions of `topic` the last answers named, in order.
+    public func partitions(of topic: String) -> [Int] {
+        Set(leaders.keys.filter { $0.topic == topic }.map(\.partition))
+            .union(leaderless.filter { $0.topic == topic }.map(\.partition)).sorted()
+    }
+
     /// Every broker that leads a partition of `places`.
     public func leaderAddresses(of places: some Sequence<TopicPartition>) -> Set<String> {
         Set(places.compactMap(leader(of:)))

@@ -7,7 +7,8 @@ import SluiceWire
 /// Reads a topic as an `AsyncSequence` of `ConsumerRecord`s (docs/client.md).
 ///
 /// Iterating opens a `Subscribe` stream for the chosen partitions (all of them when none
-/// are named) and yields records in offset order per partition. Records before a requested
+/// are named) at their leader (one stream per partition when their leaders differ:
+/// `ConsumerSource`) and yields records in offset order per partition. Records before a requested
 /// offset (the broker starts at the batch containing it) and, for a timestamp start, records
 /// older than the requested time in the first batch, are skipped here. After a dropped
 /// connection the iterator reconnects with backoff and resubscribes each partition at the
@@ -56,12 +57,12 @@ public struct Consumer: AsyncSequence, Sendable {
 
     init(
         bootstrap: [BrokerAddress], topic: String, partitions: [Int: ConsumerStart]?, defaultStart: ConsumerStart,
-        configuration: ConsumerConfiguration, logger: Logger, scope: ConsumerScope?
+        configuration: ConsumerConfiguration, logger: Logger, scope: ConsumerScope?, cluster: ClusterView? = nil
     ) {
         precondition(!bootstrap.isEmpty, "a consumer needs at least one bootstrap broker")
         address = bootstrap[0]
         self.bootstrap = bootstrap
-        cluster = ClusterView(
+        self.cluster = cluster ?? ClusterView(
             bootstrap: bootstrap.map { var broker = $0; broker.connectTimeout = configuration.connectTimeout; return broker },
             requestTimeout: configuration.requestTimeout, logger: logger)
         self.topic = topic
@@ -72,22 +73,29 @@ public struct Consumer: AsyncSequence, Sendable {
         self.scope = scope
     }
 
+    /// The same consumer reading `partitions` only, with the same cluster view and scope.
+    func reading(_ partitions: [Int: ConsumerStart]) -> Consumer {
+        Consumer(
+            bootstrap: bootstrap, topic: topic, partitions: partitions, defaultStart: defaultStart,
+            configuration: configuration, logger: logger, scope: scope, cluster: cluster)
+    }
+
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(subscription: Subscription(consumer: self))
+        AsyncIterator(source: ConsumerSource(consumer: self))
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let subscription: Subscription
+        let source: ConsumerSource
 
         /// The next record; nil when the broker ended the subscription normally. Throws
         /// `ConsumerError`, or `CancellationError` when the task is cancelled.
         public mutating func next() async throws -> ConsumerRecord? {
-            try await subscription.next()
+            try await source.next()
         }
 
         /// The offset the next record of `partition` will have, once anything was read from it.
         public func position(of partition: Int) -> Int64? {
-            subscription.positions.nextOffset[partition]
+            source.position(of: partition)
         }
     }
 }
@@ -247,9 +255,10 @@ final class Subscription {
         }
     }
 
-    /// The partitions' leader as the cluster metadata says (for a subscription of several
-    /// partitions, the first one's: a subscription is one stream to one broker), else the
-    /// first bootstrap broker that answers, while a metadata refresh finds the leader.
+    /// The partitions' leader as the cluster metadata says (the first one's: a subscription
+    /// is one stream to one broker, and `ConsumerSource` makes one per partition when their
+    /// leaders differ), else the first bootstrap broker that answers, while a metadata
+    /// refresh finds the leader.
     private func connectToLeader() async throws -> GRPCClientConnection {
         let first = consumer.partitions?.keys.min() ?? 0
         let timeout = consumer.configuration.connectTimeout
