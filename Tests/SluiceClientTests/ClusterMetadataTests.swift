@@ -17,7 +17,7 @@ struct ClusterMetadataTests {
             topics: [MetadataTopic(name: "orders", partitions: [
                 MetadataPartition(partition: 0, leaderId: leader, hasLeader: true, leaderEpoch: epoch, replicas: [1, 2]),
             ])],
-            metadataRevision: revision)
+            cluster: "test", metadataRevision: revision)
     }
 
     static let brokers: [UInt32: String] = [1: "a:9092", 2: "b:9092"]
@@ -117,14 +117,29 @@ struct ClusterMetadataTests {
         await lagging.stop()
     }
 
-    @Test("a broker answering Metadata UNIMPLEMENTED leads everything (a single node, an older broker)")
+    @Test("a broker answering Metadata UNIMPLEMENTED (an older broker) leads everything")
     func unimplementedIsSingleNode() async throws {
         let (server, address) = try await startFakeServer([], label: "test.no-metadata")
+        try await Self.expectSingleNode(at: address)
+        await server.shutdown()
+    }
+
+    @Test("a single node (no cluster name) leads everything at the address it was reached at, not the one it names")
+    func singleNodeAnswerIsSingleNode() async throws {
+        let fake = MetadataFake { _ in
+            MetadataResponse(
+                brokers: [MetadataBroker(id: 1, address: "0.0.0.0:9092")],
+                topics: [MetadataTopic(name: "orders", partitions: [MetadataPartition(partition: 0, leaderId: 1, hasLeader: true)])])
+        }
+        try await Self.expectSingleNode(at: try await fake.start())
+        await fake.stop()
+    }
+
+    static func expectSingleNode(at address: BrokerAddress) async throws {
         let view = ClusterView(bootstrap: [address], requestTimeout: .seconds(10), logger: Logger(label: "test"))
         try await view.refresh(reason: "test")
         #expect(view.leader(of: Self.orders0)?.description == address.description)
         #expect(view.leader(of: .init(topic: "other", partition: 3))?.description == address.description)
-        await server.shutdown()
     }
 }
 

@@ -181,7 +181,7 @@ func frontMetadata(own: String, leader: String, topic: String, leaders: [(UInt32
         topics: [MetadataTopic(name: topic, partitions: leaders.enumerated().map { partition, leader in
             MetadataPartition(partition: UInt32(partition), leaderId: leader.0, hasLeader: true, leaderEpoch: leader.1, replicas: [1, 2])
         })],
-        metadataRevision: revision, answeredBy: 1).protobufBytes()
+        cluster: "test", metadataRevision: revision, answeredBy: 1).protobufBytes()
 }
 
 /// A fake broker's own address, set once it listens, read by its handlers.

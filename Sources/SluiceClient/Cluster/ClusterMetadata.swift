@@ -7,8 +7,9 @@ public import SluiceAPI
 ///   differ for a moment) and ignored as a whole;
 /// - a partition never moves back to an older leader epoch, whoever says so: a NOT_LEADER
 ///   hint may have taught a newer epoch than the answer of the same revision;
-/// - a broker that answers Metadata UNIMPLEMENTED (one node, or a broker older than the
-///   RPC) leads every partition itself.
+/// - a single node (an answer with no `cluster` name) or a broker that answers Metadata
+///   UNIMPLEMENTED (older than the RPC) leads every partition itself, at the address the
+///   client reached it at.
 public struct ClusterMetadata: Sendable, Equatable {
     public struct Leader: Sendable, Equatable {
         /// `host:port` clients reach the leader at.

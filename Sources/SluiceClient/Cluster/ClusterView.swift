@@ -147,7 +147,8 @@ package final class ClusterView: Sendable {
 struct MetadataFetch: Sendable {
     enum Answer: Sendable {
         case metadata(MetadataResponse)
-        /// Metadata is UNIMPLEMENTED there: a single node (or an older broker) leads everything.
+        /// A single node (`cluster` empty), or a broker older than the Metadata RPC
+        /// (UNIMPLEMENTED): the broker answering leads everything.
         case singleNode(String)
     }
 
@@ -172,7 +173,9 @@ struct MetadataFetch: Sendable {
                     path: Self.path, request: MetadataRequest(), timeout: requestTimeout)
                 logger.debug("cluster metadata refreshed", metadata: [
                     "reason": "\(reason)", "from": "\(broker)", "revision": "\(response.metadataRevision)"])
-                answer = .metadata(response)
+                // A single node names the address it listens on, a wildcard (0.0.0.0) say:
+                // the address it was reached at is the one to keep using (docs/api.md).
+                answer = response.cluster.isEmpty ? .singleNode(broker.description) : .metadata(response)
             } catch let status as GRPCStatus where status.code == .unimplemented {
                 answer = .singleNode(broker.description)
             } catch {
