@@ -76,6 +76,39 @@ struct LeaderRoutingTests {
         }
     }
 
+    @Test("a leader that cannot be reached (killed before its partitions moved) makes the producer ask again")
+    func producerRefreshesOnDeadLeader() async throws {
+        try await withBroker { leader in
+            try await leader.createTopic("moves", partitions: 1)
+            let dead = try await deadAddress()
+            // A's first answer names a dead broker 3 as the leader, later ones B.
+            let front = try await FrontBroker(leader: leader.address, counts: 0) { _, own, answers in [
+                .unary("/sluice.v1.Broker/Metadata") { _, _ in
+                    let first = answers.update { answers in
+                        answers += 1
+                        return answers == 1
+                    }
+                    return MetadataResponse(
+                        brokers: [MetadataBroker(id: 1, address: own.get()), MetadataBroker(id: 2, address: leader.address.description),
+                                  MetadataBroker(id: 3, address: dead.description)],
+                        topics: [MetadataTopic(name: "moves", partitions: [
+                            MetadataPartition(partition: 0, leaderId: first ? 3 : 2, hasLeader: true, leaderEpoch: first ? 0 : 1)])],
+                        cluster: "test", metadataRevision: first ? 1 : 2).protobufBytes()
+                },
+            ] }
+            var configuration = ProducerConfiguration()
+            configuration.retryBackoff = .milliseconds(20)
+            // Bounded: without asking again every attempt would go to the dead broker until this.
+            configuration.deliveryTimeout = .seconds(10)
+            let producer = Producer(bootstrap: [front.address], configuration: configuration)
+            let placed = try await producer.send(topic: "moves", value: ByteBuffer(string: "one"), partition: 0)
+            #expect(placed.offset == 0)
+            #expect(front.counts.read { $0 } >= 2, "the dead leader made the producer ask again")
+            await producer.close()
+            await front.stop()
+        }
+    }
+
     @Test("a subscription ended \"not leader\" resumes at the new leader, without duplicates or gaps")
     func consumerFollowsNotLeader() async throws {
         try await withBroker { leader in

@@ -22,6 +22,8 @@ package final class ClusterView: Sendable {
         var policy: MetadataRefreshPolicy
         var running: Task<Void, Never>?
         var refreshes = 0
+        /// The number (`refreshes` at its start) of the last fetch that ended.
+        var completed = 0
         var version = 0
 
         mutating func changed(_ change: (inout ClusterMetadata) -> Void) {
@@ -83,11 +85,16 @@ package final class ClusterView: Sendable {
         _ = refreshTask(reason: reason)
     }
 
-    /// Refreshes (or joins the refresh under way) and waits for it; a cancelled caller
+    /// Waits for a fetch that starts after this call (joining one still waiting for its
+    /// turn, or following the one under way with another: an answer read before what the
+    /// caller saw, a "not leader" say, cannot tell it anything new); a cancelled caller
     /// stops waiting at once, the refresh goes on for the others.
     package func refresh(reason: String) async throws {
-        let task = refreshTask(reason: reason)
-        try await firstOf(within: nil, timeoutError: CancellationError()) { await task.value }
+        let seen = state.withLock { $0.refreshes }
+        while state.withLock({ $0.completed <= seen }) {
+            let task = refreshTask(reason: reason)
+            try await firstOf(within: nil, timeoutError: CancellationError()) { await task.value }
+        }
     }
 
     private func refreshTask(reason: String) -> Task<Void, Never> {
@@ -119,6 +126,7 @@ package final class ClusterView: Sendable {
     private func finished(_ answer: MetadataFetch.Answer?) {
         state.withLock { state in
             state.running = nil
+            state.completed = state.refreshes
             switch answer {
             case .metadata(let response)?:
                 var adopted = false

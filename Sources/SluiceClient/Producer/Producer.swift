@@ -334,6 +334,9 @@ public actor Producer {
             let deliveryLeft = ContinuousClock.now.duration(to: batch.createdAt.advanced(by: configuration.deliveryTimeout))
             current = try await openSessionWithin(max(.zero, min(configuration.requestTimeout, deliveryLeft)), for: place)
         } catch {
+            // The leader it names may be gone (a broker killed before the controller moved
+            // its partitions): ask again, at most once per refresh interval.
+            cluster.requestRefresh(reason: "no stream to the leader of \(place): \(error)")
             retryOrFail(batch, at: place, reason: "\(error)")
             return
         }
