@@ -48,7 +48,7 @@ public struct BenchRunner: Sendable {
 
     /// Describes the topic, creating it with `settings.partitions` when it does not exist.
     func prepareTopic() async throws -> TopicDescription {
-        let admin = try await SluiceAdminClient.connect(host: settings.host, port: settings.port, logger: logger)
+        let admin = try await SluiceAdminClient(bootstrap: settings.brokers, logger: logger)
         do {
             let topic = try await describeOrCreate(admin)
             await admin.close()
@@ -141,7 +141,7 @@ public struct BenchRunner: Sendable {
     /// resolution on both sides.
     func waitForLogEnd(from topic: TopicDescription, toInclude count: Int, deadline: Int64) async throws -> Int64 {
         let startSum = topic.partitions.reduce(Int64(0)) { $0 + $1.highWatermark }
-        let admin = try await SluiceAdminClient.connect(host: settings.host, port: settings.port, logger: logger)
+        let admin = try await SluiceAdminClient(bootstrap: settings.brokers, logger: logger)
         do {
             while clock.now < deadline {
                 let now = try await admin.describeTopic(named: settings.topic)
@@ -177,7 +177,7 @@ public struct BenchRunner: Sendable {
 
     /// One producer's sending loop and its collector; returns the acknowledged messages.
     func produce(sender: Int, plan: SendPlan, tally: BenchTally) async -> MessageLedger {
-        let producer = Producer(address: settings.address, configuration: settings.producerConfiguration, logger: logger)
+        let producer = Producer(bootstrap: settings.brokers, configuration: settings.producerConfiguration, logger: logger)
         let (stream, continuation) = AsyncStream<[Pending]>.makeStream()
         let collector = Task { await collect(stream, sender: sender, plan: plan, tally: tally) }
         let schedule = settings.rate.map {
@@ -257,7 +257,7 @@ public struct BenchRunner: Sendable {
     func subscribe(_ positions: [Int: ConsumerStart], runID: UInt64, measureStart: Int64, tally: BenchTally) async -> MessageLedger {
         var received = MessageLedger(senders: settings.producers)
         let consumer = Consumer(
-            address: settings.address, topic: settings.topic, partitions: positions,
+            bootstrap: settings.brokers, topic: settings.topic, partitions: positions,
             configuration: settings.consumerConfiguration, logger: logger)
         do {
             for try await record in consumer {
@@ -309,7 +309,7 @@ public struct BenchRunner: Sendable {
 
     func readBacklog(_ ends: [Int: Int64], target: Int, stopAt: Int64, tally: BenchTally) async {
         let consumer = Consumer(
-            address: settings.address, topic: settings.topic, partitions: ends.mapValues { _ in .earliest },
+            bootstrap: settings.brokers, topic: settings.topic, partitions: ends.mapValues { _ in .earliest },
             configuration: settings.consumerConfiguration, logger: logger)
         // The subscription may wait for records that never come (a partition truncated
         // meanwhile): a guard ends it at the stop time.

@@ -54,6 +54,10 @@ public struct BenchSettings: Sendable {
     }
 
     public var address: BrokerAddress { BrokerAddress(host: host, port: port) }
+    /// Bootstrap brokers tried in turn; empty: `host:port` alone.
+    public var bootstrap: [BrokerAddress] = []
+    /// What the clients start from: `bootstrap`, or `host:port`.
+    public var brokers: [BrokerAddress] { bootstrap.isEmpty ? [address] : bootstrap }
 
     /// `--compression`'s codec: none, zstd or lz4; nil for any other name.
     public static func compression(named name: String) -> RecordCompression? {

@@ -46,7 +46,13 @@ public struct SluiceAdminClient: Sendable {
     /// bounded by `address.connectTimeout` (UNAVAILABLE past it), each call by `timeout`
     /// (DEADLINE_EXCEEDED); a cancelled task ends either wait at once with `CancellationError`.
     public init(address: BrokerAddress, timeout: Duration? = .seconds(30), logger: Logger = Logger(label: "sluice.admin")) async throws {
-        let connection = try await address.connect(logger: logger)
+        try await self.init(bootstrap: [address], timeout: timeout, logger: logger)
+    }
+
+    /// Connects to the first of `bootstrap` that answers (a non-empty list), each tried in
+    /// turn within its `connectTimeout`; UNAVAILABLE when none does.
+    public init(bootstrap: [BrokerAddress], timeout: Duration? = .seconds(30), logger: Logger = Logger(label: "sluice.admin")) async throws {
+        let (connection, _) = try await BrokerAddress.connectFirst(of: bootstrap, logger: logger)
         self.connection = connection
         self.timeout = timeout
         owner = OwnedConnection(connection)

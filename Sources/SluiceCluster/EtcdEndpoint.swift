@@ -1,3 +1,5 @@
+import SluiceWire
+
 /// One etcd member's client address: `host:port` (`[v6]:port` for an IPv6 address).
 public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
@@ -11,23 +13,8 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 
     /// `host:port` or `[v6]:port`; nil for anything else (no scheme, no path).
     public init?(_ text: Substring) {
-        let hostPart: Substring
-        let portPart: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
-            hostPart = text[text.index(after: text.startIndex)..<close]
-            portPart = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            hostPart = text[..<colon]
-            portPart = text[text.index(after: colon)...]
-            // An unbracketed IPv6 address is ambiguous.
-            guard !hostPart.contains(":") else { return nil }
-        }
-        guard !hostPart.isEmpty, !hostPart.contains("/"), let port = Int(portPart), (1...65535).contains(port) else {
-            return nil
-        }
-        self.init(host: String(hostPart), port: port)
+        guard let (host, port) = HostPortText.split(text), !host.contains("/"), port != 0 else { return nil }
+        self.init(host: String(host), port: port)
     }
 
     /// A comma-separated list, `a:2379,b:2379`: at least one, no duplicates.

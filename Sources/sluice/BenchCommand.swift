@@ -2,6 +2,7 @@ public import ArgumentParser
 import Foundation
 import SluiceAPI
 import SluiceBench
+import SluiceClient
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,7 +21,7 @@ struct BenchCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: "produce, consume or end-to-end.") var mode: ModeArgument
-    @Option(help: "The broker to measure (host:port).") var broker: HostPort = HostPort(host: "127.0.0.1", port: 9092)
+    @Option(help: "The brokers to measure: host:port or a comma list of bootstrap brokers (a:9092,b:9092,c:9092).") var broker: BrokerList = .local
     @Option(help: "A named OpenMessaging Benchmark shape (sets defaults that other options override): \(BenchWorkload.all.map(\.name).joined(separator: ", ")).")
     var workload: String?
     @Option(help: "Topic; created if missing (produce, end-to-end). Default sluice-bench, or bench-<workload>.") var topic: String?
@@ -67,8 +68,9 @@ struct BenchCommand: AsyncParsableCommand {
             settings.messageSize = shape.messageSize
             settings.rate = shape.rate
         }
-        settings.host = broker.host
-        settings.port = broker.port
+        settings.host = broker.brokers[0].host
+        settings.port = broker.brokers[0].port
+        settings.bootstrap = broker.brokers.map { BrokerAddress(host: $0.host, port: $0.port) }
         if let topic { settings.topic = topic }
         if let partitions { settings.partitions = partitions }
         if let producers { settings.producers = producers }

@@ -14,9 +14,11 @@ protocol ClientProfileOption {
 
 extension ClientProfileOption {
     /// Where to connect, with the profile's HTTP/2 settings.
-    func address(_ broker: HostPort) -> BrokerAddress {
-        profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
-            ?? BrokerAddress(host: broker.host, port: broker.port)
+    func bootstrap(_ list: BrokerList) -> [BrokerAddress] {
+        list.brokers.map { broker in
+            profile.map { BrokerAddress(host: broker.host, port: broker.port, profile: $0) }
+                ?? BrokerAddress(host: broker.host, port: broker.port)
+        }
     }
 }
 

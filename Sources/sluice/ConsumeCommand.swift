@@ -86,7 +86,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         case .offset, .timestamp: false
         }
         let consumer = Consumer(
-            address: tuning.address(options.broker), topic: topic,
+            bootstrap: tuning.bootstrap(options.broker), topic: topic,
             partitions: followsTopic ? nil : Dictionary(uniqueKeysWithValues: chosen.map { ($0, from.start) }),
             defaultStart: from.start, configuration: tuning.configuration, logger: logger)
         let lastRecord = LastRecordClock()

@@ -78,7 +78,7 @@ extension ConsumeCommand {
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
         let consumer = GroupConsumer(
-            address: tuning.address(options.broker), configuration: configuration,
+            bootstrap: tuning.bootstrap(options.broker), configuration: configuration,
             logger: logger, onEvent: { event in StandardStreams.emit("sluice: \(Self.describe(event, group: group))\n", to: STDERR_FILENO) })
 
         let signals = ShutdownSignal()

@@ -51,7 +51,7 @@ struct ProduceCommand: AsyncParsableCommand {
         var logger = Logger(label: "sluice")
         logger.logLevel = .critical
         let producer = Producer(
-            address: tuning.address(options.broker), configuration: configuration,
+            bootstrap: tuning.bootstrap(options.broker), configuration: configuration,
             logger: logger)
         let recordHeaders = headers.map { RecordHeader(key: $0.key, value: ByteBuffer(string: $0.value)) }
 

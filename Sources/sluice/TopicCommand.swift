@@ -13,8 +13,8 @@ struct TopicCommand: AsyncParsableCommand {
 }
 
 struct BrokerOptions: ParsableArguments {
-    @Option(help: "The broker to talk to (host:port).")
-    var broker: HostPort = HostPort(host: "127.0.0.1", port: 9092)
+    @Option(help: "The bootstrap brokers, host:port or a comma list (a:9092,b:9092,c:9092): the first that answers is used.")
+    var broker: BrokerList = .local
 
     @Option(help: "Seconds to wait for the broker's answer.")
     var timeout: Double = 30
@@ -25,9 +25,9 @@ struct BrokerOptions: ParsableArguments {
         logger.logLevel = .critical
         let client: SluiceAdminClient
         do {
-            client = SluiceAdminClient(
-                connection: try await GRPCClientConnection.connect(GRPCClientConfiguration(host: broker.host, port: broker.port), logger: logger),
-                timeout: .milliseconds(Int64(max(timeout, 0.001) * 1000)))
+            client = try await SluiceAdminClient(
+                bootstrap: broker.brokers.map { BrokerAddress(host: $0.host, port: $0.port) },
+                timeout: .milliseconds(Int64(max(timeout, 0.001) * 1000)), logger: logger)
         } catch {
             fail("cannot connect to \(broker): \(error)")
         }

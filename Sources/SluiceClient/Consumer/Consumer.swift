@@ -7,7 +7,8 @@ import SluiceWire
 /// Reads a topic as an `AsyncSequence` of `ConsumerRecord`s (docs/client.md).
 ///
 /// Iterating opens a `Subscribe` stream for the chosen partitions (all of them when none
-/// are named) and yields records in offset order per partition. Records before a requested
+/// are named) at their leader (one stream per partition when their leaders differ:
+/// `ConsumerSource`) and yields records in offset order per partition. Records before a requested
 /// offset (the broker starts at the batch containing it) and, for a timestamp start, records
 /// older than the requested time in the first batch, are skipped here. After a dropped
 /// connection the iterator reconnects with backoff and resubscribes each partition at the
@@ -17,7 +18,10 @@ import SluiceWire
 public struct Consumer: AsyncSequence, Sendable {
     public typealias Element = ConsumerRecord
 
+    /// The first bootstrap broker.
     public let address: BrokerAddress
+    /// The brokers the consumer starts from; it subscribes at the partitions' leader.
+    public let bootstrap: [BrokerAddress]
     public let topic: String
     /// Partition -> start; nil reads every partition from `defaultStart`.
     public let partitions: [Int: ConsumerStart]?
@@ -26,6 +30,8 @@ public struct Consumer: AsyncSequence, Sendable {
     let logger: Logger
     /// Set by `withConsumer`: its subscriptions end with the scope.
     let scope: ConsumerScope?
+    /// Shared by the consumer's iterations.
+    let cluster: ClusterView
 
     public init(
         address: BrokerAddress, topic: String, partitions: [Int: ConsumerStart]? = nil,
@@ -33,15 +39,32 @@ public struct Consumer: AsyncSequence, Sendable {
         logger: Logger = Logger(label: "sluice.consumer")
     ) {
         self.init(
-            address: address, topic: topic, partitions: partitions, defaultStart: defaultStart, configuration: configuration,
+            bootstrap: [address], topic: topic, partitions: partitions, defaultStart: defaultStart, configuration: configuration,
+            logger: logger, scope: nil)
+    }
+
+    /// A consumer that starts from the first of `bootstrap` that answers (a non-empty list)
+    /// and follows its partitions' leader.
+    public init(
+        bootstrap: [BrokerAddress], topic: String, partitions: [Int: ConsumerStart]? = nil,
+        defaultStart: ConsumerStart = .earliest, configuration: ConsumerConfiguration = ConsumerConfiguration(),
+        logger: Logger = Logger(label: "sluice.consumer")
+    ) {
+        self.init(
+            bootstrap: bootstrap, topic: topic, partitions: partitions, defaultStart: defaultStart, configuration: configuration,
             logger: logger, scope: nil)
     }
 
     init(
-        address: BrokerAddress, topic: String, partitions: [Int: ConsumerStart]?, defaultStart: ConsumerStart,
-        configuration: ConsumerConfiguration, logger: Logger, scope: ConsumerScope?
+        bootstrap: [BrokerAddress], topic: String, partitions: [Int: ConsumerStart]?, defaultStart: ConsumerStart,
+        configuration: ConsumerConfiguration, logger: Logger, scope: ConsumerScope?, cluster: ClusterView? = nil
     ) {
-        self.address = address
+        precondition(!bootstrap.isEmpty, "a consumer needs at least one bootstrap broker")
+        address = bootstrap[0]
+        self.bootstrap = bootstrap
+        self.cluster = cluster ?? ClusterView(
+            bootstrap: bootstrap.map { var broker = $0; broker.connectTimeout = configuration.connectTimeout; return broker },
+            requestTimeout: configuration.requestTimeout, logger: logger)
         self.topic = topic
         self.partitions = partitions
         self.defaultStart = defaultStart
@@ -50,22 +73,29 @@ public struct Consumer: AsyncSequence, Sendable {
         self.scope = scope
     }
 
+    /// The same consumer reading `partitions` only, with the same cluster view and scope.
+    func reading(_ partitions: [Int: ConsumerStart]) -> Consumer {
+        Consumer(
+            bootstrap: bootstrap, topic: topic, partitions: partitions, defaultStart: defaultStart,
+            configuration: configuration, logger: logger, scope: scope, cluster: cluster)
+    }
+
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(subscription: Subscription(consumer: self))
+        AsyncIterator(source: ConsumerSource(consumer: self))
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let subscription: Subscription
+        let source: ConsumerSource
 
         /// The next record; nil when the broker ended the subscription normally. Throws
         /// `ConsumerError`, or `CancellationError` when the task is cancelled.
         public mutating func next() async throws -> ConsumerRecord? {
-            try await subscription.next()
+            try await source.next()
         }
 
         /// The offset the next record of `partition` will have, once anything was read from it.
         public func position(of partition: Int) -> Int64? {
-            subscription.positions.nextOffset[partition]
+            source.position(of: partition)
         }
     }
 }
@@ -162,6 +192,7 @@ final class Subscription {
                     finished = true
                     throw ConsumerError.refused(status)
                 }
+                await lostLeader(status)
                 try await backOff(after: "\(status.message) (\(status.code))")
             }
         }
@@ -194,8 +225,7 @@ final class Subscription {
     private func subscribe() async throws {
         while responses == nil {
             do {
-                let connection = try await consumer.address.connect(
-                    logger: consumer.logger, timeout: consumer.configuration.connectTimeout)
+                let connection = try await connectToLeader()
                 if let scope = consumer.scope, !scope.adopt(connection) {
                     // The `withConsumer` scope ended while this connected.
                     await connection.close()
@@ -215,12 +245,42 @@ final class Subscription {
                 throw error
             } catch let status as GRPCStatus where Self.isRetriable(status.code) {
                 await close()
+                await lostLeader(status)
                 try await backOff(after: "\(status.message) (\(status.code))")
             } catch let status as GRPCStatus {
                 await close()
                 finished = true
                 throw ConsumerError.refused(status)
             }
+        }
+    }
+
+    /// The partitions' leader as the cluster metadata says (the first one's: a subscription
+    /// is one stream to one broker, and `ConsumerSource` makes one per partition when their
+    /// leaders differ), else the first bootstrap broker that answers, while a metadata
+    /// refresh finds the leader.
+    private func connectToLeader() async throws -> GRPCClientConnection {
+        let first = consumer.partitions?.keys.min() ?? 0
+        let timeout = consumer.configuration.connectTimeout
+        if let leader = consumer.cluster.leader(of: TopicPartition(topic: consumer.topic, partition: first)) {
+            return try await leader.connect(logger: consumer.logger, timeout: timeout)
+        }
+        consumer.cluster.requestRefresh(reason: "no leader known for \(consumer.topic)/\(first)")
+        return try await BrokerAddress.connectFirst(of: consumer.bootstrap, logger: consumer.logger, timeout: timeout).0
+    }
+
+    /// A stream that ended "not leader" (the broker's UNAVAILABLE for a partition it does
+    /// not lead) waits for fresh metadata before subscribing again, so the next attempt
+    /// goes to the new leader; a lost connection asks for it without waiting.
+    private func lostLeader(_ status: GRPCStatus) async {
+        let reason = "subscription of \(consumer.topic) ended: \(status.message)"
+        guard status.code == .unavailable, status.message.hasPrefix("not leader for") else {
+            consumer.cluster.requestRefresh(reason: reason)
+            return
+        }
+        let cluster = consumer.cluster
+        try? await firstOf(within: consumer.configuration.requestTimeout, timeoutError: CancellationError()) {
+            try await cluster.refresh(reason: reason)
         }
     }
 

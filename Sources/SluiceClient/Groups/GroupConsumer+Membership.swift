@@ -120,7 +120,7 @@ extension GroupConsumer {
 
     func currentConnection() async throws -> GRPCClientConnection {
         if let connection { return connection }
-        let connection = try await address.connect(logger: logger, timeout: configuration.connectTimeout)
+        let (connection, _) = try await BrokerAddress.connectFirst(of: bootstrap, logger: logger, timeout: configuration.connectTimeout)
         if let existing = self.connection {
             // Another caller connected while this one waited: one connection per session.
             await connection.close()

@@ -20,7 +20,10 @@ import SluiceWire
 /// }   // returns after `close()`; throws `GroupConsumerError` or the handler's error
 /// ```
 public actor GroupConsumer {
+    /// The first bootstrap broker.
     public nonisolated let address: BrokerAddress
+    /// The brokers the member connects to, the first that answers.
+    public nonisolated let bootstrap: [BrokerAddress]
     public nonisolated let configuration: GroupConsumerConfiguration
     let logger: Logger
     let eventCallback: @Sendable (RebalanceEvent) -> Void
@@ -78,7 +81,19 @@ public actor GroupConsumer {
         logger: Logger = Logger(label: "sluice.group-consumer"),
         onEvent: @escaping @Sendable (RebalanceEvent) -> Void = { _ in }
     ) {
-        self.address = address
+        self.init(bootstrap: [address], configuration: configuration, logger: logger, onEvent: onEvent)
+    }
+
+    /// A member that connects to the first of `bootstrap` that answers (a non-empty list),
+    /// in turn again at each reconnect.
+    public init(
+        bootstrap: [BrokerAddress], configuration: GroupConsumerConfiguration,
+        logger: Logger = Logger(label: "sluice.group-consumer"),
+        onEvent: @escaping @Sendable (RebalanceEvent) -> Void = { _ in }
+    ) {
+        precondition(!bootstrap.isEmpty, "a group consumer needs at least one bootstrap broker")
+        address = bootstrap[0]
+        self.bootstrap = bootstrap
         self.configuration = configuration
         self.logger = logger
         self.eventCallback = onEvent

@@ -37,7 +37,7 @@ public func withConsumer<Result>(
 ) async throws -> Result {
     let scope = ConsumerScope()
     let consumer = Consumer(
-        address: address, topic: topic, partitions: partitions, defaultStart: defaultStart,
+        bootstrap: [address], topic: topic, partitions: partitions, defaultStart: defaultStart,
         configuration: configuration, logger: logger, scope: scope)
     let result: Result
     do {

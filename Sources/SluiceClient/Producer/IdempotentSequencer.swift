@@ -25,7 +25,7 @@ struct BatchSequence: Sendable, Equatable {
 /// Kafka's epoch bump.
 struct IdempotentSequencer {
     private(set) var identity: ProducerIdentity?
-    private var nextSequence: [Producer.TopicPartition: Int32] = [:]
+    private var nextSequence: [TopicPartition: Int32] = [:]
 
     /// Takes a new identity; every partition starts again at 0. Adopting the identity
     /// already held changes nothing: several partitions may wait for the same
@@ -44,7 +44,7 @@ struct IdempotentSequencer {
 
     /// The sequence for a batch of `recordCount` records on `place`, kept if the batch
     /// already has one under the current identity. Precondition: an identity is held.
-    mutating func sequence(for existing: BatchSequence?, place: Producer.TopicPartition, recordCount: Int) -> BatchSequence {
+    mutating func sequence(for existing: BatchSequence?, place: TopicPartition, recordCount: Int) -> BatchSequence {
         guard let identity else { preconditionFailure("a sequence needs an identity") }
         if let existing, existing.identity == identity { return existing }
         precondition(recordCount >= 1 && recordCount <= Int(Int32.max), "a batch holds 1...Int32.max records")

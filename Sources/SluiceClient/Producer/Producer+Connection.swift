@@ -3,47 +3,131 @@ import Logging
 import SluiceAPI
 import SluiceWire
 
-/// The producer's connection, its one Produce stream, and the topic descriptions it sends
-/// by: opened on first use, shared by every partition, described again when stale.
+/// The producer's connections: one per broker that leads a partition it sends to (opened
+/// on first use, closed once no partition it sends to is led there), each with one
+/// pipelined Produce stream, and the topic descriptions it sends by.
+struct BrokerLink: Sendable {
+    var address: BrokerAddress
+    var connection: GRPCClientConnection?
+    var connecting: Task<GRPCClientConnection, any Error>?
+    var session: ProduceSession?
+}
+
 extension Producer {
-    func openConnection() async throws -> GRPCClientConnection {
-        if let connection { return connection }
-        if let connecting { return try await connecting.value }
-        let address = address
+    /// A connection to `broker`, shared by everything the producer sends there.
+    func openConnection(to broker: BrokerAddress) async throws -> GRPCClientConnection {
+        let key = broker.description
+        if let connection = links[key]?.connection { return connection }
+        if let connecting = links[key]?.connecting { return try await connecting.value }
         let logger = logger
         let task = Task { [counted = ClientTasks.begin()] in
             defer { counted.end() }
-            return try await address.connect(logger: logger)
+            return try await broker.connect(logger: logger)
         }
-        connecting = task
+        links[key, default: BrokerLink(address: broker)].connecting = task
         do {
             let opened = try await task.value
-            connecting = nil
-            if let connection, connection !== opened {
-                await opened.close()
-                return connection
-            }
-            connection = opened
-            return opened
+            links[key]?.connecting = nil
+            return adopt(opened, at: broker)
         } catch {
-            connecting = nil
+            links[key]?.connecting = nil
             throw error
         }
     }
 
-    func openSession() async throws -> ProduceSession {
-        if let session { return session }
-        let connection = try await openConnection()
-        if let session { return session }
+    /// A connection to any broker, for what every broker answers (DescribeTopic,
+    /// InitProducerId): one already open, else the first bootstrap broker that answers.
+    func openAnyConnection() async throws -> GRPCClientConnection {
+        if let open = links.values.lazy.compactMap(\.connection).first { return open }
+        if let anyConnecting { return try await anyConnecting.value.0 }
+        let bootstrap = bootstrap
+        let logger = logger
+        let task = Task { [counted = ClientTasks.begin()] in
+            defer { counted.end() }
+            return try await BrokerAddress.connectFirst(of: bootstrap, logger: logger)
+        }
+        anyConnecting = task
+        defer { anyConnecting = nil }
+        let (opened, broker) = try await task.value
+        return adopt(opened, at: broker)
+    }
+
+    /// Keeps `opened` as the link to `broker`, unless another caller opened one meanwhile
+    /// (then `opened` is closed): one connection per broker.
+    private func adopt(_ opened: GRPCClientConnection, at broker: BrokerAddress) -> GRPCClientConnection {
+        let key = broker.description
+        if let existing = links[key]?.connection, existing !== opened {
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await opened.close()
+            }
+            return existing
+        }
+        links[key, default: BrokerLink(address: broker)].connection = opened
+        return opened
+    }
+
+    func openSession(at broker: BrokerAddress) async throws -> ProduceSession {
+        let key = broker.description
+        if let session = links[key]?.session { return session }
+        let connection = try await openConnection(to: broker)
+        if let session = links[key]?.session { return session }
         let call = try await ProtobufCall<ProduceRequest, ProduceResponse>(connection, path: BrokerMethod.produce)
-        if let session {
+        if let session = links[key]?.session {
             call.cancel()
             return session
         }
         sessionCount += 1
         let opened = ProduceSession(id: sessionCount, call: call, producer: self)
-        session = opened
+        links[key, default: BrokerLink(address: broker)].session = opened
         return opened
+    }
+
+    /// Where `place`'s batches go: its leader as the cluster metadata says, refreshed
+    /// first when it names none (a topic or partition it does not know yet).
+    func leader(of place: TopicPartition) async throws -> BrokerAddress {
+        let key = place
+        if let known = cluster.leader(of: key) { return known }
+        try await cluster.refresh(reason: "no leader known for \(place.topic)/\(place.partition)")
+        if let known = cluster.leader(of: key) { return known }
+        throw GRPCStatus(.unavailable, "no leader known for \(place.topic)/\(place.partition)")
+    }
+
+    /// Closes the links to brokers that lead none of the partitions the producer sends to
+    /// and carry no batch in flight; checked once per change of the cluster metadata.
+    func closeIdleLinks() {
+        let version = cluster.version
+        guard version != linksCheckedAt else { return }
+        linksCheckedAt = version
+        let metadata = cluster.metadata
+        let needed = metadata.leaderAddresses(of: placesInUse)
+        let busy = Set(inFlightSessions)
+        for (key, link) in links where link.connecting == nil && !(link.session.map { busy.contains($0.id) } ?? false) {
+            guard !needed.contains(key) else { continue }
+            links[key] = nil
+            logger.debug("closing the connection to a broker that leads nothing sent", metadata: ["broker": "\(key)"])
+            link.session?.cancel()
+            if let connection = link.connection {
+                Task { [counted = ClientTasks.begin()] in
+                    defer { counted.end() }
+                    await connection.close()
+                }
+            }
+        }
+    }
+
+    /// The stream `id` ended: its link is dropped (the next batch reconnects) and the
+    /// cluster metadata refreshed, since a lost connection may be a leader gone.
+    func dropLink(ofSession id: Int) {
+        guard let key = links.first(where: { $0.value.session?.id == id })?.key, let link = links.removeValue(forKey: key) else { return }
+        link.session?.cancel()
+        if let lost = link.connection {
+            Task { [counted = ClientTasks.begin()] in
+                defer { counted.end() }
+                await lost.close()
+            }
+        }
+        if !isClosed { cluster.requestRefresh(reason: "the connection to \(key) was lost") }
     }
 
     /// `metadata(of:)`, retried with backoff while the broker is unreachable or answers
@@ -91,7 +175,7 @@ extension Producer {
         if let known, known.isFresh(now: .now, maxAge: configuration.metadataMaxAge) { return known }
         let description: TopicDescription
         do {
-            let connection = try await openConnection()
+            let connection = try await openAnyConnection()
             description = try await SluiceAdminClient(connection: connection, timeout: configuration.requestTimeout)
                 .describeTopic(named: topic)
         } catch let status as GRPCStatus where status.code == .notFound {

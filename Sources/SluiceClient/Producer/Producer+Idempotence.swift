@@ -51,7 +51,7 @@ extension Producer {
         // bump the epoch twice and fence the first answer.
         let task = Task { [counted = ClientTasks.begin()] in
             defer { counted.end() }
-            let connection = try await self.openConnection()
+            let connection = try await self.openAnyConnection()
             let response: InitProducerIdResponse = try await connection.unary(
                 path: Self.initProducerIdPath, request: request, timeout: timeout)
             return ProducerIdentity(id: response.producerId, epoch: response.producerEpoch)

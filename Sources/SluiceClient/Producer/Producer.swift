@@ -5,12 +5,13 @@ public import NIOCore
 public import SluiceAPI
 import SluiceWire
 
-/// Publishes records to a broker (docs/client.md).
+/// Publishes records to the leaders of a topic's partitions (docs/client.md).
 ///
 /// `enqueue` places a record in its partition's open batch and returns a `Delivery` at
 /// once (suspending only while the byte budget is exhausted, if so configured); `send`
-/// also waits for the answer. Batches go out over one pipelined `Produce` stream, at most
-/// one in flight per partition, so retries never reorder a partition (see
+/// also waits for the answer. Each batch goes to its partition's leader (`ClusterView`),
+/// over one pipelined `Produce` stream per leader broker, at most one in flight per
+/// partition, so retries never reorder a partition (see
 /// `PartitionAccumulator`). Retriable failures (NOT_LEADER, REQUEST_TIMED_OUT, THROTTLED,
 /// NOT_ENOUGH_REPLICAS, a lost connection) are retried with backoff until the delivery
 /// timeout; a batch whose answer was lost with the connection is sent again, so without
@@ -18,14 +19,13 @@ import SluiceWire
 /// `configuration.idempotent` each batch carries a sequence the broker deduplicates
 /// retries by (`Producer+Idempotence.swift`, docs/idempotence.md).
 public actor Producer {
+    /// The first bootstrap broker.
     public nonisolated let address: BrokerAddress
+    /// The brokers the producer starts from, tried in turn; the leaders it sends to come
+    /// from the Metadata any of them answers.
+    public nonisolated let bootstrap: [BrokerAddress]
     public nonisolated let configuration: ProducerConfiguration
     let logger: Logger
-
-    struct TopicPartition: Hashable, Sendable {
-        var topic: String
-        var partition: Int
-    }
 
     struct Item: Sendable {
         var entry: RecordBatchCodec.Entry
@@ -56,9 +56,12 @@ public actor Producer {
         var continuation: CheckedContinuation<Void, any Error>
     }
 
-    var connection: GRPCClientConnection?
-    var connecting: Task<GRPCClientConnection, any Error>?
-    var session: ProduceSession?
+    let cluster: ClusterView
+    /// By broker address (`BrokerAddress.description`).
+    var links: [String: BrokerLink] = [:]
+    var anyConnecting: Task<(GRPCClientConnection, BrokerAddress), any Error>?
+    /// The `cluster.version` the links were last checked against (`closeIdleLinks`).
+    var linksCheckedAt = -1
     var sessionCount = 0
     var topicMetadata: [String: ProducerTopicMetadata] = [:]
     private var accumulators: [TopicPartition: PartitionAccumulator<Item>] = [:]
@@ -81,10 +84,25 @@ public actor Producer {
     var identityRequest: Task<ProducerIdentity, any Error>?
 
     public init(address: BrokerAddress, configuration: ProducerConfiguration = ProducerConfiguration(), logger: Logger = Logger(label: "sluice.producer")) {
-        self.address = address
+        self.init(bootstrap: [address], configuration: configuration, logger: logger)
+    }
+
+    /// A producer that starts from the first of `bootstrap` that answers (a non-empty list).
+    public init(bootstrap: [BrokerAddress], configuration: ProducerConfiguration = ProducerConfiguration(), logger: Logger = Logger(label: "sluice.producer")) {
+        precondition(!bootstrap.isEmpty, "a producer needs at least one bootstrap broker")
+        address = bootstrap[0]
+        self.bootstrap = bootstrap
         self.configuration = configuration
         self.logger = logger
+        cluster = ClusterView(bootstrap: bootstrap, requestTimeout: configuration.requestTimeout, logger: logger)
     }
+
+    /// Metadata requests made so far: one at the first send, then one per change the
+    /// producer noticed (NOT_LEADER, a lost connection), at most one per 100 ms.
+    public nonisolated var metadataRefreshCount: Int { cluster.refreshCount }
+
+    /// The producer's view of the cluster: partition leaders and their epochs.
+    public nonisolated var clusterMetadata: ClusterMetadata { cluster.metadata }
 
     /// A producer dropped without `close()` releases what it holds: its stream is reset, its
     /// connection closed, its timers find it gone, and every record not yet answered fails
@@ -101,11 +119,13 @@ public actor Producer {
         for waiter in spaceWaiters { waiter.continuation.resume(throwing: ProducerError.closed) }
         for wakeup in wakeups.values { wakeup.task.cancel() }
         answerWatchdog?.task.cancel()
-        session?.cancel()
-        if let connection {
-            Task { [counted = ClientTasks.begin()] in
-                defer { counted.end() }
-                await connection.close()
+        for link in links.values {
+            link.session?.cancel()
+            if let connection = link.connection {
+                Task { [counted = ClientTasks.begin()] in
+                    defer { counted.end() }
+                    await connection.close()
+                }
             }
         }
     }
@@ -232,18 +252,22 @@ public actor Producer {
         wakeups.removeAll()
         answerWatchdog?.task.cancel()
         answerWatchdog = nil
-        let last = session
-        session = nil
-        let lastConnection = connection
-        connection = nil
+        let last = Array(links.values)
+        links.removeAll()
         let bound = deadline.map { max(.zero, ContinuousClock.now.duration(to: $0)) } ?? configuration.requestTimeout
         // Bounded as a whole: a broker that stopped reading holds the stream's writer in
         // HTTP/2 flow control, and a graceful connection close waits for its answer.
         _ = try? await firstOf(within: bound, timeoutError: ProducerError.closed) {
-            await last?.finishAndWait(bound: bound)
-            await lastConnection?.close()
+            await withTaskGroup(of: Void.self) { group in
+                for link in last {
+                    group.addTask {
+                        await link.session?.finishAndWait(bound: bound)
+                        await link.connection?.close()
+                    }
+                }
+            }
         }
-        last?.cancel()
+        for link in last { link.session?.cancel() }
     }
 
     // MARK: Sending
@@ -308,8 +332,11 @@ public actor Producer {
             // sending on it, or the session could end unnoticed in between.
             if configuration.idempotent { batch.sequence = try await sequence(for: batch, at: place) }
             let deliveryLeft = ContinuousClock.now.duration(to: batch.createdAt.advanced(by: configuration.deliveryTimeout))
-            current = try await openSessionWithin(max(.zero, min(configuration.requestTimeout, deliveryLeft)))
+            current = try await openSessionWithin(max(.zero, min(configuration.requestTimeout, deliveryLeft)), for: place)
         } catch {
+            // The leader it names may be gone (a broker killed before the controller moved
+            // its partitions): ask again, at most once per refresh interval.
+            cluster.requestRefresh(reason: "no stream to the leader of \(place): \(error)")
             retryOrFail(batch, at: place, reason: "\(error)")
             return
         }
@@ -388,15 +415,22 @@ public actor Producer {
         if let next = inFlight.values.map(\.firstDeadline).min() { armAnswerWatchdog(at: next) }
     }
 
-    /// `openSession`, given up after `bound`: connecting to a broker that accepts TCP but
-    /// never answers must not hold a batch past its deadlines. The attempt itself goes on
-    /// and a later call may still use it.
-    private func openSessionWithin(_ bound: Duration) async throws -> ProduceSession {
-        if let session { return session }
+    /// The stream to `place`'s leader, given up after `bound`: finding the leader or
+    /// connecting to a broker that accepts TCP but never answers must not hold a batch past
+    /// its deadlines. The attempt itself goes on and a later call may still use it.
+    private func openSessionWithin(_ bound: Duration, for place: TopicPartition) async throws -> ProduceSession {
+        defer { closeIdleLinks() }
+        let key = place
+        if let known = cluster.leader(of: key), let session = links[known.description]?.session { return session }
         return try await firstOf(within: bound, timeoutError: GRPCStatus(.deadlineExceeded, "no connection to the broker within \(bound)")) {
-            try await self.openSession()
+            try await self.openSession(at: self.leader(of: place))
         }
     }
+
+    /// The sessions with a batch in flight, and the partitions the producer sends to:
+    /// what `closeIdleLinks` keeps.
+    var inFlightSessions: [Int] { inFlight.values.map(\.session) }
+    var placesInUse: Dictionary<TopicPartition, PartitionAccumulator<Item>>.Keys { accumulators.keys }
 
     /// An answer from the broker (called by the session's reader).
     func received(_ response: ProduceResponse, session id: Int) {
@@ -422,6 +456,12 @@ public actor Producer {
             release(batch.items.reduce(0) { $0 + $1.bytes })
             accumulators[place]?.completed()
             drive(place)
+        case .notLeader:
+            // Sent at once to a leader with a newer epoch; either way the metadata is asked
+            // again, since a hint is only the answering broker's view.
+            let moved = response.leader.map { cluster.adopt($0, at: place) } ?? false
+            cluster.requestRefresh(reason: "NOT_LEADER for \(place.topic)/\(place.partition)")
+            retryOrFail(batch, at: place, reason: "\(ErrorCode.notLeader): \(response.errorMessage)", backoff: !moved)
         case let code where ProducerError.isRetriable(code):
             retryOrFail(batch, at: place, reason: "\(code): \(response.errorMessage)")
         case let code where recoversBySequenceReset(code, batch: batch):
@@ -440,18 +480,7 @@ public actor Producer {
     /// Also called by the answer watchdog for a stream that went silent; a late answer on
     /// an ended stream finds nothing to apply.
     func sessionEnded(_ id: Int, status: GRPCStatus) {
-        if session?.id == id {
-            session?.cancel()
-            session = nil
-            let lost = connection
-            connection = nil
-            if let lost {
-                Task { [counted = ClientTasks.begin()] in
-                    defer { counted.end() }
-                    await lost.close()
-                }
-            }
-        }
+        dropLink(ofSession: id)
         let retriable = ![.invalidArgument, .unimplemented, .permissionDenied, .unauthenticated, .resourceExhausted,
                           .failedPrecondition, .notFound].contains(status.code)
         for (correlationID, entry) in inFlight where entry.session == id {
@@ -466,7 +495,7 @@ public actor Producer {
         }
     }
 
-    private func retryOrFail(_ batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition, reason: String) {
+    private func retryOrFail(_ batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition, reason: String, backoff: Bool = true) {
         lastError[place] = reason
         let now = ContinuousClock.now
         if isClosed || now >= batch.createdAt.advanced(by: configuration.deliveryTimeout) {
@@ -474,9 +503,9 @@ public actor Producer {
             accumulators[place]?.completed()
         } else {
             let doublings = min(max(batch.attempts - 1, 0), 16)
-            let backoff = min(configuration.retryBackoff * (1 << doublings), configuration.maxRetryBackoff)
+            let pause = backoff ? min(configuration.retryBackoff * (1 << doublings), configuration.maxRetryBackoff) : .zero
             logger.debug("retrying a batch", metadata: ["topic": "\(place.topic)", "partition": "\(place.partition)", "reason": "\(reason)"])
-            accumulators[place]?.retry(batch, notBefore: now.advanced(by: backoff))
+            accumulators[place]?.retry(batch, notBefore: now.advanced(by: pause))
         }
         drive(place)
     }
