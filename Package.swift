@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "SluiceAPITests", dependencies: ["SluiceTestSupport", "SluiceAPI", nioCore], swiftSettings: swiftSettings),
         .testTarget(
             name: "SluiceClusterTests",
-            dependencies: ["SluiceTestSupport", "SluiceCluster", "SluiceWire", "SluiceAPI", nioCore, nioPosix, logging],
+            dependencies: ["SluiceTestSupport", "SluiceCluster", "SluiceWire", "SluiceAPI", "SluiceClient", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
         // Sluice's Swift client against a real `sluice serve` process (the binary is found
         // next to the test bundle; `swift build --build-tests` builds it).
