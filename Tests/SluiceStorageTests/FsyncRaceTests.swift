@@ -27,9 +27,10 @@ import Testing
         config.retentionMs = nil
         let log = try PartitionLog.open(directory: directory, fileSystem: system, config: config)
         _ = try await log.append(workload.newBatch(sequence: 0), leaderEpoch: 0)  // durable
-        _ = try log.appendBuffered(workload.newBatch(sequence: 1), leaderEpoch: 0)
 
-        // Hold the failed sync's result back until the roll has run.
+        // Hold the failed sync's result back until the roll has run. Armed before batch 1
+        // is appended: its append starts the sync run on a sync thread at once, so arming
+        // after it could let that sync succeed first.
         let failedSyncStarted = DispatchSemaphore(value: 0)
         let releaseFailedSync = DispatchSemaphore(value: 0)
         system.failNextFileSync()
@@ -38,6 +39,7 @@ import Testing
             failedSyncStarted.signal()
             releaseFailedSync.wait()
         }
+        _ = try log.appendBuffered(workload.newBatch(sequence: 1), leaderEpoch: 0)
         let waiter = Task { try await log.waitUntilDurable(1) }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
@@ -67,7 +69,7 @@ import Testing
         let rolled = await rolling.value
         log.syncGate.setContentionHook(nil)
         let waited: Void? = try? await waiter.value
-        // The flusher handles requests in order, so this returns after it handled the failure.
+        // The failed sync fenced the log, so this returns at once with the fence.
         _ = try? await log.flush()
         #expect(log.fenceError != nil)
         #expect(rolled == nil, "the roll sealed a segment whose fdatasync had failed")

@@ -1,3 +1,5 @@
+import Dispatch
+import Glibc
 import Synchronization
 @testable import SluiceStorage
 import SluiceTestSupport
@@ -38,6 +40,62 @@ import Testing
         #expect((endRings.value, durableRings.value, highRings.value) == (1, 1, 1))
         #expect(await end.outcome() == .reached)
         #expect(log.pendingWaitCount == 0)
+        try await log.close()
+    }
+
+    /// Nothing stands between an fdatasync's return and the waits it covers: they are
+    /// resolved on the very thread that ran it, as it returns (no flusher task, no timer,
+    /// no poll in between), and only after it returned.
+    @Test func aDurableWaitIsResolvedOnTheSyncThreadRightAfterItsSync() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        struct Seen {
+            var holding = false
+            var syncThread: pthread_t?
+            var syncReleased = false
+            var resolvedOn: pthread_t?
+            var resolvedAfterSync = false
+        }
+        let seen = Mutex(Seen())
+        let syncStarted = DispatchSemaphore(value: 0)
+        let releaseSync = DispatchSemaphore(value: 0)
+        let fileSystem = SyncHookFileSystem(wrapping: PosixFileSystem()) {
+            guard seen.withLock({ s in
+                guard s.holding else { return false }
+                s.holding = false
+                s.syncThread = pthread_self()
+                return true
+            }) else { return }
+            syncStarted.signal()
+            releaseSync.wait()
+            // The hook runs before the fdatasync; the wait must still be pending here.
+            seen.withLock { $0.syncReleased = true }
+        }
+        let log = try PartitionLog.open(directory: directory.path, fileSystem: fileSystem, config: smallConfig(fsync: .always))
+        seen.withLock { $0.holding = true }
+        let appended = try log.appendBuffered(makeBatch([0]), leaderEpoch: 0)
+        // The append started the sync run; it is held before its fdatasync, so the wait is
+        // registered while the batch is not durable.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                syncStarted.wait()
+                continuation.resume()
+            }
+        }
+        let wait = log.wait(for: DurableEndOffset.self, toCover: appended.lastOffset) {
+            seen.withLock { s in
+                s.resolvedOn = pthread_self()
+                s.resolvedAfterSync = s.syncReleased
+            }
+        }
+        #expect(wait.resolved == nil)
+        releaseSync.signal()
+        #expect(await wait.outcome() == .reached)
+        let result = seen.withLock { $0 }
+        let syncThread = try #require(result.syncThread)
+        let resolvedOn = try #require(result.resolvedOn)
+        #expect(pthread_equal(syncThread, resolvedOn) != 0, "resolved on another thread than the sync's")
+        #expect(result.resolvedAfterSync)
         try await log.close()
     }
 

@@ -29,9 +29,10 @@ public struct LogConfig: Sendable, Equatable {
     /// Delete the oldest sealed segments while the log would stay at least this big; nil keeps all.
     public var retentionBytes: Int64? = StorageLimits.defaults.retentionBytes.value
     public var fsyncPolicy: FsyncPolicy = .always
-    /// Group-commit window: with `.always` (or a durable-acks request), the flusher waits
-    /// this long before each fdatasync so that more appends share it. Zero (the default)
-    /// syncs as soon as the previous sync ends, which already groups under load.
+    /// Group-commit window: with `.always` (or a durable-acks request), a sync run waits
+    /// this long before its first fdatasync so that more appends share it. Zero (the
+    /// default) syncs at once, and again as soon as a sync ends while appends wait for
+    /// one, which already groups under load.
     public var groupCommitWindow: Duration = StorageLimits.defaults.groupCommitWindow.value
     /// Sealed segments kept open (one descriptor each, plus their indexes in memory);
     /// the active segment holds three descriptors on top.

@@ -29,7 +29,11 @@ struct LogState {
     var waits: WatermarkWaiters
     /// Sealed segments with files open, least recently used first.
     var openSealed: [Segment] = []
-    var flusher: Task<Void, Never>?
+    /// A sync run is claimed or on a sync thread (`PartitionLog.requestSync`): later
+    /// requests leave it to that run.
+    private(set) var syncRunning = false
+    /// `close()` waiting for the sync run to end.
+    var syncRunEndWaiters: [CheckedContinuation<Void, Never>] = []
     var intervalFlusher: Task<Void, Never>?
 
     /// A log just opened: everything in it was synced by the open (recovery syncs what
@@ -66,6 +70,24 @@ struct LogState {
             if segments[middle].baseOffset <= offset { low = middle + 1 } else { high = middle }
         }
         return max(0, low - 1)
+    }
+
+    // MARK: Sync runs
+
+    /// True when the caller is to start a sync run: none was running.
+    mutating func claimSyncRun() -> Bool {
+        guard !syncRunning else { return false }
+        syncRunning = true
+        return true
+    }
+
+    /// The run found nothing left to sync (or the log fenced): the next request starts one.
+    mutating func endSyncRun() {
+        precondition(syncRunning, "a sync run ended that was never claimed")
+        syncRunning = false
+        // Resuming only schedules the waiting task; it runs once the lock is released.
+        for waiter in syncRunEndWaiters { waiter.resume() }
+        syncRunEndWaiters.removeAll()
     }
 
     // MARK: Watermarks

@@ -4,83 +4,117 @@ import Synchronization
 
 /// Group commit, flushing and closing.
 ///
-/// One flusher task per log has every fdatasync of the active segment done on a
-/// thread of a blocking-I/O pool (NIO's), never on a Swift concurrency thread,
-/// which a 0.2-5 ms fdatasync would stall. It is asked for a sync by each append
-/// under `FsyncPolicy.always`, by each wait registered on the durable end under the
-/// other policies, by the interval timer and by `flush()`; each round it notes the
-/// log end, syncs without the lock (appends carry on meanwhile), and then moves the
-/// durable end, which resolves every wait it covers at once (`moveWatermarks`).
-/// Appends that arrived during a sync are covered by the next one, so under load one
-/// fdatasync serves many appends. A failed sync fences the log and fails every wait:
-/// nothing is reported durable that a sync did not cover.
+/// Every fdatasync of the active segment runs on a sync thread (`SyncThreads`), never on a
+/// Swift concurrency thread, which a 0.2-5 ms fdatasync would stall. A sync is asked for
+/// by each append under `FsyncPolicy.always`, by each wait registered on the durable end
+/// under the other policies, by the interval timer and by `flush()`. The first request
+/// while no sync runs hands the log's *sync run* to a sync thread; requests during a run
+/// only count on it (`LogState.syncRunning`: at most one run per log, so one file's syncs
+/// never pile up on several threads). Each round of the run notes the log end, syncs
+/// without the log's lock (appends carry on meanwhile), and moves the durable end, which
+/// resolves every wait it covers at once (`moveWatermarks`), there on the sync thread:
+/// a durable answer's task is resumed straight from the fdatasync's return, with no hop
+/// to a flusher task first. Appends that arrived during a sync are covered by the next
+/// round, so under load one fdatasync serves many appends; the run ends when the durable
+/// end has caught up. A failed sync fences the log and fails every wait: nothing is
+/// reported durable that a sync did not cover.
 extension PartitionLog {
-    func startFlusher(_ signals: AsyncStream<Void>) {
-        // Weak: the tasks must not keep an abandoned log alive.
-        let flusher = Task { [weak self] in
-            for await _ in signals {
+    func startIntervalFlusher() {
+        guard case .interval(let milliseconds) = config.fsyncPolicy else { return }
+        // Weak: the task must not keep an abandoned log alive.
+        let intervalFlusher = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(milliseconds))
                 guard let self else { return }
-                await self.syncRound()
+                self.requestSync()
             }
         }
-        var intervalFlusher: Task<Void, Never>?
-        if case .interval(let milliseconds) = config.fsyncPolicy {
-            intervalFlusher = Task { [weak self] in
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(milliseconds))
-                    guard let self else { return }
-                    self.flushRequests.yield()
-                }
-            }
-        }
-        state.withLock { s in
-            s.flusher = flusher
-            s.intervalFlusher = intervalFlusher
+        state.withLock { $0.intervalFlusher = intervalFlusher }
+    }
+
+    /// Asks for a sync covering everything appended so far: starts a sync run unless one
+    /// is running (which will cover it: a run ends only once the durable end reaches the
+    /// log end, checked under the lock that appends take).
+    func requestSync() {
+        if state.withLock({ $0.claimSyncRun() }) { startSyncRun() }
+    }
+
+    /// Hands the claimed run to a sync thread, after the group-commit window if there is one.
+    func startSyncRun() {
+        let window = config.groupCommitWindow
+        guard window > .zero else { return submitSyncRun() }
+        // Appends arriving during the window join this run's first sync.
+        Task { [weak self] in
+            try? await Task.sleep(for: window)
+            // A log dropped meanwhile has no waits left to serve.
+            self?.submitSyncRun()
         }
     }
 
-    private struct SyncJob: Sendable {
+    private func submitSyncRun() {
+        syncThreads.submit { [self] pool in
+            guard case .active = pool else {
+                return state.withLock { s in
+                    _ = fence(&s, LogError(StorageIOError(errno: EIO, operation: "fdatasync (sync threads stopped)", path: directory)))
+                    s.endSyncRun()
+                }
+            }
+            runSyncs()
+        }
+    }
+
+    private struct SyncJob {
         let file: SegmentFile
         let endOffset: Int64
         let truncations: UInt64
     }
 
-    /// Syncs until everything appended before the last sync began is durable.
-    func syncRound() async {
-        // Appends arriving during the window join this round's sync.
-        if config.groupCommitWindow > .zero { try? await Task.sleep(for: config.groupCommitWindow) }
+    /// On a sync thread: syncs until the durable end reaches the log end, then ends the run.
+    private func runSyncs() {
         while true {
             let job = state.withLock { s -> SyncJob? in
                 if let error = s.fenceError {
                     s.failWaits(error)
-                    return nil
+                } else if s.logEndOffset > s.durableEndOffset, let file = s.active.log {
+                    file.beginUse()
+                    return SyncJob(file: file, endOffset: s.logEndOffset, truncations: s.truncations)
                 }
-                guard s.logEndOffset > s.durableEndOffset, let file = s.active.log else { return nil }
-                file.beginUse()
-                return SyncJob(file: file, endOffset: s.logEndOffset, truncations: s.truncations)
+                // Under the lock appends take: an append after this starts a new run.
+                s.endSyncRun()
+                return nil
             }
             guard let job else { return }
             var failure: StorageIOError?
-            do {
-                try await syncThreadPool.runIfActive { try job.file.file.sync() }
-            } catch let error as StorageIOError {
-                failure = error
+            do throws(StorageIOError) {
+                try job.file.file.sync()
             } catch {
-                failure = StorageIOError(errno: EIO, operation: "fdatasync (sync pool stopped)", path: job.file.file.path)
+                failure = error
             }
             state.withLock { s in
                 job.file.endUse()
                 if let failure {
                     _ = fence(&s, LogError(failure))
-                    return
+                } else if s.truncations == job.truncations {
+                    s.moveWatermarks(durableEnd: job.endOffset)
                 }
-                if s.truncations == job.truncations { s.moveWatermarks(durableEnd: job.endOffset) }
             }
         }
     }
 
-    /// Returns once `offset` is durable (an fdatasync covered it), asking the
-    /// flusher for a sync if needed, whatever the policy: a wait on the durable end.
+    /// Suspends until no sync run is in progress (`close()`: nothing syncs behind its back).
+    func waitForSyncRunToEnd() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { s in
+                guard s.syncRunning else { return true }
+                s.syncRunEndWaiters.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
+
+    /// Returns once `offset` is durable (an fdatasync covered it), asking for a
+    /// sync run if needed, whatever the policy: a wait on the durable end.
     public func waitUntilDurable(_ offset: Int64) async throws(LogError) {
         switch await wait(for: DurableEndOffset.self, toCover: offset).outcome() {
         case .reached: return
@@ -104,15 +138,14 @@ extension PartitionLog {
     /// sync. After a fence it closes the files but writes no marker, so the next open
     /// checks the log. Later calls return at once.
     public func close() async throws(LogError) {
-        let tasks = state.withLock { s -> (Task<Void, Never>?, Task<Void, Never>?)? in
+        let intervalFlusher = state.withLock { s -> Task<Void, Never>?? in
             guard !s.isClosed else { return nil }
             s.isClosed = true
-            return (s.flusher, s.intervalFlusher)
+            return .some(s.intervalFlusher)
         }
-        guard let (flusher, intervalFlusher) = tasks else { return }
+        guard let intervalFlusher else { return }
         intervalFlusher?.cancel()
-        flushRequests.finish()
-        await flusher?.value
+        await waitForSyncRunToEnd()
         try state.withLock { (s) throws(LogError) in
             defer {
                 for segment in s.segments { segment.unload() }

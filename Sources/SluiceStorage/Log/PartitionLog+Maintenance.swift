@@ -6,7 +6,7 @@ extension PartitionLog {
     /// Replaces the settings in force (a topic's settings were altered). Size, age,
     /// retention and batch limits apply from the next append, roll or retention pass;
     /// nothing already written is rewritten. The fsync policy (it picks the high
-    /// watermark's rule), the open-segment bound and the bound of waits are fixed when the log opens (the flusher tasks are started for the
+    /// watermark's rule), the open-segment bound and the bound of waits are fixed when the log opens (the interval task is started for the
     /// policy), so a change to either is refused.
     public func reconfigure(_ newConfig: LogConfig) throws(LogError) {
         if let problem = newConfig.validate() { throw LogError.invalidConfiguration(problem) }

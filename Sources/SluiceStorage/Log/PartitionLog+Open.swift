@@ -27,7 +27,7 @@ extension PartitionLog {
     public static func open(
         directory: String, fileSystem: any StorageFileSystem = PosixFileSystem(), config: LogConfig = LogConfig(),
         clock: any LogClock = SystemLogClock(), createIfMissing: Bool = true,
-        syncThreadPool: NIOThreadPool = .singleton
+        syncThreads: NIOThreadPool = SyncThreads.shared
     ) throws(LogError) -> PartitionLog {
         if let problem = config.validate() { throw LogError.invalidConfiguration(problem) }
         // From here on every sync, recovery's included, goes through the log's gate.
@@ -89,7 +89,7 @@ extension PartitionLog {
             highWatermarkRule: HighWatermarkRule(config.fsyncPolicy), waitLimit: config.maxWatermarkWaits)
         let log = PartitionLog(
             directory: directory, config: config, fileSystem: fileSystem, syncGate: gate, clock: clock,
-            syncThreadPool: syncThreadPool, state: state, recovery: report)
+            syncThreads: syncThreads, state: state, recovery: report)
         try log.finishOpening(checkpointNeeded: checkpointNeeded)
         return log
     }

@@ -40,7 +40,7 @@ extension PartitionLog {
             return (nil, W.lane == .durableEnd && config.fsyncPolicy != .always)
         }
         if let immediate { wait.resolve(immediate) }
-        if needsSync { flushRequests.yield() }
+        if needsSync { requestSync() }
         return wait
     }
 

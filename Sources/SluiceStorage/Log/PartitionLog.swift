@@ -9,9 +9,10 @@ import Synchronization
 ///
 /// Concurrency: a class with one lock around its state, usable from any thread or
 /// task. Appends, reads and maintenance take the lock and do their (page-cache
-/// speed) pread/pwrite under it. fdatasync never runs under it: one flusher task
-/// per log syncs the active segment while appends continue, then reports every
-/// append the sync covered as durable in one go (group commit). Under
+/// speed) pread/pwrite under it. fdatasync never runs under it: one sync run at a
+/// time per log, on a sync thread (`SyncThreads`), syncs the active segment while appends
+/// continue, then reports every append the sync covered as durable in one go (group
+/// commit). Under
 /// `FsyncPolicy.always`, `append` suspends until then; `appendBuffered` returns at
 /// once (having asked for the sync) and `waitUntilDurable` waits separately.
 ///
@@ -37,9 +38,9 @@ public final class PartitionLog: Sendable {
     let fileSystem: any StorageFileSystem
     let syncGate: SyncGate
     let clock: any LogClock
-    let syncThreadPool: NIOThreadPool
+    /// Where the group-commit fdatasyncs run (`SyncThreads`).
+    let syncThreads: NIOThreadPool
     let state: Mutex<LogState>
-    let flushRequests: AsyncStream<Void>.Continuation
     /// `FsyncPolicy.always` (fixed while the log is open).
     let alwaysSyncs: Bool
 
@@ -47,9 +48,9 @@ public final class PartitionLog: Sendable {
 
     init(
         directory: String, config: LogConfig, fileSystem: SyncGatedFileSystem, syncGate: SyncGate,
-        clock: any LogClock, syncThreadPool: NIOThreadPool, state: consuming sending LogState, recovery: LogRecoveryReport
+        clock: any LogClock, syncThreads: NIOThreadPool, state: consuming sending LogState, recovery: LogRecoveryReport
     ) {
-        self.syncThreadPool = syncThreadPool
+        self.syncThreads = syncThreads
         self.directory = directory
         self.settings = Mutex(config)
         self.fileSystem = fileSystem
@@ -58,15 +59,13 @@ public final class PartitionLog: Sendable {
         self.recovery = recovery
         self.alwaysSyncs = config.fsyncPolicy == .always
         self.state = Mutex(state)
-        let (signals, requests) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        flushRequests = requests
-        startFlusher(signals)
+        startIntervalFlusher()
     }
 
     deinit {
-        // An abandoned (never closed) log: let its flusher tasks end. Its files close
-        // as their descriptors are released; the next open recovers as after a crash.
-        flushRequests.finish()
+        // An abandoned (never closed) log: let its interval task end (a sync run holds
+        // the log while it runs, so none is running now). Its files close as their
+        // descriptors are released; the next open recovers as after a crash.
         state.withLock { $0.intervalFlusher?.cancel() }
     }
 
@@ -130,7 +129,7 @@ public final class PartitionLog: Sendable {
             throw LogError.invalidBatch(.recordsChecksumMismatch)
         }
         let now = clock.nowMilliseconds()
-        let result = try state.withLock { (s) throws(LogError) -> AppendResult in
+        let result = try state.withLock { (s) throws(LogError) -> (appended: AppendResult, startsSyncRun: Bool) in
             try checkWritable(s)
             guard leaderEpoch >= s.lastLeaderEpoch else {
                 throw LogError.staleLeaderEpoch(epoch: leaderEpoch, latestEpoch: s.lastLeaderEpoch)
@@ -153,13 +152,14 @@ public final class PartitionLog: Sendable {
             assert(s.logEndOffset > previousEnd, "offsets strictly increase")
             s.lastLeaderEpoch = leaderEpoch
             s.moveWatermarks()
-            return AppendResult(baseOffset: header.baseOffset, lastOffset: header.lastOffset)
+            // Under `always` every append is synced by group commit whether or not anyone
+            // waits (the high watermark follows the durable end); claimed here, under the
+            // lock the run's last check takes, so no append is left unsynced.
+            let startsSyncRun = alwaysSyncs && s.claimSyncRun()
+            return (AppendResult(baseOffset: header.baseOffset, lastOffset: header.lastOffset), startsSyncRun)
         }
-        // Under `always` every append is synced by group commit whether or not anyone
-        // waits (the high watermark follows the durable end): one request per append,
-        // coalesced with any not yet taken.
-        if alwaysSyncs { flushRequests.yield() }
-        return result
+        if result.startsSyncRun { startSyncRun() }
+        return result.appended
     }
 
     // MARK: Read
