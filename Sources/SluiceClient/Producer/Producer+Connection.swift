@@ -134,6 +134,10 @@ extension Producer {
     /// UNAVAILABLE, for at most `maxBlock`: a producer started before its broker, or during
     /// a restart, waits for it as the consumers do, instead of failing its first send.
     func metadataWaiting(for topic: String) async throws -> ProducerTopicMetadata {
+        // The path of nearly every send: a fresh description needs no deadline, and the
+        // child task and timer `firstOf` would start for it cost more than the send itself
+        // (ingest fell to a quarter with them: docs/benchmarks.md).
+        if let known = topicMetadata[topic], known.isFresh(now: .now, maxAge: configuration.metadataMaxAge) { return known }
         let deadline = ContinuousClock.now.advanced(by: configuration.maxBlock)
         var backoff = configuration.retryBackoff
         /// The last attempt's own failure: what `send` reports when maxBlock cuts the next one.
