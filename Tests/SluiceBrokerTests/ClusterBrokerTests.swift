@@ -111,6 +111,25 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    @Test func storedBatchesCarryTheLeaderEpochTheyWereAppendedAt() async throws {
+        let (broker, metadata) = try await followerOfPartitionZero()
+        try await produce(broker, "t", partition: 1, ["at epoch 0"])
+        // The same leader, a later term (it lost and won the partition back).
+        metadata.update(withBrokerTwo(broker, revision: 11, t: [
+            PartitionState(replicas: [2, 1], leader: 2, leaderEpoch: 4, isr: [2, 1]),
+            PartitionState(replicas: [1, 2], leader: 1, leaderEpoch: 3, isr: [1, 2]),
+        ]))
+        try await produce(broker, "t", partition: 1, ["at epoch 3"])
+
+        let log = try broker.server.broker.partitionLog(topic: "t", partition: 1)
+        let stored = Array(StoredBatches(try log.read(from: 0, maxBytes: 1 << 20).batches))
+        #expect(stored.map(\.header.leaderEpoch) == [0, 3])
+        #expect(log.latestLeaderEpoch == 3)
+        let described: DescribeTopicResponse = try await broker.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "t"))
+        #expect(described.topic?.partitions.map(\.leaderEpoch) == [4, 3])
+        await broker.stopAndRemove()
+    }
+
     @Test func subscribeEndsNotLeaderWhenLeadershipMovesAway() async throws {
         let (broker, metadata) = try await followerOfPartitionZero()
         await expectStatus(.unavailable, containing: "not leader for t/0: the leader is broker 2 at 10.0.0.2:9092") {

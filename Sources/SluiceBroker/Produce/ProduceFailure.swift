@@ -57,6 +57,11 @@ struct ProduceFailure: Error, Sendable, Equatable {
             self = .invalidBatch("\(defect)")
         case .closed:
             self.init(.topicDeleted(topic))
+        case .staleLeaderEpoch(let epoch, let latest):
+            // A batch checked just before a change of leader, appended just after one
+            // checked at the newer epoch: leadership moved under it, so the producer asks
+            // for metadata again and retries, as for any NOT_LEADER.
+            self.init(.notLeader, "not leader for \(topic)/\(partition): leader epoch \(epoch) ended; the log holds batches of epoch \(latest)")
         default:
             self.init(.storageError, "partition \(partition) of topic \"\(topic)\" failed: \(error)")
         }

@@ -37,11 +37,11 @@ enum PartitionAppendOutcome: Sendable {
 }
 
 extension Partition {
-    /// Appends `batch` (see `append(_:)`), first checking an idempotent producer's
+    /// Appends `batch` at `leaderEpoch` (see `append(_:leaderEpoch:)`), first checking an idempotent producer's
     /// sequence and epoch against what this partition knows, all under the append
     /// lock. At a segment roll, snapshots the producer state as of the new segment's
     /// base offset (after the lock is released).
-    func append(_ batch: NewBatch, nowMs: Int64) throws(LogError) -> PartitionAppendOutcome {
+    func append(_ batch: NewBatch, nowMs: Int64, leaderEpoch: Int32) throws(LogError) -> PartitionAppendOutcome {
         let idempotent = batch.producerId > 0
         let (outcome, snapshot) = try producers.lock.withLock {
             (ledger) throws(LogError) -> (PartitionAppendOutcome, ProducerSnapshot?) in
@@ -57,7 +57,7 @@ extension Partition {
             // Only this producer's entry changes: keeping it (not the whole state) is
             // enough to rebuild the state before this batch if the append rolled.
             let previous = idempotent ? ledger.state.producers[batch.producerId] : nil
-            let result = try append(batch)
+            let result = try append(batch, leaderEpoch: leaderEpoch)
             if idempotent {
                 ledger.state.record(
                     producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,
