@@ -179,10 +179,14 @@ public final class Broker: Sendable {
         return topic
     }
 
-    public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of from now
+    /// on (see `TopicRegistry.createPartitions`).
+    public func createPartitions(
+        named name: String, totalCount: UInt32, localPartitions: Set<UInt32>? = nil
+    ) throws(BrokerError) -> TopicMetadata {
         try InternalTopics.refuseChange(name, "grown")
         let before = try registry.topic(named: name).partitionCount
-        let topic = try registry.createPartitions(named: name, totalCount: totalCount)
+        let topic = try registry.createPartitions(named: name, totalCount: totalCount, localPartitions: localPartitions)
         partitions.createPartitions(of: topic, range: min(before, topic.partitionCount)..<topic.partitionCount)
         // After the logs exist, so a woken stream finds them open.
         topicDoorbells.ring(topicID: topic.topicID)

@@ -194,6 +194,37 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    @Test func localTopicsFollowChangedSettingsAndNewPartitions() async throws {
+        let (broker, metadata) = try await brokerOne()
+        let brokers: [UInt32: String] = [1: broker.address, 2: "10.0.0.2:9092"]
+        metadata.update(clusterSnapshot(
+            revision: 3, brokers: brokers, topics: ["g": [PartitionState(newOn: [1])]], configs: ["g": ["retention.ms": "60000"]]))
+        try await eventually("the local log of g is open") { (try? broker.server.broker.partitionLog(topic: "g", partition: 0)) != nil }
+        var stream = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "g", defaultStart: .latest))
+        try await produce(broker, "g", partition: 0, ["p0"])
+        #expect(try await stream.records(1).map(\.value) == ["p0"])
+
+        // AlterTopicConfig and CreatePartitions reached the metadata: a setting changed,
+        // one reset, and two partitions more, one of them on this broker.
+        metadata.update(clusterSnapshot(
+            revision: 4, brokers: brokers,
+            topics: ["g": [PartitionState(newOn: [1]), PartitionState(newOn: [1, 2]), PartitionState(newOn: [2])]],
+            configs: ["g": ["segment.bytes": "1048576"]]))
+        try await eventually("the local copy of g has grown") {
+            (try? broker.server.broker.partitionLog(topic: "g", partition: 1)) != nil
+        }
+        let local = try broker.server.registry.topic(named: "g")
+        #expect(local.partitionCount == 3 && local.configOverrides == ["segment.bytes": "1048576"])
+        try expectLogs(broker, "g", held: [0, 1], notHeld: [2])
+        // The running whole-topic Subscribe reads the new partition this broker leads.
+        try await produce(broker, "g", partition: 1, ["p1"])
+        let next = try await stream.next()
+        #expect(next?.partition == 1)
+        #expect(try next.map { try $0.batches.flatMap(TestBatches.values) } == ["p1"])
+        stream.call.cancel()
+        await broker.stopAndRemove()
+    }
+
     /// `topic` has logs of partitions `held` on `broker` and none of `notHeld`.
     private func expectLogs(
         _ broker: InProcessBroker, _ topic: String, held: [UInt32], notHeld: [UInt32], sourceLocation: SourceLocation = #_sourceLocation
@@ -220,12 +251,25 @@ import Testing
         await expectStatus(.alreadyExists, containing: "already exists") {
             try await other.admin.createTopic(CreateTopicRequest(name: "taken", partitions: 1))
         }
+        let altered: AlterTopicConfigResponse = try await other.unary(
+            "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "taken", set: ["retention.ms": "60000"], reset: ["segment.bytes"]))
+        #expect(altered.topic?.configs["retention.ms"] == "60000")
+        let grown: CreatePartitionsResponse = try await other.unary(
+            "/sluice.v1.Broker/CreatePartitions", CreatePartitionsRequest(name: "taken", totalCount: 4))
+        #expect(grown.topic?.partitionCount == 4)
         let _: DeleteTopicResponse = try await other.unary("/sluice.v1.Broker/DeleteTopic", DeleteTopicRequest(name: "taken"))
-        #expect(controller.received == ["create fresh 2x2", "create taken 1x1", "delete taken"])
+        #expect(controller.received == [
+            "create fresh 2x2", "create taken 1x1", "alter taken set [\"retention.ms=60000\"] reset [\"segment.bytes\"]",
+            "grow taken to 4", "delete taken",
+        ])
 
         // Bad input is refused before any controller is asked.
         await expectStatus(.invalidArgument) {
             try await other.admin.createTopic(CreateTopicRequest(name: "bad name!", partitions: 1))
+        }
+        await expectStatus(.invalidArgument) {
+            let _: AlterTopicConfigResponse = try await other.unary(
+                "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "taken", set: ["retention.ms": "soon"]))
         }
         // A forwarded request that lands on a broker that is not the controller is not forwarded again.
         await expectStatus(.unavailable, containing: "the controller is broker 2") {
@@ -233,7 +277,7 @@ import Testing
                 path: "/sluice.v1.Broker/CreateTopic", request: CreateTopicRequest(name: "loop", partitions: 1).protobufBytes(),
                 metadata: ["sluice-forwarded-by": "3"], timeout: .seconds(30))
         }
-        #expect(controller.received.count == 3)
+        #expect(controller.received.count == 5)
         // Between a controller's loss and the next election there is no one to ask.
         metadata.update(clusterSnapshot(
             revision: 6, brokers: [1: other.address, 2: elected.address], topics: ["listed": [PartitionState(newOn: [2, 1])]]))
@@ -247,10 +291,6 @@ import Testing
         let described: DescribeTopicResponse = try await other.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "listed"))
         let partitions = try #require(described.topic?.partitions)
         #expect(partitions.map(\.replicas) == [[2, 1]] && partitions[0].leader == 2)
-        await expectStatus(.unimplemented, containing: "not available in a cluster") {
-            let _: CreatePartitionsResponse = try await other.unary(
-                "/sluice.v1.Broker/CreatePartitions", CreatePartitionsRequest(name: "listed", totalCount: 2))
-        }
         await other.stopAndRemove()
         await elected.stopAndRemove()
     }

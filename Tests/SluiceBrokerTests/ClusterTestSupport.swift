@@ -67,4 +67,16 @@ final class RecordingController: TopicController {
         calls.withLock { $0.append("delete \(name)") }
         guard existing.contains(name) else { throw .unknownTopic(name) }
     }
+
+    func alterTopicConfig(name: String, set: [String: String], reset: [String]) async throws(ControllerError) -> ClusterTopic {
+        calls.withLock { $0.append("alter \(name) set \(set.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }) reset \(reset)") }
+        guard existing.contains(name) else { throw .unknownTopic(name) }
+        return ClusterTopic(name: name, configs: set, partitions: [PartitionState(newOn: [1])])
+    }
+
+    func createPartitions(name: String, totalCount: UInt32) async throws(ControllerError) -> ClusterTopic {
+        calls.withLock { $0.append("grow \(name) to \(totalCount)") }
+        guard existing.contains(name) else { throw .unknownTopic(name) }
+        return ClusterTopic(name: name, configs: [:], partitions: (0..<totalCount).map { _ in PartitionState(newOn: [1]) })
+    }
 }

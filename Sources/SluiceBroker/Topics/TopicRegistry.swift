@@ -170,16 +170,7 @@ public final class TopicRegistry: Sendable {
 
     /// Sets some settings and returns others to their defaults, all or nothing.
     public func alterTopicConfig(named name: String, set: [String: String], reset: [String]) throws(BrokerError) -> TopicMetadata {
-        var normalized: [String: String] = [:]
-        for (key, value) in set {
-            normalized[key] = try TopicSetting.named(key).normalize(value, maxMessageBytesCeiling: configuration.maxMessageBytesCeiling)
-        }
-        for key in reset {
-            _ = try TopicSetting.named(key)
-            if normalized[key] != nil {
-                throw BrokerError(.invalidConfig, "setting \(key) is both set and reset")
-            }
-        }
+        let normalized = try normalizedChange(set: set, reset: reset)
         let altered = try change { topics throws(BrokerError) -> TopicMetadata in
             guard var topic = topics[name] else { throw .topicNotFound(name) }
             var overrides = topic.configOverrides
@@ -194,8 +185,28 @@ public final class TopicRegistry: Sendable {
         return altered
     }
 
+    /// The settings of an AlterTopicConfig, checked: `set` in canonical text, every name
+    /// in `set` and `reset` known, none in both. (In a cluster the controller applies them.)
+    public func normalizedChange(set: [String: String], reset: [String]) throws(BrokerError) -> [String: String] {
+        var normalized: [String: String] = [:]
+        for (key, value) in set {
+            normalized[key] = try TopicSetting.named(key).normalize(value, maxMessageBytesCeiling: configuration.maxMessageBytesCeiling)
+        }
+        for key in reset {
+            _ = try TopicSetting.named(key)
+            if normalized[key] != nil {
+                throw BrokerError(.invalidConfig, "setting \(key) is both set and reset")
+            }
+        }
+        return normalized
+    }
+
     /// Grows a topic to `totalCount` partitions; partitions are never removed.
-    public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of from now
+    /// on (those it held and the new ones it is a replica of); nil keeps them as they are.
+    public func createPartitions(
+        named name: String, totalCount: UInt32, localPartitions: Set<UInt32>? = nil
+    ) throws(BrokerError) -> TopicMetadata {
         let grown = try change { topics throws(BrokerError) -> TopicMetadata in
             guard var topic = topics[name] else { throw .topicNotFound(name) }
             guard totalCount > topic.partitionCount else {
@@ -204,6 +215,12 @@ public final class TopicRegistry: Sendable {
                     "topic \"\(name)\" has \(topic.partitionCount) partition(s); the new total \(totalCount) must be larger (partitions are never removed)")
             }
             try checkPartitionCount(totalCount, topic: name)
+            if let local = localPartitions {
+                guard local.allSatisfy({ $0 < totalCount }), local.isSuperset(of: topic.localPartitions ?? []) else {
+                    throw BrokerError(.invalidPartitionCount, "local partitions \(local.sorted()) must hold those held and lie below \(totalCount)")
+                }
+                topic.localPartitions = local
+            }
             topic.partitionCount = totalCount
             topics[name] = topic
             return topic

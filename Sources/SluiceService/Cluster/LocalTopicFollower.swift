@@ -4,9 +4,10 @@ import SluiceCluster
 
 /// Keeps a broker's local topics in step with the cluster's metadata: for every topic
 /// with a partition this broker is a replica of, a local topic of the same name, partition
-/// count and settings (`ClusterTopic.configs`) holding logs for those partitions; a local
-/// topic the metadata no longer has is deleted with its logs. Internal topics (`__consumer_offsets`) are the broker's own
-/// and left alone.
+/// count and settings (`ClusterTopic.configs`), holding logs for those partitions and
+/// following AlterTopicConfig and CreatePartitions in place; a local topic the metadata
+/// no longer has is deleted with its logs. Internal topics (`__consumer_offsets`) are the
+/// broker's own and left alone.
 ///
 /// Each snapshot is applied whole, from what the data directory holds, so applying one
 /// twice changes nothing and a restarted broker converges on the first snapshot it reads.
@@ -61,10 +62,11 @@ struct LocalTopicFollower: Sendable {
     }
 
     /// Creates the local copy of `topic`, with a log for each partition this broker is a
-    /// replica of. Settings, partition count and replicas are taken at creation: in this
-    /// version they do not change afterwards (AlterTopicConfig and CreatePartitions are not
-    /// available in a cluster, and the controller moves leaders, not replicas), so a copy
-    /// that differs is reported, not changed.
+    /// replica of, or brings an existing copy up to date: settings changed in place (in
+    /// canonical text, so an unchanged topic changes nothing), new partitions added with
+    /// logs for those this broker is a replica of (`Broker.createPartitions` rings the
+    /// topic's Subscribe streams, as on a single node). The controller moves leaders, not
+    /// replicas, so a copy whose held partitions differ otherwise is reported, not changed.
     private func adopt(_ topic: ClusterTopic, local: TopicMetadata?) throws(BrokerError) {
         let count = UInt32(topic.partitions.count)
         let replicas = replicaPartitions(of: topic)
@@ -72,9 +74,17 @@ struct LocalTopicFollower: Sendable {
             _ = try broker.createTopic(named: topic.name, partitions: count, configs: topic.configs, localPartitions: replicas)
             return
         }
-        if local.partitionCount != count || local.localPartitions != replicas {
+        let configs = try broker.registry.normalizedChange(set: topic.configs, reset: [])
+        if configs != local.configOverrides {
+            let reset = local.configOverrides.keys.filter { configs[$0] == nil }
+            _ = try broker.alterTopicConfig(named: topic.name, set: configs, reset: Array(reset))
+        }
+        let held = local.localPartitions ?? []
+        if local.partitionCount < count, held.isSubset(of: replicas) {
+            _ = try broker.createPartitions(named: topic.name, totalCount: count, localPartitions: replicas)
+        } else if local.partitionCount != count || held != replicas {
             logger.warning("the local copy of a cluster topic differs from its placement; it is left as it is", metadata: [
-                "topic": "\(topic.name)", "local partitions": "\(local.localPartitions.map { $0.sorted() } ?? [])",
+                "topic": "\(topic.name)", "local partitions": "\(held.sorted())",
                 "replica of": "\(replicas.sorted())", "partition count": "\(count)"])
         }
     }
