@@ -154,14 +154,16 @@ public final class Broker: Sendable {
     // MARK: Topics
 
     /// `localPartitions`: in a cluster, the partitions this broker is a replica of, the
-    /// only ones that get a log here (nil: all).
+    /// only ones that get a log here (nil: all); `topicID`, the id the cluster gave the
+    /// topic (nil: a new one).
     public func createTopic(
         named name: String, partitions count: UInt32, replicationFactor: UInt32 = 0,
-        configs: [String: String] = [:], validateOnly: Bool = false, localPartitions: Set<UInt32>? = nil
+        configs: [String: String] = [:], validateOnly: Bool = false, localPartitions: Set<UInt32>? = nil,
+        topicID: String? = nil
     ) throws(BrokerError) -> TopicMetadata {
         let topic = try registry.createTopic(
             named: name, partitions: count, replicationFactor: replicationFactor, configs: configs,
-            validateOnly: validateOnly, localPartitions: localPartitions)
+            validateOnly: validateOnly, localPartitions: localPartitions, topicID: topicID)
         if !validateOnly { partitions.createPartitions(of: topic, range: 0..<topic.partitionCount) }
         return topic
     }

@@ -225,6 +225,28 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    @Test func aTopicCreatedAgainReplacesTheStaleLocalCopy() async throws {
+        let (broker, metadata) = try await brokerOne()
+        let brokers: [UInt32: String] = [1: broker.address]
+        let oldID = "00000000-0000-4000-8000-000000000001", newID = "00000000-0000-4000-8000-000000000002"
+        metadata.update(clusterSnapshot(revision: 3, brokers: brokers, topics: ["t": [PartitionState(newOn: [1])]], ids: ["t": oldID]))
+        try await eventually("the local log of t is open") { (try? broker.server.broker.partitionLog(topic: "t", partition: 0)) != nil }
+        #expect(try broker.server.registry.topic(named: "t").topicID == oldID)
+        try await produce(broker, "t", partition: 0, ["old topic's"])
+
+        // Deleted and created again between two snapshots this broker saw.
+        metadata.update(clusterSnapshot(revision: 9, brokers: brokers, topics: ["t": [PartitionState(newOn: [1])]], ids: ["t": newID]))
+        try await eventually("the local copy of t is the new topic") {
+            (try? broker.server.registry.topic(named: "t").topicID) == newID
+                && (try? broker.server.broker.partitionLog(topic: "t", partition: 0).logEndOffset) == 0
+        }
+        let described: DescribeTopicResponse = try await broker.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "t"))
+        #expect(described.topic?.topicId == newID)
+        let listed: ListTopicsResponse = try await broker.unary("/sluice.v1.Broker/ListTopics", ListTopicsRequest())
+        #expect(listed.topics.map(\.topicId) == [newID])
+        await broker.stopAndRemove()
+    }
+
     /// `topic` has logs of partitions `held` on `broker` and none of `notHeld`.
     private func expectLogs(
         _ broker: InProcessBroker, _ topic: String, held: [UInt32], notHeld: [UInt32], sourceLocation: SourceLocation = #_sourceLocation

@@ -11,13 +11,14 @@ import Testing
 struct ControllerTopicChangeTests {
     let keys = ClusterKeys(clusterName: "change")
 
-    @Test("AlterTopicConfig rewrites the topic's settings; CreatePartitions adds placed partitions, seen whole, over leftovers of an unfinished growth")
+    @Test("AlterTopicConfig rewrites the topic's settings; CreatePartitions adds placed partitions, seen whole, over leftovers of an unfinished growth; the id stays, and a re-created topic gets a new one")
     func alterAndGrow() async throws {
         try await withEtcdClient { _, client in
             for id in UInt32(1)...3 { try await putBroker(id, keys: keys, client: client) }
             let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: etcdTestLogger)
             let (term, controller) = try await elect(BrokerInfo(id: 1, address: "127.0.0.1:9101"), keys: keys, client: client)
             let created = try await controller.createTopic(name: "g", partitions: 2, replicationFactor: 2, configs: ["retention.ms": "1000"])
+            #expect(created.id.count == 36 && created.id == created.id.lowercased() && created.id.split(separator: "-").map(\.count) == [8, 4, 4, 4, 12])
 
             let altered = try await controller.alterTopicConfig(name: "g", set: ["segment.bytes": "1048576"], reset: ["retention.ms"])
             #expect(altered.configs == ["segment.bytes": "1048576"] && altered.partitions == created.partitions)
@@ -42,6 +43,8 @@ struct ControllerTopicChangeTests {
             let seenGrown = try await firstSnapshot(of: watcher.cache, "g grown") { $0.topics["g"]?.partitions.count == 250 }
             #expect(seenGrown.topics["g"] == grown)
 
+            #expect(grown.id == created.id && altered.id == created.id)
+
             await #expect(throws: ControllerError.partitionCountNotLarger(topic: "g", current: 250, requested: 250)) {
                 _ = try await controller.createPartitions(name: "g", totalCount: 250)
             }
@@ -53,6 +56,13 @@ struct ControllerTopicChangeTests {
             }
             observer.cancel()
             #expect(partial.withLock { $0 }.isEmpty, "partial topics seen: \(partial.withLock { $0 })")
+
+            // Deleted and created again under its name: a new id.
+            try await controller.deleteTopic(name: "g")
+            let again = try await controller.createTopic(name: "g", partitions: 1, replicationFactor: 1, configs: [:])
+            #expect(again.id != created.id && again.id.count == 36)
+            let seenAgain = try await firstSnapshot(of: watcher.cache, "g created again") { $0.topics["g"]?.id == again.id }
+            #expect(seenAgain.topics["g"] == again)
             await watcher.stop()
             await term.keepAlive.stop()
         }

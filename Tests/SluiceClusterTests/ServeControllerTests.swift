@@ -123,7 +123,7 @@ struct ServeControllerTests {
         }
     }
 
-    @Test("sluice topic alter and add-partitions through a broker that is not the controller: every broker's DescribeTopic shows both")
+    @Test("sluice topic alter, add-partitions and create through a broker that is not the controller: every broker's DescribeTopic shows the change and the topic's id")
     func topicChangedThroughAnyBroker() async throws {
         try await withEtcdCluster { members, client in
             try await withBrokers(members, client) { brokers, watcher, ready in
@@ -139,7 +139,14 @@ struct ServeControllerTests {
                     ["topic", "add-partitions", "orders", "--broker", other.argument, "--total", "5"], in: directory.url)
                 #expect(grown.status == 0, "\(grown.stderr)")
                 #expect(grown.stdout.contains("topic orders now has 5 partitions"), "\(grown.stdout)")
-                _ = try await firstSnapshot(of: watcher.cache, "orders with 5 partitions") { $0.topics["orders"]?.partitions.count == 5 }
+                let grownSnapshot = try await firstSnapshot(of: watcher.cache, "orders with 5 partitions") { $0.topics["orders"]?.partitions.count == 5 }
+                // The operator wrote "orders" without an id; a topic the controller creates has one.
+                #expect(try #require(grownSnapshot.topics["orders"]).id == "")
+                let created = try await runSluice(["topic", "create", "ids", "--broker", other.argument], in: directory.url)
+                #expect(created.status == 0, "\(created.stderr)")
+                let withID = try await firstSnapshot(of: watcher.cache, "topic ids") { $0.topics["ids"] != nil }
+                let topicID = try #require(withID.topics["ids"]).id
+                #expect(topicID.count == 36)
 
                 for (id, broker) in brokers.sorted(by: { $0.key < $1.key }) {
                     // Bounded: each broker's own watch brings it the change a moment apart.
@@ -147,6 +154,10 @@ struct ServeControllerTests {
                         let described = try await runSluice(["topic", "describe", "orders", "--broker", broker.argument], in: directory.url)
                         return described.status == 0 && described.stdout.contains("partitions: 5\n")
                             && described.stdout.contains("retention.ms=60000\n") && described.stdout.contains("\n  4  ")
+                    }
+                    try await eventually("broker \(id) describes ids with its id") {
+                        let described = try await runSluice(["topic", "describe", "ids", "--broker", broker.argument], in: directory.url)
+                        return described.status == 0 && described.stdout.contains("  id: \(topicID)\n")
                     }
                 }
             }

@@ -102,17 +102,18 @@ public final class TopicRegistry: Sendable {
 
     /// Creates a topic. `replicationFactor` 0 means the default (1). With `validateOnly`
     /// everything is checked and the would-be topic returned, but nothing is stored.
-    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all).
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all);
+    /// `topicID`: in a cluster, the id the controller gave the topic (nil: a new one).
     public func createTopic(named name: String, partitions: UInt32, replicationFactor: UInt32 = 0,
                             configs: [String: String] = [:], validateOnly: Bool = false,
-                            localPartitions: Set<UInt32>? = nil) throws(BrokerError) -> TopicMetadata {
+                            localPartitions: Set<UInt32>? = nil, topicID: String? = nil) throws(BrokerError) -> TopicMetadata {
         if InternalTopics.isInternal(name) {
             throw BrokerError(
                 .invalidTopicName,
                 "topic names starting with \"\(InternalTopics.reservedPrefix)\" are reserved for the broker's internal topics")
         }
         return try create(named: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs,
-                          validateOnly: validateOnly, localPartitions: localPartitions)
+                          validateOnly: validateOnly, localPartitions: localPartitions, topicID: topicID)
     }
 
     /// The internal topic `name` (see `InternalTopics`), created with these settings if
@@ -125,7 +126,7 @@ public final class TopicRegistry: Sendable {
 
     private func create(named name: String, partitions: UInt32, replicationFactor: UInt32,
                         configs: [String: String], validateOnly: Bool,
-                        localPartitions: Set<UInt32>? = nil) throws(BrokerError) -> TopicMetadata {
+                        localPartitions: Set<UInt32>? = nil, topicID: String? = nil) throws(BrokerError) -> TopicMetadata {
         try TopicName.validate(name)
         try checkPartitionCount(partitions, topic: name)
         if let local = localPartitions, let past = local.first(where: { $0 >= partitions }) {
@@ -142,7 +143,7 @@ public final class TopicRegistry: Sendable {
             overrides[key] = try TopicSetting.named(key).normalize(value, maxMessageBytesCeiling: configuration.maxMessageBytesCeiling)
         }
         let topic = TopicMetadata(
-            name: name, topicID: UUID().uuidString.lowercased(), partitionCount: partitions,
+            name: name, topicID: topicID ?? UUID().uuidString.lowercased(), partitionCount: partitions,
             replicationFactor: replicas, configOverrides: overrides, createdAtMs: Self.nowMs(), localPartitions: localPartitions)
         try checkRelations(topic)
         if validateOnly {

@@ -23,7 +23,7 @@ extension Controller {
             guard try await self.fencedTxn([.modRevision(topicKey, .equal, read.modRevision)], [.put(topicKey, record.encoded())])
             else { return nil }
             self.logger.notice("changed the settings of topic \(name)", metadata: ["set": "\(set)", "reset": "\(reset)"])
-            return ClusterTopic(name: name, configs: record.configs, partitions: states.map(\.value))
+            return ClusterTopic(name: name, id: record.id ?? "", configs: record.configs, partitions: states.map(\.value))
         }
     }
 
@@ -55,7 +55,7 @@ extension Controller {
             record.partitions = totalCount
             guard try await self.writePartitions(added, from: count, of: name, record: record, topicAsRead: asRead) else { return nil }
             self.logger.notice("grew topic \(name)", metadata: ["partitions": "\(totalCount)", "new replicas": "\(placement)"])
-            return ClusterTopic(name: name, configs: record.configs, partitions: states.map(\.value) + added)
+            return ClusterTopic(name: name, id: record.id ?? "", configs: record.configs, partitions: states.map(\.value) + added)
         }
     }
 }

@@ -57,7 +57,8 @@ public final class Controller: TopicController {
             let keyspace = try await self.readForWriting()
             if keyspace.topics[name] != nil { throw .topicExists(name) }
             let placement = try keyspace.placement(partitions: partitions, replicationFactor: replicationFactor)
-            let topic = ClusterTopic(name: name, configs: configs, partitions: placement.map(PartitionState.init(newOn:)))
+            let record = TopicRecord(id: TopicRecord.newID(), configs: configs, partitions: partitions)
+            let topic = ClusterTopic(name: name, id: record.id ?? "", configs: configs, partitions: placement.map(PartitionState.init(newOn:)))
             let topicKey = self.keys.topic(name)
             if keyspace.partitions[name] != nil {
                 // Leftovers of an earlier creation that did not finish go first.
@@ -65,10 +66,9 @@ public final class Controller: TopicController {
                 guard try await self.fencedTxn([.absent(topicKey)], [.delete(prefix, rangeEnd: EtcdKVClient.prefixEnd(of: prefix))])
                 else { return nil }
             }
-            let record = TopicRecord(configs: configs, partitions: partitions)
             guard try await self.writePartitions(topic.partitions, from: 0, of: name, record: record, topicAsRead: .absent(topicKey))
             else { return nil }
-            self.logger.notice("created topic \(name)", metadata: ["partitions": "\(partitions)", "replicas": "\(placement)"])
+            self.logger.notice("created topic \(name)", metadata: ["id": "\(topic.id)", "partitions": "\(partitions)", "replicas": "\(placement)"])
             return topic
         }
     }

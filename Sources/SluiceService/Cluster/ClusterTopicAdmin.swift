@@ -151,7 +151,7 @@ extension TopicDescription {
     /// replicas. Without a snapshot a leader is shown whether or not it is live.
     init(_ topic: ClusterTopic, snapshot: ClusterSnapshot?) {
         self.init(
-            name: topic.name, topicId: "", partitionCount: UInt32(topic.partitions.count),
+            name: topic.name, topicId: topic.id, partitionCount: UInt32(topic.partitions.count),
             replicationFactor: UInt32(topic.partitions.first?.replicas.count ?? 0), configs: TopicSetting.effective(topic.configs),
             partitions: topic.partitions.enumerated().map { index, state in
                 let leader = snapshot == nil ? state.leader : snapshot?.leader(of: topic.name, UInt32(index))?.broker.id

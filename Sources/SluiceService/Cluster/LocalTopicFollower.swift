@@ -15,7 +15,10 @@ import SluiceCluster
 /// etcd revision is 0) and is never acted on: acting on it would delete every topic.
 ///
 /// The local copy has the topic's partition count but logs only for the partitions this
-/// broker is a replica of (`TopicMetadata.localPartitions`, kept in `topics.json`).
+/// broker is a replica of (`TopicMetadata.localPartitions`, kept in `topics.json`), and the
+/// cluster topic's id as its own: a local copy whose id differs is an earlier topic of
+/// the same name (deleted and created again while this broker was not looking), so it is
+/// deleted with its data and replaced.
 struct LocalTopicFollower: Sendable {
     let broker: Broker
     let brokerID: UInt32
@@ -33,7 +36,16 @@ struct LocalTopicFollower: Sendable {
         let registry = broker.registry
         for topic in snapshot.topics.values.sorted(by: { $0.name < $1.name }) where holdsReplica(of: topic) {
             do throws(BrokerError) {
-                try adopt(topic, local: try? registry.topic(named: topic.name))
+                var local = try? registry.topic(named: topic.name)
+                if let stale = local, !topic.id.isEmpty, stale.topicID != topic.id {
+                    // The topic was deleted and created again between two snapshots this
+                    // broker saw: the local copy (and its data) is the old topic's.
+                    logger.info("replacing the local copy of a topic deleted and created again", metadata: [
+                        "topic": "\(topic.name)", "old id": "\(stale.topicID)", "id": "\(topic.id)", "revision": "\(snapshot.revision)"])
+                    try await deleteLocalCopy(named: topic.name)
+                    local = nil
+                }
+                try adopt(topic, local: local)
             } catch {
                 logger.error("cannot create the local copy of a cluster topic", metadata: [
                     "topic": "\(topic.name)", "revision": "\(snapshot.revision)", "error": "\(error)"])
@@ -43,12 +55,19 @@ struct LocalTopicFollower: Sendable {
             logger.info("deleting the local copy of a topic the cluster no longer has", metadata: [
                 "topic": "\(local.name)", "revision": "\(snapshot.revision)"])
             do throws(BrokerError) {
-                try await broker.deleteTopic(named: local.name)
+                try await deleteLocalCopy(named: local.name)
             } catch {
-                // A topic deleted meanwhile is what this pass wanted.
-                guard error.code != .topicNotFound else { continue }
                 logger.error("cannot delete the local copy of a topic", metadata: ["topic": "\(local.name)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// Deletes the local topic `name` with its logs; one deleted meanwhile is what was wanted.
+    private func deleteLocalCopy(named name: String) async throws(BrokerError) {
+        do throws(BrokerError) {
+            try await broker.deleteTopic(named: name)
+        } catch {
+            guard error.code == .topicNotFound else { throw error }
         }
     }
 
@@ -71,7 +90,9 @@ struct LocalTopicFollower: Sendable {
         let count = UInt32(topic.partitions.count)
         let replicas = replicaPartitions(of: topic)
         guard let local else {
-            _ = try broker.createTopic(named: topic.name, partitions: count, configs: topic.configs, localPartitions: replicas)
+            _ = try broker.createTopic(
+                named: topic.name, partitions: count, configs: topic.configs, localPartitions: replicas,
+                topicID: topic.id.isEmpty ? nil : topic.id)
             return
         }
         let configs = try broker.registry.normalizedChange(set: topic.configs, reset: [])
