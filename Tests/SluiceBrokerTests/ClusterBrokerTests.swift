@@ -293,6 +293,11 @@ import Testing
             let _: AlterTopicConfigResponse = try await other.unary(
                 "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "taken", set: ["retention.ms": "soon"]))
         }
+        // "listed" has two replicas per partition.
+        await expectStatus(.invalidArgument, containing: "larger than the replication factor 2") {
+            let _: AlterTopicConfigResponse = try await other.unary(
+                "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "listed", set: ["min.insync.replicas": "3"]))
+        }
         // A forwarded request that lands on a broker that is not the controller is not forwarded again.
         await expectStatus(.unavailable, containing: "the controller is broker 2") {
             _ = try await other.connection.unary(

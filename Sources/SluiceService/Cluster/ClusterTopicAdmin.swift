@@ -53,6 +53,12 @@ struct ClusterTopicAdmin: Sendable {
     func alterTopicConfig(_ request: AlterTopicConfigRequest, _ call: ServerCallContext) async throws -> AlterTopicConfigResponse {
         try InternalTopics.refuseChange(request.name, "altered")
         let set = try broker.registry.normalizedChange(set: request.set, reset: request.reset)
+        if let topic = cluster.metadata.snapshot.topics[request.name] {
+            var merged = topic.configs
+            for key in request.reset { merged[key] = nil }
+            merged.merge(set) { _, new in new }
+            try Self.checkInsyncReplicas(merged, of: topic)
+        }
         if let controller = cluster.localController() {
             let topic = try await controller.alterTopicConfig(name: request.name, set: set, reset: request.reset)
             return AlterTopicConfigResponse(topic: TopicDescription(topic, snapshot: nil))
@@ -80,6 +86,19 @@ struct ClusterTopicAdmin: Sendable {
         } catch {
             guard error.code == .topicAlreadyExists else { throw error }
             return try broker.registry.normalizedChange(set: configs, reset: [])
+        }
+    }
+
+    /// The check a single node makes between a topic's settings and its shape: writes with
+    /// acks=all need `min.insync.replicas` replicas, so more than the topic has is refused.
+    /// (Against the topic as this broker's metadata has it.)
+    private static func checkInsyncReplicas(_ configs: [String: String], of topic: ClusterTopic) throws(BrokerError) {
+        let needed = configs[TopicSetting.minInsyncReplicas.rawValue].flatMap(Int.init) ?? 1
+        let replicas = topic.partitions.first?.replicas.count ?? 1
+        guard needed <= replicas else {
+            throw BrokerError(
+                .invalidConfig,
+                "min.insync.replicas \(needed) is larger than the replication factor \(replicas); writes with acks=all could never succeed")
         }
     }
 
