@@ -130,6 +130,29 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    @Test func aSingleNodeAppendsAtTheEpochOfALogAClusterWrote() async throws {
+        let metadata = ClusterMetadataCache(emptyClusterSnapshot)
+        let directory = TemporaryDirectory()
+        let member = try await InProcessBroker.inCluster(id: 1, metadata: metadata, directory: directory)
+        metadata.update(clusterSnapshot(
+            revision: 3, brokers: [1: member.address], topics: ["t": [PartitionState(replicas: [1], leader: 1, leaderEpoch: 3, isr: [1])]]))
+        try await eventually("the local log of t is open") { (try? member.server.broker.partitionLog(topic: "t", partition: 0)) != nil }
+        try await produce(member, "t", partition: 0, ["in the cluster"])
+        await member.stop()
+
+        // The same data directory without --cluster: no leader changes any more, and the
+        // log's epoch does not go back.
+        let single = try await InProcessBroker.start(directory: directory)
+        try await produce(single, "t", partition: 0, ["on a single node"])
+        let log = try single.server.broker.partitionLog(topic: "t", partition: 0)
+        // One read per batch: the restart may have started a new segment.
+        let epochs = try [0, 1].flatMap { offset in
+            Array(StoredBatches(try log.read(from: offset, maxBytes: 1 << 20).batches).prefix(1)).map(\.header.leaderEpoch)
+        }
+        #expect(epochs == [3, 3])
+        await single.stopAndRemove()
+    }
+
     @Test func subscribeEndsNotLeaderWhenLeadershipMovesAway() async throws {
         let (broker, metadata) = try await followerOfPartitionZero()
         await expectStatus(.unavailable, containing: "not leader for t/0: the leader is broker 2 at 10.0.0.2:9092") {

@@ -82,7 +82,7 @@ extension Broker {
         }
         // Before the lookup: a follower may hold the partition's log, but only the
         // leader appends.
-        var leaderEpoch = Partition.singleNodeLeaderEpoch
+        var leaderEpoch: Int32?
         switch leadership?.verdict(topic: request.topic, partition: request.partition) {
         case .elsewhere(let leader):
             response.leader = leader
