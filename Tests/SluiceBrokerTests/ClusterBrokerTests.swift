@@ -221,7 +221,7 @@ import Testing
         let (broker, metadata) = try await brokerOne()
         let brokers: [UInt32: String] = [1: broker.address, 2: "10.0.0.2:9092"]
         metadata.update(clusterSnapshot(
-            revision: 3, brokers: brokers, topics: ["g": [PartitionState(newOn: [1])]], configs: ["g": ["retention.ms": "60000"]]))
+            revision: 3, brokers: brokers, topics: ["g": [PartitionState(newOn: [1, 2])]], configs: ["g": ["retention.ms": "60000"]]))
         try await eventually("the local log of g is open") { (try? broker.server.broker.partitionLog(topic: "g", partition: 0)) != nil }
         var stream = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "g", defaultStart: .latest))
         try await produce(broker, "g", partition: 0, ["p0"])
@@ -229,15 +229,17 @@ import Testing
 
         // AlterTopicConfig and CreatePartitions reached the metadata: a setting changed,
         // one reset, and two partitions more, one of them on this broker.
+        // (A setting that needs the topic's replication factor: the cluster's, 2, not 1.)
         metadata.update(clusterSnapshot(
             revision: 4, brokers: brokers,
-            topics: ["g": [PartitionState(newOn: [1]), PartitionState(newOn: [1, 2]), PartitionState(newOn: [2])]],
-            configs: ["g": ["segment.bytes": "1048576"]]))
+            topics: ["g": [PartitionState(newOn: [1, 2]), PartitionState(newOn: [1, 2]), PartitionState(newOn: [2])]],
+            configs: ["g": ["segment.bytes": "1048576", "min.insync.replicas": "2"]]))
         try await eventually("the local copy of g has grown") {
             (try? broker.server.broker.partitionLog(topic: "g", partition: 1)) != nil
         }
         let local = try broker.server.registry.topic(named: "g")
-        #expect(local.partitionCount == 3 && local.configOverrides == ["segment.bytes": "1048576"])
+        #expect(local.partitionCount == 3 && local.configOverrides == ["segment.bytes": "1048576", "min.insync.replicas": "2"])
+        #expect(local.replicationFactor == 2)
         try expectLogs(broker, "g", held: [0, 1], notHeld: [2])
         // The running whole-topic Subscribe reads the new partition this broker leads.
         try await produce(broker, "g", partition: 1, ["p1"])
@@ -291,7 +293,8 @@ import Testing
             revision: 5, brokers: [1: other.address, 2: elected.address], controller: 2,
             topics: ["listed": [PartitionState(newOn: [2, 1])]]))
 
-        let created = try await other.admin.createTopic(CreateTopicRequest(name: "fresh", partitions: 2, replicationFactor: 2))
+        let created = try await other.admin.createTopic(CreateTopicRequest(
+            name: "fresh", partitions: 2, replicationFactor: 2, configs: ["min.insync.replicas": "2"]))
         #expect(created.name == "fresh" && created.partitionCount == 2 && created.replicationFactor == 2)
         await expectStatus(.alreadyExists, containing: "already exists") {
             try await other.admin.createTopic(CreateTopicRequest(name: "taken", partitions: 1))

@@ -102,7 +102,8 @@ public final class TopicRegistry: Sendable {
 
     /// Creates a topic. `replicationFactor` 0 means the default (1). With `validateOnly`
     /// everything is checked and the would-be topic returned, but nothing is stored.
-    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all);
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all;
+    /// given, the replication factor is the cluster's, not checked against this broker);
     /// `topicID`: in a cluster, the id the controller gave the topic (nil: a new one).
     public func createTopic(named name: String, partitions: UInt32, replicationFactor: UInt32 = 0,
                             configs: [String: String] = [:], validateOnly: Bool = false,
@@ -133,7 +134,9 @@ public final class TopicRegistry: Sendable {
             throw BrokerError(.invalidPartitionCount, "local partition \(past) is not below the partition count \(partitions)")
         }
         let replicas = replicationFactor == 0 ? 1 : replicationFactor
-        guard replicas <= configuration.availableBrokers else {
+        // A cluster's topic (`localPartitions` given) was placed by its controller on live
+        // brokers; this broker's count of brokers is its own only.
+        guard localPartitions != nil || replicas <= configuration.availableBrokers else {
             throw BrokerError(
                 .invalidReplicationFactor,
                 "replication factor \(replicas) is larger than the \(configuration.availableBrokers) broker(s) available")

@@ -22,7 +22,8 @@ struct ClusterTopicAdmin: Sendable {
     let logger: Logger
 
     func createTopic(_ request: CreateTopicRequest, _ call: ServerCallContext) async throws -> CreateTopicResponse {
-        let configs = try checkShape(request.name, partitions: request.partitions, configs: request.configs)
+        let configs = try checkShape(
+            request.name, partitions: request.partitions, replicationFactor: request.replicationFactor, configs: request.configs)
         if request.validateOnly {
             if cluster.metadata.snapshot.topics[request.name] != nil {
                 throw GRPCStatus(.alreadyExists, "topic \(GRPCStatus.quoting(request.name)) already exists")
@@ -78,11 +79,18 @@ struct ClusterTopicAdmin: Sendable {
 
     /// Checks a topic's name, partition count and settings as a single node does, so a bad
     /// request is refused the same way on every broker, before any controller is asked;
-    /// whether the topic exists is the controller's call. Returns the settings in
-    /// canonical text, as the controller stores them.
-    private func checkShape(_ name: String, partitions: UInt32, configs: [String: String]) throws(BrokerError) -> [String: String] {
+    /// whether the topic exists, and whether enough brokers are live for the replication
+    /// factor, are the controller's call (so the check is that of a cluster's local copy,
+    /// `localPartitions` given). Returns the settings in canonical text, as the controller
+    /// stores them.
+    private func checkShape(
+        _ name: String, partitions: UInt32, replicationFactor: UInt32 = 0, configs: [String: String]
+    ) throws(BrokerError) -> [String: String] {
         do throws(BrokerError) {
-            return try broker.registry.createTopic(named: name, partitions: partitions, configs: configs, validateOnly: true).configOverrides
+            return try broker.registry.createTopic(
+                named: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs, validateOnly: true,
+                localPartitions: []
+            ).configOverrides
         } catch {
             guard error.code == .topicAlreadyExists else { throw error }
             return try broker.registry.normalizedChange(set: configs, reset: [])

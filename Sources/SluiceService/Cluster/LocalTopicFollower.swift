@@ -91,8 +91,8 @@ struct LocalTopicFollower: Sendable {
         let replicas = replicaPartitions(of: topic)
         guard let local else {
             _ = try broker.createTopic(
-                named: topic.name, partitions: count, configs: topic.configs, localPartitions: replicas,
-                topicID: topic.id.isEmpty ? nil : topic.id)
+                named: topic.name, partitions: count, replicationFactor: UInt32(topic.partitions.first?.replicas.count ?? 1),
+                configs: topic.configs, localPartitions: replicas, topicID: topic.id.isEmpty ? nil : topic.id)
             return
         }
         let configs = try broker.registry.normalizedChange(set: topic.configs, reset: [])
