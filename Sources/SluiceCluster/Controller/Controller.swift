@@ -52,7 +52,7 @@ public final class Controller: TopicController {
     ) async throws(ControllerError) -> ClusterTopic {
         precondition(partitions > 0, "a topic has at least one partition")
         precondition(!name.isEmpty && !name.contains("/"), "topic names never hold /: \(name)")
-        return try await changing("topic \"\(name)\" kept changing while it was being created") {
+        return try await changing("the keys of topic \"\(name)\" kept changing while it was being created") {
             () async throws(ControllerError) -> ClusterTopic? in
             let keyspace = try await self.readForWriting()
             if keyspace.topics[name] != nil { throw .topicExists(name) }

@@ -6,10 +6,11 @@ import SluiceCluster
 import SluiceWire
 
 /// The topic admin RPCs of a broker in a cluster. Topics are the cluster's: CreateTopic,
-/// DeleteTopic, AlterTopicConfig and CreatePartitions go to the controller (this broker's own while it is the elected one,
-/// else forwarded once over gRPC to the one the metadata names), ListTopics and
-/// DescribeTopic answer from the newest snapshot. Brokers create and remove their local
-/// logs when the change reaches their metadata (`LocalTopicFollower`), not here.
+/// DeleteTopic, AlterTopicConfig and CreatePartitions go to the controller (this broker's
+/// own while it is the elected one, else forwarded once over gRPC to the one the metadata
+/// names), ListTopics and DescribeTopic answer from the newest snapshot. Brokers create,
+/// change and remove their local copies when the change reaches their metadata
+/// (`LocalTopicFollower`), not here.
 struct ClusterTopicAdmin: Sendable {
     /// Set on a forwarded request, naming the broker that forwarded it. A broker that
     /// receives one and is not the controller answers UNAVAILABLE rather than forward
