@@ -154,14 +154,16 @@ public final class Broker: Sendable {
     // MARK: Topics
 
     /// `localPartitions`: in a cluster, the partitions this broker is a replica of, the
-    /// only ones that get a log here (nil: all).
+    /// only ones that get a log here (nil: all); `topicID`, the id the cluster gave the
+    /// topic (nil: a new one).
     public func createTopic(
         named name: String, partitions count: UInt32, replicationFactor: UInt32 = 0,
-        configs: [String: String] = [:], validateOnly: Bool = false, localPartitions: Set<UInt32>? = nil
+        configs: [String: String] = [:], validateOnly: Bool = false, localPartitions: Set<UInt32>? = nil,
+        topicID: String? = nil
     ) throws(BrokerError) -> TopicMetadata {
         let topic = try registry.createTopic(
             named: name, partitions: count, replicationFactor: replicationFactor, configs: configs,
-            validateOnly: validateOnly, localPartitions: localPartitions)
+            validateOnly: validateOnly, localPartitions: localPartitions, topicID: topicID)
         if !validateOnly { partitions.createPartitions(of: topic, range: 0..<topic.partitionCount) }
         return topic
     }
@@ -179,10 +181,14 @@ public final class Broker: Sendable {
         return topic
     }
 
-    public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of from now
+    /// on (see `TopicRegistry.createPartitions`).
+    public func createPartitions(
+        named name: String, totalCount: UInt32, localPartitions: Set<UInt32>? = nil
+    ) throws(BrokerError) -> TopicMetadata {
         try InternalTopics.refuseChange(name, "grown")
         let before = try registry.topic(named: name).partitionCount
-        let topic = try registry.createPartitions(named: name, totalCount: totalCount)
+        let topic = try registry.createPartitions(named: name, totalCount: totalCount, localPartitions: localPartitions)
         partitions.createPartitions(of: topic, range: min(before, topic.partitionCount)..<topic.partitionCount)
         // After the logs exist, so a woken stream finds them open.
         topicDoorbells.ring(topicID: topic.topicID)

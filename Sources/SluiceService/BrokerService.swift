@@ -121,11 +121,11 @@ public struct BrokerService: Sendable {
             },
             ProtobufRoute.unary(prefix + "ListTopics") { (_: ListTopicsRequest, _) in admin.listTopics() },
             ProtobufRoute.unary(prefix + "DescribeTopic") { (request: DescribeTopicRequest, _) in try admin.describeTopic(request) },
-            ProtobufRoute.unary(prefix + "AlterTopicConfig") { (_: AlterTopicConfigRequest, _) -> AlterTopicConfigResponse in
-                throw ClusterTopicAdmin.notInCluster("AlterTopicConfig")
+            ProtobufRoute.unary(prefix + "AlterTopicConfig") { (request: AlterTopicConfigRequest, call) in
+                try await admin.alterTopicConfig(request, call)
             },
-            ProtobufRoute.unary(prefix + "CreatePartitions") { (_: CreatePartitionsRequest, _) -> CreatePartitionsResponse in
-                throw ClusterTopicAdmin.notInCluster("CreatePartitions")
+            ProtobufRoute.unary(prefix + "CreatePartitions") { (request: CreatePartitionsRequest, call) in
+                try await admin.createPartitions(request, call)
             },
         ]
     }

@@ -111,6 +111,48 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    @Test func storedBatchesCarryTheLeaderEpochTheyWereAppendedAt() async throws {
+        let (broker, metadata) = try await followerOfPartitionZero()
+        try await produce(broker, "t", partition: 1, ["at epoch 0"])
+        // The same leader, a later term (it lost and won the partition back).
+        metadata.update(withBrokerTwo(broker, revision: 11, t: [
+            PartitionState(replicas: [2, 1], leader: 2, leaderEpoch: 4, isr: [2, 1]),
+            PartitionState(replicas: [1, 2], leader: 1, leaderEpoch: 3, isr: [1, 2]),
+        ]))
+        try await produce(broker, "t", partition: 1, ["at epoch 3"])
+
+        let log = try broker.server.broker.partitionLog(topic: "t", partition: 1)
+        let stored = Array(StoredBatches(try log.read(from: 0, maxBytes: 1 << 20).batches))
+        #expect(stored.map(\.header.leaderEpoch) == [0, 3])
+        #expect(log.latestLeaderEpoch == 3)
+        let described: DescribeTopicResponse = try await broker.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "t"))
+        #expect(described.topic?.partitions.map(\.leaderEpoch) == [4, 3])
+        await broker.stopAndRemove()
+    }
+
+    @Test func aSingleNodeAppendsAtTheEpochOfALogAClusterWrote() async throws {
+        let metadata = ClusterMetadataCache(emptyClusterSnapshot)
+        let directory = TemporaryDirectory()
+        let member = try await InProcessBroker.inCluster(id: 1, metadata: metadata, directory: directory)
+        metadata.update(clusterSnapshot(
+            revision: 3, brokers: [1: member.address], topics: ["t": [PartitionState(replicas: [1], leader: 1, leaderEpoch: 3, isr: [1])]]))
+        try await eventually("the local log of t is open") { (try? member.server.broker.partitionLog(topic: "t", partition: 0)) != nil }
+        try await produce(member, "t", partition: 0, ["in the cluster"])
+        await member.stop()
+
+        // The same data directory without --cluster: no leader changes any more, and the
+        // log's epoch does not go back.
+        let single = try await InProcessBroker.start(directory: directory)
+        try await produce(single, "t", partition: 0, ["on a single node"])
+        let log = try single.server.broker.partitionLog(topic: "t", partition: 0)
+        // One read per batch: the restart may have started a new segment.
+        let epochs = try [0, 1].flatMap { offset in
+            Array(StoredBatches(try log.read(from: offset, maxBytes: 1 << 20).batches).prefix(1)).map(\.header.leaderEpoch)
+        }
+        #expect(epochs == [3, 3])
+        await single.stopAndRemove()
+    }
+
     @Test func subscribeEndsNotLeaderWhenLeadershipMovesAway() async throws {
         let (broker, metadata) = try await followerOfPartitionZero()
         await expectStatus(.unavailable, containing: "not leader for t/0: the leader is broker 2 at 10.0.0.2:9092") {
@@ -175,6 +217,61 @@ import Testing
         await broker.stopAndRemove()
     }
 
+    @Test func localTopicsFollowChangedSettingsAndNewPartitions() async throws {
+        let (broker, metadata) = try await brokerOne()
+        let brokers: [UInt32: String] = [1: broker.address, 2: "10.0.0.2:9092"]
+        metadata.update(clusterSnapshot(
+            revision: 3, brokers: brokers, topics: ["g": [PartitionState(newOn: [1, 2])]], configs: ["g": ["retention.ms": "60000"]]))
+        try await eventually("the local log of g is open") { (try? broker.server.broker.partitionLog(topic: "g", partition: 0)) != nil }
+        var stream = try await SubscribeStream(broker.connection, SubscribeRequest(topic: "g", defaultStart: .latest))
+        try await produce(broker, "g", partition: 0, ["p0"])
+        #expect(try await stream.records(1).map(\.value) == ["p0"])
+
+        // AlterTopicConfig and CreatePartitions reached the metadata: a setting changed,
+        // one reset, and two partitions more, one of them on this broker.
+        // (A setting that needs the topic's replication factor: the cluster's, 2, not 1.)
+        metadata.update(clusterSnapshot(
+            revision: 4, brokers: brokers,
+            topics: ["g": [PartitionState(newOn: [1, 2]), PartitionState(newOn: [1, 2]), PartitionState(newOn: [2])]],
+            configs: ["g": ["segment.bytes": "1048576", "min.insync.replicas": "2"]]))
+        try await eventually("the local copy of g has grown") {
+            (try? broker.server.broker.partitionLog(topic: "g", partition: 1)) != nil
+        }
+        let local = try broker.server.registry.topic(named: "g")
+        #expect(local.partitionCount == 3 && local.configOverrides == ["segment.bytes": "1048576", "min.insync.replicas": "2"])
+        #expect(local.replicationFactor == 2)
+        try expectLogs(broker, "g", held: [0, 1], notHeld: [2])
+        // The running whole-topic Subscribe reads the new partition this broker leads.
+        try await produce(broker, "g", partition: 1, ["p1"])
+        let next = try await stream.next()
+        #expect(next?.partition == 1)
+        #expect(try next.map { try $0.batches.flatMap(TestBatches.values) } == ["p1"])
+        stream.call.cancel()
+        await broker.stopAndRemove()
+    }
+
+    @Test func aTopicCreatedAgainReplacesTheStaleLocalCopy() async throws {
+        let (broker, metadata) = try await brokerOne()
+        let brokers: [UInt32: String] = [1: broker.address]
+        let oldID = "00000000-0000-4000-8000-000000000001", newID = "00000000-0000-4000-8000-000000000002"
+        metadata.update(clusterSnapshot(revision: 3, brokers: brokers, topics: ["t": [PartitionState(newOn: [1])]], ids: ["t": oldID]))
+        try await eventually("the local log of t is open") { (try? broker.server.broker.partitionLog(topic: "t", partition: 0)) != nil }
+        #expect(try broker.server.registry.topic(named: "t").topicID == oldID)
+        try await produce(broker, "t", partition: 0, ["old topic's"])
+
+        // Deleted and created again between two snapshots this broker saw.
+        metadata.update(clusterSnapshot(revision: 9, brokers: brokers, topics: ["t": [PartitionState(newOn: [1])]], ids: ["t": newID]))
+        try await eventually("the local copy of t is the new topic") {
+            (try? broker.server.registry.topic(named: "t").topicID) == newID
+                && (try? broker.server.broker.partitionLog(topic: "t", partition: 0).logEndOffset) == 0
+        }
+        let described: DescribeTopicResponse = try await broker.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "t"))
+        #expect(described.topic?.topicId == newID)
+        let listed: ListTopicsResponse = try await broker.unary("/sluice.v1.Broker/ListTopics", ListTopicsRequest())
+        #expect(listed.topics.map(\.topicId) == [newID])
+        await broker.stopAndRemove()
+    }
+
     /// `topic` has logs of partitions `held` on `broker` and none of `notHeld`.
     private func expectLogs(
         _ broker: InProcessBroker, _ topic: String, held: [UInt32], notHeld: [UInt32], sourceLocation: SourceLocation = #_sourceLocation
@@ -196,17 +293,36 @@ import Testing
             revision: 5, brokers: [1: other.address, 2: elected.address], controller: 2,
             topics: ["listed": [PartitionState(newOn: [2, 1])]]))
 
-        let created = try await other.admin.createTopic(CreateTopicRequest(name: "fresh", partitions: 2, replicationFactor: 2))
+        let created = try await other.admin.createTopic(CreateTopicRequest(
+            name: "fresh", partitions: 2, replicationFactor: 2, configs: ["min.insync.replicas": "2"]))
         #expect(created.name == "fresh" && created.partitionCount == 2 && created.replicationFactor == 2)
         await expectStatus(.alreadyExists, containing: "already exists") {
             try await other.admin.createTopic(CreateTopicRequest(name: "taken", partitions: 1))
         }
+        let altered: AlterTopicConfigResponse = try await other.unary(
+            "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "taken", set: ["retention.ms": "60000"], reset: ["segment.bytes"]))
+        #expect(altered.topic?.configs["retention.ms"] == "60000")
+        let grown: CreatePartitionsResponse = try await other.unary(
+            "/sluice.v1.Broker/CreatePartitions", CreatePartitionsRequest(name: "taken", totalCount: 4))
+        #expect(grown.topic?.partitionCount == 4)
         let _: DeleteTopicResponse = try await other.unary("/sluice.v1.Broker/DeleteTopic", DeleteTopicRequest(name: "taken"))
-        #expect(controller.received == ["create fresh 2x2", "create taken 1x1", "delete taken"])
+        #expect(controller.received == [
+            "create fresh 2x2", "create taken 1x1", "alter taken set [\"retention.ms=60000\"] reset [\"segment.bytes\"]",
+            "grow taken to 4", "delete taken",
+        ])
 
         // Bad input is refused before any controller is asked.
         await expectStatus(.invalidArgument) {
             try await other.admin.createTopic(CreateTopicRequest(name: "bad name!", partitions: 1))
+        }
+        await expectStatus(.invalidArgument) {
+            let _: AlterTopicConfigResponse = try await other.unary(
+                "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "taken", set: ["retention.ms": "soon"]))
+        }
+        // "listed" has two replicas per partition.
+        await expectStatus(.invalidArgument, containing: "larger than the replication factor 2") {
+            let _: AlterTopicConfigResponse = try await other.unary(
+                "/sluice.v1.Broker/AlterTopicConfig", AlterTopicConfigRequest(name: "listed", set: ["min.insync.replicas": "3"]))
         }
         // A forwarded request that lands on a broker that is not the controller is not forwarded again.
         await expectStatus(.unavailable, containing: "the controller is broker 2") {
@@ -214,7 +330,7 @@ import Testing
                 path: "/sluice.v1.Broker/CreateTopic", request: CreateTopicRequest(name: "loop", partitions: 1).protobufBytes(),
                 metadata: ["sluice-forwarded-by": "3"], timeout: .seconds(30))
         }
-        #expect(controller.received.count == 3)
+        #expect(controller.received.count == 5)
         // Between a controller's loss and the next election there is no one to ask.
         metadata.update(clusterSnapshot(
             revision: 6, brokers: [1: other.address, 2: elected.address], topics: ["listed": [PartitionState(newOn: [2, 1])]]))
@@ -228,10 +344,6 @@ import Testing
         let described: DescribeTopicResponse = try await other.unary("/sluice.v1.Broker/DescribeTopic", DescribeTopicRequest(name: "listed"))
         let partitions = try #require(described.topic?.partitions)
         #expect(partitions.map(\.replicas) == [[2, 1]] && partitions[0].leader == 2)
-        await expectStatus(.unimplemented, containing: "not available in a cluster") {
-            let _: CreatePartitionsResponse = try await other.unary(
-                "/sluice.v1.Broker/CreatePartitions", CreatePartitionsRequest(name: "listed", totalCount: 2))
-        }
         await other.stopAndRemove()
         await elected.stopAndRemove()
     }

@@ -9,17 +9,17 @@ import Synchronization
 import Testing
 
 /// Cluster metadata a test writes by hand: brokers by id and address, the controller, and
-/// each topic's partition states (index p is partition p).
+/// each topic's partition states (index p is partition p), settings and id.
 func clusterSnapshot(
     revision: Int64, brokers: [UInt32: String], controller: UInt32? = nil, topics: [String: [PartitionState]] = [:],
-    configs: [String: [String: String]] = [:]
+    configs: [String: [String: String]] = [:], ids: [String: String] = [:]
 ) -> ClusterSnapshot {
     ClusterSnapshot(
         clusterName: "test", revision: revision,
         brokers: Dictionary(uniqueKeysWithValues: brokers.map { ($0.key, BrokerInfo(id: $0.key, address: $0.value)) }),
         controller: controller,
         topics: Dictionary(uniqueKeysWithValues: topics.map { name, partitions in
-            (name, ClusterTopic(name: name, configs: configs[name] ?? [:], partitions: partitions))
+            (name, ClusterTopic(name: name, id: ids[name] ?? "", configs: configs[name] ?? [:], partitions: partitions))
         }))
 }
 
@@ -66,5 +66,17 @@ final class RecordingController: TopicController {
     func deleteTopic(name: String) async throws(ControllerError) {
         calls.withLock { $0.append("delete \(name)") }
         guard existing.contains(name) else { throw .unknownTopic(name) }
+    }
+
+    func alterTopicConfig(name: String, set: [String: String], reset: [String]) async throws(ControllerError) -> ClusterTopic {
+        calls.withLock { $0.append("alter \(name) set \(set.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }) reset \(reset)") }
+        guard existing.contains(name) else { throw .unknownTopic(name) }
+        return ClusterTopic(name: name, configs: set, partitions: [PartitionState(newOn: [1])])
+    }
+
+    func createPartitions(name: String, totalCount: UInt32) async throws(ControllerError) -> ClusterTopic {
+        calls.withLock { $0.append("grow \(name) to \(totalCount)") }
+        guard existing.contains(name) else { throw .unknownTopic(name) }
+        return ClusterTopic(name: name, configs: [:], partitions: (0..<totalCount).map { _ in PartitionState(newOn: [1]) })
     }
 }

@@ -85,5 +85,8 @@ struct ReplicaPlacementTests {
         #expect(String(buffer: record.encoded()) == #"{"configs":{"cleanup.policy":"delete","retention.ms":"1000"},"partitions":3}"#)
         #expect(TopicRecord(decoding: record.encoded()) == record)
         #expect(TopicRecord(decoding: ByteBuffer(string: #"{"configs":{},"partitions":0}"#)) == nil)
+        let identified = TopicRecord(id: "3f2b9c1e-8d4a-4b6e-9a47-0c5d2e7f8a91", configs: [:], partitions: 1)
+        #expect(String(buffer: identified.encoded()) == #"{"configs":{},"id":"3f2b9c1e-8d4a-4b6e-9a47-0c5d2e7f8a91","partitions":1}"#)
+        #expect(TopicRecord(decoding: identified.encoded()) == identified)
     }
 }

@@ -6,8 +6,8 @@ import SluiceTestSupport
 import Testing
 
 /// Three `sluice serve --cluster` processes on a 3-member etcd: a SIGKILLed leader's
-/// partition moves with epoch + 1, and a SIGSTOPped controller is replaced and, once
-/// continued, fenced. Waits are on etcd's keys (a watcher's snapshots) and log lines.
+/// partition moves with epoch + 1, a SIGSTOPped controller is replaced and, once
+/// continued, fenced, and `sluice topic` changes a topic through any broker. Waits are on etcd's keys (a watcher's snapshots) and log lines.
 @Suite("sluice serve --cluster: the controller", .timeLimit(.minutes(2)), .enabled(if: EtcdProcess.binary != nil, Comment(rawValue: etcdMissing)))
 struct ServeControllerTests {
     let keys = ClusterKeys(clusterName: "ctlserve")
@@ -118,6 +118,47 @@ struct ServeControllerTests {
                 let newProcess = try #require(brokers[new]).server
                 try await eventually("the new controller logs the return") {
                     newProcess.stderr.contains("broker \(old) joined: partitions moved")
+                }
+            }
+        }
+    }
+
+    @Test("sluice topic alter, add-partitions and create through a broker that is not the controller: every broker's DescribeTopic shows the change and the topic's id")
+    func topicChangedThroughAnyBroker() async throws {
+        try await withEtcdCluster { members, client in
+            try await withBrokers(members, client) { brokers, watcher, ready in
+                let controller = try #require(ready.controller)
+                let otherID = try #require((UInt32(1)...3).first { $0 != controller })
+                let other = try #require(brokers[otherID])
+                let directory = TemporaryDirectory("sluice-topic-cli")
+                defer { directory.remove() }
+                let altered = try await runSluice(
+                    ["topic", "alter", "orders", "--broker", other.argument, "--set", "retention.ms=60000"], in: directory.url)
+                #expect(altered.status == 0, "\(altered.stderr)")
+                let grown = try await runSluice(
+                    ["topic", "add-partitions", "orders", "--broker", other.argument, "--total", "5"], in: directory.url)
+                #expect(grown.status == 0, "\(grown.stderr)")
+                #expect(grown.stdout.contains("topic orders now has 5 partitions"), "\(grown.stdout)")
+                let grownSnapshot = try await firstSnapshot(of: watcher.cache, "orders with 5 partitions") { $0.topics["orders"]?.partitions.count == 5 }
+                // The operator wrote "orders" without an id; a topic the controller creates has one.
+                #expect(try #require(grownSnapshot.topics["orders"]).id == "")
+                let created = try await runSluice(["topic", "create", "ids", "--broker", other.argument], in: directory.url)
+                #expect(created.status == 0, "\(created.stderr)")
+                let withID = try await firstSnapshot(of: watcher.cache, "topic ids") { $0.topics["ids"] != nil }
+                let topicID = try #require(withID.topics["ids"]).id
+                #expect(topicID.count == 36)
+
+                for (id, broker) in brokers.sorted(by: { $0.key < $1.key }) {
+                    // Bounded: each broker's own watch brings it the change a moment apart.
+                    try await eventually("broker \(id) describes orders altered and grown") {
+                        let described = try await runSluice(["topic", "describe", "orders", "--broker", broker.argument], in: directory.url)
+                        return described.status == 0 && described.stdout.contains("partitions: 5\n")
+                            && described.stdout.contains("retention.ms=60000\n") && described.stdout.contains("\n  4  ")
+                    }
+                    try await eventually("broker \(id) describes ids with its id") {
+                        let described = try await runSluice(["topic", "describe", "ids", "--broker", broker.argument], in: directory.url)
+                        return described.status == 0 && described.stdout.contains("  id: \(topicID)\n")
+                    }
                 }
             }
         }

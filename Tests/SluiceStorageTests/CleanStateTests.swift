@@ -62,7 +62,9 @@ import Testing
         try await withCleanlyClosedLog { path, _ in
             let counted = InstrumentedFileSystem()
             let log = try PartitionLog.open(directory: path, fileSystem: counted, config: Self.config)
-            #expect(throws: LogError.self) { try log.appendBuffered(makeBatch(pattern(1, 30)), leaderEpoch: 0) }
+            var corrupt = makeBatch(pattern(1, 30))
+            corrupt.recordsCRC ^= 1
+            #expect(throws: LogError.self) { try log.appendBuffered(corrupt, leaderEpoch: 1) }
             #expect(markerExists(path))
             try await log.close()
             #expect(counted.syncCount == 0)

@@ -95,9 +95,6 @@ import Testing
             try log.appendBuffered(makeBatch([1], firstTimestamp: 10, maxTimestamp: 9), leaderEpoch: 0)
         }
         _ = try log.appendBuffered(makeBatch([1]), leaderEpoch: 5)
-        #expect(throws: LogError.staleLeaderEpoch(epoch: 4, latestEpoch: 5)) {
-            try log.appendBuffered(makeBatch([1]), leaderEpoch: 4)
-        }
         #expect(try log.appendBuffered(makeBatch([1]), leaderEpoch: 6).baseOffset == 1)
         #expect(log.logEndOffset == 2)
         try await log.close()
@@ -105,6 +102,16 @@ import Testing
         let reopened = try PartitionLog.open(directory: directory.path, config: config)
         #expect(reopened.latestLeaderEpoch == 6)
         try await reopened.close()
+    }
+
+    @Test func anOlderLeaderEpochStopsTheProcess() async {
+        await #expect(processExitsWith: .failure) {
+            let directory = TemporaryDirectory()
+            defer { directory.remove() }
+            let log = try PartitionLog.open(directory: directory.path, config: smallConfig())
+            _ = try log.appendBuffered(makeBatch([1]), leaderEpoch: 5)
+            _ = try log.appendBuffered(makeBatch([1]), leaderEpoch: 4)
+        }
     }
 
     @Test func segmentSizeCapsTheBatchSizeAndBadSettingsAreRefused() async throws {

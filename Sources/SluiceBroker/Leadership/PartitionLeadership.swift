@@ -17,8 +17,9 @@ public protocol PartitionLeadership: Sendable {
 }
 
 public enum LeadershipVerdict: Sendable, Equatable {
-    /// This broker leads the partition: serve it.
-    case leads
+    /// This broker leads the partition at `epoch` (the partition's leader epoch in the
+    /// metadata that answered): serve it; a batch appended now carries that epoch.
+    case leads(epoch: UInt32)
     /// Another broker leads it, or none does (`nil`: no live leader, an election is under
     /// way): where a NOT_LEADER answer points. Nothing is appended or served here.
     case elsewhere(LeaderHint?)

@@ -49,14 +49,11 @@ public final class Partition: Sendable {
     /// Appends one validated batch to the page cache, never waiting for a sync; the
     /// log moves its watermarks (and under `always` asks for the sync), which resolves
     /// the waits they now cover. Only called under the producers' append lock
-    /// (`append(_:nowMs:)`).
-    func append(_ batch: NewBatch) throws(LogError) -> AppendResult {
-        try log.appendBuffered(batch, leaderEpoch: Partition.leaderEpoch)
+    /// (`append(_:nowMs:leaderEpoch:)`), which has checked that `leaderEpoch` is not older
+    /// than the log's latest (the log asserts it).
+    func append(_ batch: NewBatch, leaderEpoch: Int32) throws(LogError) -> AppendResult {
+        try log.appendBuffered(batch, leaderEpoch: leaderEpoch)
     }
-
-    /// The leader epoch of every batch appended on a single node (replication will
-    /// bump it per leader change).
-    static let leaderEpoch: Int32 = 0
 
     /// Wakes every subscriber waiting on this partition (the broker is shutting down);
     /// each looks at the broker's state and ends.

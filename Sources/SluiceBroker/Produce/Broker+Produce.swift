@@ -82,9 +82,15 @@ extension Broker {
         }
         // Before the lookup: a follower may hold the partition's log, but only the
         // leader appends.
-        if let leadership, case .elsewhere(let leader) = leadership.verdict(topic: request.topic, partition: request.partition) {
+        var leaderEpoch: Int32?
+        switch leadership?.verdict(topic: request.topic, partition: request.partition) {
+        case .elsewhere(let leader):
             response.leader = leader
             return refused(ProduceFailure(.notLeader(topic: request.topic, partition: request.partition, leader: leader)))
+        case .leads(let epoch):
+            leaderEpoch = Int32(clamping: epoch)
+        case .unknown, nil:
+            break
         }
         let partition: Partition
         let config: TopicConfig
@@ -107,7 +113,7 @@ extension Broker {
         }
         let appended: AppendResult
         do throws(LogError) {
-            switch try partition.append(validated.batch, nowMs: partitions.settings.clock.nowMilliseconds()) {
+            switch try partition.append(validated.batch, nowMs: partitions.settings.clock.nowMilliseconds(), leaderEpoch: leaderEpoch) {
             case .appended(let result):
                 appended = result
                 counters.batchAppended()

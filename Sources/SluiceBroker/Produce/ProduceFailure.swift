@@ -46,6 +46,13 @@ struct ProduceFailure: Error, Sendable, Equatable {
             "a batch of \(batchBytes) bytes can never fit the broker's in-flight memory budget of \(budgetBytes) bytes (--max-inflight-bytes)")
     }
 
+    /// A batch checked just before a change of leader, appended just after one checked at
+    /// the newer epoch: leadership moved under it, so the producer asks for metadata again
+    /// and retries, as for any NOT_LEADER.
+    static func leaderEpochEnded(topic: String, partition: UInt32, epoch: Int32, latest: Int32) -> ProduceFailure {
+        ProduceFailure(.notLeader, "not leader for \(topic)/\(partition): leader epoch \(epoch) ended; the log holds batches of epoch \(latest)")
+    }
+
     /// An append the log refused.
     init(_ error: LogError, topic: String, partition: UInt32) {
         switch error {

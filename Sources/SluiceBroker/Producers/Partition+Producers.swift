@@ -37,14 +37,25 @@ enum PartitionAppendOutcome: Sendable {
 }
 
 extension Partition {
-    /// Appends `batch` (see `append(_:)`), first checking an idempotent producer's
+    /// Appends `batch` at `leaderEpoch` (see `append(_:leaderEpoch:)`): the epoch the
+    /// leadership check answered for it in a cluster; nil where no leader ever changes (a
+    /// single node, a partition the cluster's metadata does not know), which appends at
+    /// the log's latest epoch (0 for a log only a single node wrote). A batch whose epoch
+    /// is older than the log's latest raced a change of leader and is refused NOT_LEADER.
+    /// First checking an idempotent producer's
     /// sequence and epoch against what this partition knows, all under the append
     /// lock. At a segment roll, snapshots the producer state as of the new segment's
     /// base offset (after the lock is released).
-    func append(_ batch: NewBatch, nowMs: Int64) throws(LogError) -> PartitionAppendOutcome {
+    func append(_ batch: NewBatch, nowMs: Int64, leaderEpoch: Int32?) throws(LogError) -> PartitionAppendOutcome {
         let idempotent = batch.producerId > 0
         let (outcome, snapshot) = try producers.lock.withLock {
             (ledger) throws(LogError) -> (PartitionAppendOutcome, ProducerSnapshot?) in
+            // Under the append lock, so the epochs of appended batches never go back.
+            let latest = log.latestLeaderEpoch
+            let epoch = leaderEpoch ?? max(0, latest)
+            guard epoch >= latest else {
+                return (.refused(.leaderEpochEnded(topic: topicName, partition: index, epoch: epoch, latest: latest)), nil)
+            }
             if idempotent {
                 let verdict = ledger.state.check(
                     producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,
@@ -57,7 +68,7 @@ extension Partition {
             // Only this producer's entry changes: keeping it (not the whole state) is
             // enough to rebuild the state before this batch if the append rolled.
             let previous = idempotent ? ledger.state.producers[batch.producerId] : nil
-            let result = try append(batch)
+            let result = try append(batch, leaderEpoch: epoch)
             if idempotent {
                 ledger.state.record(
                     producerId: batch.producerId, epoch: batch.producerEpoch, baseSequence: batch.baseSequence,

@@ -9,7 +9,7 @@ public enum InternalTopics {
     public static func isInternal(_ name: String) -> Bool { name.hasPrefix(reservedPrefix) }
 
     /// Refuses a client's change to an internal topic.
-    static func refuseChange(_ name: String, _ what: String) throws(BrokerError) {
+    public static func refuseChange(_ name: String, _ what: String) throws(BrokerError) {
         guard isInternal(name) else { return }
         throw BrokerError(.invalidRequest, "topic \(BrokerError.quoting(name)) is internal to the broker; it cannot be \(what)")
     }

@@ -14,7 +14,7 @@ public struct TopicMetadata: Sendable, Equatable {
     public let createdAtMs: Int64
     /// In a cluster, the partitions this broker holds a log of (those it is a replica of);
     /// nil on a single node: every partition.
-    public let localPartitions: Set<UInt32>?
+    public internal(set) var localPartitions: Set<UInt32>?
 
     init(name: String, topicID: String, partitionCount: UInt32, replicationFactor: UInt32,
          configOverrides: [String: String], createdAtMs: Int64, localPartitions: Set<UInt32>? = nil) {

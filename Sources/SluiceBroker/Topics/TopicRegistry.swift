@@ -102,17 +102,19 @@ public final class TopicRegistry: Sendable {
 
     /// Creates a topic. `replicationFactor` 0 means the default (1). With `validateOnly`
     /// everything is checked and the would-be topic returned, but nothing is stored.
-    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all).
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of (nil: all;
+    /// given, the replication factor is the cluster's, not checked against this broker);
+    /// `topicID`: in a cluster, the id the controller gave the topic (nil: a new one).
     public func createTopic(named name: String, partitions: UInt32, replicationFactor: UInt32 = 0,
                             configs: [String: String] = [:], validateOnly: Bool = false,
-                            localPartitions: Set<UInt32>? = nil) throws(BrokerError) -> TopicMetadata {
+                            localPartitions: Set<UInt32>? = nil, topicID: String? = nil) throws(BrokerError) -> TopicMetadata {
         if InternalTopics.isInternal(name) {
             throw BrokerError(
                 .invalidTopicName,
                 "topic names starting with \"\(InternalTopics.reservedPrefix)\" are reserved for the broker's internal topics")
         }
         return try create(named: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs,
-                          validateOnly: validateOnly, localPartitions: localPartitions)
+                          validateOnly: validateOnly, localPartitions: localPartitions, topicID: topicID)
     }
 
     /// The internal topic `name` (see `InternalTopics`), created with these settings if
@@ -125,14 +127,16 @@ public final class TopicRegistry: Sendable {
 
     private func create(named name: String, partitions: UInt32, replicationFactor: UInt32,
                         configs: [String: String], validateOnly: Bool,
-                        localPartitions: Set<UInt32>? = nil) throws(BrokerError) -> TopicMetadata {
+                        localPartitions: Set<UInt32>? = nil, topicID: String? = nil) throws(BrokerError) -> TopicMetadata {
         try TopicName.validate(name)
         try checkPartitionCount(partitions, topic: name)
         if let local = localPartitions, let past = local.first(where: { $0 >= partitions }) {
             throw BrokerError(.invalidPartitionCount, "local partition \(past) is not below the partition count \(partitions)")
         }
         let replicas = replicationFactor == 0 ? 1 : replicationFactor
-        guard replicas <= configuration.availableBrokers else {
+        // A cluster's topic (`localPartitions` given) was placed by its controller on live
+        // brokers; this broker's count of brokers is its own only.
+        guard localPartitions != nil || replicas <= configuration.availableBrokers else {
             throw BrokerError(
                 .invalidReplicationFactor,
                 "replication factor \(replicas) is larger than the \(configuration.availableBrokers) broker(s) available")
@@ -142,7 +146,7 @@ public final class TopicRegistry: Sendable {
             overrides[key] = try TopicSetting.named(key).normalize(value, maxMessageBytesCeiling: configuration.maxMessageBytesCeiling)
         }
         let topic = TopicMetadata(
-            name: name, topicID: UUID().uuidString.lowercased(), partitionCount: partitions,
+            name: name, topicID: topicID ?? UUID().uuidString.lowercased(), partitionCount: partitions,
             replicationFactor: replicas, configOverrides: overrides, createdAtMs: Self.nowMs(), localPartitions: localPartitions)
         try checkRelations(topic)
         if validateOnly {
@@ -170,16 +174,7 @@ public final class TopicRegistry: Sendable {
 
     /// Sets some settings and returns others to their defaults, all or nothing.
     public func alterTopicConfig(named name: String, set: [String: String], reset: [String]) throws(BrokerError) -> TopicMetadata {
-        var normalized: [String: String] = [:]
-        for (key, value) in set {
-            normalized[key] = try TopicSetting.named(key).normalize(value, maxMessageBytesCeiling: configuration.maxMessageBytesCeiling)
-        }
-        for key in reset {
-            _ = try TopicSetting.named(key)
-            if normalized[key] != nil {
-                throw BrokerError(.invalidConfig, "setting \(key) is both set and reset")
-            }
-        }
+        let normalized = try normalizedChange(set: set, reset: reset)
         let altered = try change { topics throws(BrokerError) -> TopicMetadata in
             guard var topic = topics[name] else { throw .topicNotFound(name) }
             var overrides = topic.configOverrides
@@ -194,8 +189,28 @@ public final class TopicRegistry: Sendable {
         return altered
     }
 
+    /// The settings of an AlterTopicConfig, checked: `set` in canonical text, every name
+    /// in `set` and `reset` known, none in both. (In a cluster the controller applies them.)
+    public func normalizedChange(set: [String: String], reset: [String]) throws(BrokerError) -> [String: String] {
+        var normalized: [String: String] = [:]
+        for (key, value) in set {
+            normalized[key] = try TopicSetting.named(key).normalize(value, maxMessageBytesCeiling: configuration.maxMessageBytesCeiling)
+        }
+        for key in reset {
+            _ = try TopicSetting.named(key)
+            if normalized[key] != nil {
+                throw BrokerError(.invalidConfig, "setting \(key) is both set and reset")
+            }
+        }
+        return normalized
+    }
+
     /// Grows a topic to `totalCount` partitions; partitions are never removed.
-    public func createPartitions(named name: String, totalCount: UInt32) throws(BrokerError) -> TopicMetadata {
+    /// `localPartitions`: in a cluster, the partitions this broker holds a log of from now
+    /// on (those it held and the new ones it is a replica of); nil keeps them as they are.
+    public func createPartitions(
+        named name: String, totalCount: UInt32, localPartitions: Set<UInt32>? = nil
+    ) throws(BrokerError) -> TopicMetadata {
         let grown = try change { topics throws(BrokerError) -> TopicMetadata in
             guard var topic = topics[name] else { throw .topicNotFound(name) }
             guard totalCount > topic.partitionCount else {
@@ -204,6 +219,12 @@ public final class TopicRegistry: Sendable {
                     "topic \"\(name)\" has \(topic.partitionCount) partition(s); the new total \(totalCount) must be larger (partitions are never removed)")
             }
             try checkPartitionCount(totalCount, topic: name)
+            if let local = localPartitions {
+                guard local.allSatisfy({ $0 < totalCount }), local.isSuperset(of: topic.localPartitions ?? []) else {
+                    throw BrokerError(.invalidPartitionCount, "local partitions \(local.sorted()) must hold those held and lie below \(totalCount)")
+                }
+                topic.localPartitions = local
+            }
             topic.partitionCount = totalCount
             topics[name] = topic
             return topic

@@ -106,7 +106,7 @@ public struct ClusterKeyspace: Sendable, Hashable {
         var clusterTopics: [String: ClusterTopic] = [:]
         for (name, record) in topics {
             guard let states = completeTopic(name) else { continue }
-            clusterTopics[name] = ClusterTopic(name: name, configs: record.value.configs, partitions: states.map(\.value))
+            clusterTopics[name] = ClusterTopic(name: name, id: record.value.id ?? "", configs: record.value.configs, partitions: states.map(\.value))
         }
         return ClusterSnapshot(
             clusterName: keys.clusterName, revision: revision, brokers: brokers.mapValues(\.value),

@@ -52,71 +52,64 @@ public final class Controller: TopicController {
     ) async throws(ControllerError) -> ClusterTopic {
         precondition(partitions > 0, "a topic has at least one partition")
         precondition(!name.isEmpty && !name.contains("/"), "topic names never hold /: \(name)")
-        return try await serially { () async throws(ControllerError) -> ClusterTopic in
-            for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
-                let keyspace = try await self.readForWriting()
-                if keyspace.topics[name] != nil { throw .topicExists(name) }
-                let live = keyspace.brokers.values.map(\.value)
-                var leads: [UInt32: Int] = [:]
-                for topic in keyspace.topics.keys {
-                    for state in keyspace.completeTopic(topic) ?? [] { if let leader = state.value.leader { leads[leader, default: 0] += 1 } }
-                }
-                let placement = try ReplicaPlacement(brokers: live, currentLeaders: leads)
-                    .place(partitions: partitions, replicationFactor: replicationFactor)
-                let topic = ClusterTopic(name: name, configs: configs, partitions: placement.map(PartitionState.init(newOn:)))
-                if try await self.write(topic, clearingLeftovers: keyspace.partitions[name] != nil) {
-                    self.logger.notice("created topic \(name)", metadata: ["partitions": "\(partitions)", "replicas": "\(placement)"])
-                    return topic
-                }
+        return try await changing("the keys of topic \"\(name)\" kept changing while it was being created") {
+            () async throws(ControllerError) -> ClusterTopic? in
+            let keyspace = try await self.readForWriting()
+            if keyspace.topics[name] != nil { throw .topicExists(name) }
+            let placement = try keyspace.placement(partitions: partitions, replicationFactor: replicationFactor)
+            let record = TopicRecord(id: TopicRecord.newID(), configs: configs, partitions: partitions)
+            let topic = ClusterTopic(name: name, id: record.id ?? "", configs: configs, partitions: placement.map(PartitionState.init(newOn:)))
+            let topicKey = self.keys.topic(name)
+            if keyspace.partitions[name] != nil {
+                // Leftovers of an earlier creation that did not finish go first.
+                let prefix = self.keys.partitionsPrefix(of: name)
+                guard try await self.fencedTxn([.absent(topicKey)], [.delete(prefix, rangeEnd: EtcdKVClient.prefixEnd(of: prefix))])
+                else { return nil }
             }
-            throw .etcd("the keys of topic \"\(name)\" kept changing while it was being created")
+            guard try await self.writePartitions(topic.partitions, from: 0, of: name, record: record, topicAsRead: .absent(topicKey))
+            else { return nil }
+            self.logger.notice("created topic \(name)", metadata: ["id": "\(topic.id)", "partitions": "\(partitions)", "replicas": "\(placement)"])
+            return topic
         }
     }
 
-    /// Writes a new topic so that readers see all of it or none (`ClusterKeyspace`'s rule):
-    /// leftover partition keys of an earlier creation that did not finish are deleted first;
-    /// then the partition keys go in Txns of `partitionKeysPerTxn`, each requiring the topic
-    /// key absent and its partition keys new; the last Txn also creates the topic key. A
-    /// crash or an etcd failure before the last Txn leaves only ignored leftovers. False
-    /// when a compare other than the fence failed (the caller reads again).
-    private func write(_ topic: ClusterTopic, clearingLeftovers: Bool) async throws(ControllerError) -> Bool {
-        let topicKey = keys.topic(topic.name)
-        if clearingLeftovers {
-            let prefix = keys.partitionsPrefix(of: topic.name)
-            let cleared = try await fencedTxn(
-                [.absent(topicKey)], [.delete(prefix, rangeEnd: EtcdKVClient.prefixEnd(of: prefix))])
-            guard cleared else { return false }
-        }
+    /// Writes the partition keys of `states` (partition `first` onwards) and then the topic
+    /// key, so that readers see all of them or none (`ClusterKeyspace`'s rule): the
+    /// partition keys go in Txns of `partitionKeysPerTxn`, each requiring `topicAsRead`
+    /// (the topic key absent, or at the revision read) and its partition keys new; the last
+    /// Txn also puts `record`, from which readers count the new partitions. A crash or an
+    /// etcd failure before the last Txn leaves only ignored leftovers. False when a compare
+    /// other than the fence failed (the caller reads again).
+    func writePartitions(
+        _ states: [PartitionState], from first: UInt32, of name: String, record: TopicRecord, topicAsRead: EtcdCompare
+    ) async throws(ControllerError) -> Bool {
+        precondition(Int(first) + states.count == Int(record.partitions), "the topic key counts exactly the partitions written")
         let perTxn = ClusterLimits.defaults.partitionKeysPerTxn.value
-        let record = TopicRecord(configs: topic.configs, partitions: UInt32(topic.partitions.count))
-        for start in stride(from: 0, to: topic.partitions.count, by: perTxn) {
-            let end = min(start + perTxn, topic.partitions.count)
-            let partitionKeys = (start..<end).map { keys.partition(topic.name, UInt32($0)) }
-            var operations = zip(partitionKeys, topic.partitions[start..<end]).map { EtcdRequestOp.put($0, $1.encoded()) }
-            // The topic key last, in the last Txn: from then on readers see the topic.
-            if end == topic.partitions.count { operations.append(.put(topicKey, record.encoded())) }
-            guard try await fencedTxn([.absent(topicKey)] + partitionKeys.map(EtcdCompare.absent), operations) else { return false }
+        for start in stride(from: 0, to: states.count, by: perTxn) {
+            let end = min(start + perTxn, states.count)
+            let partitionKeys = (start..<end).map { keys.partition(name, first + UInt32($0)) }
+            var operations = zip(partitionKeys, states[start..<end]).map { EtcdRequestOp.put($0, $1.encoded()) }
+            // The topic key last, in the last Txn: from then on readers count the partitions.
+            if end == states.count { operations.append(.put(keys.topic(name), record.encoded())) }
+            guard try await fencedTxn([topicAsRead] + partitionKeys.map(EtcdCompare.absent), operations) else { return false }
         }
         return true
     }
 
     public func deleteTopic(name: String) async throws(ControllerError) {
-        try await serially { () async throws(ControllerError) in
-            for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
-                let keyspace = try await self.readForWriting()
-                guard let record = keyspace.topics[name] else { throw .unknownTopic(name) }
-                let prefix = self.keys.partitionsPrefix(of: name)
-                // The topic key and its partitions in one Txn, however many: a range
-                // delete is one operation.
-                let deleted = try await self.fencedTxn(
-                    [.modRevision(self.keys.topic(name), .equal, record.modRevision)],
-                    [.delete(self.keys.topic(name)), .delete(prefix, rangeEnd: EtcdKVClient.prefixEnd(of: prefix))])
-                if deleted {
-                    self.logger.notice("deleted topic \(name)")
-                    return
-                }
-            }
-            throw .etcd("the key of topic \"\(name)\" kept changing while it was being deleted")
+        try await changing("the key of topic \"\(name)\" kept changing while it was being deleted") {
+            () async throws(ControllerError) -> Void? in
+            let keyspace = try await self.readForWriting()
+            guard let record = keyspace.topics[name] else { throw .unknownTopic(name) }
+            let prefix = self.keys.partitionsPrefix(of: name)
+            // The topic key and its partitions in one Txn, however many: a range
+            // delete is one operation.
+            guard try await self.fencedTxn(
+                [.modRevision(self.keys.topic(name), .equal, record.modRevision)],
+                [.delete(self.keys.topic(name)), .delete(prefix, rangeEnd: EtcdKVClient.prefixEnd(of: prefix))])
+            else { return nil }
+            self.logger.notice("deleted topic \(name)")
+            return ()
         }
     }
 
@@ -177,6 +170,20 @@ public final class Controller: TopicController {
             throw error
         } catch {
             throw .etcd("\(error)")
+        }
+    }
+
+    /// Runs `attempt` after every operation started before it has finished, again while
+    /// it answers nil (a concurrent change of a key it read: it reads again), up to
+    /// `controllerAttempts` times; then throws `.etcd(stillChanging)`.
+    func changing<Value: Sendable>(
+        _ stillChanging: String, _ attempt: @escaping @Sendable () async throws(ControllerError) -> Value?
+    ) async throws(ControllerError) -> Value {
+        try await serially { () async throws(ControllerError) -> Value in
+            for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
+                if let done = try await attempt() { return done }
+            }
+            throw .etcd(stillChanging)
         }
     }
 

@@ -62,6 +62,14 @@ public final class ControllerCandidacy: TopicController {
         try await inOffice().deleteTopic(name: name)
     }
 
+    public func alterTopicConfig(name: String, set: [String: String], reset: [String]) async throws(ControllerError) -> ClusterTopic {
+        try await inOffice().alterTopicConfig(name: name, set: set, reset: reset)
+    }
+
+    public func createPartitions(name: String, totalCount: UInt32) async throws(ControllerError) -> ClusterTopic {
+        try await inOffice().createPartitions(name: name, totalCount: totalCount)
+    }
+
     private func inOffice() async throws(ControllerError) -> Controller {
         if let controller, controller.isActive { return controller }
         let holder = try? await client.kv.range(key: keys.controller).kvs.first

@@ -89,3 +89,17 @@ public struct ReplicaPlacement: Sendable {
         broker.rack ?? "\u{0}broker \(broker.id)"
     }
 }
+
+extension ClusterKeyspace {
+    /// Replicas for `partitions` new partitions on this view's live brokers, leaders spread
+    /// against the partitions each broker leads already (in topics that exist by the
+    /// readers' rule).
+    func placement(partitions: UInt32, replicationFactor: UInt32) throws(ControllerError) -> [[UInt32]] {
+        var leads: [UInt32: Int] = [:]
+        for topic in topics.keys {
+            for state in completeTopic(topic) ?? [] { if let leader = state.value.leader { leads[leader, default: 0] += 1 } }
+        }
+        return try ReplicaPlacement(brokers: brokers.values.map(\.value), currentLeaders: leads)
+            .place(partitions: partitions, replicationFactor: replicationFactor)
+    }
+}

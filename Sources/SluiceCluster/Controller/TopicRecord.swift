@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 public import NIOCore
 
 /// A topic's settings: the value of `/sluice/<cluster>/topics/<topic>`, written only by the
@@ -5,22 +10,34 @@ public import NIOCore
 /// that a topic whose key exists has all its partitions.
 ///
 /// On the wire: one UTF-8 JSON object, keys sorted (the config names too), no whitespace,
-/// for example `{"configs":{"retention.ms":"86400000"},"partitions":3}`:
+/// for example
+/// `{"configs":{"retention.ms":"86400000"},"id":"3f2b9c1e-8d4a-4b6e-9a47-0c5d2e7f8a91","partitions":3}`:
 ///
-/// - `configs`: object, config name to value, both strings, as `CreateTopic` took them
-///   (`{}` when none);
+/// - `configs`: object, config name to value, both strings, in canonical text (`{}` when
+///   none);
+/// - `id`: string, the topic's id: a random UUID in lowercase text (36 characters,
+///   `8-4-4-4-12` hex digits), the form a single node's `TopicRegistry` gives, chosen by
+///   the controller when it creates the topic and never changed. A topic deleted and
+///   created again under its name gets a new one, so a broker can tell its local copy of
+///   the old topic from the new. Absent in a record written before topics had ids (the
+///   topic's id is then empty);
 /// - `partitions`: number, the partition count N: the keys `partitions/<topic>/0` to
 ///   `partitions/<topic>/N-1` exist whenever this key does.
 ///
 /// Readers ignore fields they do not know.
 public struct TopicRecord: Codable, Sendable, Hashable {
     public var configs: [String: String]
+    public var id: String?
     public var partitions: UInt32
 
-    public init(configs: [String: String], partitions: UInt32) {
+    public init(id: String? = nil, configs: [String: String], partitions: UInt32) {
+        self.id = id
         self.configs = configs
         self.partitions = partitions
     }
+
+    /// A new topic's id (the form described above).
+    public static func newID() -> String { UUID().uuidString.lowercased() }
 
     /// The value bytes described above.
     public func encoded() -> ByteBuffer {

@@ -3,6 +3,9 @@
 /// of `/sluice/<cluster>/partitions/<topic>/<p>`, p from 0).
 public struct ClusterTopic: Sendable, Hashable {
     public var name: String
+    /// The id the controller gave the topic at its creation (`TopicRecord.id`); every
+    /// broker's local copy carries it. Empty for a topic written before topics had ids.
+    public var id: String
     /// The topic's settings as `CreateTopic` takes them (`retention.ms`, `min.insync.replicas`...):
     /// each broker builds its local `TopicConfig` from them.
     public var configs: [String: String]
@@ -10,8 +13,9 @@ public struct ClusterTopic: Sendable, Hashable {
     /// absent from the cluster's view until the controller writes it.
     public var partitions: [PartitionState]
 
-    public init(name: String, configs: [String: String], partitions: [PartitionState]) {
+    public init(name: String, id: String = "", configs: [String: String], partitions: [PartitionState]) {
         self.name = name
+        self.id = id
         self.configs = configs
         self.partitions = partitions
     }

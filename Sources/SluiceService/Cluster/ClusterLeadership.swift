@@ -20,7 +20,7 @@ final class ClusterLeadership: PartitionLeadership {
     func verdict(topic: String, partition: UInt32) -> LeadershipVerdict {
         let snapshot = metadata.snapshot
         guard let state = snapshot.partition(topic, partition) else { return .unknown }
-        if state.leader == brokerID { return .leads }
+        if state.leader == brokerID { return .leads(epoch: state.leaderEpoch) }
         return .elsewhere(snapshot.leaderHint(of: topic, partition))
     }
 

@@ -5,11 +5,12 @@ import SluiceBroker
 import SluiceCluster
 import SluiceWire
 
-/// The topic admin RPCs of a broker in a cluster. Topics are the cluster's: CreateTopic
-/// and DeleteTopic go to the controller (this broker's own while it is the elected one,
-/// else forwarded once over gRPC to the one the metadata names), ListTopics and
-/// DescribeTopic answer from the newest snapshot. Brokers create and remove their local
-/// logs when the change reaches their metadata (`LocalTopicFollower`), not here.
+/// The topic admin RPCs of a broker in a cluster. Topics are the cluster's: CreateTopic,
+/// DeleteTopic, AlterTopicConfig and CreatePartitions go to the controller (this broker's
+/// own while it is the elected one, else forwarded once over gRPC to the one the metadata
+/// names), ListTopics and DescribeTopic answer from the newest snapshot. Brokers create,
+/// change and remove their local copies when the change reaches their metadata
+/// (`LocalTopicFollower`), not here.
 struct ClusterTopicAdmin: Sendable {
     /// Set on a forwarded request, naming the broker that forwarded it. A broker that
     /// receives one and is not the controller answers UNAVAILABLE rather than forward
@@ -22,14 +23,8 @@ struct ClusterTopicAdmin: Sendable {
     let logger: Logger
 
     func createTopic(_ request: CreateTopicRequest, _ call: ServerCallContext) async throws -> CreateTopicResponse {
-        // Name, partition count and settings are checked here, so a bad request is refused
-        // the same way on every broker; whether the topic exists is the controller's call.
-        do throws(BrokerError) {
-            _ = try broker.registry.createTopic(
-                named: request.name, partitions: request.partitions, configs: request.configs, validateOnly: true)
-        } catch {
-            guard error.code == .topicAlreadyExists else { throw error }
-        }
+        let configs = try checkShape(
+            request.name, partitions: request.partitions, replicationFactor: request.replicationFactor, configs: request.configs)
         if request.validateOnly {
             if cluster.metadata.snapshot.topics[request.name] != nil {
                 throw GRPCStatus(.alreadyExists, "topic \(GRPCStatus.quoting(request.name)) already exists")
@@ -40,7 +35,7 @@ struct ClusterTopicAdmin: Sendable {
         if let controller = cluster.localController() {
             let topic = try await controller.createTopic(
                 name: request.name, partitions: request.partitions, replicationFactor: max(request.replicationFactor, 1),
-                configs: request.configs)
+                configs: configs)
             return CreateTopicResponse(topic: TopicDescription(topic, snapshot: nil))
         }
         return try await forward("CreateTopic", request, call)
@@ -55,6 +50,65 @@ struct ClusterTopicAdmin: Sendable {
             return DeleteTopicResponse()
         }
         return try await forward("DeleteTopic", request, call)
+    }
+
+    func alterTopicConfig(_ request: AlterTopicConfigRequest, _ call: ServerCallContext) async throws -> AlterTopicConfigResponse {
+        try InternalTopics.refuseChange(request.name, "altered")
+        let set = try broker.registry.normalizedChange(set: request.set, reset: request.reset)
+        if let topic = cluster.metadata.snapshot.topics[request.name] {
+            var merged = topic.configs
+            for key in request.reset { merged[key] = nil }
+            merged.merge(set) { _, new in new }
+            try Self.checkInsyncReplicas(merged, of: topic)
+        }
+        if let controller = cluster.localController() {
+            let topic = try await controller.alterTopicConfig(name: request.name, set: set, reset: request.reset)
+            return AlterTopicConfigResponse(topic: TopicDescription(topic, snapshot: nil))
+        }
+        return try await forward("AlterTopicConfig", request, call)
+    }
+
+    func createPartitions(_ request: CreatePartitionsRequest, _ call: ServerCallContext) async throws -> CreatePartitionsResponse {
+        try InternalTopics.refuseChange(request.name, "grown")
+        _ = try checkShape(request.name, partitions: request.totalCount, configs: [:])
+        if let controller = cluster.localController() {
+            let topic = try await controller.createPartitions(name: request.name, totalCount: request.totalCount)
+            return CreatePartitionsResponse(topic: TopicDescription(topic, snapshot: nil))
+        }
+        return try await forward("CreatePartitions", request, call)
+    }
+
+    /// Checks a topic's name, partition count and settings as a single node does, so a bad
+    /// request is refused the same way on every broker, before any controller is asked;
+    /// whether the topic exists, and whether enough brokers are live for the replication
+    /// factor, are the controller's call (so the check is that of a cluster's local copy,
+    /// `localPartitions` given). Returns the settings in canonical text, as the controller
+    /// stores them.
+    private func checkShape(
+        _ name: String, partitions: UInt32, replicationFactor: UInt32 = 0, configs: [String: String]
+    ) throws(BrokerError) -> [String: String] {
+        do throws(BrokerError) {
+            return try broker.registry.createTopic(
+                named: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs, validateOnly: true,
+                localPartitions: []
+            ).configOverrides
+        } catch {
+            guard error.code == .topicAlreadyExists else { throw error }
+            return try broker.registry.normalizedChange(set: configs, reset: [])
+        }
+    }
+
+    /// The check a single node makes between a topic's settings and its shape: writes with
+    /// acks=all need `min.insync.replicas` replicas, so more than the topic has is refused.
+    /// (Against the topic as this broker's metadata has it.)
+    private static func checkInsyncReplicas(_ configs: [String: String], of topic: ClusterTopic) throws(BrokerError) {
+        let needed = configs[TopicSetting.minInsyncReplicas.rawValue].flatMap(Int.init) ?? 1
+        let replicas = topic.partitions.first?.replicas.count ?? 1
+        guard needed <= replicas else {
+            throw BrokerError(
+                .invalidConfig,
+                "min.insync.replicas \(needed) is larger than the replication factor \(replicas); writes with acks=all could never succeed")
+        }
     }
 
     func listTopics() -> ListTopicsResponse {
@@ -76,12 +130,6 @@ struct ClusterTopicAdmin: Sendable {
             }
         }
         return DescribeTopicResponse(topic: description)
-    }
-
-    /// The answer AlterTopicConfig and CreatePartitions give in a cluster until the
-    /// controller can change a topic's settings and partition count cluster-wide.
-    static func notInCluster(_ method: String) -> GRPCStatus {
-        GRPCStatus(.unimplemented, "\(method) is not available in a cluster yet: the controller cannot change a topic's settings or partition count; delete and re-create the topic instead")
     }
 
     /// Sends the request to the controller the metadata names and returns its answer
@@ -131,7 +179,7 @@ extension TopicDescription {
     /// replicas. Without a snapshot a leader is shown whether or not it is live.
     init(_ topic: ClusterTopic, snapshot: ClusterSnapshot?) {
         self.init(
-            name: topic.name, topicId: "", partitionCount: UInt32(topic.partitions.count),
+            name: topic.name, topicId: topic.id, partitionCount: UInt32(topic.partitions.count),
             replicationFactor: UInt32(topic.partitions.first?.replicas.count ?? 0), configs: TopicSetting.effective(topic.configs),
             partitions: topic.partitions.enumerated().map { index, state in
                 let leader = snapshot == nil ? state.leader : snapshot?.leader(of: topic.name, UInt32(index))?.broker.id

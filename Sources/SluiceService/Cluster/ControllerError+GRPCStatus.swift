@@ -10,7 +10,7 @@ extension ControllerError {
         let code: GRPCStatus.Code = switch self {
         case .topicExists: .alreadyExists
         case .unknownTopic: .notFound
-        case .notEnoughBrokers: .invalidArgument
+        case .notEnoughBrokers, .partitionCountNotLarger: .invalidArgument
         case .notController, .fenced, .etcd: .unavailable
         }
         return GRPCStatus(code, description)

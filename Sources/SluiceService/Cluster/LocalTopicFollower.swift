@@ -4,9 +4,10 @@ import SluiceCluster
 
 /// Keeps a broker's local topics in step with the cluster's metadata: for every topic
 /// with a partition this broker is a replica of, a local topic of the same name, partition
-/// count and settings (`ClusterTopic.configs`) holding logs for those partitions; a local
-/// topic the metadata no longer has is deleted with its logs. Internal topics (`__consumer_offsets`) are the broker's own
-/// and left alone.
+/// count and settings (`ClusterTopic.configs`), holding logs for those partitions and
+/// following AlterTopicConfig and CreatePartitions in place; a local topic the metadata
+/// no longer has is deleted with its logs. Internal topics (`__consumer_offsets`) are the
+/// broker's own and left alone.
 ///
 /// Each snapshot is applied whole, from what the data directory holds, so applying one
 /// twice changes nothing and a restarted broker converges on the first snapshot it reads.
@@ -14,7 +15,10 @@ import SluiceCluster
 /// etcd revision is 0) and is never acted on: acting on it would delete every topic.
 ///
 /// The local copy has the topic's partition count but logs only for the partitions this
-/// broker is a replica of (`TopicMetadata.localPartitions`, kept in `topics.json`).
+/// broker is a replica of (`TopicMetadata.localPartitions`, kept in `topics.json`), and the
+/// cluster topic's id as its own: a local copy whose id differs is an earlier topic of
+/// the same name (deleted and created again while this broker was not looking), so it is
+/// deleted with its data and replaced.
 struct LocalTopicFollower: Sendable {
     let broker: Broker
     let brokerID: UInt32
@@ -32,7 +36,16 @@ struct LocalTopicFollower: Sendable {
         let registry = broker.registry
         for topic in snapshot.topics.values.sorted(by: { $0.name < $1.name }) where holdsReplica(of: topic) {
             do throws(BrokerError) {
-                try adopt(topic, local: try? registry.topic(named: topic.name))
+                var local = try? registry.topic(named: topic.name)
+                if let stale = local, !topic.id.isEmpty, stale.topicID != topic.id {
+                    // The topic was deleted and created again between two snapshots this
+                    // broker saw: the local copy (and its data) is the old topic's.
+                    logger.info("replacing the local copy of a topic deleted and created again", metadata: [
+                        "topic": "\(topic.name)", "old id": "\(stale.topicID)", "id": "\(topic.id)", "revision": "\(snapshot.revision)"])
+                    try await deleteLocalCopy(named: topic.name)
+                    local = nil
+                }
+                try adopt(topic, local: local)
             } catch {
                 logger.error("cannot create the local copy of a cluster topic", metadata: [
                     "topic": "\(topic.name)", "revision": "\(snapshot.revision)", "error": "\(error)"])
@@ -42,12 +55,19 @@ struct LocalTopicFollower: Sendable {
             logger.info("deleting the local copy of a topic the cluster no longer has", metadata: [
                 "topic": "\(local.name)", "revision": "\(snapshot.revision)"])
             do throws(BrokerError) {
-                try await broker.deleteTopic(named: local.name)
+                try await deleteLocalCopy(named: local.name)
             } catch {
-                // A topic deleted meanwhile is what this pass wanted.
-                guard error.code != .topicNotFound else { continue }
                 logger.error("cannot delete the local copy of a topic", metadata: ["topic": "\(local.name)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// Deletes the local topic `name` with its logs; one deleted meanwhile is what was wanted.
+    private func deleteLocalCopy(named name: String) async throws(BrokerError) {
+        do throws(BrokerError) {
+            try await broker.deleteTopic(named: name)
+        } catch {
+            guard error.code == .topicNotFound else { throw error }
         }
     }
 
@@ -61,20 +81,31 @@ struct LocalTopicFollower: Sendable {
     }
 
     /// Creates the local copy of `topic`, with a log for each partition this broker is a
-    /// replica of. Settings, partition count and replicas are taken at creation: in this
-    /// version they do not change afterwards (AlterTopicConfig and CreatePartitions are not
-    /// available in a cluster, and the controller moves leaders, not replicas), so a copy
-    /// that differs is reported, not changed.
+    /// replica of, or brings an existing copy up to date: settings changed in place (in
+    /// canonical text, so an unchanged topic changes nothing), new partitions added with
+    /// logs for those this broker is a replica of (`Broker.createPartitions` rings the
+    /// topic's Subscribe streams, as on a single node). The controller moves leaders, not
+    /// replicas, so a copy whose held partitions differ otherwise is reported, not changed.
     private func adopt(_ topic: ClusterTopic, local: TopicMetadata?) throws(BrokerError) {
         let count = UInt32(topic.partitions.count)
         let replicas = replicaPartitions(of: topic)
         guard let local else {
-            _ = try broker.createTopic(named: topic.name, partitions: count, configs: topic.configs, localPartitions: replicas)
+            _ = try broker.createTopic(
+                named: topic.name, partitions: count, replicationFactor: UInt32(topic.partitions.first?.replicas.count ?? 1),
+                configs: topic.configs, localPartitions: replicas, topicID: topic.id.isEmpty ? nil : topic.id)
             return
         }
-        if local.partitionCount != count || local.localPartitions != replicas {
+        let configs = try broker.registry.normalizedChange(set: topic.configs, reset: [])
+        if configs != local.configOverrides {
+            let reset = local.configOverrides.keys.filter { configs[$0] == nil }
+            _ = try broker.alterTopicConfig(named: topic.name, set: configs, reset: Array(reset))
+        }
+        let held = local.localPartitions ?? []
+        if local.partitionCount < count, held.isSubset(of: replicas) {
+            _ = try broker.createPartitions(named: topic.name, totalCount: count, localPartitions: replicas)
+        } else if local.partitionCount != count || held != replicas {
             logger.warning("the local copy of a cluster topic differs from its placement; it is left as it is", metadata: [
-                "topic": "\(topic.name)", "local partitions": "\(local.localPartitions.map { $0.sorted() } ?? [])",
+                "topic": "\(topic.name)", "local partitions": "\(held.sorted())",
                 "replica of": "\(replicas.sorted())", "partition count": "\(count)"])
         }
     }

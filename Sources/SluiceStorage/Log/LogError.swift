@@ -8,7 +8,6 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
     case batchTooLarge(bytes: Int, limit: Int)
     case invalidBatch(BatchDefect)
     /// An append's leader epoch is below the epoch of the last batch in the log.
-    case staleLeaderEpoch(epoch: Int32, latestEpoch: Int32)
     case diskFull(StorageIOError)
     case permissionDenied(StorageIOError)
     /// EROFS: the file system was mounted (or remounted, after errors) read-only. Not a
@@ -35,7 +34,6 @@ public enum LogError: Error, Sendable, Equatable, CustomStringConvertible {
             "offset \(offset) is out of range: the log holds \(start)..<\(end)"
         case .batchTooLarge(let bytes, let limit): "batch of \(bytes) bytes exceeds the limit of \(limit)"
         case .invalidBatch(let defect): "invalid batch: \(defect)"
-        case .staleLeaderEpoch(let epoch, let latest): "leader epoch \(epoch) is older than the log's \(latest)"
         case .diskFull(let error): "disk full: \(error)"
         case .permissionDenied(let error): "permission denied: \(error)"
         case .readOnlyFileSystem(let error): "read-only file system: \(error)"

@@ -109,8 +109,9 @@ public final class PartitionLog: Sendable {
     }
 
     /// Appends one batch and returns once it is written to the page cache, whatever
-    /// the policy. Checks the producer's records CRC, the size limit and the leader
-    /// epoch (which never goes back), then seals the header with its CRC.
+    /// the policy. Checks the producer's records CRC and the size limit, asserts that the
+    /// leader epoch does not go back (the caller's check: a precondition), then seals the
+    /// header with its CRC.
     public func appendBuffered(_ batch: NewBatch, leaderEpoch: Int32) throws(LogError) -> AppendResult {
         let storedSize = BatchHeader.size + batch.records.readableBytes
         guard storedSize <= config.batchLimitBytes else {
@@ -131,9 +132,10 @@ public final class PartitionLog: Sendable {
         let now = clock.nowMilliseconds()
         let result = try state.withLock { (s) throws(LogError) -> (appended: AppendResult, startsSyncRun: Bool) in
             try checkWritable(s)
-            guard leaderEpoch >= s.lastLeaderEpoch else {
-                throw LogError.staleLeaderEpoch(epoch: leaderEpoch, latestEpoch: s.lastLeaderEpoch)
-            }
+            // Invariant: the leader epoch never goes back. A caller checks it under the lock
+            // that orders its appends (the broker answers NOT_LEADER); an older epoch here
+            // would store a batch of a term that already ended, so it stops loudly.
+            precondition(leaderEpoch >= s.lastLeaderEpoch, "leader epoch \(leaderEpoch) is older than the log's \(s.lastLeaderEpoch)")
             header.baseOffset = s.logEndOffset
             guard header.baseOffset <= Int64.max - Int64(header.recordCount) else {
                 throw LogError.invalidBatch(.invalidField("offsets would overflow"))
