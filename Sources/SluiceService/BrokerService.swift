@@ -120,7 +120,7 @@ public struct BrokerService: Sendable {
                 try await admin.deleteTopic(request, call)
             },
             ProtobufRoute.unary(prefix + "ListTopics") { (_: ListTopicsRequest, _) in admin.listTopics() },
-            ProtobufRoute.unary(prefix + "DescribeTopic") { (request: DescribeTopicRequest, _) in try admin.describeTopic(request) },
+            ProtobufRoute.unary(prefix + "DescribeTopic") { (request: DescribeTopicRequest, call) in try await admin.describeTopic(request, call) },
             ProtobufRoute.unary(prefix + "AlterTopicConfig") { (request: AlterTopicConfigRequest, call) in
                 try await admin.alterTopicConfig(request, call)
             },

@@ -72,6 +72,16 @@ struct ClientFollowsLeaderTests {
                 }
                 #expect(try #require(moved.partition("orders", partition)).leaderEpoch > ready.partition("orders", partition)!.leaderEpoch)
 
+                // Every live broker describes the partition with its leader's positions, the
+                // one that does not lead it included (`sluice consume` stops at that end).
+                let newLeader = try #require(moved.partition("orders", partition)?.leader)
+                for id in UInt32(1)...3 where id != victim {
+                    let asked = try await SluiceAdminClient(bootstrap: [BrokerAddress(host: "127.0.0.1", port: try #require(brokers[id]).port)])
+                    let described = try await asked.describeTopic(named: "orders").partitions[Int(partition)]
+                    #expect(described.highWatermark == offsets.max()! + 1, "broker \(id) (leader \(newLeader)) describes orders/\(partition)")
+                    await asked.close()
+                }
+
                 // A consumer given the whole list, the dead broker included, reads the new
                 // leader's log: each acknowledged record at the offset it was acknowledged at.
                 let consumer = Consumer(bootstrap: bootstrap, topic: "orders", partitions: [Int(partition): .earliest])

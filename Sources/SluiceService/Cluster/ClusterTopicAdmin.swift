@@ -8,7 +8,8 @@ import SluiceWire
 /// The topic admin RPCs of a broker in a cluster. Topics are the cluster's: CreateTopic,
 /// DeleteTopic, AlterTopicConfig and CreatePartitions go to the controller (this broker's
 /// own while it is the elected one, else forwarded once over gRPC to the one the metadata
-/// names), ListTopics and DescribeTopic answer from the newest snapshot. Brokers create,
+/// names), ListTopics and DescribeTopic answer from the newest snapshot (DescribeTopic's positions
+/// from each partition's leader). Brokers create,
 /// change and remove their local copies when the change reaches their metadata
 /// (`LocalTopicFollower`), not here.
 struct ClusterTopicAdmin: Sendable {
@@ -118,15 +119,42 @@ struct ClusterTopicAdmin: Sendable {
         })
     }
 
-    func describeTopic(_ request: DescribeTopicRequest) throws -> DescribeTopicResponse {
+    /// Settings and placement come from the snapshot; each partition's positions (log
+    /// start, log end, high watermark, size) from its leader, the one broker whose log of it
+    /// is the partition's. A follower's copy is not (issue 15 replicates data; until then it
+    /// is empty), so this broker's own logs count only where it leads, and the other
+    /// leaders are asked once each, with the forwarded header so that they answer from their
+    /// own logs without asking further. A leader that cannot answer leaves its partitions'
+    /// positions at 0 with `offline_reason` saying why.
+    func describeTopic(_ request: DescribeTopicRequest, _ call: ServerCallContext) async throws -> DescribeTopicResponse {
         let snapshot = cluster.metadata.snapshot
         guard let topic = snapshot.topics[request.name] else { throw BrokerError.topicNotFound(request.name) }
         var description = TopicDescription(topic, snapshot: snapshot)
-        // Positions are known only for the partitions this broker holds a log of.
+        let asked = call.metadata[Self.forwardedByHeader] != nil
+        var elsewhere: [UInt32: [Int]] = [:]
+        for index in description.partitions.indices where !description.partitions[index].offline {
+            let leader = description.partitions[index].leader
+            if leader != brokerID, !asked { elsewhere[leader, default: []].append(index) }
+        }
         if let local = try? broker.registry.topic(named: topic.name) {
             for details in broker.registry.partitions(of: local)
-            where local.holdsLog(of: details.partition) && Int(details.partition) < description.partitions.count {
+            where local.holdsLog(of: details.partition) && Int(details.partition) < description.partitions.count
+                && description.partitions[Int(details.partition)].leader == brokerID {
                 description.partitions[Int(details.partition)].copyPositions(from: details.offsets)
+            }
+        }
+        for (leader, indices) in elsewhere {
+            guard let info = snapshot.brokers[leader] else { continue }
+            do {
+                let answer: DescribeTopicResponse = try await send("DescribeTopic", request, to: info)
+                for index in indices where index < answer.topic?.partitions.count ?? 0 {
+                    guard let theirs = answer.topic?.partitions[index] else { continue }
+                    description.partitions[index].copyPositions(from: theirs)
+                }
+            } catch {
+                for index in indices {
+                    description.partitions[index].offlineReason = "positions unknown: the leader, \(info), did not answer: \(error)"
+                }
             }
         }
         return DescribeTopicResponse(topic: description)
@@ -145,15 +173,22 @@ struct ClusterTopicAdmin: Sendable {
         guard let controller, controller.id != brokerID else {
             throw GRPCStatus(.unavailable, "broker \(brokerID) cannot reach the controller: " + Self.naming(controller))
         }
-        guard let endpoint = EtcdEndpoint(Substring(controller.address)) else {
-            throw GRPCStatus(.unavailable, "the controller's address \(GRPCStatus.quoting(controller.address)) is not HOST:PORT")
+        return try await send(method, request, to: controller)
+    }
+
+    /// One unary call to another broker, marked as forwarded by this one.
+    private func send<Request: ProtobufMessage, Response: ProtobufMessage>(
+        _ method: String, _ request: Request, to target: BrokerInfo
+    ) async throws -> Response {
+        guard let endpoint = EtcdEndpoint(Substring(target.address)) else {
+            throw GRPCStatus(.unavailable, "the address of \(target) is not HOST:PORT")
         }
         let connection: GRPCClientConnection
         do {
             connection = try await GRPCClientConnection.connect(
                 GRPCClientConfiguration(host: endpoint.host, port: endpoint.port), logger: logger)
         } catch {
-            throw GRPCStatus(.unavailable, "cannot reach the controller, \(controller): \(error)")
+            throw GRPCStatus(.unavailable, "cannot reach \(target): \(error)")
         }
         let answer: ByteBuffer
         do {
@@ -199,6 +234,13 @@ extension TopicDescription {
 }
 
 extension PartitionDescription {
+    mutating func copyPositions(from leader: PartitionDescription) {
+        logStartOffset = leader.logStartOffset
+        logEndOffset = leader.logEndOffset
+        highWatermark = leader.highWatermark
+        sizeBytes = leader.sizeBytes
+    }
+
     mutating func copyPositions(from offsets: PartitionOffsets) {
         logStartOffset = offsets.logStartOffset
         logEndOffset = offsets.logEndOffset
