@@ -86,6 +86,17 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
     case notAssigned
     /// Consumer groups: the generation is not the group's current one.
     case illegalGeneration
+    /// Replication: the request names a leader epoch older than the answering broker's for
+    /// the partition (the asking follower is stale; it refreshes its metadata).
+    case fencedLeaderEpoch
+    /// Replication: the request names a leader epoch newer than the answering broker knows
+    /// (its metadata lags; retry shortly).
+    case unknownLeaderEpoch
+    /// ACKS_ALL: the batch was appended, but the in-sync replicas shrank below the topic's
+    /// `min.insync.replicas` before every one of them had it (retriable; it may be stored).
+    case notEnoughReplicasAfterAppend
+    /// Replication: the asking broker is not a replica of the partition.
+    case notAReplica
     case unrecognized(Int32)
 
     public init(rawValue: Int32) {
@@ -107,6 +118,10 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
         case 14: self = .throttled
         case 15: self = .notAssigned
         case 16: self = .illegalGeneration
+        case 17: self = .fencedLeaderEpoch
+        case 18: self = .unknownLeaderEpoch
+        case 19: self = .notEnoughReplicasAfterAppend
+        case 20: self = .notAReplica
         default: self = .unrecognized(rawValue)
         }
     }
@@ -130,6 +145,10 @@ public enum ErrorCode: RawRepresentable, Sendable, Hashable {
         case .throttled: 14
         case .notAssigned: 15
         case .illegalGeneration: 16
+        case .fencedLeaderEpoch: 17
+        case .unknownLeaderEpoch: 18
+        case .notEnoughReplicasAfterAppend: 19
+        case .notAReplica: 20
         case .unrecognized(let number): number
         }
     }
@@ -724,21 +743,25 @@ extension InitProducerIdResponse: ProtobufCConvertible {
 
 /// `sluice.v1.ReplicateRequest`.
 public struct ReplicateRequest: ProtobufMessage {
-    public var topic: String
-    public var partition: UInt32
-    /// The follower's broker id.
+    /// The follower's broker id (the same on every request of a stream).
     public var replicaId: UInt32
-    /// The next offset the follower needs.
-    public var fetchOffset: Int64
-    /// The leader epoch the follower last saw, for truncation after a failover.
-    public var lastFetchedEpoch: Int32
+    public var partitions: [ReplicaPosition]
+    /// Partitions the follower no longer follows from this leader.
+    public var removed: [ReplicaPartitionName]
+    /// How long the leader may hold the request when it has nothing to send; 0 means the
+    /// leader's default (500 ms).
+    public var maxWaitMs: UInt32
+    /// The most record bytes one answer carries (whole stored batches; at least one batch
+    /// of the first partition with data even when bigger); 0 means the leader's default
+    /// (8 MiB).
+    public var maxBytes: UInt32
 
-    public init(topic: String = "", partition: UInt32 = 0, replicaId: UInt32 = 0, fetchOffset: Int64 = 0, lastFetchedEpoch: Int32 = 0) {
-        self.topic = topic
-        self.partition = partition
+    public init(replicaId: UInt32 = 0, partitions: [ReplicaPosition] = [], removed: [ReplicaPartitionName] = [], maxWaitMs: UInt32 = 0, maxBytes: UInt32 = 0) {
         self.replicaId = replicaId
-        self.fetchOffset = fetchOffset
-        self.lastFetchedEpoch = lastFetchedEpoch
+        self.partitions = partitions
+        self.removed = removed
+        self.maxWaitMs = maxWaitMs
+        self.maxBytes = maxBytes
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -765,41 +788,153 @@ extension ReplicateRequest: ProtobufCConvertible {
 
     init(cMessage message: UnsafePointer<Sluice__V1__ReplicateRequest>) {
         let c = message.pointee
-        self.topic = ProtobufC.string(c.topic)
-        self.partition = c.partition
         self.replicaId = c.replica_id
-        self.fetchOffset = c.fetch_offset
-        self.lastFetchedEpoch = c.last_fetched_epoch
+        self.partitions = ProtobufC.messages(c.partitions, count: c.n_partitions) { ReplicaPosition(cMessage: $0) }
+        self.removed = ProtobufC.messages(c.removed, count: c.n_removed) { ReplicaPartitionName(cMessage: $0) }
+        self.maxWaitMs = c.max_wait_ms
+        self.maxBytes = c.max_bytes
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__ReplicateRequest>, arena: ProtobufCArena) {
+        message.pointee.replica_id = replicaId
+        message.pointee.n_partitions = partitions.count
+        message.pointee.partitions = arena.messages(partitions)
+        message.pointee.n_removed = removed.count
+        message.pointee.removed = arena.messages(removed)
+        message.pointee.max_wait_ms = maxWaitMs
+        message.pointee.max_bytes = maxBytes
+    }
+}
+
+/// `sluice.v1.ReplicaPartitionName`.
+public struct ReplicaPartitionName: ProtobufMessage {
+    public var topic: String
+    public var partition: UInt32
+
+    public init(topic: String = "", partition: UInt32 = 0) {
+        self.topic = topic
+        self.partition = partition
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension ReplicaPartitionName: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPartitionName>) {
+        sluice__v1__replica_partition_name__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__ReplicaPartitionName>? {
+        sluice__v1__replica_partition_name__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__ReplicaPartitionName>) {
+        let c = message.pointee
+        self.topic = ProtobufC.string(c.topic)
+        self.partition = c.partition
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPartitionName>, arena: ProtobufCArena) {
         message.pointee.topic = arena.string(topic)
         message.pointee.partition = partition
-        message.pointee.replica_id = replicaId
-        message.pointee.fetch_offset = fetchOffset
+    }
+}
+
+/// Where a follower's copy of one partition stands.
+public struct ReplicaPosition: ProtobufMessage {
+    public var topic: String
+    public var partition: UInt32
+    /// The follower's log end: the next offset it needs.
+    public var logEndOffset: Int64
+    /// Every offset below this is fdatasynced on the follower (under `--fsync always` the
+    /// leader counts this, not the log end, toward the high watermark).
+    public var durableEndOffset: Int64
+    /// The leader epoch of the follower's last stored batch, -1 for an empty log: the leader
+    /// checks that its own log holds the same epoch up to `log_end_offset` (KIP-320), or
+    /// answers where they diverge.
+    public var lastFetchedEpoch: Int32
+    /// The leader epoch the follower's metadata gives the partition (KIP-320 fencing). The
+    /// answering broker compares it with its own: older answers FENCED_LEADER_EPOCH (the
+    /// follower is stale and refreshes), newer UNKNOWN_LEADER_EPOCH (the leader's metadata
+    /// lags; the follower retries), and a broker that does not lead at that epoch answers
+    /// NOT_LEADER.
+    public var currentLeaderEpoch: UInt32
+    /// The follower found a stored batch failing its CRC and truncated below it: it is out
+    /// of sync until it has refetched (the leader removes it from the ISR at once).
+    public var damaged: Bool
+
+    public init(topic: String = "", partition: UInt32 = 0, logEndOffset: Int64 = 0, durableEndOffset: Int64 = 0, lastFetchedEpoch: Int32 = 0, currentLeaderEpoch: UInt32 = 0, damaged: Bool = false) {
+        self.topic = topic
+        self.partition = partition
+        self.logEndOffset = logEndOffset
+        self.durableEndOffset = durableEndOffset
+        self.lastFetchedEpoch = lastFetchedEpoch
+        self.currentLeaderEpoch = currentLeaderEpoch
+        self.damaged = damaged
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension ReplicaPosition: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPosition>) {
+        sluice__v1__replica_position__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__ReplicaPosition>? {
+        sluice__v1__replica_position__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__ReplicaPosition>) {
+        let c = message.pointee
+        self.topic = ProtobufC.string(c.topic)
+        self.partition = c.partition
+        self.logEndOffset = c.log_end_offset
+        self.durableEndOffset = c.durable_end_offset
+        self.lastFetchedEpoch = c.last_fetched_epoch
+        self.currentLeaderEpoch = c.current_leader_epoch
+        self.damaged = c.damaged != 0
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPosition>, arena: ProtobufCArena) {
+        message.pointee.topic = arena.string(topic)
+        message.pointee.partition = partition
+        message.pointee.log_end_offset = logEndOffset
+        message.pointee.durable_end_offset = durableEndOffset
         message.pointee.last_fetched_epoch = lastFetchedEpoch
+        message.pointee.current_leader_epoch = currentLeaderEpoch
+        message.pointee.damaged = damaged ? 1 : 0
     }
 }
 
 /// `sluice.v1.ReplicateResponse`.
 public struct ReplicateResponse: ProtobufMessage {
-    public var topic: String
-    public var partition: UInt32
-    public var batches: [RecordBatch]
-    public var highWatermark: Int64
-    public var leaderEpoch: Int32
-    /// When set, the follower must truncate its log to this offset before appending.
-    public var truncateToOffset: Int64
-    public var error: ErrorCode
+    /// Only partitions with something to say: records, a divergence, an error, or a high
+    /// watermark or log start the follower has not been told.
+    public var partitions: [ReplicaPartitionData]
 
-    public init(topic: String = "", partition: UInt32 = 0, batches: [RecordBatch] = [], highWatermark: Int64 = 0, leaderEpoch: Int32 = 0, truncateToOffset: Int64 = 0, error: ErrorCode = .none) {
-        self.topic = topic
-        self.partition = partition
-        self.batches = batches
-        self.highWatermark = highWatermark
-        self.leaderEpoch = leaderEpoch
-        self.truncateToOffset = truncateToOffset
-        self.error = error
+    public init(partitions: [ReplicaPartitionData] = []) {
+        self.partitions = partitions
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -826,24 +961,137 @@ extension ReplicateResponse: ProtobufCConvertible {
 
     init(cMessage message: UnsafePointer<Sluice__V1__ReplicateResponse>) {
         let c = message.pointee
-        self.topic = ProtobufC.string(c.topic)
-        self.partition = c.partition
-        self.batches = ProtobufC.messages(c.batches, count: c.n_batches) { RecordBatch(cMessage: $0) }
-        self.highWatermark = c.high_watermark
-        self.leaderEpoch = c.leader_epoch
-        self.truncateToOffset = c.truncate_to_offset
-        self.error = ErrorCode(rawValue: Int32(truncatingIfNeeded: c.error.rawValue))
+        self.partitions = ProtobufC.messages(c.partitions, count: c.n_partitions) { ReplicaPartitionData(cMessage: $0) }
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__ReplicateResponse>, arena: ProtobufCArena) {
+        message.pointee.n_partitions = partitions.count
+        message.pointee.partitions = arena.messages(partitions)
+    }
+}
+
+/// `sluice.v1.ReplicaPartitionData`.
+public struct ReplicaPartitionData: ProtobufMessage {
+    public var topic: String
+    public var partition: UInt32
+    public var error: ErrorCode
+    public var errorMessage: String
+    /// The leader's epoch for the partition.
+    public var leaderEpoch: UInt32
+    public var highWatermark: Int64
+    public var logStartOffset: Int64
+    /// Stored batches exactly as the leader's log holds them, from the follower's
+    /// `log_end_offset`: each a 64-byte header (BatchHeader, with its header CRC) and its
+    /// records (with their records CRC), back to back. The follower checks both CRCs of
+    /// every batch and appends the bytes unchanged. Empty when there is nothing new.
+    public var records: ByteBuffer
+    /// Set when the follower's log diverges from the leader's (KIP-279): the largest epoch
+    /// the leader holds at or below the follower's `last_fetched_epoch`, and the offset where
+    /// that epoch ends in the leader's log. The follower truncates to the smaller of that
+    /// offset and its own end of the same epoch, then asks again.
+    public var divergingEpoch: DivergingEpoch?
+
+    public init(topic: String = "", partition: UInt32 = 0, error: ErrorCode = .none, errorMessage: String = "", leaderEpoch: UInt32 = 0, highWatermark: Int64 = 0, logStartOffset: Int64 = 0, records: ByteBuffer = ByteBuffer(), divergingEpoch: DivergingEpoch? = nil) {
+        self.topic = topic
+        self.partition = partition
+        self.error = error
+        self.errorMessage = errorMessage
+        self.leaderEpoch = leaderEpoch
+        self.highWatermark = highWatermark
+        self.logStartOffset = logStartOffset
+        self.records = records
+        self.divergingEpoch = divergingEpoch
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension ReplicaPartitionData: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPartitionData>) {
+        sluice__v1__replica_partition_data__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__ReplicaPartitionData>? {
+        sluice__v1__replica_partition_data__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__ReplicaPartitionData>) {
+        let c = message.pointee
+        self.topic = ProtobufC.string(c.topic)
+        self.partition = c.partition
+        self.error = ErrorCode(rawValue: Int32(truncatingIfNeeded: c.error.rawValue))
+        self.errorMessage = ProtobufC.string(c.error_message)
+        self.leaderEpoch = c.leader_epoch
+        self.highWatermark = c.high_watermark
+        self.logStartOffset = c.log_start_offset
+        self.records = ProtobufC.bytes(c.records)
+        self.divergingEpoch = c.diverging_epoch.map { DivergingEpoch(cMessage: UnsafePointer($0)) }
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPartitionData>, arena: ProtobufCArena) {
         message.pointee.topic = arena.string(topic)
         message.pointee.partition = partition
-        message.pointee.n_batches = batches.count
-        message.pointee.batches = arena.messages(batches)
-        message.pointee.high_watermark = highWatermark
-        message.pointee.leader_epoch = leaderEpoch
-        message.pointee.truncate_to_offset = truncateToOffset
         message.pointee.error = .init(rawValue: .init(truncatingIfNeeded: error.rawValue))
+        message.pointee.error_message = arena.string(errorMessage)
+        message.pointee.leader_epoch = leaderEpoch
+        message.pointee.high_watermark = highWatermark
+        message.pointee.log_start_offset = logStartOffset
+        message.pointee.records = arena.bytes(records)
+        message.pointee.diverging_epoch = divergingEpoch.map { arena.message($0) }
+    }
+}
+
+/// `sluice.v1.DivergingEpoch`.
+public struct DivergingEpoch: ProtobufMessage {
+    public var epoch: Int32
+    public var endOffset: Int64
+
+    public init(epoch: Int32 = 0, endOffset: Int64 = 0) {
+        self.epoch = epoch
+        self.endOffset = endOffset
+    }
+
+    public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
+        self = try ProtobufCCodec.decode(bytes)
+    }
+
+    public func protobufBytes() -> ByteBuffer {
+        ProtobufCCodec.encode(self)
+    }
+
+    public func checkedProtobufBytes() throws(ProtobufEncodingError) -> ByteBuffer {
+        try ProtobufCCodec.checkedEncode(self)
+    }
+}
+
+extension DivergingEpoch: ProtobufCConvertible {
+    static func cInit(_ message: UnsafeMutablePointer<Sluice__V1__DivergingEpoch>) {
+        sluice__v1__diverging_epoch__init(message)
+    }
+
+    static func cUnpack(_ count: Int, _ bytes: UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Sluice__V1__DivergingEpoch>? {
+        sluice__v1__diverging_epoch__unpack(nil, count, bytes)
+    }
+
+    init(cMessage message: UnsafePointer<Sluice__V1__DivergingEpoch>) {
+        let c = message.pointee
+        self.epoch = c.epoch
+        self.endOffset = c.end_offset
+    }
+
+    func fill(_ message: UnsafeMutablePointer<Sluice__V1__DivergingEpoch>, arena: ProtobufCArena) {
+        message.pointee.epoch = epoch
+        message.pointee.end_offset = endOffset
     }
 }
 

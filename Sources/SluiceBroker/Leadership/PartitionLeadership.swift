@@ -10,6 +10,13 @@ public protocol PartitionLeadership: Sendable {
     /// Whether this broker leads partition `partition` of `topic` now.
     func verdict(topic: String, partition: UInt32) -> LeadershipVerdict
 
+    /// The partition's replicas, leader, leader epoch and in-sync replicas as the newest
+    /// metadata has them; nil where it does not know the partition. As cheap as `verdict`.
+    func replicaSet(topic: String, partition: UInt32) -> ReplicaSet?
+
+    /// This broker's id in the cluster.
+    var localBrokerID: UInt32 { get }
+
     /// Rings `bell` whenever leadership may have changed (a new view of the cluster), until
     /// `stopRinging(id:)`: a Subscribe stream then checks its partitions again.
     func ringOnChange(id: UInt64, _ bell: AsyncStream<Void>.Continuation)
@@ -26,6 +33,25 @@ public enum LeadershipVerdict: Sendable, Equatable {
     /// The cluster's metadata does not know the partition: the broker's own lookup
     /// answers (unknown topic or partition), as on a single node.
     case unknown
+}
+
+/// A partition's replicas as the cluster's metadata has them (the broker layer's copy of
+/// SluiceCluster's `PartitionState`, which it does not import).
+public struct ReplicaSet: Sendable, Equatable {
+    /// Broker ids, the preferred leader first.
+    public var replicas: [UInt32]
+    /// The leading broker; nil while the partition has none.
+    public var leader: UInt32?
+    public var leaderEpoch: UInt32
+    /// The in-sync replicas (the leader among them), as last written to the metadata.
+    public var isr: [UInt32]
+
+    public init(replicas: [UInt32], leader: UInt32?, leaderEpoch: UInt32, isr: [UInt32]) {
+        self.replicas = replicas
+        self.leader = leader
+        self.leaderEpoch = leaderEpoch
+        self.isr = isr
+    }
 }
 
 extension LeaderHint {

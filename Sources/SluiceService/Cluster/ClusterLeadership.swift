@@ -24,6 +24,13 @@ final class ClusterLeadership: PartitionLeadership {
         return .elsewhere(snapshot.leaderHint(of: topic, partition))
     }
 
+    var localBrokerID: UInt32 { brokerID }
+
+    func replicaSet(topic: String, partition: UInt32) -> ReplicaSet? {
+        guard let state = metadata.snapshot.partition(topic, partition) else { return nil }
+        return ReplicaSet(replicas: state.replicas, leader: state.leader, leaderEpoch: state.leaderEpoch, isr: state.isr)
+    }
+
     func ringOnChange(id: UInt64, _ bell: AsyncStream<Void>.Continuation) {
         let snapshots = metadata.snapshots()
         let task = Task {

@@ -41,6 +41,9 @@ public struct LogConfig: Sendable, Equatable {
     /// for their sync, subscribers waiting for data); past it a wait fails at once with
     /// `LogError.tooManyWaits`.
     public var maxWatermarkWaits: Int = StorageLimits.defaults.maxWatermarkWaits.value
+    /// The log is a replica of a partition in a cluster: its high watermark follows
+    /// `HighWatermarkRule.replicated` instead of the fsync policy.
+    public var replicated = false
 
     public init() {}
 

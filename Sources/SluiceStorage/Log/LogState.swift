@@ -101,6 +101,7 @@ struct LogState {
         switch highWatermarkRule {
         case .followsLogEnd: highWatermarkOffset = logEndOffset
         case .followsDurableEnd: highWatermarkOffset = durableEndOffset
+        case .replicated: preconditionFailure("the replicated high watermark is being written (issue 15, branch storage)")
         }
         assert(durableEndOffset >= before.durable && highWatermarkOffset >= before.high, "a watermark went backwards")
         checkWatermarkOrder()

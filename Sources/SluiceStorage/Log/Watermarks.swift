@@ -85,6 +85,12 @@ public enum HighWatermarkRule: Sendable, Equatable {
     /// The high watermark is the durable end (`FsyncPolicy.always`: subscribers only see
     /// batches an fdatasync covered, so a crash never takes back what a consumer saw).
     case followsDurableEnd
+    /// A replica in a cluster: the high watermark is the smaller of the replica floor
+    /// (`PartitionLog.setReplicaFloor`: what every in-sync follower holds, or on a
+    /// follower the leader's high watermark) and this log's own end (its durable end
+    /// under `FsyncPolicy.always`, else its log end). It starts at the high watermark
+    /// the log last checkpointed, never above the log end.
+    case replicated
 
     /// The rule a single node uses for `policy`.
     public init(_ policy: FsyncPolicy) {

@@ -503,6 +503,96 @@ void   sluice__v1__replicate_request__free_unpacked
   assert(message->base.descriptor == &sluice__v1__replicate_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sluice__v1__replica_partition_name__init
+                     (Sluice__V1__ReplicaPartitionName         *message)
+{
+  static const Sluice__V1__ReplicaPartitionName init_value = SLUICE__V1__REPLICA_PARTITION_NAME__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__replica_partition_name__get_packed_size
+                     (const Sluice__V1__ReplicaPartitionName *message)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_partition_name__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__replica_partition_name__pack
+                     (const Sluice__V1__ReplicaPartitionName *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_partition_name__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__replica_partition_name__pack_to_buffer
+                     (const Sluice__V1__ReplicaPartitionName *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_partition_name__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__ReplicaPartitionName *
+       sluice__v1__replica_partition_name__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__ReplicaPartitionName *)
+     protobuf_c_message_unpack (&sluice__v1__replica_partition_name__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__replica_partition_name__free_unpacked
+                     (Sluice__V1__ReplicaPartitionName *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__replica_partition_name__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__replica_position__init
+                     (Sluice__V1__ReplicaPosition         *message)
+{
+  static const Sluice__V1__ReplicaPosition init_value = SLUICE__V1__REPLICA_POSITION__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__replica_position__get_packed_size
+                     (const Sluice__V1__ReplicaPosition *message)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_position__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__replica_position__pack
+                     (const Sluice__V1__ReplicaPosition *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_position__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__replica_position__pack_to_buffer
+                     (const Sluice__V1__ReplicaPosition *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_position__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__ReplicaPosition *
+       sluice__v1__replica_position__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__ReplicaPosition *)
+     protobuf_c_message_unpack (&sluice__v1__replica_position__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__replica_position__free_unpacked
+                     (Sluice__V1__ReplicaPosition *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__replica_position__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sluice__v1__replicate_response__init
                      (Sluice__V1__ReplicateResponse         *message)
 {
@@ -546,6 +636,96 @@ void   sluice__v1__replicate_response__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &sluice__v1__replicate_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__replica_partition_data__init
+                     (Sluice__V1__ReplicaPartitionData         *message)
+{
+  static const Sluice__V1__ReplicaPartitionData init_value = SLUICE__V1__REPLICA_PARTITION_DATA__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__replica_partition_data__get_packed_size
+                     (const Sluice__V1__ReplicaPartitionData *message)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_partition_data__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__replica_partition_data__pack
+                     (const Sluice__V1__ReplicaPartitionData *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_partition_data__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__replica_partition_data__pack_to_buffer
+                     (const Sluice__V1__ReplicaPartitionData *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__replica_partition_data__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__ReplicaPartitionData *
+       sluice__v1__replica_partition_data__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__ReplicaPartitionData *)
+     protobuf_c_message_unpack (&sluice__v1__replica_partition_data__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__replica_partition_data__free_unpacked
+                     (Sluice__V1__ReplicaPartitionData *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__replica_partition_data__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sluice__v1__diverging_epoch__init
+                     (Sluice__V1__DivergingEpoch         *message)
+{
+  static const Sluice__V1__DivergingEpoch init_value = SLUICE__V1__DIVERGING_EPOCH__INIT;
+  *message = init_value;
+}
+size_t sluice__v1__diverging_epoch__get_packed_size
+                     (const Sluice__V1__DivergingEpoch *message)
+{
+  assert(message->base.descriptor == &sluice__v1__diverging_epoch__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sluice__v1__diverging_epoch__pack
+                     (const Sluice__V1__DivergingEpoch *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sluice__v1__diverging_epoch__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sluice__v1__diverging_epoch__pack_to_buffer
+                     (const Sluice__V1__DivergingEpoch *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sluice__v1__diverging_epoch__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sluice__V1__DivergingEpoch *
+       sluice__v1__diverging_epoch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sluice__V1__DivergingEpoch *)
+     protobuf_c_message_unpack (&sluice__v1__diverging_epoch__descriptor,
+                                allocator, len, data);
+}
+void   sluice__v1__diverging_epoch__free_unpacked
+                     (Sluice__V1__DivergingEpoch *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sluice__v1__diverging_epoch__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   sluice__v1__partition_description__init
@@ -2220,32 +2400,8 @@ const ProtobufCMessageDescriptor sluice__v1__init_producer_id_response__descript
 static const ProtobufCFieldDescriptor sluice__v1__replicate_request__field_descriptors[5] =
 {
   {
-    "topic",
-    1,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateRequest, topic),
-    NULL,
-    &protobuf_c_empty_string,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "partition",
-    2,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_UINT32,
-    0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateRequest, partition),
-    NULL,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
     "replica_id",
-    3,
+    1,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
@@ -2256,24 +2412,48 @@ static const ProtobufCFieldDescriptor sluice__v1__replicate_request__field_descr
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "fetch_offset",
+    "partitions",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sluice__V1__ReplicateRequest, n_partitions),
+    offsetof(Sluice__V1__ReplicateRequest, partitions),
+    &sluice__v1__replica_position__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "removed",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sluice__V1__ReplicateRequest, n_removed),
+    offsetof(Sluice__V1__ReplicateRequest, removed),
+    &sluice__v1__replica_partition_name__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_wait_ms",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_INT64,
+    PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateRequest, fetch_offset),
+    offsetof(Sluice__V1__ReplicateRequest, max_wait_ms),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "last_fetched_epoch",
+    "max_bytes",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_INT32,
+    PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateRequest, last_fetched_epoch),
+    offsetof(Sluice__V1__ReplicateRequest, max_bytes),
     NULL,
     NULL,
     0,             /* flags */
@@ -2281,11 +2461,11 @@ static const ProtobufCFieldDescriptor sluice__v1__replicate_request__field_descr
   },
 };
 static const unsigned sluice__v1__replicate_request__field_indices_by_name[] = {
-  3,   /* field[3] = fetch_offset */
-  4,   /* field[4] = last_fetched_epoch */
-  1,   /* field[1] = partition */
-  2,   /* field[2] = replica_id */
-  0,   /* field[0] = topic */
+  4,   /* field[4] = max_bytes */
+  3,   /* field[3] = max_wait_ms */
+  1,   /* field[1] = partitions */
+  2,   /* field[2] = removed */
+  0,   /* field[0] = replica_id */
 };
 static const ProtobufCIntRange sluice__v1__replicate_request__number_ranges[1 + 1] =
 {
@@ -2307,7 +2487,7 @@ const ProtobufCMessageDescriptor sluice__v1__replicate_request__descriptor =
   (ProtobufCMessageInit) sluice__v1__replicate_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sluice__v1__replicate_response__field_descriptors[7] =
+static const ProtobufCFieldDescriptor sluice__v1__replica_partition_name__field_descriptors[2] =
 {
   {
     "topic",
@@ -2315,7 +2495,7 @@ static const ProtobufCFieldDescriptor sluice__v1__replicate_response__field_desc
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateResponse, topic),
+    offsetof(Sluice__V1__ReplicaPartitionName, topic),
     NULL,
     &protobuf_c_empty_string,
     0,             /* flags */
@@ -2327,86 +2507,175 @@ static const ProtobufCFieldDescriptor sluice__v1__replicate_response__field_desc
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateResponse, partition),
+    offsetof(Sluice__V1__ReplicaPartitionName, partition),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__replica_partition_name__field_indices_by_name[] = {
+  1,   /* field[1] = partition */
+  0,   /* field[0] = topic */
+};
+static const ProtobufCIntRange sluice__v1__replica_partition_name__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sluice__v1__replica_partition_name__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.ReplicaPartitionName",
+  "ReplicaPartitionName",
+  "Sluice__V1__ReplicaPartitionName",
+  "sluice.v1",
+  sizeof(Sluice__V1__ReplicaPartitionName),
+  2,
+  sluice__v1__replica_partition_name__field_descriptors,
+  sluice__v1__replica_partition_name__field_indices_by_name,
+  1,  sluice__v1__replica_partition_name__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__replica_partition_name__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__replica_position__field_descriptors[7] =
+{
+  {
+    "topic",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPosition, topic),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partition",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPosition, partition),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "batches",
+    "log_end_offset",
     3,
-    PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Sluice__V1__ReplicateResponse, n_batches),
-    offsetof(Sluice__V1__ReplicateResponse, batches),
-    &sluice__v1__record_batch__descriptor,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPosition, log_end_offset),
+    NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "high_watermark",
+    "durable_end_offset",
     4,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_INT64,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateResponse, high_watermark),
+    offsetof(Sluice__V1__ReplicaPosition, durable_end_offset),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "leader_epoch",
+    "last_fetched_epoch",
     5,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_INT32,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateResponse, leader_epoch),
+    offsetof(Sluice__V1__ReplicaPosition, last_fetched_epoch),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "truncate_to_offset",
+    "current_leader_epoch",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_INT64,
+    PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateResponse, truncate_to_offset),
+    offsetof(Sluice__V1__ReplicaPosition, current_leader_epoch),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "error",
+    "damaged",
     7,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_ENUM,
+    PROTOBUF_C_TYPE_BOOL,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicateResponse, error),
-    &sluice__v1__error_code__descriptor,
+    offsetof(Sluice__V1__ReplicaPosition, damaged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__replica_position__field_indices_by_name[] = {
+  5,   /* field[5] = current_leader_epoch */
+  6,   /* field[6] = damaged */
+  3,   /* field[3] = durable_end_offset */
+  4,   /* field[4] = last_fetched_epoch */
+  2,   /* field[2] = log_end_offset */
+  1,   /* field[1] = partition */
+  0,   /* field[0] = topic */
+};
+static const ProtobufCIntRange sluice__v1__replica_position__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor sluice__v1__replica_position__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.ReplicaPosition",
+  "ReplicaPosition",
+  "Sluice__V1__ReplicaPosition",
+  "sluice.v1",
+  sizeof(Sluice__V1__ReplicaPosition),
+  7,
+  sluice__v1__replica_position__field_descriptors,
+  sluice__v1__replica_position__field_indices_by_name,
+  1,  sluice__v1__replica_position__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__replica_position__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__replicate_response__field_descriptors[1] =
+{
+  {
+    "partitions",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sluice__V1__ReplicateResponse, n_partitions),
+    offsetof(Sluice__V1__ReplicateResponse, partitions),
+    &sluice__v1__replica_partition_data__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
 static const unsigned sluice__v1__replicate_response__field_indices_by_name[] = {
-  2,   /* field[2] = batches */
-  6,   /* field[6] = error */
-  3,   /* field[3] = high_watermark */
-  4,   /* field[4] = leader_epoch */
-  1,   /* field[1] = partition */
-  0,   /* field[0] = topic */
-  5,   /* field[5] = truncate_to_offset */
+  0,   /* field[0] = partitions */
 };
 static const ProtobufCIntRange sluice__v1__replicate_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 1 }
 };
 const ProtobufCMessageDescriptor sluice__v1__replicate_response__descriptor =
 {
@@ -2416,11 +2685,204 @@ const ProtobufCMessageDescriptor sluice__v1__replicate_response__descriptor =
   "Sluice__V1__ReplicateResponse",
   "sluice.v1",
   sizeof(Sluice__V1__ReplicateResponse),
-  7,
+  1,
   sluice__v1__replicate_response__field_descriptors,
   sluice__v1__replicate_response__field_indices_by_name,
   1,  sluice__v1__replicate_response__number_ranges,
   (ProtobufCMessageInit) sluice__v1__replicate_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__replica_partition_data__field_descriptors[9] =
+{
+  {
+    "topic",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, topic),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partition",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, partition),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, error),
+    &sluice__v1__error_code__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, error_message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader_epoch",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, leader_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "high_watermark",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, high_watermark),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "log_start_offset",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, log_start_offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "records",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, records),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "diverging_epoch",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__ReplicaPartitionData, diverging_epoch),
+    &sluice__v1__diverging_epoch__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__replica_partition_data__field_indices_by_name[] = {
+  8,   /* field[8] = diverging_epoch */
+  2,   /* field[2] = error */
+  3,   /* field[3] = error_message */
+  5,   /* field[5] = high_watermark */
+  4,   /* field[4] = leader_epoch */
+  6,   /* field[6] = log_start_offset */
+  1,   /* field[1] = partition */
+  7,   /* field[7] = records */
+  0,   /* field[0] = topic */
+};
+static const ProtobufCIntRange sluice__v1__replica_partition_data__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor sluice__v1__replica_partition_data__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.ReplicaPartitionData",
+  "ReplicaPartitionData",
+  "Sluice__V1__ReplicaPartitionData",
+  "sluice.v1",
+  sizeof(Sluice__V1__ReplicaPartitionData),
+  9,
+  sluice__v1__replica_partition_data__field_descriptors,
+  sluice__v1__replica_partition_data__field_indices_by_name,
+  1,  sluice__v1__replica_partition_data__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__replica_partition_data__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sluice__v1__diverging_epoch__field_descriptors[2] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__DivergingEpoch, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "end_offset",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Sluice__V1__DivergingEpoch, end_offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sluice__v1__diverging_epoch__field_indices_by_name[] = {
+  1,   /* field[1] = end_offset */
+  0,   /* field[0] = epoch */
+};
+static const ProtobufCIntRange sluice__v1__diverging_epoch__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sluice__v1__diverging_epoch__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sluice.v1.DivergingEpoch",
+  "DivergingEpoch",
+  "Sluice__V1__DivergingEpoch",
+  "sluice.v1",
+  sizeof(Sluice__V1__DivergingEpoch),
+  2,
+  sluice__v1__diverging_epoch__field_descriptors,
+  sluice__v1__diverging_epoch__field_indices_by_name,
+  1,  sluice__v1__diverging_epoch__number_ranges,
+  (ProtobufCMessageInit) sluice__v1__diverging_epoch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor sluice__v1__partition_description__field_descriptors[11] =
@@ -3786,7 +4248,7 @@ const ProtobufCEnumDescriptor sluice__v1__acks__descriptor =
   sluice__v1__acks__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue sluice__v1__error_code__enum_values_by_number[17] =
+static const ProtobufCEnumValue sluice__v1__error_code__enum_values_by_number[21] =
 {
   { "ERROR_CODE_NONE", "SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE", 0 },
   { "ERROR_CODE_UNKNOWN_TOPIC", "SLUICE__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_TOPIC", 1 },
@@ -3805,19 +4267,26 @@ static const ProtobufCEnumValue sluice__v1__error_code__enum_values_by_number[17
   { "ERROR_CODE_THROTTLED", "SLUICE__V1__ERROR_CODE__ERROR_CODE_THROTTLED", 14 },
   { "ERROR_CODE_NOT_ASSIGNED", "SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_ASSIGNED", 15 },
   { "ERROR_CODE_ILLEGAL_GENERATION", "SLUICE__V1__ERROR_CODE__ERROR_CODE_ILLEGAL_GENERATION", 16 },
+  { "ERROR_CODE_FENCED_LEADER_EPOCH", "SLUICE__V1__ERROR_CODE__ERROR_CODE_FENCED_LEADER_EPOCH", 17 },
+  { "ERROR_CODE_UNKNOWN_LEADER_EPOCH", "SLUICE__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_LEADER_EPOCH", 18 },
+  { "ERROR_CODE_NOT_ENOUGH_REPLICAS_AFTER_APPEND", "SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_ENOUGH_REPLICAS_AFTER_APPEND", 19 },
+  { "ERROR_CODE_NOT_A_REPLICA", "SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_A_REPLICA", 20 },
 };
 static const ProtobufCIntRange sluice__v1__error_code__value_ranges[] = {
-{0, 0},{0, 17}
+{0, 0},{0, 21}
 };
-static const ProtobufCEnumValueIndex sluice__v1__error_code__enum_values_by_name[17] =
+static const ProtobufCEnumValueIndex sluice__v1__error_code__enum_values_by_name[21] =
 {
   { "ERROR_CODE_CORRUPT_BATCH", 4 },
+  { "ERROR_CODE_FENCED_LEADER_EPOCH", 17 },
   { "ERROR_CODE_ILLEGAL_GENERATION", 16 },
   { "ERROR_CODE_INVALID_BATCH", 5 },
   { "ERROR_CODE_MESSAGE_TOO_LARGE", 3 },
   { "ERROR_CODE_NONE", 0 },
   { "ERROR_CODE_NOT_ASSIGNED", 15 },
+  { "ERROR_CODE_NOT_A_REPLICA", 20 },
   { "ERROR_CODE_NOT_ENOUGH_REPLICAS", 7 },
+  { "ERROR_CODE_NOT_ENOUGH_REPLICAS_AFTER_APPEND", 19 },
   { "ERROR_CODE_NOT_LEADER", 6 },
   { "ERROR_CODE_OFFSET_OUT_OF_RANGE", 8 },
   { "ERROR_CODE_OUT_OF_ORDER_SEQUENCE", 9 },
@@ -3825,6 +4294,7 @@ static const ProtobufCEnumValueIndex sluice__v1__error_code__enum_values_by_name
   { "ERROR_CODE_REQUEST_TIMED_OUT", 13 },
   { "ERROR_CODE_STORAGE_ERROR", 12 },
   { "ERROR_CODE_THROTTLED", 14 },
+  { "ERROR_CODE_UNKNOWN_LEADER_EPOCH", 18 },
   { "ERROR_CODE_UNKNOWN_PARTITION", 2 },
   { "ERROR_CODE_UNKNOWN_PRODUCER_ID", 11 },
   { "ERROR_CODE_UNKNOWN_TOPIC", 1 },
@@ -3836,9 +4306,9 @@ const ProtobufCEnumDescriptor sluice__v1__error_code__descriptor =
   "ErrorCode",
   "Sluice__V1__ErrorCode",
   "sluice.v1",
-  17,
+  21,
   sluice__v1__error_code__enum_values_by_number,
-  17,
+  21,
   sluice__v1__error_code__enum_values_by_name,
   1,
   sluice__v1__error_code__value_ranges,

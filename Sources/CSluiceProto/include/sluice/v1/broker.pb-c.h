@@ -28,7 +28,11 @@ typedef struct Sluice__V1__SubscribeResponse Sluice__V1__SubscribeResponse;
 typedef struct Sluice__V1__InitProducerIdRequest Sluice__V1__InitProducerIdRequest;
 typedef struct Sluice__V1__InitProducerIdResponse Sluice__V1__InitProducerIdResponse;
 typedef struct Sluice__V1__ReplicateRequest Sluice__V1__ReplicateRequest;
+typedef struct Sluice__V1__ReplicaPartitionName Sluice__V1__ReplicaPartitionName;
+typedef struct Sluice__V1__ReplicaPosition Sluice__V1__ReplicaPosition;
 typedef struct Sluice__V1__ReplicateResponse Sluice__V1__ReplicateResponse;
+typedef struct Sluice__V1__ReplicaPartitionData Sluice__V1__ReplicaPartitionData;
+typedef struct Sluice__V1__DivergingEpoch Sluice__V1__DivergingEpoch;
 typedef struct Sluice__V1__PartitionDescription Sluice__V1__PartitionDescription;
 typedef struct Sluice__V1__TopicDescription Sluice__V1__TopicDescription;
 typedef struct Sluice__V1__TopicDescription__ConfigsEntry Sluice__V1__TopicDescription__ConfigsEntry;
@@ -153,7 +157,26 @@ typedef enum _Sluice__V1__ErrorCode {
   /*
    * Consumer groups: the generation is not the group's current one.
    */
-  SLUICE__V1__ERROR_CODE__ERROR_CODE_ILLEGAL_GENERATION = 16
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_ILLEGAL_GENERATION = 16,
+  /*
+   * Replication: the request names a leader epoch older than the answering broker's for
+   * the partition (the asking follower is stale; it refreshes its metadata).
+   */
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_FENCED_LEADER_EPOCH = 17,
+  /*
+   * Replication: the request names a leader epoch newer than the answering broker knows
+   * (its metadata lags; retry shortly).
+   */
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_LEADER_EPOCH = 18,
+  /*
+   * ACKS_ALL: the batch was appended, but the in-sync replicas shrank below the topic's
+   * `min.insync.replicas` before every one of them had it (retriable; it may be stored).
+   */
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_ENOUGH_REPLICAS_AFTER_APPEND = 19,
+  /*
+   * Replication: the asking broker is not a replica of the partition.
+   */
+  SLUICE__V1__ERROR_CODE__ERROR_CODE_NOT_A_REPLICA = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLUICE__V1__ERROR_CODE)
 } Sluice__V1__ErrorCode;
 
@@ -400,44 +423,144 @@ struct  Sluice__V1__InitProducerIdResponse
 struct  Sluice__V1__ReplicateRequest
 {
   ProtobufCMessage base;
-  char *topic;
-  uint32_t partition;
   /*
-   * The follower's broker id.
+   * The follower's broker id (the same on every request of a stream).
    */
   uint32_t replica_id;
+  size_t n_partitions;
+  Sluice__V1__ReplicaPosition **partitions;
   /*
-   * The next offset the follower needs.
+   * Partitions the follower no longer follows from this leader.
    */
-  int64_t fetch_offset;
+  size_t n_removed;
+  Sluice__V1__ReplicaPartitionName **removed;
   /*
-   * The leader epoch the follower last saw, for truncation after a failover.
+   * How long the leader may hold the request when it has nothing to send; 0 means the
+   * leader's default (500 ms).
    */
-  int32_t last_fetched_epoch;
+  uint32_t max_wait_ms;
+  /*
+   * The most record bytes one answer carries (whole stored batches; at least one batch
+   * of the first partition with data even when bigger); 0 means the leader's default
+   * (8 MiB).
+   */
+  uint32_t max_bytes;
 };
 #define SLUICE__V1__REPLICATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__replicate_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , 0, 0,NULL, 0,NULL, 0, 0 }
+
+
+struct  Sluice__V1__ReplicaPartitionName
+{
+  ProtobufCMessage base;
+  char *topic;
+  uint32_t partition;
+};
+#define SLUICE__V1__REPLICA_PARTITION_NAME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__replica_partition_name__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Where a follower's copy of one partition stands.
+ */
+struct  Sluice__V1__ReplicaPosition
+{
+  ProtobufCMessage base;
+  char *topic;
+  uint32_t partition;
+  /*
+   * The follower's log end: the next offset it needs.
+   */
+  int64_t log_end_offset;
+  /*
+   * Every offset below this is fdatasynced on the follower (under `--fsync always` the
+   * leader counts this, not the log end, toward the high watermark).
+   */
+  int64_t durable_end_offset;
+  /*
+   * The leader epoch of the follower's last stored batch, -1 for an empty log: the leader
+   * checks that its own log holds the same epoch up to `log_end_offset` (KIP-320), or
+   * answers where they diverge.
+   */
+  int32_t last_fetched_epoch;
+  /*
+   * The leader epoch the follower's metadata gives the partition (KIP-320 fencing). The
+   * answering broker compares it with its own: older answers FENCED_LEADER_EPOCH (the
+   * follower is stale and refreshes), newer UNKNOWN_LEADER_EPOCH (the leader's metadata
+   * lags; the follower retries), and a broker that does not lead at that epoch answers
+   * NOT_LEADER.
+   */
+  uint32_t current_leader_epoch;
+  /*
+   * The follower found a stored batch failing its CRC and truncated below it: it is out
+   * of sync until it has refetched (the leader removes it from the ISR at once).
+   */
+  protobuf_c_boolean damaged;
+};
+#define SLUICE__V1__REPLICA_POSITION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__replica_position__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Sluice__V1__ReplicateResponse
 {
   ProtobufCMessage base;
-  char *topic;
-  uint32_t partition;
-  size_t n_batches;
-  Sluice__V1__RecordBatch **batches;
-  int64_t high_watermark;
-  int32_t leader_epoch;
   /*
-   * When set, the follower must truncate its log to this offset before appending.
+   * Only partitions with something to say: records, a divergence, an error, or a high
+   * watermark or log start the follower has not been told.
    */
-  int64_t truncate_to_offset;
-  Sluice__V1__ErrorCode error;
+  size_t n_partitions;
+  Sluice__V1__ReplicaPartitionData **partitions;
 };
 #define SLUICE__V1__REPLICATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__replicate_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE }
+    , 0,NULL }
+
+
+struct  Sluice__V1__ReplicaPartitionData
+{
+  ProtobufCMessage base;
+  char *topic;
+  uint32_t partition;
+  Sluice__V1__ErrorCode error;
+  char *error_message;
+  /*
+   * The leader's epoch for the partition.
+   */
+  uint32_t leader_epoch;
+  int64_t high_watermark;
+  int64_t log_start_offset;
+  /*
+   * Stored batches exactly as the leader's log holds them, from the follower's
+   * `log_end_offset`: each a 64-byte header (BatchHeader, with its header CRC) and its
+   * records (with their records CRC), back to back. The follower checks both CRCs of
+   * every batch and appends the bytes unchanged. Empty when there is nothing new.
+   */
+  ProtobufCBinaryData records;
+  /*
+   * Set when the follower's log diverges from the leader's (KIP-279): the largest epoch
+   * the leader holds at or below the follower's `last_fetched_epoch`, and the offset where
+   * that epoch ends in the leader's log. The follower truncates to the smaller of that
+   * offset and its own end of the same epoch, then asks again.
+   */
+  Sluice__V1__DivergingEpoch *diverging_epoch;
+};
+#define SLUICE__V1__REPLICA_PARTITION_DATA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__replica_partition_data__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, SLUICE__V1__ERROR_CODE__ERROR_CODE_NONE, (char *)protobuf_c_empty_string, 0, 0, 0, {0,NULL}, NULL }
+
+
+struct  Sluice__V1__DivergingEpoch
+{
+  ProtobufCMessage base;
+  int32_t epoch;
+  int64_t end_offset;
+};
+#define SLUICE__V1__DIVERGING_EPOCH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__diverging_epoch__descriptor) \
+    , 0, 0 }
 
 
 struct  Sluice__V1__PartitionDescription
@@ -1008,6 +1131,44 @@ Sluice__V1__ReplicateRequest *
 void   sluice__v1__replicate_request__free_unpacked
                      (Sluice__V1__ReplicateRequest *message,
                       ProtobufCAllocator *allocator);
+/* Sluice__V1__ReplicaPartitionName methods */
+void   sluice__v1__replica_partition_name__init
+                     (Sluice__V1__ReplicaPartitionName         *message);
+size_t sluice__v1__replica_partition_name__get_packed_size
+                     (const Sluice__V1__ReplicaPartitionName   *message);
+size_t sluice__v1__replica_partition_name__pack
+                     (const Sluice__V1__ReplicaPartitionName   *message,
+                      uint8_t             *out);
+size_t sluice__v1__replica_partition_name__pack_to_buffer
+                     (const Sluice__V1__ReplicaPartitionName   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__ReplicaPartitionName *
+       sluice__v1__replica_partition_name__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__replica_partition_name__free_unpacked
+                     (Sluice__V1__ReplicaPartitionName *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__ReplicaPosition methods */
+void   sluice__v1__replica_position__init
+                     (Sluice__V1__ReplicaPosition         *message);
+size_t sluice__v1__replica_position__get_packed_size
+                     (const Sluice__V1__ReplicaPosition   *message);
+size_t sluice__v1__replica_position__pack
+                     (const Sluice__V1__ReplicaPosition   *message,
+                      uint8_t             *out);
+size_t sluice__v1__replica_position__pack_to_buffer
+                     (const Sluice__V1__ReplicaPosition   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__ReplicaPosition *
+       sluice__v1__replica_position__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__replica_position__free_unpacked
+                     (Sluice__V1__ReplicaPosition *message,
+                      ProtobufCAllocator *allocator);
 /* Sluice__V1__ReplicateResponse methods */
 void   sluice__v1__replicate_response__init
                      (Sluice__V1__ReplicateResponse         *message);
@@ -1026,6 +1187,44 @@ Sluice__V1__ReplicateResponse *
                       const uint8_t       *data);
 void   sluice__v1__replicate_response__free_unpacked
                      (Sluice__V1__ReplicateResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__ReplicaPartitionData methods */
+void   sluice__v1__replica_partition_data__init
+                     (Sluice__V1__ReplicaPartitionData         *message);
+size_t sluice__v1__replica_partition_data__get_packed_size
+                     (const Sluice__V1__ReplicaPartitionData   *message);
+size_t sluice__v1__replica_partition_data__pack
+                     (const Sluice__V1__ReplicaPartitionData   *message,
+                      uint8_t             *out);
+size_t sluice__v1__replica_partition_data__pack_to_buffer
+                     (const Sluice__V1__ReplicaPartitionData   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__ReplicaPartitionData *
+       sluice__v1__replica_partition_data__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__replica_partition_data__free_unpacked
+                     (Sluice__V1__ReplicaPartitionData *message,
+                      ProtobufCAllocator *allocator);
+/* Sluice__V1__DivergingEpoch methods */
+void   sluice__v1__diverging_epoch__init
+                     (Sluice__V1__DivergingEpoch         *message);
+size_t sluice__v1__diverging_epoch__get_packed_size
+                     (const Sluice__V1__DivergingEpoch   *message);
+size_t sluice__v1__diverging_epoch__pack
+                     (const Sluice__V1__DivergingEpoch   *message,
+                      uint8_t             *out);
+size_t sluice__v1__diverging_epoch__pack_to_buffer
+                     (const Sluice__V1__DivergingEpoch   *message,
+                      ProtobufCBuffer     *buffer);
+Sluice__V1__DivergingEpoch *
+       sluice__v1__diverging_epoch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sluice__v1__diverging_epoch__free_unpacked
+                     (Sluice__V1__DivergingEpoch *message,
                       ProtobufCAllocator *allocator);
 /* Sluice__V1__PartitionDescription methods */
 void   sluice__v1__partition_description__init
@@ -1432,8 +1631,20 @@ typedef void (*Sluice__V1__InitProducerIdResponse_Closure)
 typedef void (*Sluice__V1__ReplicateRequest_Closure)
                  (const Sluice__V1__ReplicateRequest *message,
                   void *closure_data);
+typedef void (*Sluice__V1__ReplicaPartitionName_Closure)
+                 (const Sluice__V1__ReplicaPartitionName *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__ReplicaPosition_Closure)
+                 (const Sluice__V1__ReplicaPosition *message,
+                  void *closure_data);
 typedef void (*Sluice__V1__ReplicateResponse_Closure)
                  (const Sluice__V1__ReplicateResponse *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__ReplicaPartitionData_Closure)
+                 (const Sluice__V1__ReplicaPartitionData *message,
+                  void *closure_data);
+typedef void (*Sluice__V1__DivergingEpoch_Closure)
+                 (const Sluice__V1__DivergingEpoch *message,
                   void *closure_data);
 typedef void (*Sluice__V1__PartitionDescription_Closure)
                  (const Sluice__V1__PartitionDescription *message,
@@ -1631,7 +1842,11 @@ extern const ProtobufCMessageDescriptor sluice__v1__subscribe_response__descript
 extern const ProtobufCMessageDescriptor sluice__v1__init_producer_id_request__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__init_producer_id_response__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__replicate_request__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__replica_partition_name__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__replica_position__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__replicate_response__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__replica_partition_data__descriptor;
+extern const ProtobufCMessageDescriptor sluice__v1__diverging_epoch__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__partition_description__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__topic_description__descriptor;
 extern const ProtobufCMessageDescriptor sluice__v1__topic_description__configs_entry__descriptor;

@@ -1,0 +1,106 @@
+public import NIOCore
+
+// CONTRACT (issue 15): the storage a replica needs. The signatures are fixed; the bodies
+// are being written (branch `storage`). Every `preconditionFailure` here is replaced
+// before this reaches a release.
+
+/// Where one leader epoch ends in a log (KIP-101/279): the start offset of the next
+/// larger epoch the log holds, or the log end for its latest epoch.
+public struct EpochEndOffset: Sendable, Equatable, CustomStringConvertible {
+    /// The largest epoch the log holds at or below the one asked for; -1 when none.
+    public var epoch: Int32
+    /// Where that epoch ends (exclusive); -1 when `epoch` is -1.
+    public var endOffset: Int64
+
+    public init(epoch: Int32, endOffset: Int64) {
+        self.epoch = epoch
+        self.endOffset = endOffset
+    }
+
+    public static let unknown = EpochEndOffset(epoch: -1, endOffset: -1)
+    public var description: String { "epoch \(epoch) ends at \(endOffset)" }
+}
+
+/// One leader epoch's first offset in a log: an entry of its leader-epoch checkpoint.
+public struct EpochStart: Sendable, Equatable, CustomStringConvertible {
+    public var epoch: Int32
+    public var startOffset: Int64
+
+    public init(epoch: Int32, startOffset: Int64) {
+        self.epoch = epoch
+        self.startOffset = startOffset
+    }
+
+    public var description: String { "epoch \(epoch) from \(startOffset)" }
+}
+
+/// What `PartitionLog.appendReplicated(_:)` stored.
+public struct ReplicatedAppend: Sendable, Equatable {
+    /// The first and last offsets stored; nil range for an empty input.
+    public var firstOffset: Int64
+    public var lastOffset: Int64
+    /// The headers of the batches stored, in order (their producer fields feed the
+    /// partition's producer state).
+    public var headers: [BatchHeader]
+
+    public init(firstOffset: Int64, lastOffset: Int64, headers: [BatchHeader]) {
+        self.firstOffset = firstOffset
+        self.lastOffset = lastOffset
+        self.headers = headers
+    }
+}
+
+/// What a check of stored batches found (`PartitionLog.verifyStoredBatches`).
+public enum StoredBatchCheck: Sendable, Equatable {
+    /// Every batch from the start offset up to `nextOffset` passed both CRCs.
+    case intact(nextOffset: Int64)
+    /// The batch at `offset` fails a check; everything below it passed.
+    case damaged(offset: Int64, reason: String)
+}
+
+extension PartitionLog {
+    /// Appends stored batches fetched from the partition's leader exactly as they are:
+    /// `batches` is zero or more stored batches back to back (BatchHeader + records). Each
+    /// must pass its header CRC and records CRC, start where the log ends (the first at
+    /// `logEndOffset`, each next right after the one before), and carry a leader epoch no
+    /// older than the log's latest. A batch that fails any check throws
+    /// `LogError.invalidBatch` and nothing from it on is stored (the ones before it are).
+    /// The bytes are written unchanged (no re-encoding, no new header CRC). A batch of a
+    /// new epoch adds an entry to the leader-epoch checkpoint before it is written.
+    /// Under `FsyncPolicy.always` the sync is requested as for any append; the caller
+    /// waits with `wait(for: DurableEndOffset.self, ...)` if it must.
+    public func appendReplicated(_ batches: ByteBuffer) throws(LogError) -> ReplicatedAppend {
+        preconditionFailure("appendReplicated: being written (issue 15, branch storage)")
+    }
+
+    /// Where `epoch` ends in this log (see `EpochEndOffset`), from its leader-epoch
+    /// checkpoint: the leader answers a follower's `last_fetched_epoch` with it.
+    public func endOffset(forEpoch epoch: Int32) -> EpochEndOffset {
+        preconditionFailure("endOffset(forEpoch:): being written (issue 15, branch storage)")
+    }
+
+    /// The leader-epoch checkpoint: each epoch the log holds with its first offset, oldest first.
+    public var epochStarts: [EpochStart] {
+        preconditionFailure("epochStarts: being written (issue 15, branch storage)")
+    }
+
+    /// Under `HighWatermarkRule.replicated`: the end every in-sync follower holds (their
+    /// log ends, or their durable ends under `FsyncPolicy.always`), nil while the ISR is
+    /// this replica alone. The high watermark becomes the smaller of it and this log's
+    /// own end (the durable end under `always`, else the log end), and never goes back: a
+    /// floor below the high watermark leaves it where it is. On a follower the floor is
+    /// the leader's high watermark. Wakes the waits it covers (acks=all, subscribers).
+    public func setReplicaFloor(_ offset: Int64?) {
+        preconditionFailure("setReplicaFloor: being written (issue 15, branch storage)")
+    }
+
+    /// Checks stored batches from `offset` (a batch start, or the log start) up to
+    /// `endOffset` (default: the log end), reading at most about `maxBytes`, against both
+    /// CRCs, their offsets and their lengths; a follower scrubs its log with it before it
+    /// reports itself intact, and reads it in bounded steps so it never holds the lock long.
+    public func verifyStoredBatches(from offset: Int64, upTo endOffset: Int64? = nil, maxBytes: Int) throws(LogError)
+        -> StoredBatchCheck
+    {
+        preconditionFailure("verifyStoredBatches: being written (issue 15, branch storage)")
+    }
+}
