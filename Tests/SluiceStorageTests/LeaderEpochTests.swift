@@ -185,12 +185,13 @@ import Testing
     /// entry starts at the log end and holds no batch; a new epoch's first batch there
     /// replaces it.
     @Test func aNewEpochAtALogStartThatIsItsEndReplacesTheEmptyEntry() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
         let clock = ManualClock()
         var config = replicatedConfig(segmentBytes: 1_100)
         config.segmentMs = 1_000
-        let log = try PartitionLog.open(directory: directory.path, config: config, clock: clock)
+        let (directory, log) = try TemporaryDirectory.holding {
+            try PartitionLog.open(directory: $0.path, config: config, clock: clock)
+        }
+        defer { directory.remove() }
         try Self.append(log, epochs: [0, 0, 0, 2, 2, 2, 2])
         clock.advance(byMilliseconds: 2_000)
         #expect(try log.rollIfAged())
