@@ -86,7 +86,10 @@ extension PartitionLog {
         let checkpointNeeded = !report.cleanShutdown || checkpoint.recoveryPoint != logEnd
         let state = LogState(
             segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd,
-            highWatermarkRule: HighWatermarkRule(config.fsyncPolicy), waitLimit: config.maxWatermarkWaits)
+            highWatermarkRule: config.replicated ? .replicated : HighWatermarkRule(config.fsyncPolicy),
+            ownEndIsDurable: config.fsyncPolicy == .always,
+            replicatedStart: checkpoint.highWatermark ?? checkpoint.logStartOffset,
+            waitLimit: config.maxWatermarkWaits)
         let log = PartitionLog(
             directory: directory, config: config, fileSystem: fileSystem, syncGate: gate, clock: clock,
             syncThreads: syncThreads, state: state, recovery: report)
@@ -94,17 +97,17 @@ extension PartitionLog {
         return log
     }
 
-    /// Epoch, checkpoint and marker: the steps that need the constructed log.
+    /// Epochs, checkpoints and marker: the steps that need the constructed log.
     private func finishOpening(checkpointNeeded: Bool) throws(LogError) {
         try state.withLock { (s) throws(LogError) in
             do {
                 s.lastLeaderEpoch = try lastLeaderEpoch(&s)
+                let epochsNeeded = s.keepsLeaderEpochs ? try openLeaderEpochs(&s) : false
                 // A checkpoint to write is a change: the marker goes first.
                 s.cleanMarkerPresent = fileSystem.fileExists(directory + "/" + PartitionLog.cleanShutdownMarker)
-                if checkpointNeeded {
-                    try leaveCleanState(&s)
-                    try writeCheckpoint(s)
-                }
+                if checkpointNeeded || epochsNeeded { try leaveCleanState(&s) }
+                if checkpointNeeded { try writeCheckpoint(s) }
+                if epochsNeeded { try writeLeaderEpochs(s.epochs) }
             } catch let error as StorageIOError {
                 s.isClosed = true
                 for segment in s.segments { segment.unload() }

@@ -50,7 +50,8 @@ extension PartitionLog {
     /// and expiring a live producer's state would turn its retries into
     /// UNKNOWN_PRODUCER_ID, whereas keeping it a little longer costs only memory.
     ///
-    /// Call before the first append.
+    /// Call before the first append, or (after a truncation) under the lock that orders
+    /// the appends.
     public func recoverProducerState(replayTimeMs: Int64) throws(LogError) -> ProducerRecovery {
         let logEnd = logEndOffset
         let logStart = logStartOffset
@@ -97,11 +98,7 @@ extension PartitionLog {
             var advanced = false
             for batch in StoredBatches(read.batches) {
                 let header = batch.header
-                if header.producerId > 0 && header.baseSequence >= 0 && header.producerEpoch >= 0 {
-                    state.record(
-                        producerId: header.producerId, epoch: header.producerEpoch, baseSequence: header.baseSequence,
-                        recordCount: header.recordCount, baseOffset: header.baseOffset, appendMs: replayTimeMs)
-                }
+                state.record(storedBatch: header, appendMs: replayTimeMs)
                 recovery.batchesScanned += 1
                 if header.nextOffset > position {
                     position = header.nextOffset
