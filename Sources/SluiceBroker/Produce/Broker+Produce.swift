@@ -151,6 +151,8 @@ extension Broker {
             // Unspecified and unknown values get the safest choice (broker.proto).
             let timeout = request.timeoutMs == 0 ? defaultTimeout : .milliseconds(Int64(request.timeoutMs))
             if let replicaSet, let leaderEpoch {
+                // Known as led from now on, so that losing the leadership wakes this wait.
+                _ = replicas?.followers(of: partition, epoch: UInt32(leaderEpoch))
                 return PendingAnswer(
                     response: response,
                     durability: .inSync(
