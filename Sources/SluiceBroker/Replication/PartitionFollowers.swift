@@ -104,6 +104,9 @@ final class PartitionFollowers: Sendable {
     /// this partition's lock so that two streams' reports cannot set an older floor after
     /// a newer one was computed from a larger ISR.
     func updateFloor(isr: [UInt32]) {
+        // A log not opened replicated derives its high watermark itself (a cluster broker
+        // run without replicated storage, as in tests of the metadata alone).
+        guard partition.log.config.replicated else { return }
         let durable = countsDurableEnds
         state.withLock { s in
             if let pending = s.pending, pending.base != isr { s.pending = nil }
