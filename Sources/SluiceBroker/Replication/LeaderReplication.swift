@@ -57,8 +57,8 @@ final class LeaderReplication: Sendable {
         followers.record(report)
         followers.updateFloor(isr: replicaSet.isr)
         let inISR = replicaSet.isr.contains(report.replica)
-        // Only a report that can change the ISR looks: one joining, or one found damaged.
-        guard inISR == report.position.damaged else { return }
+        // Only a report that can change the ISR looks: one joining, or one turned suspect.
+        guard inISR == report.position.suspect else { return }
         changeISR(followers, replicaSet: replicaSet)
     }
 
@@ -79,7 +79,7 @@ final class LeaderReplication: Sendable {
     }
 
     /// One periodic pass: every led partition's ISR checked against its followers'
-    /// progress (lagging or damaged members out, caught-up replicas in).
+    /// progress (lagging or suspect members out, caught-up replicas in).
     func checkInSyncReplicas() {
         forEachLed { followers, replicaSet in
             followers.updateFloor(isr: replicaSet.isr)
