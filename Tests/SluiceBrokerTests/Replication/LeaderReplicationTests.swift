@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import SluiceAPI
 import SluiceBroker
@@ -38,6 +39,31 @@ import Testing
         #expect(batch.header.baseOffset == 0 && first.records.readableBytes == batch.header.storedSize)
         let second = try #require(try await follower.ask([Leader.position(2, lastFetchedEpoch: 3)], maxBytes: 1).partitions.first)
         #expect(try #require(StoredBatch(parsing: second.records)).header.baseOffset == 2)
+        try await follower.close()
+        await leader.stop()
+    }
+
+    @Test func aDamagedLeaderBatchIsNeverSent() async throws {
+        let leader = try Leader.start()
+        _ = try await leader.produce(["first"])
+        _ = try await leader.produce(["second"])
+        let log = try leader.log
+        let firstSize = try #require(StoredBatch(parsing: try log.read(from: 0, maxBytes: 1).batches)).header.storedSize
+        // One flipped bit in the second batch's records: its records CRC no longer matches.
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: log.directory).first { $0.hasSuffix(".log") })
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: log.directory + "/" + segment))
+        try file.seek(toOffset: UInt64(firstSize + BatchHeader.size + 1))
+        let byte = try #require(try file.read(upToCount: 1)).first ?? 0
+        try file.seek(toOffset: UInt64(firstSize + BatchHeader.size + 1))
+        try file.write(contentsOf: Data([byte ^ 0x01]))
+        try file.close()
+
+        let follower = ReplicaCall(leader.broker, replica: 2)
+        let intact = try #require(try await follower.ask([Leader.position(0)]).partitions.first)
+        #expect(StoredBatches(intact.records).map(\.header.baseOffset) == [0], "the batch before the damage goes")
+        let damaged = try #require(try await follower.ask([Leader.position(1, lastFetchedEpoch: 3)]).partitions.first)
+        #expect(damaged.error == .storageError && damaged.records.readableBytes == 0)
+        #expect(damaged.errorMessage.contains("offset 1") && damaged.errorMessage.contains("damaged"))
         try await follower.close()
         await leader.stop()
     }
@@ -101,6 +127,11 @@ import Testing
         #expect(try await stranger.ask([Leader.position(0)]).partitions.map(\.error) == [.notAReplica])
         let nameless = try await follower.ask([ReplicaPosition(topic: "", partition: 0, currentLeaderEpoch: 3)])
         #expect(nameless.partitions.map(\.error) == [.unknownTopic])
+        let absent = try await follower.ask([ReplicaPosition(topic: Leader.topic, partition: 7, currentLeaderEpoch: 3)])
+        #expect(absent.partitions.map(\.error) == [.unknownPartition])
+        let anonymous = ReplicaCall(leader.broker, replica: 0)
+        #expect(try await anonymous.ask([Leader.position(0)]).partitions.map(\.error) == [.notAReplica])
+        try await anonymous.close()
         leader.leadership.set(Leader.topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 3, leaderEpoch: 4, isr: [3, 2]))
         let moved = try #require(try await follower.ask([Leader.position(0, currentEpoch: 4)]).partitions.first)
         #expect(moved.error == .notLeader && moved.errorMessage.contains("broker 3"))
