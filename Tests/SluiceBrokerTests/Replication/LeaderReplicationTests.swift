@@ -184,6 +184,22 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func acksAllAfterTheISRShrankBelowTheMinimumSaysSo() async throws {
+        let leader = try Leader.start(isr: [1, 2], minInsync: 2)
+        let produce = ProduceCall(leader.broker)
+        produce.send(ProduceRequest(topic: Leader.topic, partition: 0, acks: .all, batch: TestBatches.batch(["a"])))
+        let log = try leader.log
+        try await eventually("the batch is appended") { log.logEndOffset == 1 }
+        // Follower 2 leaves the ISR: the leader alone holds the batch, which frees the high
+        // watermark, but one replica is fewer than the topic asks.
+        leader.leadership.setISR(Leader.topic, 0, [1])
+        await leader.broker.replicaSetsChanged()
+        let answer = try await produce.next()
+        #expect(answer.error == .notEnoughReplicasAfterAppend && answer.baseOffset == 0)
+        try await produce.close()
+        try await leader.stop()
+    }
+
     @Test func acksAllFailsWhenLeadershipMoves() async throws {
         let leader = try Leader.start(isr: [1, 2], minInsync: 2)
         let produce = ProduceCall(leader.broker)
