@@ -37,6 +37,10 @@ final class PartitionFollowers: Sendable {
     struct PendingChange: Sendable, Equatable {
         let base: [UInt32]
         let wanted: [UInt32]
+        /// When it was asked (the broker's clock): a change whose write the metadata never
+        /// showed (another write put `base` back before this broker saw it) is given up
+        /// after the lag bound, so the partition can ask again.
+        let askedMs: Int64
     }
 
     /// What the in-sync followers hold, for `PartitionLog.setReplicaFloor`.
@@ -142,7 +146,7 @@ final class PartitionFollowers: Sendable {
     /// in it, are not suspect, and hold the high watermark and this epoch's start.
     func nextChange(replicas: [UInt32], isr: [UInt32], highWatermark: Int64, nowMs: Int64, lagMaxMs: Int64) -> [UInt32]? {
         state.withLock { s -> [UInt32]? in
-            if let pending = s.pending, pending.base == isr { return nil }
+            if let pending = s.pending, pending.base == isr, nowMs - pending.askedMs <= lagMaxMs { return nil }
             s.pending = nil
             let lagging = isr.filter { member in
                 guard member != local else { return false }
@@ -162,7 +166,7 @@ final class PartitionFollowers: Sendable {
                 }
             }
             guard wanted != isr else { return nil }
-            s.pending = PendingChange(base: isr, wanted: wanted)
+            s.pending = PendingChange(base: isr, wanted: wanted, askedMs: nowMs)
             return wanted
         }
     }

@@ -284,6 +284,23 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func anISRChangeIsAskedOnceAtATimeAndAgainWhenItNeverShows() async throws {
+        for outcome in [ISRChangeOutcome.written, .stale, .failed("etcd unreachable")] {
+            let leader = try Leader.start(lagMaxMs: 10_000, changeOutcome: outcome, showsWrites: false)
+            // Leading starts now; followers 2 and 3 never report.
+            await leader.broker.checkInSyncReplicas()
+            leader.clock.advance(byMilliseconds: 10_001)
+            await leader.broker.checkInSyncReplicas()
+            await leader.broker.checkInSyncReplicas()
+            // Written but not shown: one outstanding change; refused: the next check asks again.
+            #expect(leader.changer.changes == (outcome == .written ? [[1]] : [[1], [1]]), "\(outcome)")
+            leader.clock.advance(byMilliseconds: 10_001)
+            await leader.broker.checkInSyncReplicas()
+            #expect(leader.changer.changes.count == (outcome == .written ? 2 : 3), "given up after the lag bound: \(outcome)")
+            try await leader.stop()
+        }
+    }
+
     @Test func aCaughtUpFollowerJoinsTheISR() async throws {
         let leader = try Leader.start(isr: [1])
         _ = try await leader.produce(["a", "b"])
