@@ -110,6 +110,15 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func aPositionOutsideTheLeadersLogIsOutOfRange() async throws {
+        let leader = try Leader.start()
+        _ = try await leader.produce(["a"])
+        let follower = leader.follower(2)
+        let answer = try #require(try await follower.ask([Leader.position(5)]).partitions.first)
+        #expect(answer.error == .offsetOutOfRange && answer.logStartOffset == 0 && answer.records.readableBytes == 0)
+        try await leader.stop()
+    }
+
     @Test func aLongerTailOfAnOlderEpochDiverges() async throws {
         let leader = try Leader.start(isr: [1], epoch: 1)
         _ = try await leader.produce(["a", "b"])  // offsets 0-1 at epoch 1
@@ -258,6 +267,12 @@ import Testing
         // watermark, but one replica is fewer than the topic asks.
         let answer = try await acksAllAnswer { $0.leadership.setISR(Leader.topic, 0, [1]) }
         #expect(answer.error == .notEnoughReplicasAfterAppend && answer.baseOffset == 0)
+    }
+
+    @Test func acksAllFailsWhenItsBatchIsTruncatedAway() async throws {
+        // The leader's log is cut below the batch (a new leader's divergence, followed).
+        let answer = try await acksAllAnswer { leader in _ = try? leader.log.truncate(to: 0) }
+        #expect(answer.error == .notLeader)
     }
 
     @Test func acksAllFailsWhenLeadershipMoves() async throws {
