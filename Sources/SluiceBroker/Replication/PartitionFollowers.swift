@@ -111,15 +111,17 @@ final class PartitionFollowers: Sendable {
 
     func progress(of replica: UInt32) -> FollowerProgress? { state.withLock { $0.followers[replica] } }
 
-    /// Recomputes the floor from `isr` (the metadata's) and sets it on the log, under
-    /// this partition's lock so that two streams' reports cannot set an older floor after
-    /// a newer one was computed from a larger ISR.
-    func updateFloor(isr: [UInt32]) {
+    /// Recomputes the floor from the ISR the metadata shows (`currentISR`, read under this
+    /// partition's lock, nil once leadership moved on) and sets it on the log, under that
+    /// lock: two streams' reports cannot set a floor computed from an older ISR after one
+    /// computed from a newer, larger one.
+    func updateFloor(currentISR: () -> [UInt32]?) {
         // A log not opened replicated derives its high watermark itself (a cluster broker
         // run without replicated storage, as in tests of the metadata alone).
         guard partition.log.config.replicated else { return }
         let durable = countsDurableEnds
         state.withLock { s in
+            guard let isr = currentISR() else { return }
             if let pending = s.pending, pending.base != isr { s.pending = nil }
             if case .set(let floor) = Self.floor(of: s, isr: isr, local: local, durable: durable) {
                 partition.log.setReplicaFloor(floor)
