@@ -73,10 +73,17 @@ import Testing
     }
 
     @Test func replicateRoundTrip() throws {
-        try expectRoundTrip(ReplicateRequest(topic: "t", partition: 1, replicaId: 2, fetchOffset: 3, lastFetchedEpoch: 4))
-        try expectRoundTrip(ReplicateResponse(
-            topic: "t", partition: 1, batches: [Self.batch], highWatermark: 41, leaderEpoch: 5,
-            truncateToOffset: 30, error: .notLeader))
+        try expectRoundTrip(ReplicateRequest(
+            replicaId: 2,
+            partitions: [ReplicaPosition(
+                topic: "t", partition: 1, logEndOffset: 3, durableEndOffset: 2, lastFetchedEpoch: 4, currentLeaderEpoch: 5,
+                damaged: true)],
+            removed: [ReplicaPartitionName(topic: "u", partition: 7)], maxWaitMs: 500, maxBytes: 1024))
+        try expectRoundTrip(ReplicateResponse(partitions: [
+            ReplicaPartitionData(
+                topic: "t", partition: 1, error: .fencedLeaderEpoch, errorMessage: "stale", leaderEpoch: 5, highWatermark: 41,
+                logStartOffset: 3, records: ByteBuffer(bytes: [1, 2, 3]), divergingEpoch: DivergingEpoch(epoch: 4, endOffset: 30)),
+        ]))
     }
 
     @Test func topicAdminMessagesRoundTrip() throws {
