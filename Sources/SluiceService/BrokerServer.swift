@@ -21,6 +21,9 @@ public final class BrokerServer: Sendable {
         public var subscribeLimits = SubscribeLimits()
         /// Consumer groups: session timeouts, queues, the offsets log's bounds.
         public var groups = GroupSettings()
+        /// In a cluster: how partitions this broker leads replicate (the ISR writer, the
+        /// follower lag bound, the Replicate streams' limits).
+        public var replication = ReplicationSettings()
         /// In a cluster: its metadata and controller. Nil for a single node, which leads
         /// every partition it has and makes admin changes itself.
         public var cluster: ClusterContext?
@@ -70,7 +73,7 @@ public final class BrokerServer: Sendable {
         let leadership = configuration.cluster.map { ClusterLeadership(metadata: $0.metadata, brokerID: configuration.brokerID) }
         broker = try Broker(
             directory: directory, registryConfiguration: registryConfiguration, storage: configuration.storage,
-            groupSettings: configuration.groups, leadership: leadership, logger: logger)
+            groupSettings: configuration.groups, leadership: leadership, replication: configuration.replication, logger: logger)
         identity = BrokerIdentity(id: configuration.brokerID, advertised: configuration.advertisedAddress)
         cluster = configuration.cluster
         let broker = self.broker
