@@ -26,6 +26,9 @@ public struct StorageSettings: Sendable {
     /// transactional.id.expiration.ms). Its next batch there then needs sequence 0
     /// (else UNKNOWN_PRODUCER_ID). Checked by each maintenance pass and at startup.
     public var producerIdExpiryMs: Int64 = BrokerLimits.defaults.producerIdExpiryMs.value
+    /// In a cluster (`sluice serve --cluster`): every partition log is a replica
+    /// (`LogConfig.replicated`), its high watermark the in-sync replicas'.
+    public var replicated = false
 
     public init() {}
 
@@ -43,6 +46,7 @@ public struct StorageSettings: Sendable {
         config.fsyncPolicy = fsyncPolicy
         config.groupCommitWindow = groupCommitWindow
         config.maxOpenSealedSegments = maxOpenSealedSegmentsPerPartition
+        config.replicated = replicated
         return config
     }
 }

@@ -1,10 +1,12 @@
+import SluiceBroker
+
 /// How a follower fetches from its leaders (`ReplicaFetcher`). Every wait it makes is
 /// bounded by one of these, and every answer it holds by `maxBytes`.
 public struct ReplicaFetcherSettings: Sendable {
     /// `ReplicateRequest.max_wait_ms`: how long a leader holds a request it has nothing
     /// for. Also how late a follower notices a partition whose hold ended (it asks again
     /// only when the answer comes).
-    public var maxWait: Duration = .milliseconds(500)
+    public var maxWait: Duration = BrokerLimits.defaults.replicateDefaultMaxWait.value
     /// `ReplicateRequest.max_bytes`: record bytes in one answer (at least one whole batch
     /// of the first partition with data, even a bigger one).
     public var maxBytes: Int = 4 * 1024 * 1024
@@ -26,8 +28,8 @@ public struct ReplicaFetcherSettings: Sendable {
     /// metadata before it is asked for again anyway (a new leader epoch ends it sooner).
     public var fencedRetryDelay: Duration = .seconds(5)
     /// Partitions one stream follows; more are left out (and logged) until some leave.
-    /// A leader bounds its sessions the same way.
-    public var maxPartitionsPerLeader: Int = 10_000
+    /// The leader's bound on a session, so a leader never refuses one for its size.
+    public var maxPartitionsPerLeader: Int = BrokerLimits.defaults.replicateMaxPartitionsPerSession.value
     /// Stored bytes the scrub reads per step (`PartitionLog.verifyStoredBatches`), so it
     /// never holds a log's lock for long.
     public var scrubStepBytes: Int = 1024 * 1024
