@@ -46,9 +46,6 @@ import Testing
         Field("sluice.v1.ReplicateRequest", "partitions.topic") {
             ReplicateRequest(replicaId: 2, partitions: [ReplicaPosition(topic: $0, partition: 2, logEndOffset: 5)])
         },
-        Field("sluice.v1.ReplicateRequest", "removed.topic") {
-            ReplicateRequest(replicaId: 2, removed: [ReplicaPartitionName(topic: $0, partition: 2)])
-        },
         Field("sluice.v1.CreateTopicRequest", "name") { CreateTopicRequest(name: $0, partitions: 2, configs: ["a": "b"]) },
         Field("sluice.v1.CreateTopicRequest", "configs.key") {
             CreateTopicRequest(name: "t", partitions: 2, configs: [$0: "1000", "a": "b"])

@@ -52,7 +52,7 @@ final class LeaderReplication: Sendable {
         followers.updateFloor(isr: replicaSet.isr)
         let inISR = replicaSet.isr.contains(report.replica)
         // Only a report that can change the ISR looks: one joining, or one found damaged.
-        guard inISR == report.position.damaged else { return }
+        guard inISR == report.position.suspect else { return }
         changeISR(followers, replicaSet: replicaSet)
     }
 

@@ -88,7 +88,7 @@ final class PartitionFollowers: Sendable {
             let position = report.position
             progress.logEnd = position.logEndOffset
             progress.durableEnd = min(position.durableEndOffset, position.logEndOffset)
-            progress.damaged = position.damaged
+            progress.damaged = position.suspect
             if progress.logEnd >= report.leaderEnd {
                 progress.lastCaughtUpMs = max(progress.lastCaughtUpMs, report.nowMs)
             } else if let previous = report.previousAnswer, progress.logEnd >= previous.leaderEnd {

@@ -71,7 +71,7 @@ extension ReplicaFetcher {
     }
 
     /// An append the copy refused. A batch failing a check (a CRC, its offsets) was not
-    /// stored, nor any after it; those before it were. The copy reports itself damaged
+    /// stored, nor any after it; those before it were. The copy reports itself suspect
     /// until it holds that offset again, and asks for it again shortly.
     private func refused(
         _ records: ByteBuffer, by error: LogError, _ key: ReplicaKey, _ target: FollowTarget

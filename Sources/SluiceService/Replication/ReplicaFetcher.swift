@@ -197,7 +197,7 @@ final class ReplicaFetcher: Sendable {
         return ReplicaPosition(
             topic: key.topic, partition: key.partition, logEndOffset: watermarks.logEnd.offset,
             durableEndOffset: watermarks.durableEnd.offset, lastFetchedEpoch: log.latestLeaderEpoch,
-            currentLeaderEpoch: target.leaderEpoch, damaged: target.health.isDamaged(logEnd: watermarks.logEnd.offset))
+            currentLeaderEpoch: target.leaderEpoch, suspect: target.health.isSuspect(logEnd: watermarks.logEnd.offset))
     }
 
     /// Under `--fsync always`: waits until each copy's durable end covers what was just

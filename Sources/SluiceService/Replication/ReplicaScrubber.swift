@@ -3,22 +3,22 @@ import SluiceBroker
 import SluiceStorage
 import Synchronization
 
-/// Whether a follower's copy of a partition may say it is intact (`ReplicaPosition.damaged`
+/// Whether a follower's copy of a partition may say it is intact (`ReplicaPosition.suspect`
 /// false): only once its scrub has checked every stored batch, and not while a batch that
 /// failed a check (found by the scrub, or fetched from the leader) has not been fetched
-/// again. The leader keeps a damaged replica out of the ISR, so it is never elected.
+/// again. The leader keeps a suspect replica out of the ISR, so it is never elected.
 final class ReplicaHealth: Sendable {
     private struct State {
         var scrubbed = false
-        /// A batch at this offset failed its check and was cut off; damaged until the log
+        /// A batch at this offset failed its check and was cut off; suspect until the log
         /// ends past it (fetched again from the leader).
         var refetchPast: Int64?
     }
 
     private let state = Mutex(State())
 
-    /// Whether the copy, whose log ends at `logEnd`, must report itself damaged.
-    func isDamaged(logEnd: Int64) -> Bool {
+    /// Whether the copy, whose log ends at `logEnd`, must report itself suspect.
+    func isSuspect(logEnd: Int64) -> Bool {
         state.withLock { s in
             if let offset = s.refetchPast {
                 guard logEnd > offset else { return true }
@@ -40,7 +40,7 @@ final class ReplicaHealth: Sendable {
 /// (`PartitionLog.verifyStoredBatches`, both CRCs, offsets and lengths), one copy at a
 /// time in steps of `ReplicaFetcherSettings.scrubStepBytes`, so a large log never holds
 /// its lock for long. Damage cuts the log below the damaged batch, which the fetcher then
-/// fetches again; the copy reports itself damaged meanwhile (`ReplicaHealth`). Batches
+/// fetches again; the copy reports itself suspect meanwhile (`ReplicaHealth`). Batches
 /// appended while the scrub runs were checked by `appendReplicated`, so it checks up to
 /// the log end it found when it started.
 final class ReplicaScrubber: Sendable {
@@ -123,7 +123,7 @@ final class ReplicaScrubber: Sendable {
                 return
             } catch {
                 // Unverified is not intact: the copy stays out of the ISR.
-                logger.error("cannot scrub the follower's copy of a partition; it reports itself damaged", metadata: [
+                logger.error("cannot scrub the follower's copy of a partition; it reports itself suspect", metadata: [
                     "partition": "\(name)", "offset": "\(offset)", "error": "\(error)"])
                 return
             }
