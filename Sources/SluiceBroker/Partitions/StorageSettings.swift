@@ -30,6 +30,11 @@ public struct StorageSettings: Sendable {
     /// (`LogConfig.replicated`), its high watermark the in-sync replicas'.
     public var replicated = false
 
+    /// Every log is a replica of a partition in a cluster (`sluice serve --cluster`): its
+    /// high watermark follows `HighWatermarkRule.replicated` (the replication layer sets
+    /// its floor) instead of the fsync policy. False on a single node.
+    public var replicated = false
+
     public init() {}
 
     /// The log settings for a topic's partitions.
