@@ -26,9 +26,6 @@ public struct StorageSettings: Sendable {
     /// transactional.id.expiration.ms). Its next batch there then needs sequence 0
     /// (else UNKNOWN_PRODUCER_ID). Checked by each maintenance pass and at startup.
     public var producerIdExpiryMs: Int64 = BrokerLimits.defaults.producerIdExpiryMs.value
-    /// In a cluster (`sluice serve --cluster`): every partition log is a replica
-    /// (`LogConfig.replicated`), its high watermark the in-sync replicas'.
-    public var replicated = false
 
     /// Every log is a replica of a partition in a cluster (`sluice serve --cluster`): its
     /// high watermark follows `HighWatermarkRule.replicated` (the replication layer sets
