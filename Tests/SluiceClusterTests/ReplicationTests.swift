@@ -96,6 +96,17 @@ struct ReplicationTests {
             for (index, offset) in acknowledged {
                 #expect(stored[offset] == "k\(index)", "offset \(offset), acknowledged as record \(index)")
             }
+
+            // The old leader, back, follows the new one: whatever it had appended past
+            // what the new leader holds (a tail no one acknowledged) is cut off (KIP-279).
+            try await cluster.restart(victim)
+            _ = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(victim) back in the ISR") {
+                $0.partition("orders", 0)?.isr.contains(victim) == true
+            }
+            try await eventually("the old leader's copy is the new leader's", within: .seconds(60)) {
+                let copy = cluster.segments(of: victim, topic: "orders")
+                return !copy.isEmpty && copy == cluster.segments(of: newLeader, topic: "orders")
+            }
         }
     }
 
@@ -128,6 +139,43 @@ struct ReplicationTests {
                 let copy = cluster.segments(of: follower, topic: "orders")
                 return !copy.isEmpty && copy == cluster.segments(of: leader, topic: "orders")
             }
+        }
+    }
+
+    @Test("a follower restarted with a flipped bit in a stored batch finds it, cuts its log below it and fetches it again")
+    func damagedCopyIsScrubbedAndRefetched() async throws {
+        try await withReplicatedCluster { cluster in
+            let ready = try await cluster.createTopic("orders")
+            let state = try #require(ready.partition("orders", 0))
+            let leader = try #require(state.leader)
+            let follower = try #require(state.replicas.first { $0 != leader && $0 != ready.controller })
+            let producer = cluster.producer()
+            for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "d\(index)"), partition: 0) }
+            try await eventually("the follower holds what the leader does", within: .seconds(60)) {
+                let copy = cluster.segments(of: follower, topic: "orders")
+                return !copy.isEmpty && copy == cluster.segments(of: leader, topic: "orders")
+            }
+            #expect(await cluster.brokers[follower]?.process.stop() == 0)
+
+            // One bit of the middle of the follower's segment, inside some batch.
+            let (name, bytes) = try #require(cluster.segments(of: follower, topic: "orders").max { $0.value.count < $1.value.count })
+            var damaged = bytes
+            damaged[damaged.count / 2] ^= 0x10
+            let path = try #require(cluster.directories[follower]).path("data/topics/" + name)
+            try damaged.write(to: URL(fileURLWithPath: path))
+
+            try await cluster.restart(follower)
+            let restarted = try #require(cluster.brokers[follower]).process
+            try await eventually("the follower reports the damaged batch, naming its file", within: .seconds(60)) {
+                restarted.stderr.contains("a stored batch of the follower's copy fails its check") && restarted.stderr.contains(path)
+            }
+            _ = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(follower) back in the ISR") {
+                $0.partition("orders", 0)?.isr.contains(follower) == true
+            }
+            try await eventually("the follower fetched the damaged batch again", within: .seconds(60)) {
+                cluster.segments(of: follower, topic: "orders") == cluster.segments(of: leader, topic: "orders")
+            }
+            await producer.close()
         }
     }
 
