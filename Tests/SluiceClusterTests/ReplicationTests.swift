@@ -15,7 +15,7 @@ import Glibc
 /// `min.insync.replicas=2`, records produced with acks=all through the Swift client
 /// holding the whole bootstrap list. Each broker keeps its data directory across a
 /// restart, so the replicas' segment files can be compared byte for byte.
-@Suite("replication: followers copy the leader's log", .timeLimit(.minutes(4)), .enabled(if: EtcdProcess.binary != nil))
+@Suite("replication: followers copy the leader's log", .serialized, .timeLimit(.minutes(4)), .enabled(if: EtcdProcess.binary != nil))
 struct ReplicationTests {
     let keys = ClusterKeys(clusterName: "replicate")
 
@@ -100,13 +100,8 @@ struct ReplicationTests {
             // The old leader, back, follows the new one: whatever it had appended past
             // what the new leader holds (a tail no one acknowledged) is cut off (KIP-279).
             try await cluster.restart(victim)
-            _ = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(victim) back in the ISR") {
-                $0.partition("orders", 0)?.isr.contains(victim) == true
-            }
-            try await eventually("the old leader's copy is the new leader's", within: .seconds(60)) {
-                let copy = cluster.segments(of: victim, topic: "orders")
-                return !copy.isEmpty && copy == cluster.segments(of: newLeader, topic: "orders")
-            }
+            _ = try await cluster.inSync(victim)
+            try await cluster.sameSegments(victim, as: newLeader, "the old leader's copy is the new leader's")
         }
     }
 
@@ -127,18 +122,12 @@ struct ReplicationTests {
             for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "b\(index)"), partition: 0) }
 
             try await cluster.restart(follower)
-            let rejoined = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(follower) back in the ISR") {
-                $0.partition("orders", 0)?.isr.contains(follower) == true
-            }
+            let rejoined = try await cluster.inSync(follower)
             #expect(rejoined.partition("orders", 0)?.leader == state.leader, "leadership stayed")
             for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "c\(index)"), partition: 0) }
             await producer.close()
 
-            let leader = try #require(state.leader)
-            try await eventually("the restarted follower holds what the leader does", within: .seconds(60)) {
-                let copy = cluster.segments(of: follower, topic: "orders")
-                return !copy.isEmpty && copy == cluster.segments(of: leader, topic: "orders")
-            }
+            try await cluster.sameSegments(follower, as: try #require(state.leader), "the restarted follower holds what the leader does")
         }
     }
 
@@ -151,10 +140,7 @@ struct ReplicationTests {
             let follower = try #require(state.replicas.first { $0 != leader && $0 != ready.controller })
             let producer = cluster.producer()
             for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "d\(index)"), partition: 0) }
-            try await eventually("the follower holds what the leader does", within: .seconds(60)) {
-                let copy = cluster.segments(of: follower, topic: "orders")
-                return !copy.isEmpty && copy == cluster.segments(of: leader, topic: "orders")
-            }
+            try await cluster.sameSegments(follower, as: leader, "the follower holds what the leader does")
             #expect(await cluster.brokers[follower]?.process.stop() == 0)
 
             // One bit of the middle of the follower's segment, inside some batch.
@@ -169,12 +155,8 @@ struct ReplicationTests {
             try await eventually("the follower reports the damaged batch, naming its file", within: .seconds(60)) {
                 restarted.stderr.contains("a stored batch of the follower's copy fails its check") && restarted.stderr.contains(path)
             }
-            _ = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(follower) back in the ISR") {
-                $0.partition("orders", 0)?.isr.contains(follower) == true
-            }
-            try await eventually("the follower fetched the damaged batch again", within: .seconds(60)) {
-                cluster.segments(of: follower, topic: "orders") == cluster.segments(of: leader, topic: "orders")
-            }
+            _ = try await cluster.inSync(follower)
+            try await cluster.sameSegments(follower, as: leader, "the follower fetched the damaged batch again")
             await producer.close()
         }
     }
@@ -244,6 +226,22 @@ struct ReplicationTests {
                 found[file] = FileManager.default.contents(atPath: root + "/" + file)
             }
             return found
+        }
+
+        /// The first snapshot with broker `id` in the ISR of `topic`/0.
+        func inSync(_ id: UInt32, topic: String = "orders") async throws -> ClusterSnapshot {
+            try await firstSnapshot(of: watcher.cache, within: .seconds(60), "broker \(id) in the ISR of \(topic)/0") {
+                $0.partition(topic, 0)?.isr.contains(id) == true
+            }
+        }
+
+        /// Waits until broker `copy` holds segment files byte-identical to broker `source`'s
+        /// (read through the page cache while both run).
+        func sameSegments(_ copy: UInt32, as source: UInt32, _ what: String, topic: String = "orders") async throws {
+            try await eventually(what, within: .seconds(60)) {
+                let copied = segments(of: copy, topic: topic)
+                return !copied.isEmpty && copied == segments(of: source, topic: topic)
+            }
         }
 
         func stopAll() async {
