@@ -96,6 +96,20 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func aSessionFollowsAtMostItsBoundOfPartitions() async throws {
+        let leader = try Leader.start()
+        var limits = ReplicateLimits()
+        limits.maxPartitions = 1
+        let follower = leader.follower(2, limits: limits)
+        var other = Leader.position(0)
+        other.partition = 1
+        let answer = try await follower.ask([Leader.position(0), other], maxWaitMs: 1)
+        #expect(answer.partitions.map(\.partition).sorted() == [0, 1])
+        #expect(answer.partitions.first { $0.partition == 1 }?.error == .throttled)
+        #expect(answer.partitions.first { $0.partition == 0 }?.error == ErrorCode.none)
+        try await leader.stop()
+    }
+
     @Test func aLongerTailOfAnOlderEpochDiverges() async throws {
         let leader = try Leader.start(isr: [1], epoch: 1)
         _ = try await leader.produce(["a", "b"])  // offsets 0-1 at epoch 1
@@ -181,6 +195,34 @@ import Testing
         #expect(refused.error == .notEnoughReplicas)
         #expect(try leader.log.logEndOffset == 0, "nothing appended")
         #expect(try await leader.produce(["a"], acks: .leader).error == .none, "acks=leader does not need the ISR")
+        try await leader.stop()
+    }
+
+    @Test func underFsyncAlwaysTheFollowersDurableEndsCount() async throws {
+        let leader = try Leader.start(isr: [1, 2], fsync: .always)
+        _ = try await leader.produce(["a"], acks: .durable)
+        let log = try leader.log
+        let two = leader.follower(2)
+        var position = Leader.position(1, lastFetchedEpoch: 3)
+        position.durableEndOffset = 0
+        _ = try await two.ask([position], maxWaitMs: 1)
+        #expect(log.highWatermark.offset == 0, "follower 2 holds offset 0, but not durably")
+        position.durableEndOffset = 1
+        _ = try await two.ask([position], maxWaitMs: 1)
+        #expect(log.highWatermark.offset == 1)
+        try await leader.stop()
+    }
+
+    @Test func aRequestListingNoPartitionStillReportsTheFollowersPosition() async throws {
+        let leader = try Leader.start(isr: [1, 2], lagMaxMs: 10_000)
+        _ = try await leader.produce(["a"])
+        let two = leader.follower(2)
+        _ = try await two.ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
+        leader.clock.advance(byMilliseconds: 10_001)
+        // Nothing moved, so an incremental request lists nothing: still caught up, now.
+        _ = try await two.ask([], maxWaitMs: 1)
+        await leader.broker.checkInSyncReplicas()
+        #expect(leader.changer.changes.isEmpty)
         try await leader.stop()
     }
 
