@@ -188,7 +188,7 @@ struct ReplicationTests {
             let endpoints = members.map(\.endpoint).joined(separator: ",")
             brokers[id] = try await SluiceProcess.serve(
                 ["--cluster", "etcd://\(endpoints)/replicate", "--broker-id", "\(id)", "--lease-ttl", "2",
-                 "--replica-lag-time-max-ms", "2000", "--log-level", "notice"],
+                 "--log-level", "notice"],
                 dataDirectory: directory.path("data"), logsIn: directory.url, logName: "serve-\(starts)")
         }
 
