@@ -169,6 +169,17 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func aRunningBrokerFollowsTheLeadershipsRings() async throws {
+        let leader = try Leader.start(isr: [1, 2])
+        leader.broker.startMaintenance()
+        _ = try await leader.produce(["a", "b", "c"])
+        let log = try leader.log
+        #expect(log.highWatermark.offset == 0, "follower 2 has not reported")
+        leader.leadership.setISR(Leader.topic, 0, [1])
+        try await eventually("the ISR of the leader alone frees the high watermark") { log.highWatermark.offset == 3 }
+        try await leader.stop()
+    }
+
     @Test func acksAllIsAnsweredOnceEveryInSyncFollowerHasTheBatch() async throws {
         let leader = try Leader.start(isr: [1, 2], minInsync: 2)
         // Nobody reports: the batch is appended but never acknowledged.
