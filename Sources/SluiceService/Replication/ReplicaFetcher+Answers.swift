@@ -32,6 +32,16 @@ extension ReplicaFetcher {
         _ data: ReplicaPartitionData, _ key: ReplicaKey, _ target: FollowTarget, into appended: inout [(PartitionLog, Int64)]
     ) -> (delay: Duration, untilNewEpoch: Bool)? {
         let partition = target.partition
+        // The metadata moved on since the manager last applied it (Produce reads it
+        // directly): a partition this broker now leads, or at another epoch, is left alone
+        // until the manager catches up, so a stale leader's answer never cuts or extends
+        // what this broker appends as leader.
+        if let leadership {
+            let now = leadership.replicaSet(topic: key.topic, partition: key.partition)
+            guard let now, now.leaderEpoch == target.leaderEpoch, now.leader != leadership.localBrokerID else {
+                return (settings.retryDelay, true)
+            }
+        }
         switch data.error {
         case .none:
             break

@@ -51,6 +51,9 @@ final class ReplicaFetcher: Sendable {
 
     let leader: BrokerInfo
     let brokerID: UInt32
+    /// The metadata as Produce reads it, checked again before each partition's answer is
+    /// applied.
+    let leadership: (any PartitionLeadership)?
     let clock: any LogClock
     let settings: ReplicaFetcherSettings
     let logger: Logger
@@ -59,9 +62,13 @@ final class ReplicaFetcher: Sendable {
     let followed = Mutex<[ReplicaKey: Followed]>([:])
     private let task = Mutex<Task<Void, Never>?>(nil)
 
-    init(leader: BrokerInfo, brokerID: UInt32, clock: any LogClock, settings: ReplicaFetcherSettings, logger: Logger) {
+    init(
+        leader: BrokerInfo, brokerID: UInt32, leadership: (any PartitionLeadership)?, clock: any LogClock,
+        settings: ReplicaFetcherSettings, logger: Logger
+    ) {
         self.leader = leader
         self.brokerID = brokerID
+        self.leadership = leadership
         self.clock = clock
         self.settings = settings
         var logger = logger

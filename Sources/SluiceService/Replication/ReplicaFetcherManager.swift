@@ -78,7 +78,8 @@ final class ReplicaFetcherManager: Sendable {
                 let fetcher = s.fetchers[leader] ?? {
                     let info = snapshot.brokers[leader]!
                     let fresh = ReplicaFetcher(
-                        leader: info, brokerID: brokerID, clock: broker.storage.clock, settings: settings, logger: logger)
+                        leader: info, brokerID: brokerID, leadership: broker.leadership, clock: broker.storage.clock,
+                        settings: settings, logger: logger)
                     s.fetchers[leader] = fresh
                     return fresh
                 }()
