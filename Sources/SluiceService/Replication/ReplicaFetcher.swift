@@ -233,8 +233,9 @@ final class ReplicaFetcher: Sendable {
     }
 }
 
-/// Cancels a stream whose answer is overdue. One sleeping task per stream, polling at a
-/// fraction of nothing: it sleeps until the armed deadline and looks again.
+/// Cancels a stream whose answer is overdue. One sleeping task per stream, not one per
+/// request: it sleeps until the armed deadline (a second while none is armed) and looks
+/// again, so a deadline is kept to within that second.
 final class AnswerWatchdog: Sendable {
     private let deadline = Mutex<ContinuousClock.Instant?>(nil)
 
