@@ -30,6 +30,8 @@ public final class BrokerServer: Sendable {
         /// `host:port` at which clients reach this broker (what Metadata says); nil means
         /// the address it listens on.
         public var advertisedAddress: String?
+        /// In a cluster: how this broker fetches the partitions it follows.
+        public var fetching = ReplicaFetcherSettings()
 
         public init(dataDirectory: String, transport: GRPCServerConfiguration) {
             self.dataDirectory = dataDirectory
@@ -50,8 +52,10 @@ public final class BrokerServer: Sendable {
     private let logger: Logger
     private let identity: BrokerIdentity
     private let cluster: ClusterContext?
-    /// In a cluster, the task keeping local topics in step with the metadata.
+    /// In a cluster, the task keeping local topics, and the fetchers copying the
+    /// partitions this broker follows, in step with the metadata.
     private let follower = Mutex<Task<Void, Never>?>(nil)
+    private let fetchers: ReplicaFetcherManager?
 
     /// Opens (and locks) the data directory, loads the topics and opens (recovering)
     /// every partition log; does not bind yet.
@@ -72,6 +76,10 @@ public final class BrokerServer: Sendable {
             groupSettings: configuration.groups, leadership: leadership, replication: configuration.replication, logger: logger)
         identity = BrokerIdentity(id: configuration.brokerID, advertised: configuration.advertisedAddress)
         cluster = configuration.cluster
+        let broker = self.broker
+        fetchers = configuration.cluster.map { _ in
+            ReplicaFetcherManager(broker: broker, brokerID: configuration.brokerID, settings: configuration.fetching, logger: logger)
+        }
 
         var names = [BrokerService.serviceName]
         var methods = BrokerService(
@@ -103,7 +111,11 @@ public final class BrokerServer: Sendable {
         broker.startMaintenance()
         if let cluster {
             let follower = LocalTopicFollower(broker: broker, brokerID: identity.id, logger: logger)
-            self.follower.withLock { $0 = Task { await follower.follow(cluster.metadata) } }
+            let fetchers = self.fetchers
+            // The fetchers after the local topics, so a new topic's logs exist when they look.
+            self.follower.withLock {
+                $0 = Task { await follower.follow(cluster.metadata) { fetchers?.apply($0) } }
+            }
         }
         logger.info("serving", metadata: ["address": "\(address.host):\(address.port)", "services": "\(serviceNames)"])
         return address
@@ -118,6 +130,8 @@ public final class BrokerServer: Sendable {
         let follower = self.follower.withLock { $0.take() }
         follower?.cancel()
         await follower?.value
+        // Before the partitions close: nothing is appended to a closing log.
+        await fetchers?.stop()
         broker.beginShutdown()
         await server.shutdown()
         await broker.close()
