@@ -83,6 +83,13 @@ public struct SluiceAdminClient: Sendable {
         let _: DeleteTopicResponse = try await call("DeleteTopic", DeleteTopicRequest(name: name))
     }
 
+    /// The cluster as the answering broker knows it: brokers, controller, and every
+    /// partition's leader, epoch, replicas and in-sync replicas (all topics when `topics`
+    /// is empty). A single node answers with itself leading everything.
+    public func metadata(topics: [String] = []) async throws -> MetadataResponse {
+        try await call("Metadata", MetadataRequest(topics: topics))
+    }
+
     public func listTopics() async throws -> [TopicDescription] {
         let response: ListTopicsResponse = try await call("ListTopics", ListTopicsRequest())
         return response.topics

@@ -10,7 +10,7 @@ struct Sluice: AsyncParsableCommand {
             Exit status: 0 on success, 1 when a request is refused or fails, 2 for a usage error \
             (an unknown flag, a missing or malformed value).
             """,
-        subcommands: [ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self, BenchCommand.self, DebugCommand.self])
+        subcommands: [ServeCommand.self, TopicCommand.self, ClusterCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self, BenchCommand.self, DebugCommand.self])
 
     /// Exit status of a usage error. ArgumentParser uses 64 (sysexits' EX_USAGE); Sluice
     /// follows the shell and getopt convention of 2, which is what its docs have promised.

@@ -73,10 +73,23 @@ import Testing
     }
 
     @Test func replicateRoundTrip() throws {
-        try expectRoundTrip(ReplicateRequest(topic: "t", partition: 1, replicaId: 2, fetchOffset: 3, lastFetchedEpoch: 4))
-        try expectRoundTrip(ReplicateResponse(
-            topic: "t", partition: 1, batches: [Self.batch], highWatermark: 41, leaderEpoch: 5,
-            truncateToOffset: 30, error: .notLeader))
+        try expectRoundTrip(ReplicateRequest(
+            replicaId: 2,
+            partitions: [ReplicaPosition(
+                topic: "t", partition: 1, logEndOffset: 3, durableEndOffset: 2, lastFetchedEpoch: 4, currentLeaderEpoch: 5,
+                suspect: true)],
+            removed: [ReplicaPartitionName(topic: "u", partition: 0)], maxWaitMs: 500, maxBytes: 1 << 20))
+        let response = ReplicateResponse(partitions: [
+            ReplicaPartitionData(
+                topic: "t", partition: 1, leaderEpoch: 5, highWatermark: 41, logStartOffset: 0,
+                records: ByteBuffer(bytes: [1, 2, 3])),
+            ReplicaPartitionData(
+                topic: "t", partition: 2, error: .fencedLeaderEpoch, errorMessage: "stale",
+                divergingEpoch: DivergingEpoch(epoch: 3, endOffset: 30)),
+        ])
+        let decoded = try ReplicateResponse(protobuf: try expectRoundTrip(response))
+        #expect(decoded.partitions.map(\.error) == [.none, .fencedLeaderEpoch])
+        #expect(decoded.partitions[1].divergingEpoch?.endOffset == 30)
     }
 
     @Test func topicAdminMessagesRoundTrip() throws {

@@ -43,7 +43,9 @@ import Testing
             SubscribeRequest(topic: "t", groupReader: GroupReader(group: "g", memberId: $0, generation: 2))
         },
         Field("sluice.v1.InitProducerIdRequest", "producer_name") { InitProducerIdRequest(producerName: $0) },
-        Field("sluice.v1.ReplicateRequest", "topic") { ReplicateRequest(topic: $0, partition: 2, fetchOffset: 5) },
+        Field("sluice.v1.ReplicateRequest", "partitions.topic") {
+            ReplicateRequest(replicaId: 2, partitions: [ReplicaPosition(topic: $0, partition: 2, logEndOffset: 5)])
+        },
         Field("sluice.v1.CreateTopicRequest", "name") { CreateTopicRequest(name: $0, partitions: 2, configs: ["a": "b"]) },
         Field("sluice.v1.CreateTopicRequest", "configs.key") {
             CreateTopicRequest(name: "t", partitions: 2, configs: [$0: "1000", "a": "b"])

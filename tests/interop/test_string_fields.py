@@ -142,12 +142,17 @@ def test_every_string_field_refuses_nul_and_invalid_utf8(channel, path, field, s
 
 
 def test_replicate_does_not_act_on_a_cut_name(channel):
-    """Replicate is not built yet: answered UNIMPLEMENTED before its request is read. Once
-    it is, its `topic` goes through the same decoding and is refused."""
+    """Replicate is broker to broker: a single node refuses it before acting on anything,
+    and a topic name with a NUL inside goes through the same decoding as everywhere else
+    (INVALID_ARGUMENT), never reaching a log under the cut name."""
     value = b"nt\x00evil"
-    request = spliced(broker_pb2.ReplicateRequest(topic=placeholder_for(value)), placeholder_for(value), value)
+    request = spliced(
+        broker_pb2.ReplicateRequest(
+            replica_id=2, partitions=[broker_pb2.ReplicaPosition(topic=placeholder_for(value), partition=0)]),
+        placeholder_for(value), value)
     code, details = call_raw(channel, B + "Replicate", request, streaming=True)
-    assert code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT), (code, details)
+    assert code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.FAILED_PRECONDITION), (code, details)
 
 
 # --- the name a cut would have reached is left alone --------------------------------------

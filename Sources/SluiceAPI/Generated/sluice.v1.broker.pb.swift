@@ -869,18 +869,20 @@ public struct ReplicaPosition: ProtobufMessage {
     /// lags; the follower retries), and a broker that does not lead at that epoch answers
     /// NOT_LEADER.
     public var currentLeaderEpoch: UInt32
-    /// The follower found a stored batch failing its CRC and truncated below it: it is out
-    /// of sync until it has refetched (the leader removes it from the ISR at once).
-    public var damaged: Bool
+    /// The follower's copy is not known to be intact: it has not yet checked every stored
+    /// batch since it opened, or it found one failing its CRC (and truncated below it). The
+    /// leader keeps a suspect follower out of the ISR (removing it at once), so a damaged
+    /// copy is never elected.
+    public var suspect: Bool
 
-    public init(topic: String = "", partition: UInt32 = 0, logEndOffset: Int64 = 0, durableEndOffset: Int64 = 0, lastFetchedEpoch: Int32 = 0, currentLeaderEpoch: UInt32 = 0, damaged: Bool = false) {
+    public init(topic: String = "", partition: UInt32 = 0, logEndOffset: Int64 = 0, durableEndOffset: Int64 = 0, lastFetchedEpoch: Int32 = 0, currentLeaderEpoch: UInt32 = 0, suspect: Bool = false) {
         self.topic = topic
         self.partition = partition
         self.logEndOffset = logEndOffset
         self.durableEndOffset = durableEndOffset
         self.lastFetchedEpoch = lastFetchedEpoch
         self.currentLeaderEpoch = currentLeaderEpoch
-        self.damaged = damaged
+        self.suspect = suspect
     }
 
     public init(protobuf bytes: ByteBuffer) throws(ProtobufDecodingError) {
@@ -913,7 +915,7 @@ extension ReplicaPosition: ProtobufCConvertible {
         self.durableEndOffset = c.durable_end_offset
         self.lastFetchedEpoch = c.last_fetched_epoch
         self.currentLeaderEpoch = c.current_leader_epoch
-        self.damaged = c.damaged != 0
+        self.suspect = c.suspect != 0
     }
 
     func fill(_ message: UnsafeMutablePointer<Sluice__V1__ReplicaPosition>, arena: ProtobufCArena) {
@@ -923,7 +925,7 @@ extension ReplicaPosition: ProtobufCConvertible {
         message.pointee.durable_end_offset = durableEndOffset
         message.pointee.last_fetched_epoch = lastFetchedEpoch
         message.pointee.current_leader_epoch = currentLeaderEpoch
-        message.pointee.damaged = damaged ? 1 : 0
+        message.pointee.suspect = suspect ? 1 : 0
     }
 }
 

@@ -2613,12 +2613,12 @@ static const ProtobufCFieldDescriptor sluice__v1__replica_position__field_descri
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "damaged",
+    "suspect",
     7,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_BOOL,
     0,   /* quantifier_offset */
-    offsetof(Sluice__V1__ReplicaPosition, damaged),
+    offsetof(Sluice__V1__ReplicaPosition, suspect),
     NULL,
     NULL,
     0,             /* flags */
@@ -2627,11 +2627,11 @@ static const ProtobufCFieldDescriptor sluice__v1__replica_position__field_descri
 };
 static const unsigned sluice__v1__replica_position__field_indices_by_name[] = {
   5,   /* field[5] = current_leader_epoch */
-  6,   /* field[6] = damaged */
   3,   /* field[3] = durable_end_offset */
   4,   /* field[4] = last_fetched_epoch */
   2,   /* field[2] = log_end_offset */
   1,   /* field[1] = partition */
+  6,   /* field[6] = suspect */
   0,   /* field[0] = topic */
 };
 static const ProtobufCIntRange sluice__v1__replica_position__number_ranges[1 + 1] =

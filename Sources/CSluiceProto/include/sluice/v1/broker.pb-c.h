@@ -494,10 +494,12 @@ struct  Sluice__V1__ReplicaPosition
    */
   uint32_t current_leader_epoch;
   /*
-   * The follower found a stored batch failing its CRC and truncated below it: it is out
-   * of sync until it has refetched (the leader removes it from the ISR at once).
+   * The follower's copy is not known to be intact: it has not yet checked every stored
+   * batch since it opened, or it found one failing its CRC (and truncated below it). The
+   * leader keeps a suspect follower out of the ISR (removing it at once), so a damaged
+   * copy is never elected.
    */
-  protobuf_c_boolean damaged;
+  protobuf_c_boolean suspect;
 };
 #define SLUICE__V1__REPLICA_POSITION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sluice__v1__replica_position__descriptor) \
