@@ -27,13 +27,18 @@ struct FaultSettings: Sendable {
 final class FaultCluster: @unchecked Sendable {
     // @unchecked: fixed after `run` builds it; a fault test drives it from one task.
     static let topic = "faults"
+    /// The `/NAME` of `--cluster`: every key is under /sluice/faults/.
     static let clusterName = "faults"
     let settings: FaultSettings
+    /// The bridge and namespaces; `isolate` and `heal` cut and restore a broker.
     let network: FaultNetwork
+    /// The members, for the etcd faults; `client` lists them all.
     let etcd: [EtcdProcess]
     let client: EtcdClient
+    /// Feeds `snapshot(_:where:)`: every wait of a fault test is on its snapshots.
     let watcher: ClusterMetadataWatcher
     let brokers: [UInt32: FaultBroker]
+    /// Logs, reports and (until the end of a passing test) the brokers' data.
     let directory: TemporaryDirectory
     let ids: [UInt32] = [1, 2, 3]
 
@@ -57,26 +62,9 @@ final class FaultCluster: @unchecked Sendable {
     /// every process and removes the network (the directory stays when `body` failed, for
     /// its logs).
     static func run(_ settings: FaultSettings = FaultSettings(), _ body: (FaultCluster) async throws -> Void) async throws {
-        guard let binary = EtcdProcess.binary else { throw EtcdStartError(etcdMissing) }
         let network = try FaultNetwork(brokers: [1, 2, 3])
         defer { network.remove() }
-        try await withStarted(
-            { try EtcdProcess.cluster(binary: binary, members: 3, host: network.bridgeAddress) },
-            open: { members in
-                let client = testClient(members)
-                do {
-                    try await waitUntilAnswering(client, members)
-                } catch {
-                    await client.close()
-                    throw error
-                }
-                return client
-            },
-            close: { await $0.close() },
-            stop: { members in
-                for member in members { await member.stop() }
-            }
-        ) { members, client in
+        try await withEtcdCluster(host: network.bridgeAddress) { members, client in
             let directory = TemporaryDirectory("sluice-fault")
             let keys = ClusterKeys(clusterName: clusterName)
             let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: etcdTestLogger)

@@ -14,12 +14,13 @@ import Glibc
 /// process's pid in base 36 (5 characters) and one character of a per-process counter: a
 /// leftover from a run that crashed is recognised by its dead pid and removed
 /// (`removeLeftovers`), and a concurrent run's network (live pid) is never touched.
-final class FaultNetwork: @unchecked Sendable {
-    // @unchecked: every field is set in init and never changed; `ip` does the rest.
+struct FaultNetwork: Sendable {
     static let ip = "/usr/sbin/ip"
     static let prefix = "sf"
 
+    /// "sf", the pid in base 36, the counter: the start of every name this network made.
     let tag: String
+    /// "10.A.B": the bridge is .1, broker N is .(10 + N).
     let subnet: String
     let brokers: [UInt32]
     private static let counter = AtomicCounter()

@@ -11,8 +11,10 @@ struct FaultWorkload: Sendable {
     var keys = 6
     var records = 300
     var window = 16
-    /// Idempotent: a retry after a lost answer must not write the record twice.
-    var idempotent = true
+    /// Idempotent (the default; $SLUICE_FAULT_IDEMPOTENT=0 turns it off): a retry after a
+    /// lost answer must not write the record twice. Without it a retried batch whose first
+    /// answer was lost is written twice, and the checker counts a duplicate.
+    var idempotent = ProcessInfo.processInfo.environment["SLUICE_FAULT_IDEMPOTENT"] != "0"
 
     /// Produces `records` records (keys' sequences continue from `firstSequence`); returns
     /// once every one is answered or failed.

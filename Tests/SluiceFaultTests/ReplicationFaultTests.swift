@@ -25,92 +25,86 @@ struct ReplicationFaultTests {
     func killLeader(fsync: String) async throws {
         var settings = FaultSettings()
         settings.fsync = fsync == "default" ? nil : fsync
-        try await faultRounds("kill -9 the leader (--fsync \(fsync))", settings) { cluster, history, round, notes in
-            let victim = try #require(cluster.leader(of: target))
-            try await underLoad(cluster, history, round: round) {
-                await cluster.broker(victim).crash()
-                let moved = try await cluster.newLeader(of: target, replacing: victim)
-                notes.append("round \(round): killed leader \(victim) at \(history.ackedCount) acked; \(describe(moved))")
-            }
+        try await leaderFault("kill -9 the leader (--fsync \(fsync))", settings) { cluster, history, victim in
+            await cluster.broker(victim).crash()
+            let moved = try await cluster.newLeader(of: target, replacing: victim)
             try await cluster.broker(victim).start()
+            return "killed leader \(victim), restarted; \(describe(moved))"
         }
     }
 
     @Test("kill -9 a follower during produce and bring it back")
     func killFollower() async throws {
-        try await faultRounds("kill -9 a follower") { cluster, history, round, notes in
+        try await leaderFault("kill -9 a follower") { cluster, history, leader in
             let state = try #require(cluster.current.partition(FaultCluster.topic, target))
-            let follower = try #require(state.isr.first { $0 != state.leader })
-            try await underLoad(cluster, history, round: round) {
-                await cluster.broker(follower).crash()
-                let before = history.ackedCount
-                try await eventually("writes go on without the follower", within: .seconds(60)) { history.ackedCount >= before + 40 }
-                try await cluster.broker(follower).start()
-                notes.append("round \(round): killed follower \(follower) at \(before) acked, restarted at \(history.ackedCount)")
-            }
+            let follower = try #require(state.isr.first { $0 != leader })
+            await cluster.broker(follower).crash()
+            let before = history.ackedCount
+            try await eventually("writes go on without the follower", within: .seconds(60)) { history.ackedCount >= before + 40 }
+            try await cluster.broker(follower).start()
+            return "killed follower \(follower) at \(before) acked, restarted at \(history.ackedCount)"
         }
     }
 
     @Test("SIGSTOP the leader past its lease, then SIGCONT: its late appends are fenced, none acknowledged")
     func pauseLeader() async throws {
-        try await faultRounds("SIGSTOP the leader past its lease") { cluster, history, round, notes in
-            let victim = try #require(cluster.leader(of: target))
-            try await underLoad(cluster, history, round: round) {
-                cluster.broker(victim).signal(SIGSTOP)
-                let moved = try await cluster.newLeader(of: target, replacing: victim)
-                let before = history.ackedCount
-                try await eventually("writes go on at the new leader", within: .seconds(60)) { history.ackedCount >= before + 40 }
-                cluster.broker(victim).signal(SIGCONT)
-                notes.append("round \(round): paused leader \(victim), \(describe(moved)), continued at \(history.ackedCount) acked")
-            }
+        try await leaderCutOff("SIGSTOP the leader past its lease, then SIGCONT") { cluster, victim in
+            cluster.broker(victim).signal(SIGSTOP)
+        } restore: { cluster, victim in
+            cluster.broker(victim).signal(SIGCONT)
         }
     }
 
     @Test("isolate the leader from etcd and the other brokers, then heal")
     func isolateLeader() async throws {
-        try await faultRounds("isolate the leader, then heal") { cluster, history, round, notes in
-            let victim = try #require(cluster.leader(of: target))
-            try await underLoad(cluster, history, round: round) {
-                try cluster.network.isolate(victim)
-                let moved = try await cluster.newLeader(of: target, replacing: victim)
-                let before = history.ackedCount
-                try await eventually("writes go on at the new leader", within: .seconds(60)) { history.ackedCount >= before + 40 }
-                try cluster.network.heal(victim)
-                notes.append("round \(round): isolated leader \(victim), \(describe(moved)), healed at \(history.ackedCount) acked")
-            }
+        try await leaderCutOff("isolate the leader, then heal") { cluster, victim in
+            try cluster.network.isolate(victim)
+        } restore: { cluster, victim in
+            try cluster.network.heal(victim)
+        }
+    }
+
+    /// The leader of the target partition cut off (`cut`) during produce until another
+    /// leads and 40 more records are acknowledged there, then restored: the old leader
+    /// comes back believing it leads, and nothing it appends alone may be acknowledged.
+    func leaderCutOff(
+        _ fault: String, cut: @escaping @Sendable (FaultCluster, UInt32) throws -> Void,
+        restore: @escaping @Sendable (FaultCluster, UInt32) throws -> Void
+    ) async throws {
+        try await leaderFault(fault) { cluster, history, victim in
+            try cut(cluster, victim)
+            let moved = try await cluster.newLeader(of: target, replacing: victim)
+            let before = history.ackedCount
+            try await eventually("writes go on at the new leader", within: .seconds(60)) { history.ackedCount >= before + 40 }
+            try restore(cluster, victim)
+            return "cut off leader \(victim), \(describe(moved)), restored at \(history.ackedCount) acked"
         }
     }
 
     @Test("back-to-back failovers, each killed leader with an unacknowledged tail")
     func backToBackFailovers() async throws {
-        try await faultRounds("back-to-back failovers") { cluster, history, round, notes in
-            let first = try #require(cluster.leader(of: target))
-            try await underLoad(cluster, history, round: round) {
-                await cluster.broker(first).crash()
-                let second = try #require(try await cluster.newLeader(of: target, replacing: first).partition(FaultCluster.topic, target)?.leader)
-                try await cluster.broker(first).start()
-                // The second leader dies before the first can have caught up with it.
-                await cluster.broker(second).crash()
-                let moved = try await cluster.newLeader(of: target, replacing: second)
-                try await cluster.broker(second).start()
-                notes.append("round \(round): killed \(first), then \(second) at once: \(describe(moved))")
-            }
+        try await leaderFault("back-to-back failovers") { cluster, _, first in
+            await cluster.broker(first).crash()
+            let second = try #require(try await cluster.newLeader(of: target, replacing: first).partition(FaultCluster.topic, target)?.leader)
+            try await cluster.broker(first).start()
+            // The second leader dies before the first can have caught up with it.
+            await cluster.broker(second).crash()
+            let moved = try await cluster.newLeader(of: target, replacing: second)
+            try await cluster.broker(second).start()
+            return "killed \(first), then \(second) at once: \(describe(moved))"
         }
     }
 
     @Test("kill the etcd leader during a leadership change")
     func killEtcdLeader() async throws {
-        try await faultRounds("kill the etcd leader during a leadership change") { cluster, history, round, notes in
-            let victim = try #require(cluster.leader(of: target))
-            try await underLoad(cluster, history, round: round) {
-                let member = try #require(etcdLeader(cluster.etcd))
-                await cluster.broker(victim).crash()
-                await member.crash()
-                let moved = try await cluster.newLeader(of: target, replacing: victim)
-                try member.restart()
-                try await cluster.broker(victim).start()
-                notes.append("round \(round): killed leader \(victim) and etcd leader \(member.name): \(describe(moved))")
-            }
+        try await leaderFault("kill the etcd leader during a leadership change") { cluster, _, victim in
+            let member = try #require(etcdLeader(cluster.etcd))
+            await cluster.broker(victim).crash()
+            await member.crash()
+            let moved = try await cluster.newLeader(of: target, replacing: victim)
+            try member.restart()
+            try await cluster.broker(victim).start()
+            return "killed leader \(victim) and etcd leader \(member.name): \(describe(moved))"
         }
     }
 
@@ -156,6 +150,20 @@ struct ReplicationFaultTests {
             }
             let report = try await cluster.verdict(fault, history: history, notes: notes)
             #expect(report.passed, "\(report)")
+        }
+    }
+
+    /// Rounds of `inject`, given the target partition's leader, during produce; what it
+    /// returns goes into the report's notes.
+    func leaderFault(
+        _ fault: String, _ settings: FaultSettings = FaultSettings(),
+        _ inject: @escaping (FaultCluster, FaultHistory, UInt32) async throws -> String
+    ) async throws {
+        try await faultRounds(fault, settings) { cluster, history, round, notes in
+            let leader = try #require(cluster.leader(of: target))
+            var done = ""
+            try await underLoad(cluster, history, round: round) { done = try await inject(cluster, history, leader) }
+            notes.append("round \(round): \(done)")
         }
     }
 
