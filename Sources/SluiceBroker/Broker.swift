@@ -21,12 +21,18 @@ public final class Broker: Sendable {
     /// In a cluster, who leads each partition: Produce and Subscribe serve only the
     /// partitions this broker leads. Nil on a single node, which leads all it has.
     public let leadership: (any PartitionLeadership)?
+    /// In a cluster, the leader's side of replication (Replication/): followers'
+    /// progress, replica floors, ISR changes. Nil on a single node.
+    let replicas: LeaderReplication?
+    /// How this broker leads replication (`sluice serve --cluster`'s flags).
+    public let replicationSettings: ReplicationSettings
     let partitions: PartitionManager
     /// Whole-topic Subscribe streams, woken when partitions are added.
     let topicDoorbells = TopicDoorbells()
     let logger: Logger
     private let maintenance = Mutex<Task<Void, Never>?>(nil)
     private let groupExpiry = Mutex<Task<Void, Never>?>(nil)
+    private let replicaChecks = Mutex<Task<Void, Never>?>(nil)
     private let nextStreamID = Atomic<UInt64>(1)
     private let shuttingDown = Atomic<Bool>(false)
 
@@ -36,11 +42,14 @@ public final class Broker: Sendable {
     public init(
         directory: DataDirectory, registryConfiguration: TopicRegistry.Configuration = .init(),
         storage: StorageSettings = StorageSettings(), groupSettings: GroupSettings = GroupSettings(),
-        groupClock: any GroupClock = SystemGroupClock(), leadership: (any PartitionLeadership)? = nil, logger: Logger
+        groupClock: any GroupClock = SystemGroupClock(), leadership: (any PartitionLeadership)? = nil,
+        replication: ReplicationSettings = ReplicationSettings(), logger: Logger
     ) throws(BrokerError) {
         self.leadership = leadership
         let counters = BrokerCounters()
         let partitions = PartitionManager(dataDirectory: directory.path, settings: storage, logger: logger)
+        replicationSettings = replication
+        replicas = leadership.map { LeaderReplication(settings: replication, leadership: $0, partitions: partitions, logger: logger) }
         registry = try TopicRegistry(
             directory: directory, configuration: registryConfiguration, partitionOffsets: partitions, logger: logger)
         producerIDs = try ProducerIDRegistry(directory: directory)
@@ -103,6 +112,10 @@ public final class Broker: Sendable {
             }
         }
         groupExpiry.withLock { $0 = expiry }
+        if let replicas {
+            let ringID = makeStreamID()
+            replicaChecks.withLock { $0 = Task { await replicas.run(ringID: ringID) } }
+        }
         guard let interval = storage.maintenanceInterval else { return }
         let task = Task { [partitions] in
             while !Task.isCancelled {
@@ -147,6 +160,9 @@ public final class Broker: Sendable {
         }
         expiry?.cancel()
         await expiry?.value
+        let checks = replicaChecks.withLock { $0.take() }
+        checks?.cancel()
+        await checks?.value
         groups.shutdown()
         await partitions.closeAll()
     }

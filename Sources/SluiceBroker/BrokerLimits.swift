@@ -2,7 +2,7 @@
 /// partitions' storage settings), with its default and why it is that value: the one place
 /// they are stated (the way TigerBeetle keeps `constants.zig`). A topic's storage defaults
 /// are the log's (`StorageLimits`); the transport's are `WireLimits`'s. The configuration
-/// types (`ProduceLimits`, `SubscribeLimits`, `GroupSettings`, `StorageSettings`,
+/// types (`ProduceLimits`, `SubscribeLimits`, `ReplicationSettings`, `GroupSettings`, `StorageSettings`,
 /// `TopicRegistry.Configuration`) take their defaults from here, `sluice serve`'s flags
 /// their defaults and reasons, and docs/limits.md shows this table (`LimitsDocumentTests`
 /// checks it, row by row).
@@ -34,6 +34,13 @@ public struct BrokerLimits: Sendable {
     public let subscribeDefaultMaxBytes = (value: 1 << 20, why: "Kafka's max.partition.fetch.bytes: a push of about a megabyte spreads the cost of a response over many batches, while a subscriber that stops reading holds little")
     public let subscribeMaxMaxBytes = (value: 4 * 1024 * 1024 - 64 * 1024, why: "larger max_bytes are lowered to this, so a response stays below a stock client's 4 MiB receive limit (one batch larger than this is still sent whole)")
     public let subscribeMaxWait = (value: Duration.seconds(60), why: "larger max_wait_ms are lowered to this, so a held push is answered within a minute")
+
+    // MARK: Replication (a partition leader's side)
+
+    public let replicaLagTimeMaxMs = (value: Int64(10_000), why: "Kafka's replica.lag.time.max.ms: a follower not caught up with the leader's log end for this long leaves the in-sync replicas, so acks=all stops waiting for it")
+    public let replicateDefaultMaxWait = (value: Duration.milliseconds(500), why: "how long a Replicate request with nothing to send is held when it says 0 (Kafka's replica.fetch.wait.max.ms); larger waits are lowered to half of replicaLagTimeMaxMs, so a caught-up follower reports often enough to stay in sync")
+    public let replicateDefaultMaxBytes = (value: 8 * 1024 * 1024, why: "record bytes in one Replicate answer when the request says 0, and the most it may ask (one batch larger is still sent whole): a catching-up follower gets large answers, and a follower's stream holds at most one")
+    public let replicateMaxPartitionsPerSession = (value: 20_000, why: "partitions one Replicate stream may follow: every partition a follower follows from one leader, twice the partitions docs/profiles.md measures on one broker; each costs the leader about 200 bytes")
 
     // MARK: Partitions' storage
 

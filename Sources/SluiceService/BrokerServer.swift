@@ -21,12 +21,17 @@ public final class BrokerServer: Sendable {
         public var subscribeLimits = SubscribeLimits()
         /// Consumer groups: session timeouts, queues, the offsets log's bounds.
         public var groups = GroupSettings()
+        /// In a cluster: how partitions this broker leads replicate (the ISR writer, the
+        /// follower lag bound, the Replicate streams' limits).
+        public var replication = ReplicationSettings()
         /// In a cluster: its metadata and controller. Nil for a single node, which leads
         /// every partition it has and makes admin changes itself.
         public var cluster: ClusterContext?
         /// `host:port` at which clients reach this broker (what Metadata says); nil means
         /// the address it listens on.
         public var advertisedAddress: String?
+        /// In a cluster: how this broker fetches the partitions it follows.
+        public var fetching = ReplicaFetcherSettings()
 
         public init(dataDirectory: String, transport: GRPCServerConfiguration) {
             self.dataDirectory = dataDirectory
@@ -47,8 +52,10 @@ public final class BrokerServer: Sendable {
     private let logger: Logger
     private let identity: BrokerIdentity
     private let cluster: ClusterContext?
-    /// In a cluster, the task keeping local topics in step with the metadata.
+    /// In a cluster, the task keeping local topics, and the fetchers copying the
+    /// partitions this broker follows, in step with the metadata.
     private let follower = Mutex<Task<Void, Never>?>(nil)
+    private let fetchers: ReplicaFetcherManager?
 
     /// Opens (and locks) the data directory, loads the topics and opens (recovering)
     /// every partition log; does not bind yet.
@@ -66,9 +73,13 @@ public final class BrokerServer: Sendable {
         let leadership = configuration.cluster.map { ClusterLeadership(metadata: $0.metadata, brokerID: configuration.brokerID) }
         broker = try Broker(
             directory: directory, registryConfiguration: registryConfiguration, storage: configuration.storage,
-            groupSettings: configuration.groups, leadership: leadership, logger: logger)
+            groupSettings: configuration.groups, leadership: leadership, replication: configuration.replication, logger: logger)
         identity = BrokerIdentity(id: configuration.brokerID, advertised: configuration.advertisedAddress)
         cluster = configuration.cluster
+        let broker = self.broker
+        fetchers = configuration.cluster.map { _ in
+            ReplicaFetcherManager(broker: broker, brokerID: configuration.brokerID, settings: configuration.fetching, logger: logger)
+        }
 
         var names = [BrokerService.serviceName]
         var methods = BrokerService(
@@ -100,7 +111,11 @@ public final class BrokerServer: Sendable {
         broker.startMaintenance()
         if let cluster {
             let follower = LocalTopicFollower(broker: broker, brokerID: identity.id, logger: logger)
-            self.follower.withLock { $0 = Task { await follower.follow(cluster.metadata) } }
+            let fetchers = self.fetchers
+            // The fetchers after the local topics, so a new topic's logs exist when they look.
+            self.follower.withLock {
+                $0 = Task { await follower.follow(cluster.metadata) { fetchers?.apply($0) } }
+            }
         }
         logger.info("serving", metadata: ["address": "\(address.host):\(address.port)", "services": "\(serviceNames)"])
         return address
@@ -115,6 +130,8 @@ public final class BrokerServer: Sendable {
         let follower = self.follower.withLock { $0.take() }
         follower?.cancel()
         await follower?.value
+        // Before the partitions close: nothing is appended to a closing log.
+        await fetchers?.stop()
         broker.beginShutdown()
         await server.shutdown()
         await broker.close()

@@ -8,7 +8,7 @@ public import SluiceWire
 /// RPCs and Metadata. Requests are decoded by `ProtobufRoute` (bad protobuf ends the call
 /// with INVALID_ARGUMENT), and a broker or controller error a handler throws becomes its
 /// status there (`BrokerError+GRPCStatus.swift`, `ControllerError+GRPCStatus.swift`).
-/// Replicate answers UNIMPLEMENTED until replication exists.
+/// Replicate serves a follower broker's fetch stream (`Broker.replicate`).
 ///
 /// In a cluster the admin RPCs are the cluster's (`ClusterTopicAdmin`) and Metadata
 /// answers from its snapshot; Produce and Subscribe serve only the partitions this broker
@@ -59,8 +59,9 @@ public struct BrokerService: Sendable {
                 let identity = try broker.initProducerID(name: request.producerName)
                 return InitProducerIdResponse(producerId: identity.id, producerEpoch: Int32(identity.epoch))
             },
-            .bidirectional(prefix + "Replicate") { _, _, _ in
-                throw GRPCStatus(.unimplemented, "replication is not built yet")
+            ProtobufRoute.bidirectional(prefix + "Replicate") {
+                (requests: ProtobufRoute.RequestStream<ReplicateRequest>, writer: ProtobufRoute.ResponseWriter<ReplicateResponse>, _) in
+                try await broker.replicate(requests, limits: broker.replicationSettings.limits) { try await writer.write($0) }
             },
         ]
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Logging
 import SluiceBroker
+import SluiceCluster
 import SluiceService
 import SluiceStorage
 import SluiceWire
@@ -84,6 +85,11 @@ struct ServeCommand: AsyncParsableCommand {
         why: ServeCommand.broker.producerIdExpiryMs.why))
     var producerIdExpiryMs: Int64 = ServeCommand.broker.producerIdExpiryMs.value
 
+    @Option(help: .limit(
+        "In a cluster: milliseconds a follower may go without catching up with a partition leader's log end before the leader drops it from the in-sync replicas.",
+        why: ServeCommand.broker.replicaLagTimeMaxMs.why))
+    var replicaLagTimeMaxMs: Int64 = ServeCommand.broker.replicaLagTimeMaxMs.value
+
     @Option(help: "For crash tests only: journal every fdatasync to this file, so a killed broker's logs can be cut back to what was synced (`sluice debug cut-to-synced`).")
     var testSyncJournal: String?
 
@@ -109,6 +115,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard maxOpenSegmentsPerPartition >= 1 else { throw ValidationError("--max-open-segments-per-partition must be at least 1") }
         guard producerIdExpiryMs >= 1 else { throw ValidationError("--producer-id-expiry-ms must be at least 1") }
+        guard replicaLagTimeMaxMs >= 1 else { throw ValidationError("--replica-lag-time-max-ms must be at least 1") }
         try tuning.validate(maxMessageBytes: maxMessageBytes)
     }
 
@@ -152,10 +159,16 @@ struct ServeCommand: AsyncParsableCommand {
         // the membership that feeds it and elects a controller exists only once it listens.
         let membershipBox = Mutex<ClusterMembership?>(nil)
         let metadata = cluster.emptyMetadataCache()
-        if let metadata {
+        if let metadata, let address = cluster.cluster {
             configuration.cluster = ClusterContext(metadata: metadata, localController: {
                 membershipBox.withLock { $0?.localController }
             })
+            // The copies this broker keeps are replicas: their high watermark is the ISR's.
+            configuration.storage.replicated = true
+            configuration.replication.replicaLagTimeMaxMs = replicaLagTimeMaxMs
+            configuration.replication.isrChanger = MembershipISRChanger(
+                brokerID: brokerID, keys: ClusterKeys(clusterName: address.clusterName),
+                client: { membershipBox.withLock { $0?.client } })
         }
 
         // Signals are taken before the socket is bound, so a signal right after the

@@ -97,17 +97,19 @@ import Testing
         await broker.stopAndRemove()
     }
 
-    @Test func replicateIsNotBuiltYet() async throws {
+    /// A single node is nobody's leader: Replicate answers each partition NOT_A_REPLICA
+    /// (and keeps the stream), never a crash or a status.
+    @Test func replicateOnASingleNodeAnswersNotAReplica() async throws {
         let broker = try await InProcessBroker.start()
-        for (method, text) in [("Replicate", "replication is not built yet")] {
-            await expectStatus(.unimplemented, containing: text) {
-                let call = try await broker.connection.makeCall(path: "/sluice.v1.Broker/\(method)")
-                // An empty message is a valid encoding of every request (all fields default).
-                try await call.send(ByteBuffer())
-                try await call.finishSending()
-                for try await _ in call.responses {}
-            }
-        }
+        _ = try await broker.admin.createTopic(CreateTopicRequest(name: "t", partitions: 1))
+        let call = try await broker.connection.makeCall(path: "/sluice.v1.Broker/Replicate")
+        try await call.send(ReplicateRequest(replicaId: 2, partitions: [ReplicaPosition(topic: "t", partition: 0)]).protobufBytes())
+        var responses = call.responses.makeAsyncIterator()
+        let answer = try ReplicateResponse(protobuf: try #require(try await responses.next()))
+        #expect(answer.partitions.map(\.error) == [.notAReplica])
+        #expect(answer.partitions.first?.errorMessage.contains("not in a cluster") == true)
+        try await call.finishSending()
+        while try await responses.next() != nil {}
         await broker.stopAndRemove()
     }
 
@@ -121,7 +123,7 @@ import Testing
                 try await broker.connection.unary(path: path, request: truncated)
             }
         }
-        for path in ["/sluice.v1.Broker/Subscribe", "/sluice.v1.Broker/Produce", "/sluice.test.v1.Echo/Expand", "/sluice.test.v1.Echo/Collect",
+        for path in ["/sluice.v1.Broker/Subscribe", "/sluice.v1.Broker/Produce", "/sluice.v1.Broker/Replicate", "/sluice.test.v1.Echo/Expand", "/sluice.test.v1.Echo/Collect",
                      "/sluice.test.v1.Echo/Update", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"] {
             await expectStatus(.invalidArgument, containing: path) {
                 let call = try await broker.connection.makeCall(path: path)

@@ -2,9 +2,9 @@ import NIOCore
 import SluiceCluster
 import Testing
 
-/// Placement, a partition's state following the live brokers, and the topic key's bytes:
-/// pure functions, no etcd.
-@Suite("Replica placement and failover rules")
+/// Placement and the topic key's bytes: pure functions, no etcd (the failover rule is in
+/// FailoverRuleTests).
+@Suite("Replica placement")
 struct ReplicaPlacementTests {
     func brokers(_ racks: [String?]) -> [BrokerInfo] {
         racks.enumerated().map { BrokerInfo(id: UInt32($0.offset + 1), address: "127.0.0.1:\(9100 + $0.offset)", rack: $0.element) }
@@ -64,19 +64,6 @@ struct ReplicaPlacementTests {
         let placed = try ReplicaPlacement(brokers: brokers([nil, nil, nil]), currentLeaders: [1: 5])
             .place(partitions: 4, replicationFactor: 2)
         #expect(placed.map { $0[0] } == [2, 3, 3, 2], "\(placed)")
-    }
-
-    @Test("a leader that left is replaced from the ISR with epoch + 1; a returning broker rejoins the ISR; none live means no leader")
-    func followingLiveBrokers() {
-        let state = PartitionState(newOn: [1, 2, 3])
-        let moved = state.following(live: [2, 3])
-        #expect(moved == PartitionState(replicas: [1, 2, 3], leader: 2, leaderEpoch: 1, isr: [2, 3]))
-        // Broker 1 returns: in sync again (this issue), the leader stays.
-        #expect(moved.following(live: [1, 2, 3]) == PartitionState(replicas: [1, 2, 3], leader: 2, leaderEpoch: 1, isr: [1, 2, 3]))
-        let leaderless = moved.following(live: [])
-        #expect(leaderless == PartitionState(replicas: [1, 2, 3], leader: nil, leaderEpoch: 2, isr: []))
-        #expect(leaderless.following(live: [3]) == PartitionState(replicas: [1, 2, 3], leader: 3, leaderEpoch: 3, isr: [3]))
-        #expect(state.following(live: [1, 2, 3]) == state, "nothing changed, nothing written")
     }
 
     @Test("the topic key's value is JSON with sorted keys, as documented")

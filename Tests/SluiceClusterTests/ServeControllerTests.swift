@@ -108,11 +108,13 @@ struct ServeControllerTests {
                 try await eventually("the old controller logs that it was fenced") {
                     oldProcess.stderr.contains("fenced: this controller (elected at revision \(oldKey.createRevision)) lost its lease")
                 }
-                // The old broker registers again; the new controller (not the old) puts it
-                // back in every ISR, and its key is still the new term's.
-                let rejoined = try await firstSnapshot(of: watcher.cache, "the old controller back in every ISR") { snapshot in
-                    snapshot.topics["orders"]?.partitions.allSatisfy { Set($0.isr) == [1, 2, 3] } == true
+                // The old broker registers again; the new controller (not the old) handles
+                // its return (it leads nothing it did not lead: it is out of every ISR it
+                // left until a leader adds it back), and its key is still the new term's.
+                let rejoined = try await firstSnapshot(of: watcher.cache, "the old controller registered again") { snapshot in
+                    snapshot.brokers[old] != nil
                 }
+                #expect(rejoined.partition("orders", old - 1)?.leader != old, "not elected again by the controller")
                 #expect(rejoined.controller == new)
                 #expect(try await client.kv.range(key: keys.controller).kvs.first?.createRevision == newKey.createRevision)
                 let newProcess = try #require(brokers[new]).server
@@ -123,7 +125,7 @@ struct ServeControllerTests {
         }
     }
 
-    @Test("sluice topic alter, add-partitions and create through a broker that is not the controller: every broker's DescribeTopic shows the change and the topic's id")
+    @Test("sluice topic alter (unclean.leader.election.enable included), add-partitions and create through a broker that is not the controller: every broker's DescribeTopic shows the change and the topic's id")
     func topicChangedThroughAnyBroker() async throws {
         try await withEtcdCluster { members, client in
             try await withBrokers(members, client) { brokers, watcher, ready in
@@ -133,7 +135,8 @@ struct ServeControllerTests {
                 let directory = TemporaryDirectory("sluice-topic-cli")
                 defer { directory.remove() }
                 let altered = try await runSluice(
-                    ["topic", "alter", "orders", "--broker", other.argument, "--set", "retention.ms=60000"], in: directory.url)
+                    ["topic", "alter", "orders", "--broker", other.argument, "--set", "retention.ms=60000",
+                     "--set", "unclean.leader.election.enable=TRUE"], in: directory.url)
                 #expect(altered.status == 0, "\(altered.stderr)")
                 let grown = try await runSluice(
                     ["topic", "add-partitions", "orders", "--broker", other.argument, "--total", "5"], in: directory.url)
@@ -142,6 +145,8 @@ struct ServeControllerTests {
                 let grownSnapshot = try await firstSnapshot(of: watcher.cache, "orders with 5 partitions") { $0.topics["orders"]?.partitions.count == 5 }
                 // The operator wrote "orders" without an id; a topic the controller creates has one.
                 #expect(try #require(grownSnapshot.topics["orders"]).id == "")
+                // In canonical text, as the controller's failover reads it.
+                #expect(grownSnapshot.topics["orders"]?.configs["unclean.leader.election.enable"] == "true")
                 let created = try await runSluice(["topic", "create", "ids", "--broker", other.argument], in: directory.url)
                 #expect(created.status == 0, "\(created.stderr)")
                 let withID = try await firstSnapshot(of: watcher.cache, "topic ids") { $0.topics["ids"] != nil }
@@ -154,6 +159,7 @@ struct ServeControllerTests {
                         let described = try await runSluice(["topic", "describe", "orders", "--broker", broker.argument], in: directory.url)
                         return described.status == 0 && described.stdout.contains("partitions: 5\n")
                             && described.stdout.contains("retention.ms=60000\n") && described.stdout.contains("\n  4  ")
+                            && described.stdout.contains("unclean.leader.election.enable=true\n")
                     }
                     try await eventually("broker \(id) describes ids with its id") {
                         let described = try await runSluice(["topic", "describe", "ids", "--broker", broker.argument], in: directory.url)

@@ -1,15 +1,36 @@
 public import NIOCore
 public import SluiceStorage
+import Synchronization
 
-// CONTRACT (issue 15): a follower's writes to its copy of a partition. Signatures fixed;
-// bodies being written (branch `storage`).
-
+/// A follower's writes to its copy of a partition (issue 15).
 extension Partition {
     /// Appends stored batches fetched from the leader verbatim (`PartitionLog.appendReplicated`),
     /// under the append lock, and records each idempotent batch in the producer state as the
     /// leader did, so that this replica, once it leads, recognises a producer's retry.
+    /// The batches stored before one that is refused are recorded too. At a segment roll
+    /// the producer state is snapshotted as of the new segment's base offset, as `append`
+    /// does.
     public func appendReplicated(_ batches: ByteBuffer, nowMs: Int64) throws(LogError) -> ReplicatedAppend {
-        preconditionFailure("Partition.appendReplicated: being written (issue 15, branch storage)")
+        let (outcome, snapshot) = producers.lock.withLock { ledger -> (ReplicatedAppendOutcome, ProducerSnapshot?) in
+            let outcome = log.appendReplicatedReporting(batches)
+            let active = log.activeSegmentBaseOffset
+            let rolled = active != ledger.activeBase
+            ledger.activeBase = active
+            var snapshot: ProducerSnapshot?
+            for header in outcome.stored.headers {
+                // The roll started the new segment with this batch: the state so far
+                // covers exactly the offsets below it.
+                if rolled && snapshot == nil && header.baseOffset >= active {
+                    assert(header.baseOffset == active, "a roll starts the new segment with the batch that caused it")
+                    snapshot = ProducerSnapshot(offset: active, state: ledger.state)
+                }
+                ledger.state.record(storedBatch: header, appendMs: nowMs)
+            }
+            return (outcome, snapshot)
+        }
+        if let snapshot { writeSnapshot(snapshot) }
+        if let error = outcome.stoppedBy { throw error }
+        return outcome.stored
     }
 
     /// Truncates the log to `offset` for a divergence from the leader (never below the high

@@ -27,6 +27,11 @@ public struct StorageSettings: Sendable {
     /// (else UNKNOWN_PRODUCER_ID). Checked by each maintenance pass and at startup.
     public var producerIdExpiryMs: Int64 = BrokerLimits.defaults.producerIdExpiryMs.value
 
+    /// Every log is a replica of a partition in a cluster (`sluice serve --cluster`): its
+    /// high watermark follows `HighWatermarkRule.replicated` (the replication layer sets
+    /// its floor) instead of the fsync policy. False on a single node.
+    public var replicated = false
+
     public init() {}
 
     /// The log settings for a topic's partitions.
@@ -43,6 +48,7 @@ public struct StorageSettings: Sendable {
         config.fsyncPolicy = fsyncPolicy
         config.groupCommitWindow = groupCommitWindow
         config.maxOpenSealedSegments = maxOpenSealedSegmentsPerPartition
+        config.replicated = replicated
         return config
     }
 }

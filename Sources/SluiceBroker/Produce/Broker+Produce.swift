@@ -111,6 +111,16 @@ extension Broker {
            let failure = ProduceFailure(producerIDs.check(producerID: validated.batch.producerId, epoch: validated.batch.producerEpoch)) {
             return refused(failure)
         }
+        // acks=all in a cluster: refused before anything is appended when too few
+        // replicas are in sync to ever satisfy it.
+        var replicaSet: ReplicaSet?
+        if request.acks == .all, let leaderEpoch, let known = leadership?.replicaSet(topic: request.topic, partition: request.partition),
+           known.leaderEpoch == UInt32(leaderEpoch) {
+            guard known.isr.count >= config.minInsyncReplicas else {
+                return refused(.notEnoughReplicas(isr: known.isr, minimum: config.minInsyncReplicas))
+            }
+            replicaSet = known
+        }
         let appended: AppendResult
         do throws(LogError) {
             switch try partition.append(validated.batch, nowMs: partitions.settings.clock.nowMilliseconds(), leaderEpoch: leaderEpoch) {
@@ -140,6 +150,13 @@ extension Broker {
         case .durable, .all, .unspecified, .unrecognized:
             // Unspecified and unknown values get the safest choice (broker.proto).
             let timeout = request.timeoutMs == 0 ? defaultTimeout : .milliseconds(Int64(request.timeoutMs))
+            if let replicaSet, let leaderEpoch {
+                return PendingAnswer(
+                    response: response,
+                    durability: .inSync(
+                        partition: partition, lastOffset: appended.lastOffset, epoch: UInt32(leaderEpoch),
+                        minInsync: config.minInsyncReplicas, isr: replicaSet.isr, deadline: received + timeout))
+            }
             // The batch's one wait, registered now so the sync starts while earlier
             // answers are still waiting; the responder awaits it in request order.
             let wait = partition.log.wait(for: DurableEndOffset.self, toCover: appended.lastOffset)
@@ -164,16 +181,7 @@ extension Broker {
             }
             var answer = head.response
             if let durability = head.durability {
-                var outcome = durability.wait.resolved
-                if outcome == nil {
-                    deadlines.watch(durability.wait, until: durability.deadline)
-                    outcome = await durability.wait.outcome()
-                    // Cancelled with the stream's task, not by the deadline: no answer goes.
-                    if outcome == .cancelled { try Task.checkCancellation() }
-                }
-                if let failure = Self.durabilityFailure(outcome ?? .cancelled, of: answer, partition: durability.partition) {
-                    answer.refuse(failure)
-                }
+                if let failure = try await settle(durability, of: answer, deadlines: deadlines) { answer.refuse(failure) }
             }
             queue.pop()
             lease.release(head.heldBytes)
@@ -181,6 +189,60 @@ extension Broker {
                 try await respond(answer)
             }
         }
+    }
+
+    /// Waits for an answer's acks to be satisfied: nil when they are, else why not.
+    private func settle(
+        _ durability: PendingAnswer.Durability, of answer: ProduceResponse, deadlines: WaitDeadline
+    ) async throws -> ProduceFailure? {
+        guard let inSync = durability.inSync else {
+            return Self.durabilityFailure(
+                try await Self.outcome(of: durability.wait, until: durability.deadline, deadlines), of: answer,
+                partition: durability.partition)
+        }
+        var wait = durability.wait
+        var outcome = try await Self.outcome(of: wait, until: durability.deadline, deadlines)
+        // Woken without the high watermark moving: a lost leadership (LeaderReplication
+        // wakes it) fails the batch, anything else (a shutdown beginning) waits on.
+        while outcome == .interrupted, ContinuousClock.now < durability.deadline,
+              leadership?.verdict(topic: answer.topic, partition: answer.partition) == .leads(epoch: inSync.epoch) {
+            wait = durability.partition.log.wait(for: HighWatermark.self, toCover: inSync.lastOffset)
+            outcome = try await Self.outcome(of: wait, until: durability.deadline, deadlines)
+        }
+        switch outcome {
+        case .reached:
+            break
+        case .truncated, .interrupted:
+            // Interrupted past the loop: leadership moved (or the deadline passed first).
+            if case .interrupted = outcome, ContinuousClock.now >= durability.deadline {
+                return .notDurableInTime(baseOffset: answer.baseOffset)
+            }
+            return .leadershipLost(baseOffset: answer.baseOffset, topic: answer.topic, partition: answer.partition)
+        default:
+            return Self.durabilityFailure(outcome, of: answer, partition: durability.partition)
+        }
+        if let durable = inSync.durableWait,
+           let failure = Self.durabilityFailure(
+            try await Self.outcome(of: durable, until: durability.deadline, deadlines), of: answer, partition: durability.partition) {
+            return failure
+        }
+        let isr = leadership?.replicaSet(topic: answer.topic, partition: answer.partition)?.isr ?? inSync.isr
+        guard isr.count >= inSync.minInsync else {
+            return .notEnoughReplicasAfterAppend(baseOffset: answer.baseOffset, isr: isr, minimum: inSync.minInsync)
+        }
+        return nil
+    }
+
+    /// A wait's outcome, awaited until `deadline` (then cancelled: `.cancelled`).
+    private static func outcome(
+        of wait: WatermarkWait, until deadline: ContinuousClock.Instant, _ deadlines: WaitDeadline
+    ) async throws -> WatermarkWaitOutcome {
+        if let resolved = wait.resolved { return resolved }
+        deadlines.watch(wait, until: deadline)
+        let outcome = await wait.outcome()
+        // Cancelled with the stream's task, not by the deadline: no answer goes.
+        if outcome == .cancelled { try Task.checkCancellation() }
+        return outcome
     }
 
     /// What a resolved durability wait means for its answer: nil when the batch is durable.
@@ -210,9 +272,47 @@ extension Broker {
 struct PendingAnswer: Sendable {
     struct Durability: Sendable {
         let partition: Partition
-        /// On the durable end, for the batch's last offset.
+        /// On the durable end for the batch's last offset; for acks=all in a cluster, on
+        /// the high watermark (`inSync`).
         let wait: WatermarkWait
         let deadline: ContinuousClock.Instant
+        var inSync: InSync?
+
+        init(partition: Partition, wait: WatermarkWait, deadline: ContinuousClock.Instant, inSync: InSync? = nil) {
+            self.partition = partition
+            self.wait = wait
+            self.deadline = deadline
+            self.inSync = inSync
+        }
+
+        /// acks=all where the partition has replicas: every in-sync replica holds the
+        /// batch once the high watermark covers it; the leader's own durable end is
+        /// waited for too, unless the high watermark already follows it (`always`).
+        static func inSync(
+            partition: Partition, lastOffset: Int64, epoch: UInt32, minInsync: Int, isr: [UInt32],
+            deadline: ContinuousClock.Instant
+        ) -> Durability {
+            let log = partition.log
+            let replicated = log.wait(for: HighWatermark.self, toCover: lastOffset)
+            let durable = log.config.fsyncPolicy == .always ? nil : log.wait(for: DurableEndOffset.self, toCover: lastOffset)
+            return Durability(
+                partition: partition, wait: replicated, deadline: deadline,
+                inSync: InSync(lastOffset: lastOffset, epoch: epoch, minInsync: minInsync, isr: isr, durableWait: durable))
+        }
+
+        /// Every wait this answer holds.
+        var waits: [WatermarkWait] { [wait] + (inSync?.durableWait.map { [$0] } ?? []) }
+    }
+
+    /// What an acks=all answer checks besides its high-watermark wait.
+    struct InSync: Sendable {
+        let lastOffset: Int64
+        /// The leader epoch it was appended at: leading at another means it was lost.
+        let epoch: UInt32
+        let minInsync: Int
+        /// The ISR when it was appended (used if the metadata forgets the partition).
+        let isr: [UInt32]
+        let durableWait: WatermarkWait?
     }
 
     var response: ProduceResponse
@@ -286,7 +386,7 @@ final class ProduceAnswerQueue: Sendable {
 
     /// Cancels the durability waits of the answers still queued (the stream ended).
     func cancelWaits() {
-        let waits = state.withLock { s in s.answers[s.head...].compactMap(\.durability?.wait) }
+        let waits = state.withLock { s in s.answers[s.head...].flatMap { $0.durability?.waits ?? [] } }
         for wait in waits { wait.cancel() }
     }
 

@@ -86,6 +86,28 @@ struct ProduceFailure: Error, Sendable, Equatable {
             "the batch was appended at offset \(baseOffset) but the partition already holds \(limit) waits for durability and data, so its durability cannot be confirmed; send fewer batches at once")
     }
 
+    // acks=all in a cluster (Replication/).
+
+    static func notEnoughReplicas(isr: [UInt32], minimum: Int) -> ProduceFailure {
+        ProduceFailure(
+            .notEnoughReplicas,
+            "the in-sync replicas \(isr) are fewer than the topic's min.insync.replicas \(minimum); nothing was appended")
+    }
+
+    static func notEnoughReplicasAfterAppend(baseOffset: Int64, isr: [UInt32], minimum: Int) -> ProduceFailure {
+        ProduceFailure(
+            .notEnoughReplicasAfterAppend,
+            "the batch was appended at offset \(baseOffset), but the in-sync replicas shrank to \(isr), fewer than the topic's min.insync.replicas \(minimum), before it was acknowledged")
+    }
+
+    /// The wait ended because this broker stopped leading, or its log was truncated to
+    /// follow a new leader: the batch may be lost (or kept by the new leader).
+    static func leadershipLost(baseOffset: Int64, topic: String, partition: UInt32) -> ProduceFailure {
+        ProduceFailure(
+            .notLeader,
+            "not leader for \(topic)/\(partition): leadership moved before every in-sync replica had the batch appended at offset \(baseOffset); it may be lost, retry")
+    }
+
     static func notDurableInTime(baseOffset: Int64) -> ProduceFailure {
         ProduceFailure(
             .requestTimedOut,

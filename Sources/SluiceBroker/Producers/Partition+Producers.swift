@@ -124,7 +124,7 @@ extension Partition {
         writeSnapshot(snapshot)
     }
 
-    private func writeSnapshot(_ snapshot: ProducerSnapshot) {
+    func writeSnapshot(_ snapshot: ProducerSnapshot) {
         producers.snapshotLock.withLock { _ in
             do throws(LogError) {
                 try log.writeProducerSnapshot(snapshot.state, offset: snapshot.offset)

@@ -16,6 +16,7 @@ import SluiceStorage
 /// | message.timestamp.type | CreateTime | CreateTime or LogAppendTime                       |
 /// | cleanup.policy         | delete     | delete                                            |
 /// | min.insync.replicas    | 1          | 1 ... the topic's replication factor              |
+/// | unclean.leader.election.enable | false | true or false (any case)                      |
 public struct TopicConfig: Sendable, Equatable {
     public enum TimestampType: String, Sendable, Equatable {
         case createTime = "CreateTime"
@@ -36,6 +37,10 @@ public struct TopicConfig: Sendable, Equatable {
     public var messageTimestampType: TimestampType
     public var cleanupPolicy: CleanupPolicy
     public var minInsyncReplicas: Int
+    /// In a cluster, whether a live replica outside the ISR may lead when no in-sync
+    /// replica is live (the controller reads the topic's setting; records acknowledged
+    /// only by the lost ISR are then gone). No effect on a single node.
+    public var uncleanLeaderElection: Bool
 
     /// The effective settings of a topic with these (already validated) overrides.
     init(overrides: [String: String]) {
@@ -61,6 +66,7 @@ public struct TopicConfig: Sendable, Equatable {
         messageTimestampType = .createTime
         cleanupPolicy = .delete
         minInsyncReplicas = 1
+        uncleanLeaderElection = false
     }
 
     public static let defaults = TopicConfig()
@@ -77,6 +83,7 @@ public enum TopicSetting: String, Sendable, CaseIterable {
     case messageTimestampType = "message.timestamp.type"
     case cleanupPolicy = "cleanup.policy"
     case minInsyncReplicas = "min.insync.replicas"
+    case uncleanLeaderElectionEnable = "unclean.leader.election.enable"
 
     public static let minimumSegmentBytes = BrokerLimits.defaults.minSegmentBytes.value
     public static let maximumSegmentBytes = BrokerLimits.defaults.maxSegmentBytes.value
@@ -93,6 +100,7 @@ public enum TopicSetting: String, Sendable, CaseIterable {
         case .messageTimestampType: defaults.messageTimestampType.rawValue
         case .cleanupPolicy: defaults.cleanupPolicy.rawValue
         case .minInsyncReplicas: String(defaults.minInsyncReplicas)
+        case .uncleanLeaderElectionEnable: String(defaults.uncleanLeaderElection)
         }
     }
 
@@ -129,6 +137,10 @@ public enum TopicSetting: String, Sendable, CaseIterable {
                 throw invalid(value, "the only supported policy is delete")
             }
             return policy.rawValue
+        case .uncleanLeaderElectionEnable:
+            // Kafka's booleans: either word, in any case.
+            guard let enabled = Bool(value.lowercased()) else { throw invalid(value, "expected true or false") }
+            return String(enabled)
         }
     }
 
@@ -167,6 +179,8 @@ public enum TopicSetting: String, Sendable, CaseIterable {
             config.cleanupPolicy = TopicConfig.CleanupPolicy(rawValue: text) ?? config.cleanupPolicy
         case .minInsyncReplicas:
             config.minInsyncReplicas = Int(text) ?? config.minInsyncReplicas
+        case .uncleanLeaderElectionEnable:
+            config.uncleanLeaderElection = Bool(text) ?? config.uncleanLeaderElection
         }
     }
 }

@@ -15,29 +15,47 @@ public struct PartitionMove: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension PartitionState {
-    /// The state once only `live` brokers count. In this issue a replica is in sync while
-    /// it is live (no data is replicated yet: the next issue narrows the ISR to replicas
-    /// that caught up): the ISR is the live replicas, in replica order. A live leader
-    /// stays; a leader that left is replaced by the first live replica of the ISR it was
-    /// in, or by none; a partition with no leader gets the first live replica. The leader
-    /// epoch goes up by one on every change of leader, to none included.
-    public func following(live: Set<UInt32>) -> PartitionState {
-        let nextISR = replicas.filter(live.contains)
-        let nextLeader: UInt32? = if let leader, nextISR.contains(leader) {
-            leader
-        } else {
-            // Preferably one that was in sync with the old leader; everyone live counts as in
-            // sync in this issue, so that is the ISR's first live member.
-            isr.first(where: nextISR.contains) ?? nextISR.first
+    /// The state once only `live` brokers count (Kafka's rule: only a replica known to hold
+    /// every acknowledged record may lead).
+    ///
+    /// - The ISR becomes ISR ∩ live, in ISR order; a live replica outside it is not put
+    ///   back (only its leader knows when it caught up, and writes that with
+    ///   `PartitionISRWriter`).
+    /// - A live leader stays. A leader that left, or none, is replaced by the first live
+    ///   member of the ISR.
+    /// - When no ISR member is live, the ISR is kept as it was (never empty: its members
+    ///   are the ones that may lead again, the first of them to come back) and the
+    ///   partition has no leader, unless `uncleanElection` (the topic's
+    ///   `unclean.leader.election.enable`): then the first live replica leads, alone in
+    ///   the ISR, and what only the old ISR held is lost.
+    /// - The leader epoch goes up by one on every change of leader, to none included.
+    public func following(live: Set<UInt32>, uncleanElection: Bool = false) -> PartitionState {
+        let liveISR = isr.filter(live.contains)
+        if let leader, live.contains(leader) {
+            return changed(leader: leader, isr: liveISR)
         }
-        let epoch = nextLeader == leader ? leaderEpoch : leaderEpoch + 1
-        return PartitionState(replicas: replicas, leader: nextLeader, leaderEpoch: epoch, isr: nextISR)
+        if let first = liveISR.first {
+            return changed(leader: first, isr: liveISR)
+        }
+        if uncleanElection, let first = replicas.first(where: live.contains) {
+            return changed(leader: first, isr: [first])
+        }
+        return changed(leader: nil, isr: isr)
+    }
+
+    /// This state led by `leader` with `isr`, the epoch bumped if the leader changed.
+    private func changed(leader next: UInt32?, isr nextISR: [UInt32]) -> PartitionState {
+        let state = PartitionState(
+            replicas: replicas, leader: next, leaderEpoch: next == leader ? leaderEpoch : leaderEpoch + 1, isr: nextISR)
+        assert(state.isWellFormed, "a failover keeps a partition state well formed: \(state)")
+        return state
     }
 }
 
 extension Controller {
     /// Brings every partition of every topic in line with the live brokers as etcd has
-    /// them now (`PartitionState.following(live:)`): after a broker left or joined, and
+    /// them now (`PartitionState.following(live:uncleanElection:)`, unclean as the topic's
+    /// settings say): after a broker left or joined, and
     /// when a controller is elected (a failover may have been missed while none ran). Each
     /// changed partition is written with `mod_revision(key) ==` the revision read, in Txns
     /// of `partitionKeysPerTxn`; a concurrent change makes it read again. Returns what moved.
@@ -48,9 +66,9 @@ extension Controller {
                 let keyspace = try await self.readForWriting()
                 let live = Set(keyspace.brokers.keys)
                 var pending: [(move: PartitionMove, modRevision: Int64)] = []
-                for name in keyspace.topics.keys.sorted() {
+                for (name, record) in keyspace.topics.sorted(by: { $0.key < $1.key }) {
                     for (partition, state) in (keyspace.completeTopic(name) ?? []).enumerated() {
-                        let after = state.value.following(live: live)
+                        let after = state.value.following(live: live, uncleanElection: record.value.allowsUncleanElection)
                         guard after != state.value else { continue }
                         let move = PartitionMove(topic: name, partition: UInt32(partition), before: state.value, after: after)
                         pending.append((move, state.modRevision))

@@ -7,8 +7,8 @@ import Synchronization
 /// (`ControllerElection`), and once elected acts as the `Controller` until its lease is
 /// lost, then stands again. While in office it reconciles every partition with the live
 /// brokers at once (a failover missed while no controller ran) and after every change the
-/// `BrokerRegistry` reports (a broker left: its partitions get new leaders; one joined: it
-/// rejoins the ISRs).
+/// `BrokerRegistry` reports (a broker left: its partitions get new leaders from their
+/// ISRs; one joined: the partitions left without a leader get one if it is in their ISR).
 ///
 /// A term ends when the lease is lost (the keep-alive could not confirm it, or etcd says
 /// it expired) or the controller finds itself fenced: it stops acting, then tries to

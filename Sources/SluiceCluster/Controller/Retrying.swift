@@ -24,3 +24,30 @@ func retryingUntilAnswered<Value: Sendable>(
     }
     return nil
 }
+
+/// `attempt`'s result, tried again after a transport failure (UNAVAILABLE, DEADLINE_EXCEEDED:
+/// etcd may not have seen the request, or its answer was lost) up to `attempts` times in
+/// all, with the pauses of `retryingUntilAnswered`; so `attempt` must read before it
+/// writes. Anything else (etcd refused, the client is closed), or the last failure once
+/// the attempts are spent, throws `.etcd`.
+func retryingTransportFailures<Value: Sendable>(
+    _ what: String, attempts: Int, _ attempt: () async throws -> Value
+) async throws(ControllerError) -> Value {
+    precondition(attempts > 0, "at least one attempt")
+    var pause = Duration.milliseconds(200)
+    for remaining in (0..<attempts).reversed() {
+        do {
+            return try await attempt()
+        } catch let status as GRPCStatus
+            where remaining > 0 && status != EtcdConnector.closedStatus && [.unavailable, .deadlineExceeded].contains(status.code)
+        {
+            // Pauses between attempts at an etcd that did not answer; bounded by `attempts`.
+            try? await Task.sleep(for: pause)
+            if Task.isCancelled { throw .etcd("\(what) was cancelled after \(status)") }
+            pause = min(pause * 2, ClusterLimits.defaults.retryPauseCap.value)
+        } catch {
+            throw .etcd("\(what) failed: \(error)")
+        }
+    }
+    preconditionFailure("the last attempt returns or throws")
+}

@@ -36,6 +36,14 @@ public struct TopicRecord: Codable, Sendable, Hashable {
         self.partitions = partitions
     }
 
+    /// The setting by which a topic lets the controller elect a live replica outside the
+    /// ISR when no in-sync one is live (`TopicSetting.uncleanLeaderElectionEnable` in
+    /// SluiceBroker, which checks it and stores `true` or `false`).
+    public static let uncleanLeaderElectionSetting = "unclean.leader.election.enable"
+
+    /// Whether the topic sets `unclean.leader.election.enable` to `true` (default false).
+    public var allowsUncleanElection: Bool { configs[Self.uncleanLeaderElectionSetting] == "true" }
+
     /// A new topic's id (the form described above).
     public static func newID() -> String { UUID().uuidString.lowercased() }
 

@@ -1,8 +1,10 @@
 public import NIOCore
 
 /// Who holds a partition and who leads it: the value of
-/// `/sluice/<cluster>/partitions/<topic>/<partition>`, written only by the controller, in a
-/// Txn fenced by its election revision and by this key's `mod_revision` as it read it.
+/// `/sluice/<cluster>/partitions/<topic>/<partition>`, written by the controller, in a Txn
+/// fenced by its election revision and by this key's `mod_revision` as it read it, and, its
+/// `isr` alone, by the partition's leader (`PartitionISRWriter`, fenced by the key's
+/// `mod_revision` and the leader and epoch it read).
 ///
 /// On the wire: one UTF-8 JSON object, keys sorted, no whitespace, for example
 /// `{"isr":[1,3],"leader":3,"leaderEpoch":4,"replicas":[1,2,3]}`:

@@ -24,10 +24,12 @@ struct LocalTopicFollower: Sendable {
     let brokerID: UInt32
     let logger: Logger
 
-    /// Applies every snapshot of `metadata` until the task is cancelled.
-    func follow(_ metadata: ClusterMetadataCache) async {
+    /// Applies every snapshot of `metadata` until the task is cancelled, then hands it
+    /// to `then` (the replica fetchers, which need the logs this created).
+    func follow(_ metadata: ClusterMetadataCache, then: (ClusterSnapshot) -> Void = { _ in }) async {
         for await snapshot in metadata.snapshots() {
             await apply(snapshot)
+            then(snapshot)
         }
     }
 

@@ -12,6 +12,14 @@ struct LogState {
     /// `truncateWatermarks(to:)`.
     private(set) var highWatermarkOffset: Int64
     let highWatermarkRule: HighWatermarkRule
+    /// Under `.replicated`: the end every in-sync replica holds (`setReplicaFloor`); nil
+    /// while this replica is the ISR alone. Until the replication layer sets one it is
+    /// the high watermark the log opened with, so nothing above that becomes readable on
+    /// this log's word alone.
+    var replicaFloor: Int64?
+    /// Under `.replicated`, this log's own end is its durable end (`FsyncPolicy.always`),
+    /// else its log end.
+    let ownEndIsDurable: Bool
     /// Epoch of the last batch appended; appends may not go below it. None (-1) until
     /// the opening log reads it from its newest batch (`finishOpening`).
     var lastLeaderEpoch: Int32 = -1
@@ -37,19 +45,28 @@ struct LogState {
     var intervalFlusher: Task<Void, Never>?
 
     /// A log just opened: everything in it was synced by the open (recovery syncs what
-    /// it keeps), so all three watermarks start at the log end.
+    /// it keeps), so the log end and durable end start at the log end, and so does the
+    /// high watermark on a single node. A replica's starts at `replicatedStart` (the
+    /// high watermark it checkpointed), never above the log end.
     init(
         segments: [Segment], logStartOffset: Int64, recoveryPoint: Int64, highWatermarkRule: HighWatermarkRule,
-        waitLimit: Int
+        ownEndIsDurable: Bool, replicatedStart: Int64, waitLimit: Int
     ) {
         self.segments = segments
         self.logStartOffset = logStartOffset
         self.recoveryPoint = recoveryPoint
         self.highWatermarkRule = highWatermarkRule
+        self.ownEndIsDurable = ownEndIsDurable
         self.waits = WatermarkWaiters(limit: waitLimit)
         let end = segments[segments.count - 1].nextOffset
         durableEndOffset = end
-        highWatermarkOffset = end
+        if highWatermarkRule == .replicated {
+            let start = min(max(replicatedStart, logStartOffset), end)
+            highWatermarkOffset = start
+            replicaFloor = start
+        } else {
+            highWatermarkOffset = end
+        }
     }
 
     var active: Segment { segments[segments.count - 1] }
@@ -101,7 +118,11 @@ struct LogState {
         switch highWatermarkRule {
         case .followsLogEnd: highWatermarkOffset = logEndOffset
         case .followsDurableEnd: highWatermarkOffset = durableEndOffset
-        case .replicated: preconditionFailure("the replicated high watermark is being written (issue 15, branch storage)")
+        case .replicated:
+            let ownEnd = ownEndIsDurable ? durableEndOffset : logEndOffset
+            // Never back: a floor below the high watermark (a follower that fell out of
+            // step, a leader's smaller view) leaves it where it is.
+            highWatermarkOffset = max(highWatermarkOffset, min(replicaFloor ?? ownEnd, ownEnd))
         }
         assert(durableEndOffset >= before.durable && highWatermarkOffset >= before.high, "a watermark went backwards")
         checkWatermarkOrder()
@@ -117,6 +138,8 @@ struct LogState {
         precondition(newEnd <= logEndOffset, "a truncation never lengthens the log")
         durableEndOffset = min(durableEndOffset, newEnd)
         highWatermarkOffset = min(highWatermarkOffset, newEnd)
+        // What is fetched again above the new end counts only once a floor covers it anew.
+        if let floor = replicaFloor { replicaFloor = min(floor, newEnd) }
         waits.resolve(from: newEnd, with: .truncated(newEnd: newEnd))
     }
 

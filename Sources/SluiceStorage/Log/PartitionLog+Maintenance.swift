@@ -5,14 +5,18 @@ import Synchronization
 extension PartitionLog {
     /// Replaces the settings in force (a topic's settings were altered). Size, age,
     /// retention and batch limits apply from the next append, roll or retention pass;
-    /// nothing already written is rewritten. The fsync policy (it picks the high
-    /// watermark's rule), the open-segment bound and the bound of waits are fixed when the log opens (the interval task is started for the
-    /// policy), so a change to either is refused.
+    /// nothing already written is rewritten. The fsync policy and `replicated` (they pick
+    /// the high watermark's rule), the open-segment bound and the bound of waits are fixed
+    /// when the log opens (the interval task is started for the policy), so a change to
+    /// any of them is refused.
     public func reconfigure(_ newConfig: LogConfig) throws(LogError) {
         if let problem = newConfig.validate() { throw LogError.invalidConfiguration(problem) }
         try settings.withLock { (current) throws(LogError) in
             guard newConfig.fsyncPolicy == current.fsyncPolicy else {
                 throw LogError.invalidConfiguration("the fsync policy of an open log cannot change")
+            }
+            guard newConfig.replicated == current.replicated else {
+                throw LogError.invalidConfiguration("whether an open log is a replica cannot change")
             }
             guard newConfig.maxOpenSealedSegments == current.maxOpenSealedSegments else {
                 throw LogError.invalidConfiguration("maxOpenSealedSegments of an open log cannot change")

@@ -86,7 +86,9 @@ extension PartitionLog {
         let checkpointNeeded = !report.cleanShutdown || checkpoint.recoveryPoint != logEnd
         let state = LogState(
             segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd,
-            highWatermarkRule: HighWatermarkRule(config.fsyncPolicy), waitLimit: config.maxWatermarkWaits)
+            highWatermarkRule: config.replicated ? .replicated : HighWatermarkRule(config.fsyncPolicy),
+            ownEndIsDurable: config.fsyncPolicy == .always, replicatedStart: checkpoint.logStartOffset,
+            waitLimit: config.maxWatermarkWaits)
         let log = PartitionLog(
             directory: directory, config: config, fileSystem: fileSystem, syncGate: gate, clock: clock,
             syncThreads: syncThreads, state: state, recovery: report)

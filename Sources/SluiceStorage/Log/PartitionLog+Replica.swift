@@ -1,8 +1,9 @@
 public import NIOCore
+import SluiceChecksum
+import Synchronization
 
-// CONTRACT (issue 15): the storage a replica needs. The signatures are fixed; the bodies
-// are being written (branch `storage`). Every `preconditionFailure` here is replaced
-// before this reaches a release.
+// The storage a replica needs (issue 15): a follower's verbatim appends, the replica
+// floor under the replicated high watermark, where an epoch ends, and the scrub.
 
 /// Where one leader epoch ends in a log (KIP-101/279): the start offset of the next
 /// larger epoch the log holds, or the log end for its latest epoch.
@@ -58,6 +59,14 @@ public enum StoredBatchCheck: Sendable, Equatable {
     case damaged(offset: Int64, reason: String)
 }
 
+/// `PartitionLog.appendReplicatedReporting(_:)`'s answer: what was stored and, when it
+/// stopped before the end of its input, why.
+public struct ReplicatedAppendOutcome: Sendable, Equatable {
+    public var stored: ReplicatedAppend
+    /// The refusal (or the write failure) that stopped it; nil when every batch was stored.
+    public var stoppedBy: LogError?
+}
+
 extension PartitionLog {
     /// Appends stored batches fetched from the partition's leader exactly as they are:
     /// `batches` is zero or more stored batches back to back (BatchHeader + records). Each
@@ -70,7 +79,71 @@ extension PartitionLog {
     /// Under `FsyncPolicy.always` the sync is requested as for any append; the caller
     /// waits with `wait(for: DurableEndOffset.self, ...)` if it must.
     public func appendReplicated(_ batches: ByteBuffer) throws(LogError) -> ReplicatedAppend {
-        preconditionFailure("appendReplicated: being written (issue 15, branch storage)")
+        let outcome = appendReplicatedReporting(batches)
+        if let error = outcome.stoppedBy { throw error }
+        return outcome.stored
+    }
+
+    /// `appendReplicated` that reports the batches it stored even when a later one stops
+    /// it: the partition records their producers whatever came after them.
+    public func appendReplicatedReporting(_ batches: ByteBuffer) -> ReplicatedAppendOutcome {
+        // Outside the lock: the CRC passes over every byte, the CPU work of the append.
+        let (checked, refusal) = checkReplicated(batches, limit: config.batchLimitBytes)
+        var stoppedBy = refusal
+        let now = clock.nowMilliseconds()
+        let (stored, startsSyncRun) = state.withLock { s -> (ReplicatedAppend, Bool) in
+            var stored = ReplicatedAppend(firstOffset: s.logEndOffset, lastOffset: s.logEndOffset - 1, headers: [])
+            do throws(LogError) {
+                try checkWritable(s)
+                for (header, bytes) in checked {
+                    guard header.baseOffset == s.logEndOffset else {
+                        throw LogError.invalidBatch(.invalidField(
+                            "base offset \(header.baseOffset) does not continue the log, which ends at \(s.logEndOffset)"))
+                    }
+                    guard header.leaderEpoch >= s.lastLeaderEpoch else {
+                        throw LogError.invalidBatch(.invalidField(
+                            "leader epoch \(header.leaderEpoch) is older than the log's latest, \(s.lastLeaderEpoch)"))
+                    }
+                    try store(&s, header, now: now) { (active) throws(StorageIOError) in
+                        try active.append(header, stored: bytes)
+                    }
+                    stored.lastOffset = header.lastOffset
+                    stored.headers.append(header)
+                }
+            } catch {
+                stoppedBy = error
+            }
+            guard !stored.headers.isEmpty else { return (stored, false) }
+            s.moveWatermarks()
+            return (stored, alwaysSyncs && s.claimSyncRun())
+        }
+        if startsSyncRun { startSyncRun() }
+        return ReplicatedAppendOutcome(stored: stored, stoppedBy: stoppedBy)
+    }
+
+    /// The batches of `batches` that pass every check made on their bytes alone (format,
+    /// header CRC, field relations, size limit, length, records CRC), in order, each
+    /// with its header; and the refusal of the first that does not, which ends them.
+    private func checkReplicated(
+        _ batches: ByteBuffer, limit: Int
+    ) -> (checked: [(BatchHeader, ByteBuffer)], stoppedBy: LogError?) {
+        var rest = batches
+        var checked: [(BatchHeader, ByteBuffer)] = []
+        while rest.readableBytes > 0 {
+            let header: BatchHeader
+            switch BatchHeader.checked(rest, at: rest.readerIndex, maxRecordsLength: Self.maxStoredRecordsLength) {
+            case .failure(let defect): return (checked, .invalidBatch(defect))
+            case .success(let decoded): header = decoded
+            }
+            guard header.storedSize <= limit else { return (checked, .batchTooLarge(bytes: header.storedSize, limit: limit)) }
+            guard let bytes = rest.readSlice(length: header.storedSize) else { return (checked, .invalidBatch(.truncated)) }
+            let records = bytes.getSlice(at: bytes.readerIndex + BatchHeader.size, length: Int(header.recordsLength))
+            guard let records, CRC32C.checksum(records) == header.recordsCRC else {
+                return (checked, .invalidBatch(.recordsChecksumMismatch))
+            }
+            checked.append((header, bytes))
+        }
+        return (checked, nil)
     }
 
     /// Where `epoch` ends in this log (see `EpochEndOffset`), from its leader-epoch
@@ -90,8 +163,15 @@ extension PartitionLog {
     /// own end (the durable end under `always`, else the log end), and never goes back: a
     /// floor below the high watermark leaves it where it is. On a follower the floor is
     /// the leader's high watermark. Wakes the waits it covers (acks=all, subscribers).
+    ///
+    /// Until the first call the floor is the high watermark the log opened with, so
+    /// nothing above it becomes readable on this log's word alone.
     public func setReplicaFloor(_ offset: Int64?) {
-        preconditionFailure("setReplicaFloor: being written (issue 15, branch storage)")
+        state.withLock { s in
+            precondition(s.highWatermarkRule == .replicated, "a replica floor on a log opened without LogConfig.replicated")
+            s.replicaFloor = offset
+            s.moveWatermarks()
+        }
     }
 
     /// Checks stored batches from `offset` (a batch start, or the log start) up to

@@ -140,19 +140,10 @@ public final class PartitionLog: Sendable {
             guard header.baseOffset <= Int64.max - Int64(header.recordCount) else {
                 throw LogError.invalidBatch(.invalidField("offsets would overflow"))
             }
-            try leaveCleanState(&s)
-            if shouldRoll(s.active, adding: header, now: now) { try roll(&s) }
             header.headerCRC = header.computeHeaderCRC()
-            let active = s.active
-            let previousEnd = s.logEndOffset
-            do throws(StorageIOError) {
+            try store(&s, header, now: now) { (active) throws(StorageIOError) in
                 try active.append(header, records: batch.records)
-            } catch {
-                throw fence(&s, LogError(error))
             }
-            if active.rollBasisMs == nil { active.rollBasisMs = now }
-            assert(s.logEndOffset > previousEnd, "offsets strictly increase")
-            s.lastLeaderEpoch = leaderEpoch
             s.moveWatermarks()
             // Under `always` every append is synced by group commit whether or not anyone
             // waits (the high watermark follows the durable end); claimed here, under the
@@ -162,6 +153,27 @@ public final class PartitionLog: Sendable {
         }
         if result.startsSyncRun { startSyncRun() }
         return result.appended
+    }
+
+    /// Under the lock: writes one batch whose header is final at the log end, rolling
+    /// first if it is due, and notes its epoch; both kinds of append end here. A failed
+    /// write fences the log. The caller moves the watermarks.
+    func store(
+        _ s: inout LogState, _ header: BatchHeader, now: Int64, write: (Segment) throws(StorageIOError) -> Void
+    ) throws(LogError) {
+        precondition(header.baseOffset == s.logEndOffset, "a batch is stored at the log end")
+        try leaveCleanState(&s)
+        if shouldRoll(s.active, adding: header, now: now) { try roll(&s) }
+        let active = s.active
+        let previousEnd = s.logEndOffset
+        do throws(StorageIOError) {
+            try write(active)
+        } catch {
+            throw fence(&s, LogError(error))
+        }
+        if active.rollBasisMs == nil { active.rollBasisMs = now }
+        assert(s.logEndOffset > previousEnd, "offsets strictly increase")
+        s.lastLeaderEpoch = header.leaderEpoch
     }
 
     // MARK: Read

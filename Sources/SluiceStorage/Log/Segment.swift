@@ -72,17 +72,34 @@ final class Segment {
     /// Appends one stored batch whose header is final (offsets, epoch, header CRC).
     /// On error nothing in memory changes; the caller fences the log.
     func append(_ header: BatchHeader, records: ByteBuffer) throws(StorageIOError) {
+        precondition(Int(header.recordsLength) == records.readableBytes, "records length")
+        try append(header) { (file, position) throws(StorageIOError) in
+            try withUnsafeTemporaryAllocation(byteCount: BatchHeader.size, alignment: 8) { (scratch) throws(StorageIOError) in
+                header.encode(into: scratch)
+                try file.writeFully(UnsafeRawBufferPointer(scratch), at: position)
+            }
+            try records.withUnsafeReadableBytes { (raw) throws(StorageIOError) in
+                try file.writeFully(raw, at: position + Int64(BatchHeader.size))
+            }
+        }
+    }
+
+    /// Appends one stored batch exactly as `stored` holds it (header and records, the
+    /// header's CRC as given: a replica writes its leader's bytes, never a re-encoding).
+    /// `header` is its decoded, checked header.
+    func append(_ header: BatchHeader, stored: ByteBuffer) throws(StorageIOError) {
+        precondition(header.storedSize == stored.readableBytes, "stored size")
+        try append(header) { (file, position) throws(StorageIOError) in
+            try stored.withUnsafeReadableBytes { (raw) throws(StorageIOError) in try file.writeFully(raw, at: position) }
+        }
+    }
+
+    private func append(
+        _ header: BatchHeader, write: (any StorageFile, Int64) throws(StorageIOError) -> Void
+    ) throws(StorageIOError) {
         guard let log, let size else { preconditionFailure("append to an unloaded segment") }
         precondition(header.baseOffset == nextOffset, "offsets must be contiguous")
-        precondition(Int(header.recordsLength) == records.readableBytes, "records length")
-        let file = log.file
-        try withUnsafeTemporaryAllocation(byteCount: BatchHeader.size, alignment: 8) { (scratch) throws(StorageIOError) in
-            header.encode(into: scratch)
-            try file.writeFully(UnsafeRawBufferPointer(scratch), at: size)
-        }
-        try records.withUnsafeReadableBytes { (raw) throws(StorageIOError) in
-            try file.writeFully(raw, at: size + Int64(BatchHeader.size))
-        }
+        try write(log.file, size)
         _ = indexer.add(header, at: size)
         self.size = size + Int64(header.storedSize)
         nextOffset = header.nextOffset

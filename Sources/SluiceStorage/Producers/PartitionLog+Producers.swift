@@ -97,11 +97,7 @@ extension PartitionLog {
             var advanced = false
             for batch in StoredBatches(read.batches) {
                 let header = batch.header
-                if header.producerId > 0 && header.baseSequence >= 0 && header.producerEpoch >= 0 {
-                    state.record(
-                        producerId: header.producerId, epoch: header.producerEpoch, baseSequence: header.baseSequence,
-                        recordCount: header.recordCount, baseOffset: header.baseOffset, appendMs: replayTimeMs)
-                }
+                state.record(storedBatch: header, appendMs: replayTimeMs)
                 recovery.batchesScanned += 1
                 if header.nextOffset > position {
                     position = header.nextOffset

@@ -132,6 +132,16 @@ public struct ProducerState: Sendable, Equatable {
         producers[producerId] = known
     }
 
+    /// Remembers a stored batch from its header if an idempotent producer wrote it (the
+    /// log is the truth: nothing is checked). Replaying the log, and a replica copying
+    /// its leader's batches, build the state the leader built.
+    public mutating func record(storedBatch header: BatchHeader, appendMs: Int64) {
+        guard header.producerId > 0 && header.baseSequence >= 0 && header.producerEpoch >= 0 else { return }
+        record(
+            producerId: header.producerId, epoch: header.producerEpoch, baseSequence: header.baseSequence,
+            recordCount: header.recordCount, baseOffset: header.baseOffset, appendMs: appendMs)
+    }
+
     /// Puts back what `producers[producerId]` was (nil: absent), undoing a `record`
     /// without copying the whole state beforehand.
     public mutating func restore(producerId: Int64, to previous: Producer?) {

@@ -1,0 +1,219 @@
+import Foundation
+import Logging
+import NIOCore
+import SluiceAPI
+import SluiceClient
+import SluiceCluster
+import SluiceTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 15's end-to-end checks of replication on real processes: three `sluice serve
+/// --cluster` brokers on a 3-member etcd, a topic with replication factor 3 and
+/// `min.insync.replicas=2`, records produced with acks=all through the Swift client
+/// holding the whole bootstrap list. Each broker keeps its data directory across a
+/// restart, so the replicas' segment files can be compared byte for byte.
+@Suite("replication: followers copy the leader's log", .timeLimit(.minutes(4)), .enabled(if: EtcdProcess.binary != nil))
+struct ReplicationTests {
+    let keys = ClusterKeys(clusterName: "replicate")
+
+    @Test("records acknowledged with acks=all are on every replica: the same log end, byte-identical segment files")
+    func everyReplicaHoldsTheSameBytes() async throws {
+        try await withReplicatedCluster { cluster in
+            let ready = try await cluster.createTopic("orders")
+            let producer = cluster.producer()
+            var offsets: [Int64] = []
+            for index in 0..<300 {
+                offsets.append(try await producer.send(topic: "orders", value: ByteBuffer(string: "r\(index)"), partition: 0).offset)
+            }
+            await producer.close()
+            #expect(offsets == Array(0..<300), "acknowledged in order, each at its own offset")
+            let isr = try #require(ready.partition("orders", 0)).isr
+            #expect(Set(isr) == [1, 2, 3], "every replica in sync from the start")
+
+            // The followers' files grow as they append; once all three hold the same bytes
+            // (read through the page cache while they run), each is stopped cleanly.
+            try await eventually("every replica's log holds what the leader's does", within: .seconds(60)) {
+                let copies = (UInt32(1)...3).map { cluster.segments(of: $0, topic: "orders") }
+                return copies[0].values.reduce(0) { $0 + $1.count } > 0 && copies.allSatisfy { $0 == copies[0] }
+            }
+            for id in UInt32(1)...3 { #expect(await cluster.brokers[id]?.process.stop() == 0, "broker \(id) stops cleanly") }
+            let copies = (UInt32(1)...3).map { cluster.segments(of: $0, topic: "orders") }
+            #expect(copies[0].count >= 1)
+            for id in 1..<3 {
+                #expect(copies[id].keys == copies[0].keys, "broker \(id + 1) has the same segment files")
+                for (name, bytes) in copies[0] { #expect(copies[id][name] == bytes, "broker \(id + 1): \(name) differs") }
+            }
+        }
+    }
+
+    @Test("SIGKILL the leader mid-produce: every acknowledged record is read back from the new leader, in order")
+    func killedLeaderLosesNoAcknowledgedRecord() async throws {
+        try await withReplicatedCluster { cluster in
+            let ready = try await cluster.createTopic("orders")
+            let victim = try #require(ready.partition("orders", 0)?.leader)
+            let producer = cluster.producer()
+            var deliveries: [Delivery] = []
+            for index in 0..<100 {
+                deliveries.append(try await producer.enqueue(topic: "orders", value: ByteBuffer(string: "k\(index)"), partition: 0))
+            }
+            // Some acknowledged before the kill, the rest in flight or after it.
+            _ = try await deliveries[49].result()
+            try await #require(cluster.brokers[victim]).process.crash()
+            for index in 100..<300 {
+                deliveries.append(try await producer.enqueue(topic: "orders", value: ByteBuffer(string: "k\(index)"), partition: 0))
+            }
+            var acknowledged: [(index: Int, offset: Int64)] = []
+            for (index, delivery) in deliveries.enumerated() {
+                if let offset = try? await delivery.result().offset { acknowledged.append((index, offset)) }
+            }
+            await producer.close()
+            #expect(acknowledged.count >= 50)
+            #expect(acknowledged.map(\.offset) == acknowledged.map(\.offset).sorted(), "acknowledged in send order")
+
+            let moved = try await firstSnapshot(of: cluster.watcher.cache, "orders/0 led by another broker") {
+                guard let leader = $0.partition("orders", 0)?.leader else { return false }
+                return leader != victim
+            }
+            let newLeader = try #require(moved.partition("orders", 0)?.leader)
+            // Read from the new leader alone: each acknowledged record at its offset.
+            let last = try #require(acknowledged.last?.offset)
+            let consumer = Consumer(
+                bootstrap: [BrokerAddress(host: "127.0.0.1", port: try #require(cluster.brokers[newLeader]).port)], topic: "orders",
+                partitions: [0: .earliest])
+            var stored: [Int64: String] = [:]
+            for try await record in consumer {
+                stored[record.offset] = String(buffer: record.value)
+                if record.offset >= last { break }
+            }
+            for (index, offset) in acknowledged {
+                #expect(stored[offset] == "k\(index)", "offset \(offset), acknowledged as record \(index)")
+            }
+        }
+    }
+
+    @Test("a killed follower restarted catches up from its own log and rejoins the ISR")
+    func restartedFollowerRejoins() async throws {
+        try await withReplicatedCluster { cluster in
+            let ready = try await cluster.createTopic("orders")
+            let state = try #require(ready.partition("orders", 0))
+            let follower = try #require(state.replicas.first { $0 != state.leader && $0 != ready.controller })
+            let producer = cluster.producer()
+            for index in 0..<100 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "a\(index)"), partition: 0) }
+
+            try await #require(cluster.brokers[follower]).process.crash()
+            _ = try await firstSnapshot(of: cluster.watcher.cache, "broker \(follower) out of the ISR") {
+                $0.brokers[follower] == nil && $0.partition("orders", 0)?.isr.contains(follower) == false
+            }
+            // Acknowledged by the two left (min.insync.replicas=2).
+            for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "b\(index)"), partition: 0) }
+
+            try await cluster.restart(follower)
+            let rejoined = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(follower) back in the ISR") {
+                $0.partition("orders", 0)?.isr.contains(follower) == true
+            }
+            #expect(rejoined.partition("orders", 0)?.leader == state.leader, "leadership stayed")
+            for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "c\(index)"), partition: 0) }
+            await producer.close()
+
+            let leader = try #require(state.leader)
+            try await eventually("the restarted follower holds what the leader does", within: .seconds(60)) {
+                let copy = cluster.segments(of: follower, topic: "orders")
+                return !copy.isEmpty && copy == cluster.segments(of: leader, topic: "orders")
+            }
+        }
+    }
+
+    // MARK: The cluster
+
+    /// Three brokers on a 3-member etcd, each with a data directory kept across restarts.
+    final class ReplicatedCluster: @unchecked Sendable {
+        // @unchecked: used by one test task at a time.
+        let members: [EtcdProcess]
+        let watcher: ClusterMetadataWatcher
+        let directories: [UInt32: TemporaryDirectory]
+        var brokers: [UInt32: (process: SluiceProcess, port: Int)] = [:]
+        private var starts = 0
+
+        init(members: [EtcdProcess], watcher: ClusterMetadataWatcher) {
+            self.members = members
+            self.watcher = watcher
+            directories = Dictionary(uniqueKeysWithValues: (UInt32(1)...3).map { ($0, TemporaryDirectory("sluice-replicate-\($0)")) })
+        }
+
+        var bootstrap: [BrokerAddress] {
+            (UInt32(1)...3).compactMap { brokers[$0] }.map { BrokerAddress(host: "127.0.0.1", port: $0.port) }
+        }
+
+        func start(_ id: UInt32) async throws {
+            let directory = try #require(directories[id])
+            starts += 1
+            let endpoints = members.map(\.endpoint).joined(separator: ",")
+            brokers[id] = try await SluiceProcess.serve(
+                ["--cluster", "etcd://\(endpoints)/replicate", "--broker-id", "\(id)", "--lease-ttl", "2",
+                 "--replica-lag-time-max-ms", "2000", "--log-level", "notice"],
+                dataDirectory: directory.path("data"), logsIn: directory.url, logName: "serve-\(starts)")
+        }
+
+        /// Starts `id` again over its data directory, once its old registration is gone.
+        func restart(_ id: UInt32) async throws {
+            _ = try await firstSnapshot(of: watcher.cache, "broker \(id)'s registration expired") { $0.brokers[id] == nil }
+            try await start(id)
+        }
+
+        /// Creates `name` (one partition, three replicas, min.insync.replicas=2) through
+        /// any broker; the snapshot that shows it.
+        func createTopic(_ name: String) async throws -> ClusterSnapshot {
+            let admin = try await SluiceAdminClient(bootstrap: bootstrap)
+            _ = try await admin.createTopic(CreateTopicRequest(
+                name: name, partitions: 1, replicationFactor: 3, configs: ["min.insync.replicas": "2"]))
+            await admin.close()
+            return try await firstSnapshot(of: watcher.cache, "\(name) placed") { $0.topics[name]?.partitions.count == 1 }
+        }
+
+        func producer() -> Producer {
+            var configuration = ProducerConfiguration()
+            configuration.acks = .all
+            configuration.deliveryTimeout = .seconds(60)
+            configuration.linger = .milliseconds(1)
+            return Producer(bootstrap: bootstrap, configuration: configuration)
+        }
+
+        /// The segment files (`*.log`) of broker `id`'s copy of `topic`, by path under its
+        /// data directory.
+        func segments(of id: UInt32, topic: String) -> [String: Data] {
+            guard let root = directories[id]?.path("data") else { return [:] }
+            let files = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
+            var found: [String: Data] = [:]
+            for file in files where file.hasPrefix(topic + "-") && file.hasSuffix(".log") {
+                found[file] = FileManager.default.contents(atPath: root + "/" + file)
+            }
+            return found
+        }
+
+        func stopAll() async {
+            for (_, broker) in brokers { await broker.process.stop() }
+            for directory in directories.values { directory.remove() }
+        }
+    }
+
+    func withReplicatedCluster(_ body: (ReplicatedCluster) async throws -> Void) async throws {
+        try await withEtcdCluster { members, client in
+            let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: etcdTestLogger)
+            let cluster = ReplicatedCluster(members: members, watcher: watcher)
+            do {
+                for id in UInt32(1)...3 { try await cluster.start(id) }
+                _ = try await firstSnapshot(of: watcher.cache, "three brokers and a controller") { $0.brokers.count == 3 && $0.controller != nil }
+                try await body(cluster)
+            } catch {
+                await cluster.stopAll()
+                await watcher.stop()
+                throw error
+            }
+            await cluster.stopAll()
+            await watcher.stop()
+        }
+    }
+}
