@@ -1,4 +1,4 @@
-import SluiceStorage
+@testable import SluiceStorage
 import SluiceTestSupport
 import Testing
 
