@@ -111,12 +111,19 @@ extension Broker {
            let failure = ProduceFailure(producerIDs.check(producerID: validated.batch.producerId, epoch: validated.batch.producerEpoch)) {
             return refused(failure)
         }
-        // acks=all in a cluster: refused before anything is appended when too few
-        // replicas are in sync to ever satisfy it.
+        // In a cluster the partition is known as led from now on (its high watermark
+        // follows its ISR, and losing the leadership wakes acks=all waits); acks=all is
+        // refused before anything is appended when too few replicas are in sync for it.
+        let waitsForISR = switch request.acks {
+        case .none, .leader, .durable: false
+        // Unspecified and unknown values get the safest choice (broker.proto).
+        case .all, .unspecified, .unrecognized: true
+        }
         var replicaSet: ReplicaSet?
-        if request.acks == .all, let leaderEpoch, let known = leadership?.replicaSet(topic: request.topic, partition: request.partition),
+        if let leaderEpoch, let known = leadership?.replicaSet(topic: request.topic, partition: request.partition),
            known.leaderEpoch == UInt32(leaderEpoch) {
-            guard known.isr.count >= config.minInsyncReplicas else {
+            replicas?.followers(of: partition, replicaSet: known)
+            if waitsForISR, known.isr.count < config.minInsyncReplicas {
                 return refused(.notEnoughReplicas(isr: known.isr, minimum: config.minInsyncReplicas))
             }
             replicaSet = known
@@ -150,7 +157,7 @@ extension Broker {
         case .durable, .all, .unspecified, .unrecognized:
             // Unspecified and unknown values get the safest choice (broker.proto).
             let timeout = request.timeoutMs == 0 ? defaultTimeout : .milliseconds(Int64(request.timeoutMs))
-            if let replicaSet, let leaderEpoch {
+            if waitsForISR, let replicaSet, let leaderEpoch {
                 return PendingAnswer(
                     response: response,
                     durability: .inSync(

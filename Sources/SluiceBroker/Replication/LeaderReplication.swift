@@ -32,26 +32,32 @@ final class LeaderReplication: Sendable {
 
     private var nowMs: Int64 { partitions.settings.clock.nowMilliseconds() }
 
-    /// The followers of `partition` while this broker leads it at `epoch`: the current
-    /// record, or a new one if leadership began (or changed epoch) since.
-    func followers(of partition: Partition, epoch: UInt32) -> PartitionFollowers {
+    /// The followers of `partition` while this broker leads it at `replicaSet`'s epoch:
+    /// the current record, or a new one if leadership began (or changed epoch) since,
+    /// whose floor is set at once (an ISR of this broker alone frees the high watermark
+    /// of a partition created after the last view of the cluster).
+    @discardableResult
+    func followers(of partition: Partition, replicaSet: ReplicaSet) -> PartitionFollowers {
         let key = PartitionManager.PartitionKey(topicID: partition.topicID, partition: partition.index)
-        return led.withLock { led in
-            if let known = led[key], known.leaderEpoch == epoch, known.partition === partition { return known }
+        let epoch = replicaSet.leaderEpoch
+        let (followers, created) = led.withLock { led -> (PartitionFollowers, Bool) in
+            if let known = led[key], known.leaderEpoch == epoch, known.partition === partition { return (known, false) }
             let fresh = PartitionFollowers(partition: partition, leaderEpoch: epoch, local: leadership.localBrokerID, nowMs: nowMs)
             led[key] = fresh
-            return fresh
+            return (fresh, true)
         }
+        if created { followers.updateFloor(isr: replicaSet.isr) }
+        return followers
     }
 
     /// A follower's position: recorded, the floor recomputed, and the follower added to
     /// (or, when it reports damage, removed from) the ISR if it qualifies.
     func report(_ report: PositionReport, partition: Partition, replicaSet: ReplicaSet) {
-        let followers = followers(of: partition, epoch: replicaSet.leaderEpoch)
+        let followers = followers(of: partition, replicaSet: replicaSet)
         followers.record(report)
         followers.updateFloor(isr: replicaSet.isr)
         let inISR = replicaSet.isr.contains(report.replica)
-        // Only a report that can change the ISR looks: one joining, or one found damaged.
+        // Only a report that can change the ISR looks: one joining, or one turned suspect.
         guard inISR == report.position.suspect else { return }
         changeISR(followers, replicaSet: replicaSet)
     }
@@ -73,7 +79,7 @@ final class LeaderReplication: Sendable {
     }
 
     /// One periodic pass: every led partition's ISR checked against its followers'
-    /// progress (lagging or damaged members out, caught-up replicas in).
+    /// progress (lagging or suspect members out, caught-up replicas in).
     func checkInSyncReplicas() {
         forEachLed { followers, replicaSet in
             followers.updateFloor(isr: replicaSet.isr)
@@ -122,7 +128,7 @@ final class LeaderReplication: Sendable {
                   let replicaSet = leadership.replicaSet(topic: partition.topicName, partition: partition.index),
                   replicaSet.leaderEpoch == epoch
             else { continue }
-            body(followers(of: partition, epoch: epoch), replicaSet)
+            body(followers(of: partition, replicaSet: replicaSet), replicaSet)
         }
     }
 

@@ -8,8 +8,8 @@ import Synchronization
 struct FollowerProgress: Sendable, Equatable {
     var logEnd: Int64
     var durableEnd: Int64
-    /// It found a damaged batch and has not refetched past it: never in sync.
-    var damaged: Bool
+    /// Not known to be intact (not yet scrubbed, or damaged and not refetched): never in sync.
+    var suspect: Bool
     var lastCaughtUpMs: Int64
 }
 
@@ -84,11 +84,11 @@ final class PartitionFollowers: Sendable {
     func record(_ report: PositionReport) {
         state.withLock { s in
             var progress = s.followers[report.replica]
-                ?? FollowerProgress(logEnd: -1, durableEnd: -1, damaged: false, lastCaughtUpMs: sinceMs)
+                ?? FollowerProgress(logEnd: -1, durableEnd: -1, suspect: false, lastCaughtUpMs: sinceMs)
             let position = report.position
             progress.logEnd = position.logEndOffset
             progress.durableEnd = min(position.durableEndOffset, position.logEndOffset)
-            progress.damaged = position.suspect
+            progress.suspect = position.suspect
             if progress.logEnd >= report.leaderEnd {
                 progress.lastCaughtUpMs = max(progress.lastCaughtUpMs, report.nowMs)
             } else if let previous = report.previousAnswer, progress.logEnd >= previous.leaderEnd {
@@ -104,6 +104,9 @@ final class PartitionFollowers: Sendable {
     /// this partition's lock so that two streams' reports cannot set an older floor after
     /// a newer one was computed from a larger ISR.
     func updateFloor(isr: [UInt32]) {
+        // A log not opened replicated derives its high watermark itself (a cluster broker
+        // run without replicated storage, as in tests of the metadata alone).
+        guard partition.log.config.replicated else { return }
         let durable = countsDurableEnds
         state.withLock { s in
             if let pending = s.pending, pending.base != isr { s.pending = nil }
@@ -127,9 +130,9 @@ final class PartitionFollowers: Sendable {
     }
 
     /// The ISR to ask for now, if any, marked as this partition's one outstanding change:
-    /// without the in-sync followers that are damaged or were last caught up more than
+    /// without the in-sync followers that are suspect or were last caught up more than
     /// `lagMaxMs` ago (never this broker); failing that, with the followers that are not
-    /// in it, are not damaged, and hold the high watermark and this epoch's start.
+    /// in it, are not suspect, and hold the high watermark and this epoch's start.
     func nextChange(replicas: [UInt32], isr: [UInt32], highWatermark: Int64, nowMs: Int64, lagMaxMs: Int64) -> [UInt32]? {
         state.withLock { s -> [UInt32]? in
             if let pending = s.pending, pending.base == isr { return nil }
@@ -137,14 +140,14 @@ final class PartitionFollowers: Sendable {
             let lagging = isr.filter { member in
                 guard member != local else { return false }
                 let progress = s.followers[member]
-                if progress?.damaged == true { return true }
+                if progress?.suspect == true { return true }
                 return nowMs - (progress?.lastCaughtUpMs ?? sinceMs) > lagMaxMs
             }
             var wanted = isr.filter { !lagging.contains($0) }
             if lagging.isEmpty {
                 let joining = replicas.filter { replica in
                     guard replica != local, !isr.contains(replica), let progress = s.followers[replica] else { return false }
-                    return !progress.damaged && progress.logEnd >= highWatermark && progress.logEnd >= epochStartOffset
+                    return !progress.suspect && progress.logEnd >= highWatermark && progress.logEnd >= epochStartOffset
                 }
                 wanted += joining
             }

@@ -41,13 +41,7 @@ extension ReplicaFetcher {
                 "leader epoch": "\(target.leaderEpoch)"])
             return (settings.fencedRetryDelay, true)
         case .offsetOutOfRange:
-            // The leader no longer holds where this copy ends (retention deleted it while
-            // the copy was away): a copy cannot skip ahead in this version, so it stays
-            // behind, out of the ISR, until an operator replaces it.
-            logger.error("the leader no longer holds the offsets this copy needs next; it cannot catch up", metadata: [
-                "partition": "\(key)", "log end": "\(partition.log.logEndOffset)",
-                "leader log start": "\(data.logStartOffset)", "message": "\(data.errorMessage)"])
-            return (settings.fencedRetryDelay, false)
+            return startOver(partition, key, leaderLogStart: data.logStartOffset, message: data.errorMessage)
         default:
             // UNKNOWN_LEADER_EPOCH (the leader's metadata lags), a log not open there yet.
             logger.debug("the leader cannot serve a partition yet; asking again shortly", metadata: [
@@ -86,6 +80,32 @@ extension ReplicaFetcher {
                 "partition": "\(key)", "offset": "\(end)", "error": "\(error)"])
         }
         return (settings.retryDelay, false)
+    }
+
+    /// OFFSET_OUT_OF_RANGE: the leader holds no epoch the copy's last batch could follow,
+    /// or its log does not reach the copy's end: the copy starts over, emptied to its own
+    /// log start (Kafka's truncate-fully). A copy that ends below the leader's log start
+    /// (retention ran while it was away) cannot skip ahead in this version: it stays
+    /// behind, out of the ISR, logged as an error.
+    private func startOver(
+        _ partition: Partition, _ key: ReplicaKey, leaderLogStart: Int64, message: String
+    ) -> (delay: Duration, untilNewEpoch: Bool)? {
+        let log = partition.log
+        let (start, end) = (log.logStartOffset, log.logEndOffset)
+        guard end >= leaderLogStart, end > start else {
+            logger.error("the leader no longer holds the offsets this copy needs next; it cannot catch up", metadata: [
+                "partition": "\(key)", "log": "\(start)..<\(end)", "leader log start": "\(leaderLogStart)", "message": "\(message)"])
+            return (settings.fencedRetryDelay, false)
+        }
+        do throws(LogError) {
+            try partition.truncate(to: start, nowMs: clock.nowMilliseconds())
+            logger.notice("the leader's log holds nothing this copy's could follow: the copy starts over", metadata: [
+                "partition": "\(key)", "from": "\(end)", "to": "\(start)", "message": "\(message)"])
+            return nil
+        } catch {
+            logger.error("cannot empty the follower's copy to start over", metadata: ["partition": "\(key)", "error": "\(error)"])
+            return (settings.retryDelay, false)
+        }
     }
 
     /// The copy diverged from the leader's log (KIP-279): cuts it to the smaller of where
