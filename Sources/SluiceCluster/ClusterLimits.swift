@@ -1,8 +1,9 @@
 /// Every time and count limit of a broker's dealings with etcd, with its default and why it
 /// is that value: the one place they are stated, like `WireLimits`, `StorageLimits` and
 /// `BrokerLimits`. `EtcdConnector.Configuration`, `EtcdWatch.Options`,
-/// `EtcdLeaseKeepAlive`, `BrokerRegistration`, the controller (`Controller`) and `sluice
-/// serve --lease-ttl` take their defaults from here; docs/limits.md ("Cluster") shows this table.
+/// `EtcdLeaseKeepAlive`, `BrokerRegistration`, the controller (`Controller`), a partition
+/// leader's ISR write (`PartitionISRWriter`) and `sluice serve --lease-ttl` take their
+/// defaults from here; docs/limits.md ("Cluster") shows this table.
 ///
 /// Each limit is `(value, why)`; read the value as `ClusterLimits.defaults.NAME.value`.
 public struct ClusterLimits: Sendable {

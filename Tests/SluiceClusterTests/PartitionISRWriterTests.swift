@@ -1,6 +1,8 @@
 import NIOCore
 import SluiceAPI
 @testable import SluiceCluster
+import SluiceWire
+import Synchronization
 import Testing
 
 /// A partition leader's fenced ISR write against a real etcd: written when the key still
@@ -119,5 +121,58 @@ struct PartitionISRWriterTests {
             return
         }
         #expect(detail.contains("UNAVAILABLE"), "\(detail)")
+    }
+}
+
+/// The ISR write's retry rule on its own: only a transport failure is tried again, and at
+/// most `attempts` times in all. No etcd: each attempt is a closure that counts its calls.
+@Suite("Retrying transport failures", .timeLimit(.minutes(1)))
+struct RetryingTransportFailuresTests {
+    /// Runs `retryingTransportFailures` over `outcomes` (one per attempt, the last repeated):
+    /// the result and how many attempts were made.
+    func run(_ outcomes: [Result<Int, GRPCStatus>], attempts: Int = 3) async -> (Result<Int, ControllerError>, Int) {
+        let calls = Mutex(0)
+        let result: Result<Int, ControllerError>
+        do throws(ControllerError) {
+            result = .success(try await retryingTransportFailures("a test write", attempts: attempts) {
+                let call = calls.withLock { count in
+                    count += 1
+                    return count
+                }
+                return try outcomes[min(call, outcomes.count) - 1].get()
+            })
+        } catch {
+            result = .failure(error)
+        }
+        return (result, calls.withLock { $0 })
+    }
+
+    @Test("UNAVAILABLE and DEADLINE_EXCEEDED are tried again; an answer after them is returned")
+    func transportFailuresRetried() async {
+        let (result, calls) = await run([.failure(GRPCStatus(.unavailable, "cut")), .failure(GRPCStatus(.deadlineExceeded, "slow")), .success(7)])
+        #expect(calls == 3)
+        #expect((try? result.get()) == 7)
+    }
+
+    @Test("a transport failure every time: exactly `attempts` attempts, then .etcd")
+    func bounded() async {
+        let (result, calls) = await run([.failure(GRPCStatus(.unavailable, "cut"))], attempts: 3)
+        #expect(calls == 3)
+        guard case .failure(.etcd) = result else {
+            Issue.record("expected .etcd, got \(result)")
+            return
+        }
+    }
+
+    @Test("etcd's refusal and a closed client are not tried again", arguments: [
+        GRPCStatus(.invalidArgument, "too many operations"), GRPCStatus(.failedPrecondition, "no"), EtcdConnector.closedStatus,
+    ])
+    func othersNotRetried(_ status: GRPCStatus) async {
+        let (result, calls) = await run([.failure(status), .success(1)])
+        #expect(calls == 1)
+        guard case .failure(.etcd) = result else {
+            Issue.record("expected .etcd, got \(result)")
+            return
+        }
     }
 }

@@ -6,17 +6,17 @@ import SluiceStorage
 /// canonical text); everything else takes the default below. `TopicConfig` is the
 /// effective, typed view the rest of the broker reads.
 ///
-/// | name                   | default    | accepted values                                   |
-/// |------------------------|------------|---------------------------------------------------|
-/// | retention.ms           | 604800000  | -1 (no age limit) or 0 ... Int64.max              |
-/// | retention.bytes        | -1         | -1 (no size limit) or 0 ... Int64.max             |
-/// | segment.bytes          | 1073741824 | 1024 ... 2147483647 (segment positions are 32-bit)|
-/// | segment.ms             | 604800000  | 1 ... Int64.max                                   |
-/// | max.message.bytes      | 1048576    | 1 ... the broker's ceiling (wire limit - 1 KiB)   |
-/// | message.timestamp.type | CreateTime | CreateTime or LogAppendTime                       |
-/// | cleanup.policy         | delete     | delete                                            |
-/// | min.insync.replicas    | 1          | 1 ... the topic's replication factor              |
-/// | unclean.leader.election.enable | false | true or false (any case)                      |
+/// | name                           | default    | accepted values                                    |
+/// |--------------------------------|------------|----------------------------------------------------|
+/// | retention.ms                   | 604800000  | -1 (no age limit) or 0 ... Int64.max               |
+/// | retention.bytes                | -1         | -1 (no size limit) or 0 ... Int64.max              |
+/// | segment.bytes                  | 1073741824 | 1024 ... 2147483647 (segment positions are 32-bit) |
+/// | segment.ms                     | 604800000  | 1 ... Int64.max                                    |
+/// | max.message.bytes              | 1048576    | 1 ... the broker's ceiling (wire limit - 1 KiB)    |
+/// | message.timestamp.type         | CreateTime | CreateTime or LogAppendTime                        |
+/// | cleanup.policy                 | delete     | delete                                             |
+/// | min.insync.replicas            | 1          | 1 ... the topic's replication factor               |
+/// | unclean.leader.election.enable | false      | true or false (any case)                           |
 public struct TopicConfig: Sendable, Equatable {
     public enum TimestampType: String, Sendable, Equatable {
         case createTime = "CreateTime"
