@@ -21,6 +21,8 @@ final class FaultBroker: @unchecked Sendable {
     private let launcher: [String]
     private(set) var process: SluiceProcess?
     private var starts = 0
+    /// Set when the test killed or stopped it, cleared when it starts again.
+    private var stopped = false
 
     init(id: UInt32, host: String, launcher: [String], logs: URL, flags: [String]) {
         self.id = id
@@ -41,6 +43,7 @@ final class FaultBroker: @unchecked Sendable {
     func start() async throws {
         precondition(!isRunning, "start() of a running broker")
         starts += 1
+        stopped = false
         let arguments = ["serve", "--listen", "\(host):\(Self.port)", "--data-dir", dataDirectory, "--broker-id", "\(id)"] + flags
         let started = try SluiceProcess(arguments, in: logs, logName: "broker-\(id)-\(starts)", launcher: launcher)
         process = started
@@ -51,12 +54,26 @@ final class FaultBroker: @unchecked Sendable {
     }
 
     /// SIGKILL, the exit awaited; the data stays.
-    func crash() async { await process?.crash() }
+    func crash() async {
+        stopped = true
+        await process?.crash()
+    }
+
+    /// When the broker is not running though the test never stopped it: its exit and the
+    /// first fatal line of its stderr (a trap prints "Fatal error: ..."); nil otherwise.
+    var unexpectedExit: String? {
+        guard let process, !process.isRunning, !stopped else { return nil }
+        let fatal = process.stderr.split(separator: "\n").first { $0.contains("Fatal error") || $0.contains("error:") }
+        return "broker \(id) exited on its own (status \(process.process.terminationStatus)): \(fatal.map(String.init) ?? "no fatal line; see \(process.stderrPath)")"
+    }
 
     func signal(_ number: Int32) { process?.signal(number) }
 
     /// SIGCONT, SIGTERM, a bounded wait, then SIGKILL.
-    func stop() async { await process?.stop() }
+    func stop() async {
+        stopped = true
+        await process?.stop()
+    }
 
     /// The directory of `topic`'s `partition` in its data directory
     /// (`<data>/topics/<topic>-<topic id>/<partition>`, `DataDirectory`); nil when absent.

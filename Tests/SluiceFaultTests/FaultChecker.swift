@@ -86,11 +86,13 @@ struct FaultReport: Sendable, CustomStringConvertible {
     var unackedPresent = 0
     /// Where the replicas' copies differ below the high watermark (`ReplicaCopies`).
     var replicaProblems: [String] = []
+    /// Brokers that exited without the test killing them (a trap, a fatal error).
+    var crashes: [String] = []
     /// What the run itself saw (faults injected, leaders before and after), for the reader.
     var notes: [String] = []
 
     var passed: Bool {
-        lost.isEmpty && duplicated.isEmpty && reordered.isEmpty && misplaced.isEmpty && foreign == 0 && replicaProblems.isEmpty
+        lost.isEmpty && duplicated.isEmpty && reordered.isEmpty && misplaced.isEmpty && foreign == 0 && replicaProblems.isEmpty && crashes.isEmpty
     }
 
     var description: String {
@@ -109,6 +111,7 @@ struct FaultReport: Sendable, CustomStringConvertible {
             "  replicas: \(replicaProblems.isEmpty ? "byte-identical below the high watermark" : "\(replicaProblems.count) problems")",
         ]
         lines += replicaProblems.prefix(10).map { "    \($0)" }
+        lines += crashes.map { "  crashed: \($0)" }
         lines += notes.map { "  note: \($0)" }
         return lines.joined(separator: "\n")
     }

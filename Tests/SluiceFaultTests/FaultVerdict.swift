@@ -12,6 +12,7 @@ extension FaultCluster {
     /// file, appended there (scripts/test.sh prints that file).
     func verdict(_ fault: String, history: FaultHistory, notes: [String]) async throws -> FaultReport {
         var notes = notes + history.failureSummary.prefix(5).map { "send failed: \($0)" }
+        let crashes = unexpectedExits
         do {
             _ = try await fullyReplicated("every replica back in sync after: \(fault)")
         } catch {
@@ -31,6 +32,7 @@ extension FaultCluster {
             report.replicaProblems += ReplicaCopies.compare(partition: "\(Self.topic)/\(partition)", copies: copies, highWatermark: highWatermark)
         }
         report.notes = notes
+        report.crashes = crashes
         let text = "\(report)\n"
         print(text)
         try? text.write(toFile: directory.path("report-\(fault.filter { $0.isLetter || $0.isNumber })".prefix(200) + ".txt"), atomically: true, encoding: .utf8)
@@ -43,6 +45,9 @@ extension FaultCluster {
         }
         return report
     }
+
+    /// Brokers that exited without the test stopping them.
+    var unexpectedExits: [String] { ids.compactMap { broker($0).unexpectedExit } }
 
     /// Every partition's records from its leader, earliest to the high watermark the
     /// leader describes, and those watermarks.

@@ -175,8 +175,13 @@ struct ReplicationFaultTests {
     ) async throws {
         let base = history.ackedCount
         async let produced: Void = FaultWorkload(records: records).run(bootstrap: cluster.bootstrap, history: history, firstSequence: round * 1000)
-        try await eventually("\(faultAfter) records acknowledged before the fault", within: .seconds(60)) {
-            history.ackedCount >= base + faultAfter
+        do {
+            try await eventually("\(faultAfter) records acknowledged before the fault", within: .seconds(60)) {
+                history.ackedCount >= base + faultAfter
+            }
+        } catch {
+            // Named with what may explain it: a broker that died, the sends' failures.
+            throw NotObserved(description: "\(error); \((cluster.unexpectedExits + history.failureSummary).joined(separator: "; "))")
         }
         try await fault()
         await produced
