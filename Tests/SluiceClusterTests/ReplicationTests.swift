@@ -35,9 +35,14 @@ struct ReplicationTests {
 
             // The followers' files grow as they append; once all three hold the same bytes
             // (read through the page cache while they run), each is stopped cleanly.
-            try await eventually("every replica's log holds what the leader's does", within: .seconds(60)) {
-                let copies = (UInt32(1)...3).map { cluster.segments(of: $0, topic: "orders") }
-                return copies[0].values.reduce(0) { $0 + $1.count } > 0 && copies.allSatisfy { $0 == copies[0] }
+            do {
+                try await eventually("every replica's log holds what the leader's does", within: .seconds(60)) {
+                    let copies = (UInt32(1)...3).map { cluster.segments(of: $0, topic: "orders") }
+                    return copies[0].values.reduce(0) { $0 + $1.count } > 0 && copies.allSatisfy { $0 == copies[0] }
+                }
+            } catch {
+                for id in UInt32(1)...3 { print("broker \(id): \(cluster.segments(of: id, topic: "orders").mapValues(\.count))") }
+                throw error
             }
             for id in UInt32(1)...3 { #expect(await cluster.brokers[id]?.process.stop() == 0, "broker \(id) stops cleanly") }
             let copies = (UInt32(1)...3).map { cluster.segments(of: $0, topic: "orders") }
@@ -184,7 +189,7 @@ struct ReplicationTests {
         /// The segment files (`*.log`) of broker `id`'s copy of `topic`, by path under its
         /// data directory.
         func segments(of id: UInt32, topic: String) -> [String: Data] {
-            guard let root = directories[id]?.path("data") else { return [:] }
+            guard let root = directories[id]?.path("data/topics") else { return [:] }
             let files = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
             var found: [String: Data] = [:]
             for file in files where file.hasPrefix(topic + "-") && file.hasSuffix(".log") {
@@ -208,6 +213,13 @@ struct ReplicationTests {
                 _ = try await firstSnapshot(of: watcher.cache, "three brokers and a controller") { $0.brokers.count == 3 && $0.controller != nil }
                 try await body(cluster)
             } catch {
+                // What each broker said, for the failure's report.
+                for (id, broker) in cluster.brokers.sorted(by: { $0.key < $1.key }) {
+                    let text = broker.process.stderr
+                    let crash = text.range(of: "Fatal error") ?? text.range(of: "crashed")
+                    let shown = crash.map { String(text[$0.lowerBound...].prefix(4000)) } ?? String(text.suffix(4000))
+                    print("broker \(id) stderr:\n\(shown)")
+                }
                 await cluster.stopAll()
                 await watcher.stop()
                 throw error

@@ -57,9 +57,9 @@ final class PartitionFollowers: Sendable {
     let leaderEpoch: UInt32
     /// This broker's id (never a follower of its own partition).
     let local: UInt32
-    /// Where this leader epoch starts in the log: a follower joins the ISR only once it
-    /// holds the whole of the epoch before it (Kafka's leaderEpochStartOffset).
-    let epochStartOffset: Int64
+    /// The log end when this record began: where this leader epoch starts if nothing was
+    /// appended at it before (see `epochStartOffset`).
+    private let logEndAtStart: Int64
     /// When this broker began to lead at `leaderEpoch` (the broker's clock).
     let sinceMs: Int64
     private let state = Mutex(State())
@@ -69,9 +69,16 @@ final class PartitionFollowers: Sendable {
         self.leaderEpoch = leaderEpoch
         self.local = local
         self.sinceMs = nowMs
+        logEndAtStart = partition.log.logEndOffset
+    }
+
+    /// Where this leader epoch starts in the log: a follower joins the ISR only once it
+    /// holds the whole of the epoch before it (Kafka's leaderEpochStartOffset). Read only
+    /// when a follower may join, since it copies the log's epoch checkpoint.
+    private var epochStartOffset: Int64 {
         let epoch = Int32(clamping: leaderEpoch)
-        // Nothing appended at this epoch yet: it starts at the log end.
-        epochStartOffset = partition.log.epochStarts.last { $0.epoch == epoch }?.startOffset ?? partition.log.logEndOffset
+        // Nothing appended at this epoch when the record began: it starts at that log end.
+        return partition.log.epochStarts.last { $0.epoch == epoch }?.startOffset ?? logEndAtStart
     }
 
     /// Under `FsyncPolicy.always` followers count their durable ends (as the leader's own
@@ -145,11 +152,14 @@ final class PartitionFollowers: Sendable {
             }
             var wanted = isr.filter { !lagging.contains($0) }
             if lagging.isEmpty {
-                let joining = replicas.filter { replica in
+                let candidates = replicas.filter { replica in
                     guard replica != local, !isr.contains(replica), let progress = s.followers[replica] else { return false }
-                    return !progress.suspect && progress.logEnd >= highWatermark && progress.logEnd >= epochStartOffset
+                    return !progress.suspect && progress.logEnd >= highWatermark
                 }
-                wanted += joining
+                if !candidates.isEmpty {
+                    let epochStart = epochStartOffset
+                    wanted += candidates.filter { (s.followers[$0]?.logEnd ?? -1) >= epochStart }
+                }
             }
             guard wanted != isr else { return nil }
             s.pending = PendingChange(base: isr, wanted: wanted)

@@ -60,7 +60,9 @@ extension ReplicaFetcher {
                 return refused(data.records, by: error, key, target)
             }
         }
-        partition.log.setReplicaFloor(data.highWatermark)
+        // A log opened without `replicated` (a cluster broker configured so in a test)
+        // keeps its own high watermark rule.
+        if partition.log.config.replicated { partition.log.setReplicaFloor(data.highWatermark) }
         return nil
     }
 

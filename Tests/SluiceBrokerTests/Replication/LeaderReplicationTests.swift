@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import SluiceAPI
 import SluiceBroker
@@ -17,7 +18,7 @@ import Testing
             #expect(try await leader.produce(values).error == .none)
         }
         let stored = try leader.log.read(from: 0, maxBytes: 1 << 20).batches
-        let follower = ReplicaCall(leader.broker, replica: 2)
+        let follower = leader.follower(2)
         let answer = try await follower.ask([Leader.position(0)])
         let data = try #require(answer.partitions.first)
         #expect(answer.partitions.count == 1)
@@ -25,29 +26,57 @@ import Testing
         #expect(data.records == stored, "the leader's stored batches, byte for byte")
         #expect(data.leaderEpoch == 3 && data.logStartOffset == 0)
         #expect(data.highWatermark == (try leader.log.highWatermark.offset))
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func maxBytesBoundsTheAnswerButSendsAtLeastOneBatch() async throws {
         let leader = try Leader.start()
         for values in [["a", "b"], ["c"]] { _ = try await leader.produce(values) }
-        let follower = ReplicaCall(leader.broker, replica: 2)
+        let follower = leader.follower(2)
         let first = try #require(try await follower.ask([Leader.position(0)], maxBytes: 1).partitions.first)
         let batch = try #require(StoredBatch(parsing: first.records))
         #expect(batch.header.baseOffset == 0 && first.records.readableBytes == batch.header.storedSize)
         let second = try #require(try await follower.ask([Leader.position(2, lastFetchedEpoch: 3)], maxBytes: 1).partitions.first)
         #expect(try #require(StoredBatch(parsing: second.records)).header.baseOffset == 2)
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
+    }
+
+    @Test func aDamagedLeaderBatchIsNeverSent() async throws {
+        let leader = try Leader.start()
+        _ = try await leader.produce(["first"])
+        _ = try await leader.produce(["second"])
+        let log = try leader.log
+        let firstSize = try #require(StoredBatch(parsing: try log.read(from: 0, maxBytes: 1).batches)).header.storedSize
+        // One flipped bit in the second batch's records: its records CRC no longer matches.
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: log.directory).first { $0.hasSuffix(".log") })
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: log.directory + "/" + segment))
+        try file.seek(toOffset: UInt64(firstSize + BatchHeader.size + 1))
+        let byte = try #require(try file.read(upToCount: 1)).first ?? 0
+        try file.seek(toOffset: UInt64(firstSize + BatchHeader.size + 1))
+        try file.write(contentsOf: Data([byte ^ 0x01]))
+        try file.close()
+
+        let follower = leader.follower(2)
+        let intact = try #require(try await follower.ask([Leader.position(0)]).partitions.first)
+        #expect(StoredBatches(intact.records).map(\.header.baseOffset) == [0], "the batch before the damage goes")
+        let damaged = try #require(try await follower.ask([Leader.position(1, lastFetchedEpoch: 3)]).partitions.first)
+        #expect(damaged.error == .storageError && damaged.records.readableBytes == 0)
+        #expect(damaged.errorMessage.contains("offset 1") && damaged.errorMessage.contains("damaged"))
+        try await leader.stop()
+    }
+
+    /// A leader alone in the ISR holding one batch (offset 0), and follower 2 that fetched
+    /// it: its first answer told it the high watermark, so at 1 it is caught up.
+    private func caughtUpFollower() async throws -> (Leader, ReplicaCall) {
+        let leader = try Leader.start(isr: [1])
+        _ = try await leader.produce(["a"])
+        let follower = leader.follower(2)
+        _ = try await follower.ask([Leader.position(0)])
+        return (leader, follower)
     }
 
     @Test func aCaughtUpFollowerIsHeldUntilRecordsArrive() async throws {
-        let leader = try Leader.start(isr: [1])
-        _ = try await leader.produce(["a"])
-        let follower = ReplicaCall(leader.broker, replica: 2)
-        // The first answer tells the high watermark; the follower is then caught up.
-        _ = try await follower.ask([Leader.position(0)])
+        let (leader, follower) = try await caughtUpFollower()
         let log = try leader.log
         let waitsBefore = log.pendingWaitCount
         follower.send([Leader.position(1, lastFetchedEpoch: 3)])
@@ -57,19 +86,14 @@ import Testing
         let data = try #require(answer.partitions.first)
         #expect(try #require(StoredBatch(parsing: data.records)).header.baseOffset == 1)
         #expect(log.pendingWaitCount == waitsBefore, "answering cancels the waits")
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func maxWaitGivesAnEmptyAnswer() async throws {
-        let leader = try Leader.start(isr: [1])
-        _ = try await leader.produce(["a"])
-        let follower = ReplicaCall(leader.broker, replica: 2)
-        _ = try await follower.ask([Leader.position(0)])
+        let (leader, follower) = try await caughtUpFollower()
         let empty = try await follower.ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
         #expect(empty.partitions.isEmpty, "nothing new: a heartbeat")
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func aLongerTailOfAnOlderEpochDiverges() async throws {
@@ -77,7 +101,7 @@ import Testing
         _ = try await leader.produce(["a", "b"])  // offsets 0-1 at epoch 1
         leader.leadership.set(Leader.topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 1, leaderEpoch: 3, isr: [1]))
         _ = try await leader.produce(["c"])  // offset 2 at epoch 3
-        let follower = ReplicaCall(leader.broker, replica: 2)
+        let follower = leader.follower(2)
         // The follower took offsets 2-4 at epoch 2 from a leader that since lost them.
         let answer = try await follower.ask([Leader.position(5, lastFetchedEpoch: 2)])
         let data = try #require(answer.partitions.first)
@@ -86,36 +110,37 @@ import Testing
         // The same epoch, but past the leader's end of it.
         let ahead = try #require(try await follower.ask([Leader.position(4, lastFetchedEpoch: 3)]).partitions.first)
         #expect(ahead.divergingEpoch == DivergingEpoch(epoch: 3, endOffset: 3))
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func epochsAndMembershipAreChecked() async throws {
         let leader = try Leader.start()
-        let follower = ReplicaCall(leader.broker, replica: 2)
+        let follower = leader.follower(2)
         let older = try #require(try await follower.ask([Leader.position(0, currentEpoch: 2)]).partitions.first)
         #expect(older.error == .fencedLeaderEpoch)
         let newer = try #require(try await follower.ask([Leader.position(0, currentEpoch: 4)]).partitions.first)
         #expect(newer.error == .unknownLeaderEpoch)
-        let stranger = ReplicaCall(leader.broker, replica: 9)
+        let stranger = leader.follower(9)
         #expect(try await stranger.ask([Leader.position(0)]).partitions.map(\.error) == [.notAReplica])
         let nameless = try await follower.ask([ReplicaPosition(topic: "", partition: 0, currentLeaderEpoch: 3)])
         #expect(nameless.partitions.map(\.error) == [.unknownTopic])
+        let absent = try await follower.ask([ReplicaPosition(topic: Leader.topic, partition: 7, currentLeaderEpoch: 3)])
+        #expect(absent.partitions.map(\.error) == [.unknownPartition])
+        let anonymous = leader.follower(0)
+        #expect(try await anonymous.ask([Leader.position(0)]).partitions.map(\.error) == [.notAReplica])
         leader.leadership.set(Leader.topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 3, leaderEpoch: 4, isr: [3, 2]))
         let moved = try #require(try await follower.ask([Leader.position(0, currentEpoch: 4)]).partitions.first)
         #expect(moved.error == .notLeader && moved.errorMessage.contains("broker 3"))
         #expect(moved.highWatermark == 0 && moved.records.readableBytes == 0, "NOT_LEADER carries nothing else")
-        try await stranger.close()
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func theHighWatermarkIsTheSmallestEndInTheISR() async throws {
         let leader = try Leader.start()
         _ = try await leader.produce(Array(repeating: "x", count: 10))
         let log = try leader.log
-        let two = ReplicaCall(leader.broker, replica: 2)
-        let three = ReplicaCall(leader.broker, replica: 3)
+        let two = leader.follower(2)
+        let three = leader.follower(3)
         _ = try await two.ask([Leader.position(10, lastFetchedEpoch: 3)], maxWaitMs: 1)
         #expect(log.highWatermark.offset == 0, "follower 3 has not reported: the floor holds")
         _ = try await three.ask([Leader.position(0)], maxWaitMs: 1)
@@ -127,9 +152,7 @@ import Testing
         _ = try await leader.produce(["y"])
         await leader.broker.replicaSetsChanged()
         #expect(log.highWatermark.offset == 11, "the ISR is the leader alone: its own end")
-        try await two.close()
-        try await three.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func acksAllIsAnsweredOnceEveryInSyncFollowerHasTheBatch() async throws {
@@ -137,7 +160,7 @@ import Testing
         // Nobody reports: the batch is appended but never acknowledged.
         let unreplicated = try await leader.produce(["lost?"], acks: .all, timeoutMs: 200)
         #expect(unreplicated.error == .requestTimedOut)
-        let follower = ReplicaCall(leader.broker, replica: 2)
+        let follower = leader.follower(2)
         let produce = ProduceCall(leader.broker)
         produce.send(ProduceRequest(topic: Leader.topic, partition: 0, acks: .all, batch: TestBatches.batch(["a"])))
         let log = try leader.log
@@ -149,8 +172,7 @@ import Testing
         let answer = try await produce.next()
         #expect(answer.error == .none && answer.baseOffset == 1)
         try await produce.close()
-        try await follower.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func acksAllIsRefusedWhenTheISRIsBelowTheMinimum() async throws {
@@ -159,27 +181,43 @@ import Testing
         #expect(refused.error == .notEnoughReplicas)
         #expect(try leader.log.logEndOffset == 0, "nothing appended")
         #expect(try await leader.produce(["a"], acks: .leader).error == .none, "acks=leader does not need the ISR")
-        await leader.stop()
+        try await leader.stop()
     }
 
-    @Test func acksAllFailsWhenLeadershipMoves() async throws {
+    /// With ISR 1, 2 and min.insync.replicas 2, `change` happens while an acks=all batch
+    /// (offset 0) waits for follower 2, which never reports: the batch's answer.
+    private func acksAllAnswer(after change: (Leader) async -> Void) async throws -> ProduceResponse {
         let leader = try Leader.start(isr: [1, 2], minInsync: 2)
         let produce = ProduceCall(leader.broker)
         produce.send(ProduceRequest(topic: Leader.topic, partition: 0, acks: .all, batch: TestBatches.batch(["a"])))
         let log = try leader.log
         try await eventually("the batch is appended") { log.logEndOffset == 1 }
-        leader.leadership.set(Leader.topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 2, leaderEpoch: 4, isr: [2]))
+        await change(leader)
         await leader.broker.replicaSetsChanged()
         let answer = try await produce.next()
-        #expect(answer.error == .notLeader)
         try await produce.close()
-        await leader.stop()
+        try await leader.stop()
+        return answer
+    }
+
+    @Test func acksAllAfterTheISRShrankBelowTheMinimumSaysSo() async throws {
+        // Follower 2 leaves the ISR: the leader alone holds the batch, which frees the high
+        // watermark, but one replica is fewer than the topic asks.
+        let answer = try await acksAllAnswer { $0.leadership.setISR(Leader.topic, 0, [1]) }
+        #expect(answer.error == .notEnoughReplicasAfterAppend && answer.baseOffset == 0)
+    }
+
+    @Test func acksAllFailsWhenLeadershipMoves() async throws {
+        let answer = try await acksAllAnswer {
+            $0.leadership.set(Leader.topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 2, leaderEpoch: 4, isr: [2]))
+        }
+        #expect(answer.error == .notLeader)
     }
 
     @Test func aFollowerLaggingPastTheBoundLeavesTheISR() async throws {
         let leader = try Leader.start(lagMaxMs: 10_000)
         _ = try await leader.produce(["a"])
-        let two = ReplicaCall(leader.broker, replica: 2)
+        let two = leader.follower(2)
         _ = try await two.ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
         leader.clock.advance(byMilliseconds: 10_000)
         await leader.broker.checkInSyncReplicas()
@@ -190,30 +228,28 @@ import Testing
         await leader.broker.checkInSyncReplicas()
         #expect(leader.changer.changes == [[1, 2]])
         #expect(leader.leadership.replicaSet(topic: Leader.topic, partition: 0)?.isr == [1, 2])
-        try await two.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func aCaughtUpFollowerJoinsTheISR() async throws {
         let leader = try Leader.start(isr: [1])
         _ = try await leader.produce(["a", "b"])
-        let three = ReplicaCall(leader.broker, replica: 3)
+        let three = leader.follower(3)
         _ = try await three.ask([Leader.position(0)], maxWaitMs: 1)
         await leader.broker.checkInSyncReplicas()
         #expect(leader.changer.changes.isEmpty, "behind the high watermark: not yet")
         _ = try await three.ask([Leader.position(2, lastFetchedEpoch: 3)], maxWaitMs: 1)
         await leader.broker.checkInSyncReplicas()
         #expect(leader.changer.changes == [[1, 3]])
-        try await three.close()
-        await leader.stop()
+        try await leader.stop()
     }
 
     @Test func aSuspectFollowerIsShrunkAndNeverExpanded() async throws {
         let leader = try Leader.start()
         _ = try await leader.produce(["a"])
-        let two = ReplicaCall(leader.broker, replica: 2)
+        let two = leader.follower(2)
         _ = try await two.ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
-        let three = ReplicaCall(leader.broker, replica: 3)
+        let three = leader.follower(3)
         _ = try await three.ask([Leader.position(1, lastFetchedEpoch: 3, suspect: true)], maxWaitMs: 1)
         await leader.broker.checkInSyncReplicas()
         #expect(leader.changer.changes == [[1, 2]])
@@ -225,8 +261,6 @@ import Testing
         _ = try await three.ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
         await leader.broker.checkInSyncReplicas()
         #expect(leader.changer.changes == [[1, 2], [1, 2, 3]])
-        try await two.close()
-        try await three.close()
-        await leader.stop()
+        try await leader.stop()
     }
 }

@@ -87,14 +87,29 @@ final class FakeISRChanger: ISRChanger {
 
 /// Broker 1 leading partition 0 of topic "t" (replicas 1, 2, 3) over a fake leadership,
 /// with replicated logs on a manual clock, driven by hand: Replicate streams, produce.
-struct LeaderUnderTest {
+struct LeaderUnderTest: Sendable {
     static let topic = "t"
 
     let broker: Broker
     let leadership: FakeLeadership
-    let changer: FakeISRChanger
-    let clock: ManualClock
     let directory: TemporaryDirectory
+    /// The followers' streams opened, for `stop()` to close.
+    private let followers = FollowerCalls()
+
+    final class FollowerCalls: Sendable {
+        let calls = Mutex<[ReplicaCall]>([])
+    }
+
+    /// The ISR writer and clock the broker was given.
+    var changer: FakeISRChanger { broker.replicationSettings.isrChanger as! FakeISRChanger }
+    var clock: ManualClock { broker.storage.clock as! ManualClock }
+
+    /// A Replicate stream of follower `replica`, closed by `stop()`.
+    func follower(_ replica: UInt32) -> ReplicaCall {
+        let call = ReplicaCall(broker, replica: replica)
+        followers.calls.withLock { $0.append(call) }
+        return call
+    }
 
     static func start(
         isr: [UInt32] = [1, 2, 3], epoch: UInt32 = 3, fsync: FsyncPolicy = .never, minInsync: Int = 1,
@@ -120,12 +135,14 @@ struct LeaderUnderTest {
             logger: logger)
         _ = try broker.createTopic(
             named: topic, partitions: 1, replicationFactor: 3, configs: ["min.insync.replicas": "\(minInsync)"], localPartitions: [0])
-        return LeaderUnderTest(broker: broker, leadership: leadership, changer: changer, clock: clock, directory: directory)
+        return LeaderUnderTest(broker: broker, leadership: leadership, directory: directory)
     }
 
     var log: PartitionLog { get throws { try broker.partitionLog(topic: Self.topic, partition: 0) } }
 
-    func stop() async {
+    /// Ends every follower's stream, closes the broker and removes its directory.
+    func stop() async throws {
+        for follower in followers.calls.withLock({ $0 }) { try await follower.close() }
         await broker.close()
         directory.remove()
     }
@@ -193,7 +210,7 @@ extension InProcessCall where Request == ProduceRequest, Response == ProduceResp
 
 /// One follower's Replicate stream on a `Broker`: each `ask` sends a request and returns
 /// its one answer.
-struct ReplicaCall {
+struct ReplicaCall: Sendable {
     let replica: UInt32
     private let call: InProcessCall<ReplicateRequest, ReplicateResponse>
 
