@@ -184,6 +184,34 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func underFsyncAlwaysTheFollowersDurableEndsCount() async throws {
+        let leader = try Leader.start(isr: [1, 2], fsync: .always)
+        _ = try await leader.produce(["a"], acks: .durable)
+        let log = try leader.log
+        let two = leader.follower(2)
+        var position = Leader.position(1, lastFetchedEpoch: 3)
+        position.durableEndOffset = 0
+        _ = try await two.ask([position], maxWaitMs: 1)
+        #expect(log.highWatermark.offset == 0, "follower 2 holds offset 0, but not durably")
+        position.durableEndOffset = 1
+        _ = try await two.ask([position], maxWaitMs: 1)
+        #expect(log.highWatermark.offset == 1)
+        try await leader.stop()
+    }
+
+    @Test func aRequestListingNoPartitionStillReportsTheFollowersPosition() async throws {
+        let leader = try Leader.start(isr: [1, 2], lagMaxMs: 10_000)
+        _ = try await leader.produce(["a"])
+        let two = leader.follower(2)
+        _ = try await two.ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
+        leader.clock.advance(byMilliseconds: 10_001)
+        // Nothing moved, so an incremental request lists nothing: still caught up, now.
+        _ = try await two.ask([], maxWaitMs: 1)
+        await leader.broker.checkInSyncReplicas()
+        #expect(leader.changer.changes.isEmpty)
+        try await leader.stop()
+    }
+
     /// With ISR 1, 2 and min.insync.replicas 2, `change` happens while an acks=all batch
     /// (offset 0) waits for follower 2, which never reports: the batch's answer.
     private func acksAllAnswer(after change: (Leader) async -> Void) async throws -> ProduceResponse {
