@@ -191,7 +191,8 @@ struct ReplicationFaultTests {
             }
         } catch {
             // Named with what may explain it: the sends' failures.
-            throw NotObserved(description: "\(error); sends: \(history.failureSummary.joined(separator: "; "))")
+            let failures = history.failureSummary
+            throw failures.isEmpty ? error : NotObserved(description: "\(error); sends failed: \(failures.joined(separator: "; "))")
         }
         try await fault()
         await produced
