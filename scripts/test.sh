@@ -122,6 +122,8 @@ swift_suites 600 "fault suite" --filter SluiceFaultTests
 cat "$SLUICE_FAULT_REPORT"
 rm -f "$SLUICE_FAULT_REPORT"
 unset SLUICE_FAULT_REPORT
+# A bundle killed at the bound never ran its cleanup: its namespaces go now.
+scripts/fault/remove-leftover-networks.sh
 
 step "python suites: setup scripts (tests/setup) and interop (tests/interop)"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended
