@@ -35,18 +35,21 @@ import Testing
         let (directory, log) = try temporaryLog(replicatedConfig(fsync: .always), fileSystem: fileSystem)
         defer { directory.remove() }
         log.setReplicaFloor(100)
+        // The epoch's first batch first: its checkpoint entry is synced under the lock.
+        _ = try log.appendReplicated(storedBatch(baseOffset: 0, leaderEpoch: 0, [0]))
+        try await log.waitUntilDurable(0)
         fileSystem.syncs.hold(1)
-        let high = log.wait(for: HighWatermark.self, toCover: 1)
+        let high = log.wait(for: HighWatermark.self, toCover: 2)
         _ = try log.appendReplicated(concatenated([
-            storedBatch(baseOffset: 0, leaderEpoch: 0, [0]), storedBatch(baseOffset: 1, leaderEpoch: 0, [1]),
+            storedBatch(baseOffset: 1, leaderEpoch: 0, [1]), storedBatch(baseOffset: 2, leaderEpoch: 0, [2]),
         ]))
         await fileSystem.syncs.waitUntilHeld(1)
         // The floor and the log end are past the batches; the durable end is not.
         #expect(log.watermarks == LogWatermarks(
-            logEnd: LogEndOffset(2), durableEnd: DurableEndOffset(0), highWatermark: HighWatermark(0)))
+            logEnd: LogEndOffset(3), durableEnd: DurableEndOffset(1), highWatermark: HighWatermark(1)))
         #expect(high.resolved == nil)
         fileSystem.syncs.release()
-        #expect(await high.outcome() == .reached && log.highWatermark == HighWatermark(2))
+        #expect(await high.outcome() == .reached && log.highWatermark == HighWatermark(3))
         try await log.close()
     }
 

@@ -23,6 +23,9 @@ struct LogState {
     /// Epoch of the last batch appended; appends may not go below it. None (-1) until
     /// the opening log reads it from its newest batch (`finishOpening`).
     var lastLeaderEpoch: Int32 = -1
+    /// The leader-epoch checkpoint as written to its file (`PartitionLog+Epochs.swift`);
+    /// empty on a single node, which keeps none.
+    var epochs = LeaderEpochCheckpoint()
     /// Set by the first failed write or sync; returned by every later append.
     var fenceError: LogError?
     var isClosed = false
@@ -68,6 +71,10 @@ struct LogState {
             highWatermarkOffset = end
         }
     }
+
+    /// Only a replica keeps a leader-epoch checkpoint: a single node's epochs never
+    /// change, and its appends pay no file write for them.
+    var keepsLeaderEpochs: Bool { highWatermarkRule == .replicated }
 
     var active: Segment { segments[segments.count - 1] }
     var logEndOffset: Int64 { active.nextOffset }

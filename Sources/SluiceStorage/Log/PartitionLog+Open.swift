@@ -96,17 +96,17 @@ extension PartitionLog {
         return log
     }
 
-    /// Epoch, checkpoint and marker: the steps that need the constructed log.
+    /// Epochs, checkpoints and marker: the steps that need the constructed log.
     private func finishOpening(checkpointNeeded: Bool) throws(LogError) {
         try state.withLock { (s) throws(LogError) in
             do {
                 s.lastLeaderEpoch = try lastLeaderEpoch(&s)
+                let epochsNeeded = s.keepsLeaderEpochs ? try openLeaderEpochs(&s) : false
                 // A checkpoint to write is a change: the marker goes first.
                 s.cleanMarkerPresent = fileSystem.fileExists(directory + "/" + PartitionLog.cleanShutdownMarker)
-                if checkpointNeeded {
-                    try leaveCleanState(&s)
-                    try writeCheckpoint(s)
-                }
+                if checkpointNeeded || epochsNeeded { try leaveCleanState(&s) }
+                if checkpointNeeded { try writeCheckpoint(s) }
+                if epochsNeeded { try writeLeaderEpochs(s.epochs) }
             } catch let error as StorageIOError {
                 s.isClosed = true
                 for segment in s.segments { segment.unload() }

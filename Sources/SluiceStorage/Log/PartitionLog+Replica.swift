@@ -146,17 +146,6 @@ extension PartitionLog {
         return (checked, nil)
     }
 
-    /// Where `epoch` ends in this log (see `EpochEndOffset`), from its leader-epoch
-    /// checkpoint: the leader answers a follower's `last_fetched_epoch` with it.
-    public func endOffset(forEpoch epoch: Int32) -> EpochEndOffset {
-        preconditionFailure("endOffset(forEpoch:): being written (issue 15, branch storage)")
-    }
-
-    /// The leader-epoch checkpoint: each epoch the log holds with its first offset, oldest first.
-    public var epochStarts: [EpochStart] {
-        preconditionFailure("epochStarts: being written (issue 15, branch storage)")
-    }
-
     /// Under `HighWatermarkRule.replicated`: the end every in-sync follower holds (their
     /// log ends, or their durable ends under `FsyncPolicy.always`), nil while the ISR is
     /// this replica alone. The high watermark becomes the smaller of it and this log's

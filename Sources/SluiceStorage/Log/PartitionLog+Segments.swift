@@ -175,6 +175,9 @@ extension PartitionLog {
         } catch {
             throw fence(&s, LogError(error))
         }
+        var epochs = s.epochs
+        epochs.truncate(fromStart: s.logStartOffset)
+        try replaceLeaderEpochs(&s, with: epochs)
         result.logStartOffset = s.logStartOffset
         return result
     }
@@ -182,8 +185,8 @@ extension PartitionLog {
     // MARK: Truncation
 
     /// Removes every batch holding an offset at or after `offset` (a batch that
-    /// straddles it goes whole), index entries included, and returns the new log
-    /// end. For a follower after a leader change. The recovery point is lowered and
+    /// straddles it goes whole), index entries included, and the leader-epoch entries
+    /// starting at or past the new end, and returns the new log end. For a follower after a leader change. The recovery point is lowered and
     /// checkpointed first, so a crash midway leaves a log that recovery checks.
     /// The one way a watermark goes back: the log end, durable end and high watermark
     /// all end at most at the new end, and every wait at or past it resolves as
@@ -232,6 +235,12 @@ extension PartitionLog {
             precondition(s.logEndOffset == newEnd, "truncation must end the log at \(newEnd)")
             s.checkWatermarkOrder()
             s.lastLeaderEpoch = try lastLeaderEpoch(&s)
+            var epochs = s.epochs
+            epochs.truncate(fromEnd: newEnd)
+            try replaceLeaderEpochs(&s, with: epochs)
+            assert(
+                !s.keepsLeaderEpochs || s.epochs.latestEpoch == s.lastLeaderEpoch,
+                "the leader-epoch checkpoint ends with the newest batch's epoch")
             return newEnd
         }
     }

@@ -156,7 +156,8 @@ public final class PartitionLog: Sendable {
     }
 
     /// Under the lock: writes one batch whose header is final at the log end, rolling
-    /// first if it is due, and notes its epoch; both kinds of append end here. A failed
+    /// first if it is due, and notes its epoch (a new one in the leader-epoch checkpoint
+    /// first); both kinds of append end here. A failed
     /// write fences the log. The caller moves the watermarks.
     func store(
         _ s: inout LogState, _ header: BatchHeader, now: Int64, write: (Segment) throws(StorageIOError) -> Void
@@ -164,6 +165,12 @@ public final class PartitionLog: Sendable {
         precondition(header.baseOffset == s.logEndOffset, "a batch is stored at the log end")
         try leaveCleanState(&s)
         if shouldRoll(s.active, adding: header, now: now) { try roll(&s) }
+        // The epoch's entry is on disk before its first batch, so the file never lacks
+        // an epoch the log holds (a crash can only leave an entry past the log end).
+        var epochs = s.epochs
+        if s.keepsLeaderEpochs, epochs.assign(epoch: header.leaderEpoch, startOffset: header.baseOffset) {
+            try replaceLeaderEpochs(&s, with: epochs)
+        }
         let active = s.active
         let previousEnd = s.logEndOffset
         do throws(StorageIOError) {
