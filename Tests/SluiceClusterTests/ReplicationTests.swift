@@ -15,7 +15,7 @@ import Glibc
 /// `min.insync.replicas=2`, records produced with acks=all through the Swift client
 /// holding the whole bootstrap list. Each broker keeps its data directory across a
 /// restart, so the replicas' segment files can be compared byte for byte.
-@Suite("replication: followers copy the leader's log", .timeLimit(.minutes(4)), .enabled(if: EtcdProcess.binary != nil))
+@Suite("replication: followers copy the leader's log", .serialized, .timeLimit(.minutes(4)), .enabled(if: EtcdProcess.binary != nil))
 struct ReplicationTests {
     let keys = ClusterKeys(clusterName: "replicate")
 
@@ -96,6 +96,12 @@ struct ReplicationTests {
             for (index, offset) in acknowledged {
                 #expect(stored[offset] == "k\(index)", "offset \(offset), acknowledged as record \(index)")
             }
+
+            // The old leader, back, follows the new one: whatever it had appended past
+            // what the new leader holds (a tail no one acknowledged) is cut off (KIP-279).
+            try await cluster.restart(victim)
+            _ = try await cluster.inSync(victim)
+            try await cluster.sameSegments(victim, as: newLeader, "the old leader's copy is the new leader's")
         }
     }
 
@@ -116,18 +122,42 @@ struct ReplicationTests {
             for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "b\(index)"), partition: 0) }
 
             try await cluster.restart(follower)
-            let rejoined = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "broker \(follower) back in the ISR") {
-                $0.partition("orders", 0)?.isr.contains(follower) == true
-            }
+            let rejoined = try await cluster.inSync(follower)
             #expect(rejoined.partition("orders", 0)?.leader == state.leader, "leadership stayed")
             for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "c\(index)"), partition: 0) }
             await producer.close()
 
+            try await cluster.sameSegments(follower, as: try #require(state.leader), "the restarted follower holds what the leader does")
+        }
+    }
+
+    @Test("a follower restarted with a flipped bit in a stored batch finds it, cuts its log below it and fetches it again")
+    func damagedCopyIsScrubbedAndRefetched() async throws {
+        try await withReplicatedCluster { cluster in
+            let ready = try await cluster.createTopic("orders")
+            let state = try #require(ready.partition("orders", 0))
             let leader = try #require(state.leader)
-            try await eventually("the restarted follower holds what the leader does", within: .seconds(60)) {
-                let copy = cluster.segments(of: follower, topic: "orders")
-                return !copy.isEmpty && copy == cluster.segments(of: leader, topic: "orders")
+            let follower = try #require(state.replicas.first { $0 != leader && $0 != ready.controller })
+            let producer = cluster.producer()
+            for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "d\(index)"), partition: 0) }
+            try await cluster.sameSegments(follower, as: leader, "the follower holds what the leader does")
+            #expect(await cluster.brokers[follower]?.process.stop() == 0)
+
+            // One bit of the middle of the follower's segment, inside some batch.
+            let (name, bytes) = try #require(cluster.segments(of: follower, topic: "orders").max { $0.value.count < $1.value.count })
+            var damaged = bytes
+            damaged[damaged.count / 2] ^= 0x10
+            let path = try #require(cluster.directories[follower]).path("data/topics/" + name)
+            try damaged.write(to: URL(fileURLWithPath: path))
+
+            try await cluster.restart(follower)
+            let restarted = try #require(cluster.brokers[follower]).process
+            try await eventually("the follower reports the damaged batch, naming its file", within: .seconds(60)) {
+                restarted.stderr.contains("a stored batch of the follower's copy fails its check") && restarted.stderr.contains(path)
             }
+            _ = try await cluster.inSync(follower)
+            try await cluster.sameSegments(follower, as: leader, "the follower fetched the damaged batch again")
+            await producer.close()
         }
     }
 
@@ -196,6 +226,22 @@ struct ReplicationTests {
                 found[file] = FileManager.default.contents(atPath: root + "/" + file)
             }
             return found
+        }
+
+        /// The first snapshot with broker `id` in the ISR of `topic`/0.
+        func inSync(_ id: UInt32, topic: String = "orders") async throws -> ClusterSnapshot {
+            try await firstSnapshot(of: watcher.cache, within: .seconds(60), "broker \(id) in the ISR of \(topic)/0") {
+                $0.partition(topic, 0)?.isr.contains(id) == true
+            }
+        }
+
+        /// Waits until broker `copy` holds segment files byte-identical to broker `source`'s
+        /// (read through the page cache while both run).
+        func sameSegments(_ copy: UInt32, as source: UInt32, _ what: String, topic: String = "orders") async throws {
+            try await eventually(what, within: .seconds(60)) {
+                let copied = segments(of: copy, topic: topic)
+                return !copied.isEmpty && copied == segments(of: source, topic: topic)
+            }
         }
 
         func stopAll() async {

@@ -1,6 +1,7 @@
 import Logging
 import SluiceBroker
 import SluiceCluster
+import SluiceStorage
 import Synchronization
 
 /// A follower's side of replication: from each snapshot of the cluster's metadata, the
@@ -62,7 +63,14 @@ final class ReplicaFetcherManager: Sendable {
                     let health = s.health[local] ?? {
                         let fresh = ReplicaHealth()
                         s.health[local] = fresh
-                        scrubber.enqueue(found.partition, fresh)
+                        // An empty copy (a new partition) has nothing to check: it must not
+                        // report itself suspect, which would take it out of the ISR at once.
+                        let log = found.partition.log
+                        if log.logEndOffset == log.logStartOffset {
+                            fresh.scrubFinished()
+                        } else {
+                            scrubber.enqueue(found.partition, fresh)
+                        }
                         return fresh
                     }()
                     targets[key] = FollowTarget(partition: found.partition, leaderEpoch: found.epoch, health: health)

@@ -96,6 +96,20 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func aSessionFollowsAtMostItsBoundOfPartitions() async throws {
+        let leader = try Leader.start()
+        var limits = ReplicateLimits()
+        limits.maxPartitions = 1
+        let follower = leader.follower(2, limits: limits)
+        var other = Leader.position(0)
+        other.partition = 1
+        let answer = try await follower.ask([Leader.position(0), other], maxWaitMs: 1)
+        #expect(answer.partitions.map(\.partition).sorted() == [0, 1])
+        #expect(answer.partitions.first { $0.partition == 1 }?.error == .throttled)
+        #expect(answer.partitions.first { $0.partition == 0 }?.error == ErrorCode.none)
+        try await leader.stop()
+    }
+
     @Test func aLongerTailOfAnOlderEpochDiverges() async throws {
         let leader = try Leader.start(isr: [1], epoch: 1)
         _ = try await leader.produce(["a", "b"])  // offsets 0-1 at epoch 1

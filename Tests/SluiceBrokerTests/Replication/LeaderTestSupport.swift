@@ -105,8 +105,8 @@ struct LeaderUnderTest: Sendable {
     var clock: ManualClock { broker.storage.clock as! ManualClock }
 
     /// A Replicate stream of follower `replica`, closed by `stop()`.
-    func follower(_ replica: UInt32) -> ReplicaCall {
-        let call = ReplicaCall(broker, replica: replica)
+    func follower(_ replica: UInt32, limits: ReplicateLimits = ReplicateLimits()) -> ReplicaCall {
+        let call = ReplicaCall(broker, replica: replica, limits: limits)
         followers.calls.withLock { $0.append(call) }
         return call
     }
@@ -214,9 +214,9 @@ struct ReplicaCall: Sendable {
     let replica: UInt32
     private let call: InProcessCall<ReplicateRequest, ReplicateResponse>
 
-    init(_ broker: Broker, replica: UInt32) {
+    init(_ broker: Broker, replica: UInt32, limits: ReplicateLimits) {
         self.replica = replica
-        call = InProcessCall { requests, respond in try await broker.replicate(requests, respond: respond) }
+        call = InProcessCall { requests, respond in try await broker.replicate(requests, limits: limits, respond: respond) }
     }
 
     /// Sends a request without waiting for its answer.
