@@ -86,6 +86,8 @@ struct FaultReport: Sendable, CustomStringConvertible {
     var unackedPresent = 0
     /// Where the replicas' copies differ below the high watermark (`ReplicaCopies`).
     var replicaProblems: [String] = []
+    /// Why the fault did not run to its end (it then fails whatever was read).
+    var interruption: String?
     /// Brokers that exited without the test killing them (a trap, a fatal error).
     var crashes: [String] = []
     /// What the run itself saw (faults injected, leaders before and after), for the reader.
@@ -93,6 +95,7 @@ struct FaultReport: Sendable, CustomStringConvertible {
 
     var passed: Bool {
         lost.isEmpty && duplicated.isEmpty && reordered.isEmpty && misplaced.isEmpty && foreign == 0 && replicaProblems.isEmpty && crashes.isEmpty
+            && interruption == nil
     }
 
     var description: String {
@@ -112,6 +115,7 @@ struct FaultReport: Sendable, CustomStringConvertible {
         ]
         lines += replicaProblems.prefix(10).map { "    \($0)" }
         lines += crashes.map { "  crashed: \($0)" }
+        if let interruption { lines.append("  interrupted: \(interruption)") }
         lines += notes.map { "  note: \($0)" }
         return lines.joined(separator: "\n")
     }

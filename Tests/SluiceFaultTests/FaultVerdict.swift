@@ -10,7 +10,7 @@ extension FaultCluster {
     /// files below the high watermark. The report is printed, written to
     /// `report-<fault>.txt` in the test's directory and, when $SLUICE_FAULT_REPORT names a
     /// file, appended there (scripts/test.sh prints that file).
-    func verdict(_ fault: String, history: FaultHistory, notes: [String]) async throws -> FaultReport {
+    func verdict(_ fault: String, history: FaultHistory, notes: [String], interruption: (any Error)? = nil) async throws -> FaultReport {
         var notes = notes + history.failureSummary.prefix(5).map { "send failed: \($0)" }
         let crashes = unexpectedExits
         do {
@@ -42,6 +42,7 @@ extension FaultCluster {
         }
         report.notes = notes
         report.crashes = crashes
+        report.interruption = interruption.map { "\($0)" }
         let text = "\(report)\n"
         print(text)
         try? text.write(toFile: directory.path("report-\(fault.filter { $0.isLetter || $0.isNumber })".prefix(200) + ".txt"), atomically: true, encoding: .utf8)

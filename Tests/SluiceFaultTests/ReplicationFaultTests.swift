@@ -154,9 +154,8 @@ struct ReplicationFaultTests {
                 }
             } catch {
                 interrupted = error
-                notes.append("the fault did not run to its end: \(error)")
             }
-            let report = try await cluster.verdict(fault, history: history, notes: notes)
+            let report = try await cluster.verdict(fault, history: history, notes: notes, interruption: interrupted)
             #expect(report.passed, "\(report)")
             if let interrupted { throw interrupted }
         }
