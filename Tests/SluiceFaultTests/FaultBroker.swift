@@ -49,7 +49,7 @@ final class FaultBroker: @unchecked Sendable {
         process = started
         guard try await started.listeningPort() != nil else {
             await started.crash()
-            throw TestProcessError("broker \(id) did not start:\n\(started.stderr)")
+            throw TestProcessError("broker \(id) did not start: \(Self.why(started))")
         }
     }
 
@@ -63,8 +63,14 @@ final class FaultBroker: @unchecked Sendable {
     /// first fatal line of its stderr (a trap prints "Fatal error: ..."); nil otherwise.
     var unexpectedExit: String? {
         guard let process, !process.isRunning, !stopped else { return nil }
+        return "broker \(id) exited on its own (status \(process.process.terminationStatus)): \(Self.why(process))"
+    }
+
+    /// The first fatal line of a broker's stderr (a trap prints "Fatal error: ...", then a
+    /// backtrace the report has no room for), or where its stderr is.
+    static func why(_ process: SluiceProcess) -> String {
         let fatal = process.stderr.split(separator: "\n").first { $0.contains("Fatal error") || $0.contains("error:") }
-        return "broker \(id) exited on its own (status \(process.process.terminationStatus)): \(fatal.map(String.init) ?? "no fatal line; see \(process.stderrPath)")"
+        return fatal.map(String.init) ?? "no fatal line; see \(process.stderrPath)"
     }
 
     func signal(_ number: Int32) { process?.signal(number) }
