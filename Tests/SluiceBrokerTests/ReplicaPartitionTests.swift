@@ -115,4 +115,38 @@ import Testing
             #expect(follower.producerState.producers[3]?.batches.map(\.baseSequence) == [0, 2])
         }
     }
+
+    /// After a truncation the producer state is the one the remaining log implies: a
+    /// retry of a batch the truncation removed is appended anew, not answered as a
+    /// duplicate, and no snapshot describes offsets past the new end.
+    @Test func aTruncationRebuildsTheProducerStateFromWhatIsLeft() async throws {
+        try await Self.withPartitions { _, leader, follower in
+            for sequence in stride(from: Int32(0), to: 40, by: 2) {
+                _ = try leader.append(Self.batch(producer: 4, sequence: sequence), nowMs: 1, leaderEpoch: 0)
+            }
+            try Self.replicate(leader, into: follower)
+            let snapshots = try follower.log.producerSnapshotOffsets()
+            #expect(snapshots.count >= 2)
+            // Into the middle of the newest snapshot's segment, then below every snapshot.
+            for cut in [snapshots[snapshots.count - 1] + 4, snapshots[0] - 2] {
+                let newEnd = try follower.truncate(to: cut, nowMs: 9_000)
+                #expect(newEnd == cut && follower.log.logEndOffset == cut)
+                // Two records per batch: the batch at `cut` had sequence `cut`.
+                let removed = Int32(cut)
+                let check = { (sequence: Int32) in
+                    follower.producerState.check(producerId: 4, epoch: 0, baseSequence: sequence, recordCount: 2)
+                }
+                #expect(check(removed) == .append, "a retry of the removed batch at \(cut)")
+                guard case .duplicate(let kept) = check(removed - 2) else {
+                    Issue.record("the last kept batch is no longer a duplicate: \(check(removed - 2))")
+                    return
+                }
+                #expect(kept.lastOffset == cut - 1)
+                #expect(try follower.log.producerSnapshotOffsets().allSatisfy { $0 <= cut })
+                // And the partition appends on from there, as the leader's copy says.
+                try Self.replicate(leader, into: follower)
+                #expect(Self.sequences(follower.producerState) == Self.sequences(leader.producerState))
+            }
+        }
+    }
 }

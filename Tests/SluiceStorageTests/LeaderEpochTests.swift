@@ -180,4 +180,30 @@ import Testing
         #expect(reopened.epochStarts == Self.starts([(1, start), (3, 8)]))
         try await reopened.close()
     }
+
+    /// With every sealed segment deleted below an empty active one, the latest epoch's
+    /// entry starts at the log end and holds no batch; a new epoch's first batch there
+    /// replaces it.
+    @Test func aNewEpochAtALogStartThatIsItsEndReplacesTheEmptyEntry() async throws {
+        let clock = ManualClock()
+        var config = replicatedConfig(segmentBytes: 1_100)
+        config.segmentMs = 1_000
+        let (directory, log) = try TemporaryDirectory.holding {
+            try PartitionLog.open(directory: $0.path, config: config, clock: clock)
+        }
+        defer { directory.remove() }
+        try Self.append(log, epochs: [0, 0, 0, 2, 2, 2, 2])
+        clock.advance(byMilliseconds: 2_000)
+        #expect(try log.rollIfAged())
+        _ = try log.deleteSegments(below: log.logEndOffset)
+        #expect(log.logStartOffset == 7 && log.logEndOffset == 7)
+        #expect(log.epochStarts == Self.starts([(2, 7)]))
+        try Self.append(log, epochs: [4])
+        #expect(log.epochStarts == Self.starts([(4, 7)]))
+        #expect(log.endOffset(forEpoch: 3) == .unknown)
+        try await log.close()
+        let reopened = try PartitionLog.open(directory: directory.path, config: config, clock: clock)
+        #expect(reopened.epochStarts == Self.starts([(4, 7)]))
+        try await reopened.close()
+    }
 }

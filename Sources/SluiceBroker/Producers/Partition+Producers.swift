@@ -18,6 +18,19 @@ final class PartitionProducers: Sendable {
         /// The active segment's base offset as of the last append: when it changes, the
         /// log rolled and a snapshot is due.
         var activeBase: Int64
+        /// Truncations of the log so far (`Partition.truncate`): a snapshot made before
+        /// one may describe batches it removed, and is not written after it.
+        var truncations = 0
+
+        func pending(_ snapshot: ProducerSnapshot) -> PendingSnapshot {
+            PendingSnapshot(snapshot: snapshot, truncations: truncations)
+        }
+    }
+
+    /// A snapshot made under the append lock, written once it is released.
+    struct PendingSnapshot {
+        let snapshot: ProducerSnapshot
+        let truncations: Int
     }
 
     let lock: Mutex<Ledger>
@@ -49,7 +62,7 @@ extension Partition {
     func append(_ batch: NewBatch, nowMs: Int64, leaderEpoch: Int32?) throws(LogError) -> PartitionAppendOutcome {
         let idempotent = batch.producerId > 0
         let (outcome, snapshot) = try producers.lock.withLock {
-            (ledger) throws(LogError) -> (PartitionAppendOutcome, ProducerSnapshot?) in
+            (ledger) throws(LogError) -> (PartitionAppendOutcome, PartitionProducers.PendingSnapshot?) in
             // Under the append lock, so the epochs of appended batches never go back.
             let latest = log.latestLeaderEpoch
             let epoch = leaderEpoch ?? max(0, latest)
@@ -82,7 +95,7 @@ extension Partition {
             assert(active == result.baseOffset, "a roll starts the new segment with the batch that caused it")
             var before = ledger.state
             if idempotent { before.restore(producerId: batch.producerId, to: previous) }
-            return (.appended(result), ProducerSnapshot(offset: active, state: before))
+            return (.appended(result), ledger.pending(ProducerSnapshot(offset: active, state: before)))
         }
         if let snapshot { writeSnapshot(snapshot) }
         return outcome
@@ -91,10 +104,10 @@ extension Partition {
     /// Rolls the log if its active segment is older than `segment.ms`, snapshotting the
     /// producer state at the roll. Returns whether it rolled.
     func rollIfAged() throws(LogError) -> Bool {
-        let snapshot = try producers.lock.withLock { (ledger) throws(LogError) -> ProducerSnapshot? in
+        let snapshot = try producers.lock.withLock { (ledger) throws(LogError) -> PartitionProducers.PendingSnapshot? in
             guard try log.rollIfAged() else { return nil }
             ledger.activeBase = log.activeSegmentBaseOffset
-            return ProducerSnapshot(offset: ledger.activeBase, state: ledger.state)
+            return ledger.pending(ProducerSnapshot(offset: ledger.activeBase, state: ledger.state))
         }
         guard let snapshot else { return false }
         writeSnapshot(snapshot)
@@ -119,13 +132,19 @@ extension Partition {
     func snapshotAtClose() {
         if log.isUnchangedSinceCleanClose { return }
         let snapshot = producers.lock.withLock { ledger in
-            ProducerSnapshot(offset: log.logEndOffset, state: ledger.state)
+            ledger.pending(ProducerSnapshot(offset: log.logEndOffset, state: ledger.state))
         }
         writeSnapshot(snapshot)
     }
 
-    func writeSnapshot(_ snapshot: ProducerSnapshot) {
+    /// Writes a snapshot unless a truncation came between its making and now: it would
+    /// describe batches the log no longer holds, and a later append past its offset could
+    /// make it look valid.
+    func writeSnapshot(_ pending: PartitionProducers.PendingSnapshot) {
+        let snapshot = pending.snapshot
         producers.snapshotLock.withLock { _ in
+            // Lock order: the snapshot lock, then the append lock (as `truncate` takes them).
+            guard producers.lock.withLock({ $0.truncations }) == pending.truncations else { return }
             do throws(LogError) {
                 try log.writeProducerSnapshot(snapshot.state, offset: snapshot.offset)
             } catch {

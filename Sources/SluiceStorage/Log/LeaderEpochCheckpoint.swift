@@ -41,10 +41,12 @@ struct LeaderEpochCheckpoint: Sendable, Equatable {
 
     /// Notes that `epoch` starts at `offset` if it is newer than every epoch held (a batch
     /// of an epoch already held changes nothing); returns whether it added an entry.
-    /// Negative epochs (none) are never held.
+    /// Negative epochs (none) are never held. An entry starting at `offset` already holds
+    /// no batch (the log start was moved up to its end, as deleting every sealed segment
+    /// below an empty active one does): the new epoch replaces it, as in Kafka's cache.
     mutating func assign(epoch: Int32, startOffset: Int64) -> Bool {
         guard epoch >= 0, epoch > latestEpoch else { return false }
-        precondition(startOffset > (entries.last?.startOffset ?? -1), "epoch \(epoch) starts at \(startOffset), not after the epoch before it")
+        entries.removeAll { $0.startOffset >= startOffset }
         entries.append(EpochStart(epoch: epoch, startOffset: startOffset))
         return true
     }

@@ -196,7 +196,10 @@ extension PartitionLog {
     }
 
     func writeCheckpoint(_ s: LogState) throws(StorageIOError) {
-        let checkpoint = LogCheckpoint(logStartOffset: s.logStartOffset, recoveryPoint: s.recoveryPoint)
+        // A replica's high watermark rides along: it opens there again after a restart.
+        let checkpoint = LogCheckpoint(
+            logStartOffset: s.logStartOffset, recoveryPoint: s.recoveryPoint,
+            highWatermark: s.highWatermarkRule == .replicated ? s.highWatermarkOffset : nil)
         try fileSystem.replaceAtomically(
             directory + "/" + LogCheckpoint.fileName, with: checkpoint.encoded(), directory: directory)
     }

@@ -87,7 +87,8 @@ extension PartitionLog {
         let state = LogState(
             segments: segments, logStartOffset: checkpoint.logStartOffset, recoveryPoint: logEnd,
             highWatermarkRule: config.replicated ? .replicated : HighWatermarkRule(config.fsyncPolicy),
-            ownEndIsDurable: config.fsyncPolicy == .always, replicatedStart: checkpoint.logStartOffset,
+            ownEndIsDurable: config.fsyncPolicy == .always,
+            replicatedStart: checkpoint.highWatermark ?? checkpoint.logStartOffset,
             waitLimit: config.maxWatermarkWaits)
         let log = PartitionLog(
             directory: directory, config: config, fileSystem: fileSystem, syncGate: gate, clock: clock,

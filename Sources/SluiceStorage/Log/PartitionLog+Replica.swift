@@ -167,9 +167,34 @@ extension PartitionLog {
     /// `endOffset` (default: the log end), reading at most about `maxBytes`, against both
     /// CRCs, their offsets and their lengths; a follower scrubs its log with it before it
     /// reports itself intact, and reads it in bounded steps so it never holds the lock long.
+    ///
+    /// One step reads like `read` (the index lookup under the log's lock, the bulk pread
+    /// without it), which checks every header it hands out and each base offset against
+    /// the batch before; the records CRCs are checked here. An offset below the log start
+    /// (retention moved it) starts at the log start. `.intact(nextOffset:)` says where the
+    /// next step starts; it is `offset` itself when the batch there reaches past
+    /// `endOffset`. `.damaged` names the first batch that fails, by its base offset (or,
+    /// when its header cannot be read as one, by the offset asked for).
     public func verifyStoredBatches(from offset: Int64, upTo endOffset: Int64? = nil, maxBytes: Int) throws(LogError)
         -> StoredBatchCheck
     {
-        preconditionFailure("verifyStoredBatches: being written (issue 15, branch storage)")
+        let start = max(offset, logStartOffset)
+        let read: LogReadResult
+        do throws(LogError) {
+            read = try self.read(from: start, maxBytes: maxBytes, upTo: endOffset)
+        } catch {
+            guard case .corruptSegment = error else { throw error }
+            return .damaged(offset: start, reason: error.description)
+        }
+        var next = start
+        for batch in StoredBatches(read.batches) {
+            guard CRC32C.checksum(batch.records) == batch.header.recordsCRC else {
+                return .damaged(
+                    offset: batch.header.baseOffset,
+                    reason: "the batch at offset \(batch.header.baseOffset): \(BatchDefect.recordsChecksumMismatch)")
+            }
+            next = batch.header.nextOffset
+        }
+        return .intact(nextOffset: next)
     }
 }

@@ -10,7 +10,8 @@
 /// The log holds all three under its one lock, as Kafka's `UnifiedLog` holds the high
 /// watermark, so a wait can be registered and a watermark moved without a wake-up
 /// falling between them (`WatermarkWaiters`). What moves the high watermark is a rule,
-/// `HighWatermarkRule`: today the fsync policy picks it; replication will set it.
+/// `HighWatermarkRule`: on one node the fsync policy picks it; on a replica the
+/// replication layer's floor bounds it.
 public protocol Watermark: Sendable, Comparable, CustomStringConvertible {
     /// Every offset below this has reached the state the watermark names.
     var offset: Int64 { get }
@@ -43,8 +44,8 @@ public struct DurableEndOffset: Watermark {
 
 /// Offsets below it may be read by subscribers: nothing a consumer saw can be taken
 /// back. On one node it is the durable end under `FsyncPolicy.always` and the log end
-/// otherwise (`HighWatermarkRule`); with replication it will be the end every in-sync
-/// replica holds, and `acks=all` will wait on it.
+/// otherwise (`HighWatermarkRule`); on a replica it is the end every in-sync replica
+/// holds (`HighWatermarkRule.replicated`), and `acks=all` waits on it.
 public struct HighWatermark: Watermark {
     public let offset: Int64
     public init(_ offset: Int64) { self.offset = offset }
@@ -69,14 +70,10 @@ public enum WatermarkLane: Int, Sendable, CaseIterable, CustomStringConvertible 
     }
 }
 
-/// What moves a log's high watermark.
-///
-/// Replication adds a third case, `.replicated`, under which the log no longer derives
-/// the high watermark: the leader's replica manager computes it from the in-sync
-/// replicas' fetch positions and calls a `PartitionLog.advanceHighWatermark(to:)`
-/// (asserting it stays at or below the log end and never goes back), which moves
-/// it through the same `LogState.moveWatermarks` and so wakes `acks=all` producers and
-/// subscribers through the same waits.
+/// What moves a log's high watermark (`LogState.moveWatermarks`, the one place it moves
+/// forward, so `acks=all` producers and subscribers wake through the same waits
+/// whichever rule moved it). Chosen when the log opens: `LogConfig.replicated` picks
+/// `.replicated`, else the fsync policy picks one of the other two.
 public enum HighWatermarkRule: Sendable, Equatable {
     /// The high watermark is the log end (`FsyncPolicy.interval` and `.never`: the
     /// operator traded durability for latency; serving only synced data would delay

@@ -50,7 +50,8 @@ extension PartitionLog {
     /// and expiring a live producer's state would turn its retries into
     /// UNKNOWN_PRODUCER_ID, whereas keeping it a little longer costs only memory.
     ///
-    /// Call before the first append.
+    /// Call before the first append, or (after a truncation) under the lock that orders
+    /// the appends.
     public func recoverProducerState(replayTimeMs: Int64) throws(LogError) -> ProducerRecovery {
         let logEnd = logEndOffset
         let logStart = logStartOffset
