@@ -78,8 +78,9 @@ struct FaultReport: Sendable, CustomStringConvertible {
     var duplicated: [ReadRecord] = []
     /// Read after a later sequence of the same key.
     var reordered: [ReadRecord] = []
-    /// Acknowledged at one offset and read at another (or in another partition).
-    var misplaced: [ProducedRecord] = []
+    /// Acknowledged at one offset and read at another (or in another partition), with
+    /// where it was read.
+    var misplaced: [(acked: ProducedRecord, read: [ReadRecord])] = []
     /// Read, never sent by the workload (garbage, or another test's).
     var foreign = 0
     /// Sent, never acknowledged, and read: allowed.
@@ -110,7 +111,7 @@ struct FaultReport: Sendable, CustomStringConvertible {
             "  lost \(lost.count)\(sample(lost, produced))",
             "  duplicated \(duplicated.count)\(sample(duplicated, read))",
             "  reordered \(reordered.count)\(sample(reordered, read))",
-            "  misplaced \(misplaced.count)\(sample(misplaced, produced)), foreign \(foreign)",
+            "  misplaced \(misplaced.count)\(sample(misplaced) { "\(produced($0.acked)) read at \($0.read.map { "p\($0.partition):\($0.offset)" })" }), foreign \(foreign)",
             "  replicas: \(replicaProblems.isEmpty ? "byte-identical below the high watermark" : "\(replicaProblems.count) problems")",
         ]
         lines += replicaProblems.prefix(10).map { "    \($0)" }
@@ -158,7 +159,7 @@ enum FaultChecker {
             if places.isEmpty {
                 report.lost.append(record)
             } else if !places.contains(where: { $0.partition == record.partition && $0.offset == offset }) {
-                report.misplaced.append(record)
+                report.misplaced.append((record, places))
             }
         }
         return report

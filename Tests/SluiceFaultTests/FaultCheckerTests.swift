@@ -38,7 +38,7 @@ struct FaultCheckerTests {
         let swapped = FaultChecker.check(fault: "swapped", produced: produced, read: read([("a", 0), ("a", 2), ("a", 1), ("a", 3)]))
         #expect(swapped.reordered.map(\.sequence) == [1] && swapped.duplicated.isEmpty, "\(swapped)")
         // Both moved from their acknowledged offsets.
-        #expect(swapped.misplaced.map(\.sequence) == [1, 2], "\(swapped)")
+        #expect(swapped.misplaced.map(\.acked.sequence) == [1, 2] && swapped.misplaced.map { $0.read.map(\.offset) } == [[2], [1]], "\(swapped)")
         #expect(!twice.passed && !swapped.passed)
     }
 
