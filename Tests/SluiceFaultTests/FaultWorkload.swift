@@ -23,8 +23,8 @@ struct FaultWorkload: Sendable {
         configuration.acks = .all
         configuration.idempotent = idempotent
         configuration.linger = .milliseconds(2)
-        configuration.deliveryTimeout = .seconds(45)
-        configuration.requestTimeout = .seconds(10)
+        configuration.deliveryTimeout = .seconds(30)
+        configuration.requestTimeout = .seconds(8)
         let producer = Producer(bootstrap: bootstrap, configuration: configuration)
         var inFlight: [(index: Int, delivery: Delivery)] = []
         for number in 0..<records {

@@ -184,7 +184,8 @@ struct ReplicationFaultTests {
         let base = history.ackedCount
         async let produced: Void = FaultWorkload(records: records).run(bootstrap: cluster.bootstrap, history: history, firstSequence: round * 1000)
         do {
-            try await eventually("\(faultAfter) records acknowledged before the fault", within: .seconds(60)) {
+            // Past the producer's delivery timeout (30 s), so the failures it names are there.
+            try await eventually("\(faultAfter) records acknowledged before the fault", within: .seconds(40)) {
                 if let exit = cluster.unexpectedExits.first { throw NotObserved(description: exit) }
                 return history.ackedCount >= base + faultAfter
             }
