@@ -181,6 +181,22 @@ import Testing
         try await reopened.close()
     }
 
+    /// Retention moves the first entry up the same way.
+    @Test func retentionMovesTheFirstEpochsStartUp() async throws {
+        var config = replicatedConfig(segmentBytes: 1_100)
+        config.retentionBytes = 1_500
+        let (directory, log) = try temporaryLog(config)
+        defer { directory.remove() }
+        try Self.append(log, epochs: [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 3, 3])
+        let result = try log.enforceRetention()
+        #expect(result.segmentsDeleted >= 2)
+        let start = result.logStartOffset
+        #expect(start > 4 && start < 11)
+        #expect(log.epochStarts == Self.starts([(1, start), (3, 11)]))
+        #expect(try Self.storedEntries(directory.path) == Self.starts([(1, start), (3, 11)]))
+        try await log.close()
+    }
+
     /// With every sealed segment deleted below an empty active one, the latest epoch's
     /// entry starts at the log end and holds no batch; a new epoch's first batch there
     /// replaces it.

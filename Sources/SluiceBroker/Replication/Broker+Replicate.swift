@@ -110,14 +110,17 @@ extension Broker {
     /// not in the answer) and the leader's log end as of the answer (nil: not served).
     typealias AnswerRecord = (index: Int, told: ReplicaSession.Told?, leaderEnd: Int64?)
 
+    /// A served partition with nothing to send: the ends a held request waits on.
+    typealias QuietPartition = (index: Int, log: PartitionLog, logEnd: Int64, highWatermark: Int64)
+
     /// What the request would be answered now: every partition with news, what it told
     /// each, and the served partitions' logs with the ends to wait on if nothing is new.
     private func composeAnswer(
         _ session: ReplicaSession, maxBytes: Int
-    ) -> (response: ReplicateResponse, told: [AnswerRecord], quiet: [(index: Int, log: PartitionLog, logEnd: Int64, highWatermark: Int64)]) {
+    ) -> (response: ReplicateResponse, told: [AnswerRecord], quiet: [QuietPartition]) {
         var response = ReplicateResponse(partitions: session.refusals)
         var told: [AnswerRecord] = []
-        var quiet: [(index: Int, log: PartitionLog, logEnd: Int64, highWatermark: Int64)] = []
+        var quiet: [QuietPartition] = []
         var budget = maxBytes
         for index in session.answerOrder {
             let followed = session.followed[index]

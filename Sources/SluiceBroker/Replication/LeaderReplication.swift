@@ -46,7 +46,7 @@ final class LeaderReplication: Sendable {
             led[key] = fresh
             return (fresh, true)
         }
-        if created { followers.updateFloor(isr: replicaSet.isr) }
+        if created { updateFloor(followers) }
         return followers
     }
 
@@ -55,7 +55,7 @@ final class LeaderReplication: Sendable {
     func report(_ report: PositionReport, partition: Partition, replicaSet: ReplicaSet) {
         let followers = followers(of: partition, replicaSet: replicaSet)
         followers.record(report)
-        followers.updateFloor(isr: replicaSet.isr)
+        updateFloor(followers)
         let inISR = replicaSet.isr.contains(report.replica)
         // Only a report that can change the ISR looks: one joining, or one turned suspect.
         guard inISR == report.position.suspect else { return }
@@ -75,14 +75,14 @@ final class LeaderReplication: Sendable {
             return lost
         }
         for followers in lost { followers.partition.log.interruptWaits(.highWatermark) }
-        forEachLed { followers, replicaSet in followers.updateFloor(isr: replicaSet.isr) }
+        forEachLed { followers, _ in updateFloor(followers) }
     }
 
     /// One periodic pass: every led partition's ISR checked against its followers'
     /// progress (lagging or suspect members out, caught-up replicas in).
     func checkInSyncReplicas() {
         forEachLed { followers, replicaSet in
-            followers.updateFloor(isr: replicaSet.isr)
+            updateFloor(followers)
             changeISR(followers, replicaSet: replicaSet)
         }
     }
@@ -112,6 +112,18 @@ final class LeaderReplication: Sendable {
             let tasks = changes.withLock { Array($0.tasks.values) }
             guard !tasks.isEmpty else { return }
             for task in tasks { await task.value }
+        }
+    }
+
+    /// Sets `followers`' floor from the ISR the metadata shows now, if it still names this
+    /// broker leader at their epoch.
+    private func updateFloor(_ followers: PartitionFollowers) {
+        let (topic, index, epoch) = (followers.partition.topicName, followers.partition.index, followers.leaderEpoch)
+        followers.updateFloor { [leadership] in
+            guard let replicaSet = leadership.replicaSet(topic: topic, partition: index), replicaSet.leaderEpoch == epoch,
+                  replicaSet.leader == leadership.localBrokerID
+            else { return nil }
+            return replicaSet.isr
         }
     }
 

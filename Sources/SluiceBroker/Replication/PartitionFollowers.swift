@@ -37,6 +37,10 @@ final class PartitionFollowers: Sendable {
     struct PendingChange: Sendable, Equatable {
         let base: [UInt32]
         let wanted: [UInt32]
+        /// When it was asked (the broker's clock): a change whose write the metadata never
+        /// showed (another write put `base` back before this broker saw it) is given up
+        /// after the lag bound, so the partition can ask again.
+        let askedMs: Int64
     }
 
     /// What the in-sync followers hold, for `PartitionLog.setReplicaFloor`.
@@ -107,15 +111,17 @@ final class PartitionFollowers: Sendable {
 
     func progress(of replica: UInt32) -> FollowerProgress? { state.withLock { $0.followers[replica] } }
 
-    /// Recomputes the floor from `isr` (the metadata's) and sets it on the log, under
-    /// this partition's lock so that two streams' reports cannot set an older floor after
-    /// a newer one was computed from a larger ISR.
-    func updateFloor(isr: [UInt32]) {
+    /// Recomputes the floor from the ISR the metadata shows (`currentISR`, read under this
+    /// partition's lock, nil once leadership moved on) and sets it on the log, under that
+    /// lock: two streams' reports cannot set a floor computed from an older ISR after one
+    /// computed from a newer, larger one.
+    func updateFloor(currentISR: () -> [UInt32]?) {
         // A log not opened replicated derives its high watermark itself (a cluster broker
         // run without replicated storage, as in tests of the metadata alone).
         guard partition.log.config.replicated else { return }
         let durable = countsDurableEnds
         state.withLock { s in
+            guard let isr = currentISR() else { return }
             if let pending = s.pending, pending.base != isr { s.pending = nil }
             if case .set(let floor) = Self.floor(of: s, isr: isr, local: local, durable: durable) {
                 partition.log.setReplicaFloor(floor)
@@ -142,7 +148,7 @@ final class PartitionFollowers: Sendable {
     /// in it, are not suspect, and hold the high watermark and this epoch's start.
     func nextChange(replicas: [UInt32], isr: [UInt32], highWatermark: Int64, nowMs: Int64, lagMaxMs: Int64) -> [UInt32]? {
         state.withLock { s -> [UInt32]? in
-            if let pending = s.pending, pending.base == isr { return nil }
+            if let pending = s.pending, pending.base == isr, nowMs - pending.askedMs <= lagMaxMs { return nil }
             s.pending = nil
             let lagging = isr.filter { member in
                 guard member != local else { return false }
@@ -162,7 +168,7 @@ final class PartitionFollowers: Sendable {
                 }
             }
             guard wanted != isr else { return nil }
-            s.pending = PendingChange(base: isr, wanted: wanted)
+            s.pending = PendingChange(base: isr, wanted: wanted, askedMs: nowMs)
             return wanted
         }
     }

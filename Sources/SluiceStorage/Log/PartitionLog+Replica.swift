@@ -37,7 +37,8 @@ public struct EpochStart: Sendable, Equatable, CustomStringConvertible {
 
 /// What `PartitionLog.appendReplicated(_:)` stored.
 public struct ReplicatedAppend: Sendable, Equatable {
-    /// The first and last offsets stored; nil range for an empty input.
+    /// The first and last offsets stored; when nothing was stored, the log end and the
+    /// offset below it (an empty range).
     public var firstOffset: Int64
     public var lastOffset: Int64
     /// The headers of the batches stored, in order (their producer fields feed the

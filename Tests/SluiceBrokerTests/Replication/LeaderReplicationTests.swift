@@ -110,6 +110,15 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func aPositionOutsideTheLeadersLogIsOutOfRange() async throws {
+        let leader = try Leader.start()
+        _ = try await leader.produce(["a"])
+        let follower = leader.follower(2)
+        let answer = try #require(try await follower.ask([Leader.position(5)]).partitions.first)
+        #expect(answer.error == .offsetOutOfRange && answer.logStartOffset == 0 && answer.records.readableBytes == 0)
+        try await leader.stop()
+    }
+
     @Test func aLongerTailOfAnOlderEpochDiverges() async throws {
         let leader = try Leader.start(isr: [1], epoch: 1)
         _ = try await leader.produce(["a", "b"])  // offsets 0-1 at epoch 1
@@ -166,6 +175,17 @@ import Testing
         _ = try await leader.produce(["y"])
         await leader.broker.replicaSetsChanged()
         #expect(log.highWatermark.offset == 11, "the ISR is the leader alone: its own end")
+        try await leader.stop()
+    }
+
+    @Test func aRunningBrokerFollowsTheLeadershipsRings() async throws {
+        let leader = try Leader.start(isr: [1, 2])
+        leader.broker.startMaintenance()
+        _ = try await leader.produce(["a", "b", "c"])
+        let log = try leader.log
+        #expect(log.highWatermark.offset == 0, "follower 2 has not reported")
+        leader.leadership.setISR(Leader.topic, 0, [1])
+        try await eventually("the ISR of the leader alone frees the high watermark") { log.highWatermark.offset == 3 }
         try await leader.stop()
     }
 
@@ -249,6 +269,12 @@ import Testing
         #expect(answer.error == .notEnoughReplicasAfterAppend && answer.baseOffset == 0)
     }
 
+    @Test func acksAllFailsWhenItsBatchIsTruncatedAway() async throws {
+        // The leader's log is cut below the batch (a new leader's divergence, followed).
+        let answer = try await acksAllAnswer { leader in _ = try? leader.log.truncate(to: 0) }
+        #expect(answer.error == .notLeader)
+    }
+
     @Test func acksAllFailsWhenLeadershipMoves() async throws {
         let answer = try await acksAllAnswer {
             $0.leadership.set(Leader.topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 2, leaderEpoch: 4, isr: [2]))
@@ -271,6 +297,23 @@ import Testing
         #expect(leader.changer.changes == [[1, 2]])
         #expect(leader.leadership.replicaSet(topic: Leader.topic, partition: 0)?.isr == [1, 2])
         try await leader.stop()
+    }
+
+    @Test func anISRChangeIsAskedOnceAtATimeAndAgainWhenItNeverShows() async throws {
+        for outcome in [ISRChangeOutcome.written, .stale, .failed("etcd unreachable")] {
+            let leader = try Leader.start(lagMaxMs: 10_000, changeOutcome: outcome, showsWrites: false)
+            // Leading starts now; followers 2 and 3 never report.
+            await leader.broker.checkInSyncReplicas()
+            leader.clock.advance(byMilliseconds: 10_001)
+            await leader.broker.checkInSyncReplicas()
+            await leader.broker.checkInSyncReplicas()
+            // Written but not shown: one outstanding change; refused: the next check asks again.
+            #expect(leader.changer.changes == (outcome == .written ? [[1]] : [[1], [1]]), "\(outcome)")
+            leader.clock.advance(byMilliseconds: 10_001)
+            await leader.broker.checkInSyncReplicas()
+            #expect(leader.changer.changes.count == (outcome == .written ? 2 : 3), "given up after the lag bound: \(outcome)")
+            try await leader.stop()
+        }
     }
 
     @Test func aCaughtUpFollowerJoinsTheISR() async throws {

@@ -67,10 +67,14 @@ final class FakeISRChanger: ISRChanger {
     private let asked = Mutex<[[UInt32]]>([])
     let leadership: FakeLeadership
     let outcome: ISRChangeOutcome
+    /// False: a write answers `.written` but the metadata never shows it (another write put
+    /// the old ISR back before the broker saw the new one).
+    let showsWrites: Bool
 
-    init(leadership: FakeLeadership, outcome: ISRChangeOutcome = .written) {
+    init(leadership: FakeLeadership, outcome: ISRChangeOutcome = .written, showsWrites: Bool = true) {
         self.leadership = leadership
         self.outcome = outcome
+        self.showsWrites = showsWrites
     }
 
     /// The ISRs asked for, in order.
@@ -78,7 +82,7 @@ final class FakeISRChanger: ISRChanger {
 
     func changeISR(topic: String, partition: UInt32, leaderEpoch: UInt32, isr: [UInt32]) async -> ISRChangeOutcome {
         asked.withLock { $0.append(isr) }
-        if outcome == .written, leadership.replicaSet(topic: topic, partition: partition)?.leaderEpoch == leaderEpoch {
+        if outcome == .written, showsWrites, leadership.replicaSet(topic: topic, partition: partition)?.leaderEpoch == leaderEpoch {
             leadership.setISR(topic, partition, isr)
         }
         return outcome
@@ -113,11 +117,11 @@ struct LeaderUnderTest: Sendable {
 
     static func start(
         isr: [UInt32] = [1, 2, 3], epoch: UInt32 = 3, fsync: FsyncPolicy = .never, minInsync: Int = 1,
-        lagMaxMs: Int64 = 600_000, changeOutcome: ISRChangeOutcome = .written
+        lagMaxMs: Int64 = 600_000, changeOutcome: ISRChangeOutcome = .written, showsWrites: Bool = true
     ) throws -> LeaderUnderTest {
         let leadership = FakeLeadership()
         leadership.set(topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 1, leaderEpoch: epoch, isr: isr))
-        let changer = FakeISRChanger(leadership: leadership, outcome: changeOutcome)
+        let changer = FakeISRChanger(leadership: leadership, outcome: changeOutcome, showsWrites: showsWrites)
         let clock = ManualClock()
         var storage = StorageSettings()
         storage.fsyncPolicy = fsync
