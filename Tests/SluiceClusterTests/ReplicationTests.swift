@@ -188,7 +188,7 @@ struct ReplicationTests {
             let endpoints = members.map(\.endpoint).joined(separator: ",")
             brokers[id] = try await SluiceProcess.serve(
                 ["--cluster", "etcd://\(endpoints)/replicate", "--broker-id", "\(id)", "--lease-ttl", "2",
-                 "--replica-lag-time-max-ms", "2000", "--log-level", "notice"],
+                 "--log-level", "notice"],
                 dataDirectory: directory.path("data"), logsIn: directory.url, logName: "serve-\(starts)")
         }
 
@@ -238,9 +238,19 @@ struct ReplicationTests {
         /// Waits until broker `copy` holds segment files byte-identical to broker `source`'s
         /// (read through the page cache while both run).
         func sameSegments(_ copy: UInt32, as source: UInt32, _ what: String, topic: String = "orders") async throws {
-            try await eventually(what, within: .seconds(60)) {
-                let copied = segments(of: copy, topic: topic)
-                return !copied.isEmpty && copied == segments(of: source, topic: topic)
+            do {
+                try await eventually(what, within: .seconds(60)) {
+                    let copied = segments(of: copy, topic: topic)
+                    return !copied.isEmpty && copied == segments(of: source, topic: topic)
+                }
+            } catch {
+                let sizes = { (id: UInt32) in self.segments(of: id, topic: topic).mapValues(\.count).sorted { $0.key < $1.key } }
+                let (a, b) = (segments(of: copy, topic: topic), segments(of: source, topic: topic))
+                let differ = a.keys.sorted().compactMap { name -> String? in
+                    guard let x = a[name], let y = b[name] else { return nil }
+                    return zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }.map { "\(name) from byte \($0.offset)" }
+                }
+                throw TestProcessError("\(error): broker \(copy) holds \(sizes(copy)), broker \(source) \(sizes(source)); differing: \(differ)")
             }
         }
 

@@ -32,6 +32,16 @@ extension ReplicaFetcher {
         _ data: ReplicaPartitionData, _ key: ReplicaKey, _ target: FollowTarget, into appended: inout [(PartitionLog, Int64)]
     ) -> (delay: Duration, untilNewEpoch: Bool)? {
         let partition = target.partition
+        // The metadata moved on since the manager last applied it (Produce reads it
+        // directly): a partition this broker now leads, or at another epoch, is left alone
+        // until the manager catches up, so a stale leader's answer never cuts or extends
+        // what this broker appends as leader.
+        if let leadership = context.leadership {
+            let now = leadership.replicaSet(topic: key.topic, partition: key.partition)
+            guard let now, now.leaderEpoch == target.leaderEpoch, now.leader != leadership.localBrokerID else {
+                return (context.settings.retryDelay, true)
+            }
+        }
         switch data.error {
         case .none:
             break
@@ -39,19 +49,19 @@ extension ReplicaFetcher {
             logger.info("the leader refused a partition; it waits for new metadata", metadata: [
                 "partition": "\(key)", "error": "\(data.error)", "message": "\(data.errorMessage)",
                 "leader epoch": "\(target.leaderEpoch)"])
-            return (settings.fencedRetryDelay, true)
+            return (context.settings.fencedRetryDelay, true)
         case .offsetOutOfRange:
             return startOver(partition, key, leaderLogStart: data.logStartOffset, message: data.errorMessage)
         default:
             // UNKNOWN_LEADER_EPOCH (the leader's metadata lags), a log not open there yet.
             logger.debug("the leader cannot serve a partition yet; asking again shortly", metadata: [
                 "partition": "\(key)", "error": "\(data.error)", "message": "\(data.errorMessage)"])
-            return (settings.retryDelay, false)
+            return (context.settings.retryDelay, false)
         }
         if let diverging = data.divergingEpoch {
-            return truncate(partition, key, diverging) ? nil : (settings.retryDelay, false)
+            return truncate(partition, key, diverging) ? nil : (context.settings.retryDelay, false)
         }
-        let nowMs = clock.nowMilliseconds()
+        let nowMs = context.clock.nowMilliseconds()
         if data.records.readableBytes > 0 {
             do throws(LogError) {
                 let stored = try partition.appendReplicated(data.records, nowMs: nowMs)
@@ -81,7 +91,7 @@ extension ReplicaFetcher {
             logger.error("the follower's copy cannot store what the leader sent", metadata: [
                 "partition": "\(key)", "offset": "\(end)", "error": "\(error)"])
         }
-        return (settings.retryDelay, false)
+        return (context.settings.retryDelay, false)
     }
 
     /// OFFSET_OUT_OF_RANGE: the leader holds no epoch the copy's last batch could follow,
@@ -97,16 +107,16 @@ extension ReplicaFetcher {
         guard end >= leaderLogStart, end > start else {
             logger.error("the leader no longer holds the offsets this copy needs next; it cannot catch up", metadata: [
                 "partition": "\(key)", "log": "\(start)..<\(end)", "leader log start": "\(leaderLogStart)", "message": "\(message)"])
-            return (settings.fencedRetryDelay, false)
+            return (context.settings.fencedRetryDelay, false)
         }
         do throws(LogError) {
-            try partition.truncate(to: start, nowMs: clock.nowMilliseconds())
+            try partition.truncate(to: start, nowMs: context.clock.nowMilliseconds())
             logger.notice("the leader's log holds nothing this copy's could follow: the copy starts over", metadata: [
                 "partition": "\(key)", "from": "\(end)", "to": "\(start)", "message": "\(message)"])
             return nil
         } catch {
             logger.error("cannot empty the follower's copy to start over", metadata: ["partition": "\(key)", "error": "\(error)"])
-            return (settings.retryDelay, false)
+            return (context.settings.retryDelay, false)
         }
     }
 
@@ -126,7 +136,7 @@ extension ReplicaFetcher {
         let end = log.logEndOffset
         guard target < end else { return true }
         do throws(LogError) {
-            try partition.truncate(to: target, nowMs: clock.nowMilliseconds())
+            try partition.truncate(to: target, nowMs: context.clock.nowMilliseconds())
             logger.notice("the follower's copy diverged from the leader's log; cut back to where they agree", metadata: [
                 "partition": "\(key)", "from": "\(end)", "to": "\(target)", "leader's epoch": "\(diverging.epoch) ends at \(diverging.endOffset)", "own": "\(own)"])
             return true

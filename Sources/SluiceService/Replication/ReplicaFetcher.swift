@@ -50,21 +50,28 @@ final class ReplicaFetcher: Sendable {
     }
 
     let leader: BrokerInfo
-    let brokerID: UInt32
-    let clock: any LogClock
-    let settings: ReplicaFetcherSettings
+    let context: Context
     let logger: Logger
     /// The partitions followed. Answers are appended under this lock, so a partition
     /// taken out by `follow` gets nothing appended after `follow` returns.
     let followed = Mutex<[ReplicaKey: Followed]>([:])
     private let task = Mutex<Task<Void, Never>?>(nil)
 
-    init(leader: BrokerInfo, brokerID: UInt32, clock: any LogClock, settings: ReplicaFetcherSettings, logger: Logger) {
+    /// What every fetcher of a broker shares.
+    struct Context: Sendable {
+        let brokerID: UInt32
+        /// The metadata as Produce reads it, checked again before each partition's answer
+        /// is applied.
+        let leadership: (any PartitionLeadership)?
+        let clock: any LogClock
+        let settings: ReplicaFetcherSettings
+        let logger: Logger
+    }
+
+    init(leader: BrokerInfo, context: Context) {
         self.leader = leader
-        self.brokerID = brokerID
-        self.clock = clock
-        self.settings = settings
-        var logger = logger
+        self.context = context
+        var logger = context.logger
         logger[metadataKey: "leader"] = "\(leader.id)"
         self.logger = logger
     }
@@ -103,11 +110,11 @@ final class ReplicaFetcher: Sendable {
     // MARK: The connection
 
     private func run() async {
-        var backoff = settings.reconnectBackoff
+        var backoff = context.settings.reconnectBackoff
         var failures = 0
         while !Task.isCancelled {
             do {
-                if try await stream() { (backoff, failures) = (settings.reconnectBackoff, 0) }
+                if try await stream() { (backoff, failures) = (context.settings.reconnectBackoff, 0) }
             } catch {
                 guard !Task.isCancelled else { return }
                 failures += 1
@@ -121,7 +128,7 @@ final class ReplicaFetcher: Sendable {
             } catch {
                 return
             }
-            backoff = min(backoff * 2, settings.maxReconnectBackoff)
+            backoff = min(backoff * 2, context.settings.maxReconnectBackoff)
         }
     }
 
@@ -132,7 +139,7 @@ final class ReplicaFetcher: Sendable {
             throw GRPCStatus(.unavailable, "the address of \(leader) is not HOST:PORT")
         }
         var configuration = GRPCClientConfiguration(host: endpoint.host, port: endpoint.port)
-        configuration.maxReceiveMessageBytes = settings.maxReceiveMessageBytes
+        configuration.maxReceiveMessageBytes = context.settings.maxReceiveMessageBytes
         let connection = try await GRPCClientConnection.connect(configuration, logger: logger)
         let watchdog = AnswerWatchdog()
         do {
@@ -145,7 +152,7 @@ final class ReplicaFetcher: Sendable {
             while !Task.isCancelled {
                 let request = nextRequest(session: &session)
                 try await call.send(request.protobufBytes())
-                watchdog.arm(ContinuousClock.now + settings.answerBound)
+                watchdog.arm(ContinuousClock.now + context.settings.answerBound)
                 guard let bytes = try await answers.next() else {
                     throw GRPCStatus(.unavailable, "the leader ended the Replicate stream")
                 }
@@ -169,7 +176,8 @@ final class ReplicaFetcher: Sendable {
     private func nextRequest(session: inout [ReplicaKey: ReplicaPosition]) -> ReplicateRequest {
         let now = ContinuousClock.now
         var request = ReplicateRequest(
-            replicaId: brokerID, maxWaitMs: UInt32(settings.maxWait.milliseconds), maxBytes: UInt32(settings.maxBytes))
+            replicaId: context.brokerID, maxWaitMs: UInt32(context.settings.maxWait.milliseconds),
+            maxBytes: UInt32(context.settings.maxBytes))
         followed.withLock { followed in
             for (key, entry) in followed {
                 if let hold = entry.hold {
@@ -206,7 +214,7 @@ final class ReplicaFetcher: Sendable {
         for (log, lastOffset) in appended where log.config.fsyncPolicy == .always {
             let wait = log.wait(for: DurableEndOffset.self, toCover: lastOffset)
             let bound = Task {
-                try? await Task.sleep(for: settings.answerBound)
+                try? await Task.sleep(for: context.settings.answerBound)
                 wait.cancel()
             }
             let outcome = await wait.outcome()
@@ -215,7 +223,7 @@ final class ReplicaFetcher: Sendable {
             case .reached, .truncated, .interrupted: continue
             case .cancelled:
                 if Task.isCancelled { throw CancellationError() }
-                throw GRPCStatus(.deadlineExceeded, "a sync of a follower's copy took longer than \(settings.answerBound)")
+                throw GRPCStatus(.deadlineExceeded, "a sync of a follower's copy took longer than \(context.settings.answerBound)")
             case .failed(let error):
                 // A fenced or closed log: the partition is not copied further here; the
                 // next request reports what is durable and the leader judges.

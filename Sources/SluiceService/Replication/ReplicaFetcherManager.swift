@@ -32,6 +32,8 @@ final class ReplicaFetcherManager: Sendable {
     private let brokerID: UInt32
     private let settings: ReplicaFetcherSettings
     private let scrubber: ReplicaScrubber
+    /// What each new fetcher is given.
+    private let fetching: ReplicaFetcher.Context
     private let logger: Logger
 
     init(broker: Broker, brokerID: UInt32, settings: ReplicaFetcherSettings, logger: Logger) {
@@ -39,6 +41,8 @@ final class ReplicaFetcherManager: Sendable {
         self.brokerID = brokerID
         self.settings = settings
         self.logger = logger
+        fetching = ReplicaFetcher.Context(
+            brokerID: brokerID, leadership: broker.leadership, clock: broker.storage.clock, settings: settings, logger: logger)
         scrubber = ReplicaScrubber(broker: broker, stepBytes: settings.scrubStepBytes, logger: logger)
     }
 
@@ -77,8 +81,7 @@ final class ReplicaFetcherManager: Sendable {
                 }
                 let fetcher = s.fetchers[leader] ?? {
                     let info = snapshot.brokers[leader]!
-                    let fresh = ReplicaFetcher(
-                        leader: info, brokerID: brokerID, clock: broker.storage.clock, settings: settings, logger: logger)
+                    let fresh = ReplicaFetcher(leader: info, context: fetching)
                     s.fetchers[leader] = fresh
                     return fresh
                 }()

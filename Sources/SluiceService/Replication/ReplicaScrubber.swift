@@ -101,6 +101,9 @@ final class ReplicaScrubber: Sendable {
         let log = partition.log
         let name = "\(partition.topicName)/\(partition.index)"
         var offset = log.logStartOffset
+        // The starts of the last two steps: intact batch starts below any damage found
+        // next, where the cut can fall back to.
+        var earlier: [Int64] = []
         let end = log.logEndOffset
         while offset < end {
             guard !Task.isCancelled, !partition.isClosed else { return }
@@ -108,9 +111,11 @@ final class ReplicaScrubber: Sendable {
                 switch try log.verifyStoredBatches(from: offset, upTo: end, maxBytes: stepBytes) {
                 case .intact(let next):
                     guard next > offset else { return finish(health, name) }
+                    earlier = (earlier + [offset]).suffix(2)
                     offset = next
                 case .damaged(let damaged, let reason):
-                    cut(partition, at: damaged, reason: reason)
+                    let fallbacks = (earlier + [offset]).filter { $0 < damaged }.reversed() + [log.logStartOffset]
+                    cut(partition, at: damaged, fallingBackTo: fallbacks, reason: reason)
                     health.damaged(at: damaged)
                     return finish(health, name)
                 }
@@ -137,18 +142,27 @@ final class ReplicaScrubber: Sendable {
         logger.debug("scrubbed the follower's copy of a partition", metadata: ["partition": "\(name)"])
     }
 
-    /// Cuts the copy below the damaged batch, so the fetcher fetches it again.
-    private func cut(_ partition: Partition, at offset: Int64, reason: String) {
+    /// Cuts the copy below the damaged batch, so the fetcher fetches it again. A cut
+    /// finds its place by the header of the batch it cuts at, which may be the damaged
+    /// one: then it cuts at the next lower intact batch start in `fallbacks`.
+    private func cut(_ partition: Partition, at offset: Int64, fallingBackTo fallbacks: [Int64], reason: String) {
         let log = partition.log
         let base = log.segmentBaseOffsets.last { $0 <= offset } ?? log.logStartOffset
         let file = log.directory + "/" + String(repeating: "0", count: max(0, 20 - String(base).count)) + String(base) + ".log"
+        let name = "\(partition.topicName)/\(partition.index)"
         logger.error("a stored batch of the follower's copy fails its check: the log is cut below it and fetched again from the leader", metadata: [
-            "partition": "\(partition.topicName)/\(partition.index)", "file": "\(file)", "offset": "\(offset)", "reason": "\(reason)"])
-        do throws(LogError) {
-            try partition.truncate(to: offset, nowMs: broker.storage.clock.nowMilliseconds())
-        } catch {
-            logger.error("cannot cut the damaged copy", metadata: [
-                "partition": "\(partition.topicName)/\(partition.index)", "offset": "\(offset)", "error": "\(error)"])
+            "partition": "\(name)", "file": "\(file)", "offset": "\(offset)", "reason": "\(reason)"])
+        var failure: LogError?
+        for target in [offset] + fallbacks where target < log.logEndOffset {
+            do throws(LogError) {
+                try partition.truncate(to: target, nowMs: broker.storage.clock.nowMilliseconds())
+                return
+            } catch {
+                failure = error
+            }
+        }
+        if let failure {
+            logger.error("cannot cut the damaged copy", metadata: ["partition": "\(name)", "offset": "\(offset)", "error": "\(failure)"])
         }
     }
 }
