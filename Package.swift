@@ -94,7 +94,9 @@ let package = Package(
         // What the test targets share: seeded random numbers, `eventually`, temporary
         // directories, `sluice` child processes, fake file systems. A plain target, no
         // product, so nothing that ships links it.
-        .target(name: "SluiceTestSupport", dependencies: ["SluiceStorage"], path: "Tests/SluiceTestSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "SluiceTestSupport", dependencies: ["SluiceStorage", "SluiceCluster", nioCore, logging], path: "Tests/SluiceTestSupport",
+            swiftSettings: swiftSettings),
 
         .testTarget(
             name: "SluiceWireTests", dependencies: ["SluiceTestSupport", "SluiceWire", nioCore, nioPosix], exclude: ["Interop"],
@@ -128,6 +130,13 @@ let package = Package(
                 "SluiceTestSupport", "SluiceBroker", "SluiceService", "SluiceClient", "SluiceCompression", "SluiceWire", "SluiceAPI",
                 "SluiceStorage", "SluiceChecksum", "SluiceCluster", nioCore, nioPosix,
             ],
+            swiftSettings: swiftSettings),
+        // Replication under faults on real processes (3 brokers in network namespaces, a
+        // 3-member etcd) and the checker of what was acknowledged; scripts/test.sh runs it
+        // as a step of its own (docs/testing.md, "The fault suite").
+        .testTarget(
+            name: "SluiceFaultTests",
+            dependencies: ["SluiceTestSupport", "SluiceClient", "SluiceStorage", "SluiceCluster", "SluiceAPI", nioCore, nioPosix, logging],
             swiftSettings: swiftSettings),
     ]
 )

@@ -4,6 +4,7 @@
 # part runs (a failing Swift test does not hide the interop results).
 #
 # Environment: SLUICE_SOAK=1 runs the flood and fuzz cases longer (docs/testing.md);
+# SLUICE_FAULT_ROUNDS=N repeats each fault of the fault suite N times;
 # SLUICE_TEST_PYTEST_ARGS adds pytest arguments (e.g. "-k echo -x").
 # Each step has a time bound so the run ends well under 20 minutes on 2 cores.
 set -uo pipefail
@@ -102,14 +103,27 @@ swift_suites() {
     rm -f "$swift_log"
 }
 
-step "swift test (every suite but the cluster's)"
-swift_suites 480 "swift test" --skip SluiceClusterTests
+step "swift test (every suite but the cluster's and the fault suite)"
+swift_suites 480 "swift test" --skip SluiceClusterTests --skip SluiceFaultTests
 
 # The cluster suites run a real etcd (one member or three) with leases of a few seconds:
 # alone, so that the rest of the suite's load on the machine's cores cannot starve etcd or
 # the keep-alive past a lease's time to live.
 step "swift test: cluster (SluiceClusterTests, a real etcd)"
 swift_suites 300 "swift test: cluster" --filter SluiceClusterTests
+
+# Replication under faults (docs/testing.md, "The fault suite"): three brokers in network
+# namespaces and a 3-member etcd per test, alone for the same reason as the cluster step.
+# SLUICE_FAULT_ROUNDS repeats each fault; every fault's report is printed here.
+step "fault suite (SluiceFaultTests: replication under faults)"
+export SLUICE_FAULT_REPORT
+SLUICE_FAULT_REPORT="$(mktemp)"
+swift_suites 600 "fault suite" --filter SluiceFaultTests
+cat "$SLUICE_FAULT_REPORT"
+rm -f "$SLUICE_FAULT_REPORT"
+unset SLUICE_FAULT_REPORT
+# A bundle killed at the bound never ran its cleanup: its namespaces go now.
+scripts/fault/remove-leftover-networks.sh
 
 step "python suites: setup scripts (tests/setup) and interop (tests/interop)"
 # shellcheck disable=SC2086 # word splitting of the extra args is intended

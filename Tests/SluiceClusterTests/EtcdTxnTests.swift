@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceAPI
 import SluiceCluster
+import SluiceTestSupport
 import Testing
 
 /// `EtcdKVClient.txn` and its builders against a real etcd: every comparison kind, both

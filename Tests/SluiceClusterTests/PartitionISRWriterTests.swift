@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceAPI
 @testable import SluiceCluster
+import SluiceTestSupport
 import SluiceWire
 import Synchronization
 import Testing

@@ -33,15 +33,24 @@ public final class SluiceProcess: @unchecked Sendable {
 
     /// Runs `sluice <arguments>` with its output in `<logName>.out` and `.err` in
     /// `directory` (a fresh name when nil) and stdin from `input` (nothing when nil).
-    public init(_ arguments: [String], in directory: URL, logName: String? = nil, input: FileHandle? = nil) throws {
+    /// `launcher` is a command that execs `sluice` in place (`ip netns exec NAME`), so the
+    /// pid signalled is still sluice's.
+    public init(
+        _ arguments: [String], in directory: URL, logName: String? = nil, input: FileHandle? = nil, launcher: [String] = []
+    ) throws {
         let name = logName ?? UUID().uuidString
         stdoutPath = directory.appendingPathComponent("\(name).out").path
         stderrPath = directory.appendingPathComponent("\(name).err").path
         guard FileManager.default.createFile(atPath: stdoutPath, contents: nil),
               FileManager.default.createFile(atPath: stderrPath, contents: nil)
         else { throw TestProcessError("cannot create log files in \(directory.path)") }
-        process.executableURL = try builtExecutable()
-        process.arguments = arguments
+        if let command = launcher.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = launcher.dropFirst() + [try builtExecutable().path] + arguments
+        } else {
+            process.executableURL = try builtExecutable()
+            process.arguments = arguments
+        }
         process.standardInput = input ?? FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -111,12 +120,12 @@ public final class SluiceProcess: @unchecked Sendable {
     }
 
     /// Waits (bounded: 600 x 50 ms) for `sluice serve`'s "sluice listening on
-    /// 127.0.0.1:PORT" line; nil if the process exited without printing it.
+    /// HOST:PORT" line; nil if the process exited without printing it.
     public func listeningPort() async throws -> Int? {
-        let prefix = "sluice listening on 127.0.0.1:"
+        let prefix = "sluice listening on "
         for _ in 0..<600 {
             if let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
-                return Int(line.dropFirst(prefix.count))
+                return line.split(separator: ":").last.flatMap { Int($0) }
             }
             if !process.isRunning { return nil }
             // Another process prints its port when it is ready; nothing to await.

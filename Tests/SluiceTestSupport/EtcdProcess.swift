@@ -1,23 +1,24 @@
 import Foundation
-import NIOCore
-import NIOPosix
 import Synchronization
 
-/// One etcd member started from Debian's `etcd-server` binary for one test, on 127.0.0.1
-/// with ports chosen below the ephemeral range and a data directory of its own: alone
+/// One etcd member started from Debian's `etcd-server` binary for one test, its client URL
+/// on `host` (127.0.0.1 unless a test's brokers live in network namespaces and reach it
+/// over a bridge) and its peer URL on 127.0.0.1, with ports chosen below the ephemeral range and a data directory of its own: alone
 /// (`init(binary:)`) or as one of the members of `EtcdProcess.cluster`. It can be killed
 /// and started again on the same ports and data, as a restarted member is.
-final class EtcdProcess {
+public final class EtcdProcess {
     /// Where the binary is looked for: $SLUICE_ETCD_BINARY, then the Debian paths.
-    static var binary: String? {
+    public static var binary: String? {
         let candidates = [ProcessInfo.processInfo.environment["SLUICE_ETCD_BINARY"], "/usr/bin/etcd", "/usr/local/bin/etcd"]
         return candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    let name: String
-    let clientPort: Int
-    let peerPort: Int
-    let directory: URL
+    public let name: String
+    /// The address its client URL listens on.
+    public let host: String
+    public let clientPort: Int
+    public let peerPort: Int
+    public let directory: URL
     private let binary: String
     private let arguments: [String]
     private var process: Process
@@ -25,24 +26,25 @@ final class EtcdProcess {
     /// parking a cooperative thread in `waitUntilExit()` (only two of them on a 2-core machine).
     private var exited: AsyncStream<Int32>
 
-    var logTail: String {
+    public var logTail: String {
         let text = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").suffix(20).joined(separator: "\n")
     }
 
     /// `host:port` of its client URL.
-    var endpoint: String { "127.0.0.1:\(clientPort)" }
+    public var endpoint: String { "\(host):\(clientPort)" }
 
     /// A single-member cluster.
-    convenience init(binary: String) async throws {
+    public convenience init(binary: String) async throws {
         let ports = Self.freePorts(2)
         try self.init(
-            binary: binary, name: "sluice-test", clientPort: ports[0], peerPort: ports[1],
+            binary: binary, name: "sluice-test", host: "127.0.0.1", clientPort: ports[0], peerPort: ports[1],
             initialCluster: "sluice-test=http://127.0.0.1:\(ports[1])", token: UUID().uuidString)
     }
 
-    /// `count` members forming one cluster (started together: each waits for a quorum).
-    static func cluster(binary: String, members count: Int) throws -> [EtcdProcess] {
+    /// `count` members forming one cluster (started together: each waits for a quorum),
+    /// clients served on `host`.
+    public static func cluster(binary: String, members count: Int, host: String = "127.0.0.1") throws -> [EtcdProcess] {
         let ports = freePorts(2 * count)
         let names = (0..<count).map { "sluice-test-\($0)" }
         let initial = (0..<count).map { "\(names[$0])=http://127.0.0.1:\(ports[2 * $0 + 1])" }.joined(separator: ",")
@@ -51,7 +53,7 @@ final class EtcdProcess {
         do {
             for index in 0..<count {
                 members.append(try EtcdProcess(
-                    binary: binary, name: names[index], clientPort: ports[2 * index], peerPort: ports[2 * index + 1],
+                    binary: binary, name: names[index], host: host, clientPort: ports[2 * index], peerPort: ports[2 * index + 1],
                     initialCluster: initial, token: token))
             }
         } catch {
@@ -61,14 +63,15 @@ final class EtcdProcess {
         return members
     }
 
-    private init(binary: String, name: String, clientPort: Int, peerPort: Int, initialCluster: String, token: String) throws {
+    private init(binary: String, name: String, host: String, clientPort: Int, peerPort: Int, initialCluster: String, token: String) throws {
         self.binary = binary
         self.name = name
+        self.host = host
         self.clientPort = clientPort
         self.peerPort = peerPort
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let client = "http://127.0.0.1:\(clientPort)"
+        let client = "http://\(host):\(clientPort)"
         let peer = "http://127.0.0.1:\(peerPort)"
         arguments = [
             "--name", name,
@@ -101,26 +104,26 @@ final class EtcdProcess {
         return (process, exited)
     }
 
-    var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { process.isRunning }
 
-    func signal(_ number: Int32) {
+    public func signal(_ number: Int32) {
         if process.isRunning { kill(process.processIdentifier, number) }
     }
 
     /// SIGKILL, and the exit awaited; the data directory stays for `restart()`.
-    func crash() async {
+    public func crash() async {
         signal(SIGKILL)
         for await _ in exited { break }
     }
 
     /// Starts the member again on the same ports and data (after `crash()`).
-    func restart() throws {
+    public func restart() throws {
         precondition(!process.isRunning, "restart() follows crash()")
         (process, exited) = try Self.launch(binary, arguments, log: directory.appendingPathComponent("etcd.log"))
     }
 
     /// SIGTERM, wait for the exit (bounded; SIGKILL after 10 s), remove the data directory.
-    func stop() async {
+    public func stop() async {
         defer { try? FileManager.default.removeItem(at: directory) }
         guard process.isRunning else { return }
         process.terminate()
@@ -140,7 +143,7 @@ final class EtcdProcess {
     /// A deliberate listener on the same port fails the start loudly. No port is handed out
     /// twice in one test run: dozens of members start in parallel, and a random pick among
     /// ~20,000 would otherwise collide in a few runs out of a hundred.
-    static func freePorts(_ count: Int) -> [Int] {
+    public static func freePorts(_ count: Int) -> [Int] {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
         let candidates = 10_000..<max(ephemeralLow, 10_000 + count)
@@ -157,7 +160,7 @@ final class EtcdProcess {
     private static let handedOut = Mutex<Set<Int>>([])
 }
 
-struct EtcdStartError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct EtcdStartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

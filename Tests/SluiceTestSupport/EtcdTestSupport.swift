@@ -1,25 +1,24 @@
 import Logging
 import NIOCore
 import SluiceCluster
-import SluiceTestSupport
 
 /// Why an etcd suite is skipped: no binary.
-let etcdMissing = "etcd binary not found (Debian's etcd-server; scripts/install-deps.sh installs it)"
+public let etcdMissing = "etcd binary not found (Debian's etcd-server; scripts/install-deps.sh installs it)"
 
-let etcdTestLogger = Logger(label: "sluice.test.etcd")
+public let etcdTestLogger = Logger(label: "sluice.test.etcd")
 
 /// A client with short deadlines, so a test against a stopped member fails fast.
-func testClient(_ endpoints: [EtcdProcess]) -> EtcdClient {
+public func testClient(_ endpoints: [EtcdProcess]) -> EtcdClient {
     var configuration = EtcdConnector.Configuration()
     configuration.requestTimeout = .seconds(2)
     configuration.connectTimeout = .seconds(2)
     return EtcdClient(
-        endpoints: endpoints.map { EtcdEndpoint(host: "127.0.0.1", port: $0.clientPort) }, configuration: configuration,
+        endpoints: endpoints.map { EtcdEndpoint(host: $0.host, port: $0.clientPort) }, configuration: configuration,
         logger: etcdTestLogger)
 }
 
 /// etcd takes a moment to elect a leader: retries (bounded) until a Range answers.
-func waitUntilAnswering(_ client: EtcdClient, _ members: [EtcdProcess]) async throws {
+public func waitUntilAnswering(_ client: EtcdClient, _ members: [EtcdProcess]) async throws {
     var lastError: any Error = EtcdStartError("etcd never answered")
     for _ in 0..<300 {
         for member in members where !member.isRunning {
@@ -40,7 +39,7 @@ func waitUntilAnswering(_ client: EtcdClient, _ members: [EtcdProcess]) async th
 
 /// Starts a single-member etcd and a client that answers, runs `body`, and always closes
 /// the client and stops etcd.
-func withEtcdClient(_ body: (EtcdProcess, EtcdClient) async throws -> Void) async throws {
+public func withEtcdClient(_ body: (EtcdProcess, EtcdClient) async throws -> Void) async throws {
     guard let binary = EtcdProcess.binary else { throw EtcdStartError(etcdMissing) }
     try await withStarted(
         { try await EtcdProcess(binary: binary) },
@@ -57,12 +56,12 @@ func withEtcdClient(_ body: (EtcdProcess, EtcdClient) async throws -> Void) asyn
         close: { await $0.close() }, stop: { await $0.stop() }, body)
 }
 
-/// Starts a 3-member etcd cluster and a client listing every member, runs `body`, and
-/// always closes the client and stops every member.
-func withEtcdCluster(_ body: ([EtcdProcess], EtcdClient) async throws -> Void) async throws {
+/// Starts a 3-member etcd cluster serving clients on `host` and a client listing every
+/// member, runs `body`, and always closes the client and stops every member.
+public func withEtcdCluster(host: String = "127.0.0.1", _ body: ([EtcdProcess], EtcdClient) async throws -> Void) async throws {
     guard let binary = EtcdProcess.binary else { throw EtcdStartError(etcdMissing) }
     try await withStarted(
-        { try EtcdProcess.cluster(binary: binary, members: 3) },
+        { try EtcdProcess.cluster(binary: binary, members: 3, host: host) },
         open: { members in
             let client = testClient(members)
             do {
@@ -77,9 +76,4 @@ func withEtcdCluster(_ body: ([EtcdProcess], EtcdClient) async throws -> Void) a
         stop: { members in
             for member in members { await member.stop() }
         }, body)
-}
-
-extension ByteBuffer {
-    /// The readable bytes as UTF-8, for messages and comparisons.
-    var text: String { String(buffer: self) }
 }
