@@ -52,7 +52,8 @@ public final class Broker: Sendable {
         replicas = leadership.map { LeaderReplication(settings: replication, leadership: $0, partitions: partitions, logger: logger) }
         registry = try TopicRegistry(
             directory: directory, configuration: registryConfiguration, partitionOffsets: partitions, logger: logger)
-        producerIDs = try ProducerIDRegistry(directory: directory)
+        producerIDs = try ProducerIDRegistry(
+            directory: directory, space: leadership.map { ProducerIDSpace(brokerID: $0.localBrokerID) } ?? .singleNode)
         self.partitions = partitions
         self.counters = counters
         self.logger = logger

@@ -100,6 +100,10 @@ struct ServeCommand: AsyncParsableCommand {
     var cluster: ServeClusterOptions
 
     func validate() throws {
+        // In a cluster the broker id also names the broker's range of producer ids.
+        if cluster.cluster != nil, !(1...ProducerIDSpace.maxBrokerID).contains(brokerID) {
+            throw ValidationError("--broker-id must be 1...\(ProducerIDSpace.maxBrokerID) in a cluster")
+        }
         let overhead = BrokerServer.produceRequestOverheadBytes
         guard maxMessageBytes >= TopicConfig.defaults.maxMessageBytes + overhead else {
             throw ValidationError(

@@ -32,6 +32,18 @@ import Synchronization
 ///
 /// A missing file means nothing was handed out; an unreadable one stops the broker
 /// (`.metadataCorrupt`) rather than risk reusing ids.
+///
+/// In a cluster every broker hands out ids from its own range, so no two brokers ever
+/// hand out the same id without asking anyone: the id is the broker id in bits 40-62 and
+/// the file's counter in bits 0-39 (`ProducerIDSpace`). A batch whose id is from another
+/// broker's range (its producer called InitProducerId there, and the partition's leader
+/// moved here, or it bootstrapped elsewhere) is left to the partition's own producer
+/// state, which a follower copies from the leader's log batch by batch: a retry to the new
+/// leader after a failover is recognised there as a duplicate. This registry's broker-wide
+/// fence (an epoch older than the one it handed out) holds for the ids it handed out;
+/// for others the partitions fence by epoch as Kafka does for non-transactional
+/// producers. Names are this broker's: the same name on two brokers gets two ids
+/// (cluster-wide names are issue 16's).
 public final class ProducerIDRegistry: Sendable {
     public static let fileName = "producers.json"
     static let formatVersion = 1
@@ -69,8 +81,10 @@ public final class ProducerIDRegistry: Sendable {
 
     private let path: String
     private let state: Mutex<State>
+    let space: ProducerIDSpace
 
-    init(directory: DataDirectory) throws(BrokerError) {
+    init(directory: DataDirectory, space: ProducerIDSpace = .singleNode) throws(BrokerError) {
+        self.space = space
         path = directory.file(Self.fileName)
         DurableFiles.remove(DurableFiles.temporaryPath(for: path))
         var loaded = State()
@@ -88,10 +102,13 @@ public final class ProducerIDRegistry: Sendable {
         return try state.withLock { (s) throws(BrokerError) -> Identity in
             var next = s
             let identity: Identity
-            if !name.isEmpty, let known = next.byName[name], known.epoch < Int16.max {
+            if !name.isEmpty, let known = next.byName[name], known.epoch < Int16.max, space.owns(known.id) {
                 identity = Identity(id: known.id, epoch: known.epoch + 1)
             } else {
-                identity = Identity(id: next.nextID, epoch: 0)
+                guard next.nextID <= ProducerIDSpace.counterMask else {
+                    throw BrokerError(.invalidRequest, "this broker has handed out every producer id of its range")
+                }
+                identity = Identity(id: space.id(counter: next.nextID), epoch: 0)
                 next.nextID += 1
                 if !name.isEmpty, let old = next.byName[name] { next.epochs[old.id] = nil }
             }
@@ -110,8 +127,10 @@ public final class ProducerIDRegistry: Sendable {
     /// partitions' own producer checks (`ProducerState.Verdict`); `.append` lets it on to
     /// the partition's sequence check.
     func check(producerID id: Int64, epoch: Int16) -> ProducerState.Verdict {
-        state.withLock { s -> ProducerState.Verdict in
-            guard id < s.nextID else {
+        // Another broker's id: the partition's producer state decides (see the type comment).
+        guard space.owns(id) else { return .append }
+        return state.withLock { s -> ProducerState.Verdict in
+            guard space.counter(of: id) < s.nextID else {
                 return .unknownProducer("producer id \(id) was never handed out by this broker; call InitProducerId")
             }
             let current = s.epochs[id] ?? 0
@@ -136,7 +155,7 @@ public final class ProducerIDRegistry: Sendable {
         var state = State()
         state.nextID = document.nextID
         for entry in document.names {
-            guard entry.id >= 1, entry.id < document.nextID, entry.epoch >= 0, state.byName[entry.name] == nil,
+            guard entry.id >= 1, entry.id & ProducerIDSpace.counterMask < document.nextID, entry.epoch >= 0, state.byName[entry.name] == nil,
                   state.epochs[entry.id] == nil
             else {
                 throw BrokerError(.metadataCorrupt, "\(path): bad or repeated entry for name \"\(entry.name)\" (id \(entry.id), epoch \(entry.epoch))")
@@ -146,4 +165,35 @@ public final class ProducerIDRegistry: Sendable {
         }
         return state
     }
+}
+
+/// Which producer ids a broker hands out: on a single node 1, 2, 3...; in a cluster the
+/// broker id in bits 40-62 above a 40-bit counter, so brokers never collide (2^40 ids per
+/// broker; broker ids below 2^23). Ids stay positive (bit 63 clear): -1 means "none".
+public struct ProducerIDSpace: Sendable, Equatable {
+    /// The broker whose range this is; 0 on a single node (whose ids are the counter alone).
+    public let brokerID: UInt32
+    static let counterBits: Int64 = 40
+    static let counterMask: Int64 = (1 << counterBits) - 1
+    /// Broker ids whose range fits below bit 63.
+    public static let maxBrokerID: UInt32 = (1 << 23) - 1
+
+    public static let singleNode = ProducerIDSpace(brokerID: 0)
+
+    public init(brokerID: UInt32) {
+        precondition(brokerID <= Self.maxBrokerID, "broker id \(brokerID) leaves no room for producer ids")
+        self.brokerID = brokerID
+    }
+
+    func id(counter: Int64) -> Int64 {
+        precondition(counter >= 1 && counter <= Self.counterMask, "producer id counter \(counter) out of range")
+        return Int64(brokerID) << Self.counterBits | counter
+    }
+
+    /// Whether `id` is from this range (a single node owns every id).
+    func owns(_ id: Int64) -> Bool {
+        brokerID == 0 || id >> Self.counterBits == Int64(brokerID)
+    }
+
+    func counter(of id: Int64) -> Int64 { brokerID == 0 ? id : id & Self.counterMask }
 }
