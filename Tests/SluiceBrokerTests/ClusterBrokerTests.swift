@@ -306,8 +306,9 @@ import Testing
             "/sluice.v1.Broker/CreatePartitions", CreatePartitionsRequest(name: "taken", totalCount: 4))
         #expect(grown.topic?.partitionCount == 4)
         let _: DeleteTopicResponse = try await other.unary("/sluice.v1.Broker/DeleteTopic", DeleteTopicRequest(name: "taken"))
+        // "taken" asked for no replication factor: the cluster's default, min(3, live brokers) = 2.
         #expect(controller.received == [
-            "create fresh 2x2", "create taken 1x1", "alter taken set [\"retention.ms=60000\"] reset [\"segment.bytes\"]",
+            "create fresh 2x2", "create taken 1x2", "alter taken set [\"retention.ms=60000\"] reset [\"segment.bytes\"]",
             "grow taken to 4", "delete taken",
         ])
 

@@ -22,6 +22,13 @@ struct ReplicationTests {
     @Test("records acknowledged with acks=all are on every replica: the same log end, byte-identical segment files")
     func everyReplicaHoldsTheSameBytes() async throws {
         try await withReplicatedCluster { cluster in
+            // A topic created without a replication factor gets the cluster's default: three.
+            let created = try await runSluice(
+                ["topic", "create", "plain", "--partitions", "2", "--broker", cluster.bootstrap.map { "\($0.host):\($0.port)" }.joined(separator: ",")],
+                in: try #require(cluster.directories[1]).url)
+            #expect(created.status == 0, "\(created.stderr)")
+            let plain = try await firstSnapshot(of: cluster.watcher.cache, "plain placed") { $0.topics["plain"]?.partitions.count == 2 }
+            #expect(plain.topics["plain"]?.partitions.allSatisfy { $0.replicas.count == 3 } == true, "\(String(describing: plain.topics["plain"]))")
             let ready = try await cluster.createTopic("orders")
             let producer = cluster.producer()
             var offsets: [Int64] = []
@@ -120,10 +127,16 @@ struct ReplicationTests {
             }
             // Acknowledged by the two left (min.insync.replicas=2).
             for index in 0..<200 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "b\(index)"), partition: 0) }
+            // What an operator sees meanwhile: the partition under-replicated, and --check says so.
+            let degraded = try await cluster.status()
+            #expect(degraded.status == 3, "\(degraded.stdout)\(degraded.stderr)")
+            #expect(degraded.stdout.contains("under-replicated: 1"), "\(degraded.stdout)")
 
             try await cluster.restart(follower)
             let rejoined = try await cluster.inSync(follower)
             #expect(rejoined.partition("orders", 0)?.leader == state.leader, "leadership stayed")
+            let healed = try await cluster.status()
+            #expect(healed.status == 0 && healed.stdout.contains("under-replicated: 0"), "\(healed.stdout)\(healed.stderr)")
             for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "c\(index)"), partition: 0) }
             await producer.close()
 
@@ -206,6 +219,12 @@ struct ReplicationTests {
                 name: name, partitions: 1, replicationFactor: 3, configs: ["min.insync.replicas": "2"]))
             await admin.close()
             return try await firstSnapshot(of: watcher.cache, "\(name) placed") { $0.topics[name]?.partitions.count == 1 }
+        }
+
+        /// `sluice cluster status --check` through the live brokers.
+        func status() async throws -> CommandResult {
+            let live = (UInt32(1)...3).compactMap { brokers[$0]?.port }.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+            return try await runSluice(["cluster", "status", "--check", "--broker", live], in: try #require(directories[1]).url)
         }
 
         func producer() -> Producer {

@@ -1258,7 +1258,8 @@ public struct CreateTopicRequest: ProtobufMessage {
     public var name: String
     /// At least 1.
     public var partitions: UInt32
-    /// 0 means the broker's default (1 on a single node).
+    /// 0 means the default: in a cluster the smaller of 3 and the live brokers, on a single
+    /// node 1.
     public var replicationFactor: UInt32
     public var configs: [String: String]
     /// Check the request and answer as if created, without creating.

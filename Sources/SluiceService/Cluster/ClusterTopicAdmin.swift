@@ -24,18 +24,22 @@ struct ClusterTopicAdmin: Sendable {
     let logger: Logger
 
     func createTopic(_ request: CreateTopicRequest, _ call: ServerCallContext) async throws -> CreateTopicResponse {
-        let configs = try checkShape(
-            request.name, partitions: request.partitions, replicationFactor: request.replicationFactor, configs: request.configs)
+        // 0 asks for the cluster's default (`ReplicaPlacement`): the smaller of 3 and the live
+        // brokers, so a topic created without a factor is replicated once brokers are.
+        let factor = request.replicationFactor == 0
+            ? max(1, min(ReplicaPlacement.defaultReplicationFactor, UInt32(cluster.metadata.snapshot.brokers.count)))
+            : request.replicationFactor
+        let configs = try checkShape(request.name, partitions: request.partitions, replicationFactor: factor, configs: request.configs)
         if request.validateOnly {
             if cluster.metadata.snapshot.topics[request.name] != nil {
                 throw GRPCStatus(.alreadyExists, "topic \(GRPCStatus.quoting(request.name)) already exists")
             }
             let placed = ClusterTopic(name: request.name, configs: request.configs, partitions: [])
-            return CreateTopicResponse(topic: TopicDescription(placed, partitionCount: request.partitions, replicationFactor: request.replicationFactor))
+            return CreateTopicResponse(topic: TopicDescription(placed, partitionCount: request.partitions, replicationFactor: factor))
         }
         if let controller = cluster.localController() {
             let topic = try await controller.createTopic(
-                name: request.name, partitions: request.partitions, replicationFactor: max(request.replicationFactor, 1),
+                name: request.name, partitions: request.partitions, replicationFactor: factor,
                 configs: configs)
             return CreateTopicResponse(topic: TopicDescription(topic, snapshot: nil))
         }

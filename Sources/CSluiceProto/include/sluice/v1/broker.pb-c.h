@@ -656,7 +656,8 @@ struct  Sluice__V1__CreateTopicRequest
    */
   uint32_t partitions;
   /*
-   * 0 means the broker's default (1 on a single node).
+   * 0 means the default: in a cluster the smaller of 3 and the live brokers, on a single
+   * node 1.
    */
   uint32_t replication_factor;
   size_t n_configs;
