@@ -15,8 +15,9 @@ import Synchronization
 /// a consumer already saw and perhaps committed past); under `interval` and `never` it
 /// is the log end (the operator chose to trade durability for latency; serving only
 /// synced data would delay every read by up to the interval, or forever under `never`).
-/// Replication will compute it from the in-sync replicas instead, and `acks=all` will
-/// wait on it like a subscriber.
+/// In a cluster (`HighWatermarkRule.replicated`) it is the end every in-sync replica holds
+/// (`LeaderReplication` sets the replica floor; a follower takes its leader's), and
+/// `acks=all` waits on it like a subscriber.
 public final class Partition: Sendable {
     public let topicName: String
     public let topicID: String
