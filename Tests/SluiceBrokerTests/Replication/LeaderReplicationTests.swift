@@ -253,7 +253,9 @@ import Testing
         let produce = ProduceCall(leader.broker)
         produce.send(ProduceRequest(topic: Leader.topic, partition: 0, acks: .all, batch: TestBatches.batch(["a"])))
         let log = try leader.log
-        try await eventually("the batch is appended") { log.logEndOffset == 1 }
+        // Appended and its wait registered (the broker appends first, then registers): a
+        // change that came between the two would find no wait to resolve.
+        try await eventually("the batch is appended and waits") { log.logEndOffset == 1 && log.pendingWaitCount >= 1 }
         await change(leader)
         await leader.broker.replicaSetsChanged()
         let answer = try await produce.next()
