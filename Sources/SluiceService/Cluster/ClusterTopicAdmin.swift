@@ -24,11 +24,10 @@ struct ClusterTopicAdmin: Sendable {
     let logger: Logger
 
     func createTopic(_ request: CreateTopicRequest, _ call: ServerCallContext) async throws -> CreateTopicResponse {
-        // 0 asks for the cluster's default (`ReplicaPlacement`): the smaller of 3 and the live
-        // brokers, so a topic created without a factor is replicated once brokers are.
-        let factor = request.replicationFactor == 0
-            ? max(1, min(ReplicaPlacement.defaultReplicationFactor, UInt32(cluster.metadata.snapshot.brokers.count)))
-            : request.replicationFactor
+        // 0 asks for the cluster's default, as the controller will place it (the smaller of
+        // 3 and the live brokers): checked here against the factor the topic will get.
+        let factor = max(1, ReplicaPlacement(brokers: Array(cluster.metadata.snapshot.brokers.values))
+            .replicationFactor(requested: request.replicationFactor))
         let configs = try checkShape(request.name, partitions: request.partitions, replicationFactor: factor, configs: request.configs)
         if request.validateOnly {
             if cluster.metadata.snapshot.topics[request.name] != nil {
