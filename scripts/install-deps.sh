@@ -5,7 +5,8 @@
 #   apt:  libnghttp2-dev (>= 1.52.0-1+deb12u3: Rapid Reset, CONTINUATION flood and
 #         CVE-2026-27135 fixes), libzstd-dev and liblz4-dev (batch compression),
 #         libprotobuf-c-dev, protobuf-c-compiler, protobuf-compiler,
-#         etcd-server (the etcd interop test), python3-venv
+#         etcd-server (the etcd interop test), python3-venv, iproute2 (`ip netns`: the
+#         fault suite's network namespaces)
 #   pip:  tests/interop/requirements.txt, into a virtual environment (default
 #         ~/.cache/sluice/interop-venv, or $SLUICE_VENV) that is rebuilt only when the
 #         requirements file changes. scripts/test.sh runs pytest with its python.
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 step="starting"
 trap 'status=$?; echo "install-deps: failed while ${step} (exit ${status}, line ${LINENO})" >&2' ERR
 
-APT_PACKAGES=(libnghttp2-dev libzstd-dev liblz4-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler etcd-server python3-venv)
+APT_PACKAGES=(libnghttp2-dev libzstd-dev liblz4-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler etcd-server python3-venv iproute2)
 NGHTTP2_MIN="1.52.0-1+deb12u3"
 
 # The installed version of a package, or nothing when it is not installed. dpkg-query

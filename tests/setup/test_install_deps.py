@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "install-deps.sh"
 APT_PACKAGES = [
     "libnghttp2-dev", "libzstd-dev", "liblz4-dev", "libprotobuf-c-dev", "protobuf-c-compiler",
-    "protobuf-compiler", "etcd-server", "python3-venv",
+    "protobuf-compiler", "etcd-server", "python3-venv", "iproute2",
 ]
 NGHTTP2_OK = "1.52.0-1+deb12u3"
 
