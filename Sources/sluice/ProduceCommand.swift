@@ -30,13 +30,13 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(name: .customLong("header"), help: "A record header key=value added to every record, repeatable.") var headers: [Setting] = []
     @OptionGroup(title: "Batching (docs/profiles.md)") var tuning: ProduceTuningOptions
     @Flag(help: "Print partition, offset and timestamp of every record to stdout.") var report = false
-    @Flag(help: "Exactly-once publish: the broker drops retried duplicates (forces acks all).") var idempotent = false
-    @Option(help: "With --idempotent: a stable producer name; a restart fences the previous producer of that name.") var producerName: String?
+    @Flag(inversion: .prefixedNo, help: "Exactly-once publish: the broker drops retried duplicates, and up to five batches per partition are in flight (forces acks all). Default: on with --acks all, off otherwise.") var idempotent: Bool?
+    @Option(help: "A stable idempotent producer name (implies idempotence); a restart fences the previous producer of that name.") var producerName: String?
 
     func validate() throws {
         if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more") }
-        if producerName != nil && !idempotent { throw ValidationError("--producer-name needs --idempotent") }
+        if producerName != nil && idempotent == false { throw ValidationError("--producer-name needs idempotence (--no-idempotent was given)") }
         if let producerName, producerName.isEmpty || producerName.utf8.count > 249 {
             throw ValidationError("--producer-name must be 1 to 249 bytes")
         }
@@ -45,7 +45,8 @@ struct ProduceCommand: AsyncParsableCommand {
     func run() async throws {
         var configuration = tuning.configuration
         configuration.acks = acks.acks
-        configuration.idempotent = idempotent
+        // A stable name only means something to an idempotent producer.
+        configuration.idempotent = idempotent ?? (producerName != nil ? true : nil)
         configuration.producerName = producerName
         configuration.requestTimeout = .milliseconds(Int64(max(options.timeout, 0.001) * 1000))
         var logger = Logger(label: "sluice")

@@ -21,6 +21,42 @@ import Testing
         return Producer(address: BrokerAddress(host: "127.0.0.1", port: broker.port), configuration: configuration)
     }
 
+    @Test func theDefaultProducerIsIdempotentAndPipelinesBatchesInOrder() async throws {
+        // fsync always: each answer waits for an fdatasync, so batches pile up behind it.
+        let broker = try await InProcessBroker.start()
+        _ = try broker.server.broker.createTopic(named: "p", partitions: 1)
+        var configuration = ProducerConfiguration()
+        configuration.linger = .zero
+        configuration.maxBatchBytes = 200
+        #expect(configuration.isIdempotent, "acks all, the default, makes a producer idempotent")
+        let producer = Producer(address: BrokerAddress(host: "127.0.0.1", port: broker.port), configuration: configuration)
+        var deliveries: [Delivery] = []
+        for index in 0..<400 {
+            deliveries.append(try await producer.enqueue(topic: "p", value: ByteBuffer(string: "record-\(index)"), partition: 0))
+        }
+        for (index, delivery) in deliveries.enumerated() {
+            #expect(try await delivery.result().offset == Int64(index), "stored once each, in the order sent")
+        }
+        let most = await producer.mostInFlight
+        #expect(most > 1 && most <= 5, "several batches in flight at once, never more than five (saw \(most))")
+        let state = try broker.server.broker.producerState(topic: "p", partition: 0)
+        #expect(state.producers.count == 1 && state.producers.first?.value.nextSequence == 400)
+        await producer.close()
+
+        var plain = configuration
+        plain.acks = .leader
+        #expect(!plain.isIdempotent, "a producer asking less than acks all is not idempotent unless told")
+        let leaderOnly = Producer(address: BrokerAddress(host: "127.0.0.1", port: broker.port), configuration: plain)
+        var more: [Delivery] = []
+        for index in 0..<100 {
+            more.append(try await leaderOnly.enqueue(topic: "p", value: ByteBuffer(string: "plain-\(index)"), partition: 0))
+        }
+        for delivery in more { _ = try await delivery.result() }
+        #expect(await leaderOnly.mostInFlight == 1)
+        await leaderOnly.close()
+        await broker.stopAndRemove()
+    }
+
     @Test func batchesCarrySequencesAndAnExpiredProducerRecoversWithANewIdentity() async throws {
         let clock = ManualClock()
         let broker = try await IdempotenceTests.brokerWhoseProducersExpire(clock)

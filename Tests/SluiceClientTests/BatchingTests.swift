@@ -81,6 +81,56 @@ struct BatchingTests {
         #expect(result13?.items == [2])
     }
 
+    @Test("with a limit of three, three batches go before an answer; the fourth waits for one")
+    func pipelinesUpToTheLimit() {
+        var accumulator = PartitionAccumulator<Int>(maxBatchBytes: 10)
+        for item in 1...4 { accumulator.append(item, bytes: 10, now: at(0)) }
+        var sent: [[Int]] = []
+        while let batch = accumulator.takeSendable(now: at(0), linger: .zero, maxInFlight: 3) { sent.append(batch.items) }
+        #expect(sent == [[1], [2], [3]] && accumulator.inFlightCount == 3)
+        #expect(accumulator.nextWakeup(linger: .zero, maxInFlight: 3) == nil, "only an answer frees a place")
+        accumulator.completed()
+        let fourth = accumulator.takeSendable(now: at(0), linger: .zero, maxInFlight: 3)
+        #expect(fourth?.items == [4] && fourth?.sendOrder == 3)
+        #expect(accumulator.takeSendable(now: at(0), linger: .zero) == nil, "the default limit is one")
+    }
+
+    func take(_ accumulator: inout PartitionAccumulator<Int>) throws -> PartitionAccumulator<Int>.Batch {
+        let batch = accumulator.takeSendable(now: at(0), linger: .zero, maxInFlight: 5)
+        return try #require(batch)
+    }
+
+    @Test("retries of pipelined batches go again in their first order, alone, ahead of new batches")
+    func pipelinedRetriesKeepTheirOrder() throws {
+        var accumulator = PartitionAccumulator<Int>(maxBatchBytes: 10)
+        for item in 1...3 { accumulator.append(item, bytes: 10, now: at(0)) }
+        let first = try take(&accumulator)
+        let second = try take(&accumulator)
+        let third = try take(&accumulator)
+        accumulator.append(4, bytes: 10, now: at(1))
+        // The answers come back in any order: the stream ended, say.
+        accumulator.retry(third, notBefore: at(0))
+        #expect(accumulator.retryWaits(before: 2) == false)
+        accumulator.retry(first, notBefore: at(0))
+        #expect(accumulator.retryWaits(before: 2) && accumulator.retryWaits(before: 1) && !accumulator.retryWaits(before: 0))
+        #expect(accumulator.takeSendable(now: at(0), linger: .zero, maxInFlight: 5) == nil,
+                "a retry waits while a batch sent before it is unanswered")
+        accumulator.retry(second, notBefore: at(0))
+        var order: [[Int]] = []
+        for _ in 0..<2 {
+            let again = try take(&accumulator)
+            order.append(again.items)
+            #expect(again.attempts == 2)
+            #expect(accumulator.takeSendable(now: at(0), linger: .zero, maxInFlight: 5) == nil, "a retry goes alone")
+            accumulator.completed()
+        }
+        let last = try take(&accumulator)
+        order.append(last.items)
+        #expect(order == [[1], [2], [3]])
+        let fresh = try take(&accumulator)
+        #expect(fresh.items == [4] && fresh.attempts == 1, "a new batch may follow the last retry at once")
+    }
+
     @Test("flush closes the open batch; expiry removes batches past the delivery timeout")
     func flushAndExpire() {
         var accumulator = PartitionAccumulator<Int>(maxBatchBytes: 1000)

@@ -23,6 +23,9 @@ struct ProducerConsumerTests {
 
     func quickRetries(_ configure: (inout ProducerConfiguration) -> Void = { _ in }) -> ProducerConfiguration {
         var configuration = ProducerConfiguration()
+        // The scripted broker keeps no producer sequences: these are the plain producer's
+        // rules (one batch in flight per partition, at-least-once retries).
+        configuration.idempotent = false
         configuration.linger = .milliseconds(1)
         configuration.retryBackoff = .milliseconds(1)
         configuration.maxRetryBackoff = .milliseconds(5)

@@ -4,14 +4,18 @@ import SluiceWire
 /// The idempotent producer (`ProducerConfiguration.idempotent`, docs/idempotence.md):
 /// one InitProducerId before the first batch, a sequence per batch fixed at its first
 /// send and kept by its retries, acks forced to all, and the epoch bump when the broker
-/// refuses a sequence. Batches still go out one at a time per partition
-/// (`PartitionAccumulator`), within the broker's bound of five in flight.
+/// refuses a sequence. Up to `maxInFlightPerPartition` batches (at most the broker's five)
+/// go out per partition before the first is answered (`PartitionAccumulator`).
 extension Producer {
     static let initProducerIdPath = "/sluice.v1.Broker/InitProducerId"
+    /// How many of a producer's last batches per partition the broker remembers to
+    /// recognise a retry (`StorageLimits.producerRetainedBatches`, in a layer the client
+    /// does not depend on): the bound on batches in flight per partition.
+    static let brokerRetainedBatches = 5
 
     /// Idempotence needs the broker's durable acknowledgement: an answer given before
     /// the batch is durable could be taken back by a crash, and its retry appended again.
-    var effectiveAcks: Acks { configuration.idempotent ? .all : configuration.acks }
+    var effectiveAcks: Acks { configuration.isIdempotent ? .all : configuration.acks }
 
     /// The sequence `batch` is sent with: its own if it has one under the current
     /// identity, else the partition's next (asking for an identity first if none is held).
@@ -27,7 +31,7 @@ extension Producer {
     /// Whether a refusal of an idempotent batch is cured by a new epoch (and the batch
     /// retried with a new sequence); if so, drops the identity the batch carried.
     func recoversBySequenceReset(_ code: ErrorCode, batch: PartitionAccumulator<Item>.Batch) -> Bool {
-        guard configuration.idempotent, let sent = batch.sequence else { return false }
+        guard configuration.isIdempotent, let sent = batch.sequence else { return false }
         switch code {
         case .outOfOrderSequence, .unknownProducerId:
             sequencer.abandon(sent.identity)

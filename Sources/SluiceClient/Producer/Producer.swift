@@ -10,9 +10,10 @@ import SluiceWire
 /// `enqueue` places a record in its partition's open batch and returns a `Delivery` at
 /// once (suspending only while the byte budget is exhausted, if so configured); `send`
 /// also waits for the answer. Each batch goes to its partition's leader (`ClusterView`),
-/// over one pipelined `Produce` stream per leader broker, at most one in flight per
-/// partition, so retries never reorder a partition (see
-/// `PartitionAccumulator`). Retriable failures (NOT_LEADER, REQUEST_TIMED_OUT, THROTTLED,
+/// over one pipelined `Produce` stream per leader broker: one batch in flight per
+/// partition, or up to `maxInFlightPerPartition` for an idempotent producer (the default
+/// with acks all), whose sequences let the broker refuse anything out of order; either way
+/// retries never reorder a partition (see `PartitionAccumulator`). Retriable failures (NOT_LEADER, REQUEST_TIMED_OUT, THROTTLED,
 /// NOT_ENOUGH_REPLICAS, a lost connection) are retried with backoff until the delivery
 /// timeout; a batch whose answer was lost with the connection is sent again, so without
 /// idempotence a record can be stored twice (at-least-once), never reordered. With
@@ -69,7 +70,12 @@ public actor Producer {
     private var inFlight: [UInt64: InFlight] = [:]
     /// Batches taken for sending and not yet on the stream (waiting for a connection or a
     /// producer id): neither in an accumulator nor in flight, and `flush` waits for them too.
-    private var transmitting: [Int: PartitionAccumulator<Item>.Batch] = [:]
+    private var transmitting: [Int: (place: TopicPartition, batch: PartitionAccumulator<Item>.Batch)] = [:]
+    /// Partitions with a batch in `transmitting`. Nothing else of theirs is sent until it is
+    /// on the stream: a batch sent meanwhile could reach the stream first and reorder them.
+    private var preparing: Set<TopicPartition> = []
+    /// The most batches one partition had in flight at once (for tests of pipelining).
+    package private(set) var mostInFlight = 0
     private var nextTransmission = 0
     private var wakeups: [TopicPartition: (at: ContinuousClock.Instant, task: Task<Void, Never>)] = [:]
     /// Wakes at the earliest `answerDeadline` in flight (see `armAnswerWatchdog`).
@@ -159,6 +165,10 @@ public actor Producer {
         guard configuration.maxBatchBytes > 0 && configuration.maxBufferedBytes > 0 else {
             throw ProducerError.invalidConfiguration("maxBatchBytes and maxBufferedBytes must be positive")
         }
+        guard (1...Self.brokerRetainedBatches).contains(configuration.maxInFlightPerPartition) else {
+            throw ProducerError.invalidConfiguration(
+                "maxInFlightPerPartition must be 1...\(Self.brokerRetainedBatches): the broker recognises retries of its last \(Self.brokerRetainedBatches) batches only")
+        }
         if let bad = headers.first(where: { $0.key.utf8.contains(0) }) { throw ProducerError.invalidHeaderKey(bad.key) }
         let metadata = try await metadataWaiting(for: topic)
         let count = metadata.partitionCount
@@ -212,7 +222,7 @@ public actor Producer {
     /// the call is answered, delivered or failed. Failures are reported by each `Delivery`.
     public func flush() async {
         var pending: [Delivery] = inFlight.values.flatMap { $0.batch.items.map(\.delivery) }
-        pending += transmitting.values.flatMap { $0.items.map(\.delivery) }
+        pending += transmitting.values.flatMap { $0.batch.items.map(\.delivery) }
         for place in Array(accumulators.keys) {
             guard var accumulator = accumulators.removeValue(forKey: place) else { continue }
             pending += accumulator.waitingItems.map(\.delivery)
@@ -272,29 +282,49 @@ public actor Producer {
 
     // MARK: Sending
 
-    /// Sends the partition's next batch if one may go, else arranges to be woken when one can.
+    /// Sends every batch of the partition that may go now, else arranges to be woken when
+    /// one can. A batch whose stream is open (and, if idempotent, whose producer id is
+    /// known) is sent before this returns, so batches reach the stream in the order taken;
+    /// one that must wait for a connection or an id is sent by a task, alone.
     private func drive(_ place: TopicPartition) {
+        while !preparing.contains(place), let batch = takeSendable(place) {
+            if let session = readySession(for: place), !configuration.isIdempotent || sequencer.identity != nil {
+                var batch = batch
+                if configuration.isIdempotent { batch.sequence = sequencer.sequence(for: batch.sequence, place: place, recordCount: batch.items.count) }
+                send(batch, to: place, on: session)
+            } else {
+                preparing.insert(place)
+                nextTransmission += 1
+                let transmission = nextTransmission
+                transmitting[transmission] = (place, batch)
+                Task { [counted = ClientTasks.begin()] in
+                    defer { counted.end() }
+                    await self.transmit(batch, to: place, transmission: transmission)
+                }
+            }
+        }
+    }
+
+    /// The partition's next batch that may go now, marked in flight; if none, a wakeup is
+    /// set for when one may.
+    private func takeSendable(_ place: TopicPartition) -> PartitionAccumulator<Item>.Batch? {
         // Taken out (and put back below) so mutating it does not copy its batches.
-        guard var accumulator = accumulators.removeValue(forKey: place) else { return }
+        guard var accumulator = accumulators.removeValue(forKey: place) else { return nil }
         let now = ContinuousClock.now
         for batch in accumulator.expire(now: now, deliveryTimeout: configuration.deliveryTimeout) {
             fail(batch, .deliveryTimedOut(last: lastError[place] ?? "it waited in the producer's buffer"))
         }
         let wasOpenOnly = accumulator.closed.isEmpty && accumulator.open != nil
-        if let batch = accumulator.takeSendable(now: now, linger: configuration.linger) {
-            accumulators[place] = accumulator
+        let limit = configuration.inFlightLimit
+        let batch = accumulator.takeSendable(now: now, linger: configuration.linger, maxInFlight: limit)
+        accumulators[place] = accumulator
+        if batch != nil {
+            mostInFlight = max(mostInFlight, accumulator.inFlightCount)
             if wasOpenOnly, let count = topicMetadata[place.topic]?.partitionCount { batchClosed(place, partitionCount: count) }
-            nextTransmission += 1
-            let transmission = nextTransmission
-            transmitting[transmission] = batch
-            Task { [counted = ClientTasks.begin()] in
-                defer { counted.end() }
-                await self.transmit(batch, to: place, transmission: transmission)
-            }
-        } else {
-            accumulators[place] = accumulator
-            if let instant = accumulator.nextWakeup(linger: configuration.linger) { wake(place, at: instant) }
+        } else if let instant = accumulator.nextWakeup(linger: configuration.linger, maxInFlight: limit) {
+            wake(place, at: instant)
         }
+        return batch
     }
 
     private func wake(_ place: TopicPartition, at instant: ContinuousClock.Instant) {
@@ -322,6 +352,7 @@ public actor Producer {
         sticky[place.topic]?.batchClosed(on: place.partition, partitionCount: partitionCount)
     }
 
+    /// Finds the producer id and the stream for a batch `drive` could not send at once, then sends it.
     private func transmit(_ batch: PartitionAccumulator<Item>.Batch, to place: TopicPartition, transmission: Int) async {
         // From here on the batch is in flight, retried (back in its accumulator) or failed.
         defer { transmitting[transmission] = nil }
@@ -330,16 +361,24 @@ public actor Producer {
         do {
             // The sequence first: nothing may suspend between getting the session and
             // sending on it, or the session could end unnoticed in between.
-            if configuration.idempotent { batch.sequence = try await sequence(for: batch, at: place) }
+            if configuration.isIdempotent { batch.sequence = try await sequence(for: batch, at: place) }
             let deliveryLeft = ContinuousClock.now.duration(to: batch.createdAt.advanced(by: configuration.deliveryTimeout))
             current = try await openSessionWithin(max(.zero, min(configuration.requestTimeout, deliveryLeft)), for: place)
         } catch {
+            preparing.remove(place)
             // The leader it names may be gone (a broker killed before the controller moved
             // its partitions): ask again, at most once per refresh interval.
             cluster.requestRefresh(reason: "no stream to the leader of \(place): \(error)")
             retryOrFail(batch, at: place, reason: "\(error)")
             return
         }
+        preparing.remove(place)
+        send(batch, to: place, on: current)
+        drive(place)
+    }
+
+    /// Puts a batch on the stream to its partition's leader (its sequence already set if idempotent).
+    private func send(_ batch: PartitionAccumulator<Item>.Batch, to place: TopicPartition, on current: ProduceSession) {
         let correlationID = nextCorrelationID
         nextCorrelationID += 1
         var records = RecordBatchCodec.makeBatch(
@@ -362,7 +401,6 @@ public actor Producer {
             }
             release(batch.items.reduce(0) { $0 + $1.bytes })
             accumulators[place]?.completed()
-            drive(place)
             return
         }
         let entry = InFlight(
@@ -419,12 +457,18 @@ public actor Producer {
     /// connecting to a broker that accepts TCP but never answers must not hold a batch past
     /// its deadlines. The attempt itself goes on and a later call may still use it.
     private func openSessionWithin(_ bound: Duration, for place: TopicPartition) async throws -> ProduceSession {
+        if let session = readySession(for: place) { return session }
         defer { closeIdleLinks() }
-        let key = place
-        if let known = cluster.leader(of: key), let session = links[known.description]?.session { return session }
         return try await firstOf(within: bound, timeoutError: GRPCStatus(.deadlineExceeded, "no connection to the broker within \(bound)")) {
             try await self.openSession(at: self.leader(of: place))
         }
+    }
+
+    /// The open stream to `place`'s known leader, if there is one.
+    private func readySession(for place: TopicPartition) -> ProduceSession? {
+        defer { closeIdleLinks() }
+        guard let known = cluster.leader(of: place) else { return nil }
+        return links[known.description]?.session
     }
 
     /// The sessions with a batch in flight, and the partitions the producer sends to:
@@ -462,6 +506,10 @@ public actor Producer {
             let moved = response.leader.map { cluster.adopt($0, at: place) } ?? false
             cluster.requestRefresh(reason: "NOT_LEADER for \(place.topic)/\(place.partition)")
             retryOrFail(batch, at: place, reason: "\(ErrorCode.notLeader): \(response.errorMessage)", backoff: !moved)
+        case .outOfOrderSequence where waitsBehindEarlierBatch(batch, at: place):
+            // Pipelined behind a batch that failed: refused for the gap that batch left,
+            // not lost. It goes again after it, with its own sequence.
+            retryOrFail(batch, at: place, reason: "\(ErrorCode.outOfOrderSequence): \(response.errorMessage)", backoff: false)
         case let code where ProducerError.isRetriable(code):
             retryOrFail(batch, at: place, reason: "\(code): \(response.errorMessage)")
         case let code where recoversBySequenceReset(code, batch: batch):
@@ -474,6 +522,22 @@ public actor Producer {
             accumulators[place]?.completed()
             drive(place)
         }
+    }
+
+    /// Whether a batch of `place` sent before `batch` under the same producer identity is
+    /// still unanswered or waits to be sent again: then a refusal of `batch` for a gap in
+    /// the sequence is that batch's doing, and `batch` is retried after it.
+    private func waitsBehindEarlierBatch(_ batch: PartitionAccumulator<Item>.Batch, at place: TopicPartition) -> Bool {
+        guard let order = batch.sendOrder, let identity = batch.sequence?.identity else { return false }
+        func earlier(_ other: PartitionAccumulator<Item>.Batch) -> Bool {
+            guard let otherOrder = other.sendOrder, otherOrder < order else { return false }
+            // A batch with no sequence yet, or one under the same identity, fills the gap
+            // when it goes; one under an older identity gets a new sequence and cannot.
+            return other.sequence.map { $0.identity == identity } ?? true
+        }
+        if accumulators[place]?.closed.contains(where: earlier) ?? false { return true }
+        if inFlight.values.contains(where: { $0.target == place && earlier($0.batch) }) { return true }
+        return transmitting.values.contains { $0.place == place && earlier($0.batch) }
     }
 
     /// The stream ended: every batch it carried is retried (or failed if retrying cannot help).

@@ -81,9 +81,25 @@ public struct ProducerConfiguration: Sendable {
     public static var throughput: ProducerConfiguration { ProducerConfiguration(profile: .throughput) }
 
     /// Exactly-once publish (docs/idempotence.md): the broker deduplicates retried batches
-    /// by a per-partition sequence, so a retry after a lost answer is stored once. Forces
-    /// `acks` to all.
-    public var idempotent: Bool = false
+    /// by a per-partition sequence, so a retry after a lost answer is stored once, and up
+    /// to `maxInFlightPerPartition` batches may be in flight per partition without a retry
+    /// reordering them. `true` forces `acks` to all; nil (the default) means on exactly when
+    /// `acks` is all, as Kafka 3 does: a producer asking for less than all did not ask for
+    /// the broker's durable answer idempotence needs. `false` turns it off.
+    public var idempotent: Bool?
+    /// With idempotence: batches per partition sent before the first is answered (Kafka's
+    /// `max.in.flight.requests.per.connection`, 5). The broker remembers each producer's
+    /// last five batches per partition (`StorageLimits.producerRetainedBatches`), so a
+    /// retry of any batch still in flight is recognised; more than that is refused by
+    /// `Producer`. Without idempotence one batch is in flight per partition, whatever this
+    /// says: a retry behind a later batch would reorder the partition.
+    public var maxInFlightPerPartition: Int = 5
+
+    /// Whether this producer is idempotent: `idempotent`, or when nil, `acks` being all.
+    public var isIdempotent: Bool { idempotent ?? (acks == .all) }
+
+    /// The most batches one partition has in flight at once.
+    var inFlightLimit: Int { isIdempotent ? maxInFlightPerPartition : 1 }
     /// With `idempotent`: a stable name, so a restarted producer gets the same id back
     /// with a higher epoch, fencing its older incarnation. nil: a fresh id per producer.
     public var producerName: String?
