@@ -93,6 +93,20 @@ struct BatchingTests {
         let fourth = accumulator.takeSendable(now: at(0), linger: .zero, maxInFlight: 3)
         #expect(fourth?.items == [4] && fourth?.sendOrder == 3)
         #expect(accumulator.takeSendable(now: at(0), linger: .zero) == nil, "the default limit is one")
+        accumulator.completed()
+        accumulator.completed()
+        accumulator.append(5, bytes: 5, now: at(1))
+        #expect(accumulator.takeSendable(now: at(9), linger: .zero, maxInFlight: 3) == nil,
+                "an open batch does not join batches in flight: it grows until they are answered or it fills")
+        #expect(accumulator.nextWakeup(linger: .zero, maxInFlight: 3) == nil)
+        accumulator.append(6, bytes: 5, now: at(2))
+        let full = accumulator.takeSendable(now: at(9), linger: .zero, maxInFlight: 3)
+        #expect(full?.items == [5, 6], "a full one does")
+        accumulator.append(7, bytes: 5, now: at(3))
+        accumulator.completed()
+        accumulator.completed()
+        let alone = accumulator.takeSendable(now: at(9), linger: .zero, maxInFlight: 3)
+        #expect(alone?.items == [7], "with nothing in flight the open batch goes at once")
     }
 
     func take(_ accumulator: inout PartitionAccumulator<Int>) throws -> PartitionAccumulator<Int>.Batch {

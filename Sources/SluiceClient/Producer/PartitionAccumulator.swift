@@ -14,6 +14,11 @@ import DequeModule
 /// - Each batch gets its send order when first taken. A failed batch goes back among the
 ///   waiting ones by that order, ahead of every batch never sent, so retries go out again
 ///   in their first order.
+/// - Only full (closed) batches join others in flight; the open batch goes once nothing is
+///   in flight (and its linger ended). So at a low rate a record goes at once, alone, and
+///   at a high rate batches fill to `maxBatchBytes` and pipeline: many small batches in
+///   flight would cost the broker (and in a cluster each follower) per-batch work for
+///   nothing, while a full one is the same work the broker would do anyway.
 /// - A retry goes alone: only once nothing is in flight. A batch that failed may be
 ///   followed by later ones the broker will refuse behind it; sending it into their midst
 ///   would only make more refusals.
@@ -96,7 +101,7 @@ struct PartitionAccumulator<Item> {
             if head.attempts > 0 && inFlightCount > 0 { return nil }
             return markedInFlight(closed.removeFirst())
         }
-        if let current = open, now >= current.createdAt.advanced(by: linger) {
+        if let current = open, inFlightCount == 0, now >= current.createdAt.advanced(by: linger) {
             open = nil
             return markedInFlight(current)
         }
@@ -119,6 +124,7 @@ struct PartitionAccumulator<Item> {
     func nextWakeup(linger: Duration, maxInFlight: Int = 1) -> ContinuousClock.Instant? {
         guard inFlightCount < maxInFlight else { return nil }
         if let head = closed.first { return head.attempts > 0 && inFlightCount > 0 ? nil : head.notBefore }
+        guard inFlightCount == 0 else { return nil }
         return open.map { $0.createdAt.advanced(by: linger) }
     }
 
