@@ -21,10 +21,10 @@ import Glibc
 struct ReplicationFaultTests {
     let target: UInt32 = 0
 
-    @Test("kill -9 the leader during produce, then bring it back", arguments: ["always", "default"])
+    @Test("kill -9 the leader during produce, then bring it back", arguments: ["always", "interval:100"])
     func killLeader(fsync: String) async throws {
         var settings = FaultSettings()
-        settings.fsync = fsync == "default" ? nil : fsync
+        settings.fsync = fsync
         try await leaderFault("kill -9 the leader (--fsync \(fsync))", settings) { cluster, history, victim in
             await cluster.broker(victim).crash()
             let moved = try await cluster.newLeader(of: target, replacing: victim)

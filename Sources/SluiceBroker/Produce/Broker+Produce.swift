@@ -228,11 +228,6 @@ extension Broker {
         default:
             return Self.durabilityFailure(outcome, of: answer, partition: durability.partition)
         }
-        if let durable = inSync.durableWait,
-           let failure = Self.durabilityFailure(
-            try await Self.outcome(of: durable, until: durability.deadline, deadlines), of: answer, partition: durability.partition) {
-            return failure
-        }
         let isr = leadership?.replicaSet(topic: answer.topic, partition: answer.partition)?.isr ?? inSync.isr
         guard isr.count >= inSync.minInsync else {
             return .notEnoughReplicasAfterAppend(baseOffset: answer.baseOffset, isr: isr, minimum: inSync.minInsync)
@@ -293,22 +288,23 @@ struct PendingAnswer: Sendable {
         }
 
         /// acks=all where the partition has replicas: every in-sync replica holds the
-        /// batch once the high watermark covers it; the leader's own durable end is
-        /// waited for too, unless the high watermark already follows it (`always`).
+        /// batch once the high watermark covers it. Under `always` the high watermark
+        /// follows durable ends, the leader's included; under `interval`/`never` it
+        /// follows log ends and nothing is synced for the answer, as Kafka's acks=all:
+        /// the copies in the ISR's page caches are what the promise rests on
+        /// (docs/operations.md, "What each acks level promises").
         static func inSync(
             partition: Partition, lastOffset: Int64, epoch: UInt32, minInsync: Int, isr: [UInt32],
             deadline: ContinuousClock.Instant
         ) -> Durability {
-            let log = partition.log
-            let replicated = log.wait(for: HighWatermark.self, toCover: lastOffset)
-            let durable = log.config.fsyncPolicy == .always ? nil : log.wait(for: DurableEndOffset.self, toCover: lastOffset)
+            let replicated = partition.log.wait(for: HighWatermark.self, toCover: lastOffset)
             return Durability(
                 partition: partition, wait: replicated, deadline: deadline,
-                inSync: InSync(lastOffset: lastOffset, epoch: epoch, minInsync: minInsync, isr: isr, durableWait: durable))
+                inSync: InSync(lastOffset: lastOffset, epoch: epoch, minInsync: minInsync, isr: isr))
         }
 
         /// Every wait this answer holds.
-        var waits: [WatermarkWait] { [wait] + (inSync?.durableWait.map { [$0] } ?? []) }
+        var waits: [WatermarkWait] { [wait] }
     }
 
     /// What an acks=all answer checks besides its high-watermark wait.
@@ -319,7 +315,6 @@ struct PendingAnswer: Sendable {
         let minInsync: Int
         /// The ISR when it was appended (used if the metadata forgets the partition).
         let isr: [UInt32]
-        let durableWait: WatermarkWait?
     }
 
     var response: ProduceResponse

@@ -209,6 +209,21 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func underFsyncNeverAcksAllAsksNoSync() async throws {
+        // As Kafka's acks=all: the ISR's copies are the promise; nothing is synced for it.
+        let leader = try Leader.start(isr: [1, 2], fsync: .never)
+        let produce = ProduceCall(leader.broker)
+        produce.send(ProduceRequest(topic: Leader.topic, partition: 0, acks: .all, batch: TestBatches.batch(["a", "b"])))
+        let log = try leader.log
+        try await eventually("the batch is appended") { log.logEndOffset == 2 }
+        _ = try await leader.follower(2).ask([Leader.position(2, lastFetchedEpoch: 3)], maxWaitMs: 1)
+        let answer = try await produce.next()
+        #expect(answer.error == .none && answer.baseOffset == 0)
+        #expect(log.watermarks.durableEnd.offset == 0, "answered without the leader syncing")
+        try await produce.close()
+        try await leader.stop()
+    }
+
     @Test func acksAllIsRefusedWhenTheISRIsBelowTheMinimum() async throws {
         let leader = try Leader.start(isr: [1], minInsync: 2)
         let refused = try await leader.produce(["a"], acks: .all)
