@@ -81,9 +81,9 @@ import Testing
 
     @Test func producerProfiles() {
         let plain = ProducerConfiguration()
-        #expect(plain.linger == .milliseconds(5) && plain.maxBatchBytes == 64 << 10 && plain.compression == .none)
+        #expect(plain.linger == .milliseconds(5) && plain.maxBatchBytes == 256 << 10 && plain.compression == .none)
         let latency = ProducerConfiguration(profile: .latency)
-        #expect(latency.linger == .zero && latency.maxBatchBytes == 16 << 10 && latency.compression == .none)
+        #expect(latency.linger == .zero && latency.maxBatchBytes == 64 << 10 && latency.compression == .none)
         #expect(latency.maxBufferedBytes == 32 << 20)
         let throughput = ProducerConfiguration(profile: .throughput)
         #expect(throughput.linger == .milliseconds(20) && throughput.maxBatchBytes == 512 << 10)

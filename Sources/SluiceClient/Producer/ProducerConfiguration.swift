@@ -14,8 +14,11 @@ public struct ProducerConfiguration: Sendable {
     /// A batch is closed once its serialized records reach this size, or the topic's
     /// limit if that is smaller: `max.message.bytes` and `segment.bytes` less the 64-byte
     /// stored header, read from DescribeTopic. A single record bigger than that travels
-    /// alone (and the broker refuses it if it exceeds the topic's limit).
-    public var maxBatchBytes: Int = 64 * 1024
+    /// alone (and the broker refuses it if it exceeds the topic's limit). Only a full batch
+    /// joins batches in flight (`PartitionAccumulator`), so this bounds a batch under
+    /// load, not at a low rate: an idempotent producer keeps up to five of them in flight,
+    /// and what a partition takes per round trip is about five times this.
+    public var maxBatchBytes: Int = 256 * 1024
     /// How long a topic's description (partition count, batch limits) is used before it
     /// is read again, like Kafka's `metadata.max.age.ms`: partitions added by
     /// CreatePartitions receive records at most this long after they exist.
@@ -58,14 +61,14 @@ public struct ProducerConfiguration: Sendable {
     /// | setting          | default | latency | throughput |
     /// |------------------|---------|---------|------------|
     /// | linger           | 5 ms    | 0       | 20 ms      |
-    /// | maxBatchBytes    | 64 KiB  | 16 KiB  | 512 KiB    |
+    /// | maxBatchBytes    | 256 KiB | 64 KiB  | 512 KiB    |
     /// | compression      | none    | none    | lz4        |
     /// | maxBufferedBytes | 32 MiB  | 32 MiB  | 128 MiB    |
     public init(profile: PerformanceProfile) {
         switch profile {
         case .latency:
             linger = .zero
-            maxBatchBytes = 16 * 1024
+            maxBatchBytes = 64 * 1024
         case .throughput:
             linger = .milliseconds(20)
             maxBatchBytes = 512 * 1024
