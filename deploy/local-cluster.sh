@@ -12,6 +12,9 @@
 # port (two clusters on one machine, or tests). The brokers register under
 # /sluice/local/brokers/<1..3> (docs/architecture.md, "Cluster metadata in etcd").
 #
+# SLUICE_SERVE_ARGS adds flags to every broker's `sluice serve` (split on spaces), e.g.
+# "--fsync interval:100" or "--profile latency".
+#
 # SLUICE_BIN names the sluice binary; without it the release binary is built (as
 # scripts/run-broker.sh does, after scripts/install-deps.sh). Needs etcd (Debian
 # etcd-server, which install-deps installs). Every wait is bounded; a failure says which
@@ -25,6 +28,7 @@ fi
 command="${1:-}"
 dir="${2:-./sluice-cluster}"
 offset="${SLUICE_CLUSTER_PORT_OFFSET:-0}"
+read -r -a serve_args <<< "${SLUICE_SERVE_ARGS:-}"
 etcd_clients=($((2379 + offset)) $((22379 + offset)) $((32379 + offset)))
 etcd_peers=($((2380 + offset)) $((22380 + offset)) $((32380 + offset)))
 broker_ports=($((9092 + offset)) $((9093 + offset)) $((9094 + offset)))
@@ -119,7 +123,7 @@ start() {
     for n in 1 2 3; do
         local address="127.0.0.1:${broker_ports[$((n - 1))]}"
         setsid "$bin" serve --listen "$address" --advertised-address "$address" --data-dir "$dir/broker-$n" \
-            --cluster "$endpoints" --broker-id "$n" > "$dir/logs/broker-$n.out" 2> "$dir/logs/broker-$n.log" < /dev/null &
+            --cluster "$endpoints" --broker-id "$n" ${serve_args[@]+"${serve_args[@]}"} > "$dir/logs/broker-$n.out" 2> "$dir/logs/broker-$n.log" < /dev/null &
         echo $! > "$dir/run/broker-$n.pid"
     done
     step="waiting (60 s at most) for every broker to register and listen"

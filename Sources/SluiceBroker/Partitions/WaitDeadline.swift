@@ -1,4 +1,4 @@
-import SluiceStorage
+public import SluiceStorage
 import Synchronization
 
 /// Cancels a stream's current `WatermarkWait` once its deadline passes (a Produce
@@ -9,7 +9,7 @@ import Synchronization
 /// request order with one timeout per request, so deadlines mostly grow, and a stream
 /// under load starts a sleeper about once per timeout instead of once per batch (each
 /// cancelled sleeper was one more task to wake on a busy pool).
-final class WaitDeadline: Sendable {
+public final class WaitDeadline: Sendable {
     private struct State {
         var current: (wait: WatermarkWait, deadline: ContinuousClock.Instant)?
         var sleeper: (deadline: ContinuousClock.Instant, task: Task<Void, Never>)?
@@ -18,8 +18,10 @@ final class WaitDeadline: Sendable {
 
     private let state = Mutex(State())
 
+    public init() {}
+
     /// `wait` is now the one in progress; it is cancelled if still pending at `deadline`.
-    func watch(_ wait: WatermarkWait, until deadline: ContinuousClock.Instant) {
+    public func watch(_ wait: WatermarkWait, until deadline: ContinuousClock.Instant) {
         state.withLock { s in
             guard !s.stopped else { return }
             s.current = (wait, deadline)
@@ -30,7 +32,7 @@ final class WaitDeadline: Sendable {
     }
 
     /// The stream ended: no more expiries.
-    func stop() {
+    public func stop() {
         let sleeper = state.withLock { s -> Task<Void, Never>? in
             s.stopped = true
             s.current = nil

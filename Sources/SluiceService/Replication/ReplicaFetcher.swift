@@ -142,6 +142,8 @@ final class ReplicaFetcher: Sendable {
         configuration.maxReceiveMessageBytes = context.settings.maxReceiveMessageBytes
         let connection = try await GRPCClientConnection.connect(configuration, logger: logger)
         let watchdog = AnswerWatchdog()
+        let syncDeadlines = WaitDeadline()
+        defer { syncDeadlines.stop() }
         do {
             let call = try await connection.makeCall(path: "/\(BrokerService.serviceName)/Replicate")
             let guardTask = Task { await watchdog.watch(call) }
@@ -160,7 +162,7 @@ final class ReplicaFetcher: Sendable {
                 answered = true
                 let answer = try ReplicateResponse(protobuf: bytes)
                 let appended = take(answer)
-                try await awaitSyncs(appended)
+                try await awaitSyncs(appended, deadlines: syncDeadlines)
             }
             call.cancel()
             await connection.close()
@@ -210,15 +212,12 @@ final class ReplicaFetcher: Sendable {
 
     /// Under `--fsync always`: waits until each copy's durable end covers what was just
     /// appended to it, so the next request reports durable ends the leader may count.
-    private func awaitSyncs(_ appended: [(PartitionLog, Int64)]) async throws {
+    /// `deadlines` (one per stream) bounds each wait without a timer task per wait.
+    private func awaitSyncs(_ appended: [(PartitionLog, Int64)], deadlines: WaitDeadline) async throws {
         for (log, lastOffset) in appended where log.config.fsyncPolicy == .always {
             let wait = log.wait(for: DurableEndOffset.self, toCover: lastOffset)
-            let bound = Task {
-                try? await Task.sleep(for: context.settings.answerBound)
-                wait.cancel()
-            }
+            if wait.resolved == nil { deadlines.watch(wait, until: .now + context.settings.answerBound) }
             let outcome = await wait.outcome()
-            bound.cancel()
             switch outcome {
             case .reached, .truncated, .interrupted: continue
             case .cancelled:
