@@ -31,6 +31,11 @@ struct ServeClusterOptions: ParsableArguments {
         why: ClusterLimits.defaults.brokerLeaseTTLSeconds.why))
     var leaseTtl: Int64 = ClusterLimits.defaults.brokerLeaseTTLSeconds.value
 
+    @Option(help: .limit(
+        "Seconds a broker stopping on SIGTERM waits, still serving, for the partitions it leads to be led by other in-sync replicas (a controlled shutdown; 0: do not wait).",
+        why: ClusterLimits.defaults.controlledShutdownTimeout.why))
+    var controlledShutdownSeconds: Int64 = ClusterLimits.defaults.controlledShutdownTimeout.value.components.seconds
+
     func validate() throws {
         if cluster == nil {
             for (given, flag) in [(advertisedAddress != nil, "--advertised-address"), (rack != nil, "--rack")] where given {
@@ -39,6 +44,7 @@ struct ServeClusterOptions: ParsableArguments {
         }
         if let rack, rack.isEmpty || rack.utf8.contains(0) { throw ValidationError("--rack must be a non-empty name") }
         guard leaseTtl >= 1 else { throw ValidationError("--lease-ttl must be at least 1 second") }
+        guard controlledShutdownSeconds >= 0 else { throw ValidationError("--controlled-shutdown-seconds must be 0 or more") }
     }
 
     /// The cache a broker in a cluster serves from, empty (revision 0: nothing read yet)
@@ -103,21 +109,55 @@ struct ClusterMembership {
     /// The controller while this broker is the elected one; nil otherwise.
     var localController: (any TopicController)? { candidacy.controller }
 
-    /// Leaves the cluster at once: a controller steps down first (its key deleted in a
-    /// fenced Txn, its lease revoked) so another broker is elected while this one still
+    /// Leaves the cluster: a controller steps down first (its key deleted in a fenced
+    /// Txn, its lease revoked) so another broker is elected while this one still
     /// registers; then the lease is revoked, so the key goes now rather than after the
-    /// lease's time to live.
-    func leave(logger: Logger) async {
+    /// lease's time to live. With `handOver` (a controlled shutdown), it then waits at most
+    /// that long, still serving, until the metadata shows every partition it led moved to
+    /// another live in-sync replica: producers and subscribers are told NOT_LEADER with the
+    /// new leader's name instead of finding the broker gone, and no partition is without
+    /// a leader while it stops.
+    func leave(brokerID: UInt32, handOver: Duration?, logger: Logger) async {
         await candidacy.stop()
         await registry.stop()
-        await watcher.stop()
+        let deregistered: Bool
         do {
             try await registration.deregister()
+            deregistered = true
             logger.info("left the cluster: the etcd lease is revoked", metadata: ["key": "\(String(buffer: registration.key))"])
         } catch {
+            deregistered = false
             logger.warning("could not revoke the etcd lease; the registration ends when it expires", metadata: ["error": "\(error)"])
         }
+        if let handOver, deregistered { await awaitHandOver(brokerID: brokerID, within: handOver, logger: logger) }
+        await watcher.stop()
         await client.close()
+    }
+
+    private func awaitHandOver(brokerID: UInt32, within bound: Duration, logger: Logger) async {
+        let leading = metadata.snapshot.partitionsToHandOver(from: brokerID)
+        guard !leading.isEmpty else { return }
+        let cache = metadata
+        let moved = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await snapshot in cache.snapshots() where snapshot.partitionsToHandOver(from: brokerID).isEmpty { return true }
+                return false
+            }
+            group.addTask {
+                // A bound, not synchronisation: the hand-over is waited for above.
+                try? await Task.sleep(for: bound)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if moved {
+            logger.notice("handed over the leadership of \(leading.count) partition(s) before stopping", metadata: ["partitions": "\(leading.joined(separator: ","))"])
+        } else {
+            let left = metadata.snapshot.partitionsToHandOver(from: brokerID)
+            logger.warning("the leadership of \(left.count) partition(s) was not handed over within \(bound); stopping anyway", metadata: ["partitions": "\(left.joined(separator: ","))"])
+        }
     }
 }
 

@@ -205,22 +205,26 @@ struct ServeCommand: AsyncParsableCommand {
         StandardStreams.emit("sluice listening on \(shown)\n", to: STDOUT_FILENO)
 
         let ending = await ServeEnding.first(of: shutdownSignal, membership: membership)
-        // Leaving first lets the cluster move leadership away while this broker still serves.
-        await membership?.leave(logger: logger)
         let signal: String
         switch ending {
         case .signal(let name):
             signal = name
         case .expelled(let reason):
+            // Another broker holds the id now: this one leads nothing it may hand over.
+            await membership?.leave(brokerID: brokerID, handOver: nil, logger: logger)
             await server.shutdown()
             fail(reason)
         }
-        logger.info("received \(signal), shutting down gracefully", metadata: ["grace": "\(shutdownGrace)s"])
-        // A second signal means the operator will not wait for the grace period.
+        logger.notice("received \(signal), shutting down gracefully", metadata: ["grace": "\(shutdownGrace)s"])
+        // A second signal means the operator will not wait for the hand-over or the grace period.
         let impatience = Task {
             let again = await shutdownSignal.wait()
             if !Task.isCancelled { fail("received \(again) again, exiting without waiting for open streams") }
         }
+        // Leaving first lets the cluster move leadership away while this broker still
+        // serves (a controlled shutdown).
+        let handOver: Duration? = cluster.controlledShutdownSeconds > 0 ? .seconds(cluster.controlledShutdownSeconds) : nil
+        await membership?.leave(brokerID: brokerID, handOver: handOver, logger: logger)
         await server.shutdown()
         impatience.cancel()
     }

@@ -7,6 +7,24 @@ import Testing
 /// Pure functions, no etcd.
 @Suite("Failover from the ISR")
 struct FailoverRuleTests {
+    @Test("a controlled shutdown waits for the partitions it leads that another live in-sync replica can take")
+    func partitionsToHandOver() {
+        let brokers = Dictionary(uniqueKeysWithValues: [2, 3].map { (UInt32($0), BrokerInfo(id: UInt32($0), address: "h:\($0)")) })
+        let topic = ClusterTopic(name: "t", configs: [:], partitions: [
+            PartitionState(replicas: [1, 2, 3], leader: 1, leaderEpoch: 0, isr: [1, 2, 3]),  // movable
+            PartitionState(replicas: [1, 2, 3], leader: 2, leaderEpoch: 0, isr: [2, 1]),  // led elsewhere
+            PartitionState(replicas: [1], leader: 1, leaderEpoch: 0, isr: [1]),  // nobody else to lead it
+            PartitionState(replicas: [1, 3], leader: 1, leaderEpoch: 0, isr: [1]),  // 3 is out of sync
+        ])
+        let other = ClusterTopic(name: "a", configs: [:], partitions: [PartitionState(replicas: [1, 3], leader: 1, leaderEpoch: 2, isr: [3, 1])])
+        let snapshot = ClusterSnapshot(clusterName: "c", revision: 1, brokers: brokers, controller: 2, topics: ["t": topic, "a": other])
+        #expect(snapshot.partitionsToHandOver(from: 1) == ["a/0", "t/0"])
+        var gone = snapshot
+        gone.brokers[3] = nil
+        #expect(gone.partitionsToHandOver(from: 1) == ["t/0"], "a/0's other in-sync replica is not live")
+        #expect(snapshot.partitionsToHandOver(from: 2).isEmpty, "t/1's other in-sync replica is the broker leaving... or not live")
+    }
+
     @Test("a live leader stays at its epoch; the ISR drops the replicas that left")
     func liveLeaderStays() {
         let state = PartitionState(replicas: [1, 2, 3], leader: 1, leaderEpoch: 4, isr: [1, 2, 3])

@@ -83,6 +83,26 @@ struct ServeControllerTests {
         }
     }
 
+    @Test("SIGTERM the broker leading a partition: it leaves, and stops only once another in-sync replica leads (a controlled shutdown)")
+    func stoppedLeaderHandsOver() async throws {
+        try await withEtcdCluster { members, client in
+            try await withBrokers(members, client) { brokers, watcher, ready in
+                let controller = try #require(ready.controller)
+                let leaving = try #require((UInt32(1)...3).first { $0 != controller })
+                let partition = leaving - 1
+                #expect(ready.partition("orders", partition)?.leader == leaving)
+                let log = try #require(brokers[leaving]).server
+                #expect(await log.stop() == 0)
+                // Logged only once this broker's own watcher saw the partition led elsewhere;
+                // its server stops after that (`sluice serve`: leave, then shut down).
+                #expect(log.stderr.contains("handed over the leadership of 1 partition(s) before stopping"), "\(log.stderr)")
+                #expect(log.stderr.contains("orders/\(partition)"), "\(log.stderr)")
+                let state = try #require(watcher.cache.snapshot.partition("orders", partition))
+                #expect(state.leader != nil && state.leader != leaving && state.leaderEpoch == 1, "\(state)")
+            }
+        }
+    }
+
     @Test("SIGSTOP the controller past its lease: another is elected; after SIGCONT the old one's write is fenced and the new one's stand")
     func pausedControllerIsFenced() async throws {
         try await withEtcdCluster { members, client in

@@ -33,4 +33,18 @@ public struct ClusterSnapshot: Sendable, Hashable {
         guard let state = self.partition(topic, partition), let id = state.leader, let info = brokers[id] else { return nil }
         return (info, state.leaderEpoch)
     }
+
+    /// The partitions `broker` leads while another of their in-sync replicas is live, as
+    /// "topic/partition", sorted: what a controlled shutdown waits to see led elsewhere
+    /// once the broker has left (the controller moves each to a live ISR member). A
+    /// partition with no other live in-sync replica cannot move and is not listed.
+    public func partitionsToHandOver(from broker: UInt32) -> [String] {
+        var names: [String] = []
+        for (name, topic) in topics {
+            for (index, state) in topic.partitions.enumerated() where state.leader == broker {
+                if state.isr.contains(where: { $0 != broker && brokers[$0] != nil }) { names.append("\(name)/\(index)") }
+            }
+        }
+        return names.sorted()
+    }
 }
