@@ -36,6 +36,11 @@ struct ServeClusterOptions: ParsableArguments {
         why: ClusterLimits.defaults.controlledShutdownTimeout.why))
     var controlledShutdownSeconds: Int64 = ClusterLimits.defaults.controlledShutdownTimeout.value.components.seconds
 
+    @Option(help: .limit(
+        "Seconds between the controller's moves of leadership back to each partition's preferred replica once it is in sync (0: never).",
+        why: ClusterLimits.defaults.leaderRebalanceInterval.why))
+    var leaderRebalanceIntervalSeconds: Int64 = ClusterLimits.defaults.leaderRebalanceInterval.value.components.seconds
+
     func validate() throws {
         if cluster == nil {
             for (given, flag) in [(advertisedAddress != nil, "--advertised-address"), (rack != nil, "--rack")] where given {
@@ -44,6 +49,7 @@ struct ServeClusterOptions: ParsableArguments {
         }
         if let rack, rack.isEmpty || rack.utf8.contains(0) { throw ValidationError("--rack must be a non-empty name") }
         guard leaseTtl >= 1 else { throw ValidationError("--lease-ttl must be at least 1 second") }
+        guard leaderRebalanceIntervalSeconds >= 0 else { throw ValidationError("--leader-rebalance-interval-seconds must be 0 or more") }
         guard controlledShutdownSeconds >= 0 else { throw ValidationError("--controlled-shutdown-seconds must be 0 or more") }
     }
 
@@ -83,7 +89,9 @@ struct ServeClusterOptions: ParsableArguments {
             watcher = started
             let registry = try await BrokerRegistry.start(client: client, keys: keys, logger: logger)
             let candidacy = ControllerCandidacy.start(
-                info, keys: keys, client: client, registry: registry, leaseTTLSeconds: leaseTtl, logger: logger)
+                info, keys: keys, client: client, registry: registry, leaseTTLSeconds: leaseTtl,
+                leaderRebalanceInterval: leaderRebalanceIntervalSeconds > 0 ? .seconds(leaderRebalanceIntervalSeconds) : nil,
+                logger: logger)
             return ClusterMembership(client: client, registration: registration, watcher: started, registry: registry, candidacy: candidacy)
         } catch {
             await watcher?.stop()

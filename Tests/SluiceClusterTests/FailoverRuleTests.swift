@@ -25,6 +25,18 @@ struct FailoverRuleTests {
         #expect(snapshot.partitionsToHandOver(from: 2).isEmpty, "t/1's other in-sync replica is the broker leaving... or not live")
     }
 
+    @Test("preferred-leader election: back to the first replica only when it is live and in sync and the leader is live")
+    func preferredLeader() {
+        let away = PartitionState(replicas: [1, 2, 3], leader: 2, leaderEpoch: 4, isr: [2, 3, 1])
+        #expect(away.preferringFirstReplica(live: [1, 2, 3]) == PartitionState(replicas: [1, 2, 3], leader: 1, leaderEpoch: 5, isr: [2, 3, 1]))
+        let outOfSync = PartitionState(replicas: [1, 2, 3], leader: 2, leaderEpoch: 4, isr: [2, 3])
+        #expect(outOfSync.preferringFirstReplica(live: [1, 2, 3]) == outOfSync, "broker 1 may lack acknowledged records")
+        #expect(away.preferringFirstReplica(live: [2, 3]) == away, "broker 1 is not live")
+        #expect(away.preferringFirstReplica(live: [1, 3]) == away, "a leader that left is following(live:)'s to replace")
+        let home = PartitionState(replicas: [1, 2, 3], leader: 1, leaderEpoch: 4, isr: [1, 2, 3])
+        #expect(home.preferringFirstReplica(live: [1, 2, 3]) == home)
+    }
+
     @Test("a live leader stays at its epoch; the ISR drops the replicas that left")
     func liveLeaderStays() {
         let state = PartitionState(replicas: [1, 2, 3], leader: 1, leaderEpoch: 4, isr: [1, 2, 3])

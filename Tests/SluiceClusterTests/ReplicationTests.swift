@@ -144,6 +144,37 @@ struct ReplicationTests {
         }
     }
 
+    @Test("a killed leader restarted gets its leadership back once in sync (preferred-leader election)")
+    func restartedPreferredLeaderLeadsAgain() async throws {
+        try await withReplicatedCluster(extraFlags: ["--leader-rebalance-interval-seconds", "1"]) { cluster in
+            let ready = try await cluster.createTopic("orders")
+            let state = try #require(ready.partition("orders", 0))
+            let preferred = try #require(state.replicas.first)
+            #expect(state.leader == preferred, "placement makes the first replica the leader")
+            let producer = cluster.producer()
+            for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "a\(index)"), partition: 0) }
+
+            try await #require(cluster.brokers[preferred]).process.crash()
+            let failedOver = try await firstSnapshot(of: cluster.watcher.cache, "orders/0 led by another broker") {
+                $0.partition("orders", 0).map { $0.leader != nil && $0.leader != preferred } ?? false
+            }
+            for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "b\(index)"), partition: 0) }
+            try await cluster.restart(preferred)
+            // Back in the ISR first (its leader writes that), then the controller's next
+            // rebalance moves the leadership home at a new epoch.
+            let home = try await firstSnapshot(of: cluster.watcher.cache, within: .seconds(60), "orders/0 led by broker \(preferred) again") {
+                $0.partition("orders", 0)?.leader == preferred
+            }
+            let after = try #require(home.partition("orders", 0))
+            let before = try #require(failedOver.partition("orders", 0))
+            #expect(after.leaderEpoch > before.leaderEpoch && after.isr.contains(preferred), "\(after)")
+            for index in 0..<50 { _ = try await producer.send(topic: "orders", value: ByteBuffer(string: "c\(index)"), partition: 0) }
+            await producer.close()
+            let records = try await readAll(cluster, expected: 150)
+            #expect(records == (0..<50).map { "a\($0)" } + (0..<50).map { "b\($0)" } + (0..<50).map { "c\($0)" })
+        }
+    }
+
     @Test("a follower restarted with a flipped bit in a stored batch finds it, cuts its log below it and fetches it again")
     func damagedCopyIsScrubbedAndRefetched() async throws {
         try await withReplicatedCluster { cluster in
@@ -184,10 +215,13 @@ struct ReplicationTests {
         let directories: [UInt32: TemporaryDirectory]
         var brokers: [UInt32: (process: SluiceProcess, port: Int)] = [:]
         private var starts = 0
+        /// Flags every broker gets besides the cluster's.
+        let extraFlags: [String]
 
-        init(members: [EtcdProcess], watcher: ClusterMetadataWatcher) {
+        init(members: [EtcdProcess], watcher: ClusterMetadataWatcher, extraFlags: [String]) {
             self.members = members
             self.watcher = watcher
+            self.extraFlags = extraFlags
             directories = Dictionary(uniqueKeysWithValues: (UInt32(1)...3).map { ($0, TemporaryDirectory("sluice-replicate-\($0)")) })
         }
 
@@ -201,7 +235,7 @@ struct ReplicationTests {
             let endpoints = members.map(\.endpoint).joined(separator: ",")
             brokers[id] = try await SluiceProcess.serve(
                 ["--cluster", "etcd://\(endpoints)/replicate", "--broker-id", "\(id)", "--lease-ttl", "2",
-                 "--log-level", "notice"],
+                 "--log-level", "notice"] + extraFlags,
                 dataDirectory: directory.path("data"), logsIn: directory.url, logName: "serve-\(starts)")
         }
 
@@ -279,10 +313,22 @@ struct ReplicationTests {
         }
     }
 
-    func withReplicatedCluster(_ body: (ReplicatedCluster) async throws -> Void) async throws {
+    /// The first `expected` records of orders/0, read through the bootstrap list (the
+    /// consumer follows the leader).
+    func readAll(_ cluster: ReplicatedCluster, expected: Int) async throws -> [String] {
+        let consumer = Consumer(bootstrap: cluster.bootstrap, topic: "orders", partitions: [0: .earliest])
+        var values: [String] = []
+        for try await record in consumer {
+            values.append(String(buffer: record.value))
+            if values.count >= expected { break }
+        }
+        return values
+    }
+
+    func withReplicatedCluster(extraFlags: [String] = [], _ body: (ReplicatedCluster) async throws -> Void) async throws {
         try await withEtcdCluster { members, client in
             let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: etcdTestLogger)
-            let cluster = ReplicatedCluster(members: members, watcher: watcher)
+            let cluster = ReplicatedCluster(members: members, watcher: watcher, extraFlags: extraFlags)
             do {
                 for id in UInt32(1)...3 { try await cluster.start(id) }
                 _ = try await firstSnapshot(of: watcher.cache, "three brokers and a controller") { $0.brokers.count == 3 && $0.controller != nil }

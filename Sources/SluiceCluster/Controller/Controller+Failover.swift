@@ -43,6 +43,18 @@ extension PartitionState {
         return changed(leader: nil, isr: isr)
     }
 
+    /// The state with leadership back on the preferred replica (the first of `replicas`,
+    /// where placement spread leaders evenly), as Kafka's preferred-leader election: only
+    /// when it is live and in the ISR (so it holds every acknowledged record) and the
+    /// current leader is live (a partition without one is `following(live:)`'s work).
+    /// The epoch goes up by one; the ISR stays as it is.
+    public func preferringFirstReplica(live: Set<UInt32>) -> PartitionState {
+        guard let preferred = replicas.first, let leader, leader != preferred, live.contains(leader),
+              live.contains(preferred), isr.contains(preferred)
+        else { return self }
+        return changed(leader: preferred, isr: isr)
+    }
+
     /// This state led by `leader` with `isr`, the epoch bumped if the leader changed.
     private func changed(leader next: UInt32?, isr nextISR: [UInt32]) -> PartitionState {
         let state = PartitionState(
@@ -60,6 +72,27 @@ extension Controller {
     /// changed partition is written with `mod_revision(key) ==` the revision read, in Txns
     /// of `partitionKeysPerTxn`; a concurrent change makes it read again. Returns what moved.
     public func reconcile() async throws(ControllerError) -> [PartitionMove] {
+        try await rewritePartitions("followed the live brokers") { state, record, live in
+            state.following(live: live, uncleanElection: record.allowsUncleanElection)
+        }
+    }
+
+    /// Moves the leadership of every partition whose preferred replica (the first) is
+    /// live, in sync and not leading back to it (`PartitionState.preferringFirstReplica`):
+    /// after failovers and restarts leadership piles up on the brokers that stayed, and
+    /// this spreads it as placement meant. Written like `reconcile`; returns what moved.
+    public func electPreferredLeaders() async throws(ControllerError) -> [PartitionMove] {
+        try await rewritePartitions("elected the preferred leaders") { state, _, live in
+            state.preferringFirstReplica(live: live)
+        }
+    }
+
+    /// Rewrites every partition `rule` changes, given the topic's record and the live
+    /// brokers as etcd has them now, each with `mod_revision(key) ==` the revision read, in
+    /// Txns of `partitionKeysPerTxn`; a concurrent change makes it read again.
+    private func rewritePartitions(
+        _ what: String, _ rule: @escaping @Sendable (PartitionState, TopicRecord, Set<UInt32>) -> PartitionState
+    ) async throws(ControllerError) -> [PartitionMove] {
         try await serially { () async throws(ControllerError) -> [PartitionMove] in
             var moved: [PartitionMove] = []
             for _ in 0..<ClusterLimits.defaults.controllerAttempts.value {
@@ -68,7 +101,7 @@ extension Controller {
                 var pending: [(move: PartitionMove, modRevision: Int64)] = []
                 for (name, record) in keyspace.topics.sorted(by: { $0.key < $1.key }) {
                     for (partition, state) in (keyspace.completeTopic(name) ?? []).enumerated() {
-                        let after = state.value.following(live: live, uncleanElection: record.value.allowsUncleanElection)
+                        let after = rule(state.value, record.value, live)
                         guard after != state.value else { continue }
                         let move = PartitionMove(topic: name, partition: UInt32(partition), before: state.value, after: after)
                         pending.append((move, state.modRevision))
@@ -90,7 +123,7 @@ extension Controller {
                 }
                 if clean { return moved }
             }
-            throw .etcd("partition states kept changing while the controller followed the live brokers")
+            throw .etcd("partition states kept changing while the controller \(what)")
         }
     }
 }

@@ -26,20 +26,26 @@ public final class ControllerCandidacy: TopicController {
     private let keys: ClusterKeys
 
     /// Starts standing; returns at once.
+    /// `leaderRebalanceInterval`: while in office, how often the controller moves
+    /// leadership back to preferred replicas (`Controller.electPreferredLeaders`); nil never.
     public static func start(
         _ info: BrokerInfo, keys: ClusterKeys, client: EtcdClient, registry: BrokerRegistry,
-        leaseTTLSeconds: Int64, logger: Logger
+        leaseTTLSeconds: Int64, leaderRebalanceInterval: Duration? = ClusterLimits.defaults.leaderRebalanceInterval.value,
+        logger: Logger
     ) -> ControllerCandidacy {
-        let candidacy = ControllerCandidacy(info: info, keys: keys, client: client)
+        let candidacy = ControllerCandidacy(info: info, keys: keys, client: client, leaderRebalanceInterval: leaderRebalanceInterval)
         let task = Task { await candidacy.run(registry: registry, leaseTTLSeconds: leaseTTLSeconds, logger: logger) }
         candidacy.task.withLock { $0 = task }
         return candidacy
     }
 
-    private init(info: BrokerInfo, keys: ClusterKeys, client: EtcdClient) {
+    private let leaderRebalanceInterval: Duration?
+
+    private init(info: BrokerInfo, keys: ClusterKeys, client: EtcdClient, leaderRebalanceInterval: Duration?) {
         self.info = info
         self.keys = keys
         self.client = client
+        self.leaderRebalanceInterval = leaderRebalanceInterval
     }
 
     /// The controller while this broker is elected; nil otherwise.
@@ -118,10 +124,32 @@ public final class ControllerCandidacy: TopicController {
                 await Self.follow(registry: registry, controller: controller, logger: logger)
                 return nil
             }
+            if let interval = leaderRebalanceInterval {
+                group.addTask {
+                    await Self.rebalance(every: interval, controller: controller, logger: logger)
+                    return nil
+                }
+            }
             // Whichever ends first ends the term.
             let first = await group.next() ?? nil
             group.cancelAll()
             return first
+        }
+    }
+
+    /// Elects preferred leaders every `interval` until cancelled (the term's end). A failed
+    /// attempt (etcd, or fenced: `follow` ends the term then) waits for the next interval.
+    private static func rebalance(every interval: Duration, controller: Controller, logger: Logger) async {
+        while !Task.isCancelled {
+            // A period, not synchronisation: how often leadership is spread again.
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            do throws(ControllerError) {
+                let moves = try await controller.electPreferredLeaders()
+                if !moves.isEmpty { logger.notice("preferred leaders elected: \(moves.map(\.description).joined(separator: "; "))") }
+            } catch {
+                logger.warning("electing preferred leaders failed; trying again in \(interval)", metadata: ["error": "\(error)"])
+            }
         }
     }
 
