@@ -175,16 +175,38 @@ final class PartitionManager: PartitionOffsetsSource {
             defer { slots.removeAll() }
             return Array(slots.values)
         }
-        for slot in all {
-            guard case .online(let partition) = slot else { continue }
-            partition.markClosed()
-            if partition.log.fenceError == nil { partition.snapshotAtClose() }
-            do throws(LogError) {
-                try await partition.log.close()
-            } catch {
-                logger.error("closing a partition log failed", metadata: [
-                    "topic": "\(partition.topicName)", "partition": "\(partition.index)", "error": "\(error)"])
+        let online = all.compactMap { slot -> Partition? in
+            guard case .online(let partition) = slot else { return nil }
+            return partition
+        }
+        // Closed `closeConcurrency` at a time: each close waits for its own syncs (files,
+        // directory), and one after another 10,000 freshly written partitions took 24 s
+        // of fdatasync latency in a row; the disk takes many at once.
+        let logger = self.logger
+        await withTaskGroup(of: Void.self) { group in
+            var next = online.makeIterator()
+            func closeNext() -> Bool {
+                guard let partition = next.next() else { return false }
+                group.addTask { await Self.close(partition, logger: logger) }
+                return true
             }
+            for _ in 0..<Self.closeConcurrency where !closeNext() { break }
+            while await group.next() != nil { _ = closeNext() }
+        }
+    }
+
+    /// Partitions closed at once at shutdown: above the storage's sync threads, so a sync
+    /// is always queued behind the one running.
+    static let closeConcurrency = 16
+
+    private static func close(_ partition: Partition, logger: Logger) async {
+        partition.markClosed()
+        if partition.log.fenceError == nil { partition.snapshotAtClose() }
+        do throws(LogError) {
+            try await partition.log.close()
+        } catch {
+            logger.error("closing a partition log failed", metadata: [
+                "topic": "\(partition.topicName)", "partition": "\(partition.index)", "error": "\(error)"])
         }
     }
 

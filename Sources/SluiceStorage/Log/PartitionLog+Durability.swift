@@ -146,6 +146,21 @@ extension PartitionLog {
         guard let intervalFlusher else { return }
         intervalFlusher?.cancel()
         await waitForSyncRunToEnd()
+        // The final syncs run on the sync threads, not the caller's: a broker closing
+        // thousands of partitions at shutdown closes many at once, and blocking fdatasyncs
+        // on the cooperative pool would run two at a time (its width here) and stall it.
+        let closed: Result<Void, LogError>
+        do {
+            closed = try await syncThreads.runIfActive { [self] in Result { () throws(LogError) in try closeFiles() } }
+        } catch {
+            closed = Result { () throws(LogError) in try closeFiles() }  // the pool is shutting down
+        }
+        try closed.get()
+    }
+
+    /// Syncs and checkpoints the active segment and writes the clean-shutdown marker, once
+    /// (a log already marked clean, or fenced, is left as it is); unloads every segment.
+    private func closeFiles() throws(LogError) {
         try state.withLock { (s) throws(LogError) in
             defer {
                 for segment in s.segments { segment.unload() }
