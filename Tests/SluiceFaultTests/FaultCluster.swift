@@ -69,7 +69,9 @@ final class FaultCluster: @unchecked Sendable {
             let keys = ClusterKeys(clusterName: clusterName)
             let watcher = try await ClusterMetadataWatcher.start(client: client, keys: keys, logger: etcdTestLogger)
             var flags = ["--cluster", "etcd://" + members.map(\.endpoint).joined(separator: ",") + "/" + clusterName,
-                         "--lease-ttl", "2", "--log-level", "notice"]
+                         "--lease-ttl", "2",
+                         // $SLUICE_FAULT_LOG_LEVEL (e.g. info) to see ISR changes in the kept logs.
+                         "--log-level", ProcessInfo.processInfo.environment["SLUICE_FAULT_LOG_LEVEL"] ?? "notice"]
             if let fsync = settings.fsync { flags += ["--fsync", fsync] }
             var brokers: [UInt32: FaultBroker] = [:]
             for id in network.brokers {
@@ -90,8 +92,11 @@ final class FaultCluster: @unchecked Sendable {
             }
             await cluster.stopBrokers()
             await watcher.stop()
-            // The logs and reports stay (a few kilobytes); the brokers' data goes.
-            for id in network.brokers { try? FileManager.default.removeItem(atPath: cluster.broker(id).dataDirectory) }
+            // The logs and reports stay (a few kilobytes); the brokers' data goes, unless
+            // $SLUICE_FAULT_KEEP_DATA=1 (to look at the segments after a failed check).
+            if ProcessInfo.processInfo.environment["SLUICE_FAULT_KEEP_DATA"] != "1" {
+                for id in network.brokers { try? FileManager.default.removeItem(atPath: cluster.broker(id).dataDirectory) }
+            }
         }
     }
 
