@@ -120,13 +120,25 @@ extension Broker {
         case .all, .unspecified, .unrecognized: true
         }
         var replicaSet: ReplicaSet?
-        if let leaderEpoch, let known = leadership?.replicaSet(topic: request.topic, partition: request.partition),
-           known.leaderEpoch == UInt32(leaderEpoch) {
+        if let leaderEpoch {
+            guard let known = leadership?.replicaSet(topic: request.topic, partition: request.partition),
+                  known.leaderEpoch == UInt32(leaderEpoch)
+            else {
+                // Never appended without its replicas: acks=all would fall back to this
+                // broker's own sync, and a failover would lose what it acknowledged.
+                return refused(.leadershipChanging(topic: request.topic, partition: request.partition))
+            }
             replicas?.followers(of: partition, replicaSet: known)
             if waitsForISR, known.isr.count < config.minInsyncReplicas {
                 return refused(.notEnoughReplicas(isr: known.isr, minimum: config.minInsyncReplicas))
             }
             replicaSet = known
+        }
+        if waitsForISR, leadership != nil, leaderEpoch == nil, partition.log.config.replicated {
+            // A replicated copy the cluster's metadata does not know right now (a view
+            // being replaced): with no leader epoch and no ISR, acks=all has nothing to
+            // wait on but this broker's own sync.
+            return refused(.leadershipChanging(topic: request.topic, partition: request.partition))
         }
         let appended: AppendResult
         do throws(LogError) {

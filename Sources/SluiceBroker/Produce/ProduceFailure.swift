@@ -108,6 +108,13 @@ struct ProduceFailure: Error, Sendable, Equatable {
             "not leader for \(topic)/\(partition): leadership moved before every in-sync replica had the batch appended at offset \(baseOffset); it may be lost, retry")
     }
 
+    /// The metadata named this broker leader, but its replicas at that epoch could not be
+    /// read with it (leadership moving as the batch arrived): nothing is appended, since
+    /// an acks=all answer needs the in-sync replicas it waits for.
+    static func leadershipChanging(topic: String, partition: UInt32) -> ProduceFailure {
+        ProduceFailure(.notLeader, "the leadership of \(topic)/\(partition) is changing; retry")
+    }
+
     static func notDurableInTime(baseOffset: Int64) -> ProduceFailure {
         ProduceFailure(
             .requestTimedOut,

@@ -224,6 +224,24 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func aBatchArrivingWhileLeadershipMovesIsNotAppended() async throws {
+        // The verdict says "leads at epoch 3", the replicas read a moment later say
+        // epoch 4 (or nothing): appending would leave acks=all with no ISR to wait for,
+        // and it used to fall back to the leader's own sync, acknowledging what a
+        // failover then lost.
+        let leader = try Leader.start(isr: [1, 2], minInsync: 2)
+        let log = try leader.log
+        leader.leadership.answerReplicaSet(Leader.topic, 0, with: ReplicaSet(replicas: [1, 2, 3], leader: 2, leaderEpoch: 4, isr: [2, 3]))
+        let moving = try await leader.produce(["a"], acks: .all)
+        #expect(moving.error == .notLeader && moving.errorMessage.contains("changing"), "\(moving)")
+        leader.leadership.answerReplicaSet(Leader.topic, 0, with: nil)
+        #expect(try await leader.produce(["a"], acks: .all).error == .notLeader)
+        leader.leadership.forget(Leader.topic, 0)
+        #expect(try await leader.produce(["a"], acks: .all).error == .notLeader, "a replicated copy the metadata does not know")
+        #expect(log.logEndOffset == 0, "nothing appended")
+        try await leader.stop()
+    }
+
     @Test func acksAllIsRefusedWhenTheISRIsBelowTheMinimum() async throws {
         let leader = try Leader.start(isr: [1], minInsync: 2)
         let refused = try await leader.produce(["a"], acks: .all)

@@ -12,6 +12,8 @@ import Testing
 final class FakeLeadership: PartitionLeadership {
     private struct State {
         var sets: [String: ReplicaSet] = [:]
+        /// What `replicaSet` answers instead (a view read a moment after the verdict's).
+        var laterViews: [String: ReplicaSet?] = [:]
         var bells: [UInt64: AsyncStream<Void>.Continuation] = [:]
     }
 
@@ -38,8 +40,22 @@ final class FakeLeadership: PartitionLeadership {
         set(topic, partition, replicaSet)
     }
 
+    /// The partition unknown to the metadata (the verdict is `.unknown`).
+    func forget(_ topic: String, _ partition: UInt32) {
+        state.withLock { s in
+            s.sets[Self.key(topic, partition)] = nil
+            s.laterViews[Self.key(topic, partition)] = nil
+        }
+    }
+
+    /// Makes `replicaSet` answer `view` (nil: unknown) while `verdict` still answers from
+    /// the set: leadership moving between the two questions.
+    func answerReplicaSet(_ topic: String, _ partition: UInt32, with view: ReplicaSet?) {
+        state.withLock { $0.laterViews[Self.key(topic, partition)] = .some(view) }
+    }
+
     func verdict(topic: String, partition: UInt32) -> LeadershipVerdict {
-        guard let replicaSet = replicaSet(topic: topic, partition: partition) else { return .unknown }
+        guard let replicaSet = state.withLock({ $0.sets[Self.key(topic, partition)] }) else { return .unknown }
         guard replicaSet.leader == localBrokerID else {
             return .elsewhere(replicaSet.leader.map {
                 LeaderHint(brokerId: $0, address: "10.0.0.\($0):9092", leaderEpoch: replicaSet.leaderEpoch)
@@ -49,7 +65,10 @@ final class FakeLeadership: PartitionLeadership {
     }
 
     func replicaSet(topic: String, partition: UInt32) -> ReplicaSet? {
-        state.withLock { $0.sets[Self.key(topic, partition)] }
+        state.withLock { s in
+            if let later = s.laterViews[Self.key(topic, partition)] { return later }
+            return s.sets[Self.key(topic, partition)]
+        }
     }
 
     func ringOnChange(id: UInt64, _ bell: AsyncStream<Void>.Continuation) {
