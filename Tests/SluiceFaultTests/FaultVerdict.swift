@@ -40,6 +40,16 @@ extension FaultCluster {
             if copies.count < ids.count { report.replicaProblems.append("\(Self.topic)/\(partition): only brokers \(copies.keys.sorted()) hold a copy") }
             report.replicaProblems += ReplicaCopies.compare(partition: "\(Self.topic)/\(partition)", copies: copies, highWatermark: highWatermark)
         }
+        // A leader that acknowledged what an in-sync replica did not hold says so in its
+        // log (Broker+Produce): a broken promise even when a later read happens to find
+        // the records.
+        let logs = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in logs.sorted() where name.hasPrefix("broker-") && name.hasSuffix(".err") {
+            let text = (try? String(contentsOfFile: directory.path(name), encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n") where line.contains("acks=all answered for a batch an in-sync replica does not hold") {
+                report.replicaProblems.append("\(name): \(line)")
+            }
+        }
         report.notes = notes
         report.crashes = crashes
         report.interruption = interruption.map { "\($0)" }

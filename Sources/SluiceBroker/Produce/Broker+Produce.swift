@@ -1,3 +1,4 @@
+import Logging
 public import SluiceAPI
 import SluiceStorage
 import Synchronization
@@ -243,6 +244,15 @@ extension Broker {
         let isr = leadership?.replicaSet(topic: answer.topic, partition: answer.partition)?.isr ?? inSync.isr
         guard isr.count >= inSync.minInsync else {
             return .notEnoughReplicasAfterAppend(baseOffset: answer.baseOffset, isr: isr, minimum: inSync.minInsync)
+        }
+        // The high watermark covers the batch, so every in-sync follower reported holding
+        // it; said loudly if not (a broken invariant of the replica floor), since the
+        // answer is a promise a failover would then break.
+        if let missing = replicas?.memberMissing(inSync.lastOffset, of: durability.partition, epoch: inSync.epoch, isr: isr) {
+            logger.error("acks=all answered for a batch an in-sync replica does not hold", metadata: [
+                "partition": "\(answer.topic)/\(answer.partition)", "lastOffset": "\(inSync.lastOffset)",
+                "replica": "\(missing.replica)", "its end": "\(missing.end)", "isr": "\(isr)",
+                "highWatermark": "\(durability.partition.log.highWatermark.offset)"])
         }
         return nil
     }

@@ -87,6 +87,22 @@ final class LeaderReplication: Sendable {
         }
     }
 
+    /// An in-sync follower whose last report does not hold `offset` (its durable end under
+    /// `always`), while this broker leads `partition` at `epoch`: what must never be when
+    /// an acks=all answer covering `offset` goes out. Followers not yet heard at this
+    /// epoch are not judged (a retried batch's original may be answered before they are).
+    func memberMissing(_ offset: Int64, of partition: Partition, epoch: UInt32, isr: [UInt32]) -> (replica: UInt32, end: Int64)? {
+        let key = PartitionManager.PartitionKey(topicID: partition.topicID, partition: partition.index)
+        guard let followers = led.withLock({ $0[key] }), followers.leaderEpoch == epoch else { return nil }
+        let durable = partition.log.config.fsyncPolicy == .always
+        for member in isr where member != leadership.localBrokerID {
+            guard let progress = followers.progress(of: member) else { continue }
+            let end = durable ? progress.durableEnd : progress.logEnd
+            if end <= offset { return (member, end) }
+        }
+        return nil
+    }
+
     /// Follows the cluster's views and runs the periodic check, until cancelled.
     func run(ringID: UInt64) async {
         let (rings, bell) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))

@@ -242,6 +242,26 @@ import Testing
         try await leader.stop()
     }
 
+    @Test func anAnswerForABatchAnInSyncReplicaDoesNotHoldIsSaidLoudly() async throws {
+        let errors = ErrorLines()
+        let leader = try Leader.start(isr: [1, 2], errors: errors)
+        let log = try leader.log
+        let produce = ProduceCall(leader.broker)
+        produce.send(ProduceRequest(topic: Leader.topic, partition: 0, acks: .all, batch: TestBatches.batch(["a", "b"])))
+        try await eventually("the batch is appended") { log.logEndOffset == 2 }
+        // Follower 2 holds one record; a floor set past it behind the leader's back breaks
+        // the invariant the answer rests on.
+        _ = try await leader.follower(2).ask([Leader.position(1, lastFetchedEpoch: 3)], maxWaitMs: 1)
+        #expect(log.highWatermark.offset == 1)
+        log.setReplicaFloor(2)
+        let answer = try await produce.next()
+        #expect(answer.error == .none)
+        let said = errors.all
+        #expect(said.contains { $0.contains("acks=all answered for a batch an in-sync replica does not hold") && $0.contains("replica=2") }, "\(said)")
+        try await produce.close()
+        try await leader.stop()
+    }
+
     @Test func acksAllIsRefusedWhenTheISRIsBelowTheMinimum() async throws {
         let leader = try Leader.start(isr: [1], minInsync: 2)
         let refused = try await leader.produce(["a"], acks: .all)

@@ -82,6 +82,27 @@ final class FakeLeadership: PartitionLeadership {
 
 /// Records the ISR changes asked for and, when it answers `.written`, shows them in the
 /// metadata as the controller's write would.
+/// A log handler keeping the messages logged at error and above, for tests of what a broker says.
+final class ErrorLines: LogHandler, @unchecked Sendable {
+    // @unchecked: `messages` is behind its mutex; the two settings are set once, before use.
+    let messages = Mutex<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .error
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    var all: [String] { messages.withLock { $0 } }
+
+    func log(event: LogEvent) {
+        guard event.level >= .error else { return }
+        let details = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        messages.withLock { $0.append("\(event.message) \(details)") }
+    }
+}
+
 final class FakeISRChanger: ISRChanger {
     private let asked = Mutex<[[UInt32]]>([])
     let leadership: FakeLeadership
@@ -136,7 +157,8 @@ struct LeaderUnderTest: Sendable {
 
     static func start(
         isr: [UInt32] = [1, 2, 3], epoch: UInt32 = 3, fsync: FsyncPolicy = .never, minInsync: Int = 1,
-        lagMaxMs: Int64 = 600_000, changeOutcome: ISRChangeOutcome = .written, showsWrites: Bool = true
+        lagMaxMs: Int64 = 600_000, changeOutcome: ISRChangeOutcome = .written, showsWrites: Bool = true,
+        errors: ErrorLines? = nil
     ) throws -> LeaderUnderTest {
         let leadership = FakeLeadership()
         leadership.set(topic, 0, ReplicaSet(replicas: [1, 2, 3], leader: 1, leaderEpoch: epoch, isr: isr))
@@ -150,8 +172,8 @@ struct LeaderUnderTest: Sendable {
         var replication = ReplicationSettings()
         replication.isrChanger = changer
         replication.replicaLagTimeMaxMs = lagMaxMs
-        var logger = Logger(label: "leader-test")
-        logger.logLevel = .critical
+        var logger = errors.map { lines in Logger(label: "leader-test") { _ in lines } } ?? Logger(label: "leader-test")
+        logger.logLevel = errors == nil ? .critical : .error
         let directory = TemporaryDirectory()
         let broker = try Broker(
             directory: DataDirectory.open(directory.path), storage: storage, leadership: leadership, replication: replication,
