@@ -51,7 +51,8 @@ public actor Producer {
     /// REQUEST_TIMED_OUT by) before a silent stream is given up: its answer's trip back.
     static let answerSlack: Duration = .seconds(1)
 
-    private struct SpaceWaiter {
+    /// A caller of `enqueue` suspended until the byte budget has room (`Producer+ByteBudget.swift`).
+    struct SpaceWaiter {
         var id: Int
         var bytes: Int
         var continuation: CheckedContinuation<Void, any Error>
@@ -81,9 +82,9 @@ public actor Producer {
     /// Wakes at the earliest `answerDeadline` in flight (see `armAnswerWatchdog`).
     private var answerWatchdog: (at: ContinuousClock.Instant, task: Task<Void, Never>)?
     private var lastError: [TopicPartition: String] = [:]
-    private var bufferedBytes = 0
-    private var spaceWaiters: Deque<SpaceWaiter> = []
-    private var nextSpaceWaiter = 0
+    var bufferedBytes = 0
+    var spaceWaiters: Deque<SpaceWaiter> = []
+    var nextSpaceWaiter = 0
     private var nextCorrelationID: UInt64 = 1
     var isClosed = false
     var sequencer = IdempotentSequencer()
@@ -577,52 +578,6 @@ public actor Producer {
     private func fail(_ batch: PartitionAccumulator<Item>.Batch, _ error: ProducerError) {
         for item in batch.items { item.delivery.complete(.failure(error)) }
         release(batch.items.reduce(0) { $0 + $1.bytes })
-    }
-
-    // MARK: Byte budget
-
-    private func reserve(_ bytes: Int) async throws {
-        if spaceWaiters.isEmpty && bufferedBytes + bytes <= configuration.maxBufferedBytes {
-            bufferedBytes += bytes
-            return
-        }
-        guard configuration.whenBufferFull == .block else { throw ProducerError.bufferFull }
-        nextSpaceWaiter += 1
-        let id = nextSpaceWaiter
-        // Bounded without a timer of its own: records in flight are answered or fail by
-        // their delivery deadline, and each frees its bytes.
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                } else {
-                    spaceWaiters.append(SpaceWaiter(id: id, bytes: bytes, continuation: continuation))
-                }
-            }
-        } onCancel: {
-            Task { [counted = ClientTasks.begin()] in
-                defer { counted.end() }
-                await self.cancelSpaceWaiter(id)
-            }
-        }
-    }
-
-    private func cancelSpaceWaiter(_ id: Int) {
-        guard let index = spaceWaiters.firstIndex(where: { $0.id == id }) else { return }
-        spaceWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
-        // A large waiter leaving may let smaller ones behind it in.
-        release(0)
-    }
-
-    private func release(_ bytes: Int) {
-        bufferedBytes -= bytes
-        precondition(bufferedBytes >= 0, "released more bytes than were reserved")
-        // First come, first served: a large waiter is not overtaken by smaller ones.
-        while let first = spaceWaiters.first, bufferedBytes + first.bytes <= configuration.maxBufferedBytes {
-            spaceWaiters.removeFirst()
-            bufferedBytes += first.bytes
-            first.continuation.resume()
-        }
     }
 
     static func nowMilliseconds() -> Int64 {
