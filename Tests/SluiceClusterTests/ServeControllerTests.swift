@@ -97,8 +97,12 @@ struct ServeControllerTests {
                 // its server stops after that (`sluice serve`: leave, then shut down).
                 #expect(log.stderr.contains("handed over the leadership of 1 partition(s) before stopping"), "\(log.stderr)")
                 #expect(log.stderr.contains("orders/\(partition)"), "\(log.stderr)")
-                let state = try #require(watcher.cache.snapshot.partition("orders", partition))
-                #expect(state.leader != nil && state.leader != leaving && state.leaderEpoch == 1, "\(state)")
+                // The test's own watcher may see the move a moment after the broker's did.
+                let moved = try await firstSnapshot(of: watcher.cache, "orders/\(partition) led by another broker") { snapshot in
+                    snapshot.partition("orders", partition).map { $0.leader != nil && $0.leader != leaving } ?? false
+                }
+                let state = try #require(moved.partition("orders", partition))
+                #expect(state.leaderEpoch == 1, "\(state)")
             }
         }
     }
