@@ -45,22 +45,33 @@ struct ServeControllerTests {
         await watcher.stop()
     }
 
+    /// A broker that is not the controller, and the partition of "orders" it leads
+    /// (`withBrokers` makes broker p + 1 the leader of partition p).
+    func leaderOtherThanController(_ ready: ClusterSnapshot) throws -> (broker: UInt32, partition: UInt32) {
+        let controller = try #require(ready.controller)
+        let broker = try #require((UInt32(1)...3).first { $0 != controller })
+        #expect(ready.partition("orders", broker - 1)?.leader == broker)
+        return (broker, broker - 1)
+    }
+
+    /// The first state of orders/`partition` that `watcher` sees led by a broker other than `previous`.
+    func ledElsewhere(_ partition: UInt32, than previous: UInt32, _ watcher: ClusterMetadataWatcher) async throws -> PartitionState {
+        let moved = try await firstSnapshot(of: watcher.cache, "orders/\(partition) led by another broker") { snapshot in
+            snapshot.partition("orders", partition).map { $0.leader != nil && $0.leader != previous } ?? false
+        }
+        return try #require(moved.partition("orders", partition))
+    }
+
     @Test("SIGKILL the broker leading a partition: a new leader at epoch + 1, logged; the controller stopped with SIGTERM steps down first")
     func killedLeaderFailsOver() async throws {
         try await withEtcdCluster { members, client in
             try await withBrokers(members, client) { brokers, watcher, ready in
                 let controller = try #require(ready.controller)
                 // A victim that is not the controller: the failover is the controller's work.
-                let victim = try #require((UInt32(1)...3).first { $0 != controller })
-                let partition = victim - 1
-                #expect(ready.partition("orders", partition)?.leader == victim)
+                let (victim, partition) = try leaderOtherThanController(ready)
 
                 try await #require(brokers[victim]).server.crash()
-                let moved = try await firstSnapshot(of: watcher.cache, "orders/\(partition) led by another broker") { snapshot in
-                    guard let state = snapshot.partition("orders", partition) else { return false }
-                    return state.leader != nil && state.leader != victim
-                }
-                let state = try #require(moved.partition("orders", partition))
+                let state = try await ledElsewhere(partition, than: victim, watcher)
                 #expect(state.leaderEpoch == 1, "\(state)")
                 #expect(!state.isr.contains(victim), "\(state)")
                 let log = try #require(brokers[controller]).server
@@ -87,10 +98,7 @@ struct ServeControllerTests {
     func stoppedLeaderHandsOver() async throws {
         try await withEtcdCluster { members, client in
             try await withBrokers(members, client) { brokers, watcher, ready in
-                let controller = try #require(ready.controller)
-                let leaving = try #require((UInt32(1)...3).first { $0 != controller })
-                let partition = leaving - 1
-                #expect(ready.partition("orders", partition)?.leader == leaving)
+                let (leaving, partition) = try leaderOtherThanController(ready)
                 let log = try #require(brokers[leaving]).server
                 #expect(await log.stop() == 0)
                 // Logged only once this broker's own watcher saw the partition led elsewhere;
@@ -98,10 +106,7 @@ struct ServeControllerTests {
                 #expect(log.stderr.contains("handed over the leadership of 1 partition(s) before stopping"), "\(log.stderr)")
                 #expect(log.stderr.contains("orders/\(partition)"), "\(log.stderr)")
                 // The test's own watcher may see the move a moment after the broker's did.
-                let moved = try await firstSnapshot(of: watcher.cache, "orders/\(partition) led by another broker") { snapshot in
-                    snapshot.partition("orders", partition).map { $0.leader != nil && $0.leader != leaving } ?? false
-                }
-                let state = try #require(moved.partition("orders", partition))
+                let state = try await ledElsewhere(partition, than: leaving, watcher)
                 #expect(state.leaderEpoch == 1, "\(state)")
             }
         }
